@@ -1,0 +1,385 @@
+//! Issuing end-entity TLS certificates from a CSR (BR §7.1.2.7), lint first, then sign.
+//!
+//! Boulder's order: the certificate is built and signed with a throwaway key of the CA key's
+//! type, parsed back and checked against the rules below, and only then is the identical
+//! TBSCertificate signed by the real CA key. A certificate that breaks a rule is never
+//! signed by a key that matters.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::ca::CaProfile;
+use crate::csr::parse_csr;
+use crate::extensions::{self, POLICY_DOMAIN_VALIDATED};
+use crate::identifier::Identifier;
+use crate::keys::KeyType;
+use crate::policy::PolicyError;
+use crate::serial::{random_serial, SERIAL_LEN};
+use crate::signer::{FileSigner, RcgenSigner, Signer};
+use crate::{cert_info, PkiError};
+
+mod key_check;
+mod lint;
+
+pub(crate) use key_check::check_public_key;
+
+/// BR §6.3.2: subscriber certificates issued after 2020-09-01 are valid for at most 398 days.
+pub const MAX_LEAF_LIFETIME: Duration = Duration::days(398);
+
+/// Why a certificate was not issued. Each variant maps to one ACME problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The CSR is unparseable, its signature is bad, or its names differ from the order's
+    /// identifiers (RFC 8555 §7.4: `badCSR`).
+    #[error("bad CSR: {0}")]
+    BadCsr(String),
+    /// The CSR's key is unacceptable (BR §6.1.5, §6.1.6; RFC 8555 `badPublicKey`).
+    #[error("bad public key: {0}")]
+    BadPublicKey(String),
+    /// An identifier is outside the tenant's permitted subtrees (`rejectedIdentifier`).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The requested validity is unacceptable (BR §6.3.2).
+    #[error("bad validity period: {0}")]
+    Validity(String),
+    /// The linted to-be-signed certificate broke a profile rule; nothing was signed by the
+    /// CA key (`serverInternal`).
+    #[error("certificate lint failed: {0}")]
+    Lint(String),
+    /// Building or signing failed (`serverInternal`).
+    #[error("issuance failed")]
+    Internal(#[from] PkiError),
+}
+
+/// An issuance request, after the server has checked the order's authorizations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueRequest {
+    /// The finalize CSR, DER (RFC 8555 §7.4).
+    pub csr_der: Vec<u8>,
+    /// The order's identifiers; the CSR must name exactly these.
+    pub identifiers: Vec<Identifier>,
+    /// notBefore (truncated to the second).
+    pub not_before: OffsetDateTime,
+    /// notAfter (truncated to the second).
+    pub not_after: OffsetDateTime,
+}
+
+/// A signed certificate and what the server stores about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Its serial number, big-endian.
+    pub serial: Vec<u8>,
+    /// notBefore as written.
+    pub not_before: OffsetDateTime,
+    /// notAfter as written.
+    pub not_after: OffsetDateTime,
+}
+
+/// A tenant's issuing CA: its certificate, the signer holding its key, and its profile.
+pub struct Issuer {
+    name: String,
+    cert_der: Vec<u8>,
+    chain_ders: Vec<Vec<u8>>,
+    signer: Arc<dyn Signer>,
+    profile: CaProfile,
+    allowed_key_types: Vec<KeyType>,
+    forbidden_spkis: Vec<Vec<u8>>,
+    throwaway: FileSigner,
+    ca_subject_raw: Vec<u8>,
+    ca_ski: Option<Vec<u8>>,
+    ca_not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("name", &self.name)
+            .field("profile", &self.profile)
+            .field("allowed_key_types", &self.allowed_key_types)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// Sets up issuance for the CA certificate `cert_der` whose key `signer` holds.
+    ///
+    /// `name` is short (`"default"`) and names the CRL (`{base}/crl/{name}.crl`) and caIssuers
+    /// (`{base}/ca/{name}.cer`) URLs. `chain_ders` are the certificates above the CA (up to
+    /// the root); CSRs with any of their keys are refused. An empty `allowed_key_types`
+    /// allows every [`KeyType`].
+    pub fn new(
+        name: &str,
+        cert_der: Vec<u8>,
+        chain_ders: Vec<Vec<u8>>,
+        signer: Arc<dyn Signer>,
+        profile: CaProfile,
+        allowed_key_types: Vec<KeyType>,
+    ) -> Result<Self, PkiError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(PkiError::InvalidProfile(format!(
+                "issuer name {name:?} must be letters, digits, '-' or '_'"
+            )));
+        }
+        profile.crl_url(name)?;
+        let (_, cert) =
+            X509Certificate::from_der(&cert_der).map_err(PkiError::parse("issuing CA certificate"))?;
+        if cert.public_key().raw != signer.public_key_der() {
+            return Err(PkiError::SignerMismatch);
+        }
+        let ca_subject_raw = cert.subject().as_raw().to_vec();
+        let ca_ski = lint::subject_key_id(&cert);
+        let ca_not_after = cert.validity().not_after.to_datetime();
+        let mut forbidden_spkis = vec![signer.public_key_der().to_vec()];
+        for der in &chain_ders {
+            forbidden_spkis.push(cert_info::spki_der_of(der)?);
+        }
+        let throwaway = FileSigner::new(throwaway_key(signer.algorithm())?);
+        Ok(Issuer {
+            name: name.to_string(),
+            cert_der,
+            chain_ders,
+            signer,
+            profile,
+            allowed_key_types,
+            forbidden_spkis,
+            throwaway,
+            ca_subject_raw,
+            ca_ski,
+            ca_not_after,
+        })
+    }
+
+    /// The short name used in CRL and caIssuers URLs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The issuing CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The certificates above the issuing CA, DER.
+    pub fn chain_ders(&self) -> &[Vec<u8>] {
+        &self.chain_ders
+    }
+
+    /// The CA's signer (also used for its CRLs).
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
+    }
+
+    /// The CA's profile.
+    pub fn profile(&self) -> &CaProfile {
+        &self.profile
+    }
+
+    /// Key types accepted in CSRs (empty: all).
+    pub fn allowed_key_types(&self) -> &[KeyType] {
+        &self.allowed_key_types
+    }
+
+    /// The URL of this CA's CRL, as put in the certificates it issues.
+    pub fn crl_url(&self) -> Result<String, PkiError> {
+        self.profile.crl_url(&self.name)
+    }
+
+    /// Checks the request and issues a certificate: lint with a throwaway key, then sign with
+    /// the CA key (see the module docs). Every rule has its own [`IssueError`] variant.
+    pub fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        let not_before = truncate(req.not_before);
+        let not_after = truncate(req.not_after);
+        if not_after <= not_before {
+            return Err(IssueError::Validity("notAfter must be after notBefore".into()));
+        }
+        // RFC 5280 §4.1.2.5: the period includes both ends, hence the extra second.
+        if not_after - not_before + Duration::SECOND > MAX_LEAF_LIFETIME {
+            return Err(IssueError::Validity(format!(
+                "lifetime exceeds {} days (BR §6.3.2)",
+                MAX_LEAF_LIFETIME.whole_days()
+            )));
+        }
+        if not_after > self.ca_not_after {
+            return Err(IssueError::Validity(
+                "the certificate would outlive the issuing CA".into(),
+            ));
+        }
+
+        let csr = parse_csr(&req.csr_der)?;
+        let wanted: BTreeSet<&Identifier> = req.identifiers.iter().collect();
+        let named: BTreeSet<&Identifier> = csr.identifiers.iter().collect();
+        if wanted.is_empty() {
+            return Err(IssueError::BadCsr("the order has no identifiers".into()));
+        }
+        if wanted != named {
+            let missing: Vec<String> = wanted.difference(&named).map(|i| i.to_string()).collect();
+            let extra: Vec<String> = named.difference(&wanted).map(|i| i.to_string()).collect();
+            return Err(IssueError::BadCsr(format!(
+                "the CSR's names differ from the order's identifiers (missing: [{}]; not in the order: [{}])",
+                missing.join(", "),
+                extra.join(", ")
+            )));
+        }
+        let key_type = key_check::check_public_key(
+            &csr.spki_der,
+            &self.allowed_key_types,
+            &self.forbidden_spkis,
+        )?;
+        for id in &wanted {
+            self.profile.permitted.check(id)?;
+        }
+
+        let identifiers: Vec<Identifier> = wanted.into_iter().cloned().collect();
+        let common_name = match &csr.common_name {
+            Some(cn) => Some(
+                Identifier::parse_any(cn)
+                    .map_err(|e| IssueError::BadCsr(format!("commonName: {e}")))?,
+            ),
+            None => None,
+        };
+        let serial = random_serial()?;
+        let mut params = self.leaf_params(
+            &identifiers,
+            common_name.as_ref(),
+            key_type,
+            &serial,
+            not_before,
+            not_after,
+        )?;
+        params.key_identifier_method = extensions::key_identifier(&csr.spki_der)?;
+        let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
+            .map_err(|e| IssueError::BadPublicKey(format!("unsupported key: {e}")))?;
+
+        // Lint: sign with the throwaway key and check the result.
+        let expected = lint::Expected {
+            identifiers: &identifiers,
+            common_name: common_name.as_ref(),
+            spki_der: &csr.spki_der,
+            serial: serial.to_bytes(),
+            not_before,
+            not_after,
+            is_rsa: key_type.is_rsa(),
+            client_auth: self.profile.client_auth,
+            issuer_subject_raw: &self.ca_subject_raw,
+            issuer_ski: self.ca_ski.as_deref(),
+            permitted: &self.profile.permitted,
+        };
+        let lint_der = self.sign_leaf(&params, &subject_key, &self.throwaway)?;
+        lint::lint_leaf(&lint_der, &expected).map_err(IssueError::Lint)?;
+
+        // Sign for real; the TBSCertificate must be the one that was linted.
+        let der = self.sign_leaf(&params, &subject_key, self.signer.as_ref())?;
+        if lint::tbs_of(&der)? != lint::tbs_of(&lint_der)? {
+            return Err(IssueError::Lint(
+                "the signed TBSCertificate differs from the linted one".into(),
+            ));
+        }
+        Ok(IssuedCert {
+            der,
+            serial: serial.to_bytes(),
+            not_before,
+            not_after,
+        })
+    }
+
+    fn leaf_params(
+        &self,
+        identifiers: &[Identifier],
+        common_name: Option<&Identifier>,
+        key_type: KeyType,
+        serial: &rcgen::SerialNumber,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<CertificateParams, IssueError> {
+        let mut params = CertificateParams::default();
+        // BR §7.1.2.7.2: a DV subject is empty or holds only a commonName that is one of
+        // the SANs. An empty subject makes rcgen mark the SAN critical (RFC 5280 §4.2.1.6).
+        let mut dn = DistinguishedName::new();
+        if let Some(cn) = common_name {
+            dn.push(DnType::CommonName, cn.value());
+        }
+        params.distinguished_name = dn;
+        params.serial_number = Some(serial.clone());
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.subject_alt_names = identifiers
+            .iter()
+            .map(|id| {
+                Ok(match id {
+                    Identifier::Dns(d) => SanType::DnsName(
+                        d.to_string()
+                            .try_into()
+                            .map_err(|e| IssueError::BadCsr(format!("dNSName: {e}")))?,
+                    ),
+                    Identifier::Ip(ip) => SanType::IpAddress(*ip),
+                })
+            })
+            .collect::<Result<_, IssueError>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if key_type.is_rsa() {
+            // BR §7.1.2.7.11: keyEncipherment only for RSA keys.
+            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+        }
+        params.extended_key_usages = self.profile.extended_key_usages();
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![self.profile.crl_url(&self.name)?],
+        }];
+        params.custom_extensions = vec![
+            extensions::certificate_policies(&[POLICY_DOMAIN_VALIDATED])?,
+            extensions::authority_info_access(&self.profile.ca_issuers_url(&self.name)?)?,
+        ];
+        Ok(params)
+    }
+
+    fn sign_leaf(
+        &self,
+        params: &CertificateParams,
+        subject_key: &rcgen::SubjectPublicKeyInfo,
+        signer: &dyn Signer,
+    ) -> Result<Vec<u8>, PkiError> {
+        let key = RcgenSigner::new(signer)?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &key)
+            .map_err(PkiError::rcgen("cannot use the issuing CA certificate"))?;
+        let cert = params
+            .signed_by(subject_key, &issuer)
+            .map_err(key.error("cannot build certificate"))?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+fn truncate(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// A fresh key of the same kind as the CA key, for lint signatures.
+fn throwaway_key(alg: &'static rcgen::SignatureAlgorithm) -> Result<KeyPair, PkiError> {
+    let generated = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 || alg == &rcgen::PKCS_ECDSA_P384_SHA384 || alg == &rcgen::PKCS_ED25519 {
+        KeyPair::generate_for(alg)
+    } else if alg == &rcgen::PKCS_RSA_SHA256 || alg == &rcgen::PKCS_RSA_SHA384 || alg == &rcgen::PKCS_RSA_SHA512 {
+        KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048)
+    } else {
+        return Err(PkiError::UnsupportedAlgorithm(format!("{alg:?}")));
+    };
+    generated.map_err(PkiError::rcgen("cannot generate the lint key"))
+}
+
+const _: () = assert!(SERIAL_LEN >= 8);
+
+#[cfg(test)]
+mod tests;

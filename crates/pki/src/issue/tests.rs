@@ -1,0 +1,272 @@
+use std::process::Command;
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::*;
+use crate::ca::{create_issuing_ca, create_root_with_subject, CaSubject};
+use crate::keys::generate;
+use crate::policy::Permitted;
+use crate::signer::FileSigner;
+
+struct Fixture {
+    root: Arc<FileSigner>,
+    ca: Arc<FileSigner>,
+    issuer: Issuer,
+}
+
+fn profile() -> CaProfile {
+    CaProfile {
+        permitted: Permitted::parse(&["routers.example.com".into(), "10.0.0.0/8".into()]).unwrap(),
+        client_auth: false,
+        crl_base_url: "http://ca.example.net".into(),
+        organization: Some("Example Devices".into()),
+        common_name: "Example Devices Issuing CA".into(),
+        country: Some("US".into()),
+    }
+}
+
+fn fixture_with(allowed: Vec<KeyType>) -> Fixture {
+    let root = Arc::new(FileSigner::new(generate(KeyType::EcdsaP384).unwrap()));
+    let subject = CaSubject {
+        common_name: "Example Root".into(),
+        organization: Some("Example Devices".into()),
+        country: Some("US".into()),
+    };
+    let root_der = create_root_with_subject(&subject, root.as_ref(), None).unwrap();
+    let ca = Arc::new(FileSigner::new(generate(KeyType::EcdsaP256).unwrap()));
+    let ca_der =
+        create_issuing_ca(&root_der, root.as_ref(), ca.public_key_der(), &profile(), None).unwrap();
+    let issuer = Issuer::new(
+        "default",
+        ca_der,
+        vec![root_der],
+        ca.clone(),
+        profile(),
+        allowed,
+    )
+    .unwrap();
+    Fixture { root, ca, issuer }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Vec::new())
+}
+
+fn csr(key: &KeyPair, sans: &[&str], cn: Option<&str>) -> Vec<u8> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    if let Some(cn) = cn {
+        dn.push(DnType::CommonName, cn);
+    }
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans
+        .iter()
+        .map(|s| match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(s.to_string().try_into().unwrap()),
+        })
+        .collect();
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+fn ids(values: &[&str]) -> Vec<Identifier> {
+    values.iter().map(|v| Identifier::parse_any(v).unwrap()).collect()
+}
+
+fn request(csr_der: Vec<u8>, identifiers: Vec<Identifier>) -> IssueRequest {
+    let now = OffsetDateTime::now_utc();
+    IssueRequest {
+        csr_der,
+        identifiers,
+        not_before: now,
+        not_after: now + Duration::days(90),
+    }
+}
+
+fn leaf_key() -> KeyPair {
+    generate(KeyType::EcdsaP256).unwrap()
+}
+
+#[test]
+fn issues_dns_ip_and_wildcard_with_empty_subject() {
+    let f = fixture();
+    let names = ["r1.routers.example.com", "*.routers.example.com", "10.1.2.3"];
+    let key = leaf_key();
+    let cert = f
+        .issuer
+        .issue(&request(csr(&key, &names, None), ids(&names)))
+        .unwrap();
+    assert_eq!(cert.serial.len(), 16);
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    assert_eq!(x.subject().iter_attributes().count(), 0);
+    let san = x.subject_alternative_name().unwrap().unwrap();
+    assert!(san.critical);
+    assert_eq!(san.value.general_names.len(), 3);
+    assert_eq!(x.raw_serial(), cert.serial.as_slice());
+    assert!(!x.is_ca());
+    let (_, ca) = X509Certificate::from_der(f.issuer.cert_der()).unwrap();
+    x.verify_signature(Some(ca.public_key())).unwrap();
+    assert_eq!(x.validity().not_after.to_datetime(), cert.not_after);
+}
+
+#[test]
+fn common_name_and_case_are_normalized() {
+    let f = fixture();
+    let key = leaf_key();
+    let der = csr(&key, &["R1.Routers.Example.COM"], Some("R1.Routers.Example.COM"));
+    let cert = f
+        .issuer
+        .issue(&request(der, ids(&["r1.routers.example.com"])))
+        .unwrap();
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    let cn: Vec<_> = x.subject().iter_common_name().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(cn, ["r1.routers.example.com"]);
+    assert!(!x.subject_alternative_name().unwrap().unwrap().critical);
+}
+
+#[test]
+fn rsa_leaf_gets_key_encipherment() {
+    let f = fixture();
+    let key = generate(KeyType::Rsa2048).unwrap();
+    let cert = f
+        .issuer
+        .issue(&request(csr(&key, &["a.routers.example.com"], None), ids(&["a.routers.example.com"])))
+        .unwrap();
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    let ku = x.key_usage().unwrap().unwrap().value;
+    assert!(ku.digital_signature() && ku.key_encipherment());
+}
+
+#[test]
+fn rejects_names_outside_policy() {
+    let f = fixture();
+    for name in ["evilrouters.example.com", "example.com", "*.example.com", "11.0.0.1"] {
+        let key = leaf_key();
+        let err = f
+            .issuer
+            .issue(&request(csr(&key, &[name], None), ids(&[name])))
+            .unwrap_err();
+        assert!(matches!(err, IssueError::Policy(_)), "{name}: {err:?}");
+    }
+}
+
+#[test]
+fn rejects_csr_name_mismatches() {
+    let f = fixture();
+    let key = leaf_key();
+    // Extra SAN in the CSR.
+    let der = csr(&key, &["a.routers.example.com", "b.routers.example.com"], None);
+    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+    // Missing SAN.
+    let der = csr(&key, &["a.routers.example.com"], None);
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com", "b.routers.example.com"])))
+        .unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+    // CN that is not an identifier of the order.
+    let der = csr(&key, &["a.routers.example.com"], Some("b.routers.example.com"));
+    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+    // A CN that is not a name at all.
+    let der = csr(&key, &["a.routers.example.com"], Some("My Router"));
+    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+}
+
+#[test]
+fn rejects_bad_csr_signature_and_garbage() {
+    let f = fixture();
+    let key = leaf_key();
+    let mut der = csr(&key, &["a.routers.example.com"], None);
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+    let err = f
+        .issuer
+        .issue(&request(vec![0x30, 0x03, 0x02, 0x01, 0x00], ids(&["a.routers.example.com"])))
+        .unwrap_err();
+    assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
+}
+
+#[test]
+fn rejects_ca_keys_and_disallowed_key_types() {
+    let f = fixture();
+    let name = ["a.routers.example.com"];
+    let der = csr(f.ca.key_pair(), &name, None);
+    let err = f.issuer.issue(&request(der, ids(&name))).unwrap_err();
+    assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
+    let der = csr(f.root.key_pair(), &name, None);
+    let err = f.issuer.issue(&request(der, ids(&name))).unwrap_err();
+    assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let err = f.issuer.issue(&request(csr(&ed, &name, None), ids(&name))).unwrap_err();
+    assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
+
+    let only_p256 = fixture_with(vec![KeyType::EcdsaP256]);
+    let p384 = generate(KeyType::EcdsaP384).unwrap();
+    let err = only_p256
+        .issuer
+        .issue(&request(csr(&p384, &name, None), ids(&name)))
+        .unwrap_err();
+    assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
+}
+
+#[test]
+fn rejects_rsa_1024_csr_made_by_openssl() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let out = dir.path().join("r.der");
+    let ok = Command::new("openssl")
+        .args(["req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout"])
+        .arg(&key)
+        .args(["-subj", "/", "-addext", "subjectAltName=DNS:a.routers.example.com", "-outform", "DER", "-out"])
+        .arg(&out)
+        .output()
+        .expect("openssl is installed");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let der = std::fs::read(&out).unwrap();
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com"])))
+        .unwrap_err();
+    assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
+}
+
+#[test]
+fn rejects_long_or_inverted_lifetimes() {
+    let f = fixture();
+    let name = ["a.routers.example.com"];
+    let key = leaf_key();
+    let mut req = request(csr(&key, &name, None), ids(&name));
+    req.not_after = req.not_before + Duration::days(399);
+    assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
+    req.not_after = req.not_before + Duration::days(398);
+    assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
+    req.not_after = req.not_before + Duration::days(398) - Duration::SECOND;
+    assert!(f.issuer.issue(&req).is_ok());
+    req.not_after = req.not_before - Duration::SECOND;
+    assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
+}
+
+#[test]
+fn parse_csr_accepts_unknown_extensions() {
+    // A must-staple (RFC 7633 TLS feature) CSR, which rcgen's own parser refuses.
+    let key = leaf_key();
+    let mut params = CertificateParams::new(vec!["a.routers.example.com".to_string()]).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+        vec![0x30, 0x03, 0x02, 0x01, 0x05],
+    )];
+    let der = params.serialize_request(&key).unwrap().der().to_vec();
+    let info = parse_csr(&der).unwrap();
+    assert_eq!(info.identifiers, ids(&["a.routers.example.com"]));
+    assert_eq!(info.common_name, None);
+}

@@ -1,0 +1,192 @@
+//! The certificate authority role: the only server code that holds a CA signer. It issues
+//! end-entity certificates through `pki` (which re-checks policy and lints before the real
+//! key signs) and publishes CRLs. The front end never sees it; the RA calls it to finalize.
+
+pub mod tls_cert;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::sa::{CrlRecord, Storage};
+use acme_types::problem::ProblemType;
+use pki::identifier::Identifier;
+use pki::issue::{IssueError, IssueRequest, Issuer};
+use pki::policy::Permitted;
+use pki::signer::Signer;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// How long a CRL is valid (BR §4.9.7: at most 10 days for subscriber certificates); it is
+/// re-signed well before that, on every revocation and when half of this has passed.
+pub const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// A certificate just signed.
+pub struct Issued {
+    /// DER.
+    pub der: Vec<u8>,
+    /// Serial as lower-case hex.
+    pub serial_hex: String,
+    /// notBefore (UNIX seconds).
+    pub not_before: i64,
+    /// notAfter (UNIX seconds).
+    pub not_after: i64,
+}
+
+/// One issuing CA: its certificate, signer, policy and chains.
+pub struct IssuingCa {
+    name: String,
+    issuer: Issuer,
+    signer: Arc<dyn Signer>,
+    cert_der: Vec<u8>,
+    /// Chains after the leaf, as PEM: [0] issuing CA (+ outside intermediates), [1] the same
+    /// plus the root, when the root is known.
+    chains: Vec<String>,
+    root_der: Option<Vec<u8>>,
+    root_crl: Option<Vec<u8>>,
+    lifetime: Duration,
+    backdate: Duration,
+    crl_lock: tokio::sync::Mutex<()>,
+}
+
+/// Everything needed to build an [`IssuingCa`].
+pub struct IssuingCaParts {
+    /// Tenant name; also names the CRL and caIssuers files.
+    pub name: String,
+    /// The `pki` issuer (certificate, signer, profile).
+    pub issuer: Issuer,
+    /// The same signer, for CRLs.
+    pub signer: Arc<dyn Signer>,
+    /// The issuing CA certificate.
+    pub cert_der: Vec<u8>,
+    /// Certificates between the issuing CA and the root (public trust), DER.
+    pub intermediates: Vec<Vec<u8>>,
+    /// The root, when fleetca knows it.
+    pub root_der: Option<Vec<u8>>,
+    /// The root's CRL, when fleetca made the root.
+    pub root_crl: Option<Vec<u8>>,
+    /// End-entity lifetime.
+    pub lifetime: Duration,
+    /// How far notBefore is set in the past, for devices whose clocks run slow.
+    pub backdate: Duration,
+}
+
+impl IssuingCa {
+    /// Assembles the CA.
+    pub fn new(p: IssuingCaParts) -> Self {
+        let pem = |d: &[u8]| pki::cert_info::der_to_pem("CERTIFICATE", d);
+        let mut chain0 = pem(&p.cert_der);
+        for i in &p.intermediates {
+            chain0.push_str(&pem(i));
+        }
+        let mut chains = vec![chain0.clone()];
+        if let Some(root) = &p.root_der {
+            chains.push(format!("{chain0}{}", pem(root)));
+        }
+        Self {
+            name: p.name,
+            issuer: p.issuer,
+            signer: p.signer,
+            cert_der: p.cert_der,
+            chains,
+            root_der: p.root_der,
+            root_crl: p.root_crl,
+            lifetime: p.lifetime,
+            backdate: p.backdate,
+            crl_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The names this CA may certify.
+    pub fn permitted(&self) -> &Permitted {
+        &self.issuer.profile().permitted
+    }
+
+    /// The issuing CA certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The root certificate, if known.
+    pub fn root_der(&self) -> Option<Vec<u8>> {
+        self.root_der.clone()
+    }
+
+    /// The root's CRL, if fleetca made the root.
+    pub fn root_crl(&self) -> Option<Vec<u8>> {
+        self.root_crl.clone()
+    }
+
+    /// PEM chains to append after the leaf; [0] is the default chain (RFC 8555 §7.4.2).
+    pub fn chains(&self) -> &[String] {
+        &self.chains
+    }
+
+    /// Signs a certificate for exactly `identifiers` from `csr_der`. `pki` checks the CSR, the
+    /// key and the name policy again here, independently of the RA, and lints before signing.
+    pub fn issue(&self, csr_der: &[u8], identifiers: &[Identifier], now: OffsetDateTime) -> Result<Issued> {
+        let not_before = now - self.backdate;
+        let not_after = now + self.lifetime;
+        let req = IssueRequest { csr_der: csr_der.to_vec(), identifiers: identifiers.to_vec(), not_before, not_after };
+        let issued = self.issuer.issue(&req).map_err(|e| match e {
+            IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
+            IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
+            IssueError::Policy(d) => Error::acme(ProblemType::RejectedIdentifier, d.to_string()),
+            other => Error::Internal(Box::new(other)),
+        })?;
+        Ok(Issued {
+            serial_hex: hex(&issued.serial),
+            der: issued.der,
+            not_before: issued.not_before.unix_timestamp(),
+            not_after: issued.not_after.unix_timestamp(),
+        })
+    }
+
+    /// Re-signs and stores this CA's CRL (RFC 5280 §5) from the revoked, unexpired certificates.
+    pub async fn publish_crl(&self, sa: &dyn Storage, clock: &dyn Clock) -> Result<CrlRecord> {
+        let _guard = self.crl_lock.lock().await;
+        let now = clock.now();
+        let entries = sa.revoked_certs(&self.name, now.unix_timestamp()).await?;
+        let prev = sa.get_crl(&self.name).await?;
+        // CRL numbers must increase (RFC 5280 §5.2.3); seconds since the epoch do across
+        // restarts and nodes, and prev+1 covers two CRLs within one second.
+        let number = now.unix_timestamp().max(prev.as_ref().map_or(0, |p| p.number + 1));
+        let entries: Vec<pki::crl::RevokedEntry> = entries
+            .iter()
+            .map(|e| {
+                Ok(pki::crl::RevokedEntry {
+                    serial: unhex(&e.serial).ok_or_else(|| Error::internal(format!("stored serial {:?} is not hex", e.serial)))?,
+                    revoked_at: OffsetDateTime::from_unix_timestamp(e.revoked_at).map_err(|e| Error::internal(e.to_string()))?,
+                    reason: e.reason,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let next = now + CRL_VALIDITY;
+        let idp = self.issuer.crl_url().map_err(|e| Error::Internal(Box::new(e)))?;
+        let der = pki::crl::build_crl(&self.cert_der, self.signer.as_ref(), &entries, now, next, number as u64, Some(&idp)).map_err(|e| Error::Internal(Box::new(e)))?;
+        let rec = CrlRecord { number, der, this_update: now.unix_timestamp(), next_update: next.unix_timestamp() };
+        sa.store_crl(&self.name, &rec).await?;
+        Ok(rec)
+    }
+
+    /// The current CRL, re-signed first if none exists or half its validity has passed.
+    pub async fn current_crl(&self, sa: &dyn Storage, clock: &dyn Clock) -> Result<CrlRecord> {
+        if let Some(c) = sa.get_crl(&self.name).await? {
+            if clock.unix() < c.this_update + (c.next_update - c.this_update) / 2 {
+                return Ok(c);
+            }
+        }
+        self.publish_crl(sa, clock).await
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}

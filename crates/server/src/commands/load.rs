@@ -1,0 +1,113 @@
+//! Loading what `init` made: the issuing CA for `serve` and the server's TLS configuration.
+
+use crate::ca::{IssuingCa, IssuingCaParts};
+use crate::datadir::{CaConfig, DataDir, Trust};
+use anyhow::Context;
+use pki::policy::Permitted;
+use pki::signer::{FileSigner, Signer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn read_pem_ders(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(pki::cert_info::pem_to_ders(&text)?)
+}
+
+/// Loads the tenant's issuing CA: key (decrypting with `passphrase` if needed), certificate,
+/// chain, and the private root when there is one.
+pub fn load_issuing_ca(dd: &DataDir, cfg: &CaConfig, passphrase: Option<&[u8]>) -> anyhow::Result<IssuingCa> {
+    let name = &cfg.ca.name;
+    if !dd.ca_cert(name).exists() {
+        anyhow::bail!(
+            "the issuing CA has no certificate yet: send {} to the outside root, then run `fleetca subca import --data-dir {} CERT [CHAIN]`",
+            dd.ca_csr(name).display(),
+            dd.path().display()
+        );
+    }
+    let signer: Arc<dyn Signer> = Arc::new(FileSigner::load(&dd.ca_key(name), passphrase).with_context(|| format!("loading {}", dd.ca_key(name).display()))?);
+    let cert_der = read_pem_ders(&dd.ca_cert(name))?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
+    if pki::cert_info::spki_der_of(&cert_der)? != signer.public_key_der() {
+        anyhow::bail!("{} does not match the key in {}", dd.ca_cert(name).display(), dd.ca_key(name).display());
+    }
+    let permitted = Permitted::parse(&cfg.ca.permit).context("fleetca.toml: invalid permit")?;
+    let profile = super::init::profile_for(cfg, permitted);
+    let (intermediates, root_der, root_crl) = match cfg.ca.trust {
+        Trust::Private => {
+            let root = read_pem_ders(&dd.root_cert())?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.root_cert().display()))?;
+            let crl = std::fs::read(dd.root_crl()).ok();
+            (Vec::new(), Some(root), crl)
+        }
+        Trust::Public => {
+            let mut chain = if dd.ca_chain(name).exists() { read_pem_ders(&dd.ca_chain(name))? } else { Vec::new() };
+            // The last certificate of the chain is the root when it is self-issued; it is
+            // offered only as the alternate chain.
+            let root = chain.last().filter(|c| is_self_issued(c)).cloned();
+            if root.is_some() {
+                chain.pop();
+            }
+            (chain, root, None)
+        }
+    };
+    let mut above = intermediates.clone();
+    above.extend(root_der.iter().cloned());
+    // The chain lets the issuer refuse CSRs that reuse any CA key above it too.
+    let issuer = pki::issue::Issuer::new(name, cert_der.clone(), above, signer.clone(), profile, Vec::new())?;
+    Ok(IssuingCa::new(IssuingCaParts {
+        name: name.clone(),
+        issuer,
+        signer,
+        cert_der,
+        intermediates,
+        root_der,
+        root_crl,
+        lifetime: Duration::from_secs(u64::from(cfg.ca.lifetime_days) * 86400),
+        backdate: Duration::from_secs(3600),
+    }))
+}
+
+/// The rustls configuration for the HTTPS listener: the given certificate, or the one in the
+/// data directory (re-issued from the private root when it nears expiry).
+pub fn server_tls_config(dd: &DataDir, cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (cert_path, key_path) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
+        _ => {
+            renew_server_cert_if_needed(dd)?;
+            (dd.tls_cert(), dd.tls_key())
+        }
+    };
+    let chain = read_pem_ders(&cert_path)?.into_iter().map(rustls_pki_types::CertificateDer::from).collect::<Vec<_>>();
+    let key_pem = std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?.ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the server certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
+    let Some(leaf) = read_pem_ders(&dd.tls_cert()).ok().and_then(|c| c.into_iter().next()) else {
+        anyhow::bail!("{} is missing; pass --tls-cert/--tls-key", dd.tls_cert().display());
+    };
+    let remaining = pki::cert_info::not_after_of(&leaf)? - time::OffsetDateTime::now_utc();
+    if remaining > time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3) || !dd.root_key().exists() {
+        return Ok(());
+    }
+    let root_der = read_pem_ders(&dd.root_cert())?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no root certificate"))?;
+    // An encrypted root key needs the passphrase; without it the old certificate is kept.
+    let Ok(root) = FileSigner::load(&dd.root_key(), std::env::var("FLEETCA_KEY_PASSPHRASE").ok().as_deref().map(str::as_bytes)) else {
+        tracing::warn!("the server certificate expires soon and the root key could not be loaded to renew it");
+        return Ok(());
+    };
+    tracing::info!("renewing the server's HTTPS certificate");
+    super::init::write_server_tls(dd, &root_der, &root, &[])
+}
+
+/// Whether a certificate's subject equals its issuer (a root, in a chain file).
+fn is_self_issued(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der).map(|(_, c)| c.subject().as_raw() == c.issuer().as_raw()).unwrap_or(false)
+}

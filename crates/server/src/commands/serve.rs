@@ -1,0 +1,197 @@
+//! `fleetca serve`: loads the data directory, opens storage, and runs the ACME server over
+//! HTTPS plus a plain-HTTP listener for CRLs and CA certificates.
+
+use super::{parse_socket, KeyProtection};
+use crate::clock::{Clock, SystemClock};
+use crate::datadir::{DataDir, DEFAULT_TENANT};
+use crate::ra::{Ra, RaConfig};
+use crate::sa::{SqliteStorage, Storage};
+use crate::va::{Va, VaConfig};
+use crate::wfe::{self, Wfe, WfeConfig};
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The data directory used when none is given; created on first `serve`.
+pub const DEFAULT_DATA_DIR: &str = "./fleetca-data";
+/// The namespace a first-run CA is permitted: `home.arpa`, the special-use domain for home
+/// networks (RFC 8375), which no public CA can issue for.
+pub const DEFAULT_PERMIT: &str = "home.arpa";
+
+/// `fleetca serve` options; each is also an environment variable.
+#[derive(Debug, Parser, Clone)]
+pub struct ServeArgs {
+    /// Data directory (created with defaults if it is ./fleetca-data and empty).
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// HTTPS listen address for ACME.
+    #[arg(long, env = "FLEETCA_LISTEN", default_value = "127.0.0.1:8443", value_parser = parse_socket)]
+    pub listen: SocketAddr,
+    /// Plain-HTTP listen address for CRLs and CA certificates (RFC 5280 §4.2.1.13).
+    #[arg(long, env = "FLEETCA_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_socket)]
+    pub http_listen: SocketAddr,
+    /// Also serve ACME on the plain-HTTP listener (only behind a TLS-terminating proxy;
+    /// set --base-url to the proxy's https URL).
+    #[arg(long, env = "FLEETCA_ACME_OVER_HTTP")]
+    pub acme_over_http: bool,
+    /// External base URL of the ACME server (default `https://<listen>`).
+    #[arg(long, env = "FLEETCA_BASE_URL")]
+    pub base_url: Option<String>,
+    /// DNS server for validation lookups (default: the system resolver). Tests and labs only.
+    #[arg(long, env = "FLEETCA_DNS_RESOLVER", value_parser = parse_socket)]
+    pub dns_resolver: Option<SocketAddr>,
+    /// Port the http-01 validator connects to (default 80). Tests and labs only.
+    #[arg(long, env = "FLEETCA_HTTP01_PORT", default_value_t = 80)]
+    pub http01_port: u16,
+    /// Port the tls-alpn-01 validator connects to (default 443). Tests and labs only.
+    #[arg(long, env = "FLEETCA_TLSALPN01_PORT", default_value_t = 443)]
+    pub tlsalpn01_port: u16,
+    /// Use this certificate chain (PEM) for HTTPS instead of the one init made.
+    #[arg(long, env = "FLEETCA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key (PEM) for --tls-cert.
+    #[arg(long, env = "FLEETCA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Permitted names when serve initialises a new data directory (default home.arpa).
+    #[arg(long)]
+    pub permit: Vec<String>,
+    /// Most validations in flight at once.
+    #[arg(long, env = "FLEETCA_MAX_VALIDATIONS", default_value_t = 64)]
+    pub max_validations: usize,
+    /// Passphrase for encrypted CA keys.
+    #[command(flatten)]
+    pub keys: KeyProtection,
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let dd = DataDir::new(&args.data_dir);
+    if !dd.is_initialized() {
+        let is_default = args.data_dir == std::path::Path::new(DEFAULT_DATA_DIR);
+        if !is_default && args.permit.is_empty() {
+            anyhow::bail!("{} is not a fleetca data directory; run `fleetca init --data-dir {} --permit <suffix>` first", args.data_dir.display(), args.data_dir.display());
+        }
+        let permit = if args.permit.is_empty() { vec![DEFAULT_PERMIT.to_string()] } else { args.permit.clone() };
+        println!("Initialising a new CA in {} permitted {}", args.data_dir.display(), permit.join(", "));
+        super::init::run(&super::InitArgs::defaults(args.data_dir.clone(), permit, args.keys.clone()))?;
+    }
+    // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port.
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let base_url = args.base_url.clone().unwrap_or_else(|| format!("https://{bound}")).trim_end_matches('/').to_string();
+    let cfg = dd.load_config()?;
+    let passphrase = args.keys.passphrase()?;
+
+    let sa = SqliteStorage::open(&dd.database()).await.with_context(|| format!("opening {}", dd.database().display()))?;
+    let sa: Arc<dyn Storage> = Arc::new(sa);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ca = Arc::new(super::load::load_issuing_ca(&dd, &cfg, passphrase.as_deref())?);
+    let tenant = Arc::new(crate::tenant::Tenant {
+        name: cfg.ca.name.clone(),
+        base_url: base_url.clone(),
+        ca,
+        terms_of_service: cfg.ca.terms_of_service.clone(),
+        website: cfg.ca.website.clone(),
+        caa_identities: cfg.ca.caa_identities.clone(),
+        external_account_required: false,
+        challenge_types: cfg.ca.challenge_types.clone(),
+    });
+    let va = Va::new(VaConfig {
+        dns_resolver: args.dns_resolver,
+        http01_port: args.http01_port,
+        tlsalpn01_port: args.tlsalpn01_port,
+        timeout: Duration::from_secs(10),
+        caa_identities: cfg.ca.caa_identities.clone(),
+        max_http_redirects: 10,
+    })?;
+    let ra = Ra::new(sa.clone(), clock.clone(), vec![tenant.clone()], va, RaConfig { max_concurrent_validations: args.max_validations, ..RaConfig::default() });
+    let resumed = ra.resume_validations().await?;
+    if resumed > 0 {
+        tracing::info!(count = resumed, "resumed validations left in processing");
+    }
+    tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
+    let wfe = Wfe::new(ra.clone(), WfeConfig { base_url: base_url.clone(), ..WfeConfig::default() });
+
+    let tls = super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let handle = axum_server::Handle::new();
+    let https = {
+        let app = wfe::router(wfe.clone());
+        axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+            .handle(handle.clone())
+            .serve(app.into_make_service())
+    };
+    let http_app = if args.acme_over_http { wfe::router(wfe.clone()) } else { wfe::public_only(wfe.clone()) };
+    match tokio::net::TcpListener::bind(args.http_listen).await {
+        Ok(l) => {
+            if let Ok(a) = l.local_addr() {
+                println!("Plain HTTP (CRLs, CA certificates) on http://{a}");
+            }
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, http_app).await {
+                    tracing::error!(error = %e, "plain-HTTP listener failed");
+                }
+            });
+        }
+        // The ACME service still works; only relying parties' CRL/caIssuers fetches fail.
+        Err(e) => tracing::error!(addr = %args.http_listen, error = %e, "cannot bind the plain-HTTP listener for CRLs and CA certificates"),
+    }
+    spawn_crl_refresher(tenant.clone(), sa.clone(), clock.clone());
+
+    println!("fleetca issuing CA \"{}\" permitted: {}", cfg.ca.name, cfg.ca.permit.join(", "));
+    println!("ACME directory: {base_url}/acme/{DEFAULT_TENANT}/directory");
+    println!("Trust anchor:   {} (print it with `fleetca ca root --data-dir {}`)", trust_anchor(&dd).display(), args.data_dir.display());
+    println!("CRLs and CA certificates: {}", cfg.ca.public_base_url);
+
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    https.await?;
+    Ok(())
+}
+
+fn trust_anchor(dd: &DataDir) -> PathBuf {
+    if dd.root_cert().exists() {
+        dd.root_cert()
+    } else {
+        dd.tls_root()
+    }
+}
+
+/// Re-signs the CRL before half its validity passes, even when nothing is revoked.
+fn spawn_crl_refresher(tenant: Arc<crate::tenant::Tenant>, sa: Arc<dyn Storage>, clock: Arc<dyn Clock>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await {
+                tracing::error!(error = %e, "CRL refresh failed");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,108 @@
+//! Public trust: `fleetca subca csr` makes the issuing CA key and a CSR carrying the intended
+//! constraints; `fleetca subca import` installs what the outside root signed, after checking it.
+
+use super::KeyProtection;
+use crate::datadir::{write_atomic, DataDir, Trust, DEFAULT_TENANT};
+use anyhow::Context;
+use clap::Args;
+use pki::keys::KeyType;
+use pki::policy::Permitted;
+use pki::signer::{FileSigner, Signer};
+use std::path::PathBuf;
+
+/// `fleetca subca csr` options.
+#[derive(Debug, Args)]
+pub struct CsrArgs {
+    /// Data directory to create.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// A permitted DNS suffix or IP range; repeatable.
+    #[arg(long, required = true)]
+    pub permit: Vec<String>,
+    /// Issuing CA key type.
+    #[arg(long, default_value = "p256")]
+    pub key_type: KeyType,
+    /// Also request clientAuth.
+    #[arg(long)]
+    pub client_auth: bool,
+    /// Organization name for the CA subject.
+    #[arg(long)]
+    pub organization: Option<String>,
+    /// Plain-HTTP base URL for CRL and caIssuers pointers in issued certificates.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub public_base_url: String,
+    /// CAA issuer domain name of this CA; repeatable.
+    #[arg(long = "caa-identity", default_value = "fleetca.invalid")]
+    pub caa_identities: Vec<String>,
+    /// End-entity lifetime in days.
+    #[arg(long, default_value_t = 30)]
+    pub lifetime_days: u32,
+    /// Key encryption.
+    #[command(flatten)]
+    pub keys: KeyProtection,
+}
+
+/// `fleetca subca import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Data directory made by `subca csr`.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// The issuing CA certificate (PEM) the outside root returned.
+    pub cert: PathBuf,
+    /// The chain above it (PEM), issuer first, up to and including the root.
+    pub chain: Option<PathBuf>,
+    /// Passphrase for the encrypted issuing CA key.
+    #[command(flatten)]
+    pub keys: KeyProtection,
+}
+
+/// Runs `subca csr`.
+pub fn csr(a: &CsrArgs) -> anyhow::Result<()> {
+    let dd = DataDir::new(&a.data_dir);
+    let (cfg, profile) = super::init::prepare(&dd, Trust::Public, &a.permit, a.client_auth, a.organization.clone(), &a.public_base_url, &a.caa_identities, a.lifetime_days)?;
+    let pass = a.keys.passphrase()?;
+    let key = pki::keys::generate(a.key_type)?;
+    pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &key, pass.as_deref())?;
+    let signer = FileSigner::new(key);
+    let csr = pki::ca::subca_csr(&signer, &profile)?;
+    write_atomic(&dd.ca_csr(DEFAULT_TENANT), csr.as_bytes(), 0o644)?;
+    // The HTTPS listener needs a certificate before the outside root answers; a local TLS
+    // root anchors it (clients trust tls/root.pem, printed by `fleetca ca root`).
+    let tls_root_key = pki::keys::generate(KeyType::EcdsaP256)?;
+    let tls_root = crate::ca::tls_cert::create_tls_root(&tls_root_key)?;
+    write_atomic(&dd.tls_root(), pki::cert_info::der_to_pem("CERTIFICATE", &tls_root).as_bytes(), 0o644)?;
+    super::init::write_server_tls(&dd, &tls_root, &FileSigner::new(tls_root_key), &[])?;
+    dd.save_config(&cfg)?;
+    eprintln!("Wrote the issuing CA key and {}; have the outside root sign it, then run `fleetca subca import`.", dd.ca_csr(DEFAULT_TENANT).display());
+    print!("{csr}");
+    Ok(())
+}
+
+/// Runs `subca import`.
+pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
+    let dd = DataDir::new(&a.data_dir);
+    let cfg = dd.load_config()?;
+    if cfg.ca.trust != Trust::Public {
+        anyhow::bail!("{} holds a private-trust CA; subca import is for CAs made with `subca csr`", dd.path().display());
+    }
+    let name = cfg.ca.name.clone();
+    let read = |p: &PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(pki::cert_info::pem_to_ders(&text)?)
+    };
+    let cert = read(&a.cert)?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", a.cert.display()))?;
+    let chain = match &a.chain {
+        Some(p) => read(p)?,
+        None => Vec::new(),
+    };
+    let signer = FileSigner::load(&dd.ca_key(&name), a.keys.passphrase()?.as_deref())?;
+    let permitted = Permitted::parse(&cfg.ca.permit)?;
+    let profile = super::init::profile_for(&cfg, permitted);
+    pki::ca::check_imported_issuing_ca(&cert, &chain, &signer, &profile).context("the certificate cannot be used as this issuing CA")?;
+    write_atomic(&dd.ca_cert(&name), pki::cert_info::der_to_pem("CERTIFICATE", &cert).as_bytes(), 0o644)?;
+    let chain_pem: String = chain.iter().map(|c| pki::cert_info::der_to_pem("CERTIFICATE", c)).collect();
+    write_atomic(&dd.ca_chain(&name), chain_pem.as_bytes(), 0o644)?;
+    println!("Imported the issuing CA certificate; `fleetca serve --data-dir {}` can now issue.", dd.path().display());
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The data directory: where `init` puts keys, certificates, the configuration and the
+//! database, and where `serve` finds them.
+//!
+//! ```text
+//! DIR/fleetca.toml            CA configuration written by init (editable)
+//! DIR/fleetca.db              SQLite database (WAL)
+//! DIR/root/{key,cert}.pem     private-trust root (absent in public-trust mode)
+//! DIR/root/crl.der            the root's CRL
+//! DIR/ca/default/key.pem      issuing CA key (0600)
+//! DIR/ca/default/cert.pem     issuing CA certificate
+//! DIR/ca/default/chain.pem    certificates above it up to the root (public trust)
+//! DIR/ca/default/request.csr  the CSR sent to the outside root (public trust)
+//! DIR/tls/{key,cert}.pem      the server's own HTTPS certificate
+//! DIR/tls/root.pem            anchor of that certificate in public-trust mode
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The name of the tenant `init` creates.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Whether fleetca made the root (private) or an outside root signed the issuing CA (public).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// fleetca created the root and the issuing CA.
+    Private,
+    /// An outside root signs the issuing CA (`subca csr` / `subca import`).
+    Public,
+}
+
+/// `fleetca.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaConfig {
+    /// The issuing CA.
+    pub ca: CaSection,
+}
+
+/// The `[ca]` section.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Tenant name (directory at `/acme/<name>/directory`).
+    pub name: String,
+    /// Trust mode.
+    pub trust: Trust,
+    /// Permitted DNS subtrees and IP ranges (the `--permit` values).
+    pub permit: Vec<String>,
+    /// Whether issued certificates (and the CA's EKU) also carry clientAuth.
+    #[serde(default)]
+    pub client_auth: bool,
+    /// Plain-HTTP base URL baked into certificates for the CRL and caIssuers (RFC 5280
+    /// §4.2.1.13: relying parties fetch them without TLS).
+    pub public_base_url: String,
+    /// CAA issuer domain names that authorize this CA (RFC 8659 §4.2).
+    pub caa_identities: Vec<String>,
+    /// End-entity certificate lifetime in days.
+    pub lifetime_days: u32,
+    /// Organization name in the CA certificates' subjects.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Terms of service URL for the directory's `meta`.
+    #[serde(default)]
+    pub terms_of_service: Option<String>,
+    /// Website URL for the directory's `meta`.
+    #[serde(default)]
+    pub website: Option<String>,
+    /// Challenge types offered.
+    #[serde(default = "default_challenges")]
+    pub challenge_types: Vec<String>,
+}
+
+fn default_challenges() -> Vec<String> {
+    vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()]
+}
+
+/// Paths inside one data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Wraps a directory path.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+    /// `fleetca.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("fleetca.toml")
+    }
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("fleetca.db")
+    }
+    /// Root key.
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("root/key.pem")
+    }
+    /// Root certificate.
+    pub fn root_cert(&self) -> PathBuf {
+        self.root.join("root/cert.pem")
+    }
+    /// Root CRL (DER).
+    pub fn root_crl(&self) -> PathBuf {
+        self.root.join("root/crl.der")
+    }
+    /// Issuing CA directory.
+    pub fn ca_dir(&self, tenant: &str) -> PathBuf {
+        self.root.join("ca").join(tenant)
+    }
+    /// Issuing CA key.
+    pub fn ca_key(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("key.pem")
+    }
+    /// Issuing CA certificate.
+    pub fn ca_cert(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("cert.pem")
+    }
+    /// Certificates above the issuing CA (public trust).
+    pub fn ca_chain(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("chain.pem")
+    }
+    /// CSR for the outside root (public trust).
+    pub fn ca_csr(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("request.csr")
+    }
+    /// Server TLS key.
+    pub fn tls_key(&self) -> PathBuf {
+        self.root.join("tls/key.pem")
+    }
+    /// Server TLS certificate.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.root.join("tls/cert.pem")
+    }
+    /// Anchor of the TLS certificate when it is not the CA root (public trust).
+    pub fn tls_root(&self) -> PathBuf {
+        self.root.join("tls/root.pem")
+    }
+
+    /// Whether `init` (or `subca csr`) has run here.
+    pub fn is_initialized(&self) -> bool {
+        self.config().exists()
+    }
+
+    /// Reads `fleetca.toml`.
+    pub fn load_config(&self) -> anyhow::Result<CaConfig> {
+        let text = std::fs::read_to_string(self.config()).map_err(|e| anyhow::anyhow!("reading {}: {e}", self.config().display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.config().display()))
+    }
+
+    /// Writes `fleetca.toml` atomically.
+    pub fn save_config(&self, cfg: &CaConfig) -> anyhow::Result<()> {
+        let text = toml::to_string_pretty(cfg)?;
+        write_atomic(&self.config(), text.as_bytes(), 0o644)
+    }
+}
+
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync
+/// the directory, so a crash leaves either the old or the new content.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Challenges (RFC 8555 §7.5.1, §8): the client's "ready" POST starts an asynchronous
+//! validation with bounded concurrency and a time limit; the result moves the challenge and
+//! its authorization to valid or invalid together.
+
+use super::Ra;
+use crate::error::{Error, Result};
+use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord};
+use crate::tenant::Tenant;
+use crate::va::{ChallengeKind, Target, ValidationRequest};
+use acme_types::jwk::Jwk;
+use acme_types::problem::{Problem, ProblemType};
+use std::sync::Arc;
+
+impl Ra {
+    /// Reads a challenge and its authorization, both owned by `acct`.
+    pub async fn get_challenge(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<(ChallengeRecord, AuthzRecord)> {
+        let ch = self.sa.get_challenge(id).await?.ok_or_else(|| Error::not_found("challenge"))?;
+        let authz = self.get_authz(tenant, acct, &ch.authz_id).await.map_err(|_| Error::not_found("challenge"))?;
+        Ok((ch, authz.authz))
+    }
+
+    /// The client says it is ready (§7.5.1): starts validation if the challenge is pending and
+    /// returns the challenge as it now stands. Repeating the POST is harmless.
+    pub async fn respond_challenge(self: &Arc<Self>, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<(ChallengeRecord, AuthzRecord)> {
+        let (_, authz) = self.get_challenge(tenant, acct, id).await?;
+        if self.clock.unix() >= authz.expires {
+            return Err(Error::malformed("the authorization has expired"));
+        }
+        if self.sa.try_start_challenge(id).await? {
+            self.spawn_validation(id.to_string());
+        }
+        self.get_challenge(tenant, acct, id).await
+    }
+
+    /// Validates challenges a previous run left in `processing` (e.g. after a crash), so no
+    /// authorization stays stuck.
+    pub async fn resume_validations(self: &Arc<Self>) -> Result<usize> {
+        let ids = self.sa.processing_challenges().await?;
+        let n = ids.len();
+        for id in ids {
+            self.spawn_validation(id);
+        }
+        Ok(n)
+    }
+
+    fn spawn_validation(self: &Arc<Self>, challenge_id: String) {
+        let ra = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(_permit) = ra.validations.clone().acquire_owned().await else { return };
+            if let Err(e) = ra.validate(&challenge_id).await {
+                tracing::error!(challenge = %challenge_id, error = %e, "validation could not be recorded");
+            }
+        });
+    }
+
+    async fn validate(&self, challenge_id: &str) -> Result<()> {
+        let ch = self.sa.get_challenge(challenge_id).await?.ok_or_else(|| Error::internal("challenge vanished"))?;
+        let authz = self.sa.get_authz(&ch.authz_id).await?.ok_or_else(|| Error::internal("authorization vanished"))?;
+        let acct = self.sa.get_account(&authz.account_id).await?.ok_or_else(|| Error::internal("account vanished"))?;
+        let tenant = self.tenant(&authz.tenant).ok_or_else(|| Error::internal("tenant vanished"))?;
+        let outcome = match self.run_validation(tenant, &ch, &authz, &acct).await {
+            Ok(record) => {
+                tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
+                ChallengeOutcome {
+                    valid: true,
+                    at: self.clock.unix(),
+                    authz_expires: self.clock.unix() + Self::secs(self.cfg.valid_authz_lifetime),
+                    error: None,
+                    record: Some(record),
+                }
+            }
+            Err(problem) => {
+                tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, detail = %problem.detail, "validation failed");
+                ChallengeOutcome {
+                    valid: false,
+                    at: self.clock.unix(),
+                    authz_expires: authz.expires,
+                    error: Some(serde_json::to_string(&problem).unwrap_or_default()),
+                    record: None,
+                }
+            }
+        };
+        self.sa.finish_challenge(challenge_id, outcome).await?;
+        Ok(())
+    }
+
+    async fn run_validation(&self, tenant: &Tenant, ch: &ChallengeRecord, authz: &AuthzRecord, acct: &AccountRecord) -> std::result::Result<String, Problem> {
+        let internal = |d: &str| Problem::new(ProblemType::ServerInternal, d);
+        let kind = match ch.kind.as_str() {
+            "http-01" => ChallengeKind::Http01,
+            "dns-01" => ChallengeKind::Dns01,
+            "tls-alpn-01" => ChallengeKind::TlsAlpn01,
+            _ => return Err(internal("unknown challenge type")),
+        };
+        let target = match authz.identifier.kind.as_str() {
+            "ip" => Target::Ip(authz.identifier.value.parse().map_err(|_| internal("stored IP identifier does not parse"))?),
+            _ => Target::Dns(authz.identifier.value.clone()),
+        };
+        let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk).map_err(|_| internal("stored account key does not parse"))?;
+        let jwk = Jwk::from_json(&jwk_json).map_err(|_| internal("stored account key does not parse"))?;
+        let req = ValidationRequest {
+            target,
+            wildcard: authz.wildcard,
+            kind,
+            key_authorization: acme_types::keyauth::key_authorization(&ch.token, &jwk),
+            token: ch.token.clone(),
+            account_uri: tenant.account_url(&acct.id),
+        };
+        let mut problem = |kind: ProblemType, detail: String| {
+            let mut p = Problem::new(kind, detail);
+            p.identifier = Some(acme_types::wire::Identifier { r#type: authz.identifier.kind.clone(), value: authz.identifier.value.clone() });
+            p
+        };
+        match tokio::time::timeout(self.cfg.validation_timeout, self.va.validate(&req)).await {
+            Err(_) => Err(problem(ProblemType::Connection, format!("validation of {} timed out after {:?}", authz.identifier.value, self.cfg.validation_timeout))),
+            Ok(Err(e)) => {
+                let kind = format!("urn:ietf:params:acme:error:{}", e.acme_type()).parse().unwrap_or(ProblemType::ServerInternal);
+                Err(problem(kind, e.to_string()))
+            }
+            Ok(Ok(record)) => Ok(serde_json::to_string(&record).unwrap_or_default()),
+        }
+    }
+}

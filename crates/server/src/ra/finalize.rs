@@ -1,0 +1,68 @@
+//! Finalization (RFC 8555 §7.4): the CSR is checked and signed by the tenant's issuing CA
+//! while the order is claimed, and the certificate is stored in the same transaction that
+//! marks the order valid, so a certificate the client can see is never lost and a failed
+//! finalization changes nothing.
+
+use super::order::OrderView;
+use super::Ra;
+use crate::error::{Error, Result};
+use crate::ids::new_id;
+use crate::sa::{AccountRecord, CertRecord};
+use crate::tenant::Tenant;
+use acme_types::problem::ProblemType;
+use pki::identifier::Identifier;
+use std::sync::Arc;
+
+impl Ra {
+    /// finalize (§7.4): only a `ready` order can be finalized (`orderNotReady` otherwise).
+    pub async fn finalize(&self, tenant: &Arc<Tenant>, acct: &AccountRecord, order_id: &str, csr_der: Vec<u8>) -> Result<OrderView> {
+        let view = self.get_order(tenant, acct, order_id).await?;
+        if view.status != "ready" {
+            return Err(Error::acme(ProblemType::OrderNotReady, format!("the order is {}, not ready", view.status)));
+        }
+        let idents = view
+            .order
+            .identifiers
+            .iter()
+            .map(|i| match i.kind.as_str() {
+                "ip" => Identifier::parse_ip(&i.value),
+                _ => Identifier::parse_dns(&i.value),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::internal(format!("stored identifier does not parse: {e}")))?;
+        let names = view.order.identifiers.clone();
+        let ca = Arc::clone(&tenant.ca);
+        let now = self.clock.now();
+        let (tenant_name, account_id, oid) = (tenant.name.clone(), acct.id.clone(), order_id.to_string());
+        let sign = Box::new(move || -> Result<CertRecord> {
+            let issued = ca.issue(&csr_der, &idents, now)?;
+            Ok(CertRecord {
+                id: new_id(),
+                tenant: tenant_name,
+                serial: issued.serial_hex,
+                account_id,
+                order_id: oid,
+                der: issued.der,
+                names,
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                issued_at: now.unix_timestamp(),
+                revoked_at: None,
+                revocation_reason: None,
+            })
+        });
+        match self.sa.finalize_order(order_id, sign).await? {
+            Some(cert) => tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, "certificate issued"),
+            None => return Err(Error::acme(ProblemType::OrderNotReady, "the order was finalized by another request")),
+        }
+        self.get_order(tenant, acct, order_id).await
+    }
+
+    /// The certificate with id `id`, if `acct` ordered it.
+    pub async fn get_cert(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<CertRecord> {
+        match self.sa.get_cert(id).await? {
+            Some(c) if c.account_id == acct.id && c.tenant == tenant.name => Ok(c),
+            _ => Err(Error::not_found("certificate")),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Registration authority: the ACME state machine and policy (RFC 8555 §7). It knows nothing of
+//! HTTP or SQL: the front end hands it typed requests, storage sits behind [`Storage`], proofs
+//! of control come from the validation authority, signatures from the tenant's issuing CA.
+
+mod account;
+mod challenge;
+mod finalize;
+mod order;
+mod revoke;
+
+pub use account::{AccountUpdate, NewAccount};
+pub use order::{AuthzView, OrderView};
+pub use revoke::RevokeAuth;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::sa::{AccountRecord, AccountState, Storage};
+use crate::tenant::Tenant;
+use crate::va::Va;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Lifetimes and limits the registration authority applies.
+#[derive(Clone, Debug)]
+pub struct RaConfig {
+    /// How long a new order stays usable.
+    pub order_lifetime: Duration,
+    /// How long a pending authorization stays usable.
+    pub pending_authz_lifetime: Duration,
+    /// How long a validated authorization can be reused (BR §4.2.1 allows up to 398 days;
+    /// a short reuse window limits the damage of a lost domain).
+    pub valid_authz_lifetime: Duration,
+    /// Most identifiers one order may name.
+    pub max_identifiers: usize,
+    /// Most validations running at once.
+    pub max_concurrent_validations: usize,
+    /// Time limit for one validation, CAA included.
+    pub validation_timeout: Duration,
+    /// Orders per page in an account's orders list (§7.1.2.1).
+    pub orders_page_size: u32,
+}
+
+impl Default for RaConfig {
+    fn default() -> Self {
+        Self {
+            order_lifetime: Duration::from_secs(7 * 86400),
+            pending_authz_lifetime: Duration::from_secs(7 * 86400),
+            valid_authz_lifetime: Duration::from_secs(30 * 86400),
+            max_identifiers: 100,
+            max_concurrent_validations: 64,
+            validation_timeout: Duration::from_secs(30),
+            orders_page_size: 50,
+        }
+    }
+}
+
+/// The registration authority. Cheap to share behind an `Arc`.
+pub struct Ra {
+    sa: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    tenants: HashMap<String, Arc<Tenant>>,
+    va: Va,
+    validations: Arc<Semaphore>,
+    cfg: RaConfig,
+}
+
+impl Ra {
+    /// Builds the authority over its storage, clock, tenants and validator.
+    pub fn new(sa: Arc<dyn Storage>, clock: Arc<dyn Clock>, tenants: Vec<Arc<Tenant>>, va: Va, cfg: RaConfig) -> Arc<Self> {
+        Arc::new(Self {
+            validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
+            tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            sa,
+            clock,
+            va,
+            cfg,
+        })
+    }
+
+    /// The tenant (issuing CA) named in a URL.
+    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(name)
+    }
+
+    /// All tenants.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.values()
+    }
+
+    /// The storage handle (for the front end's read-only lookups such as account-by-key).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.sa
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RaConfig {
+        &self.cfg
+    }
+
+    /// Looks up the account named by a JWS `kid` within a tenant; RFC 8555 §6.2 requires the
+    /// account to exist (`accountDoesNotExist`) and to be valid (`unauthorized`, §7.3.6).
+    pub async fn account_for_kid(&self, tenant: &Tenant, id: &str) -> Result<AccountRecord> {
+        let acct = self.sa.get_account(id).await?;
+        let acct = match acct {
+            Some(a) if a.tenant == tenant.name => a,
+            _ => return Err(Error::acme(acme_types::problem::ProblemType::AccountDoesNotExist, "no account with this key id in this CA")),
+        };
+        match acct.status {
+            AccountState::Valid => Ok(acct),
+            s => Err(Error::unauthorized(format!("account is {}", s.as_str()))),
+        }
+    }
+
+    fn secs(d: Duration) -> i64 {
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! Orders and authorizations (RFC 8555 §7.4, §7.5). Order readiness and expiry are derived
+//! on read from the authorizations and the clock (§7.1.6), so no job has to advance them.
+
+use super::Ra;
+use crate::error::{Error, Result, SubError};
+use crate::ids::{new_id, new_token};
+use crate::sa::{AccountRecord, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, OrderRecord, OrderState, StoredIdentifier};
+use crate::tenant::Tenant;
+use acme_types::problem::ProblemType;
+use pki::identifier::Identifier;
+
+/// An order with its status as the client sees it now.
+#[derive(Clone, Debug)]
+pub struct OrderView {
+    /// The stored order.
+    pub order: OrderRecord,
+    /// `pending`, `ready`, `processing`, `valid` or `invalid`.
+    pub status: &'static str,
+}
+
+/// An authorization with its status as the client sees it now.
+#[derive(Clone, Debug)]
+pub struct AuthzView {
+    /// The stored authorization.
+    pub authz: AuthzRecord,
+    /// `pending`, `valid`, `invalid`, `deactivated`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+/// Parses one requested identifier (§7.1.3 `identifiers`, RFC 8738 for `ip`) and applies the
+/// tenant's name policy, so a name outside the CA's constraints never gets an authorization.
+pub(crate) fn check_identifier(tenant: &Tenant, kind: &str, value: &str) -> std::result::Result<Identifier, SubError> {
+    let sub = |k: ProblemType, d: String| SubError { kind: k, detail: d, identifier: (kind.to_string(), value.to_string()) };
+    let ident = match kind {
+        "dns" => Identifier::parse_dns(value).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is not a valid DNS name: {e}")))?,
+        "ip" => Identifier::parse_ip(value).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is not a valid IP address: {e}")))?,
+        other => return Err(sub(ProblemType::UnsupportedIdentifier, format!("identifier type {other:?} is not supported (dns and ip are)"))),
+    };
+    tenant.ca.permitted().check(&ident).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is outside what this CA may issue for: {e}")))?;
+    Ok(ident)
+}
+
+/// The stored form of a parsed identifier: the authorization's value (no `*.`) and wildcard flag.
+pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
+    match ident {
+        Identifier::Dns(d) => (StoredIdentifier { kind: "dns".into(), value: d.base().to_string() }, d.is_wildcard()),
+        Identifier::Ip(ip) => (StoredIdentifier { kind: "ip".into(), value: ip.to_string() }, false),
+    }
+}
+
+/// The challenge types offered for an identifier: wildcards only via dns-01 (§7.1.3), IP
+/// identifiers never via dns-01 (RFC 8738 §7).
+fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'static str] {
+    match (ident.kind.as_str(), wildcard) {
+        ("ip", _) => &["http-01", "tls-alpn-01"],
+        (_, true) => &["dns-01"],
+        _ => &["http-01", "dns-01", "tls-alpn-01"],
+    }
+}
+
+impl Ra {
+    /// newOrder (§7.4): checks every identifier against policy (all failures reported together
+    /// as subproblems, §6.7.1), reuses this account's live authorizations, creates the rest.
+    pub async fn new_order(&self, tenant: &Tenant, acct: &AccountRecord, requested: &[(String, String)]) -> Result<OrderView> {
+        if requested.is_empty() {
+            return Err(Error::malformed("an order must name at least one identifier"));
+        }
+        if requested.len() > self.cfg.max_identifiers {
+            return Err(Error::malformed(format!("an order may name at most {} identifiers", self.cfg.max_identifiers)));
+        }
+        let mut idents = Vec::with_capacity(requested.len());
+        let mut failures = Vec::new();
+        for (kind, value) in requested {
+            match check_identifier(tenant, kind, value) {
+                Ok(i) => idents.push(i),
+                Err(sub) => failures.push(sub),
+            }
+        }
+        if !failures.is_empty() {
+            let n = failures.len();
+            return Err(Error::with_subproblems(ProblemType::Compound, format!("{n} identifier(s) refused; see subproblems"), failures));
+        }
+        idents.sort();
+        idents.dedup();
+
+        let now = self.clock.unix();
+        let order_expires = now + Self::secs(self.cfg.order_lifetime);
+        let mut new_authzs = Vec::new();
+        let mut authz_ids = Vec::with_capacity(idents.len());
+        for ident in &idents {
+            let (stored, wildcard) = authz_identifier(ident);
+            // Reuse only authorizations that outlive the order a little, so the order cannot be
+            // left with an authorization that expires under it (§7.1.3 lets the server choose).
+            if let Some(id) = self.sa.find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600).await? {
+                authz_ids.push(id);
+                continue;
+            }
+            let authz_id = new_id();
+            let challenges = challenge_types(&stored, wildcard)
+                .iter()
+                .filter(|t| tenant.challenge_types.iter().any(|a| a == *t))
+                .map(|t| ChallengeRecord {
+                    id: new_id(),
+                    authz_id: authz_id.clone(),
+                    kind: (*t).to_string(),
+                    token: new_token(),
+                    status: ChallengeState::Pending,
+                    validated_at: None,
+                    error: None,
+                    record: None,
+                })
+                .collect::<Vec<_>>();
+            if challenges.is_empty() {
+                return Err(Error::acme(ProblemType::RejectedIdentifier, format!("no challenge type this CA allows can validate {}", ident)));
+            }
+            authz_ids.push(authz_id.clone());
+            new_authzs.push(AuthzRecord {
+                id: authz_id,
+                tenant: tenant.name.clone(),
+                account_id: acct.id.clone(),
+                identifier: stored,
+                wildcard,
+                status: AuthzState::Pending,
+                expires: now + Self::secs(self.cfg.pending_authz_lifetime),
+                created_at: now,
+                challenges,
+            });
+        }
+        let order = OrderRecord {
+            id: new_id(),
+            tenant: tenant.name.clone(),
+            account_id: acct.id.clone(),
+            status: OrderState::Pending,
+            expires: order_expires,
+            identifiers: idents.iter().map(|i| StoredIdentifier { kind: i.kind().into(), value: i.value() }).collect(),
+            error: None,
+            cert_id: None,
+            created_at: now,
+            authz_ids,
+        };
+        self.sa.insert_order(&order, &new_authzs).await?;
+        self.order_view(order).await
+    }
+
+    /// Reads an order owned by `acct` (anything else is "not found", §7.4 gives no access to
+    /// other accounts' orders).
+    pub async fn get_order(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<OrderView> {
+        match self.sa.get_order(id).await? {
+            Some(o) if o.account_id == acct.id && o.tenant == tenant.name => self.order_view(o).await,
+            _ => Err(Error::not_found("order")),
+        }
+    }
+
+    pub(crate) async fn order_view(&self, order: OrderRecord) -> Result<OrderView> {
+        let status = match order.status {
+            OrderState::Processing => "processing",
+            OrderState::Valid => "valid",
+            OrderState::Invalid => "invalid",
+            OrderState::Pending => {
+                let now = self.clock.unix();
+                if now >= order.expires {
+                    "invalid"
+                } else {
+                    let mut all_valid = true;
+                    let mut any_dead = false;
+                    for id in &order.authz_ids {
+                        let a = self.sa.get_authz(id).await?.ok_or_else(|| Error::internal("order references a missing authorization"))?;
+                        match self.authz_status(&a) {
+                            "valid" => {}
+                            "pending" => all_valid = false,
+                            _ => any_dead = true,
+                        }
+                    }
+                    if any_dead {
+                        "invalid"
+                    } else if all_valid {
+                        "ready"
+                    } else {
+                        "pending"
+                    }
+                }
+            }
+        };
+        Ok(OrderView { order, status })
+    }
+
+    fn authz_status(&self, a: &AuthzRecord) -> &'static str {
+        match a.status {
+            AuthzState::Pending | AuthzState::Valid if self.clock.unix() >= a.expires => "expired",
+            s => s.as_str(),
+        }
+    }
+
+    /// One page of the account's orders (§7.1.2.1) and the cursor of the next page, if any.
+    pub async fn list_orders(&self, acct: &AccountRecord, after: Option<&str>) -> Result<(Vec<String>, Option<String>)> {
+        let limit = self.cfg.orders_page_size;
+        let mut ids = self.sa.list_order_ids(&acct.id, after, limit + 1).await?;
+        let next = if ids.len() > limit as usize {
+            ids.truncate(limit as usize);
+            ids.last().cloned()
+        } else {
+            None
+        };
+        Ok((ids, next))
+    }
+
+    /// Reads an authorization owned by `acct`.
+    pub async fn get_authz(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<AuthzView> {
+        match self.sa.get_authz(id).await? {
+            Some(a) if a.account_id == acct.id && a.tenant == tenant.name => {
+                let status = self.authz_status(&a);
+                Ok(AuthzView { authz: a, status })
+            }
+            _ => Err(Error::not_found("authorization")),
+        }
+    }
+
+    /// Deactivates an authorization (§7.5.2); only pending and valid ones can be.
+    pub async fn deactivate_authz(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<AuthzView> {
+        let view = self.get_authz(tenant, acct, id).await?;
+        if !matches!(view.status, "pending" | "valid") {
+            return Err(Error::malformed(format!("an authorization that is {} cannot be deactivated", view.status)));
+        }
+        if !self.sa.try_deactivate_authz(id).await? {
+            return Err(Error::malformed("the authorization changed state concurrently"));
+        }
+        self.get_authz(tenant, acct, id).await
+    }
+}

@@ -1,0 +1,194 @@
+//! Records the storage authority persists. They mirror the ACME objects but hold only state;
+//! wire formatting lives in the front end and policy in the registration authority.
+
+use serde::{Deserialize, Serialize};
+
+/// An identifier as stored: `type` is `dns` or `ip`, `value` is canonical (lower-case A-label
+/// without a `*.` prefix for DNS, RFC 8738 canonical text for IP).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoredIdentifier {
+    /// `dns` or `ip` (RFC 8555 §9.7.7, RFC 8738).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The identifier value as it appears in the order.
+    pub value: String,
+}
+
+macro_rules! state_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $(#[allow(missing_docs)] $variant),+ }
+        impl $name {
+            /// The lower-case name stored in the database and sent on the wire.
+            pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $s),+ } }
+            /// Parses a stored value; unknown values are a corrupt row.
+            pub fn parse(s: &str) -> Result<Self, super::SaError> {
+                match s { $($s => Ok(Self::$variant),)+ other => Err(super::SaError::Corrupt(format!("unknown {} {other:?}", stringify!($name)))) }
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// Account states (RFC 8555 §7.1.6).
+    AccountState { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" }
+);
+state_enum!(
+    /// Stored order states. `ready` and expiry are derived from the authorizations and the clock
+    /// when the order is read, so no background job has to move orders along (RFC 8555 §7.1.6).
+    OrderState { Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid" }
+);
+state_enum!(
+    /// Stored authorization states; `expired` is derived from `expires` (RFC 8555 §7.1.6).
+    AuthzState { Pending => "pending", Valid => "valid", Invalid => "invalid", Deactivated => "deactivated", Revoked => "revoked" }
+);
+state_enum!(
+    /// Challenge states (RFC 8555 §7.1.6).
+    ChallengeState { Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid" }
+);
+
+/// An ACME account (RFC 8555 §7.1.2).
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    /// Random opaque id, the last segment of the account URL.
+    pub id: String,
+    /// The issuing CA (tenant) the account belongs to.
+    pub tenant: String,
+    /// RFC 7638 thumbprint of the account key; unique per tenant.
+    pub jwk_thumbprint: String,
+    /// The account public key as JWK JSON.
+    pub jwk: String,
+    /// Contact URIs.
+    pub contact: Vec<String>,
+    /// Current state.
+    pub status: AccountState,
+    /// Whether the client agreed to the terms of service.
+    pub tos_agreed: bool,
+    /// External account binding key id, when one was used.
+    pub eab_kid: Option<String>,
+    /// Creation time (UNIX seconds).
+    pub created_at: i64,
+}
+
+/// An order (RFC 8555 §7.1.3) with the ids of its authorizations, in identifier order.
+#[derive(Clone, Debug)]
+pub struct OrderRecord {
+    /// Random opaque id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Owning account.
+    pub account_id: String,
+    /// Stored state.
+    pub status: OrderState,
+    /// Expiry (UNIX seconds).
+    pub expires: i64,
+    /// Identifiers, sorted and de-duplicated.
+    pub identifiers: Vec<StoredIdentifier>,
+    /// Problem document JSON when the order became invalid.
+    pub error: Option<String>,
+    /// The issued certificate once valid.
+    pub cert_id: Option<String>,
+    /// Creation time (UNIX seconds).
+    pub created_at: i64,
+    /// Authorization ids, one per identifier.
+    pub authz_ids: Vec<String>,
+}
+
+/// An authorization (RFC 8555 §7.1.4) with its challenges.
+#[derive(Clone, Debug)]
+pub struct AuthzRecord {
+    /// Random opaque id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Owning account.
+    pub account_id: String,
+    /// The identifier, without `*.` for wildcards.
+    pub identifier: StoredIdentifier,
+    /// Whether this authorizes a wildcard (RFC 8555 §7.1.4 `wildcard`).
+    pub wildcard: bool,
+    /// Stored state.
+    pub status: AuthzState,
+    /// Expiry (UNIX seconds).
+    pub expires: i64,
+    /// Creation time (UNIX seconds).
+    pub created_at: i64,
+    /// The challenges offered.
+    pub challenges: Vec<ChallengeRecord>,
+}
+
+/// A challenge (RFC 8555 §8).
+#[derive(Clone, Debug)]
+pub struct ChallengeRecord {
+    /// Random opaque id.
+    pub id: String,
+    /// The authorization it belongs to.
+    pub authz_id: String,
+    /// `http-01`, `dns-01` or `tls-alpn-01`.
+    pub kind: String,
+    /// The token (RFC 8555 §8.3: at least 128 bits of entropy, base64url).
+    pub token: String,
+    /// Stored state.
+    pub status: ChallengeState,
+    /// When validation succeeded (UNIX seconds).
+    pub validated_at: Option<i64>,
+    /// Problem document JSON when validation failed.
+    pub error: Option<String>,
+    /// Validation record JSON (what the VA contacted).
+    pub record: Option<String>,
+}
+
+/// An issued certificate.
+#[derive(Clone, Debug)]
+pub struct CertRecord {
+    /// Random opaque id, the last segment of the certificate URL.
+    pub id: String,
+    /// Issuing tenant.
+    pub tenant: String,
+    /// Serial number as lower-case hex.
+    pub serial: String,
+    /// The account that ordered it.
+    pub account_id: String,
+    /// The order it finalized.
+    pub order_id: String,
+    /// The certificate DER.
+    pub der: Vec<u8>,
+    /// The identifiers it certifies.
+    pub names: Vec<StoredIdentifier>,
+    /// Validity start (UNIX seconds).
+    pub not_before: i64,
+    /// Validity end (UNIX seconds).
+    pub not_after: i64,
+    /// When it was stored.
+    pub issued_at: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 §5.3.1 reason code, if revoked with one.
+    pub revocation_reason: Option<u8>,
+}
+
+/// One entry of a CRL.
+#[derive(Clone, Debug)]
+pub struct RevokedEntry {
+    /// Serial as lower-case hex.
+    pub serial: String,
+    /// Revocation time (UNIX seconds).
+    pub revoked_at: i64,
+    /// RFC 5280 §5.3.1 reason code.
+    pub reason: Option<u8>,
+}
+
+/// The latest CRL published for a tenant.
+#[derive(Clone, Debug)]
+pub struct CrlRecord {
+    /// Monotonic CRL number (RFC 5280 §5.2.3).
+    pub number: i64,
+    /// The signed CRL DER.
+    pub der: Vec<u8>,
+    /// thisUpdate (UNIX seconds).
+    pub this_update: i64,
+    /// nextUpdate (UNIX seconds).
+    pub next_update: i64,
+}

@@ -1,0 +1,44 @@
+//! The directory (RFC 8555 §7.1.1) and newNonce (§7.2).
+
+use super::{json_response, reply, Wfe};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::sync::Arc;
+
+pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
+    reply(wfe.tenant(&tenant).map(|t| {
+        let mut meta = json!({
+            "caaIdentities": t.caa_identities,
+            "externalAccountRequired": t.external_account_required,
+        });
+        if let Some(tos) = &t.terms_of_service {
+            meta["termsOfService"] = json!(tos);
+        }
+        if let Some(site) = &t.website {
+            meta["website"] = json!(site);
+        }
+        let body = json!({
+            "newNonce": t.url("new-nonce"),
+            "newAccount": t.url("new-account"),
+            "newOrder": t.url("new-order"),
+            "revokeCert": t.url("revoke-cert"),
+            "keyChange": t.url("key-change"),
+            "meta": meta,
+        });
+        let mut resp = json_response(StatusCode::OK, &body, None);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+        resp
+    }))
+}
+
+/// §7.2: HEAD answers 200, GET 204, both with `Cache-Control: no-store`; the nonce itself is
+/// added by the ACME header middleware like on every response.
+pub(super) async fn new_nonce_head(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
+    reply(wfe.tenant(&tenant).map(|_| StatusCode::OK.into_response()))
+}
+
+pub(super) async fn new_nonce_get(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
+    reply(wfe.tenant(&tenant).map(|_| StatusCode::NO_CONTENT.into_response()))
+}

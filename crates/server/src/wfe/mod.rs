@@ -1,0 +1,140 @@
+//! Web front end: HTTP routes, JWS verification, nonces and problem documents. No policy lives
+//! here: every decision is the registration authority's. One file per ACME resource.
+
+mod account;
+mod authz;
+mod cert;
+mod directory;
+pub mod jose;
+mod nonce;
+mod order;
+pub mod problem;
+mod public;
+mod revoke;
+
+pub use nonce::NonceService;
+
+use crate::error::{Error, Result};
+use crate::ra::Ra;
+use crate::tenant::Tenant;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Front-end settings.
+#[derive(Clone, Debug)]
+pub struct WfeConfig {
+    /// External base URL clients use (`https://host:port`, no trailing slash); signed `url`
+    /// values are compared against it, so it must match what clients see behind a proxy.
+    pub base_url: String,
+    /// Largest accepted request body (RFC 8555 leaves the limit to the server).
+    pub max_body_bytes: usize,
+    /// How long a nonce stays redeemable.
+    pub nonce_ttl: Duration,
+}
+
+impl Default for WfeConfig {
+    fn default() -> Self {
+        Self { base_url: "https://127.0.0.1:8443".into(), max_body_bytes: 64 * 1024, nonce_ttl: Duration::from_secs(3600) }
+    }
+}
+
+/// Shared state of the front end.
+pub struct Wfe {
+    ra: Arc<Ra>,
+    nonces: NonceService,
+    cfg: WfeConfig,
+}
+
+impl Wfe {
+    /// A front end over `ra`.
+    pub fn new(ra: Arc<Ra>, cfg: WfeConfig) -> Arc<Self> {
+        Arc::new(Self { ra, nonces: NonceService::new(cfg.nonce_ttl, 1_000_000), cfg })
+    }
+
+    fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
+        self.ra.tenant(name).cloned().ok_or_else(|| Error::not_found("ACME directory"))
+    }
+}
+
+/// The ACME routes (`/acme/<tenant>/...`) and the plain public routes (CRLs, CA certificates).
+pub fn router(wfe: Arc<Wfe>) -> Router {
+    let acme = Router::new()
+        .route("/acme/{tenant}/directory", get(directory::directory))
+        .route("/acme/{tenant}/new-nonce", get(directory::new_nonce_get).head(directory::new_nonce_head))
+        .route("/acme/{tenant}/new-account", post(account::new_account))
+        .route("/acme/{tenant}/acct/{id}", post(account::account))
+        .route("/acme/{tenant}/acct/{id}/orders", post(account::orders))
+        .route("/acme/{tenant}/key-change", post(account::key_change))
+        .route("/acme/{tenant}/new-order", post(order::new_order))
+        .route("/acme/{tenant}/order/{id}", post(order::order))
+        .route("/acme/{tenant}/order/{id}/finalize", post(order::finalize))
+        .route("/acme/{tenant}/authz/{id}", post(authz::authz))
+        .route("/acme/{tenant}/chall/{id}", post(authz::challenge))
+        .route("/acme/{tenant}/cert/{id}", post(cert::certificate))
+        .route("/acme/{tenant}/cert/{id}/{alt}", post(cert::certificate_alt))
+        .route("/acme/{tenant}/revoke-cert", post(revoke::revoke_cert))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(wfe.clone(), acme_headers));
+    public_router().merge(acme).fallback(not_found).with_state(wfe)
+}
+
+/// Routes relying parties fetch over plain HTTP (RFC 5280 §4.2.1.13, §4.2.2.1).
+pub fn public_router() -> Router<Arc<Wfe>> {
+    Router::new().route("/crl/{file}", get(public::crl)).route("/ca/{file}", get(public::ca_cert))
+}
+
+/// The public routes alone, with state, for the plain-HTTP listener.
+pub fn public_only(wfe: Arc<Wfe>) -> Router {
+    public_router().fallback(not_found).with_state(wfe)
+}
+
+async fn not_found() -> Response {
+    Error::not_found("resource").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    Error::malformed("method not allowed for this resource").with_status(405).into_response()
+}
+
+/// §6.5: every ACME response carries a fresh `Replay-Nonce`; §7.1: and a `Link` to the
+/// directory. Responses are not cacheable except the directory.
+async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> Response {
+    let tenant = req.uri().path().strip_prefix("/acme/").and_then(|p| p.split('/').next()).unwrap_or("").to_string();
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&wfe.nonces.issue()) {
+        h.insert("replay-nonce", v);
+    }
+    if wfe.ra.tenant(&tenant).is_some() {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{}/acme/{tenant}/directory>;rel=\"index\"", wfe.cfg.base_url)) {
+            h.append(header::LINK, v);
+        }
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// A JSON response with optional `Location`.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, location: Option<&str>) -> Response {
+    let mut resp = (status, Body::from(body.to_string())).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        h.insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// Turns a handler result into a response.
+pub(crate) fn reply(r: Result<Response>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
