@@ -46,3 +46,29 @@ pub fn pem_to_ders(pem_text: &str) -> Result<Vec<Vec<u8>>, PkiError> {
     let blocks = pem::parse_many(pem_text).map_err(PkiError::Pem)?;
     Ok(blocks.into_iter().map(|p| p.into_contents()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate, KeyType};
+    use crate::signer::FileSigner;
+
+    #[test]
+    fn views_and_pem_round_trip() {
+        let s = FileSigner::new(generate(KeyType::EcdsaP256).unwrap());
+        let der = crate::ca::create_root("R", &s, None).unwrap();
+        assert_eq!(
+            spki_der_of(&der).unwrap(),
+            crate::Signer::public_key_der(&s)
+        );
+        assert_eq!(serial_of(&der).unwrap().len(), 16);
+        assert!(not_after_of(&der).unwrap() > OffsetDateTime::now_utc());
+        let two = der_to_pem("CERTIFICATE", &der) + &der_to_pem("CERTIFICATE", &der);
+        assert_eq!(pem_to_ders(&two).unwrap(), vec![der.clone(), der.clone()]);
+        assert!(pem_to_ders("not pem at all").unwrap().is_empty());
+        assert!(spki_der_of(&der[..10]).is_err());
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(serial_of(&trailing).is_err());
+    }
+}

@@ -2,8 +2,8 @@
 //! a [`Signer`].
 
 use rcgen::{
-    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint,
-    CrlScope, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
+    CertificateRevocationListParams, CrlDistributionPoint, CrlIssuingDistributionPoint, CrlScope,
+    KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -83,12 +83,13 @@ pub fn build_crl(
     let ski = x509_parser::parse_x509_certificate(issuer_cert_der)
         .ok()
         .and_then(|(_, c)| {
-            c.iter_extensions().find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
-                    Some(k.0.to_vec())
-                }
-                _ => None,
-            })
+            c.iter_extensions()
+                .find_map(|ext| match ext.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                        Some(k.0.to_vec())
+                    }
+                    _ => None,
+                })
         });
     let params = CertificateRevocationListParams {
         this_update,

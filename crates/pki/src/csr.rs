@@ -33,8 +33,8 @@ pub struct CsrInfo {
 /// (checked before the signature, which aws-lc cannot verify for weak keys).
 pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, IssueError> {
     let bad = |m: String| IssueError::BadCsr(m);
-    let (rest, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| bad(format!("malformed CSR: {e}")))?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(der).map_err(|e| bad(format!("malformed CSR: {e}")))?;
     if !rest.is_empty() {
         return Err(bad("trailing data after the CSR".into()));
     }
@@ -73,11 +73,14 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, IssueError> {
             san_seen = true;
             for name in &san.general_names {
                 let id = match name {
-                    GeneralName::DNSName(d) => Identifier::parse_dns(d)
-                        .map_err(|e| bad(format!("subjectAltName: {e}")))?,
-                    GeneralName::IPAddress(b) => Identifier::Ip(ip_from_bytes(b).ok_or_else(|| {
-                        bad(format!("subjectAltName iPAddress of {} octets", b.len()))
-                    })?),
+                    GeneralName::DNSName(d) => {
+                        Identifier::parse_dns(d).map_err(|e| bad(format!("subjectAltName: {e}")))?
+                    }
+                    GeneralName::IPAddress(b) => {
+                        Identifier::Ip(ip_from_bytes(b).ok_or_else(|| {
+                            bad(format!("subjectAltName iPAddress of {} octets", b.len()))
+                        })?)
+                    }
                     other => {
                         return Err(bad(format!(
                             "subjectAltName entry {other} is not a DNS name or IP address"

@@ -28,7 +28,9 @@ const ID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1
 
 /// certificatePolicies with the given policy identifiers and no qualifiers (BR §7.1.2.7.9
 /// and §7.1.2.10.5 discourage qualifiers other than a CPS URI). Not critical.
-pub(crate) fn certificate_policies(policies: &[ObjectIdentifier]) -> Result<CustomExtension, PkiError> {
+pub(crate) fn certificate_policies(
+    policies: &[ObjectIdentifier],
+) -> Result<CustomExtension, PkiError> {
     let value = CertificatePolicies(
         policies
             .iter()
@@ -38,8 +40,13 @@ pub(crate) fn certificate_policies(policies: &[ObjectIdentifier]) -> Result<Cust
             })
             .collect(),
     );
-    let der = value.to_der().map_err(PkiError::der("certificatePolicies"))?;
-    Ok(CustomExtension::from_oid_content(OID_CERTIFICATE_POLICIES, der))
+    let der = value
+        .to_der()
+        .map_err(PkiError::der("certificatePolicies"))?;
+    Ok(CustomExtension::from_oid_content(
+        OID_CERTIFICATE_POLICIES,
+        der,
+    ))
 }
 
 /// authorityInformationAccess with one id-ad-caIssuers HTTP URL (RFC 5280 §4.2.2.1,
@@ -53,7 +60,10 @@ pub(crate) fn authority_info_access(ca_issuers_url: &str) -> Result<CustomExtens
     let der = value
         .to_der()
         .map_err(PkiError::der("authorityInformationAccess"))?;
-    Ok(CustomExtension::from_oid_content(OID_AUTHORITY_INFO_ACCESS, der))
+    Ok(CustomExtension::from_oid_content(
+        OID_AUTHORITY_INFO_ACCESS,
+        der,
+    ))
 }
 
 /// Name Constraints for a technically constrained TLS subordinate CA (BR §7.1.2.5.2):
@@ -66,12 +76,9 @@ pub(crate) fn name_constraints(permitted: &Permitted) -> NameConstraints {
         .iter()
         .map(|d| GeneralSubtree::DnsName(d.to_string()))
         .collect();
-    permitted_subtrees.extend(
-        permitted
-            .ip
-            .iter()
-            .map(|n| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.network(), n.prefix_len()))),
-    );
+    permitted_subtrees.extend(permitted.ip.iter().map(|n| {
+        GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.network(), n.prefix_len()))
+    }));
     let mut excluded_subtrees = Vec::new();
     if !permitted.permits_any_dns() {
         excluded_subtrees.push(GeneralSubtree::DnsName(String::new()));
@@ -88,8 +95,12 @@ pub(crate) fn name_constraints(permitted: &Permitted) -> NameConstraints {
 
 /// The same Name Constraints as [`name_constraints`], as a critical custom extension for a
 /// CSR (rcgen refuses name constraints in CSRs).
-pub(crate) fn name_constraints_extension(permitted: &Permitted) -> Result<CustomExtension, PkiError> {
-    use x509_cert::ext::pkix::constraints::name::{GeneralSubtree as Subtree, NameConstraints as Nc};
+pub(crate) fn name_constraints_extension(
+    permitted: &Permitted,
+) -> Result<CustomExtension, PkiError> {
+    use x509_cert::ext::pkix::constraints::name::{
+        GeneralSubtree as Subtree, NameConstraints as Nc,
+    };
     let subtree = |base: GeneralName| Subtree {
         base,
         minimum: 0,
@@ -157,6 +168,9 @@ pub(crate) fn key_identifier(spki_der: &[u8]) -> Result<rcgen::KeyIdMethod, PkiE
     use x509_parser::prelude::FromDer;
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(PkiError::parse("SubjectPublicKeyInfo"))?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki.subject_public_key.data);
-    Ok(rcgen::KeyIdMethod::PreSpecified(digest.as_ref()[..20].to_vec()))
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki.subject_public_key.data);
+    Ok(rcgen::KeyIdMethod::PreSpecified(
+        digest.as_ref()[..20].to_vec(),
+    ))
 }

@@ -251,7 +251,10 @@ mod tests {
     fn normalizes_case_trailing_dot_and_idna() {
         assert_eq!(dns("Router.Example.COM.").unwrap(), "router.example.com");
         assert_eq!(dns("bücher.example").unwrap(), "xn--bcher-kva.example");
-        assert_eq!(dns("XN--BCHER-KVA.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(
+            dns("XN--BCHER-KVA.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
         assert_eq!(dns("*.Example.com").unwrap(), "*.example.com");
     }
 
@@ -322,7 +325,10 @@ mod tests {
             " 10.0.0.1",
             "example.com",
         ] {
-            assert!(Identifier::parse_ip(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                Identifier::parse_ip(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -135,8 +135,8 @@ impl Issuer {
             )));
         }
         profile.crl_url(name)?;
-        let (_, cert) =
-            X509Certificate::from_der(&cert_der).map_err(PkiError::parse("issuing CA certificate"))?;
+        let (_, cert) = X509Certificate::from_der(&cert_der)
+            .map_err(PkiError::parse("issuing CA certificate"))?;
         if cert.public_key().raw != signer.public_key_der() {
             return Err(PkiError::SignerMismatch);
         }
@@ -204,7 +204,9 @@ impl Issuer {
         let not_before = truncate(req.not_before);
         let not_after = truncate(req.not_after);
         if not_after <= not_before {
-            return Err(IssueError::Validity("notAfter must be after notBefore".into()));
+            return Err(IssueError::Validity(
+                "notAfter must be after notBefore".into(),
+            ));
         }
         // RFC 5280 §4.1.2.5: the period includes both ends, hence the extra second.
         if not_after - not_before + Duration::SECOND > MAX_LEAF_LIFETIME {
@@ -369,9 +371,15 @@ fn truncate(t: OffsetDateTime) -> OffsetDateTime {
 
 /// A fresh key of the same kind as the CA key, for lint signatures.
 fn throwaway_key(alg: &'static rcgen::SignatureAlgorithm) -> Result<KeyPair, PkiError> {
-    let generated = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 || alg == &rcgen::PKCS_ECDSA_P384_SHA384 || alg == &rcgen::PKCS_ED25519 {
+    let generated = if alg == &rcgen::PKCS_ECDSA_P256_SHA256
+        || alg == &rcgen::PKCS_ECDSA_P384_SHA384
+        || alg == &rcgen::PKCS_ED25519
+    {
         KeyPair::generate_for(alg)
-    } else if alg == &rcgen::PKCS_RSA_SHA256 || alg == &rcgen::PKCS_RSA_SHA384 || alg == &rcgen::PKCS_RSA_SHA512 {
+    } else if alg == &rcgen::PKCS_RSA_SHA256
+        || alg == &rcgen::PKCS_RSA_SHA384
+        || alg == &rcgen::PKCS_RSA_SHA512
+    {
         KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048)
     } else {
         return Err(PkiError::UnsupportedAlgorithm(format!("{alg:?}")));

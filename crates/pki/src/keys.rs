@@ -123,22 +123,26 @@ const LABEL_ENCRYPTED: &str = "ENCRYPTED PRIVATE KEY";
 /// the directory is fsynced.
 ///
 /// With a passphrase the key is an `ENCRYPTED PRIVATE KEY` (RFC 5958 §3) using PBES2 with
-/// scrypt (log2 N = 15, r = 8, p = 1) and AES-256-CBC, which `openssl pkey` reads.
-pub fn write_key_pem(path: &Path, key: &KeyPair, passphrase: Option<&[u8]>) -> Result<(), PkiError> {
+/// scrypt (log2 N = 14, r = 8, p = 1: 16 MiB, inside OpenSSL 3's 32 MiB scrypt memory limit)
+/// and AES-256-CBC, so `openssl pkey` reads it.
+pub fn write_key_pem(
+    path: &Path,
+    key: &KeyPair,
+    passphrase: Option<&[u8]>,
+) -> Result<(), PkiError> {
     if path.exists() {
         return Err(PkiError::KeyExists(path.to_path_buf()));
     }
     let pem = match passphrase {
         None => key.serialize_pem(),
         Some(pass) => {
-            let info = PrivateKeyInfoRef::from_der(key.serialized_der()).map_err(|e| {
-                PkiError::Pkcs8(pkcs8::Error::Asn1(e))
-            })?;
+            let info = PrivateKeyInfoRef::from_der(key.serialized_der())
+                .map_err(|e| PkiError::Pkcs8(pkcs8::Error::Asn1(e)))?;
             let mut salt = [0u8; 16];
             let mut iv = [0u8; 16];
             fill_random(&mut salt)?;
             fill_random(&mut iv)?;
-            let kdf = scrypt::Params::new(15, 8, 1)
+            let kdf = scrypt::Params::new(14, 8, 1)
                 .map_err(|e| PkiError::UnsupportedAlgorithm(format!("scrypt parameters: {e}")))?;
             let params = pbes2::Parameters::generate_scrypt_aes256cbc(kdf, &salt, iv)
                 .map_err(|e| PkiError::Pkcs8(pkcs8::Error::EncryptedPrivateKey(e)))?;
@@ -182,7 +186,10 @@ fn write_new_file_0600(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     fill_random(&mut suffix)?;
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}",
-        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ));
     let result = (|| -> Result<(), PkiError> {
         let mut f = OpenOptions::new()
@@ -236,10 +243,12 @@ pub fn load_key_pem(path: &Path, passphrase: Option<&[u8]>) -> Result<KeyPair, P
             };
             let info = EncryptedPrivateKeyInfoRef::from_der(block.contents())
                 .map_err(|e| format(format!("malformed encrypted PKCS#8 ({e})")))?;
-            let doc = info.decrypt(pass).map_err(|source| PkiError::WrongPassphrase {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let doc = info
+                .decrypt(pass)
+                .map_err(|source| PkiError::WrongPassphrase {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             KeyPair::try_from(doc.as_bytes())
                 .map_err(|e| format(format!("unusable PKCS#8 key after decryption ({e})")))
         }
@@ -278,7 +287,10 @@ mod tests {
             write_key_pem(&path, &other, None),
             Err(PkiError::KeyExists(_))
         ));
-        assert_eq!(load_key_pem(&path, None).unwrap().public_key_raw(), key.public_key_raw());
+        assert_eq!(
+            load_key_pem(&path, None).unwrap().public_key_raw(),
+            key.public_key_raw()
+        );
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -304,13 +316,68 @@ mod tests {
     }
 
     #[test]
+    fn openssl_reads_our_encrypted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.key");
+        let key = generate(KeyType::EcdsaP256).unwrap();
+        write_key_pem(&path, &key, Some(b"s3cret")).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-passin", "pass:s3cret", "-in"])
+            .arg(&path)
+            .output()
+            .expect("the openssl command is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), key.public_key_pem());
+    }
+
+    #[test]
+    fn loads_keys_encrypted_by_openssl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ossl.key");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-aes-256-cbc", "-pass", "pass:pw", "-out"])
+            .arg(&path)
+            .output()
+            .expect("the openssl command is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(matches!(
+            load_key_pem(&path, None),
+            Err(PkiError::KeyEncrypted(_))
+        ));
+        assert!(matches!(
+            load_key_pem(&path, Some(b"nope")),
+            Err(PkiError::WrongPassphrase { .. })
+        ));
+        let key = load_key_pem(&path, Some(b"pw")).unwrap();
+        assert_eq!(key_type_of(&key), Some(KeyType::EcdsaP256));
+    }
+
+    #[test]
     fn rsa_generation_and_unsupported_label() {
         let key = generate(KeyType::Rsa2048).unwrap();
         assert_eq!(key_type_of(&key), Some(KeyType::Rsa2048));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
-        fs::write(&path, "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
-            .unwrap();
+        fs::write(
+            &path,
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
         assert!(matches!(
             load_key_pem(&path, None),
             Err(PkiError::KeyFormat { .. })

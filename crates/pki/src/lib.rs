@@ -20,8 +20,8 @@ mod serial;
 pub mod signer;
 
 pub use ca::{
-    check_imported_issuing_ca, create_issuing_ca, create_root, create_root_with_subject,
-    subca_csr, CaProfile, CaSubject, ImportError, Validity,
+    check_imported_issuing_ca, check_imported_issuing_ca_at, create_issuing_ca, create_root,
+    create_root_with_subject, subca_csr, CaProfile, CaSubject, ImportError, Validity,
 };
 pub use cert_info::{der_to_pem, not_after_of, pem_to_ders, serial_of, spki_der_of};
 pub use crl::{build_crl, RevokedEntry};
@@ -29,7 +29,7 @@ pub use csr::{parse_csr, CsrInfo};
 pub use error::PkiError;
 pub use identifier::{DnsName, Identifier};
 pub use issue::{IssueError, IssueRequest, IssuedCert, Issuer};
-pub use keys::{generate, load_key_pem, write_key_pem, KeyType};
+pub use keys::{generate, key_type_of, load_key_pem, write_key_pem, KeyType};
 pub use policy::{Permitted, PolicyError};
 pub use signer::{FileSigner, RcgenSigner, Signer};
 

@@ -129,7 +129,10 @@ impl Permitted {
             .dns
             .iter()
             .all(|d| self.dns.iter().any(|tree| d.is_within(tree)))
-            && other.ip.iter().all(|n| self.ip.iter().any(|net| net.contains(n)))
+            && other
+                .ip
+                .iter()
+                .all(|n| self.ip.iter().any(|net| net.contains(n)))
     }
 }
 
@@ -210,8 +213,8 @@ mod tests {
     #[test]
     fn covers_is_subset() {
         let p = permitted();
-        let inner = Permitted::parse(&["a.routers.example.com".into(), "10.1.0.0/16".into()])
-            .unwrap();
+        let inner =
+            Permitted::parse(&["a.routers.example.com".into(), "10.1.0.0/16".into()]).unwrap();
         assert!(p.covers(&inner));
         assert!(!inner.covers(&p));
     }

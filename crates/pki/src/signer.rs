@@ -107,7 +107,10 @@ impl<'a> RcgenSigner<'a> {
 
     /// Converts an rcgen error from an operation that used this signer into a [`PkiError`],
     /// preferring the signer's own error when the failure came from signing.
-    pub(crate) fn error(&self, context: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
+    pub(crate) fn error(
+        &self,
+        context: &'static str,
+    ) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
         move |e| match self.take_error() {
             Some(inner) => inner,
             None => PkiError::Rcgen { context, source: e },
@@ -165,6 +168,9 @@ mod tests {
         let a = RcgenSigner::new(&broken).unwrap();
         assert!(SigningKey::sign(&a, b"x").is_err());
         let e = a.take_error().unwrap();
-        assert!(std::error::Error::source(&e).unwrap().to_string().contains("token removed"));
+        assert!(std::error::Error::source(&e)
+            .unwrap()
+            .to_string()
+            .contains("token removed"));
     }
 }

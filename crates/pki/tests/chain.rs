@@ -48,7 +48,10 @@ fn webpki_rejects_leaves_outside_name_constraints() {
     // No IP range permitted: every IP is excluded (BR §7.1.2.5.2).
     let leaf = h.issue_bypassing_policy(&["10.1.2.3"]);
     let err = webpki_verify(&h, &leaf, "10.1.2.3").unwrap_err();
-    assert!(matches!(err, webpki::Error::NameConstraintViolation), "{err:?}");
+    assert!(
+        matches!(err, webpki::Error::NameConstraintViolation),
+        "{err:?}"
+    );
 }
 
 fn openssl_verify(dir: &std::path::Path, leaf: &str) -> (bool, String) {
@@ -78,20 +81,30 @@ fn openssl_verify(dir: &std::path::Path, leaf: &str) -> (bool, String) {
 #[test]
 fn openssl_verifies_chain_and_enforces_constraints() {
     let h = common::hierarchy(&["routers.example.com", "10.0.0.0/8"], true);
-    let good = h.issue(&["r1.routers.example.com", "10.9.8.7"], pki::KeyType::EcdsaP256);
+    let good = h.issue(
+        &["r1.routers.example.com", "10.9.8.7"],
+        pki::KeyType::EcdsaP256,
+    );
     let evil = h.issue_bypassing_policy(&["evilrouters.example.com"]);
     let evil_ip = h.issue_bypassing_policy(&["192.168.1.1"]);
     let dir = tempfile::tempdir().unwrap();
     h.write_pems(
         dir.path(),
-        &[("good.pem", &good), ("evil.pem", &evil), ("evil-ip.pem", &evil_ip)],
+        &[
+            ("good.pem", &good),
+            ("evil.pem", &evil),
+            ("evil-ip.pem", &evil_ip),
+        ],
     );
     let (ok, text) = openssl_verify(dir.path(), "good.pem");
     assert!(ok && text.contains("OK"), "{text}");
     for leaf in ["evil.pem", "evil-ip.pem"] {
         let (ok, text) = openssl_verify(dir.path(), leaf);
         assert!(!ok, "{leaf} should fail: {text}");
-        assert!(text.contains("name constraint") || text.contains("permitted subtree"), "{text}");
+        assert!(
+            text.contains("name constraint") || text.contains("permitted subtree"),
+            "{text}"
+        );
     }
 }
 
@@ -100,7 +113,9 @@ fn crls_parse_and_verify_with_openssl() {
     let h = common::hierarchy(&["routers.example.com"], false);
     let leaf = h.issue(&["r1.routers.example.com"], pki::KeyType::EcdsaP256);
     let serial = pki::serial_of(&leaf).unwrap();
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
     let entries = [pki::RevokedEntry {
         serial: serial.clone(),
         revoked_at: now,
@@ -128,10 +143,26 @@ fn crls_parse_and_verify_with_openssl() {
     .unwrap();
     // webpki parses it and finds the serial.
     let parsed = webpki::OwnedCertRevocationList::from_der(&crl).unwrap();
-    assert!(webpki::CertRevocationList::from(parsed).find_serial(&serial).unwrap().is_some());
+    assert!(webpki::CertRevocationList::from(parsed)
+        .find_serial(&serial)
+        .unwrap()
+        .is_some());
     // Bad reason codes are refused.
-    let bad = [pki::RevokedEntry { serial, revoked_at: now, reason: Some(7) }];
-    assert!(pki::build_crl(&h.ca_der, h.ca.as_ref(), &bad, now, now + time::Duration::days(1), 1, None).is_err());
+    let bad = [pki::RevokedEntry {
+        serial,
+        revoked_at: now,
+        reason: Some(7),
+    }];
+    assert!(pki::build_crl(
+        &h.ca_der,
+        h.ca.as_ref(),
+        &bad,
+        now,
+        now + time::Duration::days(1),
+        1,
+        None
+    )
+    .is_err());
 
     let dir = tempfile::tempdir().unwrap();
     h.write_pems(dir.path(), &[("leaf.pem", &leaf)]);
@@ -144,12 +175,20 @@ fn crls_parse_and_verify_with_openssl() {
     let out = Command::new("openssl")
         .current_dir(dir.path())
         .args([
-            "verify", "-crl_check_all", "-CAfile", "root.pem", "-untrusted", "issuing.pem",
-            "-CRLfile", "crls.pem", "leaf.pem",
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuing.pem",
+            "-CRLfile",
+            "crls.pem",
+            "leaf.pem",
         ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("certificate revoked"), "{text}");
 }

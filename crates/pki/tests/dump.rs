@@ -8,7 +8,10 @@ fn dump_sample_hierarchy() {
     };
     let dir = std::path::Path::new(&dir);
     let h = common::hierarchy(&["routers.example.com", "10.0.0.0/8"], true);
-    let leaf = h.issue(&["r1.routers.example.com", "10.1.2.3"], pki::KeyType::EcdsaP256);
+    let leaf = h.issue(
+        &["r1.routers.example.com", "10.1.2.3"],
+        pki::KeyType::EcdsaP256,
+    );
     let rsa = h.issue(&["r2.routers.example.com"], pki::KeyType::Rsa2048);
     let dns_only = common::hierarchy(&["routers.example.com"], false);
     let leaf2 = dns_only.issue(&["r3.routers.example.com"], pki::KeyType::EcdsaP256);

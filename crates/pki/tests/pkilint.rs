@@ -94,7 +94,10 @@ fn profiles_pass_pkilint() {
             ));
         }
         if sub != "dns" {
-            leaves.push(("leaf-ip.pem", h.issue(&["1.2.3.4"], pki::KeyType::EcdsaP384)));
+            leaves.push((
+                "leaf-ip.pem",
+                h.issue(&["1.2.3.4"], pki::KeyType::EcdsaP384),
+            ));
         }
         let refs: Vec<(&str, &[u8])> = leaves.iter().map(|(n, d)| (*n, d.as_slice())).collect();
         h.write_pems(&path, &refs);
@@ -108,5 +111,9 @@ fn profiles_pass_pkilint() {
             findings.extend(lint(&bin, "DV-FINAL-CERTIFICATE", &path.join(name)));
         }
     }
-    assert!(findings.is_empty(), "pkilint findings:\n{}", findings.join("\n"));
+    assert!(
+        findings.is_empty(),
+        "pkilint findings:\n{}",
+        findings.join("\n")
+    );
 }

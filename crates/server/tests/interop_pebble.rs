@@ -108,6 +108,7 @@ fn pebble_certbot_ip_identifier() {
     ));
     let text = openssl_text(&cert.cert_path);
     assert!(text.contains("IP Address:127.0.0.1"), "{text}");
+    certbot_revoke(&ep, &cert).unwrap_or_else(|e| panic!("certbot revoke (IP) failed\n{e}"));
 }
 
 #[test]

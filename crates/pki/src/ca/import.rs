@@ -210,14 +210,17 @@ fn check_name_constraints(cert: &X509Certificate<'_>, profile: &CaProfile) -> Re
         .any(|g| matches!(g, GeneralName::DNSName(n) if n.is_empty()));
     let excludes = |net: &str| {
         excluded.iter().any(|g| match g {
-            GeneralName::IPAddress(b) => subtree_net(b).map(|n| n.to_string()).as_deref() == Some(net),
+            GeneralName::IPAddress(b) => {
+                subtree_net(b).map(|n| n.to_string()).as_deref() == Some(net)
+            }
             _ => false,
         })
     };
     if !permits_dns && !excludes_all_dns {
         return Err(ImportError::DnsUnconstrained.into());
     }
-    if !permits_ip && !(excludes("0.0.0.0/0") && excludes("::/0")) {
+    let excludes_all_ip = excludes("0.0.0.0/0") && excludes("::/0");
+    if !permits_ip && !excludes_all_ip {
         return Err(ImportError::IpUnconstrained.into());
     }
     Ok(())

@@ -83,7 +83,10 @@ impl CaSubject {
             }
             let printable = rcgen::string::PrintableString::try_from(c.as_str())
                 .map_err(|e| PkiError::InvalidProfile(format!("countryName: {e}")))?;
-            dn.push(DnType::CountryName, rcgen::DnValue::PrintableString(printable));
+            dn.push(
+                DnType::CountryName,
+                rcgen::DnValue::PrintableString(printable),
+            );
         }
         if let Some(o) = &self.organization {
             dn.push(DnType::OrganizationName, o.as_str());
@@ -228,8 +231,8 @@ pub fn create_issuing_ca(
     profile: &CaProfile,
     validity: Option<Validity>,
 ) -> Result<CertDer, PkiError> {
-    let (_, root_cert) = X509Certificate::from_der(root_cert_der)
-        .map_err(PkiError::parse("root certificate"))?;
+    let (_, root_cert) =
+        X509Certificate::from_der(root_cert_der).map_err(PkiError::parse("root certificate"))?;
     if root_cert.public_key().raw != root.public_key_der() {
         return Err(PkiError::SignerMismatch);
     }
@@ -287,9 +290,9 @@ pub fn subca_csr(signer: &dyn Signer, profile: &CaProfile) -> Result<String, Pki
     let csr = params
         .serialize_request(&key)
         .map_err(key.error("cannot build issuing CA CSR"))?;
-    csr.pem().map_err(PkiError::rcgen("cannot encode CSR as PEM"))
+    csr.pem()
+        .map_err(PkiError::rcgen("cannot encode CSR as PEM"))
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -36,8 +36,8 @@ fn root_profile() {
     let ku = c.key_usage().unwrap().unwrap();
     assert!(ku.critical && ku.value.key_cert_sign() && ku.value.crl_sign());
     assert_eq!(c.raw_serial().len(), 16);
-    let days = (c.validity().not_after.to_datetime() - c.validity().not_before.to_datetime())
-        .whole_days();
+    let days =
+        (c.validity().not_after.to_datetime() - c.validity().not_before.to_datetime()).whole_days();
     assert!((7300..=7310).contains(&days), "{days}");
     c.verify_signature(None).unwrap();
     // Two roots from one key still get different serials (STACK pitfall 1).
@@ -74,7 +74,8 @@ fn hierarchy(permits: &[&str]) -> (FileSigner, Vec<u8>, FileSigner, Vec<u8>, CaP
 fn issuing_ca_profile() {
     let (_, root_der, _, der, _) = hierarchy(&["routers.example.com", "10.0.0.0/8"]);
     let c = parse(&der);
-    c.verify_signature(Some(parse(&root_der).public_key())).unwrap();
+    c.verify_signature(Some(parse(&root_der).public_key()))
+        .unwrap();
     let bc = c.basic_constraints().unwrap().unwrap();
     assert!(bc.critical && bc.value.ca && bc.value.path_len_constraint == Some(0));
     let eku = c.extended_key_usage().unwrap().unwrap().value;
@@ -82,8 +83,14 @@ fn issuing_ca_profile() {
     let nc = c.name_constraints().unwrap().unwrap();
     assert!(nc.critical);
     let permitted: Vec<_> = nc.value.permitted_subtrees.clone().unwrap();
-    assert!(matches!(permitted[0].base, GeneralName::DNSName("routers.example.com")));
-    assert!(matches!(permitted[1].base, GeneralName::IPAddress(&[10, 0, 0, 0, 255, 0, 0, 0])));
+    assert!(matches!(
+        permitted[0].base,
+        GeneralName::DNSName("routers.example.com")
+    ));
+    assert!(matches!(
+        permitted[1].base,
+        GeneralName::IPAddress(&[10, 0, 0, 0, 255, 0, 0, 0])
+    ));
     assert!(nc.value.excluded_subtrees.is_none());
     let mut urls = Vec::new();
     for ext in c.extensions() {
@@ -97,7 +104,10 @@ fn issuing_ca_profile() {
         }
     }
     let urls = urls.join(" ");
-    assert!(urls.contains("http://ca.example.net/crl/root.crl"), "{urls}");
+    assert!(
+        urls.contains("http://ca.example.net/crl/root.crl"),
+        "{urls}"
+    );
     assert!(urls.contains("http://ca.example.net/ca/root.cer"), "{urls}");
 }
 
@@ -153,7 +163,9 @@ fn subca_csr_carries_constraints() {
         ParsedExtension::BasicConstraints(b) if b.ca && b.path_len_constraint == Some(0))));
     assert!(exts.iter().any(|e| matches!(e,
         ParsedExtension::NameConstraints(nc) if nc.excluded_subtrees.as_ref().is_some_and(|x| x.len() == 2))));
-    assert!(exts.iter().any(|e| matches!(e, ParsedExtension::ExtendedKeyUsage(u) if u.server_auth)));
+    assert!(exts
+        .iter()
+        .any(|e| matches!(e, ParsedExtension::ExtendedKeyUsage(u) if u.server_auth)));
 }
 
 /// Builds an issuing CA certificate the way an outside root might, with `tweak` applied.
@@ -176,7 +188,8 @@ fn outside_ca(
         &Permitted::parse(&["a.routers.example.com".into()]).unwrap(),
     ));
     tweak(&mut params);
-    let issuer = rcgen::Issuer::from_ca_cert_der(&root_der.to_vec().into(), root.key_pair()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_der(&root_der.to_vec().into(), root.key_pair()).unwrap();
     let spki = rcgen::SubjectPublicKeyInfo::from_der(sub.public_key_der()).unwrap();
     params.signed_by(&spki, &issuer).unwrap().der().to_vec()
 }
@@ -215,7 +228,9 @@ fn imported_ca_checks() {
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
     })));
     assert!(matches!(e, ImportError::PathLen(None)), "{e}");
-    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| p.is_ca = IsCa::ExplicitNoCa)));
+    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
+        p.is_ca = IsCa::ExplicitNoCa
+    })));
     assert!(matches!(e, ImportError::NotCa), "{e}");
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
         p.key_usages = vec![KeyUsagePurpose::CrlSign]
@@ -225,7 +240,9 @@ fn imported_ca_checks() {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth]
     })));
     assert!(matches!(e, ImportError::MissingServerAuth), "{e}");
-    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| p.name_constraints = None)));
+    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
+        p.name_constraints = None
+    })));
     assert!(matches!(e, ImportError::MissingNameConstraints), "{e}");
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
         p.name_constraints = Some(extensions::name_constraints(
@@ -262,15 +279,23 @@ fn imported_ca_checks() {
     let e = import_err(check_imported_issuing_ca_at(&good, &chain, &sub, &p, later));
     assert!(matches!(e, ImportError::Expired(_)), "{e}");
     let earlier = OffsetDateTime::now_utc() - Duration::days(1);
-    let e = import_err(check_imported_issuing_ca_at(&good, &chain, &sub, &p, earlier));
+    let e = import_err(check_imported_issuing_ca_at(
+        &good, &chain, &sub, &p, earlier,
+    ));
     assert!(matches!(e, ImportError::NotYetValid(_)), "{e}");
 
     // A different root with the same name did not sign it.
     let impostor = signer(KeyType::EcdsaP256);
     let impostor_der = create_root("Outside Root", &impostor, None).unwrap();
     let e = import_err(check_imported_issuing_ca(&good, &[impostor_der], &sub, &p));
-    assert!(matches!(e, ImportError::BadChainSignature { index: 0, .. }), "{e}");
+    assert!(
+        matches!(e, ImportError::BadChainSignature { index: 0, .. }),
+        "{e}"
+    );
     let unrelated = create_root("Someone Else", &impostor, None).unwrap();
     let e = import_err(check_imported_issuing_ca(&good, &[unrelated], &sub, &p));
-    assert!(matches!(e, ImportError::IssuerNameMismatch { index: 0 }), "{e}");
+    assert!(
+        matches!(e, ImportError::IssuerNameMismatch { index: 0 }),
+        "{e}"
+    );
 }

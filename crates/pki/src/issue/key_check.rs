@@ -69,16 +69,24 @@ pub(crate) fn check_public_key(
         match curve {
             Some(c) if c == OID_EC_P256 => KeyType::EcdsaP256,
             Some(c) if c == OID_NIST_EC_P384 => KeyType::EcdsaP384,
-            Some(c) => return Err(bad(format!("EC curve {c} is not allowed (P-256 or P-384 only)"))),
+            Some(c) => {
+                return Err(bad(format!(
+                    "EC curve {c} is not allowed (P-256 or P-384 only)"
+                )))
+            }
             None => return Err(bad("EC key without a named curve".into())),
         }
     } else if *alg == OID_SIG_ED25519 {
-        return Err(bad("Ed25519 keys are not accepted for TLS server certificates".into()));
+        return Err(bad(
+            "Ed25519 keys are not accepted for TLS server certificates".into(),
+        ));
     } else {
         return Err(bad(format!("key algorithm {alg} is not accepted")));
     };
     if !allowed.is_empty() && !allowed.contains(&key_type) {
-        return Err(bad(format!("key type {key_type} is not allowed by this CA")));
+        return Err(bad(format!(
+            "key type {key_type} is not allowed by this CA"
+        )));
     }
     Ok(key_type)
 }

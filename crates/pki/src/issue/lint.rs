@@ -60,7 +60,10 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
 
     // RFC 5280 §4.1.2.2, BR §7.1: positive, at most 20 octets, at least 64 random bits.
     let serial = cert.raw_serial();
-    ensure(serial == want.serial.as_slice(), "serial differs from the one chosen")?;
+    ensure(
+        serial == want.serial.as_slice(),
+        "serial differs from the one chosen",
+    )?;
     ensure(
         serial.len() == SERIAL_LEN && serial[0] & 0x80 == 0 && serial[0] != 0,
         "serial is not a positive 16-octet number",
@@ -133,7 +136,10 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
     let bc = cert
         .basic_constraints()
         .map_err(|e| format!("basicConstraints: {e}"))?;
-    ensure(bc.is_some_and(|b| !b.value.ca), "basicConstraints is not CA:FALSE")?;
+    ensure(
+        bc.is_some_and(|b| !b.value.ca),
+        "basicConstraints is not CA:FALSE",
+    )?;
 
     // keyUsage critical: digitalSignature, + keyEncipherment for RSA (BR §7.1.2.7.11).
     let ku = cert
@@ -191,7 +197,10 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
             _ => {}
         }
     }
-    ensure(has_policy, "no 2.23.140.1.2.1 certificate policy (BR §7.1.2.7.9)")?;
+    ensure(
+        has_policy,
+        "no 2.23.140.1.2.1 certificate policy (BR §7.1.2.7.9)",
+    )?;
     ensure(has_aia, "no caIssuers HTTP URL (BR §7.1.2.7.7)")?;
     ensure(has_cdp, "no CRL distribution point (BR §7.1.2.11.2)")?;
     ensure(aki_ok, "authorityKeyIdentifier does not match the CA's SKI")?;

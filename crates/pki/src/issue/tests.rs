@@ -37,8 +37,14 @@ fn fixture_with(allowed: Vec<KeyType>) -> Fixture {
     };
     let root_der = create_root_with_subject(&subject, root.as_ref(), None).unwrap();
     let ca = Arc::new(FileSigner::new(generate(KeyType::EcdsaP256).unwrap()));
-    let ca_der =
-        create_issuing_ca(&root_der, root.as_ref(), ca.public_key_der(), &profile(), None).unwrap();
+    let ca_der = create_issuing_ca(
+        &root_der,
+        root.as_ref(),
+        ca.public_key_der(),
+        &profile(),
+        None,
+    )
+    .unwrap();
     let issuer = Issuer::new(
         "default",
         ca_der,
@@ -73,7 +79,10 @@ fn csr(key: &KeyPair, sans: &[&str], cn: Option<&str>) -> Vec<u8> {
 }
 
 fn ids(values: &[&str]) -> Vec<Identifier> {
-    values.iter().map(|v| Identifier::parse_any(v).unwrap()).collect()
+    values
+        .iter()
+        .map(|v| Identifier::parse_any(v).unwrap())
+        .collect()
 }
 
 fn request(csr_der: Vec<u8>, identifiers: Vec<Identifier>) -> IssueRequest {
@@ -93,7 +102,11 @@ fn leaf_key() -> KeyPair {
 #[test]
 fn issues_dns_ip_and_wildcard_with_empty_subject() {
     let f = fixture();
-    let names = ["r1.routers.example.com", "*.routers.example.com", "10.1.2.3"];
+    let names = [
+        "r1.routers.example.com",
+        "*.routers.example.com",
+        "10.1.2.3",
+    ];
     let key = leaf_key();
     let cert = f
         .issuer
@@ -116,13 +129,21 @@ fn issues_dns_ip_and_wildcard_with_empty_subject() {
 fn common_name_and_case_are_normalized() {
     let f = fixture();
     let key = leaf_key();
-    let der = csr(&key, &["R1.Routers.Example.COM"], Some("R1.Routers.Example.COM"));
+    let der = csr(
+        &key,
+        &["R1.Routers.Example.COM"],
+        Some("R1.Routers.Example.COM"),
+    );
     let cert = f
         .issuer
         .issue(&request(der, ids(&["r1.routers.example.com"])))
         .unwrap();
     let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
-    let cn: Vec<_> = x.subject().iter_common_name().map(|c| c.as_str().unwrap()).collect();
+    let cn: Vec<_> = x
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert_eq!(cn, ["r1.routers.example.com"]);
     assert!(!x.subject_alternative_name().unwrap().unwrap().critical);
 }
@@ -133,7 +154,10 @@ fn rsa_leaf_gets_key_encipherment() {
     let key = generate(KeyType::Rsa2048).unwrap();
     let cert = f
         .issuer
-        .issue(&request(csr(&key, &["a.routers.example.com"], None), ids(&["a.routers.example.com"])))
+        .issue(&request(
+            csr(&key, &["a.routers.example.com"], None),
+            ids(&["a.routers.example.com"]),
+        ))
         .unwrap();
     let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
     let ku = x.key_usage().unwrap().unwrap().value;
@@ -143,7 +167,12 @@ fn rsa_leaf_gets_key_encipherment() {
 #[test]
 fn rejects_names_outside_policy() {
     let f = fixture();
-    for name in ["evilrouters.example.com", "example.com", "*.example.com", "11.0.0.1"] {
+    for name in [
+        "evilrouters.example.com",
+        "example.com",
+        "*.example.com",
+        "11.0.0.1",
+    ] {
         let key = leaf_key();
         let err = f
             .issuer
@@ -158,23 +187,43 @@ fn rejects_csr_name_mismatches() {
     let f = fixture();
     let key = leaf_key();
     // Extra SAN in the CSR.
-    let der = csr(&key, &["a.routers.example.com", "b.routers.example.com"], None);
-    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    let der = csr(
+        &key,
+        &["a.routers.example.com", "b.routers.example.com"],
+        None,
+    );
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com"])))
+        .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
     // Missing SAN.
     let der = csr(&key, &["a.routers.example.com"], None);
     let err = f
         .issuer
-        .issue(&request(der, ids(&["a.routers.example.com", "b.routers.example.com"])))
+        .issue(&request(
+            der,
+            ids(&["a.routers.example.com", "b.routers.example.com"]),
+        ))
         .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
     // CN that is not an identifier of the order.
-    let der = csr(&key, &["a.routers.example.com"], Some("b.routers.example.com"));
-    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    let der = csr(
+        &key,
+        &["a.routers.example.com"],
+        Some("b.routers.example.com"),
+    );
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com"])))
+        .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
     // A CN that is not a name at all.
     let der = csr(&key, &["a.routers.example.com"], Some("My Router"));
-    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com"])))
+        .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
 }
 
@@ -185,11 +234,17 @@ fn rejects_bad_csr_signature_and_garbage() {
     let mut der = csr(&key, &["a.routers.example.com"], None);
     let last = der.len() - 1;
     der[last] ^= 0x01;
-    let err = f.issuer.issue(&request(der, ids(&["a.routers.example.com"]))).unwrap_err();
+    let err = f
+        .issuer
+        .issue(&request(der, ids(&["a.routers.example.com"])))
+        .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
     let err = f
         .issuer
-        .issue(&request(vec![0x30, 0x03, 0x02, 0x01, 0x00], ids(&["a.routers.example.com"])))
+        .issue(&request(
+            vec![0x30, 0x03, 0x02, 0x01, 0x00],
+            ids(&["a.routers.example.com"]),
+        ))
         .unwrap_err();
     assert!(matches!(err, IssueError::BadCsr(_)), "{err:?}");
 }
@@ -205,7 +260,10 @@ fn rejects_ca_keys_and_disallowed_key_types() {
     let err = f.issuer.issue(&request(der, ids(&name))).unwrap_err();
     assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
     let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let err = f.issuer.issue(&request(csr(&ed, &name, None), ids(&name))).unwrap_err();
+    let err = f
+        .issuer
+        .issue(&request(csr(&ed, &name, None), ids(&name)))
+        .unwrap_err();
     assert!(matches!(err, IssueError::BadPublicKey(_)), "{err:?}");
 
     let only_p256 = fixture_with(vec![KeyType::EcdsaP256]);
@@ -226,11 +284,23 @@ fn rejects_rsa_1024_csr_made_by_openssl() {
     let ok = Command::new("openssl")
         .args(["req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout"])
         .arg(&key)
-        .args(["-subj", "/", "-addext", "subjectAltName=DNS:a.routers.example.com", "-outform", "DER", "-out"])
+        .args([
+            "-subj",
+            "/",
+            "-addext",
+            "subjectAltName=DNS:a.routers.example.com",
+            "-outform",
+            "DER",
+            "-out",
+        ])
         .arg(&out)
         .output()
         .expect("openssl is installed");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let der = std::fs::read(&out).unwrap();
     let err = f
         .issuer
@@ -269,4 +339,105 @@ fn parse_csr_accepts_unknown_extensions() {
     let info = parse_csr(&der).unwrap();
     assert_eq!(info.identifiers, ids(&["a.routers.example.com"]));
     assert_eq!(info.common_name, None);
+}
+
+#[test]
+fn rejects_certificates_outliving_the_ca() {
+    let f = fixture();
+    let name = ["a.routers.example.com"];
+    let key = leaf_key();
+    let mut req = request(csr(&key, &name, None), ids(&name));
+    req.not_before = OffsetDateTime::now_utc() + Duration::days(5 * 365);
+    req.not_after = req.not_before + Duration::days(30);
+    assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
+}
+
+#[test]
+fn lint_catches_profile_drift() {
+    let f = fixture();
+    let names = ["a.routers.example.com"];
+    let key = leaf_key();
+    let req = request(csr(&key, &names, None), ids(&names));
+    let cert = f.issuer.issue(&req).unwrap();
+    let csr_info = parse_csr(&req.csr_der).unwrap();
+    let (_, ca) = X509Certificate::from_der(f.issuer.cert_der()).unwrap();
+    let ski = lint::subject_key_id(&ca);
+    let identifiers = ids(&names);
+    let permitted = f.issuer.profile().permitted.clone();
+    let good = lint::Expected {
+        identifiers: &identifiers,
+        common_name: None,
+        spki_der: &csr_info.spki_der,
+        serial: cert.serial.clone(),
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        is_rsa: false,
+        client_auth: false,
+        issuer_subject_raw: ca.subject().as_raw(),
+        issuer_ski: ski.as_deref(),
+        permitted: &permitted,
+    };
+    lint::lint_leaf(&cert.der, &good).unwrap();
+    let other_ids = ids(&["b.routers.example.com"]);
+    let cases: Vec<lint::Expected<'_>> = vec![
+        lint::Expected {
+            identifiers: &other_ids,
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            client_auth: true,
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            is_rsa: true,
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            serial: vec![1; 16],
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            not_after: cert.not_after + Duration::SECOND,
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            issuer_ski: Some(&[1, 2, 3]),
+            ..clone_expected(&good)
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        assert!(lint::lint_leaf(&cert.der, case).is_err(), "case {i}");
+    }
+    let narrow = Permitted::parse(&["b.routers.example.com".into()]).unwrap();
+    let e = lint::Expected {
+        permitted: &narrow,
+        ..clone_expected(&good)
+    };
+    assert!(lint::lint_leaf(&cert.der, &e).is_err());
+}
+
+fn clone_expected<'a>(e: &lint::Expected<'a>) -> lint::Expected<'a> {
+    lint::Expected {
+        identifiers: e.identifiers,
+        common_name: e.common_name,
+        spki_der: e.spki_der,
+        serial: e.serial.clone(),
+        not_before: e.not_before,
+        not_after: e.not_after,
+        is_rsa: e.is_rsa,
+        client_auth: e.client_auth,
+        issuer_subject_raw: e.issuer_subject_raw,
+        issuer_ski: e.issuer_ski,
+        permitted: e.permitted,
+    }
+}
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Issuer>();
+    check::<FileSigner>();
+    check::<CaProfile>();
+    check::<IssueError>();
+    check::<PkiError>();
 }

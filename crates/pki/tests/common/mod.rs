@@ -42,8 +42,14 @@ pub fn hierarchy(permits: &[&str], client_auth: bool) -> Hierarchy {
     let root_der = create_root_with_subject(&subject, root.as_ref(), None).unwrap();
     let ca = Arc::new(FileSigner::new(generate(KeyType::EcdsaP256).unwrap()));
     let profile = profile(permits, client_auth);
-    let ca_der =
-        create_issuing_ca(&root_der, root.as_ref(), ca.public_key_der(), &profile, None).unwrap();
+    let ca_der = create_issuing_ca(
+        &root_der,
+        root.as_ref(),
+        ca.public_key_der(),
+        &profile,
+        None,
+    )
+    .unwrap();
     let issuer = Issuer::new(
         "default",
         ca_der.clone(),
@@ -85,7 +91,10 @@ impl Hierarchy {
         self.issuer
             .issue(&IssueRequest {
                 csr_der: csr(&key, names),
-                identifiers: names.iter().map(|n| Identifier::parse_any(n).unwrap()).collect(),
+                identifiers: names
+                    .iter()
+                    .map(|n| Identifier::parse_any(n).unwrap())
+                    .collect(),
                 not_before: now - Duration::minutes(1),
                 not_after: now + Duration::days(90),
             })
@@ -106,15 +115,24 @@ impl Hierarchy {
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        let issuer = rcgen::Issuer::from_ca_cert_der(&self.ca_der.clone().into(), self.ca.key_pair())
-            .unwrap();
+        let issuer =
+            rcgen::Issuer::from_ca_cert_der(&self.ca_der.clone().into(), self.ca.key_pair())
+                .unwrap();
         params.signed_by(&key, &issuer).unwrap().der().to_vec()
     }
 
     /// Writes root.pem, issuing.pem and the given leaves to `dir`.
     pub fn write_pems(&self, dir: &Path, leaves: &[(&str, &[u8])]) {
-        std::fs::write(dir.join("root.pem"), der_to_pem("CERTIFICATE", &self.root_der)).unwrap();
-        std::fs::write(dir.join("issuing.pem"), der_to_pem("CERTIFICATE", &self.ca_der)).unwrap();
+        std::fs::write(
+            dir.join("root.pem"),
+            der_to_pem("CERTIFICATE", &self.root_der),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("issuing.pem"),
+            der_to_pem("CERTIFICATE", &self.ca_der),
+        )
+        .unwrap();
         for (name, der) in leaves {
             std::fs::write(dir.join(name), der_to_pem("CERTIFICATE", der)).unwrap();
         }

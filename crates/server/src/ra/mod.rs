@@ -123,5 +123,3 @@ impl Ra {
     }
 }
 
-#[cfg(test)]
-mod tests;

@@ -41,6 +41,10 @@ impl IntoResponse for Error {
         if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             h.insert(header::LOCATION, loc);
         }
+        if status == 413 {
+            // The unread rest of the body would corrupt the next request on this connection.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(secs) = retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -152,7 +152,8 @@ pub fn csr(names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> (Vec<u8>,
 }
 
 pub fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (Vec<u8>, rcgen::KeyPair) {
-    let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
     let der = params.serialize_request(key).expect("csr").der().to_vec();
     let copy = rcgen::KeyPair::try_from(key.serialize_der().as_slice()).expect("key copy");
     (der, copy)

@@ -1,0 +1,177 @@
+//! The storage suite, written once against [`Storage`] so every backend runs it.
+
+use super::*;
+use crate::error::Error;
+use std::sync::Arc;
+
+async fn sqlite() -> Arc<dyn Storage> {
+    Arc::new(SqliteStorage::open_in_memory().await.expect("in-memory sqlite"))
+}
+
+fn account(id: &str, tp: &str) -> AccountRecord {
+    AccountRecord {
+        id: id.into(),
+        tenant: "default".into(),
+        jwk_thumbprint: tp.into(),
+        jwk: "{}".into(),
+        contact: vec!["mailto:a@example.com".into()],
+        status: AccountState::Valid,
+        tos_agreed: true,
+        eab_kid: None,
+        created_at: 100,
+    }
+}
+
+fn ident(v: &str) -> StoredIdentifier {
+    StoredIdentifier { kind: "dns".into(), value: v.into() }
+}
+
+fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRecord, AuthzRecord) {
+    let authz = AuthzRecord {
+        id: format!("{id}-authz"),
+        tenant: "default".into(),
+        account_id: acct.into(),
+        identifier: ident("a.example.com"),
+        wildcard: false,
+        status: authz_status,
+        expires: 10_000,
+        created_at: 100,
+        challenges: vec![ChallengeRecord {
+            id: format!("{id}-chall"),
+            authz_id: format!("{id}-authz"),
+            kind: "dns-01".into(),
+            token: "tok".into(),
+            status: ChallengeState::Pending,
+            validated_at: None,
+            error: None,
+            record: None,
+        }],
+    };
+    let order = OrderRecord {
+        id: id.into(),
+        tenant: "default".into(),
+        account_id: acct.into(),
+        status: OrderState::Pending,
+        expires: 10_000,
+        identifiers: vec![ident("a.example.com")],
+        error: None,
+        cert_id: None,
+        created_at: 100,
+        authz_ids: vec![authz.id.clone()],
+    };
+    (order, authz)
+}
+
+fn cert(id: &str, order: &str) -> CertRecord {
+    CertRecord {
+        id: id.into(),
+        tenant: "default".into(),
+        serial: format!("{:0>32}", id.len()),
+        account_id: "acct".into(),
+        order_id: order.into(),
+        der: vec![1, 2, 3],
+        names: vec![ident("a.example.com")],
+        not_before: 100,
+        not_after: 5000,
+        issued_at: 100,
+        revoked_at: None,
+        revocation_reason: None,
+    }
+}
+
+async fn suite(sa: Arc<dyn Storage>) {
+    // Accounts: one per key per tenant.
+    sa.insert_account(&account("acct", "tp1")).await.unwrap();
+    assert!(matches!(sa.insert_account(&account("acct2", "tp1")).await, Err(SaError::Conflict(_))));
+    sa.insert_account(&account("acct3", "tp3")).await.unwrap();
+    assert_eq!(sa.get_account_by_key("default", "tp1").await.unwrap().unwrap().id, "acct");
+    assert!(sa.get_account_by_key("other", "tp1").await.unwrap().is_none());
+    assert!(matches!(sa.try_change_account_key("acct", "tp1", "tp3", "{}").await, Err(SaError::Conflict(_))));
+    assert!(!sa.try_change_account_key("acct", "wrong-old", "tp9", "{}").await.unwrap());
+    assert!(sa.try_change_account_key("acct", "tp1", "tp9", "{}").await.unwrap());
+
+    // Orders with their authorizations and challenges.
+    let (order, authz) = order_with_authz("o1", "acct", AuthzState::Pending);
+    sa.insert_order(&order, std::slice::from_ref(&authz)).await.unwrap();
+    let got = sa.get_order("o1").await.unwrap().unwrap();
+    assert_eq!(got.authz_ids, vec!["o1-authz".to_string()]);
+    assert_eq!(sa.get_authz("o1-authz").await.unwrap().unwrap().challenges.len(), 1);
+    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 5000).await.unwrap().as_deref(), Some("o1-authz"));
+    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), true, 0, 5000).await.unwrap(), None);
+    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 20_000).await.unwrap(), None, "expiring too soon");
+
+    // Challenge: started once, finished once; success validates the authorization.
+    assert!(sa.try_start_challenge("o1-chall").await.unwrap());
+    assert!(!sa.try_start_challenge("o1-chall").await.unwrap());
+    assert_eq!(sa.processing_challenges().await.unwrap(), vec!["o1-chall".to_string()]);
+    sa.finish_challenge("o1-chall", ChallengeOutcome { valid: true, at: 200, authz_expires: 9000, error: None, record: Some("{}".into()) }).await.unwrap();
+    let a = sa.get_authz("o1-authz").await.unwrap().unwrap();
+    assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000));
+    assert!(sa.has_valid_authzs("acct", &[ident("a.example.com")], 300).await.unwrap());
+    assert!(!sa.has_valid_authzs("acct", &[ident("b.example.com")], 300).await.unwrap());
+
+    // Finalize: a failing signer changes nothing; a second finalize finds nothing to claim.
+    let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
+    assert!(sa.finalize_order("o1", failing).await.is_err());
+    assert_eq!(sa.get_order("o1").await.unwrap().unwrap().status, OrderState::Pending);
+    let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
+    assert!(sa.finalize_order("o1", ok).await.unwrap().is_some());
+    let o = sa.get_order("o1").await.unwrap().unwrap();
+    assert_eq!((o.status, o.cert_id.as_deref()), (OrderState::Valid, Some("c1")));
+    let again: SignFn = Box::new(|| panic!("must not sign twice"));
+    assert!(sa.finalize_order("o1", again).await.unwrap().is_none());
+
+    // Revocation is one-shot and feeds the CRL until expiry.
+    assert!(sa.try_revoke_cert("c1", 300, Some(1)).await.unwrap());
+    assert!(!sa.try_revoke_cert("c1", 301, None).await.unwrap());
+    let revoked = sa.revoked_certs("default", 1000).await.unwrap();
+    assert_eq!((revoked.len(), revoked[0].reason), (1, Some(1)));
+    assert!(sa.revoked_certs("default", 6000).await.unwrap().is_empty(), "expired entries drop off");
+
+    // CRLs only move forward.
+    sa.store_crl("default", &CrlRecord { number: 5, der: vec![5], this_update: 1, next_update: 2 }).await.unwrap();
+    sa.store_crl("default", &CrlRecord { number: 4, der: vec![4], this_update: 1, next_update: 2 }).await.unwrap();
+    assert_eq!(sa.get_crl("default").await.unwrap().unwrap().number, 5);
+
+    // Orders list pagination.
+    for i in 0..5 {
+        let (o, a) = order_with_authz(&format!("p{i}"), "acct3", AuthzState::Pending);
+        sa.insert_order(&o, &[a]).await.unwrap();
+    }
+    let page1 = sa.list_order_ids("acct3", None, 3).await.unwrap();
+    let page2 = sa.list_order_ids("acct3", page1.last().map(String::as_str), 3).await.unwrap();
+    assert_eq!(page1.len() + page2.len(), 5);
+    assert!(page1.iter().all(|p| !page2.contains(p)));
+}
+
+#[tokio::test]
+async fn sqlite_storage_suite() {
+    suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_finalize_signs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap());
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
+    sa.insert_order(&order, &[authz]).await.unwrap();
+    let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (sa, signed) = (sa.clone(), signed.clone());
+        tasks.push(tokio::spawn(async move {
+            let f: SignFn = Box::new(move || {
+                signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(cert(&format!("c{i}"), "o"))
+            });
+            sa.finalize_order("o", f).await.unwrap().is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(signed.load(std::sync::atomic::Ordering::SeqCst), 1, "only the claiming request signs");
+}
