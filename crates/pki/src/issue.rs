@@ -30,8 +30,9 @@ mod lint;
 
 pub(crate) use key_check::check_public_key;
 
-/// BR §6.3.2: subscriber certificates issued after 2020-09-01 are valid for at most 398 days.
-pub const MAX_LEAF_LIFETIME: Duration = Duration::days(398);
+/// BR §6.3.2 as amended by ballot SC-081: subscriber certificates issued on or after
+/// 2026-03-15 are valid for at most 200 days (100 days from 2027-03-15, 47 from 2029-03-15).
+pub const MAX_LEAF_LIFETIME: Duration = Duration::days(200);
 
 /// Why a certificate was not issued. Each variant maps to one ACME problem.
 #[derive(Debug, thiserror::Error)]

@@ -151,7 +151,8 @@ impl DataDir {
 
     /// Reads `fleetca.toml`.
     pub fn load_config(&self) -> anyhow::Result<CaConfig> {
-        let text = std::fs::read_to_string(self.config()).map_err(|e| anyhow::anyhow!("reading {}: {e}", self.config().display()))?;
+        let text = std::fs::read_to_string(self.config())
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.config().display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.config().display()))
     }
 
@@ -167,10 +168,21 @@ impl DataDir {
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);

@@ -102,7 +102,11 @@ impl Error {
 
     /// Builds an error for several failed identifiers: the single subproblem's type when there
     /// is one, else `compound` (RFC 8555 §6.7.1).
-    pub fn with_subproblems(kind: ProblemType, detail: impl Into<String>, subs: Vec<SubError>) -> Self {
+    pub fn with_subproblems(
+        kind: ProblemType,
+        detail: impl Into<String>,
+        subs: Vec<SubError>,
+    ) -> Self {
         let top = if subs.len() == 1 { subs[0].kind } else { kind };
         let mut e = Self::acme(top, detail);
         if let Error::Acme(a) = &mut e {

@@ -23,7 +23,9 @@ impl Env {
     /// Starts challtestsrv and fleetca. The harness blocks on its own runtime, so it runs on a
     /// plain thread rather than inside the test's async runtime.
     fn start(test: &'static str) -> Option<Env> {
-        std::thread::spawn(move || Self::start_blocking(test)).join().expect("harness thread")
+        std::thread::spawn(move || Self::start_blocking(test))
+            .join()
+            .expect("harness thread")
     }
 
     fn start_blocking(test: &str) -> Option<Env> {
@@ -40,12 +42,19 @@ impl Env {
     async fn client(&self) -> Client {
         let mut c = Client::new(&self.ca.directory_url(), &self.root).await;
         let r = c.new_account().await;
-        assert_eq!(r.status, 201, "newAccount: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            201,
+            "newAccount: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         c
     }
 
     async fn counts(&self) -> TableCounts {
-        let db = SqliteStorage::open(&self.ca.data_dir().join("fleetca.db")).await.expect("open db");
+        let db = SqliteStorage::open(&self.ca.data_dir().join("fleetca.db"))
+            .await
+            .expect("open db");
         db.table_counts().await.expect("counts")
     }
 
@@ -56,26 +65,53 @@ impl Env {
             if authz["status"] == "valid" {
                 continue;
             }
-            let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "dns-01").expect("dns-01 offered").clone();
+            let ch = authz["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "dns-01")
+                .expect("dns-01 offered")
+                .clone();
             let name = authz["identifier"]["value"].as_str().unwrap();
-            let value = acme_types::keyauth::dns01_txt_value(&c.key_authorization(ch["token"].as_str().unwrap()));
+            let value = acme_types::keyauth::dns01_txt_value(
+                &c.key_authorization(ch["token"].as_str().unwrap()),
+            );
             self.dns.set_txt(&format!("_acme-challenge.{name}"), &value);
             let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
-            assert_eq!(r.status, 200, "challenge POST: {}", String::from_utf8_lossy(&r.body));
-            let done = c.poll(authz_url.as_str().unwrap(), |a| a["status"] != "pending").await;
-            assert_eq!(done["status"], "valid", "authorization failed: {done}\n{}", self.ca.log());
+            assert_eq!(
+                r.status,
+                200,
+                "challenge POST: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let done = c
+                .poll(authz_url.as_str().unwrap(), |a| a["status"] != "pending")
+                .await;
+            assert_eq!(
+                done["status"],
+                "valid",
+                "authorization failed: {done}\n{}",
+                self.ca.log()
+            );
         }
     }
 }
 
 async fn finalize(c: &Client, order: &Value, csr_der: &[u8]) -> Resp {
-    c.post(order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64url(csr_der)}))).await
+    c.post(
+        order["finalize"].as_str().unwrap(),
+        Some(&json!({"csr": b64url(csr_der)})),
+    )
+    .await
 }
 
 fn leaf_names(pem: &str) -> Vec<String> {
     let ders = pki::cert_info::pem_to_ders(pem).expect("pem");
     let (_, cert) = x509_parser::parse_x509_certificate(&ders[0]).expect("leaf");
-    let san = cert.subject_alternative_name().expect("san ext").expect("san present");
+    let san = cert
+        .subject_alternative_name()
+        .expect("san ext")
+        .expect("san present");
     let mut names: Vec<String> = san
         .value
         .general_names
@@ -92,7 +128,9 @@ fn leaf_names(pem: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_issuance_download_and_revocation() {
-    let Some(env) = Env::start("full_issuance_download_and_revocation") else { return };
+    let Some(env) = Env::start("full_issuance_download_and_revocation") else {
+        return;
+    };
     let c = env.client().await;
     let names = ["dev1.routers.example.com", "*.lab.routers.example.com"];
     let r = c.new_order(&names).await;
@@ -106,7 +144,12 @@ async fn full_issuance_download_and_revocation() {
     for a in order["authorizations"].as_array().unwrap() {
         let authz = c.post(a.as_str().unwrap(), None).await.json();
         if authz["wildcard"] == true {
-            let types: Vec<_> = authz["challenges"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap().to_string()).collect();
+            let types: Vec<_> = authz["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["type"].as_str().unwrap().to_string())
+                .collect();
             assert_eq!(types, vec!["dns-01"]);
             assert_eq!(authz["identifier"]["value"], "lab.routers.example.com");
         }
@@ -125,10 +168,18 @@ async fn full_issuance_download_and_revocation() {
     let (short_csr, _) = csr(&names[..1], &rcgen::PKCS_ECDSA_P256_SHA256);
     let r = finalize(&c, &order, &short_csr).await;
     assert_eq!(r.problem(), "badCSR");
-    let (long_csr, _) = csr(&["dev1.routers.example.com", "*.lab.routers.example.com", "dev2.routers.example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (long_csr, _) = csr(
+        &[
+            "dev1.routers.example.com",
+            "*.lab.routers.example.com",
+            "dev2.routers.example.com",
+        ],
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+    );
     assert_eq!(finalize(&c, &order, &long_csr).await.problem(), "badCSR");
     // The issuing CA's own key in a CSR is badPublicKey.
-    let ca_key = pki::keys::load_key_pem(&env.ca.data_dir().join("ca/default/key.pem"), None).expect("ca key");
+    let ca_key = pki::keys::load_key_pem(&env.ca.data_dir().join("ca/default/key.pem"), None)
+        .expect("ca key");
     let (ca_key_csr, _) = csr_with_key(&names, &ca_key);
     let r = finalize(&c, &order, &ca_key_csr).await;
     assert_eq!(r.problem(), "badPublicKey", "{}", r.json());
@@ -142,124 +193,329 @@ async fn full_issuance_download_and_revocation() {
     let cert_url = order["certificate"].as_str().expect("certificate url");
 
     // A second finalize cannot issue again.
-    assert_eq!(finalize(&c, &order, &good_csr).await.problem(), "orderNotReady");
+    assert_eq!(
+        finalize(&c, &order, &good_csr).await.problem(),
+        "orderNotReady"
+    );
     assert_eq!(env.counts().await.certificates, 1);
 
     let r = c.post(cert_url, None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type").as_deref(), Some("application/pem-certificate-chain"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/pem-certificate-chain")
+    );
     let pem = String::from_utf8(r.body.clone()).unwrap();
-    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "leaf + issuing CA");
-    assert_eq!(leaf_names(&pem), vec!["*.lab.routers.example.com".to_string(), "dev1.routers.example.com".to_string()]);
+    assert_eq!(
+        pem.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf + issuing CA"
+    );
+    assert_eq!(
+        leaf_names(&pem),
+        vec![
+            "*.lab.routers.example.com".to_string(),
+            "dev1.routers.example.com".to_string()
+        ]
+    );
     let alt = r.links("alternate");
     assert_eq!(alt.len(), 1, "one alternate chain (with the root)");
     let alt_pem = String::from_utf8(c.post(&alt[0], None).await.body).unwrap();
     assert_eq!(alt_pem.matches("BEGIN CERTIFICATE").count(), 3);
-    assert!(alt_pem.ends_with(&env.root) || alt_pem.contains(env.root.trim()), "the alternate chain ends in the root");
+    assert!(
+        alt_pem.ends_with(&env.root) || alt_pem.contains(env.root.trim()),
+        "the alternate chain ends in the root"
+    );
 
     // Another account can neither download nor revoke it.
     let other = env.client().await;
     assert_eq!(other.post(cert_url, None).await.status, 404);
     let leaf_der = pki::cert_info::pem_to_ders(&pem).unwrap().remove(0);
-    let r = other.post(&other.url("revokeCert"), Some(&json!({"certificate": b64url(&leaf_der)}))).await;
+    let r = other
+        .post(
+            &other.url("revokeCert"),
+            Some(&json!({"certificate": b64url(&leaf_der)})),
+        )
+        .await;
     assert_eq!(r.problem(), "unauthorized");
 
     // Revocation: a reason outside RFC 5280's subscriber set, then a valid one, then again.
     let revoke = c.url("revokeCert");
-    let r = c.post(&revoke, Some(&json!({"certificate": b64url(&leaf_der), "reason": 7}))).await;
+    let r = c
+        .post(
+            &revoke,
+            Some(&json!({"certificate": b64url(&leaf_der), "reason": 7})),
+        )
+        .await;
     assert_eq!(r.problem(), "badRevocationReason");
     assert_eq!(env.counts().await.revoked, 0);
-    let r = c.post(&revoke, Some(&json!({"certificate": b64url(&leaf_der), "reason": 1}))).await;
+    let r = c
+        .post(
+            &revoke,
+            Some(&json!({"certificate": b64url(&leaf_der), "reason": 1})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = c.post(&revoke, Some(&json!({"certificate": b64url(&leaf_der)}))).await;
+    let r = c
+        .post(&revoke, Some(&json!({"certificate": b64url(&leaf_der)})))
+        .await;
     assert_eq!(r.problem(), "alreadyRevoked");
     assert_eq!(env.counts().await.revoked, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revocation_with_the_certificate_key() {
-    let Some(env) = Env::start("revocation_with_the_certificate_key") else { return };
+    let Some(env) = Env::start("revocation_with_the_certificate_key") else {
+        return;
+    };
     let c = env.client().await;
     let r = c.new_order(&["dev7.routers.example.com"]).await;
     let order = r.json();
     env.authorize_dns01(&c, &order).await;
-    let (csr_der, cert_key) = csr(&["dev7.routers.example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (csr_der, cert_key) = csr(
+        &["dev7.routers.example.com"],
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+    );
     let order = finalize(&c, &order, &csr_der).await.json();
-    let pem = String::from_utf8(c.post(order["certificate"].as_str().unwrap_or_else(|| panic!("{order}")), None).await.body).unwrap();
+    let pem = String::from_utf8(
+        c.post(
+            order["certificate"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{order}")),
+            None,
+        )
+        .await
+        .body,
+    )
+    .unwrap();
     let leaf = pki::cert_info::pem_to_ders(&pem).unwrap().remove(0);
 
     // A stranger's key (jwk, no account) is refused ...
     let stranger = Client::new(&env.ca.directory_url(), &env.root).await;
-    let r = stranger.post_with(&stranger.url("revokeCert"), Some(&json!({"certificate": b64url(&leaf)})), JwsKey::Jwk, Some(stranger.nonce().await), &stranger.url("revokeCert")).await;
+    let r = stranger
+        .post_with(
+            &stranger.url("revokeCert"),
+            Some(&json!({"certificate": b64url(&leaf)})),
+            JwsKey::Jwk,
+            Some(stranger.nonce().await),
+            &stranger.url("revokeCert"),
+        )
+        .await;
     assert_eq!(r.problem(), "unauthorized");
     // ... the certificate's own key is accepted (RFC 8555 §7.6).
     let key = AccountKey::from_pkcs8_der(&cert_key.serialize_der()).expect("cert key as JWS key");
     let holder = Client::with_key(&env.ca.directory_url(), &env.root, key).await;
     let url = holder.url("revokeCert");
-    let r = holder.post_with(&url, Some(&json!({"certificate": b64url(&leaf), "reason": 1})), JwsKey::Jwk, Some(holder.nonce().await), &url).await;
+    let r = holder
+        .post_with(
+            &url,
+            Some(&json!({"certificate": b64url(&leaf), "reason": 1})),
+            JwsKey::Jwk,
+            Some(holder.nonce().await),
+            &url,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(env.counts().await.revoked, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jws_rejections_change_nothing() {
-    let Some(env) = Env::start("jws_rejections_change_nothing") else { return };
+    let Some(env) = Env::start("jws_rejections_change_nothing") else {
+        return;
+    };
     let mut c = Client::new(&env.ca.directory_url(), &env.root).await;
     let new_acct = c.url("newAccount");
     let payload = json!({"termsOfServiceAgreed": true});
     let before = env.counts().await;
 
     // Unknown nonce: badNonce, with a fresh nonce to retry with (§6.5).
-    let r = c.post_with(&new_acct, Some(&payload), JwsKey::Jwk, Some(b64url(b"not-a-real-nonce")), &new_acct).await;
+    let r = c
+        .post_with(
+            &new_acct,
+            Some(&payload),
+            JwsKey::Jwk,
+            Some(b64url(b"not-a-real-nonce")),
+            &new_acct,
+        )
+        .await;
     assert_eq!((r.status, r.problem().as_str()), (400, "badNonce"));
     assert!(r.header("replay-nonce").is_some());
     // Missing nonce.
-    assert_eq!(c.post_with(&new_acct, Some(&payload), JwsKey::Jwk, None, &new_acct).await.problem(), "badNonce");
+    assert_eq!(
+        c.post_with(&new_acct, Some(&payload), JwsKey::Jwk, None, &new_acct)
+            .await
+            .problem(),
+        "badNonce"
+    );
     // Signed for another URL (§6.4).
-    let r = c.post_with(&new_acct, Some(&payload), JwsKey::Jwk, Some(c.nonce().await), &c.url("newOrder")).await;
+    let r = c
+        .post_with(
+            &new_acct,
+            Some(&payload),
+            JwsKey::Jwk,
+            Some(c.nonce().await),
+            &c.url("newOrder"),
+        )
+        .await;
     assert_eq!(r.problem(), "unauthorized");
     // Wrong content type.
-    let r = c.post_raw(&new_acct, b"{}".to_vec(), "application/json").await;
+    let r = c
+        .post_raw(&new_acct, b"{}".to_vec(), "application/json")
+        .await;
     assert_eq!((r.status, r.problem().as_str()), (415, "malformed"));
     // Not JSON, not a JWS, compact serialization.
-    assert_eq!(c.post_raw(&new_acct, b"{{{".to_vec(), "application/jose+json").await.problem(), "malformed");
-    assert_eq!(c.post_raw(&new_acct, b"{\"foo\":1}".to_vec(), "application/jose+json").await.problem(), "malformed");
-    assert_eq!(c.post_raw(&new_acct, b"eyJhbGciOiJub25lIn0.e30.".to_vec(), "application/jose+json").await.problem(), "malformed");
+    assert_eq!(
+        c.post_raw(&new_acct, b"{{{".to_vec(), "application/jose+json")
+            .await
+            .problem(),
+        "malformed"
+    );
+    assert_eq!(
+        c.post_raw(&new_acct, b"{\"foo\":1}".to_vec(), "application/jose+json")
+            .await
+            .problem(),
+        "malformed"
+    );
+    assert_eq!(
+        c.post_raw(
+            &new_acct,
+            b"eyJhbGciOiJub25lIn0.e30.".to_vec(),
+            "application/jose+json"
+        )
+        .await
+        .problem(),
+        "malformed"
+    );
     // Oversized body.
-    let r = c.post_raw(&new_acct, vec![b'a'; 200 * 1024], "application/jose+json").await;
+    let r = c
+        .post_raw(&new_acct, vec![b'a'; 200 * 1024], "application/jose+json")
+        .await;
     assert_eq!((r.status, r.problem().as_str()), (413, "malformed"));
     // alg "none" and a MAC algorithm.
     for alg in ["none", "HS256"] {
         let protected = b64url(json!({"alg": alg, "jwk": c.key.jwk().to_json(), "nonce": c.nonce().await, "url": new_acct}).to_string().as_bytes());
         let body = json!({"protected": protected, "payload": b64url(payload.to_string().as_bytes()), "signature": b64url(b"sig")});
-        assert_eq!(c.post_raw(&new_acct, body.to_string().into_bytes(), "application/jose+json").await.problem(), "badSignatureAlgorithm", "{alg}");
+        assert_eq!(
+            c.post_raw(
+                &new_acct,
+                body.to_string().into_bytes(),
+                "application/jose+json"
+            )
+            .await
+            .problem(),
+            "badSignatureAlgorithm",
+            "{alg}"
+        );
     }
     // A valid JWS whose payload was swapped after signing.
-    let jws = acme_types::sign::sign_jws(&c.key, &acme_types::sign::JwsHeader { key: JwsKey::Jwk, nonce: Some(c.nonce().await), url: new_acct.clone() }, payload.to_string().as_bytes()).unwrap();
+    let jws = acme_types::sign::sign_jws(
+        &c.key,
+        &acme_types::sign::JwsHeader {
+            key: JwsKey::Jwk,
+            nonce: Some(c.nonce().await),
+            url: new_acct.clone(),
+        },
+        payload.to_string().as_bytes(),
+    )
+    .unwrap();
     let mut tampered = jws.clone();
     tampered["payload"] = json!(b64url(br#"{"termsOfServiceAgreed":false}"#));
-    assert_eq!(c.post_raw(&new_acct, tampered.to_string().into_bytes(), "application/jose+json").await.problem(), "malformed");
+    assert_eq!(
+        c.post_raw(
+            &new_acct,
+            tampered.to_string().into_bytes(),
+            "application/jose+json"
+        )
+        .await
+        .problem(),
+        "malformed"
+    );
     // kid on newAccount, and a kid naming no account.
-    let r = c.post_with(&new_acct, Some(&payload), JwsKey::Kid(format!("{}/acme/default/acct/nope", base(&new_acct))), Some(c.nonce().await), &new_acct).await;
+    let r = c
+        .post_with(
+            &new_acct,
+            Some(&payload),
+            JwsKey::Kid(format!("{}/acme/default/acct/nope", base(&new_acct))),
+            Some(c.nonce().await),
+            &new_acct,
+        )
+        .await;
     assert_eq!(r.problem(), "malformed", "newAccount must carry jwk (§6.2)");
-    let r = c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": []})), JwsKey::Kid(format!("{}/acme/default/acct/nope", base(&new_acct))), Some(c.nonce().await), &c.url("newOrder")).await;
+    let r = c
+        .post_with(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": []})),
+            JwsKey::Kid(format!("{}/acme/default/acct/nope", base(&new_acct))),
+            Some(c.nonce().await),
+            &c.url("newOrder"),
+        )
+        .await;
     assert_eq!(r.problem(), "accountDoesNotExist");
     // jwk where an account is required.
-    let r = c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": [{"type": "dns", "value": "a.routers.example.com"}]})), JwsKey::Jwk, Some(c.nonce().await), &c.url("newOrder")).await;
+    let r = c
+        .post_with(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "a.routers.example.com"}]})),
+            JwsKey::Jwk,
+            Some(c.nonce().await),
+            &c.url("newOrder"),
+        )
+        .await;
     assert_eq!(r.problem(), "malformed");
     // onlyReturnExisting for an unknown key.
-    let r = c.post(&new_acct, Some(&json!({"onlyReturnExisting": true}))).await;
+    let r = c
+        .post(&new_acct, Some(&json!({"onlyReturnExisting": true})))
+        .await;
     assert_eq!(r.problem(), "accountDoesNotExist");
     // Contacts.
-    assert_eq!(c.post(&new_acct, Some(&json!({"contact": ["mailto:a@b.com?cc=c@d.com"]}))).await.problem(), "invalidContact");
-    assert_eq!(c.post(&new_acct, Some(&json!({"contact": ["tel:+1555"]}))).await.problem(), "unsupportedContact");
-    assert_eq!(env.counts().await, before, "refused requests must not change storage");
+    assert_eq!(
+        c.post(
+            &new_acct,
+            Some(&json!({"contact": ["mailto:a@b.com?cc=c@d.com"]}))
+        )
+        .await
+        .problem(),
+        "invalidContact"
+    );
+    assert_eq!(
+        c.post(&new_acct, Some(&json!({"contact": ["tel:+1555"]})))
+            .await
+            .problem(),
+        "unsupportedContact"
+    );
+    assert_eq!(
+        env.counts().await,
+        before,
+        "refused requests must not change storage"
+    );
 
     // Replay: the same signed request twice creates one account.
-    let jws = acme_types::sign::sign_jws(&c.key, &acme_types::sign::JwsHeader { key: JwsKey::Jwk, nonce: Some(c.nonce().await), url: new_acct.clone() }, payload.to_string().as_bytes()).unwrap();
-    let first = c.post_raw(&new_acct, jws.to_string().into_bytes(), "application/jose+json").await;
+    let jws = acme_types::sign::sign_jws(
+        &c.key,
+        &acme_types::sign::JwsHeader {
+            key: JwsKey::Jwk,
+            nonce: Some(c.nonce().await),
+            url: new_acct.clone(),
+        },
+        payload.to_string().as_bytes(),
+    )
+    .unwrap();
+    let first = c
+        .post_raw(
+            &new_acct,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
     assert_eq!(first.status, 201);
-    let second = c.post_raw(&new_acct, jws.to_string().into_bytes(), "application/jose+json").await;
+    let second = c
+        .post_raw(
+            &new_acct,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
     assert_eq!(second.problem(), "badNonce");
     assert_eq!(env.counts().await.accounts, before.accounts + 1);
     // The same key again finds the existing account (200, same Location).
@@ -274,45 +530,100 @@ fn base(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn order_policy_ownership_and_lists() {
-    let Some(env) = Env::start("order_policy_ownership_and_lists") else { return };
+    let Some(env) = Env::start("order_policy_ownership_and_lists") else {
+        return;
+    };
     let c = env.client().await;
     let before = env.counts().await;
 
     // Outside the constraints: rejectedIdentifier, every bad identifier reported (§6.7.1).
-    let r = c.new_order(&["dev1.routers.example.com", "evil.example.net", "evilrouters.example.com"]).await;
+    let r = c
+        .new_order(&[
+            "dev1.routers.example.com",
+            "evil.example.net",
+            "evilrouters.example.com",
+        ])
+        .await;
     assert_eq!(r.problem(), "compound");
     let subs = r.json()["subproblems"].as_array().unwrap().clone();
     assert_eq!(subs.len(), 2);
-    assert!(subs.iter().all(|s| s["type"] == "urn:ietf:params:acme:error:rejectedIdentifier"));
-    assert_eq!(c.new_order(&["evil.example.net"]).await.problem(), "rejectedIdentifier");
-    assert_eq!(c.new_order(&["192.168.1.1"]).await.problem(), "rejectedIdentifier");
-    assert_eq!(c.new_order(&["a..routers.example.com"]).await.problem(), "rejectedIdentifier");
-    let r = c.post(&c.url("newOrder"), Some(&json!({"identifiers": [{"type": "email", "value": "a@routers.example.com"}]}))).await;
+    assert!(subs
+        .iter()
+        .all(|s| s["type"] == "urn:ietf:params:acme:error:rejectedIdentifier"));
+    assert_eq!(
+        c.new_order(&["evil.example.net"]).await.problem(),
+        "rejectedIdentifier"
+    );
+    assert_eq!(
+        c.new_order(&["192.168.1.1"]).await.problem(),
+        "rejectedIdentifier"
+    );
+    assert_eq!(
+        c.new_order(&["a..routers.example.com"]).await.problem(),
+        "rejectedIdentifier"
+    );
+    let r = c
+        .post(
+            &c.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "email", "value": "a@routers.example.com"}]})),
+        )
+        .await;
     assert_eq!(r.problem(), "unsupportedIdentifier");
     let r = c.post(&c.url("newOrder"), Some(&json!({"identifiers": [{"type": "dns", "value": "a.routers.example.com"}], "notAfter": "2030-01-01T00:00:00Z"}))).await;
     assert_eq!(r.problem(), "malformed");
-    assert_eq!(c.post(&c.url("newOrder"), Some(&json!({"identifiers": []}))).await.problem(), "malformed");
-    assert_eq!(env.counts().await, before, "refused orders must not change storage");
+    assert_eq!(
+        c.post(&c.url("newOrder"), Some(&json!({"identifiers": []})))
+            .await
+            .problem(),
+        "malformed"
+    );
+    assert_eq!(
+        env.counts().await,
+        before,
+        "refused orders must not change storage"
+    );
 
     // Case, trailing dot and IP identifiers are accepted and canonicalised.
-    let r = c.new_order(&["DEV2.Routers.Example.COM.", "10.1.2.3"]).await;
+    let r = c
+        .new_order(&["DEV2.Routers.Example.COM.", "10.1.2.3"])
+        .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let order = r.json();
-    let values: Vec<_> = order["identifiers"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap().to_string()).collect();
-    assert!(values.contains(&"dev2.routers.example.com".to_string()), "{values:?}");
+    let values: Vec<_> = order["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        values.contains(&"dev2.routers.example.com".to_string()),
+        "{values:?}"
+    );
     assert!(values.contains(&"10.1.2.3".to_string()));
     let order_url = r.location();
 
     // Authorization reuse: a second order for the same name reuses the pending authz.
     let again = c.new_order(&["dev2.routers.example.com"]).await.json();
-    assert!(order["authorizations"].as_array().unwrap().contains(&again["authorizations"][0]));
+    assert!(order["authorizations"]
+        .as_array()
+        .unwrap()
+        .contains(&again["authorizations"][0]));
 
     // Another account sees none of it.
     let other = env.client().await;
     assert_eq!(other.post(&order_url, None).await.status, 404);
-    assert_eq!(other.post(order["authorizations"][0].as_str().unwrap(), None).await.status, 404);
+    assert_eq!(
+        other
+            .post(order["authorizations"][0].as_str().unwrap(), None)
+            .await
+            .status,
+        404
+    );
     let acct_orders = format!("{}/orders", c.kid.as_ref().unwrap());
-    assert_eq!(other.post(&acct_orders, None).await.problem(), "unauthorized");
+    assert_eq!(
+        other.post(&acct_orders, None).await.problem(),
+        "unauthorized"
+    );
 
     // The orders list.
     let list = c.post(&acct_orders, None).await.json();
@@ -320,25 +631,52 @@ async fn order_policy_ownership_and_lists() {
 
     // Deactivating an authorization makes the order invalid.
     let authz_url = order["authorizations"][0].as_str().unwrap();
-    let r = c.post(authz_url, Some(&json!({"status": "deactivated"}))).await;
+    let r = c
+        .post(authz_url, Some(&json!({"status": "deactivated"})))
+        .await;
     assert_eq!(r.json()["status"], "deactivated");
     assert_eq!(c.post(&order_url, None).await.json()["status"], "invalid");
-    assert_eq!(c.post(authz_url, Some(&json!({"status": "deactivated"}))).await.problem(), "malformed");
+    assert_eq!(
+        c.post(authz_url, Some(&json!({"status": "deactivated"})))
+            .await
+            .problem(),
+        "malformed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn account_update_key_change_and_deactivation() {
-    let Some(env) = Env::start("account_update_key_change_and_deactivation") else { return };
+    let Some(env) = Env::start("account_update_key_change_and_deactivation") else {
+        return;
+    };
     let mut c = env.client().await;
     let kid = c.kid.clone().unwrap();
-    let r = c.post(&kid, Some(&json!({"contact": ["mailto:new@example.com"]}))).await;
+    let r = c
+        .post(&kid, Some(&json!({"contact": ["mailto:new@example.com"]})))
+        .await;
     assert_eq!(r.json()["contact"], json!(["mailto:new@example.com"]));
-    assert_eq!(c.post(&kid, Some(&json!({"status": "valid"}))).await.problem(), "malformed");
+    assert_eq!(
+        c.post(&kid, Some(&json!({"status": "valid"})))
+            .await
+            .problem(),
+        "malformed"
+    );
 
     // keyChange (§7.3.5).
     let new_key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
     let url = c.url("keyChange");
-    let inner = acme_types::sign::sign_jws(&new_key, &acme_types::sign::JwsHeader { key: JwsKey::Jwk, nonce: None, url: url.clone() }, json!({"account": kid, "oldKey": c.key.jwk().to_json()}).to_string().as_bytes()).unwrap();
+    let inner = acme_types::sign::sign_jws(
+        &new_key,
+        &acme_types::sign::JwsHeader {
+            key: JwsKey::Jwk,
+            nonce: None,
+            url: url.clone(),
+        },
+        json!({"account": kid, "oldKey": c.key.jwk().to_json()})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
     let r = c.post(&url, Some(&inner)).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // The old key no longer signs for the account; the new one does.
@@ -349,17 +687,34 @@ async fn account_update_key_change_and_deactivation() {
     // Deactivation is final (§7.3.6).
     let r = c.post(&kid, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(r.json()["status"], "deactivated");
-    assert_eq!(c.new_order(&["x.routers.example.com"]).await.problem(), "unauthorized");
+    assert_eq!(
+        c.new_order(&["x.routers.example.com"]).await.problem(),
+        "unauthorized"
+    );
     c.kid = None;
     assert_eq!(c.new_account().await.problem(), "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn directory_nonce_and_unknown_routes() {
-    let Some(env) = Env::start("directory_nonce_and_unknown_routes") else { return };
+    let Some(env) = Env::start("directory_nonce_and_unknown_routes") else {
+        return;
+    };
     let c = Client::new(&env.ca.directory_url(), &env.root).await;
-    for k in ["newNonce", "newAccount", "newOrder", "revokeCert", "keyChange"] {
-        assert!(c.directory[k].as_str().unwrap().starts_with("https://127.0.0.1:"), "{k}");
+    for k in [
+        "newNonce",
+        "newAccount",
+        "newOrder",
+        "revokeCert",
+        "keyChange",
+    ] {
+        assert!(
+            c.directory[k]
+                .as_str()
+                .unwrap()
+                .starts_with("https://127.0.0.1:"),
+            "{k}"
+        );
     }
     assert_eq!(c.directory["meta"]["externalAccountRequired"], false);
     let r = c.http.head(c.url("newNonce")).send().await.unwrap();
@@ -372,6 +727,11 @@ async fn directory_nonce_and_unknown_routes() {
     let r = c.http.get(c.url("newOrder")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = c.http.get(env.ca.directory_url().replace("/default/", "/nope/")).send().await.unwrap();
+    let r = c
+        .http
+        .get(env.ca.directory_url().replace("/default/", "/nope/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }

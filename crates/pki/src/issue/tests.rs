@@ -317,9 +317,9 @@ fn rejects_long_or_inverted_lifetimes() {
     let mut req = request(csr(&key, &name, None), ids(&name));
     req.not_after = req.not_before + Duration::days(399);
     assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
-    req.not_after = req.not_before + Duration::days(398);
+    req.not_after = req.not_before + MAX_LEAF_LIFETIME;
     assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));
-    req.not_after = req.not_before + Duration::days(398) - Duration::SECOND;
+    req.not_after = req.not_before + MAX_LEAF_LIFETIME - Duration::SECOND;
     assert!(f.issuer.issue(&req).is_ok());
     req.not_after = req.not_before - Duration::SECOND;
     assert!(matches!(f.issuer.issue(&req), Err(IssueError::Validity(_))));

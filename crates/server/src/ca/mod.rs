@@ -123,10 +123,20 @@ impl IssuingCa {
 
     /// Signs a certificate for exactly `identifiers` from `csr_der`. `pki` checks the CSR, the
     /// key and the name policy again here, independently of the RA, and lints before signing.
-    pub fn issue(&self, csr_der: &[u8], identifiers: &[Identifier], now: OffsetDateTime) -> Result<Issued> {
+    pub fn issue(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+    ) -> Result<Issued> {
         let not_before = now - self.backdate;
         let not_after = now + self.lifetime;
-        let req = IssueRequest { csr_der: csr_der.to_vec(), identifiers: identifiers.to_vec(), not_before, not_after };
+        let req = IssueRequest {
+            csr_der: csr_der.to_vec(),
+            identifiers: identifiers.to_vec(),
+            not_before,
+            not_after,
+        };
         let issued = self.issuer.issue(&req).map_err(|e| match e {
             IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
             IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
@@ -149,21 +159,43 @@ impl IssuingCa {
         let prev = sa.get_crl(&self.name).await?;
         // CRL numbers must increase (RFC 5280 §5.2.3); seconds since the epoch do across
         // restarts and nodes, and prev+1 covers two CRLs within one second.
-        let number = now.unix_timestamp().max(prev.as_ref().map_or(0, |p| p.number + 1));
+        let number = now
+            .unix_timestamp()
+            .max(prev.as_ref().map_or(0, |p| p.number + 1));
         let entries: Vec<pki::crl::RevokedEntry> = entries
             .iter()
             .map(|e| {
                 Ok(pki::crl::RevokedEntry {
-                    serial: unhex(&e.serial).ok_or_else(|| Error::internal(format!("stored serial {:?} is not hex", e.serial)))?,
-                    revoked_at: OffsetDateTime::from_unix_timestamp(e.revoked_at).map_err(|e| Error::internal(e.to_string()))?,
+                    serial: unhex(&e.serial).ok_or_else(|| {
+                        Error::internal(format!("stored serial {:?} is not hex", e.serial))
+                    })?,
+                    revoked_at: OffsetDateTime::from_unix_timestamp(e.revoked_at)
+                        .map_err(|e| Error::internal(e.to_string()))?,
                     reason: e.reason,
                 })
             })
             .collect::<Result<_>>()?;
         let next = now + CRL_VALIDITY;
-        let idp = self.issuer.crl_url().map_err(|e| Error::Internal(Box::new(e)))?;
-        let der = pki::crl::build_crl(&self.cert_der, self.signer.as_ref(), &entries, now, next, number as u64, Some(&idp)).map_err(|e| Error::Internal(Box::new(e)))?;
-        let rec = CrlRecord { number, der, this_update: now.unix_timestamp(), next_update: next.unix_timestamp() };
+        let idp = self
+            .issuer
+            .crl_url()
+            .map_err(|e| Error::Internal(Box::new(e)))?;
+        let der = pki::crl::build_crl(
+            &self.cert_der,
+            self.signer.as_ref(),
+            &entries,
+            now,
+            next,
+            number as u64,
+            Some(&idp),
+        )
+        .map_err(|e| Error::Internal(Box::new(e)))?;
+        let rec = CrlRecord {
+            number,
+            der,
+            this_update: now.unix_timestamp(),
+            next_update: next.unix_timestamp(),
+        };
         sa.store_crl(&self.name, &rec).await?;
         Ok(rec)
     }
@@ -185,8 +217,11 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -40,7 +40,7 @@ pub struct InitArgs {
     /// CAA issuer domain name that authorizes this CA (RFC 8659); repeatable.
     #[arg(long = "caa-identity", default_value = "fleetca.invalid")]
     pub caa_identities: Vec<String>,
-    /// End-entity certificate lifetime in days (BR §6.3.2 caps it at 398).
+    /// End-entity certificate lifetime in days (BR §6.3.2 caps it at 200 since 2026-03-15).
     #[arg(long, default_value_t = 30)]
     pub lifetime_days: u32,
     /// Extra names (DNS or IP) for the server's HTTPS certificate, besides localhost,
@@ -72,36 +72,62 @@ impl InitArgs {
 }
 
 /// Checks the options shared by `init` and `subca csr` and builds the config and CA profile.
-pub(super) fn prepare(dd: &DataDir, trust: Trust, permit: &[String], client_auth: bool, organization: Option<String>, public_base_url: &str, caa: &[String], lifetime_days: u32) -> anyhow::Result<(CaConfig, CaProfile)> {
+pub(super) fn prepare(dd: &DataDir, ca: CaSection) -> anyhow::Result<(CaConfig, CaProfile)> {
     if dd.is_initialized() {
-        anyhow::bail!("{} already holds a CA ({} exists); refusing to overwrite it", dd.path().display(), dd.config().display());
+        anyhow::bail!(
+            "{} already holds a CA ({} exists); refusing to overwrite it",
+            dd.path().display(),
+            dd.config().display()
+        );
     }
-    if !(1..=398).contains(&lifetime_days) {
-        anyhow::bail!("--lifetime-days must be between 1 and 398 (BR §6.3.2)");
+    let max = pki::issue::MAX_LEAF_LIFETIME.whole_days() as u32;
+    if !(1..=max).contains(&ca.lifetime_days) {
+        anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
-    let permitted = Permitted::parse(permit).context("invalid --permit")?;
+    let permitted = Permitted::parse(&ca.permit).context("invalid --permit")?;
     let cfg = CaConfig {
         ca: CaSection {
-            name: DEFAULT_TENANT.into(),
-            trust,
-            permit: permit.to_vec(),
-            client_auth,
-            public_base_url: public_base_url.trim_end_matches('/').to_string(),
-            caa_identities: caa.to_vec(),
-            lifetime_days,
-            organization: organization.clone(),
-            terms_of_service: None,
-            website: None,
-            challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+            public_base_url: ca.public_base_url.trim_end_matches('/').to_string(),
+            ..ca
         },
     };
     let profile = profile_for(&cfg, permitted);
     // Key directories are private to the CA's user; certificates inside them are public anyway.
-    for dir in [dd.path().to_path_buf(), dd.root_key().with_file_name(""), dd.ca_dir(DEFAULT_TENANT), dd.tls_key().with_file_name("")] {
+    for dir in [
+        dd.path().to_path_buf(),
+        dd.root_key().with_file_name(""),
+        dd.ca_dir(DEFAULT_TENANT),
+        dd.tls_key().with_file_name(""),
+    ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     }
     Ok((cfg, profile))
+}
+
+/// The `[ca]` section for a new data directory.
+pub(super) fn new_section(
+    trust: Trust,
+    permit: &[String],
+    client_auth: bool,
+    organization: &Option<String>,
+    public_base_url: &str,
+    caa: &[String],
+    lifetime_days: u32,
+) -> CaSection {
+    CaSection {
+        name: DEFAULT_TENANT.into(),
+        trust,
+        permit: permit.to_vec(),
+        client_auth,
+        public_base_url: public_base_url.to_string(),
+        caa_identities: caa.to_vec(),
+        lifetime_days,
+        organization: organization.clone(),
+        terms_of_service: None,
+        website: None,
+        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+    }
 }
 
 /// The `pki` profile of the tenant's issuing CA.
@@ -117,28 +143,60 @@ pub(super) fn profile_for(cfg: &CaConfig, permitted: Permitted) -> CaProfile {
 }
 
 /// Runs `init`.
-pub fn run(a: &InitArgs) -> anyhow::Result<()> {
+pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let (cfg, profile) = prepare(&dd, Trust::Private, &a.permit, a.client_auth, a.organization.clone(), &a.public_base_url, &a.caa_identities, a.lifetime_days)?;
+    let (cfg, profile) = prepare(
+        &dd,
+        new_section(
+            Trust::Private,
+            &a.permit,
+            a.client_auth,
+            &a.organization,
+            &a.public_base_url,
+            &a.caa_identities,
+            a.lifetime_days,
+        ),
+    )?;
     let pass = a.keys.passphrase()?;
     let pass = pass.as_deref();
 
     let root_key = pki::keys::generate(a.root_key_type)?;
     pki::keys::write_key_pem(&dd.root_key(), &root_key, pass)?;
     let root = FileSigner::new(root_key);
-    let subject = CaSubject { common_name: "fleetca root CA".into(), organization: a.organization.clone(), country: None };
+    let subject = CaSubject {
+        common_name: "fleetca root CA".into(),
+        organization: a.organization.clone(),
+        country: None,
+    };
     let root_der = pki::ca::create_root_with_subject(&subject, &root, None)?;
-    write_atomic(&dd.root_cert(), pki::cert_info::der_to_pem("CERTIFICATE", &root_der).as_bytes(), 0o644)?;
+    write_atomic(
+        &dd.root_cert(),
+        pki::cert_info::der_to_pem("CERTIFICATE", &root_der).as_bytes(),
+        0o644,
+    )?;
 
     let ca_key = pki::keys::generate(a.issuing_key_type)?;
     pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &ca_key, pass)?;
-    let ca_der = pki::ca::create_issuing_ca(&root_der, &root, &FileSigner::new(ca_key).public_key_der().to_vec(), &profile, None)?;
-    write_atomic(&dd.ca_cert(DEFAULT_TENANT), pki::cert_info::der_to_pem("CERTIFICATE", &ca_der).as_bytes(), 0o644)?;
+    let ca_der = pki::ca::create_issuing_ca(
+        &root_der,
+        &root,
+        FileSigner::new(ca_key).public_key_der(),
+        &profile,
+        None,
+    )?;
+    write_atomic(
+        &dd.ca_cert(DEFAULT_TENANT),
+        pki::cert_info::der_to_pem("CERTIFICATE", &ca_der).as_bytes(),
+        0o644,
+    )?;
 
     write_root_crl(&dd, &root_der, &root)?;
     write_server_tls(&dd, &root_der, &root, &a.tls_names)?;
     dd.save_config(&cfg)?;
-    println!("Created a private root and the issuing CA \"{DEFAULT_TENANT}\" in {}", dd.path().display());
+    println!(
+        "Created a private root and the issuing CA \"{DEFAULT_TENANT}\" in {}",
+        dd.path().display()
+    );
     println!("Permitted: {}", a.permit.join(", "));
     println!("Root certificate: {}", dd.root_cert().display());
     Ok(())
@@ -146,14 +204,31 @@ pub fn run(a: &InitArgs) -> anyhow::Result<()> {
 
 /// The root's CRL (BR §4.9.7: a root's CRL is valid for at most 12 months). It lists no
 /// revoked issuing CA; re-run when one must be revoked.
-pub(super) fn write_root_crl(dd: &DataDir, root_der: &[u8], root: &dyn Signer) -> anyhow::Result<()> {
+pub(super) fn write_root_crl(
+    dd: &DataDir,
+    root_der: &[u8],
+    root: &dyn Signer,
+) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
-    let crl = pki::crl::build_crl(root_der, root, &[], now, now + Duration::days(365), now.unix_timestamp() as u64, None)?;
+    let crl = pki::crl::build_crl(
+        root_der,
+        root,
+        &[],
+        now,
+        now + Duration::days(365),
+        now.unix_timestamp() as u64,
+        None,
+    )?;
     write_atomic(&dd.root_crl(), &crl, 0o644)
 }
 
 /// Generates the server key and a certificate for localhost, loopback and `extra` names.
-pub(super) fn write_server_tls(dd: &DataDir, anchor_der: &[u8], anchor: &dyn Signer, extra: &[String]) -> anyhow::Result<()> {
+pub(super) fn write_server_tls(
+    dd: &DataDir,
+    anchor_der: &[u8],
+    anchor: &dyn Signer,
+    extra: &[String],
+) -> anyhow::Result<()> {
     let key = pki::keys::generate(KeyType::EcdsaP256)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     names.extend(extra.iter().cloned());

@@ -10,13 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn read_pem_ders(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(pki::cert_info::pem_to_ders(&text)?)
 }
 
 /// Loads the tenant's issuing CA: key (decrypting with `passphrase` if needed), certificate,
 /// chain, and the private root when there is one.
-pub fn load_issuing_ca(dd: &DataDir, cfg: &CaConfig, passphrase: Option<&[u8]>) -> anyhow::Result<IssuingCa> {
+pub(crate) fn load_issuing_ca(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    passphrase: Option<&[u8]>,
+) -> anyhow::Result<IssuingCa> {
     let name = &cfg.ca.name;
     if !dd.ca_cert(name).exists() {
         anyhow::bail!(
@@ -25,21 +30,40 @@ pub fn load_issuing_ca(dd: &DataDir, cfg: &CaConfig, passphrase: Option<&[u8]>) 
             dd.path().display()
         );
     }
-    let signer: Arc<dyn Signer> = Arc::new(FileSigner::load(&dd.ca_key(name), passphrase).with_context(|| format!("loading {}", dd.ca_key(name).display()))?);
-    let cert_der = read_pem_ders(&dd.ca_cert(name))?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
+    let signer: Arc<dyn Signer> = Arc::new(
+        FileSigner::load(&dd.ca_key(name), passphrase)
+            .with_context(|| format!("loading {}", dd.ca_key(name).display()))?,
+    );
+    let cert_der = read_pem_ders(&dd.ca_cert(name))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
     if pki::cert_info::spki_der_of(&cert_der)? != signer.public_key_der() {
-        anyhow::bail!("{} does not match the key in {}", dd.ca_cert(name).display(), dd.ca_key(name).display());
+        anyhow::bail!(
+            "{} does not match the key in {}",
+            dd.ca_cert(name).display(),
+            dd.ca_key(name).display()
+        );
     }
     let permitted = Permitted::parse(&cfg.ca.permit).context("fleetca.toml: invalid permit")?;
     let profile = super::init::profile_for(cfg, permitted);
     let (intermediates, root_der, root_crl) = match cfg.ca.trust {
         Trust::Private => {
-            let root = read_pem_ders(&dd.root_cert())?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.root_cert().display()))?;
+            let root = read_pem_ders(&dd.root_cert())?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{} holds no certificate", dd.root_cert().display())
+                })?;
             let crl = std::fs::read(dd.root_crl()).ok();
             (Vec::new(), Some(root), crl)
         }
         Trust::Public => {
-            let mut chain = if dd.ca_chain(name).exists() { read_pem_ders(&dd.ca_chain(name))? } else { Vec::new() };
+            let mut chain = if dd.ca_chain(name).exists() {
+                read_pem_ders(&dd.ca_chain(name))?
+            } else {
+                Vec::new()
+            };
             // The last certificate of the chain is the root when it is self-issued; it is
             // offered only as the alternate chain.
             let root = chain.last().filter(|c| is_self_issued(c)).cloned();
@@ -52,7 +76,14 @@ pub fn load_issuing_ca(dd: &DataDir, cfg: &CaConfig, passphrase: Option<&[u8]>) 
     let mut above = intermediates.clone();
     above.extend(root_der.iter().cloned());
     // The chain lets the issuer refuse CSRs that reuse any CA key above it too.
-    let issuer = pki::issue::Issuer::new(name, cert_der.clone(), above, signer.clone(), profile, Vec::new())?;
+    let issuer = pki::issue::Issuer::new(
+        name,
+        cert_der.clone(),
+        above,
+        signer.clone(),
+        profile,
+        Vec::new(),
+    )?;
     Ok(IssuingCa::new(IssuingCaParts {
         name: name.clone(),
         issuer,
@@ -68,7 +99,11 @@ pub fn load_issuing_ca(dd: &DataDir, cfg: &CaConfig, passphrase: Option<&[u8]>) 
 
 /// The rustls configuration for the HTTPS listener: the given certificate, or the one in the
 /// data directory (re-issued from the private root when it nears expiry).
-pub fn server_tls_config(dd: &DataDir, cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub(crate) fn server_tls_config(
+    dd: &DataDir,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
         _ => {
@@ -76,9 +111,14 @@ pub fn server_tls_config(dd: &DataDir, cert: Option<&Path>, key: Option<&Path>) 
             (dd.tls_cert(), dd.tls_key())
         }
     };
-    let chain = read_pem_ders(&cert_path)?.into_iter().map(rustls_pki_types::CertificateDer::from).collect::<Vec<_>>();
-    let key_pem = std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?.ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
+    let chain = read_pem_ders(&cert_path)?
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect::<Vec<_>>();
+    let key_pem =
+        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -90,17 +130,36 @@ pub fn server_tls_config(dd: &DataDir, cert: Option<&Path>, key: Option<&Path>) 
 }
 
 fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
-    let Some(leaf) = read_pem_ders(&dd.tls_cert()).ok().and_then(|c| c.into_iter().next()) else {
-        anyhow::bail!("{} is missing; pass --tls-cert/--tls-key", dd.tls_cert().display());
+    let Some(leaf) = read_pem_ders(&dd.tls_cert())
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        anyhow::bail!(
+            "{} is missing; pass --tls-cert/--tls-key",
+            dd.tls_cert().display()
+        );
     };
     let remaining = pki::cert_info::not_after_of(&leaf)? - time::OffsetDateTime::now_utc();
-    if remaining > time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3) || !dd.root_key().exists() {
+    if remaining > time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3)
+        || !dd.root_key().exists()
+    {
         return Ok(());
     }
-    let root_der = read_pem_ders(&dd.root_cert())?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no root certificate"))?;
+    let root_der = read_pem_ders(&dd.root_cert())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no root certificate"))?;
     // An encrypted root key needs the passphrase; without it the old certificate is kept.
-    let Ok(root) = FileSigner::load(&dd.root_key(), std::env::var("FLEETCA_KEY_PASSPHRASE").ok().as_deref().map(str::as_bytes)) else {
-        tracing::warn!("the server certificate expires soon and the root key could not be loaded to renew it");
+    let Ok(root) = FileSigner::load(
+        &dd.root_key(),
+        std::env::var("FLEETCA_KEY_PASSPHRASE")
+            .ok()
+            .as_deref()
+            .map(str::as_bytes),
+    ) else {
+        tracing::warn!(
+            "the server certificate expires soon and the root key could not be loaded to renew it"
+        );
         return Ok(());
     };
     tracing::info!("renewing the server's HTTPS certificate");
@@ -109,5 +168,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
 
 /// Whether a certificate's subject equals its issuer (a root, in a chain file).
 fn is_self_issued(der: &[u8]) -> bool {
-    x509_parser::parse_x509_certificate(der).map(|(_, c)| c.subject().as_raw() == c.issuer().as_raw()).unwrap_or(false)
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.subject().as_raw() == c.issuer().as_raw())
+        .unwrap_or(false)
 }

@@ -1,8 +1,8 @@
 //! Command-line interface. The command and flag names are a contract with operators' scripts.
 
 mod ca;
-mod load;
 mod init;
+mod load;
 mod serve;
 mod subca;
 
@@ -82,14 +82,19 @@ impl KeyProtection {
     /// The passphrase, if one was configured (also from `FLEETCA_KEY_PASSPHRASE`).
     pub fn passphrase(&self) -> anyhow::Result<Option<Vec<u8>>> {
         if let Some(var) = &self.key_passphrase_env {
-            let v = std::env::var(var).map_err(|_| anyhow::anyhow!("environment variable {var} (key passphrase) is not set"))?;
+            let v = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("environment variable {var} (key passphrase) is not set")
+            })?;
             return Ok(Some(v.into_bytes()));
         }
         if let Some(file) = &self.key_passphrase_file {
-            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading passphrase file {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading passphrase file {}: {e}", file.display()))?;
             return Ok(Some(text.lines().next().unwrap_or("").as_bytes().to_vec()));
         }
-        Ok(std::env::var("FLEETCA_KEY_PASSPHRASE").ok().map(String::into_bytes))
+        Ok(std::env::var("FLEETCA_KEY_PASSPHRASE")
+            .ok()
+            .map(String::into_bytes))
     }
 }
 
@@ -100,19 +105,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Init(a)) => init::run(&a),
         Some(Command::Serve(a)) => serve::run(*a),
         None => serve::run(ServeArgs::parse_from(["fleetca-serve"])),
-        Some(Command::Ca { cmd: CaCommand::Root { data_dir } }) => ca::print_root(&data_dir),
-        Some(Command::Subca { cmd: SubcaCommand::Csr(a) }) => subca::csr(&a),
-        Some(Command::Subca { cmd: SubcaCommand::Import(a) }) => subca::import(&a),
+        Some(Command::Ca {
+            cmd: CaCommand::Root { data_dir },
+        }) => ca::print_root(&data_dir),
+        Some(Command::Subca {
+            cmd: SubcaCommand::Csr(a),
+        }) => subca::csr(&a),
+        Some(Command::Subca {
+            cmd: SubcaCommand::Import(a),
+        }) => subca::import(&a),
     }
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETCA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETCA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Parses `ADDR:PORT`.
 pub fn parse_socket(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|e| format!("{s:?} is not ADDR:PORT: {e}"))
+    s.parse()
+        .map_err(|e| format!("{s:?} is not ADDR:PORT: {e}"))
 }

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The data directory used when none is given; created on first `serve`.
-pub const DEFAULT_DATA_DIR: &str = "./fleetca-data";
+pub(crate) const DEFAULT_DATA_DIR: &str = "./fleetca-data";
 /// The namespace a first-run CA is permitted: `home.arpa`, the special-use domain for home
 /// networks (RFC 8375), which no public CA can issue for.
-pub const DEFAULT_PERMIT: &str = "home.arpa";
+pub(crate) const DEFAULT_PERMIT: &str = "home.arpa";
 
 /// `fleetca serve` options; each is also an environment variable.
 #[derive(Debug, Parser, Clone)]
@@ -67,8 +67,10 @@ pub struct ServeArgs {
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -79,22 +81,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if !is_default && args.permit.is_empty() {
             anyhow::bail!("{} is not a fleetca data directory; run `fleetca init --data-dir {} --permit <suffix>` first", args.data_dir.display(), args.data_dir.display());
         }
-        let permit = if args.permit.is_empty() { vec![DEFAULT_PERMIT.to_string()] } else { args.permit.clone() };
-        println!("Initialising a new CA in {} permitted {}", args.data_dir.display(), permit.join(", "));
-        super::init::run(&super::InitArgs::defaults(args.data_dir.clone(), permit, args.keys.clone()))?;
+        let permit = if args.permit.is_empty() {
+            vec![DEFAULT_PERMIT.to_string()]
+        } else {
+            args.permit.clone()
+        };
+        println!(
+            "Initialising a new CA in {} permitted {}",
+            args.data_dir.display(),
+            permit.join(", ")
+        );
+        super::init::run(&super::InitArgs::defaults(
+            args.data_dir.clone(),
+            permit,
+            args.keys.clone(),
+        ))?;
     }
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port.
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    let base_url = args.base_url.clone().unwrap_or_else(|| format!("https://{bound}")).trim_end_matches('/').to_string();
+    let base_url = args
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{bound}"))
+        .trim_end_matches('/')
+        .to_string();
     let cfg = dd.load_config()?;
     let passphrase = args.keys.passphrase()?;
 
-    let sa = SqliteStorage::open(&dd.database()).await.with_context(|| format!("opening {}", dd.database().display()))?;
+    let sa = SqliteStorage::open(&dd.database())
+        .await
+        .with_context(|| format!("opening {}", dd.database().display()))?;
     let sa: Arc<dyn Storage> = Arc::new(sa);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let ca = Arc::new(super::load::load_issuing_ca(&dd, &cfg, passphrase.as_deref())?);
+    let ca = Arc::new(super::load::load_issuing_ca(
+        &dd,
+        &cfg,
+        passphrase.as_deref(),
+    )?);
     let tenant = Arc::new(crate::tenant::Tenant {
         name: cfg.ca.name.clone(),
         base_url: base_url.clone(),
@@ -113,23 +139,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         caa_identities: cfg.ca.caa_identities.clone(),
         max_http_redirects: 10,
     })?;
-    let ra = Ra::new(sa.clone(), clock.clone(), vec![tenant.clone()], va, RaConfig { max_concurrent_validations: args.max_validations, ..RaConfig::default() });
+    let ra = Ra::new(
+        sa.clone(),
+        clock.clone(),
+        vec![tenant.clone()],
+        va,
+        RaConfig {
+            max_concurrent_validations: args.max_validations,
+            ..RaConfig::default()
+        },
+    );
     let resumed = ra.resume_validations().await?;
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }
     tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
-    let wfe = Wfe::new(ra.clone(), WfeConfig { base_url: base_url.clone(), ..WfeConfig::default() });
+    let wfe = Wfe::new(
+        ra.clone(),
+        WfeConfig {
+            base_url: base_url.clone(),
+            ..WfeConfig::default()
+        },
+    );
 
-    let tls = super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let tls =
+        super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     let handle = axum_server::Handle::new();
     let https = {
         let app = wfe::router(wfe.clone());
-        axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
-            .handle(handle.clone())
-            .serve(app.into_make_service())
+        axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(tls),
+        )
+        .handle(handle.clone())
+        .serve(app.into_make_service())
     };
-    let http_app = if args.acme_over_http { wfe::router(wfe.clone()) } else { wfe::public_only(wfe.clone()) };
+    let http_app = if args.acme_over_http {
+        wfe::router(wfe.clone())
+    } else {
+        wfe::public_only(wfe.clone())
+    };
     match tokio::net::TcpListener::bind(args.http_listen).await {
         Ok(l) => {
             if let Ok(a) = l.local_addr() {
@@ -142,13 +191,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             });
         }
         // The ACME service still works; only relying parties' CRL/caIssuers fetches fail.
-        Err(e) => tracing::error!(addr = %args.http_listen, error = %e, "cannot bind the plain-HTTP listener for CRLs and CA certificates"),
+        Err(e) => {
+            tracing::error!(addr = %args.http_listen, error = %e, "cannot bind the plain-HTTP listener for CRLs and CA certificates")
+        }
     }
     spawn_crl_refresher(tenant.clone(), sa.clone(), clock.clone());
 
-    println!("fleetca issuing CA \"{}\" permitted: {}", cfg.ca.name, cfg.ca.permit.join(", "));
+    println!(
+        "fleetca issuing CA \"{}\" permitted: {}",
+        cfg.ca.name,
+        cfg.ca.permit.join(", ")
+    );
     println!("ACME directory: {base_url}/acme/{DEFAULT_TENANT}/directory");
-    println!("Trust anchor:   {} (print it with `fleetca ca root --data-dir {}`)", trust_anchor(&dd).display(), args.data_dir.display());
+    println!(
+        "Trust anchor:   {} (print it with `fleetca ca root --data-dir {}`)",
+        trust_anchor(&dd).display(),
+        args.data_dir.display()
+    );
     println!("CRLs and CA certificates: {}", cfg.ca.public_base_url);
 
     let shutdown = handle.clone();
@@ -170,7 +229,11 @@ fn trust_anchor(dd: &DataDir) -> PathBuf {
 }
 
 /// Re-signs the CRL before half its validity passes, even when nothing is revoked.
-fn spawn_crl_refresher(tenant: Arc<crate::tenant::Tenant>, sa: Arc<dyn Storage>, clock: Arc<dyn Clock>) {
+fn spawn_crl_refresher(
+    tenant: Arc<crate::tenant::Tenant>,
+    sa: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
@@ -186,10 +249,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use pki::keys::KeyType;
 use pki::policy::Permitted;
-use pki::signer::{FileSigner, Signer};
+use pki::signer::FileSigner;
 use std::path::PathBuf;
 
 /// `fleetca subca csr` options.
@@ -58,9 +58,20 @@ pub struct ImportArgs {
 }
 
 /// Runs `subca csr`.
-pub fn csr(a: &CsrArgs) -> anyhow::Result<()> {
+pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let (cfg, profile) = super::init::prepare(&dd, Trust::Public, &a.permit, a.client_auth, a.organization.clone(), &a.public_base_url, &a.caa_identities, a.lifetime_days)?;
+    let (cfg, profile) = super::init::prepare(
+        &dd,
+        super::init::new_section(
+            Trust::Public,
+            &a.permit,
+            a.client_auth,
+            &a.organization,
+            &a.public_base_url,
+            &a.caa_identities,
+            a.lifetime_days,
+        ),
+    )?;
     let pass = a.keys.passphrase()?;
     let key = pki::keys::generate(a.key_type)?;
     pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &key, pass.as_deref())?;
@@ -71,7 +82,11 @@ pub fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     // root anchors it (clients trust tls/root.pem, printed by `fleetca ca root`).
     let tls_root_key = pki::keys::generate(KeyType::EcdsaP256)?;
     let tls_root = crate::ca::tls_cert::create_tls_root(&tls_root_key)?;
-    write_atomic(&dd.tls_root(), pki::cert_info::der_to_pem("CERTIFICATE", &tls_root).as_bytes(), 0o644)?;
+    write_atomic(
+        &dd.tls_root(),
+        pki::cert_info::der_to_pem("CERTIFICATE", &tls_root).as_bytes(),
+        0o644,
+    )?;
     super::init::write_server_tls(&dd, &tls_root, &FileSigner::new(tls_root_key), &[])?;
     dd.save_config(&cfg)?;
     eprintln!("Wrote the issuing CA key and {}; have the outside root sign it, then run `fleetca subca import`.", dd.ca_csr(DEFAULT_TENANT).display());
@@ -80,18 +95,25 @@ pub fn csr(a: &CsrArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `subca import`.
-pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
+pub(crate) fn import(a: &ImportArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
     let cfg = dd.load_config()?;
     if cfg.ca.trust != Trust::Public {
-        anyhow::bail!("{} holds a private-trust CA; subca import is for CAs made with `subca csr`", dd.path().display());
+        anyhow::bail!(
+            "{} holds a private-trust CA; subca import is for CAs made with `subca csr`",
+            dd.path().display()
+        );
     }
     let name = cfg.ca.name.clone();
     let read = |p: &PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         Ok(pki::cert_info::pem_to_ders(&text)?)
     };
-    let cert = read(&a.cert)?.into_iter().next().ok_or_else(|| anyhow::anyhow!("{} holds no certificate", a.cert.display()))?;
+    let cert = read(&a.cert)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", a.cert.display()))?;
     let chain = match &a.chain {
         Some(p) => read(p)?,
         None => Vec::new(),
@@ -99,10 +121,21 @@ pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
     let signer = FileSigner::load(&dd.ca_key(&name), a.keys.passphrase()?.as_deref())?;
     let permitted = Permitted::parse(&cfg.ca.permit)?;
     let profile = super::init::profile_for(&cfg, permitted);
-    pki::ca::check_imported_issuing_ca(&cert, &chain, &signer, &profile).context("the certificate cannot be used as this issuing CA")?;
-    write_atomic(&dd.ca_cert(&name), pki::cert_info::der_to_pem("CERTIFICATE", &cert).as_bytes(), 0o644)?;
-    let chain_pem: String = chain.iter().map(|c| pki::cert_info::der_to_pem("CERTIFICATE", c)).collect();
+    pki::ca::check_imported_issuing_ca(&cert, &chain, &signer, &profile)
+        .context("the certificate cannot be used as this issuing CA")?;
+    write_atomic(
+        &dd.ca_cert(&name),
+        pki::cert_info::der_to_pem("CERTIFICATE", &cert).as_bytes(),
+        0o644,
+    )?;
+    let chain_pem: String = chain
+        .iter()
+        .map(|c| pki::cert_info::der_to_pem("CERTIFICATE", c))
+        .collect();
     write_atomic(&dd.ca_chain(&name), chain_pem.as_bytes(), 0o644)?;
-    println!("Imported the issuing CA certificate; `fleetca serve --data-dir {}` can now issue.", dd.path().display());
+    println!(
+        "Imported the issuing CA certificate; `fleetca serve --data-dir {}` can now issue.",
+        dd.path().display()
+    );
     Ok(())
 }

@@ -37,23 +37,42 @@ pub struct AccountUpdate {
 /// URI and no header fields, so a contact cannot smuggle extra recipients.
 pub(crate) fn validate_contacts(contact: &[String]) -> Result<()> {
     if contact.len() > MAX_CONTACTS {
-        return Err(Error::acme(ProblemType::InvalidContact, format!("at most {MAX_CONTACTS} contacts are allowed")));
+        return Err(Error::acme(
+            ProblemType::InvalidContact,
+            format!("at most {MAX_CONTACTS} contacts are allowed"),
+        ));
     }
     for c in contact {
         let Some(addr) = c.strip_prefix("mailto:") else {
-            return Err(Error::acme(ProblemType::UnsupportedContact, format!("contact {c:?}: only mailto: URIs are supported")));
+            return Err(Error::acme(
+                ProblemType::UnsupportedContact,
+                format!("contact {c:?}: only mailto: URIs are supported"),
+            ));
         };
-        let bad = |why: &str| Error::acme(ProblemType::InvalidContact, format!("contact {c:?}: {why}"));
-        if addr.contains(['?', ',', ' ', '<', '>', '"', '\\']) || addr.chars().any(|ch| ch.is_control()) {
-            return Err(bad("a mailto: URI must hold exactly one plain address without header fields"));
+        let bad =
+            |why: &str| Error::acme(ProblemType::InvalidContact, format!("contact {c:?}: {why}"));
+        if addr.contains(['?', ',', ' ', '<', '>', '"', '\\'])
+            || addr.chars().any(|ch| ch.is_control())
+        {
+            return Err(bad(
+                "a mailto: URI must hold exactly one plain address without header fields",
+            ));
         }
         let Some((local, domain)) = addr.split_once('@') else {
             return Err(bad("missing '@'"));
         };
-        if local.is_empty() || domain.is_empty() || domain.contains('@') || !domain.contains('.') || addr.len() > 254 {
+        if local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || !domain.contains('.')
+            || addr.len() > 254
+        {
             return Err(bad("not a valid email address"));
         }
-        if domain.split('.').any(|l| l.is_empty() || !l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')) {
+        if domain
+            .split('.')
+            .any(|l| l.is_empty() || !l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'))
+        {
             return Err(bad("the domain part is not a valid hostname"));
         }
     }
@@ -63,22 +82,43 @@ pub(crate) fn validate_contacts(contact: &[String]) -> Result<()> {
 impl Ra {
     /// newAccount (§7.3): returns the account and whether it was created now (201) or
     /// already existed for this key (200).
-    pub async fn new_account(&self, tenant: &Tenant, jwk: &Jwk, req: NewAccount) -> Result<(AccountRecord, bool)> {
+    pub async fn new_account(
+        &self,
+        tenant: &Tenant,
+        jwk: &Jwk,
+        req: NewAccount,
+    ) -> Result<(AccountRecord, bool)> {
         let thumbprint = jwk.thumbprint();
-        if let Some(existing) = self.sa.get_account_by_key(&tenant.name, &thumbprint).await? {
+        if let Some(existing) = self
+            .sa
+            .get_account_by_key(&tenant.name, &thumbprint)
+            .await?
+        {
             if existing.status != AccountState::Valid {
-                return Err(Error::unauthorized(format!("account is {}", existing.status.as_str())));
+                return Err(Error::unauthorized(format!(
+                    "account is {}",
+                    existing.status.as_str()
+                )));
             }
             return Ok((existing, false));
         }
         if req.only_return_existing {
-            return Err(Error::acme(ProblemType::AccountDoesNotExist, "no account exists for this key (onlyReturnExisting)"));
+            return Err(Error::acme(
+                ProblemType::AccountDoesNotExist,
+                "no account exists for this key (onlyReturnExisting)",
+            ));
         }
         if tenant.terms_of_service.is_some() && !req.tos_agreed {
-            return Err(Error::acme(ProblemType::UserActionRequired, "the terms of service must be agreed to (termsOfServiceAgreed)"));
+            return Err(Error::acme(
+                ProblemType::UserActionRequired,
+                "the terms of service must be agreed to (termsOfServiceAgreed)",
+            ));
         }
         if tenant.external_account_required && req.eab_kid.is_none() {
-            return Err(Error::acme(ProblemType::ExternalAccountRequired, "this CA requires an externalAccountBinding"));
+            return Err(Error::acme(
+                ProblemType::ExternalAccountRequired,
+                "this CA requires an externalAccountBinding",
+            ));
         }
         validate_contacts(&req.contact)?;
         let acct = AccountRecord {
@@ -95,7 +135,11 @@ impl Ra {
         match self.sa.insert_account(&acct).await {
             Ok(()) => Ok((acct, true)),
             // Lost a race with the same key: return the winner, as if it had existed.
-            Err(SaError::Conflict(_)) => match self.sa.get_account_by_key(&tenant.name, &acct.jwk_thumbprint).await? {
+            Err(SaError::Conflict(_)) => match self
+                .sa
+                .get_account_by_key(&tenant.name, &acct.jwk_thumbprint)
+                .await?
+            {
                 Some(a) => Ok((a, false)),
                 None => Err(Error::internal("account vanished after a key conflict")),
             },
@@ -104,10 +148,16 @@ impl Ra {
     }
 
     /// Account update and deactivation (§7.3.2, §7.3.6). An empty update returns the account.
-    pub async fn update_account(&self, acct: &AccountRecord, upd: AccountUpdate) -> Result<AccountRecord> {
+    pub async fn update_account(
+        &self,
+        acct: &AccountRecord,
+        upd: AccountUpdate,
+    ) -> Result<AccountRecord> {
         if let Some(status) = &upd.status {
             if status != "deactivated" {
-                return Err(Error::malformed(format!("an account's status can only be changed to \"deactivated\", not {status:?}")));
+                return Err(Error::malformed(format!(
+                    "an account's status can only be changed to \"deactivated\", not {status:?}"
+                )));
             }
         }
         if let Some(contact) = &upd.contact {
@@ -119,28 +169,59 @@ impl Ra {
         if upd.status.is_some() && !self.sa.try_deactivate_account(&acct.id).await? {
             return Err(Error::unauthorized("account is not valid"));
         }
-        self.sa.get_account(&acct.id).await?.ok_or_else(|| Error::internal("account vanished during update"))
+        self.sa
+            .get_account(&acct.id)
+            .await?
+            .ok_or_else(|| Error::internal("account vanished during update"))
     }
 
     /// keyChange (§7.3.5), after the front end verified both signatures: replaces the account
     /// key with `new_key` if `old_key` is the current one and no other account uses `new_key`.
-    pub async fn change_key(&self, tenant: &Tenant, acct: &AccountRecord, old_key: &Jwk, new_key: &Jwk) -> Result<AccountRecord> {
+    pub async fn change_key(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        old_key: &Jwk,
+        new_key: &Jwk,
+    ) -> Result<AccountRecord> {
         let old_tp = old_key.thumbprint();
         if old_tp != acct.jwk_thumbprint {
-            return Err(Error::unauthorized("keyChange: oldKey is not the account's current key"));
+            return Err(Error::unauthorized(
+                "keyChange: oldKey is not the account's current key",
+            ));
         }
         let new_tp = new_key.thumbprint();
         if let Some(other) = self.sa.get_account_by_key(&tenant.name, &new_tp).await? {
             // §7.3.5: 409 Conflict with the Location of the account that holds the key.
-            return Err(Error::malformed("keyChange: the new key is already in use by an account").with_status(409).with_location(tenant.account_url(&other.id)));
+            return Err(
+                Error::malformed("keyChange: the new key is already in use by an account")
+                    .with_status(409)
+                    .with_location(tenant.account_url(&other.id)),
+            );
         }
-        match self.sa.try_change_account_key(&acct.id, &old_tp, &new_tp, &new_key.to_json().to_string()).await {
+        match self
+            .sa
+            .try_change_account_key(&acct.id, &old_tp, &new_tp, &new_key.to_json().to_string())
+            .await
+        {
             Ok(true) => {}
-            Ok(false) => return Err(Error::unauthorized("keyChange: the account key changed concurrently")),
-            Err(SaError::Conflict(_)) => return Err(Error::malformed("keyChange: the new key is already in use by an account").with_status(409)),
+            Ok(false) => {
+                return Err(Error::unauthorized(
+                    "keyChange: the account key changed concurrently",
+                ))
+            }
+            Err(SaError::Conflict(_)) => {
+                return Err(Error::malformed(
+                    "keyChange: the new key is already in use by an account",
+                )
+                .with_status(409))
+            }
             Err(e) => return Err(e.into()),
         }
-        self.sa.get_account(&acct.id).await?.ok_or_else(|| Error::internal("account vanished during keyChange"))
+        self.sa
+            .get_account(&acct.id)
+            .await?
+            .ok_or_else(|| Error::internal("account vanished during keyChange"))
     }
 }
 
@@ -151,13 +232,29 @@ mod tests {
     #[test]
     fn contacts_are_checked() {
         assert!(validate_contacts(&["mailto:ops@example.com".into()]).is_ok());
-        for bad in ["mailto:a@b.com,c@d.com", "mailto:a@b.com?cc=x@y.com", "mailto:nobody", "mailto:@example.com", "mailto:a@localhost", "mailto:a@exa mple.com"] {
+        for bad in [
+            "mailto:a@b.com,c@d.com",
+            "mailto:a@b.com?cc=x@y.com",
+            "mailto:nobody",
+            "mailto:@example.com",
+            "mailto:a@localhost",
+            "mailto:a@exa mple.com",
+        ] {
             let e = validate_contacts(&[bad.into()]).unwrap_err();
-            assert_eq!(e.kind(), acme_types::problem::ProblemType::InvalidContact, "{bad}");
+            assert_eq!(
+                e.kind(),
+                acme_types::problem::ProblemType::InvalidContact,
+                "{bad}"
+            );
         }
         let e = validate_contacts(&["tel:+15551234".into()]).unwrap_err();
-        assert_eq!(e.kind(), acme_types::problem::ProblemType::UnsupportedContact);
-        let many: Vec<String> = (0..11).map(|i| format!("mailto:a{i}@example.com")).collect();
+        assert_eq!(
+            e.kind(),
+            acme_types::problem::ProblemType::UnsupportedContact
+        );
+        let many: Vec<String> = (0..11)
+            .map(|i| format!("mailto:a{i}@example.com"))
+            .collect();
         assert!(validate_contacts(&many).is_err());
     }
 }

@@ -13,15 +13,32 @@ use std::sync::Arc;
 
 impl Ra {
     /// Reads a challenge and its authorization, both owned by `acct`.
-    pub async fn get_challenge(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let ch = self.sa.get_challenge(id).await?.ok_or_else(|| Error::not_found("challenge"))?;
-        let authz = self.get_authz(tenant, acct, &ch.authz_id).await.map_err(|_| Error::not_found("challenge"))?;
+    pub async fn get_challenge(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        let ch = self
+            .sa
+            .get_challenge(id)
+            .await?
+            .ok_or_else(|| Error::not_found("challenge"))?;
+        let authz = self
+            .get_authz(tenant, acct, &ch.authz_id)
+            .await
+            .map_err(|_| Error::not_found("challenge"))?;
         Ok((ch, authz.authz))
     }
 
     /// The client says it is ready (§7.5.1): starts validation if the challenge is pending and
     /// returns the challenge as it now stands. Repeating the POST is harmless.
-    pub async fn respond_challenge(self: &Arc<Self>, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<(ChallengeRecord, AuthzRecord)> {
+    pub async fn respond_challenge(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
         let (_, authz) = self.get_challenge(tenant, acct, id).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
@@ -46,7 +63,9 @@ impl Ra {
     fn spawn_validation(self: &Arc<Self>, challenge_id: String) {
         let ra = Arc::clone(self);
         tokio::spawn(async move {
-            let Ok(_permit) = ra.validations.clone().acquire_owned().await else { return };
+            let Ok(_permit) = ra.validations.clone().acquire_owned().await else {
+                return;
+            };
             if let Err(e) = ra.validate(&challenge_id).await {
                 tracing::error!(challenge = %challenge_id, error = %e, "validation could not be recorded");
             }
@@ -54,10 +73,24 @@ impl Ra {
     }
 
     async fn validate(&self, challenge_id: &str) -> Result<()> {
-        let ch = self.sa.get_challenge(challenge_id).await?.ok_or_else(|| Error::internal("challenge vanished"))?;
-        let authz = self.sa.get_authz(&ch.authz_id).await?.ok_or_else(|| Error::internal("authorization vanished"))?;
-        let acct = self.sa.get_account(&authz.account_id).await?.ok_or_else(|| Error::internal("account vanished"))?;
-        let tenant = self.tenant(&authz.tenant).ok_or_else(|| Error::internal("tenant vanished"))?;
+        let ch = self
+            .sa
+            .get_challenge(challenge_id)
+            .await?
+            .ok_or_else(|| Error::internal("challenge vanished"))?;
+        let authz = self
+            .sa
+            .get_authz(&ch.authz_id)
+            .await?
+            .ok_or_else(|| Error::internal("authorization vanished"))?;
+        let acct = self
+            .sa
+            .get_account(&authz.account_id)
+            .await?
+            .ok_or_else(|| Error::internal("account vanished"))?;
+        let tenant = self
+            .tenant(&authz.tenant)
+            .ok_or_else(|| Error::internal("tenant vanished"))?;
         let outcome = match self.run_validation(tenant, &ch, &authz, &acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
@@ -84,7 +117,13 @@ impl Ra {
         Ok(())
     }
 
-    async fn run_validation(&self, tenant: &Tenant, ch: &ChallengeRecord, authz: &AuthzRecord, acct: &AccountRecord) -> std::result::Result<String, Problem> {
+    async fn run_validation(
+        &self,
+        tenant: &Tenant,
+        ch: &ChallengeRecord,
+        authz: &AuthzRecord,
+        acct: &AccountRecord,
+    ) -> std::result::Result<String, Problem> {
         let internal = |d: &str| Problem::new(ProblemType::ServerInternal, d);
         let kind = match ch.kind.as_str() {
             "http-01" => ChallengeKind::Http01,
@@ -93,11 +132,19 @@ impl Ra {
             _ => return Err(internal("unknown challenge type")),
         };
         let target = match authz.identifier.kind.as_str() {
-            "ip" => Target::Ip(authz.identifier.value.parse().map_err(|_| internal("stored IP identifier does not parse"))?),
+            "ip" => Target::Ip(
+                authz
+                    .identifier
+                    .value
+                    .parse()
+                    .map_err(|_| internal("stored IP identifier does not parse"))?,
+            ),
             _ => Target::Dns(authz.identifier.value.clone()),
         };
-        let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk).map_err(|_| internal("stored account key does not parse"))?;
-        let jwk = Jwk::from_json(&jwk_json).map_err(|_| internal("stored account key does not parse"))?;
+        let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
+            .map_err(|_| internal("stored account key does not parse"))?;
+        let jwk =
+            Jwk::from_json(&jwk_json).map_err(|_| internal("stored account key does not parse"))?;
         let req = ValidationRequest {
             target,
             wildcard: authz.wildcard,
@@ -106,15 +153,26 @@ impl Ra {
             token: ch.token.clone(),
             account_uri: tenant.account_url(&acct.id),
         };
-        let mut problem = |kind: ProblemType, detail: String| {
+        let problem = |kind: ProblemType, detail: String| {
             let mut p = Problem::new(kind, detail);
-            p.identifier = Some(acme_types::wire::Identifier { r#type: authz.identifier.kind.clone(), value: authz.identifier.value.clone() });
+            p.identifier = Some(acme_types::wire::Identifier {
+                r#type: authz.identifier.kind.clone(),
+                value: authz.identifier.value.clone(),
+            });
             p
         };
         match tokio::time::timeout(self.cfg.validation_timeout, self.va.validate(&req)).await {
-            Err(_) => Err(problem(ProblemType::Connection, format!("validation of {} timed out after {:?}", authz.identifier.value, self.cfg.validation_timeout))),
+            Err(_) => Err(problem(
+                ProblemType::Connection,
+                format!(
+                    "validation of {} timed out after {:?}",
+                    authz.identifier.value, self.cfg.validation_timeout
+                ),
+            )),
             Ok(Err(e)) => {
-                let kind = format!("urn:ietf:params:acme:error:{}", e.acme_type()).parse().unwrap_or(ProblemType::ServerInternal);
+                let kind = format!("urn:ietf:params:acme:error:{}", e.acme_type())
+                    .parse()
+                    .unwrap_or(ProblemType::ServerInternal);
                 Err(problem(kind, e.to_string()))
             }
             Ok(Ok(record)) => Ok(serde_json::to_string(&record).unwrap_or_default()),

@@ -15,10 +15,19 @@ use std::sync::Arc;
 
 impl Ra {
     /// finalize (§7.4): only a `ready` order can be finalized (`orderNotReady` otherwise).
-    pub async fn finalize(&self, tenant: &Arc<Tenant>, acct: &AccountRecord, order_id: &str, csr_der: Vec<u8>) -> Result<OrderView> {
+    pub async fn finalize(
+        &self,
+        tenant: &Arc<Tenant>,
+        acct: &AccountRecord,
+        order_id: &str,
+        csr_der: Vec<u8>,
+    ) -> Result<OrderView> {
         let view = self.get_order(tenant, acct, order_id).await?;
         if view.status != "ready" {
-            return Err(Error::acme(ProblemType::OrderNotReady, format!("the order is {}, not ready", view.status)));
+            return Err(Error::acme(
+                ProblemType::OrderNotReady,
+                format!("the order is {}, not ready", view.status),
+            ));
         }
         let idents = view
             .order
@@ -33,7 +42,8 @@ impl Ra {
         let names = view.order.identifiers.clone();
         let ca = Arc::clone(&tenant.ca);
         let now = self.clock.now();
-        let (tenant_name, account_id, oid) = (tenant.name.clone(), acct.id.clone(), order_id.to_string());
+        let (tenant_name, account_id, oid) =
+            (tenant.name.clone(), acct.id.clone(), order_id.to_string());
         let sign = Box::new(move || -> Result<CertRecord> {
             let issued = ca.issue(&csr_der, &idents, now)?;
             Ok(CertRecord {
@@ -52,14 +62,26 @@ impl Ra {
             })
         });
         match self.sa.finalize_order(order_id, sign).await? {
-            Some(cert) => tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, "certificate issued"),
-            None => return Err(Error::acme(ProblemType::OrderNotReady, "the order was finalized by another request")),
+            Some(cert) => {
+                tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, "certificate issued")
+            }
+            None => {
+                return Err(Error::acme(
+                    ProblemType::OrderNotReady,
+                    "the order was finalized by another request",
+                ))
+            }
         }
         self.get_order(tenant, acct, order_id).await
     }
 
     /// The certificate with id `id`, if `acct` ordered it.
-    pub async fn get_cert(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<CertRecord> {
+    pub async fn get_cert(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<CertRecord> {
         match self.sa.get_cert(id).await? {
             Some(c) if c.account_id == acct.id && c.tenant == tenant.name => Ok(c),
             _ => Err(Error::not_found("certificate")),

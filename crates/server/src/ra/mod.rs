@@ -68,7 +68,13 @@ pub struct Ra {
 
 impl Ra {
     /// Builds the authority over its storage, clock, tenants and validator.
-    pub fn new(sa: Arc<dyn Storage>, clock: Arc<dyn Clock>, tenants: Vec<Arc<Tenant>>, va: Va, cfg: RaConfig) -> Arc<Self> {
+    pub fn new(
+        sa: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        tenants: Vec<Arc<Tenant>>,
+        va: Va,
+        cfg: RaConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
@@ -110,7 +116,12 @@ impl Ra {
         let acct = self.sa.get_account(id).await?;
         let acct = match acct {
             Some(a) if a.tenant == tenant.name => a,
-            _ => return Err(Error::acme(acme_types::problem::ProblemType::AccountDoesNotExist, "no account with this key id in this CA")),
+            _ => {
+                return Err(Error::acme(
+                    acme_types::problem::ProblemType::AccountDoesNotExist,
+                    "no account with this key id in this CA",
+                ))
+            }
         };
         match acct.status {
             AccountState::Valid => Ok(acct),
@@ -122,4 +133,3 @@ impl Ra {
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
     }
 }
-

@@ -4,7 +4,10 @@
 use super::Ra;
 use crate::error::{Error, Result, SubError};
 use crate::ids::{new_id, new_token};
-use crate::sa::{AccountRecord, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, OrderRecord, OrderState, StoredIdentifier};
+use crate::sa::{
+    AccountRecord, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, OrderRecord,
+    OrderState, StoredIdentifier,
+};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
 use pki::identifier::Identifier;
@@ -29,22 +32,62 @@ pub struct AuthzView {
 
 /// Parses one requested identifier (§7.1.3 `identifiers`, RFC 8738 for `ip`) and applies the
 /// tenant's name policy, so a name outside the CA's constraints never gets an authorization.
-pub(crate) fn check_identifier(tenant: &Tenant, kind: &str, value: &str) -> std::result::Result<Identifier, SubError> {
-    let sub = |k: ProblemType, d: String| SubError { kind: k, detail: d, identifier: (kind.to_string(), value.to_string()) };
-    let ident = match kind {
-        "dns" => Identifier::parse_dns(value).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is not a valid DNS name: {e}")))?,
-        "ip" => Identifier::parse_ip(value).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is not a valid IP address: {e}")))?,
-        other => return Err(sub(ProblemType::UnsupportedIdentifier, format!("identifier type {other:?} is not supported (dns and ip are)"))),
+pub(crate) fn check_identifier(
+    tenant: &Tenant,
+    kind: &str,
+    value: &str,
+) -> std::result::Result<Identifier, SubError> {
+    let sub = |k: ProblemType, d: String| SubError {
+        kind: k,
+        detail: d,
+        identifier: (kind.to_string(), value.to_string()),
     };
-    tenant.ca.permitted().check(&ident).map_err(|e| sub(ProblemType::RejectedIdentifier, format!("{value:?} is outside what this CA may issue for: {e}")))?;
+    let ident = match kind {
+        "dns" => Identifier::parse_dns(value).map_err(|e| {
+            sub(
+                ProblemType::RejectedIdentifier,
+                format!("{value:?} is not a valid DNS name: {e}"),
+            )
+        })?,
+        "ip" => Identifier::parse_ip(value).map_err(|e| {
+            sub(
+                ProblemType::RejectedIdentifier,
+                format!("{value:?} is not a valid IP address: {e}"),
+            )
+        })?,
+        other => {
+            return Err(sub(
+                ProblemType::UnsupportedIdentifier,
+                format!("identifier type {other:?} is not supported (dns and ip are)"),
+            ))
+        }
+    };
+    tenant.ca.permitted().check(&ident).map_err(|e| {
+        sub(
+            ProblemType::RejectedIdentifier,
+            format!("{value:?} is outside what this CA may issue for: {e}"),
+        )
+    })?;
     Ok(ident)
 }
 
 /// The stored form of a parsed identifier: the authorization's value (no `*.`) and wildcard flag.
 pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
     match ident {
-        Identifier::Dns(d) => (StoredIdentifier { kind: "dns".into(), value: d.base().to_string() }, d.is_wildcard()),
-        Identifier::Ip(ip) => (StoredIdentifier { kind: "ip".into(), value: ip.to_string() }, false),
+        Identifier::Dns(d) => (
+            StoredIdentifier {
+                kind: "dns".into(),
+                value: d.base().to_string(),
+            },
+            d.is_wildcard(),
+        ),
+        Identifier::Ip(ip) => (
+            StoredIdentifier {
+                kind: "ip".into(),
+                value: ip.to_string(),
+            },
+            false,
+        ),
     }
 }
 
@@ -61,12 +104,22 @@ fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'stat
 impl Ra {
     /// newOrder (§7.4): checks every identifier against policy (all failures reported together
     /// as subproblems, §6.7.1), reuses this account's live authorizations, creates the rest.
-    pub async fn new_order(&self, tenant: &Tenant, acct: &AccountRecord, requested: &[(String, String)]) -> Result<OrderView> {
+    pub async fn new_order(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        requested: &[(String, String)],
+    ) -> Result<OrderView> {
         if requested.is_empty() {
-            return Err(Error::malformed("an order must name at least one identifier"));
+            return Err(Error::malformed(
+                "an order must name at least one identifier",
+            ));
         }
         if requested.len() > self.cfg.max_identifiers {
-            return Err(Error::malformed(format!("an order may name at most {} identifiers", self.cfg.max_identifiers)));
+            return Err(Error::malformed(format!(
+                "an order may name at most {} identifiers",
+                self.cfg.max_identifiers
+            )));
         }
         let mut idents = Vec::with_capacity(requested.len());
         let mut failures = Vec::new();
@@ -78,7 +131,11 @@ impl Ra {
         }
         if !failures.is_empty() {
             let n = failures.len();
-            return Err(Error::with_subproblems(ProblemType::Compound, format!("{n} identifier(s) refused; see subproblems"), failures));
+            return Err(Error::with_subproblems(
+                ProblemType::Compound,
+                format!("{n} identifier(s) refused; see subproblems"),
+                failures,
+            ));
         }
         idents.sort();
         idents.dedup();
@@ -91,7 +148,11 @@ impl Ra {
             let (stored, wildcard) = authz_identifier(ident);
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
-            if let Some(id) = self.sa.find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600).await? {
+            if let Some(id) = self
+                .sa
+                .find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600)
+                .await?
+            {
                 authz_ids.push(id);
                 continue;
             }
@@ -111,7 +172,10 @@ impl Ra {
                 })
                 .collect::<Vec<_>>();
             if challenges.is_empty() {
-                return Err(Error::acme(ProblemType::RejectedIdentifier, format!("no challenge type this CA allows can validate {}", ident)));
+                return Err(Error::acme(
+                    ProblemType::RejectedIdentifier,
+                    format!("no challenge type this CA allows can validate {}", ident),
+                ));
             }
             authz_ids.push(authz_id.clone());
             new_authzs.push(AuthzRecord {
@@ -132,7 +196,13 @@ impl Ra {
             account_id: acct.id.clone(),
             status: OrderState::Pending,
             expires: order_expires,
-            identifiers: idents.iter().map(|i| StoredIdentifier { kind: i.kind().into(), value: i.value() }).collect(),
+            identifiers: idents
+                .iter()
+                .map(|i| StoredIdentifier {
+                    kind: i.kind().into(),
+                    value: i.value(),
+                })
+                .collect(),
             error: None,
             cert_id: None,
             created_at: now,
@@ -144,9 +214,16 @@ impl Ra {
 
     /// Reads an order owned by `acct` (anything else is "not found", §7.4 gives no access to
     /// other accounts' orders).
-    pub async fn get_order(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<OrderView> {
+    pub async fn get_order(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<OrderView> {
         match self.sa.get_order(id).await? {
-            Some(o) if o.account_id == acct.id && o.tenant == tenant.name => self.order_view(o).await,
+            Some(o) if o.account_id == acct.id && o.tenant == tenant.name => {
+                self.order_view(o).await
+            }
             _ => Err(Error::not_found("order")),
         }
     }
@@ -164,7 +241,9 @@ impl Ra {
                     let mut all_valid = true;
                     let mut any_dead = false;
                     for id in &order.authz_ids {
-                        let a = self.sa.get_authz(id).await?.ok_or_else(|| Error::internal("order references a missing authorization"))?;
+                        let a = self.sa.get_authz(id).await?.ok_or_else(|| {
+                            Error::internal("order references a missing authorization")
+                        })?;
                         match self.authz_status(&a) {
                             "valid" => {}
                             "pending" => all_valid = false,
@@ -192,7 +271,11 @@ impl Ra {
     }
 
     /// One page of the account's orders (§7.1.2.1) and the cursor of the next page, if any.
-    pub async fn list_orders(&self, acct: &AccountRecord, after: Option<&str>) -> Result<(Vec<String>, Option<String>)> {
+    pub async fn list_orders(
+        &self,
+        acct: &AccountRecord,
+        after: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>)> {
         let limit = self.cfg.orders_page_size;
         let mut ids = self.sa.list_order_ids(&acct.id, after, limit + 1).await?;
         let next = if ids.len() > limit as usize {
@@ -205,7 +288,12 @@ impl Ra {
     }
 
     /// Reads an authorization owned by `acct`.
-    pub async fn get_authz(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<AuthzView> {
+    pub async fn get_authz(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<AuthzView> {
         match self.sa.get_authz(id).await? {
             Some(a) if a.account_id == acct.id && a.tenant == tenant.name => {
                 let status = self.authz_status(&a);
@@ -216,13 +304,23 @@ impl Ra {
     }
 
     /// Deactivates an authorization (§7.5.2); only pending and valid ones can be.
-    pub async fn deactivate_authz(&self, tenant: &Tenant, acct: &AccountRecord, id: &str) -> Result<AuthzView> {
+    pub async fn deactivate_authz(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<AuthzView> {
         let view = self.get_authz(tenant, acct, id).await?;
         if !matches!(view.status, "pending" | "valid") {
-            return Err(Error::malformed(format!("an authorization that is {} cannot be deactivated", view.status)));
+            return Err(Error::malformed(format!(
+                "an authorization that is {} cannot be deactivated",
+                view.status
+            )));
         }
         if !self.sa.try_deactivate_authz(id).await? {
-            return Err(Error::malformed("the authorization changed state concurrently"));
+            return Err(Error::malformed(
+                "the authorization changed state concurrently",
+            ));
         }
         self.get_authz(tenant, acct, id).await
     }

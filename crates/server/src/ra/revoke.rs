@@ -23,40 +23,74 @@ const ALLOWED_REASONS: [u8; 6] = [0, 1, 3, 4, 5, 9];
 
 impl Ra {
     /// revokeCert (§7.6).
-    pub async fn revoke(&self, tenant: &Tenant, auth: &RevokeAuth, cert_der: &[u8], reason: Option<i64>) -> Result<()> {
+    pub async fn revoke(
+        &self,
+        tenant: &Tenant,
+        auth: &RevokeAuth,
+        cert_der: &[u8],
+        reason: Option<i64>,
+    ) -> Result<()> {
         let reason = match reason {
             None => None,
             Some(r) => match u8::try_from(r).ok().filter(|r| ALLOWED_REASONS.contains(r)) {
                 // BR §7.2.2: the CRL entry carries no reasonCode for "unspecified".
                 Some(0) => None,
                 Some(r) => Some(r),
-                None => return Err(Error::acme(ProblemType::BadRevocationReason, format!("reason {r} is not allowed; use one of {ALLOWED_REASONS:?}"))),
+                None => {
+                    return Err(Error::acme(
+                        ProblemType::BadRevocationReason,
+                        format!("reason {r} is not allowed; use one of {ALLOWED_REASONS:?}"),
+                    ))
+                }
             },
         };
-        let serial = pki::cert_info::serial_of(cert_der).map(|s| crate::ca::hex(&s)).map_err(|e| Error::malformed(format!("the certificate does not parse: {e}")))?;
+        let serial = pki::cert_info::serial_of(cert_der)
+            .map(|s| crate::ca::hex(&s))
+            .map_err(|e| Error::malformed(format!("the certificate does not parse: {e}")))?;
         let cert = match self.sa.get_cert_by_serial(&tenant.name, &serial).await? {
             Some(c) if c.der == cert_der => c,
             _ => return Err(Error::not_found("certificate issued by this CA")),
         };
         match auth {
             RevokeAuth::Account(acct) => {
-                if acct.id != cert.account_id && !self.sa.has_valid_authzs(&acct.id, &cert.names, self.clock.unix()).await? {
+                if acct.id != cert.account_id
+                    && !self
+                        .sa
+                        .has_valid_authzs(&acct.id, &cert.names, self.clock.unix())
+                        .await?
+                {
                     return Err(Error::unauthorized("this account neither ordered the certificate nor holds valid authorizations for all of its identifiers"));
                 }
             }
             RevokeAuth::CertKey(jwk) => {
-                let spki = pki::cert_info::spki_der_of(cert_der).map_err(|e| Error::malformed(format!("the certificate does not parse: {e}")))?;
-                let cert_key = Jwk::from_spki_der(&spki).map_err(|_| Error::unauthorized("the certificate's key type cannot sign ACME requests"))?;
+                let spki = pki::cert_info::spki_der_of(cert_der).map_err(|e| {
+                    Error::malformed(format!("the certificate does not parse: {e}"))
+                })?;
+                let cert_key = Jwk::from_spki_der(&spki).map_err(|_| {
+                    Error::unauthorized("the certificate's key type cannot sign ACME requests")
+                })?;
                 if cert_key.thumbprint() != jwk.thumbprint() {
-                    return Err(Error::unauthorized("the request is not signed by the certificate's key"));
+                    return Err(Error::unauthorized(
+                        "the request is not signed by the certificate's key",
+                    ));
                 }
             }
         }
-        if !self.sa.try_revoke_cert(&cert.id, self.clock.unix(), reason).await? {
-            return Err(Error::acme(ProblemType::AlreadyRevoked, "the certificate is already revoked"));
+        if !self
+            .sa
+            .try_revoke_cert(&cert.id, self.clock.unix(), reason)
+            .await?
+        {
+            return Err(Error::acme(
+                ProblemType::AlreadyRevoked,
+                "the certificate is already revoked",
+            ));
         }
         tracing::info!(serial = %cert.serial, reason = ?reason, "certificate revoked");
-        tenant.ca.publish_crl(self.sa.as_ref(), self.clock.as_ref()).await?;
+        tenant
+            .ca
+            .publish_crl(self.sa.as_ref(), self.clock.as_ref())
+            .await?;
         Ok(())
     }
 }

@@ -40,42 +40,81 @@ pub trait Storage: Send + Sync {
     /// Looks an account up by id.
     async fn get_account(&self, id: &str) -> Result<Option<AccountRecord>, SaError>;
     /// Looks an account up by its key thumbprint within a tenant.
-    async fn get_account_by_key(&self, tenant: &str, thumbprint: &str) -> Result<Option<AccountRecord>, SaError>;
+    async fn get_account_by_key(
+        &self,
+        tenant: &str,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRecord>, SaError>;
     /// Replaces an account's contact list.
     async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError>;
     /// Moves a valid account to deactivated; false if it was not valid.
     async fn try_deactivate_account(&self, id: &str) -> Result<bool, SaError>;
     /// Replaces the account key if the account still has `old_thumbprint` (RFC 8555 §7.3.5);
     /// `Conflict` if another account already uses the new key.
-    async fn try_change_account_key(&self, id: &str, old_thumbprint: &str, new_thumbprint: &str, new_jwk: &str) -> Result<bool, SaError>;
+    async fn try_change_account_key(
+        &self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<bool, SaError>;
 
     /// Stores an order, its new authorizations and their challenges in one transaction.
-    async fn insert_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord]) -> Result<(), SaError>;
+    async fn insert_order(
+        &self,
+        order: &OrderRecord,
+        new_authzs: &[AuthzRecord],
+    ) -> Result<(), SaError>;
     /// Reads an order with its authorization ids.
     async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError>;
     /// Order ids of an account, oldest first, starting after `after` (a previous page's last id).
-    async fn list_order_ids(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, SaError>;
+    async fn list_order_ids(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, SaError>;
     /// Claims a pending order, runs `sign`, and stores the certificate and the valid order in
     /// the same transaction; if `sign` fails nothing changes. `Ok(None)` if the order was not
     /// pending (already finalized, or finalized concurrently).
-    async fn finalize_order(&self, order_id: &str, sign: SignFn) -> Result<Option<CertRecord>, crate::error::Error>;
+    async fn finalize_order(
+        &self,
+        order_id: &str,
+        sign: SignFn,
+    ) -> Result<Option<CertRecord>, crate::error::Error>;
 
     /// Reads an authorization with its challenges.
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;
     /// A valid or pending, unexpired authorization of this account for the identifier, to reuse
     /// in a new order (RFC 8555 §7.1.3); valid ones are preferred.
-    async fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, now: i64, min_expires: i64) -> Result<Option<String>, SaError>;
+    async fn find_reusable_authz(
+        &self,
+        account_id: &str,
+        ident: &StoredIdentifier,
+        wildcard: bool,
+        now: i64,
+        min_expires: i64,
+    ) -> Result<Option<String>, SaError>;
     /// Deactivates a pending or valid authorization (RFC 8555 §7.5.2); false if it was neither.
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
     /// Whether the account holds valid, unexpired authorizations for all identifiers (§7.6).
-    async fn has_valid_authzs(&self, account_id: &str, idents: &[StoredIdentifier], now: i64) -> Result<bool, SaError>;
+    async fn has_valid_authzs(
+        &self,
+        account_id: &str,
+        idents: &[StoredIdentifier],
+        now: i64,
+    ) -> Result<bool, SaError>;
 
     /// Moves a pending challenge of a pending authorization to processing; false otherwise.
     async fn try_start_challenge(&self, challenge_id: &str) -> Result<bool, SaError>;
     /// Records a validation result for a processing challenge and its authorization: on success
     /// both become valid and the authorization's expiry becomes `authz_expires`; on failure both
     /// become invalid with `error`.
-    async fn finish_challenge(&self, challenge_id: &str, outcome: ChallengeOutcome) -> Result<(), SaError>;
+    async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        outcome: ChallengeOutcome,
+    ) -> Result<(), SaError>;
     /// Challenges left in `processing` (e.g. by a crash), to validate again on start.
     async fn processing_challenges(&self) -> Result<Vec<String>, SaError>;
     /// Reads a challenge.
@@ -84,11 +123,20 @@ pub trait Storage: Send + Sync {
     /// Reads a certificate by id.
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;
     /// Reads a certificate by serial (lower-case hex) within a tenant.
-    async fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError>;
+    async fn get_cert_by_serial(
+        &self,
+        tenant: &str,
+        serial: &str,
+    ) -> Result<Option<CertRecord>, SaError>;
     /// Marks an unrevoked certificate revoked; false if it already was.
-    async fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError>;
+    async fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>)
+        -> Result<bool, SaError>;
     /// Revoked certificates of a tenant that have not expired before `not_after_min`.
-    async fn revoked_certs(&self, tenant: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError>;
+    async fn revoked_certs(
+        &self,
+        tenant: &str,
+        not_after_min: i64,
+    ) -> Result<Vec<RevokedEntry>, SaError>;
 
     /// The latest CRL of a tenant.
     async fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError>;

@@ -3,7 +3,9 @@
 
 use super::*;
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
@@ -45,23 +47,31 @@ impl SqliteStorage {
     }
 
     async fn connect(opts: SqliteConnectOptions, max: u32) -> Result<Self, SaError> {
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(opts)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict (`ok` when healthy).
     pub async fn integrity_check(&self) -> Result<String, SaError> {
-        let row = sqlx::query("PRAGMA integrity_check").fetch_one(&self.pool).await?;
+        let row = sqlx::query("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<String, _>(0)?)
     }
 
     async fn authz_ids(&self, order_id: &str) -> Result<Vec<String>, SaError> {
-        let rows = sqlx::query("SELECT authz_id FROM order_authzs WHERE order_id = $1 ORDER BY position")
-            .bind(order_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        let rows =
+            sqlx::query("SELECT authz_id FROM order_authzs WHERE order_id = $1 ORDER BY position")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 }
 
@@ -105,7 +115,9 @@ fn cert_row(r: &SqliteRow) -> Result<CertRecord, SaError> {
         not_after: r.try_get("not_after")?,
         issued_at: r.try_get("issued_at")?,
         revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r.try_get::<Option<i64>, _>("revocation_reason")?.map(|v| v as u8),
+        revocation_reason: r
+            .try_get::<Option<i64>, _>("revocation_reason")?
+            .map(|v| v as u8),
     })
 }
 
@@ -133,17 +145,26 @@ impl Storage for SqliteStorage {
         .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(SaError::Conflict("account key already registered".into())),
+            Err(e) if is_unique_violation(&e) => {
+                Err(SaError::Conflict("account key already registered".into()))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<AccountRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(account_row).transpose()
     }
 
-    async fn get_account_by_key(&self, tenant: &str, thumbprint: &str) -> Result<Option<AccountRecord>, SaError> {
+    async fn get_account_by_key(
+        &self,
+        tenant: &str,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRecord>, SaError> {
         let row = sqlx::query("SELECT * FROM accounts WHERE tenant = $1 AND jwk_thumbprint = $2")
             .bind(tenant)
             .bind(thumbprint)
@@ -153,19 +174,31 @@ impl Storage for SqliteStorage {
     }
 
     async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError> {
-        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2").bind(json(&contact)).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
+            .bind(json(&contact))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn try_deactivate_account(&self, id: &str) -> Result<bool, SaError> {
-        let r = sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    async fn try_change_account_key(&self, id: &str, old_tp: &str, new_tp: &str, new_jwk: &str) -> Result<bool, SaError> {
+    async fn try_change_account_key(
+        &self,
+        id: &str,
+        old_tp: &str,
+        new_tp: &str,
+        new_jwk: &str,
+    ) -> Result<bool, SaError> {
         let res = sqlx::query("UPDATE accounts SET jwk_thumbprint = $1, jwk = $2 WHERE id = $3 AND jwk_thumbprint = $4 AND status = 'valid'")
             .bind(new_tp)
             .bind(new_jwk)
@@ -175,12 +208,18 @@ impl Storage for SqliteStorage {
             .await;
         match res {
             Ok(r) => Ok(r.rows_affected() == 1),
-            Err(e) if is_unique_violation(&e) => Err(SaError::Conflict("new key already in use".into())),
+            Err(e) if is_unique_violation(&e) => {
+                Err(SaError::Conflict("new key already in use".into()))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn insert_order(&self, o: &OrderRecord, new_authzs: &[AuthzRecord]) -> Result<(), SaError> {
+    async fn insert_order(
+        &self,
+        o: &OrderRecord,
+        new_authzs: &[AuthzRecord],
+    ) -> Result<(), SaError> {
         let mut tx = self.pool.begin().await?;
         for a in new_authzs {
             sqlx::query(
@@ -223,19 +262,25 @@ impl Storage for SqliteStorage {
         .execute(&mut *tx)
         .await?;
         for (i, authz) in o.authz_ids.iter().enumerate() {
-            sqlx::query("INSERT INTO order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)")
-                .bind(&o.id)
-                .bind(authz)
-                .bind(i as i64)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)",
+            )
+            .bind(&o.id)
+            .bind(authz)
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError> {
-        let Some(r) = sqlx::query("SELECT * FROM orders WHERE id = $1").bind(id).fetch_optional(&self.pool).await? else {
+        let Some(r) = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(OrderRecord {
@@ -252,7 +297,12 @@ impl Storage for SqliteStorage {
         }))
     }
 
-    async fn list_order_ids(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, SaError> {
+    async fn list_order_ids(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, SaError> {
         // Keyset pagination on (created_at, id): stable while new orders arrive.
         let rows = match after {
             Some(after) => {
@@ -275,18 +325,26 @@ impl Storage for SqliteStorage {
                     .await?
             }
         };
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
-    async fn finalize_order(&self, order_id: &str, sign: SignFn) -> Result<Option<CertRecord>, crate::error::Error> {
+    async fn finalize_order(
+        &self,
+        order_id: &str,
+        sign: SignFn,
+    ) -> Result<Option<CertRecord>, crate::error::Error> {
         let mut tx = self.pool.begin().await.map_err(SaError::from)?;
         // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
         // and then finds the order no longer pending.
-        let claimed = sqlx::query("UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'")
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(SaError::from)?;
+        let claimed = sqlx::query(
+            "UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(SaError::from)?;
         if claimed.rows_affected() != 1 {
             return Ok(None);
         }
@@ -319,7 +377,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError> {
-        let Some(r) = sqlx::query("SELECT * FROM authzs WHERE id = $1").bind(id).fetch_optional(&self.pool).await? else {
+        let Some(r) = sqlx::query("SELECT * FROM authzs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let challenges = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY type")
@@ -333,7 +395,10 @@ impl Storage for SqliteStorage {
             id: r.try_get("id")?,
             tenant: r.try_get("tenant")?,
             account_id: r.try_get("account_id")?,
-            identifier: StoredIdentifier { kind: r.try_get("ident_type")?, value: r.try_get("ident_value")? },
+            identifier: StoredIdentifier {
+                kind: r.try_get("ident_type")?,
+                value: r.try_get("ident_value")?,
+            },
             wildcard: r.try_get::<i64, _>("wildcard")? != 0,
             status: AuthzState::parse(&r.try_get::<String, _>("status")?)?,
             expires: r.try_get("expires")?,
@@ -342,7 +407,14 @@ impl Storage for SqliteStorage {
         }))
     }
 
-    async fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, _now: i64, min_expires: i64) -> Result<Option<String>, SaError> {
+    async fn find_reusable_authz(
+        &self,
+        account_id: &str,
+        ident: &StoredIdentifier,
+        wildcard: bool,
+        _now: i64,
+        min_expires: i64,
+    ) -> Result<Option<String>, SaError> {
         let row = sqlx::query(
             "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
              AND status IN ('valid', 'pending') AND expires > $5
@@ -366,7 +438,12 @@ impl Storage for SqliteStorage {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn has_valid_authzs(&self, account_id: &str, idents: &[StoredIdentifier], now: i64) -> Result<bool, SaError> {
+    async fn has_valid_authzs(
+        &self,
+        account_id: &str,
+        idents: &[StoredIdentifier],
+        now: i64,
+    ) -> Result<bool, SaError> {
         for ident in idents {
             // A valid wildcard authorization covers the name's base too only if validated as
             // such; keep it strict: the exact identifier must have been validated.
@@ -398,7 +475,11 @@ impl Storage for SqliteStorage {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn finish_challenge(&self, challenge_id: &str, o: ChallengeOutcome) -> Result<(), SaError> {
+    async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        o: ChallengeOutcome,
+    ) -> Result<(), SaError> {
         let mut tx = self.pool.begin().await?;
         let status = if o.valid { "valid" } else { "invalid" };
         let r = sqlx::query(
@@ -433,21 +514,35 @@ impl Storage for SqliteStorage {
     }
 
     async fn processing_challenges(&self) -> Result<Vec<String>, SaError> {
-        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(challenge_row).transpose()
     }
 
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM certificates WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(cert_row).transpose()
     }
 
-    async fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError> {
+    async fn get_cert_by_serial(
+        &self,
+        tenant: &str,
+        serial: &str,
+    ) -> Result<Option<CertRecord>, SaError> {
         let row = sqlx::query("SELECT * FROM certificates WHERE tenant = $1 AND serial = $2")
             .bind(tenant)
             .bind(serial)
@@ -456,7 +551,12 @@ impl Storage for SqliteStorage {
         row.as_ref().map(cert_row).transpose()
     }
 
-    async fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError> {
+    async fn try_revoke_cert(
+        &self,
+        id: &str,
+        at: i64,
+        reason: Option<u8>,
+    ) -> Result<bool, SaError> {
         let r = sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(at)
             .bind(reason.map(i64::from))
@@ -466,7 +566,11 @@ impl Storage for SqliteStorage {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn revoked_certs(&self, tenant: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError> {
+    async fn revoked_certs(
+        &self,
+        tenant: &str,
+        not_after_min: i64,
+    ) -> Result<Vec<RevokedEntry>, SaError> {
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
              WHERE tenant = $1 AND revoked_at IS NOT NULL AND not_after >= $2 ORDER BY serial",
@@ -487,12 +591,19 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError> {
-        let row = sqlx::query("SELECT crl_number, der, this_update, next_update FROM crls WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT crl_number, der, this_update, next_update FROM crls WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| -> Result<CrlRecord, SaError> {
-            Ok(CrlRecord { number: r.try_get(0)?, der: r.try_get(1)?, this_update: r.try_get(2)?, next_update: r.try_get(3)? })
+            Ok(CrlRecord {
+                number: r.try_get(0)?,
+                der: r.try_get(1)?,
+                this_update: r.try_get(2)?,
+                next_update: r.try_get(3)?,
+            })
         })
         .transpose()
     }
@@ -537,7 +648,12 @@ impl SqliteStorage {
     pub async fn table_counts(&self) -> Result<TableCounts, SaError> {
         let count = |sql: &'static str| {
             let pool = self.pool.clone();
-            async move { sqlx::query(sql).fetch_one(&pool).await.and_then(|r| r.try_get::<i64, _>(0)) }
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .and_then(|r| r.try_get::<i64, _>(0))
+            }
         };
         Ok(TableCounts {
             accounts: count("SELECT COUNT(*) FROM accounts").await?,
@@ -545,7 +661,8 @@ impl SqliteStorage {
             authzs: count("SELECT COUNT(*) FROM authzs").await?,
             challenges: count("SELECT COUNT(*) FROM challenges").await?,
             certificates: count("SELECT COUNT(*) FROM certificates").await?,
-            revoked: count("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL").await?,
+            revoked: count("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL")
+                .await?,
         })
     }
 }

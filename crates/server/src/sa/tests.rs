@@ -5,7 +5,11 @@ use crate::error::Error;
 use std::sync::Arc;
 
 async fn sqlite() -> Arc<dyn Storage> {
-    Arc::new(SqliteStorage::open_in_memory().await.expect("in-memory sqlite"))
+    Arc::new(
+        SqliteStorage::open_in_memory()
+            .await
+            .expect("in-memory sqlite"),
+    )
 }
 
 fn account(id: &str, tp: &str) -> AccountRecord {
@@ -23,7 +27,10 @@ fn account(id: &str, tp: &str) -> AccountRecord {
 }
 
 fn ident(v: &str) -> StoredIdentifier {
-    StoredIdentifier { kind: "dns".into(), value: v.into() }
+    StoredIdentifier {
+        kind: "dns".into(),
+        value: v.into(),
+    }
 }
 
 fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRecord, AuthzRecord) {
@@ -82,42 +89,118 @@ fn cert(id: &str, order: &str) -> CertRecord {
 async fn suite(sa: Arc<dyn Storage>) {
     // Accounts: one per key per tenant.
     sa.insert_account(&account("acct", "tp1")).await.unwrap();
-    assert!(matches!(sa.insert_account(&account("acct2", "tp1")).await, Err(SaError::Conflict(_))));
+    assert!(matches!(
+        sa.insert_account(&account("acct2", "tp1")).await,
+        Err(SaError::Conflict(_))
+    ));
     sa.insert_account(&account("acct3", "tp3")).await.unwrap();
-    assert_eq!(sa.get_account_by_key("default", "tp1").await.unwrap().unwrap().id, "acct");
-    assert!(sa.get_account_by_key("other", "tp1").await.unwrap().is_none());
-    assert!(matches!(sa.try_change_account_key("acct", "tp1", "tp3", "{}").await, Err(SaError::Conflict(_))));
-    assert!(!sa.try_change_account_key("acct", "wrong-old", "tp9", "{}").await.unwrap());
-    assert!(sa.try_change_account_key("acct", "tp1", "tp9", "{}").await.unwrap());
+    assert_eq!(
+        sa.get_account_by_key("default", "tp1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "acct"
+    );
+    assert!(sa
+        .get_account_by_key("other", "tp1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        sa.try_change_account_key("acct", "tp1", "tp3", "{}").await,
+        Err(SaError::Conflict(_))
+    ));
+    assert!(!sa
+        .try_change_account_key("acct", "wrong-old", "tp9", "{}")
+        .await
+        .unwrap());
+    assert!(sa
+        .try_change_account_key("acct", "tp1", "tp9", "{}")
+        .await
+        .unwrap());
 
     // Orders with their authorizations and challenges.
     let (order, authz) = order_with_authz("o1", "acct", AuthzState::Pending);
-    sa.insert_order(&order, std::slice::from_ref(&authz)).await.unwrap();
+    sa.insert_order(&order, std::slice::from_ref(&authz))
+        .await
+        .unwrap();
     let got = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(got.authz_ids, vec!["o1-authz".to_string()]);
-    assert_eq!(sa.get_authz("o1-authz").await.unwrap().unwrap().challenges.len(), 1);
-    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 5000).await.unwrap().as_deref(), Some("o1-authz"));
-    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), true, 0, 5000).await.unwrap(), None);
-    assert_eq!(sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 20_000).await.unwrap(), None, "expiring too soon");
+    assert_eq!(
+        sa.get_authz("o1-authz")
+            .await
+            .unwrap()
+            .unwrap()
+            .challenges
+            .len(),
+        1
+    );
+    assert_eq!(
+        sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 5000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("o1-authz")
+    );
+    assert_eq!(
+        sa.find_reusable_authz("acct", &ident("a.example.com"), true, 0, 5000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        sa.find_reusable_authz("acct", &ident("a.example.com"), false, 0, 20_000)
+            .await
+            .unwrap(),
+        None,
+        "expiring too soon"
+    );
 
     // Challenge: started once, finished once; success validates the authorization.
     assert!(sa.try_start_challenge("o1-chall").await.unwrap());
     assert!(!sa.try_start_challenge("o1-chall").await.unwrap());
-    assert_eq!(sa.processing_challenges().await.unwrap(), vec!["o1-chall".to_string()]);
-    sa.finish_challenge("o1-chall", ChallengeOutcome { valid: true, at: 200, authz_expires: 9000, error: None, record: Some("{}".into()) }).await.unwrap();
+    assert_eq!(
+        sa.processing_challenges().await.unwrap(),
+        vec!["o1-chall".to_string()]
+    );
+    sa.finish_challenge(
+        "o1-chall",
+        ChallengeOutcome {
+            valid: true,
+            at: 200,
+            authz_expires: 9000,
+            error: None,
+            record: Some("{}".into()),
+        },
+    )
+    .await
+    .unwrap();
     let a = sa.get_authz("o1-authz").await.unwrap().unwrap();
     assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000));
-    assert!(sa.has_valid_authzs("acct", &[ident("a.example.com")], 300).await.unwrap());
-    assert!(!sa.has_valid_authzs("acct", &[ident("b.example.com")], 300).await.unwrap());
+    assert!(sa
+        .has_valid_authzs("acct", &[ident("a.example.com")], 300)
+        .await
+        .unwrap());
+    assert!(!sa
+        .has_valid_authzs("acct", &[ident("b.example.com")], 300)
+        .await
+        .unwrap());
 
     // Finalize: a failing signer changes nothing; a second finalize finds nothing to claim.
     let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
     assert!(sa.finalize_order("o1", failing).await.is_err());
-    assert_eq!(sa.get_order("o1").await.unwrap().unwrap().status, OrderState::Pending);
+    assert_eq!(
+        sa.get_order("o1").await.unwrap().unwrap().status,
+        OrderState::Pending
+    );
     let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
     assert!(sa.finalize_order("o1", ok).await.unwrap().is_some());
     let o = sa.get_order("o1").await.unwrap().unwrap();
-    assert_eq!((o.status, o.cert_id.as_deref()), (OrderState::Valid, Some("c1")));
+    assert_eq!(
+        (o.status, o.cert_id.as_deref()),
+        (OrderState::Valid, Some("c1"))
+    );
     let again: SignFn = Box::new(|| panic!("must not sign twice"));
     assert!(sa.finalize_order("o1", again).await.unwrap().is_none());
 
@@ -126,11 +209,34 @@ async fn suite(sa: Arc<dyn Storage>) {
     assert!(!sa.try_revoke_cert("c1", 301, None).await.unwrap());
     let revoked = sa.revoked_certs("default", 1000).await.unwrap();
     assert_eq!((revoked.len(), revoked[0].reason), (1, Some(1)));
-    assert!(sa.revoked_certs("default", 6000).await.unwrap().is_empty(), "expired entries drop off");
+    assert!(
+        sa.revoked_certs("default", 6000).await.unwrap().is_empty(),
+        "expired entries drop off"
+    );
 
     // CRLs only move forward.
-    sa.store_crl("default", &CrlRecord { number: 5, der: vec![5], this_update: 1, next_update: 2 }).await.unwrap();
-    sa.store_crl("default", &CrlRecord { number: 4, der: vec![4], this_update: 1, next_update: 2 }).await.unwrap();
+    sa.store_crl(
+        "default",
+        &CrlRecord {
+            number: 5,
+            der: vec![5],
+            this_update: 1,
+            next_update: 2,
+        },
+    )
+    .await
+    .unwrap();
+    sa.store_crl(
+        "default",
+        &CrlRecord {
+            number: 4,
+            der: vec![4],
+            this_update: 1,
+            next_update: 2,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(sa.get_crl("default").await.unwrap().unwrap().number, 5);
 
     // Orders list pagination.
@@ -139,7 +245,10 @@ async fn suite(sa: Arc<dyn Storage>) {
         sa.insert_order(&o, &[a]).await.unwrap();
     }
     let page1 = sa.list_order_ids("acct3", None, 3).await.unwrap();
-    let page2 = sa.list_order_ids("acct3", page1.last().map(String::as_str), 3).await.unwrap();
+    let page2 = sa
+        .list_order_ids("acct3", page1.last().map(String::as_str), 3)
+        .await
+        .unwrap();
     assert_eq!(page1.len() + page2.len(), 5);
     assert!(page1.iter().all(|p| !page2.contains(p)));
 }
@@ -152,7 +261,8 @@ async fn sqlite_storage_suite() {
 #[tokio::test]
 async fn concurrent_finalize_signs_once() {
     let dir = tempfile::tempdir().unwrap();
-    let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap());
+    let sa: Arc<dyn Storage> =
+        Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap());
     sa.insert_account(&account("acct", "tp")).await.unwrap();
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
     sa.insert_order(&order, &[authz]).await.unwrap();
@@ -173,5 +283,9 @@ async fn concurrent_finalize_signs_once() {
         winners += t.await.unwrap() as usize;
     }
     assert_eq!(winners, 1);
-    assert_eq!(signed.load(std::sync::atomic::Ordering::SeqCst), 1, "only the claiming request signs");
+    assert_eq!(
+        signed.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the claiming request signs"
+    );
 }

@@ -23,53 +23,92 @@ pub(super) fn account_json(t: &Tenant, a: &AccountRecord) -> serde_json::Value {
     })
 }
 
-pub(super) async fn new_account(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
-        let body: wire::NewAccount = v.json()?;
-        let eab_kid = match &body.external_account_binding {
-            // External account binding is verified by the onboarding work (EAB issue); until a
-            // tenant has EAB keys, a binding cannot be honoured, so refuse it rather than ignore it.
-            Some(_) => return Err(Error::acme(acme_types::problem::ProblemType::Unauthorized, "this CA has no external account keys configured")),
-            None => None,
-        };
-        let (acct, created) = wfe
-            .ra
-            .new_account(
-                &t,
-                &v.jwk,
-                NewAccount {
-                    contact: body.contact.unwrap_or_default(),
-                    tos_agreed: body.terms_of_service_agreed.unwrap_or(false),
-                    only_return_existing: body.only_return_existing,
-                    eab_kid,
-                },
-            )
-            .await?;
-        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok(json_response(status, &account_json(&t, &acct), Some(&t.account_url(&acct.id))))
-    }
-    .await)
+pub(super) async fn new_account(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
+            let body: wire::NewAccount = v.json()?;
+            let eab_kid = match &body.external_account_binding {
+                // External account binding is verified by the onboarding work (EAB issue); until a
+                // tenant has EAB keys, a binding cannot be honoured, so refuse it rather than ignore it.
+                Some(_) => {
+                    return Err(Error::acme(
+                        acme_types::problem::ProblemType::Unauthorized,
+                        "this CA has no external account keys configured",
+                    ))
+                }
+                None => None,
+            };
+            let (acct, created) = wfe
+                .ra
+                .new_account(
+                    &t,
+                    &v.jwk,
+                    NewAccount {
+                        contact: body.contact.unwrap_or_default(),
+                        tos_agreed: body.terms_of_service_agreed.unwrap_or(false),
+                        only_return_existing: body.only_return_existing,
+                        eab_kid,
+                    },
+                )
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(
+                status,
+                &account_json(&t, &acct),
+                Some(&t.account_url(&acct.id)),
+            ))
+        }
+        .await,
+    )
 }
 
-pub(super) async fn account(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let acct = v.account()?;
-        if acct.id != id {
-            return Err(Error::unauthorized("the request is signed by a different account"));
+pub(super) async fn account(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let acct = v.account()?;
+            if acct.id != id {
+                return Err(Error::unauthorized(
+                    "the request is signed by a different account",
+                ));
+            }
+            let acct = if v.jws.payload.is_empty() {
+                acct.clone()
+            } else {
+                let upd: wire::AccountUpdate = v.json()?;
+                wfe.ra
+                    .update_account(
+                        acct,
+                        AccountUpdate {
+                            contact: upd.contact,
+                            status: upd.status.map(|s| s.as_str().to_string()),
+                        },
+                    )
+                    .await?
+            };
+            Ok(json_response(
+                StatusCode::OK,
+                &account_json(&t, &acct),
+                Some(&t.account_url(&acct.id)),
+            ))
         }
-        let acct = if v.jws.payload.is_empty() {
-            acct.clone()
-        } else {
-            let upd: wire::AccountUpdate = v.json()?;
-            wfe.ra.update_account(acct, AccountUpdate { contact: upd.contact, status: upd.status.map(|s| s.as_str().to_string()) }).await?
-        };
-        Ok(json_response(StatusCode::OK, &account_json(&t, &acct), Some(&t.account_url(&acct.id))))
-    }
-    .await)
+        .await,
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -77,41 +116,63 @@ pub(super) struct Cursor {
     cursor: Option<String>,
 }
 
-pub(super) async fn orders(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, Query(q): Query<Cursor>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        v.require_post_as_get()?;
-        let acct = v.account()?;
-        if acct.id != id {
-            return Err(Error::unauthorized("an account can only list its own orders"));
-        }
-        let (ids, next) = wfe.ra.list_orders(acct, q.cursor.as_deref()).await?;
-        let urls: Vec<String> = ids.iter().map(|o| t.url(&format!("order/{o}"))).collect();
-        let mut resp = json_response(StatusCode::OK, &json!({ "orders": urls }), None);
-        if let Some(next) = next {
-            // §7.1.2.1: further pages are linked with rel="next".
-            let link = format!("<{}?cursor={}>;rel=\"next\"", t.url(&format!("acct/{id}/orders")), next);
-            if let Ok(v) = HeaderValue::from_str(&link) {
-                resp.headers_mut().append(header::LINK, v);
+pub(super) async fn orders(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    Query(q): Query<Cursor>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            v.require_post_as_get()?;
+            let acct = v.account()?;
+            if acct.id != id {
+                return Err(Error::unauthorized(
+                    "an account can only list its own orders",
+                ));
             }
+            let (ids, next) = wfe.ra.list_orders(acct, q.cursor.as_deref()).await?;
+            let urls: Vec<String> = ids.iter().map(|o| t.url(&format!("order/{o}"))).collect();
+            let mut resp = json_response(StatusCode::OK, &json!({ "orders": urls }), None);
+            if let Some(next) = next {
+                // §7.1.2.1: further pages are linked with rel="next".
+                let link = format!(
+                    "<{}?cursor={}>;rel=\"next\"",
+                    t.url(&format!("acct/{id}/orders")),
+                    next
+                );
+                if let Ok(v) = HeaderValue::from_str(&link) {
+                    resp.headers_mut().append(header::LINK, v);
+                }
+            }
+            Ok(resp)
         }
-        Ok(resp)
-    }
-    .await)
+        .await,
+    )
 }
 
-pub(super) async fn key_change(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let outer = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let acct = outer.account()?;
-        // §7.3.5: the inner JWS is signed by the new key, names the account and the old key.
-        let inner = outer.jws.parse_inner_keychange().map_err(jws_error)?;
-        let (new_key, body) = (inner.new_key, inner.key_change);
-        let acct = wfe.ra.change_key(&t, acct, &body.old_key, &new_key).await?;
-        Ok(json_response(StatusCode::OK, &account_json(&t, &acct), Some(&t.account_url(&acct.id))))
-    }
-    .await)
+pub(super) async fn key_change(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let outer = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let acct = outer.account()?;
+            // §7.3.5: the inner JWS is signed by the new key, names the account and the old key.
+            let inner = outer.jws.parse_inner_keychange().map_err(jws_error)?;
+            let (new_key, body) = (inner.new_key, inner.key_change);
+            let acct = wfe.ra.change_key(&t, acct, &body.old_key, &new_key).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &account_json(&t, &acct),
+                Some(&t.account_url(&acct.id)),
+            ))
+        }
+        .await,
+    )
 }
-

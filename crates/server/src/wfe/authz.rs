@@ -22,7 +22,11 @@ fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
     if let Some(at) = c.validated_at {
         v["validated"] = json!(rfc3339(at));
     }
-    if let Some(err) = c.error.as_ref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()) {
+    if let Some(err) = c
+        .error
+        .as_ref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+    {
         v["error"] = err;
     }
     v
@@ -30,7 +34,12 @@ fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
 
 fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
     // §7.1.4: a valid authorization lists only the challenge that validated it.
-    let challenges: Vec<_> = a.challenges.iter().filter(|c| status != "valid" || c.status.as_str() == "valid").map(|c| challenge_json(t, c)).collect();
+    let challenges: Vec<_> = a
+        .challenges
+        .iter()
+        .filter(|c| status != "valid" || c.status.as_str() == "valid")
+        .map(|c| challenge_json(t, c))
+        .collect();
     let mut v = json!({
         "identifier": a.identifier,
         "status": status,
@@ -43,54 +52,82 @@ fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
     v
 }
 
-pub(super) async fn authz(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let acct = v.account()?;
-        let view = if v.jws.payload.is_empty() {
-            wfe.ra.get_authz(&t, acct, &id).await?
-        } else {
-            #[derive(serde::Deserialize)]
-            struct Upd {
-                status: Option<String>,
+pub(super) async fn authz(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let acct = v.account()?;
+            let view = if v.jws.payload.is_empty() {
+                wfe.ra.get_authz(&t, acct, &id).await?
+            } else {
+                #[derive(serde::Deserialize)]
+                struct Upd {
+                    status: Option<String>,
+                }
+                let upd: Upd = v.json()?;
+                match upd.status.as_deref() {
+                    Some("deactivated") => wfe.ra.deactivate_authz(&t, acct, &id).await?,
+                    _ => return Err(Error::malformed(
+                        "an authorization can only be updated with {\"status\": \"deactivated\"}",
+                    )),
+                }
+            };
+            let mut resp = json_response(
+                StatusCode::OK,
+                &authz_json(&t, &view.authz, view.status),
+                Some(&t.url(&format!("authz/{id}"))),
+            );
+            if view.status == "pending"
+                && view
+                    .authz
+                    .challenges
+                    .iter()
+                    .any(|c| c.status.as_str() == "processing")
+            {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            let upd: Upd = v.json()?;
-            match upd.status.as_deref() {
-                Some("deactivated") => wfe.ra.deactivate_authz(&t, acct, &id).await?,
-                _ => return Err(Error::malformed("an authorization can only be updated with {\"status\": \"deactivated\"}")),
-            }
-        };
-        let mut resp = json_response(StatusCode::OK, &authz_json(&t, &view.authz, view.status), Some(&t.url(&format!("authz/{id}"))));
-        if view.status == "pending" && view.authz.challenges.iter().any(|c| c.status.as_str() == "processing") {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(resp)
         }
-        Ok(resp)
-    }
-    .await)
+        .await,
+    )
 }
 
-pub(super) async fn challenge(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let acct = v.account()?;
-        let (ch, authz) = if v.jws.payload.is_empty() {
-            wfe.ra.get_challenge(&t, acct, &id).await?
-        } else {
-            // §7.5.1: the client signals readiness with an empty JSON object; fields are ignored.
-            let _: serde_json::Map<String, serde_json::Value> = v.json()?;
-            wfe.ra.respond_challenge(&t, acct, &id).await?
-        };
-        let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);
-        let h = resp.headers_mut();
-        if let Ok(up) = HeaderValue::from_str(&format!("<{}>;rel=\"up\"", t.url(&format!("authz/{}", authz.id)))) {
-            h.append(header::LINK, up);
+pub(super) async fn challenge(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let acct = v.account()?;
+            let (ch, authz) = if v.jws.payload.is_empty() {
+                wfe.ra.get_challenge(&t, acct, &id).await?
+            } else {
+                // §7.5.1: the client signals readiness with an empty JSON object; fields are ignored.
+                let _: serde_json::Map<String, serde_json::Value> = v.json()?;
+                wfe.ra.respond_challenge(&t, acct, &id).await?
+            };
+            let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);
+            let h = resp.headers_mut();
+            if let Ok(up) = HeaderValue::from_str(&format!(
+                "<{}>;rel=\"up\"",
+                t.url(&format!("authz/{}", authz.id))
+            )) {
+                h.append(header::LINK, up);
+            }
+            if ch.status.as_str() == "processing" {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Ok(resp)
         }
-        if ch.status.as_str() == "processing" {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        Ok(resp)
-    }
-    .await)
+        .await,
+    )
 }

@@ -10,39 +10,66 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-async fn download(wfe: Arc<Wfe>, tenant: String, id: String, alt: Option<String>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        v.require_post_as_get()?;
-        let cert = wfe.ra.get_cert(&t, v.account()?, &id).await?;
-        let chains = t.ca.chains();
-        let index = match alt.as_deref() {
-            None => 0,
-            Some(s) => s.parse::<usize>().ok().filter(|i| *i >= 1 && *i < chains.len()).ok_or_else(|| Error::not_found("alternate chain"))?,
-        };
-        let mut pem = pki::cert_info::der_to_pem("CERTIFICATE", &cert.der);
-        pem.push_str(&chains[index]);
-        let mut resp = (StatusCode::OK, Body::from(pem)).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pem-certificate-chain"));
-        for i in 0..chains.len() {
-            if i != index {
-                let url = if i == 0 { t.url(&format!("cert/{id}")) } else { t.url(&format!("cert/{id}/{i}")) };
-                if let Ok(v) = HeaderValue::from_str(&format!("<{url}>;rel=\"alternate\"")) {
-                    h.append(header::LINK, v);
+async fn download(
+    wfe: Arc<Wfe>,
+    tenant: String,
+    id: String,
+    alt: Option<String>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            v.require_post_as_get()?;
+            let cert = wfe.ra.get_cert(&t, v.account()?, &id).await?;
+            let chains = t.ca.chains();
+            let index = match alt.as_deref() {
+                None => 0,
+                Some(s) => s
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i >= 1 && *i < chains.len())
+                    .ok_or_else(|| Error::not_found("alternate chain"))?,
+            };
+            let mut pem = pki::cert_info::der_to_pem("CERTIFICATE", &cert.der);
+            pem.push_str(&chains[index]);
+            let mut resp = (StatusCode::OK, Body::from(pem)).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pem-certificate-chain"),
+            );
+            for i in 0..chains.len() {
+                if i != index {
+                    let url = if i == 0 {
+                        t.url(&format!("cert/{id}"))
+                    } else {
+                        t.url(&format!("cert/{id}/{i}"))
+                    };
+                    if let Ok(v) = HeaderValue::from_str(&format!("<{url}>;rel=\"alternate\"")) {
+                        h.append(header::LINK, v);
+                    }
                 }
             }
+            Ok(resp)
         }
-        Ok(resp)
-    }
-    .await)
+        .await,
+    )
 }
 
-pub(super) async fn certificate(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
+pub(super) async fn certificate(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
     download(wfe, tenant, id, None, req).await
 }
 
-pub(super) async fn certificate_alt(State(wfe): State<Arc<Wfe>>, Path((tenant, id, alt)): Path<(String, String, String)>, req: Request) -> Response {
+pub(super) async fn certificate_alt(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id, alt)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
     download(wfe, tenant, id, Some(alt), req).await
 }

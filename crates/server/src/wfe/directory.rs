@@ -28,17 +28,29 @@ pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<St
             "meta": meta,
         });
         let mut resp = json_response(StatusCode::OK, &body, None);
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
         resp
     }))
 }
 
 /// §7.2: HEAD answers 200, GET 204, both with `Cache-Control: no-store`; the nonce itself is
 /// added by the ACME header middleware like on every response.
-pub(super) async fn new_nonce_head(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
+pub(super) async fn new_nonce_head(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+) -> Response {
     reply(wfe.tenant(&tenant).map(|_| StatusCode::OK.into_response()))
 }
 
-pub(super) async fn new_nonce_get(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
-    reply(wfe.tenant(&tenant).map(|_| StatusCode::NO_CONTENT.into_response()))
+pub(super) async fn new_nonce_get(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    reply(
+        wfe.tenant(&tenant)
+            .map(|_| StatusCode::NO_CONTENT.into_response()),
+    )
 }

@@ -41,7 +41,11 @@ pub struct WfeConfig {
 
 impl Default for WfeConfig {
     fn default() -> Self {
-        Self { base_url: "https://127.0.0.1:8443".into(), max_body_bytes: 64 * 1024, nonce_ttl: Duration::from_secs(3600) }
+        Self {
+            base_url: "https://127.0.0.1:8443".into(),
+            max_body_bytes: 64 * 1024,
+            nonce_ttl: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -55,11 +59,18 @@ pub struct Wfe {
 impl Wfe {
     /// A front end over `ra`.
     pub fn new(ra: Arc<Ra>, cfg: WfeConfig) -> Arc<Self> {
-        Arc::new(Self { ra, nonces: NonceService::new(cfg.nonce_ttl, 1_000_000), cfg })
+        Arc::new(Self {
+            ra,
+            nonces: NonceService::new(cfg.nonce_ttl, 1_000_000),
+            cfg,
+        })
     }
 
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
-        self.ra.tenant(name).cloned().ok_or_else(|| Error::not_found("ACME directory"))
+        self.ra
+            .tenant(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("ACME directory"))
     }
 }
 
@@ -67,7 +78,10 @@ impl Wfe {
 pub fn router(wfe: Arc<Wfe>) -> Router {
     let acme = Router::new()
         .route("/acme/{tenant}/directory", get(directory::directory))
-        .route("/acme/{tenant}/new-nonce", get(directory::new_nonce_get).head(directory::new_nonce_head))
+        .route(
+            "/acme/{tenant}/new-nonce",
+            get(directory::new_nonce_get).head(directory::new_nonce_head),
+        )
         .route("/acme/{tenant}/new-account", post(account::new_account))
         .route("/acme/{tenant}/acct/{id}", post(account::account))
         .route("/acme/{tenant}/acct/{id}/orders", post(account::orders))
@@ -78,16 +92,24 @@ pub fn router(wfe: Arc<Wfe>) -> Router {
         .route("/acme/{tenant}/authz/{id}", post(authz::authz))
         .route("/acme/{tenant}/chall/{id}", post(authz::challenge))
         .route("/acme/{tenant}/cert/{id}", post(cert::certificate))
-        .route("/acme/{tenant}/cert/{id}/{alt}", post(cert::certificate_alt))
+        .route(
+            "/acme/{tenant}/cert/{id}/{alt}",
+            post(cert::certificate_alt),
+        )
         .route("/acme/{tenant}/revoke-cert", post(revoke::revoke_cert))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(wfe.clone(), acme_headers));
-    public_router().merge(acme).fallback(not_found).with_state(wfe)
+    public_router()
+        .merge(acme)
+        .fallback(not_found)
+        .with_state(wfe)
 }
 
 /// Routes relying parties fetch over plain HTTP (RFC 5280 §4.2.1.13, §4.2.2.1).
 pub fn public_router() -> Router<Arc<Wfe>> {
-    Router::new().route("/crl/{file}", get(public::crl)).route("/ca/{file}", get(public::ca_cert))
+    Router::new()
+        .route("/crl/{file}", get(public::crl))
+        .route("/ca/{file}", get(public::ca_cert))
 }
 
 /// The public routes alone, with state, for the plain-HTTP listener.
@@ -100,20 +122,31 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    Error::malformed("method not allowed for this resource").with_status(405).into_response()
+    Error::malformed("method not allowed for this resource")
+        .with_status(405)
+        .into_response()
 }
 
 /// §6.5: every ACME response carries a fresh `Replay-Nonce`; §7.1: and a `Link` to the
 /// directory. Responses are not cacheable except the directory.
 async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> Response {
-    let tenant = req.uri().path().strip_prefix("/acme/").and_then(|p| p.split('/').next()).unwrap_or("").to_string();
+    let tenant = req
+        .uri()
+        .path()
+        .strip_prefix("/acme/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("")
+        .to_string();
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&wfe.nonces.issue()) {
         h.insert("replay-nonce", v);
     }
     if wfe.ra.tenant(&tenant).is_some() {
-        if let Ok(v) = HeaderValue::from_str(&format!("<{}/acme/{tenant}/directory>;rel=\"index\"", wfe.cfg.base_url)) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "<{}/acme/{tenant}/directory>;rel=\"index\"",
+            wfe.cfg.base_url
+        )) {
             h.append(header::LINK, v);
         }
     }
@@ -124,10 +157,17 @@ async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> 
 }
 
 /// A JSON response with optional `Location`.
-pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, location: Option<&str>) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+    location: Option<&str>,
+) -> Response {
     let mut resp = (status, Body::from(body.to_string())).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(loc) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
         h.insert(header::LOCATION, loc);
     }

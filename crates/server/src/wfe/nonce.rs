@@ -21,7 +21,14 @@ struct Inner {
 impl NonceService {
     /// A service whose nonces live for `ttl`, with at most `cap` outstanding.
     pub fn new(ttl: Duration, cap: usize) -> Self {
-        Self { inner: Mutex::new(Inner { live: HashMap::new(), order: VecDeque::new() }), ttl, cap: cap.max(1) }
+        Self {
+            inner: Mutex::new(Inner {
+                live: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            ttl,
+            cap: cap.max(1),
+        }
     }
 
     /// A fresh nonce.

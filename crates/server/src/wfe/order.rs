@@ -25,55 +25,93 @@ pub(super) fn order_json(t: &Tenant, v: &OrderView) -> serde_json::Value {
     if let Some(cert) = &o.cert_id {
         body["certificate"] = json!(t.url(&format!("cert/{cert}")));
     }
-    if let Some(err) = o.error.as_ref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()) {
+    if let Some(err) = o
+        .error
+        .as_ref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+    {
         body["error"] = err;
     }
     body
 }
 
 fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
-    let mut resp = json_response(status, &order_json(t, v), Some(&t.url(&format!("order/{}", v.order.id))));
+    let mut resp = json_response(
+        status,
+        &order_json(t, v),
+        Some(&t.url(&format!("order/{}", v.order.id))),
+    );
     if v.status == "processing" {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
 }
 
-pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let body: wire::NewOrder = v.json()?;
-        if body.not_before.is_some() || body.not_after.is_some() {
-            // §7.4 lets the server refuse these; the validity period is the CA's policy.
-            return Err(Error::malformed("notBefore and notAfter are not supported: the CA sets the validity period"));
+pub(super) async fn new_order(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let body: wire::NewOrder = v.json()?;
+            if body.not_before.is_some() || body.not_after.is_some() {
+                // §7.4 lets the server refuse these; the validity period is the CA's policy.
+                return Err(Error::malformed(
+                    "notBefore and notAfter are not supported: the CA sets the validity period",
+                ));
+            }
+            let idents: Vec<(String, String)> = body
+                .identifiers
+                .into_iter()
+                .map(|i| (i.r#type, i.value))
+                .collect();
+            let view = wfe.ra.new_order(&t, v.account()?, &idents).await?;
+            Ok(order_response(&t, &view, StatusCode::CREATED))
         }
-        let idents: Vec<(String, String)> = body.identifiers.into_iter().map(|i| (i.r#type, i.value)).collect();
-        let view = wfe.ra.new_order(&t, v.account()?, &idents).await?;
-        Ok(order_response(&t, &view, StatusCode::CREATED))
-    }
-    .await)
+        .await,
+    )
 }
 
-pub(super) async fn order(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        v.require_post_as_get()?;
-        let view = wfe.ra.get_order(&t, v.account()?, &id).await?;
-        Ok(order_response(&t, &view, StatusCode::OK))
-    }
-    .await)
+pub(super) async fn order(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            v.require_post_as_get()?;
+            let view = wfe.ra.get_order(&t, v.account()?, &id).await?;
+            Ok(order_response(&t, &view, StatusCode::OK))
+        }
+        .await,
+    )
 }
 
-pub(super) async fn finalize(State(wfe): State<Arc<Wfe>>, Path((tenant, id)): Path<(String, String)>, req: Request) -> Response {
-    reply(async {
-        let t = wfe.tenant(&tenant)?;
-        let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-        let body: wire::Finalize = v.json()?;
-        let csr = acme_types::b64::decode(&body.csr).map_err(|e| Error::acme(acme_types::problem::ProblemType::BadCsr, format!("csr is not base64url: {e}")))?;
-        let view: Result<OrderView> = wfe.ra.finalize(&t, v.account()?, &id, csr).await;
-        Ok(order_response(&t, &view?, StatusCode::OK))
-    }
-    .await)
+pub(super) async fn finalize(
+    State(wfe): State<Arc<Wfe>>,
+    Path((tenant, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let body: wire::Finalize = v.json()?;
+            let csr = acme_types::b64::decode(&body.csr).map_err(|e| {
+                Error::acme(
+                    acme_types::problem::ProblemType::BadCsr,
+                    format!("csr is not base64url: {e}"),
+                )
+            })?;
+            let view: Result<OrderView> = wfe.ra.finalize(&t, v.account()?, &id, csr).await;
+            Ok(order_response(&t, &view?, StatusCode::OK))
+        }
+        .await,
+    )
 }

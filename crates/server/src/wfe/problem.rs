@@ -21,7 +21,10 @@ impl IntoResponse for Error {
                     .map(|s| Subproblem {
                         r#type: s.kind.urn().to_string(),
                         detail: s.detail,
-                        identifier: Some(acme_types::wire::Identifier { r#type: s.identifier.0, value: s.identifier.1 }),
+                        identifier: Some(acme_types::wire::Identifier {
+                            r#type: s.identifier.0,
+                            value: s.identifier.1,
+                        }),
                     })
                     .collect();
                 (p, status, a.location, a.retry_after)
@@ -29,13 +32,20 @@ impl IntoResponse for Error {
             Error::Internal(e) => {
                 // Logged with its chain here; the client learns nothing about internals.
                 tracing::error!(error = %e, source = ?std::error::Error::source(&*e), "internal error");
-                let mut p = Problem::new(acme_types::problem::ProblemType::ServerInternal, "internal error; please retry later");
+                let mut p = Problem::new(
+                    acme_types::problem::ProblemType::ServerInternal,
+                    "internal error; please retry later",
+                );
                 p.status = Some(500);
                 (p, 500, None, Some(5))
             }
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
+        let mut resp = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        )
+            .into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {

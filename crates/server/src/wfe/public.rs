@@ -20,29 +20,47 @@ fn der_response(der: Vec<u8>, media: &'static str, max_age: i64) -> Response {
 }
 
 pub(super) async fn crl(State(wfe): State<Arc<Wfe>>, Path(file): Path<String>) -> Response {
-    reply(async {
-        let name = file.strip_suffix(".crl").ok_or_else(|| Error::not_found("CRL"))?;
-        let clock = wfe.ra.clock();
-        if name == "root" {
-            let der = wfe.ra.tenants().find_map(|t| t.ca.root_crl()).ok_or_else(|| Error::not_found("CRL"))?;
-            return Ok(der_response(der, "application/pkix-crl", 3600));
+    reply(
+        async {
+            let name = file
+                .strip_suffix(".crl")
+                .ok_or_else(|| Error::not_found("CRL"))?;
+            let clock = wfe.ra.clock();
+            if name == "root" {
+                let der = wfe
+                    .ra
+                    .tenants()
+                    .find_map(|t| t.ca.root_crl())
+                    .ok_or_else(|| Error::not_found("CRL"))?;
+                return Ok(der_response(der, "application/pkix-crl", 3600));
+            }
+            let t = wfe.ra.tenant(name).ok_or_else(|| Error::not_found("CRL"))?;
+            let crl =
+                t.ca.current_crl(wfe.ra.storage().as_ref(), clock.as_ref())
+                    .await?;
+            // Caches may keep it until shortly before nextUpdate, but not longer than an hour.
+            let max_age = (crl.next_update - clock.unix()).min(3600);
+            Ok(der_response(crl.der, "application/pkix-crl", max_age))
         }
-        let t = wfe.ra.tenant(name).ok_or_else(|| Error::not_found("CRL"))?;
-        let crl = t.ca.current_crl(wfe.ra.storage().as_ref(), clock.as_ref()).await?;
-        // Caches may keep it until shortly before nextUpdate, but not longer than an hour.
-        let max_age = (crl.next_update - clock.unix()).min(3600);
-        Ok(der_response(crl.der, "application/pkix-crl", max_age))
-    }
-    .await)
+        .await,
+    )
 }
 
 pub(super) async fn ca_cert(State(wfe): State<Arc<Wfe>>, Path(file): Path<String>) -> Response {
     reply((|| {
-        let name = file.strip_suffix(".cer").ok_or_else(|| Error::not_found("CA certificate"))?;
+        let name = file
+            .strip_suffix(".cer")
+            .ok_or_else(|| Error::not_found("CA certificate"))?;
         let der = if name == "root" {
-            wfe.ra.tenants().find_map(|t| t.ca.root_der()).ok_or_else(|| Error::not_found("CA certificate"))?
+            wfe.ra
+                .tenants()
+                .find_map(|t| t.ca.root_der())
+                .ok_or_else(|| Error::not_found("CA certificate"))?
         } else {
-            wfe.ra.tenant(name).map(|t| t.ca.cert_der().to_vec()).ok_or_else(|| Error::not_found("CA certificate"))?
+            wfe.ra
+                .tenant(name)
+                .map(|t| t.ca.cert_der().to_vec())
+                .ok_or_else(|| Error::not_found("CA certificate"))?
         };
         Ok(der_response(der, "application/pkix-cert", 86400))
     })())

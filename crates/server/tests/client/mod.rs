@@ -9,47 +9,64 @@ use std::sync::Arc;
 
 /// A response: status, headers, body as JSON when it is JSON.
 #[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.header("location").expect("Location header")
     }
     /// The problem type with its urn prefix stripped, e.g. "badNonce".
-    pub fn problem(&self) -> String {
+    pub(crate) fn problem(&self) -> String {
         let ct = self.header("content-type").unwrap_or_default();
-        assert_eq!(ct, "application/problem+json", "expected a problem document, got {} {}", self.status, String::from_utf8_lossy(&self.body));
-        self.json()["type"].as_str().unwrap_or("").trim_start_matches("urn:ietf:params:acme:error:").to_string()
+        assert_eq!(
+            ct,
+            "application/problem+json",
+            "expected a problem document, got {} {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["type"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("urn:ietf:params:acme:error:")
+            .to_string()
     }
-    pub fn links(&self, rel: &str) -> Vec<String> {
+    pub(crate) fn links(&self, rel: &str) -> Vec<String> {
         self.headers
             .get_all("link")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter(|v| v.contains(&format!("rel=\"{rel}\"")))
-            .filter_map(|v| v.split('>').next().map(|s| s.trim_start_matches('<').to_string()))
+            .filter_map(|v| {
+                v.split('>')
+                    .next()
+                    .map(|s| s.trim_start_matches('<').to_string())
+            })
             .collect()
     }
 }
 
-pub struct Client {
-    pub http: reqwest::Client,
-    pub directory: Value,
-    pub key: AccountKey,
-    pub kid: Option<String>,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) directory: Value,
+    pub(crate) key: AccountKey,
+    pub(crate) kid: Option<String>,
 }
 
-pub fn http_client(root_pem: &str) -> reqwest::Client {
+pub(crate) fn http_client(root_pem: &str) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     for der in pki::cert_info::pem_to_ders(root_pem).expect("root PEM") {
         roots.add(der.into()).expect("root cert");
@@ -60,78 +77,155 @@ pub fn http_client(root_pem: &str) -> reqwest::Client {
         .expect("tls versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("http client")
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("http client")
 }
 
 impl Client {
-    pub async fn new(directory_url: &str, root_pem: &str) -> Client {
-        Self::with_key(directory_url, root_pem, AccountKey::generate(AccountKeyKind::EcdsaP256).expect("key")).await
+    pub(crate) async fn new(directory_url: &str, root_pem: &str) -> Client {
+        Self::with_key(
+            directory_url,
+            root_pem,
+            AccountKey::generate(AccountKeyKind::EcdsaP256).expect("key"),
+        )
+        .await
     }
 
-    pub async fn with_key(directory_url: &str, root_pem: &str, key: AccountKey) -> Client {
+    pub(crate) async fn with_key(directory_url: &str, root_pem: &str, key: AccountKey) -> Client {
         let http = http_client(root_pem);
-        let directory: Value = http.get(directory_url).send().await.expect("directory").json().await.expect("directory json");
-        Client { http, directory, key, kid: None }
+        let directory: Value = http
+            .get(directory_url)
+            .send()
+            .await
+            .expect("directory")
+            .json()
+            .await
+            .expect("directory json");
+        Client {
+            http,
+            directory,
+            key,
+            kid: None,
+        }
     }
 
-    pub fn url(&self, name: &str) -> String {
-        self.directory[name].as_str().unwrap_or_else(|| panic!("directory lacks {name}")).to_string()
+    pub(crate) fn url(&self, name: &str) -> String {
+        self.directory[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("directory lacks {name}"))
+            .to_string()
     }
 
-    pub async fn nonce(&self) -> String {
-        let r = self.http.head(self.url("newNonce")).send().await.expect("newNonce");
-        r.headers().get("replay-nonce").expect("Replay-Nonce").to_str().expect("ascii").to_string()
+    pub(crate) async fn nonce(&self) -> String {
+        let r = self
+            .http
+            .head(self.url("newNonce"))
+            .send()
+            .await
+            .expect("newNonce");
+        r.headers()
+            .get("replay-nonce")
+            .expect("Replay-Nonce")
+            .to_str()
+            .expect("ascii")
+            .to_string()
     }
 
     /// Sends a raw body with the ACME content type.
-    pub async fn post_raw(&self, url: &str, body: Vec<u8>, content_type: &str) -> Resp {
-        let r = self.http.post(url).header("content-type", content_type).body(body).send().await.expect("POST");
+    pub(crate) async fn post_raw(&self, url: &str, body: Vec<u8>, content_type: &str) -> Resp {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.bytes().await.expect("body").to_vec();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Signs and sends `payload` (None = POST-as-GET) to `url` with kid if known, jwk otherwise.
-    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
+    pub(crate) async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
         let key = match &self.kid {
             Some(k) => JwsKey::Kid(k.clone()),
             None => JwsKey::Jwk,
         };
-        self.post_with(url, payload, key, Some(self.nonce().await), url).await
+        self.post_with(url, payload, key, Some(self.nonce().await), url)
+            .await
     }
 
-    pub async fn post_with(&self, url: &str, payload: Option<&Value>, key: JwsKey, nonce: Option<String>, signed_url: &str) -> Resp {
-        let bytes = payload.map(|p| p.to_string().into_bytes()).unwrap_or_default();
-        let jws = sign_jws(&self.key, &JwsHeader { key, nonce, url: signed_url.to_string() }, &bytes).expect("sign");
-        self.post_raw(url, jws.to_string().into_bytes(), "application/jose+json").await
+    pub(crate) async fn post_with(
+        &self,
+        url: &str,
+        payload: Option<&Value>,
+        key: JwsKey,
+        nonce: Option<String>,
+        signed_url: &str,
+    ) -> Resp {
+        let bytes = payload
+            .map(|p| p.to_string().into_bytes())
+            .unwrap_or_default();
+        let jws = sign_jws(
+            &self.key,
+            &JwsHeader {
+                key,
+                nonce,
+                url: signed_url.to_string(),
+            },
+            &bytes,
+        )
+        .expect("sign");
+        self.post_raw(url, jws.to_string().into_bytes(), "application/jose+json")
+            .await
     }
 
-    pub async fn new_account(&mut self) -> Resp {
-        let r = self.post(&self.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.com"]}))).await;
+    pub(crate) async fn new_account(&mut self) -> Resp {
+        let r = self
+            .post(
+                &self.url("newAccount"),
+                Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.com"]})),
+            )
+            .await;
         if r.status == 201 || r.status == 200 {
             self.kid = Some(r.location());
         }
         r
     }
 
-    pub async fn new_order(&self, names: &[&str]) -> Resp {
+    pub(crate) async fn new_order(&self, names: &[&str]) -> Resp {
         let idents: Vec<Value> = names
             .iter()
             .map(|n| {
-                let kind = if n.parse::<std::net::IpAddr>().is_ok() { "ip" } else { "dns" };
+                let kind = if n.parse::<std::net::IpAddr>().is_ok() {
+                    "ip"
+                } else {
+                    "dns"
+                };
                 json!({"type": kind, "value": n})
             })
             .collect();
-        self.post(&self.url("newOrder"), Some(&json!({ "identifiers": idents }))).await
+        self.post(
+            &self.url("newOrder"),
+            Some(&json!({ "identifiers": idents })),
+        )
+        .await
     }
 
-    pub fn key_authorization(&self, token: &str) -> String {
+    pub(crate) fn key_authorization(&self, token: &str) -> String {
         acme_types::keyauth::key_authorization(token, self.key.jwk())
     }
 
     /// Polls `url` (POST-as-GET) until `done(body)` or the deadline.
-    pub async fn poll(&self, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn poll(&self, url: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let r = self.post(url, None).await;
@@ -139,26 +233,34 @@ impl Client {
             if done(&v) {
                 return v;
             }
-            assert!(std::time::Instant::now() < deadline, "timed out polling {url}: {v}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out polling {url}: {v}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 }
 
 /// A CSR (DER) for `names` with a fresh key of `alg`.
-pub fn csr(names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> (Vec<u8>, rcgen::KeyPair) {
+pub(crate) fn csr(
+    names: &[&str],
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> (Vec<u8>, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate_for(alg).expect("key");
     csr_with_key(names, &key)
 }
 
-pub fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (Vec<u8>, rcgen::KeyPair) {
-    let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+pub(crate) fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (Vec<u8>, rcgen::KeyPair) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("params");
     params.distinguished_name = rcgen::DistinguishedName::new();
     let der = params.serialize_request(key).expect("csr").der().to_vec();
     let copy = rcgen::KeyPair::try_from(key.serialize_der().as_slice()).expect("key copy");
     (der, copy)
 }
 
-pub fn b64url(b: &[u8]) -> String {
+pub(crate) fn b64url(b: &[u8]) -> String {
     b64::encode(b)
 }

@@ -739,6 +739,8 @@ impl Fleetca {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // CRLs/caIssuers on an ephemeral port: parallel instances must not fight over 8080.
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()])
