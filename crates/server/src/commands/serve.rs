@@ -209,6 +209,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("CRLs and CA certificates: {}", cfg.ca.public_base_url);
+    if ["//127.", "//localhost", "//[::1]"]
+        .iter()
+        .any(|h| cfg.ca.public_base_url.contains(h))
+    {
+        tracing::warn!(url = %cfg.ca.public_base_url, "certificates point relying parties at a loopback URL for CRLs; set public_base_url in fleetca.toml to a public http:// URL for real deployments");
+    }
 
     let shutdown = handle.clone();
     tokio::spawn(async move {
