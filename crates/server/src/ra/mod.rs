@@ -133,3 +133,6 @@ impl Ra {
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! Time-dependent rules of the state machine, with a movable clock instead of sleeps.
+
+use super::*;
+use crate::ca::{IssuingCa, IssuingCaParts};
+use crate::clock::OffsetClock;
+use crate::sa::SqliteStorage;
+use crate::va::VaConfig;
+use acme_types::sign::{AccountKey, AccountKeyKind};
+use pki::ca::CaProfile;
+use pki::policy::Permitted;
+use pki::signer::{FileSigner, Signer};
+
+async fn setup() -> (Arc<Ra>, Arc<OffsetClock>, Arc<Tenant>) {
+    let root = FileSigner::new(pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap());
+    let root_der = pki::ca::create_root("test root", &root, None).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(FileSigner::new(
+        pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap(),
+    ));
+    let profile = CaProfile {
+        permitted: Permitted::parse(&["routers.example.com".to_string()]).unwrap(),
+        crl_base_url: "http://ca.example.com".into(),
+        common_name: "test issuing".into(),
+        ..Default::default()
+    };
+    let cert_der =
+        pki::ca::create_issuing_ca(&root_der, &root, signer.public_key_der(), &profile, None)
+            .unwrap();
+    let issuer = pki::issue::Issuer::new(
+        "default",
+        cert_der.clone(),
+        vec![root_der.clone()],
+        signer.clone(),
+        profile,
+        Vec::new(),
+    )
+    .unwrap();
+    let ca = Arc::new(IssuingCa::new(IssuingCaParts {
+        name: "default".into(),
+        issuer,
+        signer,
+        cert_der,
+        intermediates: Vec::new(),
+        root_der: Some(root_der),
+        root_crl: None,
+        lifetime: Duration::from_secs(30 * 86400),
+        backdate: Duration::from_secs(3600),
+    }));
+    let tenant = Arc::new(Tenant {
+        name: "default".into(),
+        base_url: "https://ca.test".into(),
+        ca,
+        terms_of_service: None,
+        website: None,
+        caa_identities: vec![],
+        external_account_required: false,
+        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+    });
+    let clock = Arc::new(OffsetClock::default());
+    let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().await.unwrap());
+    let ra = Ra::new(
+        sa,
+        clock.clone(),
+        vec![tenant.clone()],
+        Va::new(VaConfig::default()).unwrap(),
+        RaConfig::default(),
+    );
+    (ra, clock, tenant)
+}
+
+async fn account(ra: &Ra, t: &Tenant) -> AccountRecord {
+    let key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
+    ra.new_account(t, key.jwk(), NewAccount::default())
+        .await
+        .unwrap()
+        .0
+}
+
+fn names(n: &[&str]) -> Vec<(String, String)> {
+    n.iter()
+        .map(|v| ("dns".to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn orders_and_authorizations_expire_with_the_clock() {
+    let (ra, clock, t) = setup().await;
+    let acct = account(&ra, &t).await;
+    let order = ra
+        .new_order(&t, &acct, &names(&["a.routers.example.com"]))
+        .await
+        .unwrap();
+    assert_eq!(order.status, "pending");
+    let authz_id = order.order.authz_ids[0].clone();
+
+    clock.advance(RaConfig::default().order_lifetime.as_secs() as i64 + 1);
+    assert_eq!(
+        ra.get_order(&t, &acct, &order.order.id)
+            .await
+            .unwrap()
+            .status,
+        "invalid"
+    );
+    assert_eq!(
+        ra.get_authz(&t, &acct, &authz_id).await.unwrap().status,
+        "expired"
+    );
+    // An expired authorization is not reused: a new order gets a fresh one.
+    let again = ra
+        .new_order(&t, &acct, &names(&["a.routers.example.com"]))
+        .await
+        .unwrap();
+    assert_ne!(again.order.authz_ids[0], authz_id);
+    assert_eq!(again.status, "pending");
+}
+
+#[tokio::test]
+async fn pending_authorizations_are_reused_only_within_the_account() {
+    let (ra, _clock, t) = setup().await;
+    let a = account(&ra, &t).await;
+    let b = account(&ra, &t).await;
+    let o1 = ra
+        .new_order(&t, &a, &names(&["x.routers.example.com"]))
+        .await
+        .unwrap();
+    let o2 = ra
+        .new_order(&t, &a, &names(&["X.ROUTERS.example.com."]))
+        .await
+        .unwrap();
+    assert_eq!(
+        o1.order.authz_ids, o2.order.authz_ids,
+        "same account, same name: reused"
+    );
+    let o3 = ra
+        .new_order(&t, &b, &names(&["x.routers.example.com"]))
+        .await
+        .unwrap();
+    assert_ne!(
+        o1.order.authz_ids, o3.order.authz_ids,
+        "never shared across accounts"
+    );
+    assert!(ra.get_authz(&t, &b, &o1.order.authz_ids[0]).await.is_err());
+}
+
+#[tokio::test]
+async fn the_issuer_refuses_names_outside_policy_even_if_the_ra_is_bypassed() {
+    let (_ra, _clock, t) = setup().await;
+    // Defence in depth: ask the CA role directly, as a buggy RA would.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["evil.example.net".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).unwrap().der().to_vec();
+    let ident = pki::identifier::Identifier::parse_dns("evil.example.net").unwrap();
+    let err =
+        t.ca.issue(&csr, &[ident], time::OffsetDateTime::now_utc())
+            .err()
+            .expect("refused");
+    assert_eq!(
+        err.kind(),
+        acme_types::problem::ProblemType::RejectedIdentifier
+    );
+}
