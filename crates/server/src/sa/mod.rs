@@ -3,10 +3,25 @@
 //! implementation, not a rewrite. Every method that reports success has committed durably.
 
 mod model;
+mod postgres;
+mod sql;
 mod sqlite;
 
 pub use model::*;
-pub use sqlite::{SqliteStorage, TableCounts};
+pub use postgres::PgStorage;
+pub use sql::TableCounts;
+pub use sqlite::SqliteStorage;
+
+/// Opens the storage a database setting names: a `postgres://` URL, or a SQLite file path
+/// (optionally `sqlite://PATH`).
+pub async fn open_storage(database: &str) -> Result<std::sync::Arc<dyn Storage>, SaError> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStorage::connect(database).await?))
+    } else {
+        let path = database.strip_prefix("sqlite://").unwrap_or(database);
+        Ok(std::sync::Arc::new(SqliteStorage::open(std::path::Path::new(path)).await?))
+    }
+}
 
 use async_trait::async_trait;
 

@@ -253,16 +253,52 @@ async fn suite(sa: Arc<dyn Storage>) {
     assert!(page1.iter().all(|p| !page2.contains(p)));
 }
 
+/// A PostgreSQL storage in a fresh schema of the database `FLEETCA_TEST_POSTGRES` names
+/// (.ci/run starts the cluster and exports it). Outside CI a missing database skips the test.
+pub(crate) async fn postgres() -> Option<Arc<dyn Storage>> {
+    let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
+        assert!(std::env::var_os("CI").is_none(), "FLEETCA_TEST_POSTGRES is not set and CI is set");
+        eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
+        return None;
+    };
+    use sqlx::{Connection, Executor};
+    use std::str::FromStr;
+    let schema = format!("t_{}", crate::ids::new_id().to_lowercase().replace(['-', '_'], ""));
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to FLEETCA_TEST_POSTGRES");
+    let ddl = format!("CREATE SCHEMA {schema}");
+    // The schema name is generated here from base64url characters, never from input.
+    admin.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))).await.expect("create schema");
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    Some(Arc::new(PgStorage::connect_with(opts).await.expect("PgStorage")))
+}
+
 #[tokio::test]
 async fn sqlite_storage_suite() {
     suite(sqlite().await).await;
 }
 
 #[tokio::test]
-async fn concurrent_finalize_signs_once() {
+async fn postgres_storage_suite() {
+    if let Some(sa) = postgres().await {
+        suite(sa).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_finalize_signs_once_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let sa: Arc<dyn Storage> =
-        Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap());
+    concurrent_finalize(Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap()))
+        .await;
+}
+
+#[tokio::test]
+async fn concurrent_finalize_signs_once_postgres() {
+    if let Some(sa) = postgres().await {
+        concurrent_finalize(sa).await;
+    }
+}
+
+async fn concurrent_finalize(sa: Arc<dyn Storage>) {
     sa.insert_account(&account("acct", "tp")).await.unwrap();
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
     sa.insert_order(&order, &[authz]).await.unwrap();

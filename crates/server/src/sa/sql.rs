@@ -1,0 +1,627 @@
+//! The SQL both backends run. Queries use `$N` parameters, integer UNIX times and only
+//! syntax SQLite and PostgreSQL share, so one text serves both; [`sql_storage`] stamps the
+//! [`Storage`](super::Storage) implementation out for each backend's pool and row types, keeping
+//! the backends identical by construction.
+
+use super::SaError;
+
+pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
+    // Serializing plain Vec<String>/Vec<StoredIdentifier> cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, SaError> {
+    serde_json::from_str(s).map_err(|e| SaError::Corrupt(format!("bad JSON column: {e}")))
+}
+
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Row counts per table, for operators and tests that check a refused request changed nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Accounts.
+    pub accounts: i64,
+    /// Orders.
+    pub orders: i64,
+    /// Authorizations.
+    pub authzs: i64,
+    /// Challenges.
+    pub challenges: i64,
+    /// Certificates.
+    pub certificates: i64,
+    /// Revoked certificates.
+    pub revoked: i64,
+}
+
+/// Implements [`Storage`](super::Storage) (and `table_counts`) for a struct with a `pool` field.
+macro_rules! sql_storage {
+    ($ty:ident, $row:ty) => {
+fn account_row(r: &$row) -> Result<AccountRecord, SaError> {
+    Ok(AccountRecord {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        jwk_thumbprint: r.try_get("jwk_thumbprint")?,
+        jwk: r.try_get("jwk")?,
+        contact: from_json(&r.try_get::<String, _>("contact")?)?,
+        status: AccountState::parse(&r.try_get::<String, _>("status")?)?,
+        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
+        eab_kid: r.try_get("eab_kid")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn challenge_row(r: &$row) -> Result<ChallengeRecord, SaError> {
+    Ok(ChallengeRecord {
+        id: r.try_get("id")?,
+        authz_id: r.try_get("authz_id")?,
+        kind: r.try_get("type")?,
+        token: r.try_get("token")?,
+        status: ChallengeState::parse(&r.try_get::<String, _>("status")?)?,
+        validated_at: r.try_get("validated_at")?,
+        error: r.try_get("error")?,
+        record: r.try_get("record")?,
+    })
+}
+
+fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
+    Ok(CertRecord {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        serial: r.try_get("serial")?,
+        account_id: r.try_get("account_id")?,
+        order_id: r.try_get("order_id")?,
+        der: r.try_get("der")?,
+        names: from_json(&r.try_get::<String, _>("names")?)?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        issued_at: r.try_get("issued_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r
+            .try_get::<Option<i64>, _>("revocation_reason")?
+            .map(|v| v as u8),
+    })
+}
+
+
+
+impl $ty {
+
+    async fn authz_ids(&self, order_id: &str) -> Result<Vec<String>, SaError> {
+        let rows =
+            sqlx::query("SELECT authz_id FROM order_authzs WHERE order_id = $1 ORDER BY position")
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    /// Counts the rows of each table.
+    pub async fn table_counts(&self) -> Result<TableCounts, SaError> {
+        let count = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .and_then(|r| r.try_get::<i64, _>(0))
+            }
+        };
+        Ok(TableCounts {
+            accounts: count("SELECT COUNT(*) FROM accounts").await?,
+            orders: count("SELECT COUNT(*) FROM orders").await?,
+            authzs: count("SELECT COUNT(*) FROM authzs").await?,
+            challenges: count("SELECT COUNT(*) FROM challenges").await?,
+            certificates: count("SELECT COUNT(*) FROM certificates").await?,
+            revoked: count("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL")
+                .await?,
+        })
+    }
+}
+
+#[async_trait]
+impl Storage for $ty {
+    async fn insert_account(&self, a: &AccountRecord) -> Result<(), SaError> {
+        let res = sqlx::query(
+            "INSERT INTO accounts (id, tenant, jwk_thumbprint, jwk, contact, status, tos_agreed, eab_kid, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&a.id)
+        .bind(&a.tenant)
+        .bind(&a.jwk_thumbprint)
+        .bind(&a.jwk)
+        .bind(json(&a.contact))
+        .bind(a.status.as_str())
+        .bind(a.tos_agreed as i64)
+        .bind(&a.eab_kid)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(SaError::Conflict("account key already registered".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<AccountRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn get_account_by_key(
+        &self,
+        tenant: &str,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE tenant = $1 AND jwk_thumbprint = $2")
+            .bind(tenant)
+            .bind(thumbprint)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError> {
+        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
+            .bind(json(&contact))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn try_deactivate_account(&self, id: &str) -> Result<bool, SaError> {
+        let r = sqlx::query(
+            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn try_change_account_key(
+        &self,
+        id: &str,
+        old_tp: &str,
+        new_tp: &str,
+        new_jwk: &str,
+    ) -> Result<bool, SaError> {
+        let res = sqlx::query("UPDATE accounts SET jwk_thumbprint = $1, jwk = $2 WHERE id = $3 AND jwk_thumbprint = $4 AND status = 'valid'")
+            .bind(new_tp)
+            .bind(new_jwk)
+            .bind(id)
+            .bind(old_tp)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            Err(e) if is_unique_violation(&e) => {
+                Err(SaError::Conflict("new key already in use".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn insert_order(
+        &self,
+        o: &OrderRecord,
+        new_authzs: &[AuthzRecord],
+    ) -> Result<(), SaError> {
+        let mut tx = self.pool.begin().await?;
+        for a in new_authzs {
+            sqlx::query(
+                "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&a.id)
+            .bind(&a.tenant)
+            .bind(&a.account_id)
+            .bind(&a.identifier.kind)
+            .bind(&a.identifier.value)
+            .bind(a.wildcard as i64)
+            .bind(a.status.as_str())
+            .bind(a.expires)
+            .bind(a.created_at)
+            .execute(&mut *tx)
+            .await?;
+            for c in &a.challenges {
+                sqlx::query("INSERT INTO challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&c.id)
+                    .bind(&a.id)
+                    .bind(&c.kind)
+                    .bind(&c.token)
+                    .bind(c.status.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, error, cert_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+        )
+        .bind(&o.id)
+        .bind(&o.tenant)
+        .bind(&o.account_id)
+        .bind(o.status.as_str())
+        .bind(o.expires)
+        .bind(json(&o.identifiers))
+        .bind(o.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (i, authz) in o.authz_ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)",
+            )
+            .bind(&o.id)
+            .bind(authz)
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError> {
+        let Some(r) = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OrderRecord {
+            id: r.try_get("id")?,
+            tenant: r.try_get("tenant")?,
+            account_id: r.try_get("account_id")?,
+            status: OrderState::parse(&r.try_get::<String, _>("status")?)?,
+            expires: r.try_get("expires")?,
+            identifiers: from_json(&r.try_get::<String, _>("identifiers")?)?,
+            error: r.try_get("error")?,
+            cert_id: r.try_get("cert_id")?,
+            created_at: r.try_get("created_at")?,
+            authz_ids: self.authz_ids(id).await?,
+        }))
+    }
+
+    async fn list_order_ids(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, SaError> {
+        // Keyset pagination on (created_at, id): stable while new orders arrive.
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(
+                    "SELECT o.id FROM orders o, orders p WHERE p.id = $2 AND o.account_id = $1
+                     AND (o.created_at > p.created_at OR (o.created_at = p.created_at AND o.id > p.id))
+                     ORDER BY o.created_at, o.id LIMIT $3",
+                )
+                .bind(account_id)
+                .bind(after)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT id FROM orders WHERE account_id = $1 ORDER BY created_at, id LIMIT $2")
+                    .bind(account_id)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn finalize_order(
+        &self,
+        order_id: &str,
+        sign: SignFn,
+    ) -> Result<Option<CertRecord>, crate::error::Error> {
+        let mut tx = self.pool.begin().await.map_err(SaError::from)?;
+        // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
+        // and then finds the order no longer pending.
+        let claimed = sqlx::query(
+            "UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(SaError::from)?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let cert = sign()?; // on error the transaction rolls back: the order stays pending
+        sqlx::query(
+            "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&cert.id)
+        .bind(&cert.tenant)
+        .bind(&cert.serial)
+        .bind(&cert.account_id)
+        .bind(&cert.order_id)
+        .bind(&cert.der)
+        .bind(json(&cert.names))
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(cert.issued_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(SaError::from)?;
+        sqlx::query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2")
+            .bind(&cert.id)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(SaError::from)?;
+        tx.commit().await.map_err(SaError::from)?;
+        Ok(Some(cert))
+    }
+
+    async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError> {
+        let Some(r) = sqlx::query("SELECT * FROM authzs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let challenges = sqlx::query("SELECT * FROM challenges WHERE authz_id = $1 ORDER BY type")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(challenge_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(AuthzRecord {
+            id: r.try_get("id")?,
+            tenant: r.try_get("tenant")?,
+            account_id: r.try_get("account_id")?,
+            identifier: StoredIdentifier {
+                kind: r.try_get("ident_type")?,
+                value: r.try_get("ident_value")?,
+            },
+            wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+            status: AuthzState::parse(&r.try_get::<String, _>("status")?)?,
+            expires: r.try_get("expires")?,
+            created_at: r.try_get("created_at")?,
+            challenges,
+        }))
+    }
+
+    async fn find_reusable_authz(
+        &self,
+        account_id: &str,
+        ident: &StoredIdentifier,
+        wildcard: bool,
+        _now: i64,
+        min_expires: i64,
+    ) -> Result<Option<String>, SaError> {
+        let row = sqlx::query(
+            "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
+             AND status IN ('valid', 'pending') AND expires > $5
+             ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(&ident.kind)
+        .bind(&ident.value)
+        .bind(wildcard as i64)
+        .bind(min_expires)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {
+        let r = sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn has_valid_authzs(
+        &self,
+        account_id: &str,
+        idents: &[StoredIdentifier],
+        now: i64,
+    ) -> Result<bool, SaError> {
+        for ident in idents {
+            // A valid wildcard authorization covers the name's base too only if validated as
+            // such; keep it strict: the exact identifier must have been validated.
+            let row = sqlx::query(
+                "SELECT 1 FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3
+                 AND status = 'valid' AND expires > $4 LIMIT 1",
+            )
+            .bind(account_id)
+            .bind(&ident.kind)
+            .bind(&ident.value)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if row.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn try_start_challenge(&self, challenge_id: &str) -> Result<bool, SaError> {
+        let r = sqlx::query(
+            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
+             AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')",
+        )
+        .bind(challenge_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        o: ChallengeOutcome,
+    ) -> Result<(), SaError> {
+        let mut tx = self.pool.begin().await?;
+        let status = if o.valid { "valid" } else { "invalid" };
+        let r = sqlx::query(
+            "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'",
+        )
+        .bind(status)
+        .bind(o.valid.then_some(o.at))
+        .bind(&o.error)
+        .bind(&o.record)
+        .bind(challenge_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            if o.valid {
+                sqlx::query(
+                    "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
+                     AND id = (SELECT authz_id FROM challenges WHERE id = $2)",
+                )
+                .bind(o.authz_expires)
+                .bind(challenge_id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND id = (SELECT authz_id FROM challenges WHERE id = $1)")
+                    .bind(challenge_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn processing_challenges(&self) -> Result<Vec<String>, SaError> {
+        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(challenge_row).transpose()
+    }
+
+    async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(cert_row).transpose()
+    }
+
+    async fn get_cert_by_serial(
+        &self,
+        tenant: &str,
+        serial: &str,
+    ) -> Result<Option<CertRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE tenant = $1 AND serial = $2")
+            .bind(tenant)
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(cert_row).transpose()
+    }
+
+    async fn try_revoke_cert(
+        &self,
+        id: &str,
+        at: i64,
+        reason: Option<u8>,
+    ) -> Result<bool, SaError> {
+        let r = sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(reason.map(i64::from))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn revoked_certs(
+        &self,
+        tenant: &str,
+        not_after_min: i64,
+    ) -> Result<Vec<RevokedEntry>, SaError> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates
+             WHERE tenant = $1 AND revoked_at IS NOT NULL AND not_after >= $2 ORDER BY serial",
+        )
+        .bind(tenant)
+        .bind(not_after_min)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevokedEntry {
+                    serial: r.try_get(0)?,
+                    revoked_at: r.try_get(1)?,
+                    reason: r.try_get::<Option<i64>, _>(2)?.map(|v| v as u8),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError> {
+        let row = sqlx::query(
+            "SELECT crl_number, der, this_update, next_update FROM crls WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| -> Result<CrlRecord, SaError> {
+            Ok(CrlRecord {
+                number: r.try_get(0)?,
+                der: r.try_get(1)?,
+                this_update: r.try_get(2)?,
+                next_update: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn store_crl(&self, tenant: &str, crl: &CrlRecord) -> Result<(), SaError> {
+        sqlx::query(
+            "INSERT INTO crls (tenant, crl_number, der, this_update, next_update) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant) DO UPDATE SET crl_number = excluded.crl_number, der = excluded.der,
+               this_update = excluded.this_update, next_update = excluded.next_update
+             WHERE excluded.crl_number > crls.crl_number",
+        )
+        .bind(tenant)
+        .bind(crl.number)
+        .bind(&crl.der)
+        .bind(crl.this_update)
+        .bind(crl.next_update)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+    };
+}
+pub(super) use sql_storage;
