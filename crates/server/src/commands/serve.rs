@@ -154,13 +154,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }
     tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
-    let wfe = Wfe::new(
-        ra.clone(),
-        WfeConfig {
-            base_url: base_url.clone(),
-            ..WfeConfig::default()
-        },
-    );
+    let wfe_cfg = WfeConfig { base_url: base_url.clone(), ..WfeConfig::default() };
+    // One node: spent nonces in memory under a per-process key (see sa::nonce).
+    let nonce_store: Arc<dyn crate::sa::NonceStore> = Arc::new(crate::sa::MemoryNonceStore::default());
+    let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
+    let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
+    wfe.spawn_nonce_pruner();
 
     let tls =
         super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;

@@ -3,11 +3,13 @@
 //! implementation, not a rewrite. Every method that reports success has committed durably.
 
 mod model;
+mod nonce;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use model::*;
+pub use nonce::{MemoryNonceStore, NonceStore};
 pub use postgres::PgStorage;
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
@@ -175,4 +177,4 @@ pub struct ChallengeOutcome {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

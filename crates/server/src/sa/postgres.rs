@@ -38,3 +38,10 @@ impl PgStorage {
 }
 
 sql_storage!(PgStorage, PgRow);
+
+impl PgStorage {
+    /// The pool, for the narrow per-caller stores in sibling modules.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

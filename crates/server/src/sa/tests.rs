@@ -256,6 +256,11 @@ async fn suite(sa: Arc<dyn Storage>) {
 /// A PostgreSQL storage in a fresh schema of the database `FLEETCA_TEST_POSTGRES` names
 /// (.ci/run starts the cluster and exports it). Outside CI a missing database skips the test.
 pub(crate) async fn postgres() -> Option<Arc<dyn Storage>> {
+    postgres_pair().await.map(|(a, _)| a as Arc<dyn Storage>)
+}
+
+/// Two independent connections ("nodes") to the same fresh PostgreSQL schema.
+pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> {
     let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
         assert!(std::env::var_os("CI").is_none(), "FLEETCA_TEST_POSTGRES is not set and CI is set");
         eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
@@ -269,7 +274,9 @@ pub(crate) async fn postgres() -> Option<Arc<dyn Storage>> {
     // The schema name is generated here from base64url characters, never from input.
     admin.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))).await.expect("create schema");
     let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    Some(Arc::new(PgStorage::connect_with(opts).await.expect("PgStorage")))
+    let a = PgStorage::connect_with(opts.clone()).await.expect("PgStorage");
+    let b = PgStorage::connect_with(opts).await.expect("second PgStorage");
+    Some((Arc::new(a), Arc::new(b)))
 }
 
 #[tokio::test]

@@ -140,7 +140,7 @@ impl Wfe {
         }
         // §6.5: redeem the nonce last, so a request failing the checks above does not spend it.
         match &header.nonce {
-            Some(n) if self.nonces.redeem(n) => {}
+            Some(n) if self.nonces.redeem(n).await? => {}
             Some(_) => {
                 return Err(Error::acme(
                     ProblemType::BadNonce,

@@ -57,13 +57,23 @@ pub struct Wfe {
 }
 
 impl Wfe {
-    /// A front end over `ra`.
-    pub fn new(ra: Arc<Ra>, cfg: WfeConfig) -> Arc<Self> {
-        Arc::new(Self {
-            ra,
-            nonces: NonceService::new(cfg.nonce_ttl, 1_000_000),
-            cfg,
-        })
+    /// A front end over `ra`, with nonces from `nonces`.
+    pub fn new(ra: Arc<Ra>, cfg: WfeConfig, nonces: NonceService) -> Arc<Self> {
+        Arc::new(Self { ra, nonces, cfg })
+    }
+
+    /// Forgets expired spent nonces every few minutes, so the spent set stays bounded.
+    pub fn spawn_nonce_pruner(self: &Arc<Self>) {
+        let wfe = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                if let Err(e) = wfe.nonces.prune().await {
+                    tracing::warn!(error = %e, "pruning spent nonces failed");
+                }
+            }
+        });
     }
 
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
