@@ -1,0 +1,298 @@
+//! The ACME flow (RFC 8555 §7): account, order, authorizations, challenges,
+//! finalize, download; revocation (§7.6) and renewal info (RFC 9773).
+
+use std::time::{Duration, Instant};
+
+use acme_types::sign::AccountKey;
+use acme_types::wire::{Authorization, Identifier, Order};
+use serde_json::{json, Value};
+
+use crate::challenge::Responder;
+use crate::error::{AgentError, Result};
+use crate::http::{server_error, AcmeHttp, Response};
+use crate::log;
+
+/// An ACME session with a registered account.
+pub struct Session {
+    /// The transport.
+    pub http: AcmeHttp,
+    /// The account key.
+    pub key: AccountKey,
+    /// The account URL.
+    pub kid: String,
+}
+
+/// External account binding settings (RFC 8555 §7.3.4).
+pub struct Eab {
+    /// Key id.
+    pub kid: String,
+    /// HMAC key (never logged).
+    pub hmac_key: Vec<u8>,
+}
+
+impl Session {
+    /// Registers (or finds, if the key is already registered) the account.
+    pub fn open(
+        mut http: AcmeHttp,
+        key: AccountKey,
+        contact: Option<&str>,
+        eab: Option<&Eab>,
+    ) -> Result<Session> {
+        let url = http.directory.new_account.clone();
+        let mut payload = json!({"termsOfServiceAgreed": true});
+        if let Some(c) = contact {
+            payload["contact"] = json!([c]);
+        }
+        if let Some(eab) = eab {
+            payload["externalAccountBinding"] = acme_types::eab::eab_jws(
+                &eab.kid,
+                &eab.hmac_key,
+                &url,
+                key.jwk(),
+                acme_types::eab::EabAlgorithm::HS256,
+            );
+        }
+        let resp = http.post(&url, &key, None, Some(&payload))?;
+        let kid = resp.location.clone().ok_or_else(|| AgentError::Server {
+            url: url.clone(),
+            status: Some(resp.status),
+            detail: "newAccount answer has no Location".into(),
+        })?;
+        if resp.status == 201 {
+            log::info(format!("account created: {kid}"));
+        }
+        Ok(Session { http, key, kid })
+    }
+
+    fn post(&mut self, url: &str, payload: Option<&Value>) -> Result<Response> {
+        let kid = self.kid.clone();
+        self.http.post(url, &self.key, Some(&kid), payload)
+    }
+
+    fn post_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        url: &str,
+        payload: Option<&Value>,
+    ) -> Result<(T, Response)> {
+        let resp = self.post(url, payload)?;
+        Ok((resp.json(url)?, resp))
+    }
+
+    /// Runs one order for `names` to a certificate: returns the PEM chain
+    /// (leaf first). `csr` is the DER CSR; `replaces` the ARI certID of the
+    /// certificate this one replaces.
+    pub fn obtain(
+        &mut self,
+        names: &[String],
+        csr: &[u8],
+        responder: &mut dyn Responder,
+        challenge_type: &str,
+        replaces: Option<String>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let identifiers: Vec<Identifier> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => Identifier::ip(n.as_str()),
+                Err(_) => Identifier::dns(n.as_str()),
+            })
+            .collect();
+        let mut payload = json!({ "identifiers": identifiers });
+        if let Some(r) = &replaces {
+            payload["replaces"] = json!(r);
+        }
+        let new_order = self.http.directory.new_order.clone();
+        let (mut order, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;
+        let order_url = resp.location.clone().ok_or_else(|| AgentError::Server {
+            url: new_order.clone(),
+            status: Some(resp.status),
+            detail: "newOrder answer has no Location".into(),
+        })?;
+        log::info(format!("order {order_url} for {}", names.join(",")));
+
+        for authz_url in order.authorizations.clone() {
+            self.authorize(&authz_url, responder, challenge_type, deadline)?;
+        }
+
+        // Wait for ready (the server may still be processing authz results).
+        order = self.poll_order(&order_url, deadline, |s| s != "pending")?;
+        if order.status.as_str() == "ready" {
+            let body = json!({ "csr": acme_types::b64::encode(csr) });
+            let finalize = order.finalize.clone();
+            let (o, _): (Order, Response) = self.post_json(&finalize, Some(&body))?;
+            order = o;
+        }
+        if order.status.as_str() != "valid" {
+            order = self.poll_order(&order_url, deadline, |s| s != "processing" && s != "ready")?;
+        }
+        if order.status.as_str() != "valid" {
+            let why = order
+                .error
+                .as_ref()
+                .map(|p| format!("{}: {}", p.r#type, p.detail))
+                .unwrap_or_default();
+            return Err(AgentError::Server {
+                url: order_url,
+                status: None,
+                detail: format!("order is {} {why}", order.status.as_str()),
+            });
+        }
+        let cert_url = order
+            .certificate
+            .clone()
+            .ok_or_else(|| AgentError::Server {
+                url: order_url.clone(),
+                status: None,
+                detail: "valid order has no certificate URL".into(),
+            })?;
+        let resp = self.post(&cert_url, None)?;
+        let pem = String::from_utf8(resp.body).map_err(|_| AgentError::Server {
+            url: cert_url.clone(),
+            status: Some(resp.status),
+            detail: "certificate is not text".into(),
+        })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(AgentError::Server {
+                url: cert_url,
+                status: Some(resp.status),
+                detail: format!(
+                    "expected a PEM certificate chain, got {:?}",
+                    resp.content_type
+                ),
+            });
+        }
+        Ok(pem)
+    }
+
+    fn authorize(
+        &mut self,
+        authz_url: &str,
+        responder: &mut dyn Responder,
+        challenge_type: &str,
+        deadline: Instant,
+    ) -> Result<()> {
+        let (authz, _): (Authorization, Response) = self.post_json(authz_url, None)?;
+        match authz.status.as_str() {
+            "valid" => return Ok(()),
+            "pending" => {}
+            other => {
+                return Err(AgentError::Challenge(format!(
+                    "authorization for {} is {other}",
+                    authz.identifier.value
+                )))
+            }
+        }
+        let domain = authz.identifier.value.clone();
+        let chall = authz
+            .challenges
+            .iter()
+            .find(|c| c.r#type == challenge_type)
+            .ok_or_else(|| {
+                AgentError::Challenge(format!("server offers no {challenge_type} for {domain}"))
+            })?;
+        let token = chall.token.clone().unwrap_or_default();
+        let ka = acme_types::keyauth::key_authorization(&token, self.key.jwk());
+        let chall_url = chall.url.clone();
+        responder.present(&domain, &token, &ka)?;
+        let result = (|| {
+            self.post(&chall_url, Some(&json!({})))?;
+            let mut delay = Duration::from_millis(500);
+            loop {
+                let (a, resp): (Authorization, Response) = self.post_json(authz_url, None)?;
+                match a.status.as_str() {
+                    "valid" => return Ok(()),
+                    "pending" => {}
+                    _ => {
+                        let why = a
+                            .challenges
+                            .iter()
+                            .find_map(|c| c.error.as_ref())
+                            .map(|p| format!("{}: {}", p.r#type, p.detail))
+                            .unwrap_or_default();
+                        return Err(AgentError::Challenge(format!(
+                            "{challenge_type} for {domain} failed: {why}"
+                        )));
+                    }
+                }
+                delay = wait(resp.retry_after, delay, deadline, authz_url)?;
+            }
+        })();
+        if let Err(e) = responder.cleanup(&domain, &token, &ka) {
+            log::warn(format!("challenge cleanup for {domain}: {e}"));
+        }
+        result
+    }
+
+    fn poll_order(
+        &mut self,
+        url: &str,
+        deadline: Instant,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<Order> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let (order, resp): (Order, Response) = self.post_json(url, None)?;
+            if done(order.status.as_str()) {
+                return Ok(order);
+            }
+            delay = wait(resp.retry_after, delay, deadline, url)?;
+        }
+    }
+
+    /// Revokes `cert_der` (RFC 8555 §7.6) with the account key.
+    pub fn revoke(&mut self, cert_der: &[u8], reason: Option<i64>) -> Result<()> {
+        let mut payload = json!({ "certificate": acme_types::b64::encode(cert_der) });
+        if let Some(r) = reason {
+            payload["reason"] = json!(r);
+        }
+        let url = self.http.directory.revoke_cert.clone();
+        self.post(&url, Some(&payload))?;
+        Ok(())
+    }
+}
+
+/// Fetches the ARI window for `cert_id` (RFC 9773 §4.2): `(start, end,
+/// retry_after)`. `None` when the directory has no `renewalInfo`.
+pub fn fetch_renewal_info(
+    http: &mut AcmeHttp,
+    cert_id: &str,
+) -> Result<Option<(i64, i64, Option<Duration>)>> {
+    let Some(base) = http.directory.renewal_info.clone() else {
+        return Ok(None);
+    };
+    let url = format!("{}/{cert_id}", base.trim_end_matches('/'));
+    let resp = http.get(&url)?;
+    if resp.status != 200 {
+        return Err(server_error(&url, &resp));
+    }
+    let info: acme_types::ari::RenewalInfo = resp.json(&url)?;
+    let parse = |s: &str| {
+        crate::schedule::parse_rfc3339(s).ok_or_else(|| AgentError::Server {
+            url: url.clone(),
+            status: Some(200),
+            detail: format!("bad time {s:?} in renewalInfo"),
+        })
+    };
+    let start = parse(&info.suggested_window.start)?;
+    let end = parse(&info.suggested_window.end)?;
+    Ok(Some((start, end, resp.retry_after)))
+}
+
+/// Sleeps for Retry-After (capped at 60 s) or the backoff delay; fails once
+/// the deadline would pass. Returns the next backoff delay.
+fn wait(
+    retry_after: Option<Duration>,
+    delay: Duration,
+    deadline: Instant,
+    url: &str,
+) -> Result<Duration> {
+    let pause = retry_after.unwrap_or(delay).min(Duration::from_secs(60));
+    if Instant::now() + pause > deadline {
+        return Err(AgentError::Timeout(format!(
+            "{url} did not finish before the deadline"
+        )));
+    }
+    std::thread::sleep(pause);
+    Ok((delay * 2).min(Duration::from_secs(10)))
+}

@@ -1,0 +1,348 @@
+//! The subcommands: issue, renew, revoke, rotate-key, status, run.
+
+use std::time::Duration;
+
+use crate::acme::{fetch_renewal_info, Eab, Session};
+use crate::challenge::{DnsHook, Http01Server, Responder, TlsAlpnServer, Webroot};
+use crate::config::{ChallengeKind, Settings};
+use crate::error::{exit, AgentError, Result};
+use crate::http::{now_unix, AcmeHttp};
+use crate::install::{self, CertSet};
+use crate::keys;
+use crate::log;
+use crate::schedule::{effective_now, fmt_time, CertInfo};
+use crate::state::State;
+
+/// The installed certificate, parsed.
+pub fn installed(settings: &Settings) -> Result<Option<(CertSet, CertInfo)>> {
+    let Some(set) = install::read_current(settings.out_dir()?) else {
+        return Ok(None);
+    };
+    let der = keys::pem_certs(&set.cert_pem)
+        .into_iter()
+        .next()
+        .ok_or_else(|| AgentError::Key("installed cert.pem holds no certificate".into()))?;
+    let info = CertInfo::parse(&der)?;
+    Ok(Some((set, info)))
+}
+
+fn domains(settings: &Settings, current: Option<&CertInfo>) -> Result<Vec<String>> {
+    if !settings.domain.is_empty() {
+        return Ok(settings
+            .domain
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect());
+    }
+    match current {
+        Some(c) if !c.names.is_empty() => Ok(c.names.clone()),
+        _ => Err(AgentError::Config(
+            "at least one --domain is required".into(),
+        )),
+    }
+}
+
+fn connect(settings: &Settings) -> Result<AcmeHttp> {
+    AcmeHttp::connect(settings.server_url()?, settings.server_root.as_deref())
+}
+
+fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Result<Session> {
+    let state_dir = settings.state_dir()?;
+    let (key, _) =
+        keys::load_or_create_account_key(&state_dir, settings.key_type.unwrap_or_default())?;
+    let eab = match (&settings.eab_kid, &settings.eab_hmac_key_file) {
+        (Some(kid), Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| AgentError::io(file, e))?;
+            let hmac_key = acme_types::b64::decode(text.trim()).map_err(|_| {
+                AgentError::Config(format!("{}: EAB HMAC key is not base64url", file.display()))
+            })?;
+            Some(Eab {
+                kid: kid.clone(),
+                hmac_key,
+            })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(AgentError::Config(
+                "--eab-kid and --eab-hmac-key-file go together".into(),
+            ))
+        }
+    };
+    let directory = http.directory_url.clone();
+    let session = Session::open(http, key, settings.contact.as_deref(), eab.as_ref())?;
+    state.directory = Some(directory);
+    state.account_url = Some(session.kid.clone());
+    Ok(session)
+}
+
+fn responder(settings: &Settings) -> Result<Box<dyn Responder>> {
+    Ok(match settings.challenge() {
+        ChallengeKind::Http01 => match &settings.webroot {
+            Some(dir) => Box::new(Webroot(dir.clone())),
+            None => Box::new(Http01Server::start(settings.http_port.unwrap_or(80))?),
+        },
+        ChallengeKind::TlsAlpn01 => {
+            Box::new(TlsAlpnServer::start(settings.tls_port.unwrap_or(443))?)
+        }
+        ChallengeKind::Dns01 => {
+            Box::new(DnsHook(settings.dns_hook.clone().ok_or_else(|| {
+                AgentError::Config("dns-01 needs --dns-hook".into())
+            })?))
+        }
+    })
+}
+
+/// Obtains and installs a certificate. `fresh_key` makes a new certificate
+/// key; otherwise the installed one is reused.
+fn obtain_and_install(
+    settings: &Settings,
+    http: AcmeHttp,
+    state: &mut State,
+    current: Option<&(CertSet, CertInfo)>,
+    fresh_key: bool,
+) -> Result<()> {
+    let names = domains(settings, current.map(|c| &c.1))?;
+    let replaces = match (&http.directory.renewal_info, current) {
+        (Some(_), Some((_, info))) => info.ari_cert_id(),
+        _ => None,
+    };
+    let mut session = open_session(settings, http, state)?;
+    let key = match current {
+        Some((set, _)) if !fresh_key => keys::parse_cert_key(&set.key_pem)?,
+        _ => keys::generate_cert_key(settings.key_type.unwrap_or_default())?,
+    };
+    let csr = keys::build_csr(&key, &names)?;
+    let mut resp = responder(settings)?;
+    let pem = session.obtain(
+        &names,
+        &csr,
+        resp.as_mut(),
+        settings.challenge().as_str(),
+        replaces,
+        settings.order_timeout(),
+    )?;
+    drop(resp);
+    let certs = keys::pem_certs(&pem);
+    let leaf = certs.first().ok_or_else(|| AgentError::Server {
+        url: session.http.directory_url.clone(),
+        status: None,
+        detail: "empty certificate chain".into(),
+    })?;
+    let info = CertInfo::parse(leaf)?;
+    if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
+        return Err(AgentError::Server {
+            url: session.http.directory_url.clone(),
+            status: None,
+            detail: "issued certificate does not match the certificate key".into(),
+        });
+    }
+    let set = CertSet {
+        key_pem: key.serialize_pem(),
+        cert_pem: keys::pem_encode("CERTIFICATE", leaf),
+        chain_pem: certs[1..]
+            .iter()
+            .map(|c| keys::pem_encode("CERTIFICATE", c))
+            .collect(),
+    };
+    install::install(settings.out_dir()?, &set)?;
+    log::info(format!(
+        "installed certificate for {} (notAfter {})",
+        info.names.join(","),
+        fmt_time(info.not_after)
+    ));
+    state.revoked_serial = None;
+    state.ari_window = None;
+    state.reload_pending = settings.reload_cmd.is_some();
+    state.store(&settings.state_dir()?)?;
+    run_reload(settings, state)
+}
+
+/// Runs the reload command if one is pending; failure keeps it pending.
+pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
+    let Some(cmd) = settings
+        .reload_cmd
+        .as_deref()
+        .filter(|_| state.reload_pending)
+    else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("sh").arg("-c").arg(cmd).status();
+    match status {
+        Ok(s) if s.success() => {
+            state.reload_pending = false;
+            state.store(&settings.state_dir()?)?;
+            log::info("reload command succeeded");
+            Ok(())
+        }
+        Ok(s) => Err(AgentError::Reload(format!(
+            "`{cmd}` exited with {s}; will retry"
+        ))),
+        Err(e) => Err(AgentError::Reload(format!("`{cmd}`: {e}; will retry"))),
+    }
+}
+
+/// `issue` / `rotate-key`: always obtains a new certificate with a new key.
+pub fn issue(settings: &Settings) -> Result<i32> {
+    let state_dir = settings.state_dir()?;
+    let mut state = State::load(&state_dir)?;
+    let current = installed(settings)?;
+    let http = connect(settings)?;
+    obtain_and_install(settings, http, &mut state, current.as_ref(), true)?;
+    Ok(exit::RENEWED)
+}
+
+/// When the installed certificate is due, and why.
+pub struct Due {
+    /// Renewal time (Unix seconds).
+    pub at: i64,
+    /// "ari", "default" or "revoked".
+    pub source: &'static str,
+}
+
+fn due_time(state: &State, info: &CertInfo) -> Due {
+    let serial_hex: String = info.serial.iter().map(|b| format!("{b:02x}")).collect();
+    if state.revoked_serial.as_deref() == Some(&serial_hex) {
+        return Due {
+            at: 0,
+            source: "revoked",
+        };
+    }
+    match state.ari_window {
+        Some((s, e)) => Due {
+            at: info.ari_renewal_time(s, e),
+            source: "ari",
+        },
+        None => Due {
+            at: info.default_renewal_time(),
+            source: "default",
+        },
+    }
+}
+
+/// `renew`: renews when due (or forced). Returns 0 or 10.
+pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
+    let state_dir = settings.state_dir()?;
+    let mut state = State::load(&state_dir)?;
+    let current = installed(settings)?;
+    let mut http = connect(settings)?;
+    let Some(cur) = current.as_ref() else {
+        log::info("no certificate installed; issuing");
+        obtain_and_install(settings, http, &mut state, None, true)?;
+        return Ok(exit::RENEWED);
+    };
+    if let Some(id) = cur.1.ari_cert_id() {
+        match fetch_renewal_info(&mut http, &id) {
+            Ok(Some((s, e, _))) => state.ari_window = Some((s, e)),
+            Ok(None) => state.ari_window = None,
+            Err(e) => log::warn(format!("renewalInfo: {e}; using the default schedule")),
+        }
+    }
+    let (now, note) = effective_now(now_unix(), http.clock_skew, Some(&cur.1));
+    if let Some(n) = note {
+        log::warn(n);
+    }
+    let due = due_time(&state, &cur.1);
+    if !force && now < due.at {
+        state.next_attempt = Some(due.at);
+        state.store(&state_dir)?;
+        run_reload(settings, &mut state)?;
+        log::info(format!(
+            "not due until {} ({})",
+            fmt_time(due.at),
+            due.source
+        ));
+        return Ok(exit::NOTHING_TO_DO);
+    }
+    obtain_and_install(settings, http, &mut state, Some(cur), !settings.reuse_key)?;
+    Ok(exit::RENEWED)
+}
+
+/// `revoke`: revokes the installed certificate.
+pub fn revoke(settings: &Settings, reason: Option<i64>) -> Result<i32> {
+    let state_dir = settings.state_dir()?;
+    let mut state = State::load(&state_dir)?;
+    let (set, info) = installed(settings)?
+        .ok_or_else(|| AgentError::Config("no certificate installed".into()))?;
+    let http = connect(settings)?;
+    let mut session = open_session(settings, http, &mut state)?;
+    let der = keys::pem_certs(&set.cert_pem).remove(0);
+    session.revoke(&der, reason)?;
+    state.revoked_serial = Some(info.serial.iter().map(|b| format!("{b:02x}")).collect());
+    state.store(&state_dir)?;
+    log::info("certificate revoked");
+    Ok(exit::NOTHING_TO_DO)
+}
+
+/// `status`: prints names, expiry, renewal window and next attempt.
+pub fn status(settings: &Settings) -> Result<i32> {
+    let state = State::load(&settings.state_dir()?)?;
+    let current = installed(settings)?;
+    let (now, note) = effective_now(now_unix(), None, current.as_ref().map(|c| &c.1));
+    let out = match &current {
+        None => {
+            serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error})
+        }
+        Some((_, info)) => {
+            let due = due_time(&state, info);
+            serde_json::json!({
+                "installed": true,
+                "names": info.names,
+                "not_before": fmt_time(info.not_before),
+                "not_after": fmt_time(info.not_after),
+                "expired": now >= info.not_after,
+                "renewal_source": due.source,
+                "renewal_window": state.ari_window.map(|(s, e)| [fmt_time(s), fmt_time(e)]),
+                "renew_at": fmt_time(due.at),
+                "next_attempt": fmt_time(state.next_attempt.unwrap_or(due.at)),
+                "reload_pending": state.reload_pending,
+                "revoked": due.source == "revoked",
+                "last_error": state.last_error,
+                "clock_note": note,
+            })
+        }
+    };
+    if settings.json {
+        println!("{out}");
+    } else if let serde_json::Value::Object(m) = &out {
+        for (k, v) in m {
+            if !v.is_null() {
+                println!("{k}: {}", v.to_string().trim_matches('"'));
+            }
+        }
+    }
+    Ok(exit::NOTHING_TO_DO)
+}
+
+/// `run`: renews forever; failures back off exponentially with jitter up to
+/// a cap, whether or not the certificate is still valid.
+pub fn run(settings: &Settings) -> Result<i32> {
+    const BASE: u64 = 60;
+    const CAP: u64 = 6 * 3600;
+    loop {
+        let state_dir = settings.state_dir()?;
+        let sleep = match renew(settings, false) {
+            Ok(_) => {
+                let mut st = State::load(&state_dir)?;
+                st.failures = 0;
+                st.last_error = None;
+                st.store(&state_dir)?;
+                let next = st.next_attempt.unwrap_or(now_unix() + 3600);
+                (next - now_unix()).clamp(60, 12 * 3600) as u64
+            }
+            Err(e) if e.is_transient() => {
+                let mut st = State::load(&state_dir)?;
+                st.failures = st.failures.saturating_add(1);
+                let backoff = BASE.saturating_mul(1u64 << st.failures.min(16)).min(CAP);
+                let jitter = (now_unix().unsigned_abs() * 7919) % (backoff / 2 + 1);
+                let wait = backoff / 2 + jitter;
+                st.last_error = Some(e.to_string());
+                st.next_attempt = Some(now_unix() + wait as i64);
+                st.store(&state_dir)?;
+                log::error(format!("{e}; retrying in {wait}s"));
+                wait
+            }
+            Err(e) => return Err(e),
+        };
+        std::thread::sleep(Duration::from_secs(sleep));
+    }
+}

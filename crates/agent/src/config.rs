@@ -1,0 +1,312 @@
+//! Command line and configuration file. Every key of the TOML file is also a
+//! flag with the same name (`out-dir` = `--out-dir`); a flag wins over the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::error::{AgentError, Result};
+
+/// fleetca-agent: obtains, installs and renews this device's certificate over ACME.
+///
+/// Exit codes: 0 nothing to do, 10 issued/renewed, 2 usage, 20 network,
+/// 21 server error, 22 challenge failed, 23 local I/O, 24 reload failed,
+/// 25 key/state unusable, 26 timeout.
+#[derive(Debug, Parser)]
+#[command(name = "fleetca-agent", version)]
+pub struct Cli {
+    /// Settings shared by all commands.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon: obtain, install and renew forever.
+    Run,
+    /// Obtain a certificate now (even if one is installed).
+    Issue,
+    /// Renew if the renewal window is open (or always with --force).
+    Renew {
+        /// Renew even if not due.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke the installed certificate.
+    Revoke {
+        /// RFC 5280 reason.
+        #[arg(long, value_enum)]
+        reason: Option<RevokeReason>,
+    },
+    /// Make a new certificate key and get a certificate for it.
+    RotateKey,
+    /// Show names, expiry, renewal window and next attempt.
+    Status,
+}
+
+/// RFC 5280 §5.3.1 revocation reasons a device may state.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[value(rename_all = "verbatim")]
+pub enum RevokeReason {
+    /// 0
+    #[value(name = "unspecified")]
+    Unspecified,
+    /// 1
+    #[value(name = "keyCompromise")]
+    KeyCompromise,
+    /// 3
+    #[value(name = "affiliationChanged")]
+    AffiliationChanged,
+    /// 4
+    #[value(name = "superseded")]
+    Superseded,
+    /// 5
+    #[value(name = "cessationOfOperation")]
+    CessationOfOperation,
+}
+
+impl RevokeReason {
+    /// The CRLReason code.
+    pub fn code(self) -> i64 {
+        match self {
+            RevokeReason::Unspecified => 0,
+            RevokeReason::KeyCompromise => 1,
+            RevokeReason::AffiliationChanged => 3,
+            RevokeReason::Superseded => 4,
+            RevokeReason::CessationOfOperation => 5,
+        }
+    }
+}
+
+/// How identifiers are proven.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Deserialize)]
+pub enum ChallengeKind {
+    /// RFC 8555 §8.3.
+    #[value(name = "http-01")]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// RFC 8737.
+    #[value(name = "tls-alpn-01")]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// RFC 8555 §8.4.
+    #[value(name = "dns-01")]
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+impl ChallengeKind {
+    /// The ACME challenge type string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+}
+
+/// Certificate (and account) key types.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// ECDSA P-256 (default).
+    #[default]
+    P256,
+    /// ECDSA P-384.
+    P384,
+    /// RSA 2048.
+    Rsa2048,
+    /// RSA 3072.
+    Rsa3072,
+}
+
+/// All settings; each is a flag and a TOML key.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// ACME directory URL.
+    #[arg(long, global = true)]
+    pub server: Option<String>,
+    /// Extra trust anchor (PEM) for the server's HTTPS certificate.
+    #[arg(long, global = true)]
+    pub server_root: Option<PathBuf>,
+    /// DNS name to certify (repeatable).
+    #[arg(long = "domain", global = true)]
+    #[serde(default)]
+    pub domain: Vec<String>,
+    /// Challenge type to use.
+    #[arg(long, value_enum, global = true)]
+    pub challenge: Option<ChallengeKind>,
+    /// Port of the built-in http-01 listener (default 80).
+    #[arg(long, global = true)]
+    pub http_port: Option<u16>,
+    /// Port of the built-in tls-alpn-01 listener (default 443).
+    #[arg(long, global = true)]
+    pub tls_port: Option<u16>,
+    /// Serve http-01 by writing files under DIR/.well-known/acme-challenge/.
+    #[arg(long, global = true)]
+    pub webroot: Option<PathBuf>,
+    /// dns-01 hook: run as `CMD add|del <name> <txt-value>`.
+    #[arg(long, global = true)]
+    pub dns_hook: Option<String>,
+    /// Where key.pem, cert.pem, chain.pem and fullchain.pem go.
+    #[arg(long, global = true)]
+    pub out_dir: Option<PathBuf>,
+    /// Where the account key and the state file live.
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// External account binding key id.
+    #[arg(long, global = true)]
+    pub eab_kid: Option<String>,
+    /// File holding the EAB HMAC key (base64url).
+    #[arg(long, global = true)]
+    pub eab_hmac_key_file: Option<PathBuf>,
+    /// Command run (via sh -c) after a new certificate is installed.
+    #[arg(long, global = true)]
+    pub reload_cmd: Option<String>,
+    /// Certificate key type.
+    #[arg(long, value_enum, global = true)]
+    pub key_type: Option<KeyType>,
+    /// Contact URL for the account (e.g. mailto:ops@example.com).
+    #[arg(long, global = true)]
+    pub contact: Option<String>,
+    /// Reuse the certificate key on renewal instead of making a fresh one.
+    #[arg(long, global = true)]
+    #[serde(default)]
+    pub reuse_key: bool,
+    /// Logs and `status` output as JSON.
+    #[arg(long, global = true)]
+    #[serde(default)]
+    pub json: bool,
+    /// Seconds to wait for an order to complete (default 300).
+    #[arg(long, global = true)]
+    pub order_timeout: Option<u64>,
+}
+
+impl Settings {
+    /// Reads `--config` (if given) and lays the flags over it.
+    pub fn load_merged(self) -> Result<Settings> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| AgentError::io(&path, e))?;
+        let file: Settings = toml::from_str(&text)
+            .map_err(|e| AgentError::Config(format!("{}: {e}", path.display())))?;
+        Ok(self.over(file))
+    }
+
+    fn over(self, file: Settings) -> Settings {
+        Settings {
+            config: self.config,
+            server: self.server.or(file.server),
+            server_root: self.server_root.or(file.server_root),
+            domain: if self.domain.is_empty() {
+                file.domain
+            } else {
+                self.domain
+            },
+            challenge: self.challenge.or(file.challenge),
+            http_port: self.http_port.or(file.http_port),
+            tls_port: self.tls_port.or(file.tls_port),
+            webroot: self.webroot.or(file.webroot),
+            dns_hook: self.dns_hook.or(file.dns_hook),
+            out_dir: self.out_dir.or(file.out_dir),
+            state_dir: self.state_dir.or(file.state_dir),
+            eab_kid: self.eab_kid.or(file.eab_kid),
+            eab_hmac_key_file: self.eab_hmac_key_file.or(file.eab_hmac_key_file),
+            reload_cmd: self.reload_cmd.or(file.reload_cmd),
+            key_type: self.key_type.or(file.key_type),
+            contact: self.contact.or(file.contact),
+            reuse_key: self.reuse_key || file.reuse_key,
+            json: self.json || file.json,
+            order_timeout: self.order_timeout.or(file.order_timeout),
+        }
+    }
+
+    /// The directory URL or a usage error.
+    pub fn server_url(&self) -> Result<&str> {
+        self.server
+            .as_deref()
+            .ok_or_else(|| AgentError::Config("--server is required".into()))
+    }
+
+    /// The out-dir or a usage error.
+    pub fn out_dir(&self) -> Result<&Path> {
+        self.out_dir
+            .as_deref()
+            .ok_or_else(|| AgentError::Config("--out-dir is required".into()))
+    }
+
+    /// The state dir (default: out-dir/.state).
+    pub fn state_dir(&self) -> Result<PathBuf> {
+        match &self.state_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self.out_dir()?.join(".state")),
+        }
+    }
+
+    /// The challenge type (default: http-01).
+    pub fn challenge(&self) -> ChallengeKind {
+        self.challenge.unwrap_or(ChallengeKind::Http01)
+    }
+
+    /// Order deadline.
+    pub fn order_timeout(&self) -> Duration {
+        Duration::from_secs(self.order_timeout.unwrap_or(300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file() {
+        let file: Settings = toml::from_str(
+            "server = \"https://a/dir\"\ndomain = [\"x.example\"]\nhttp-port = 81\nkey-type = \"p384\"\nchallenge = \"dns-01\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "fleetca-agent",
+            "--server",
+            "https://b/dir",
+            "status",
+            "--http-port",
+            "82",
+        ])
+        .unwrap();
+        let s = cli.settings.over(file);
+        assert_eq!(s.server.as_deref(), Some("https://b/dir"));
+        assert_eq!(s.domain, vec!["x.example"]);
+        assert_eq!(s.http_port, Some(82));
+        assert_eq!(s.key_type, Some(KeyType::P384));
+        assert_eq!(s.challenge(), ChallengeKind::Dns01);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<Settings>("srever = \"x\"").is_err());
+    }
+
+    #[test]
+    fn revoke_reason_names() {
+        let cli = Cli::try_parse_from(["a", "revoke", "--reason", "keyCompromise"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Revoke {
+                reason: Some(RevokeReason::KeyCompromise)
+            }
+        ));
+    }
+}

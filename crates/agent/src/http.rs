@@ -1,0 +1,353 @@
+//! The blocking HTTPS transport to the ACME server (ureq + rustls): directory,
+//! nonces, signed POSTs (RFC 8555 §6.2-§6.5), `badNonce` retry, Retry-After
+//! and the server's `Date` (for clock sanity).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acme_types::sign::{sign_jws, AccountKey, JwsHeader, JwsKey};
+use acme_types::wire::Directory;
+use acme_types::Problem;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use crate::error::{AgentError, Result};
+
+/// Largest response body accepted (certificate chains are a few KB).
+const MAX_BODY: u64 = 1 << 20;
+/// Bundles searched for the system's trust anchors.
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// One HTTP response, fully read.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// `Location` header.
+    pub location: Option<String>,
+    /// `Retry-After` in seconds (delta form; an HTTP date is converted).
+    pub retry_after: Option<Duration>,
+    /// `Content-Type` without parameters.
+    pub content_type: String,
+    /// `Date` as Unix seconds.
+    pub date: Option<i64>,
+    /// `Link` headers with rel="alternate" or "up".
+    pub links: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Parses the body as JSON of type `T`, checking the content type.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T> {
+        if !self.content_type.ends_with("json") {
+            return Err(AgentError::Server {
+                url: url.into(),
+                status: Some(self.status),
+                detail: format!("expected JSON, got content type {:?}", self.content_type),
+            });
+        }
+        serde_json::from_slice(&self.body).map_err(|e| AgentError::Server {
+            url: url.into(),
+            status: Some(self.status),
+            detail: format!("malformed JSON: {e}"),
+        })
+    }
+}
+
+/// An ACME connection: the directory, a nonce pool of one, the account URL.
+pub struct AcmeHttp {
+    agent: ureq::Agent,
+    /// The directory object.
+    pub directory: Directory,
+    /// The directory URL.
+    pub directory_url: String,
+    nonce: Option<String>,
+    /// The last `Date` the server sent minus local time, in seconds.
+    pub clock_skew: Option<i64>,
+}
+
+fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
+    let mut out = Vec::new();
+    fn add(out: &mut Vec<Certificate<'static>>, pem: &[u8]) {
+        for item in ureq::tls::parse_pem(pem).flatten() {
+            if let ureq::tls::PemItem::Certificate(c) = item {
+                out.push(c);
+            }
+        }
+    }
+    if let Some(p) = server_root {
+        let pem = std::fs::read(p).map_err(|e| AgentError::io(p, e))?;
+        add(&mut out, &pem);
+        if out.is_empty() {
+            return Err(AgentError::Config(format!(
+                "{}: no PEM certificate found",
+                p.display()
+            )));
+        }
+    }
+    for bundle in SYSTEM_BUNDLES {
+        if let Ok(pem) = std::fs::read(bundle) {
+            add(&mut out, &pem);
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The rustls crypto provider the agent uses everywhere.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn parse_http_date(s: &str) -> Option<i64> {
+    // IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), &fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// Current Unix time from the local clock.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn parse_links(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in resp.headers().get_all("link") {
+        let Ok(v) = v.to_str() else { continue };
+        for part in v.split(',') {
+            let mut it = part.split(';');
+            let Some(url) = it.next() else { continue };
+            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+            for p in it {
+                if let Some(rel) = p.trim().strip_prefix("rel=") {
+                    out.push((rel.trim_matches('"').to_owned(), url.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl AcmeHttp {
+    /// Connects: builds the TLS client (system roots plus `server_root`) and
+    /// fetches the directory.
+    pub fn connect(directory_url: &str, server_root: Option<&Path>) -> Result<AcmeHttp> {
+        let roots = load_roots(server_root)?;
+        if roots.is_empty() {
+            return Err(AgentError::Config(
+                "no trust anchors: pass --server-root or install a CA bundle".into(),
+            ));
+        }
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .unversioned_rustls_crypto_provider(crypto_provider())
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .max_redirects(0)
+            .user_agent(concat!("fleetca-agent/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let agent: ureq::Agent = config.into();
+        let mut http = AcmeHttp {
+            agent,
+            directory: Directory {
+                new_nonce: String::new(),
+                new_account: String::new(),
+                new_order: String::new(),
+                new_authz: None,
+                revoke_cert: String::new(),
+                key_change: String::new(),
+                renewal_info: None,
+                meta: None,
+            },
+            directory_url: directory_url.to_owned(),
+            nonce: None,
+            clock_skew: None,
+        };
+        let resp = http.get(directory_url)?;
+        if resp.status != 200 {
+            return Err(server_error(directory_url, &resp));
+        }
+        http.directory = resp.json(directory_url)?;
+        Ok(http)
+    }
+
+    fn finish(
+        &mut self,
+        url: &str,
+        result: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Response> {
+        let mut resp = result.map_err(|e| AgentError::Network {
+            url: url.into(),
+            detail: e.to_string(),
+        })?;
+        if let Some(n) = header(&resp, "replay-nonce") {
+            self.nonce = Some(n);
+        }
+        let date = header(&resp, "date").and_then(|d| parse_http_date(&d));
+        if let Some(d) = date {
+            self.clock_skew = Some(d - now_unix());
+        }
+        let retry_after = header(&resp, "retry-after").and_then(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .or_else(|| {
+                    parse_http_date(&v).map(|t| (t - date.unwrap_or_else(now_unix)).max(0) as u64)
+                })
+                .map(Duration::from_secs)
+        });
+        let content_type = header(&resp, "content-type")
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let out = Response {
+            status: resp.status().as_u16(),
+            location: header(&resp, "location"),
+            retry_after,
+            content_type,
+            date,
+            links: parse_links(&resp),
+            body: Vec::new(),
+        };
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| AgentError::Network {
+                url: url.into(),
+                detail: format!("reading body: {e}"),
+            })?;
+        Ok(Response { body, ..out })
+    }
+
+    /// Plain GET (directory, renewalInfo).
+    pub fn get(&mut self, url: &str) -> Result<Response> {
+        let r = self.agent.get(url).call();
+        self.finish(url, r)
+    }
+
+    fn fresh_nonce(&mut self) -> Result<String> {
+        if let Some(n) = self.nonce.take() {
+            return Ok(n);
+        }
+        let url = self.directory.new_nonce.clone();
+        let r = self.agent.head(&url).call();
+        let resp = self.finish(&url, r)?;
+        if !(200..300).contains(&resp.status) {
+            return Err(server_error(&url, &resp));
+        }
+        self.nonce.take().ok_or_else(|| AgentError::Server {
+            url,
+            status: Some(resp.status),
+            detail: "no Replay-Nonce header".into(),
+        })
+    }
+
+    /// Signed POST (RFC 8555 §6.2); `payload` `None` is POST-as-GET (§6.3).
+    /// Retries once on `badNonce` (§6.5) and returns any other problem as
+    /// [`AgentError::Server`].
+    pub fn post(
+        &mut self,
+        url: &str,
+        key: &AccountKey,
+        kid: Option<&str>,
+        payload: Option<&serde_json::Value>,
+    ) -> Result<Response> {
+        let body = match payload {
+            Some(p) => serde_json::to_vec(p).map_err(|e| AgentError::Key(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let header = JwsHeader {
+                key: match kid {
+                    Some(k) => JwsKey::Kid(k.to_owned()),
+                    None => JwsKey::Jwk,
+                },
+                nonce: Some(self.fresh_nonce()?),
+                url: url.to_owned(),
+            };
+            let jws = sign_jws(key, &header, &body).map_err(|e| AgentError::Key(e.to_string()))?;
+            let r = self
+                .agent
+                .post(url)
+                .content_type("application/jose+json")
+                .send(jws.to_string().as_bytes());
+            let resp = self.finish(url, r)?;
+            if resp.status < 400 {
+                return Ok(resp);
+            }
+            let problem = problem_of(&resp);
+            let bad_nonce = problem
+                .as_ref()
+                .is_some_and(|p| p.r#type.ends_with(":badNonce"));
+            if bad_nonce && attempts < 3 {
+                continue;
+            }
+            return Err(server_error(url, &resp));
+        }
+    }
+}
+
+fn problem_of(resp: &Response) -> Option<Problem> {
+    serde_json::from_slice::<Problem>(&resp.body).ok()
+}
+
+/// Describes an error response: the problem document when there is one,
+/// else the status and the start of the body.
+pub fn server_error(url: &str, resp: &Response) -> AgentError {
+    let detail = match problem_of(resp) {
+        Some(p) => format!("{}: {}", p.r#type, p.detail),
+        None => {
+            let text = String::from_utf8_lossy(&resp.body);
+            let short: String = text.chars().take(200).collect();
+            format!("unexpected response: {short:?}")
+        }
+    };
+    AgentError::Server {
+        url: url.into(),
+        status: Some(resp.status),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_date() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+}

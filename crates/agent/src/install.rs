@@ -1,0 +1,174 @@
+//! Installing a key/certificate set so that a reader, or a power cut at any
+//! instant, sees either the old complete set or the new complete set.
+//!
+//! Layout under the out-dir:
+//! ```text
+//! .versions/<n>/{key,cert,chain,fullchain}.pem   one directory per version
+//! current -> .versions/<n>                       swapped with one rename(2)
+//! key.pem -> current/key.pem (and cert, chain, fullchain)
+//! ```
+//! Renaming four files one by one is not atomic as a set; one symlink swap
+//! is. The previous version is kept (so the old key survives until the new
+//! certificate is installed, and one step back is possible); older ones are
+//! pruned after the swap. A reader that needs a consistent pair resolves
+//! `current` once and reads both files from that directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{AgentError, Result};
+use crate::fsutil;
+
+/// The four PEM files of one installed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSet {
+    /// PKCS#8 private key (written 0600).
+    pub key_pem: String,
+    /// Leaf certificate.
+    pub cert_pem: String,
+    /// Issuer chain (may be empty).
+    pub chain_pem: String,
+}
+
+impl CertSet {
+    /// Leaf followed by the chain.
+    pub fn fullchain_pem(&self) -> String {
+        format!("{}{}", self.cert_pem, self.chain_pem)
+    }
+
+    fn files(&self) -> [(&'static str, String, u32); 4] {
+        [
+            ("key.pem", self.key_pem.clone(), 0o600),
+            ("cert.pem", self.cert_pem.clone(), 0o644),
+            ("chain.pem", self.chain_pem.clone(), 0o644),
+            ("fullchain.pem", self.fullchain_pem(), 0o644),
+        ]
+    }
+}
+
+/// The stable names in the out-dir.
+pub const FILES: [&str; 4] = ["key.pem", "cert.pem", "chain.pem", "fullchain.pem"];
+const VERSIONS: &str = ".versions";
+const CURRENT: &str = "current";
+
+/// Reads the installed set through `current`, if complete.
+pub fn read_current(out_dir: &Path) -> Option<CertSet> {
+    let dir = fs::canonicalize(out_dir.join(CURRENT)).ok()?;
+    let read = |n: &str| fs::read_to_string(dir.join(n)).ok();
+    Some(CertSet {
+        key_pem: read("key.pem")?,
+        cert_pem: read("cert.pem")?,
+        chain_pem: read("chain.pem")?,
+    })
+}
+
+fn version_numbers(versions: &Path) -> Vec<u64> {
+    let Ok(rd) = fs::read_dir(versions) else {
+        return Vec::new();
+    };
+    let mut v: Vec<u64> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn current_version(out_dir: &Path) -> Option<u64> {
+    let target = fs::read_link(out_dir.join(CURRENT)).ok()?;
+    target.file_name()?.to_str()?.parse().ok()
+}
+
+/// Installs `set` into `out_dir`. Returns `false` when the same set is
+/// already installed (nothing is written: flash wear).
+pub fn install(out_dir: &Path, set: &CertSet) -> Result<bool> {
+    install_with_checkpoints(out_dir, set, &mut |_| Ok(()))
+}
+
+/// [`install`] with `checkpoint` called before every durable step, so a test
+/// can stop the install at each point (as a power cut would) and check what
+/// is left on disk. An error from `checkpoint` aborts the install as-is.
+#[doc(hidden)]
+pub fn install_with_checkpoints(
+    out_dir: &Path,
+    set: &CertSet,
+    checkpoint: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<bool> {
+    if read_current(out_dir).as_ref() == Some(set) {
+        ensure_links(out_dir, checkpoint)?;
+        return Ok(false);
+    }
+    let versions = out_dir.join(VERSIONS);
+    checkpoint("mkdir")?;
+    fs::create_dir_all(&versions).map_err(|e| AgentError::io(&versions, e))?;
+    let next = version_numbers(&versions).last().map_or(1, |n| n + 1);
+    let dir: PathBuf = versions.join(next.to_string());
+    // A leftover from an interrupted install with this number cannot exist
+    // (numbers only grow), but be strict about it.
+    fs::create_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
+    for (name, content, mode) in set.files() {
+        checkpoint(name)?;
+        fsutil::write_atomic(&dir.join(name), content.as_bytes(), mode)?;
+    }
+    checkpoint("sync-versions")?;
+    fsutil::sync_dir(&versions)?;
+    checkpoint("swap")?;
+    let previous = current_version(out_dir);
+    fsutil::symlink_atomic(
+        &Path::new(VERSIONS).join(next.to_string()),
+        &out_dir.join(CURRENT),
+    )?;
+    ensure_links(out_dir, checkpoint)?;
+    checkpoint("prune")?;
+    for n in version_numbers(&versions) {
+        if n != next && Some(n) != previous {
+            let old = versions.join(n.to_string());
+            fs::remove_dir_all(&old).map_err(|e| AgentError::io(&old, e))?;
+        }
+    }
+    fsutil::sync_dir(&versions)?;
+    Ok(true)
+}
+
+fn ensure_links(out_dir: &Path, checkpoint: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+    for name in FILES {
+        let target = Path::new(CURRENT).join(name);
+        if fs::read_link(out_dir.join(name)).is_ok_and(|t| t == target) {
+            continue;
+        }
+        checkpoint(&format!("link-{name}"))?;
+        fsutil::symlink_atomic(&target, &out_dir.join(name))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(tag: &str) -> CertSet {
+        CertSet {
+            key_pem: format!("key {tag}\n"),
+            cert_pem: format!("cert {tag}\n"),
+            chain_pem: format!("chain {tag}\n"),
+        }
+    }
+
+    #[test]
+    fn install_swap_and_prune() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(install(d.path(), &set("a")).unwrap());
+        assert!(!install(d.path(), &set("a")).unwrap());
+        assert!(install(d.path(), &set("b")).unwrap());
+        assert!(install(d.path(), &set("c")).unwrap());
+        assert_eq!(
+            fs::read_to_string(d.path().join("key.pem")).unwrap(),
+            "key c\n"
+        );
+        assert_eq!(
+            fs::read_to_string(d.path().join("fullchain.pem")).unwrap(),
+            "cert c\nchain c\n"
+        );
+        assert_eq!(version_numbers(&d.path().join(VERSIONS)), vec![2, 3]);
+    }
+}

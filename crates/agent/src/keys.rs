@@ -1,0 +1,184 @@
+//! Keys made on the device: the ACME account key and the certificate key,
+//! and the CSR (RFC 2986) for the order's names. Private keys never leave
+//! this module except as PEM written 0600 by [`crate::fsutil`].
+
+use std::path::Path;
+
+use acme_types::sign::{AccountKey, AccountKeyKind};
+use rcgen::{CertificateParams, DistinguishedName, KeyPair, RsaKeySize};
+
+use crate::config::KeyType;
+use crate::error::{AgentError, Result};
+use crate::fsutil;
+
+/// File name of the account key inside the state dir.
+pub const ACCOUNT_KEY_FILE: &str = "account.key";
+
+/// Generates a certificate key of `kind`.
+pub fn generate_cert_key(kind: KeyType) -> Result<KeyPair> {
+    let r = match kind {
+        KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
+        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
+    };
+    r.map_err(|e| AgentError::Key(format!("generating certificate key: {e}")))
+}
+
+/// Parses a PKCS#8 PEM certificate key.
+pub fn parse_cert_key(pem: &str) -> Result<KeyPair> {
+    KeyPair::from_pem(pem).map_err(|e| AgentError::Key(format!("certificate key: {e}")))
+}
+
+/// A DER CSR for `names` signed by `key` (names go in subjectAltName; the
+/// subject is empty, as RFC 8555 §7.4 allows).
+pub fn build_csr(key: &KeyPair, names: &[String]) -> Result<Vec<u8>> {
+    let mut params = CertificateParams::new(names.to_vec())
+        .map_err(|e| AgentError::Config(format!("invalid domain name: {e}")))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| AgentError::Key(format!("building CSR: {e}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// Loads the account key from `state_dir`, or generates and stores one
+/// (0600, atomic write). Returns the key and whether it is new.
+pub fn load_or_create_account_key(state_dir: &Path, kind: KeyType) -> Result<(AccountKey, bool)> {
+    let path = state_dir.join(ACCOUNT_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => {
+            let der = pem_decode(&pem, "PRIVATE KEY").ok_or_else(|| {
+                AgentError::Key(format!("{}: not a PKCS#8 PEM key", path.display()))
+            })?;
+            let key = AccountKey::from_pkcs8_der(&der)
+                .map_err(|e| AgentError::Key(format!("{}: {e}", path.display())))?;
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let akind = match kind {
+                KeyType::P384 => AccountKeyKind::EcdsaP384,
+                KeyType::Rsa2048 | KeyType::Rsa3072 => AccountKeyKind::Rsa2048,
+                KeyType::P256 => AccountKeyKind::EcdsaP256,
+            };
+            let key = AccountKey::generate(akind)
+                .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
+            fsutil::create_dir_private(state_dir)?;
+            let pem = pem_encode("PRIVATE KEY", key.to_pkcs8_der());
+            fsutil::write_atomic(&path, pem.as_bytes(), 0o600)?;
+            Ok((key, true))
+        }
+        Err(e) => Err(AgentError::io(&path, e)),
+    }
+}
+
+/// PEM-encodes `der` with `label`.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64_std::encode_std;
+    let b64 = encode_std(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Decodes the first PEM block labelled `label`.
+pub fn pem_decode(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    let b64: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64_std::decode_std(&b64)
+}
+
+/// All DER certificates in a PEM bundle, in order.
+pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = pem;
+    let end = "-----END CERTIFICATE-----";
+    while let Some(i) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(j) = rest[i..].find(end) else { break };
+        if let Some(der) = pem_decode(&rest[i..i + j + end.len()], "CERTIFICATE") {
+            out.push(der);
+        }
+        rest = &rest[i + j + end.len()..];
+    }
+    out
+}
+
+/// Standard base64 (RFC 4648 §4) for PEM, via the `acme-types` base64url
+/// codec with the two alphabet differences mapped and padding handled here.
+mod base64_std {
+    pub(super) fn encode_std(der: &[u8]) -> String {
+        let mut s: String = acme_types::b64::encode(der)
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        while !s.len().is_multiple_of(4) {
+            s.push('=');
+        }
+        s
+    }
+
+    pub(super) fn decode_std(s: &str) -> Option<Vec<u8>> {
+        let url: String = s
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
+        acme_types::b64::decode(&url).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip() {
+        for n in 0..70 {
+            let data: Vec<u8> = (0..n as u8).collect();
+            let pem = pem_encode("X", &data);
+            assert_eq!(pem_decode(&pem, "X").unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn csr_for_names() {
+        let key = generate_cert_key(KeyType::P256).unwrap();
+        let der = build_csr(&key, &["a.example".into(), "b.example".into()]).unwrap();
+        assert!(der.len() > 100);
+        let again = parse_cert_key(&key.serialize_pem()).unwrap();
+        assert_eq!(again.public_key_raw(), key.public_key_raw());
+    }
+
+    #[test]
+    fn account_key_is_created_once_with_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, new1) = load_or_create_account_key(dir.path(), KeyType::P256).unwrap();
+        let (k2, new2) = load_or_create_account_key(dir.path(), KeyType::P256).unwrap();
+        assert!(new1 && !new2);
+        assert_eq!(k1.jwk(), k2.jwk());
+        let mode = std::fs::metadata(dir.path().join(ACCOUNT_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,192 @@
+//! When to renew: ARI's suggested window (RFC 9773 §4.2) when the server
+//! offers it, else two thirds of the lifetime with jitter; and which clock to
+//! trust when the device's clock is obviously wrong.
+
+use x509_parser::prelude::*;
+
+use crate::error::{AgentError, Result};
+
+/// What the agent needs to know about an installed certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// DNS names in subjectAltName.
+    pub names: Vec<String>,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Serial as unsigned big-endian bytes.
+    pub serial: Vec<u8>,
+    /// Authority Key Identifier keyIdentifier, if present.
+    pub aki: Option<Vec<u8>>,
+    /// SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate.
+    pub fn parse(der: &[u8]) -> Result<CertInfo> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| AgentError::Key(format!("unparsable certificate: {e}")))?;
+        let mut names = Vec::new();
+        let mut aki = None;
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for n in &san.general_names {
+                        match n {
+                            GeneralName::DNSName(d) => names.push(d.to_string()),
+                            GeneralName::IPAddress(ip) if ip.len() == 4 || ip.len() == 16 => {
+                                names.push(format!("{ip:?}"))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    aki = a.key_identifier.as_ref().map(|k| k.0.to_vec());
+                }
+                _ => {}
+            }
+        }
+        Ok(CertInfo {
+            names,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            serial: cert.raw_serial().to_vec(),
+            aki,
+            spki: cert.public_key().raw.to_vec(),
+        })
+    }
+
+    /// The ARI certID (RFC 9773 §4.1), if the certificate has an AKI.
+    pub fn ari_cert_id(&self) -> Option<String> {
+        let aki = self.aki.as_ref()?;
+        Some(acme_types::ari::CertId::from_unsigned_serial(aki, &self.serial).to_string())
+    }
+
+    /// A stable pseudo-random value in [0, 1) derived from the serial, so
+    /// `status` and `renew` agree on the jittered time for one certificate.
+    fn unit_jitter(&self) -> f64 {
+        // FNV-1a: deterministic spread, not a secret.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in &self.serial {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Renewal time without ARI: two thirds into the lifetime, jittered by
+    /// up to ±1/30 of the lifetime (about ±1 day for 30-day certificates).
+    pub fn default_renewal_time(&self) -> i64 {
+        let life = (self.not_after - self.not_before).max(1) as f64;
+        let base = self.not_before as f64 + life * 2.0 / 3.0;
+        (base + (self.unit_jitter() * 2.0 - 1.0) * life / 30.0) as i64
+    }
+
+    /// A time uniformly spread in the ARI window `[start, end)`.
+    pub fn ari_renewal_time(&self, start: i64, end: i64) -> i64 {
+        if end <= start {
+            return start;
+        }
+        start + ((end - start) as f64 * self.unit_jitter()) as i64
+    }
+}
+
+/// The time to schedule with. Devices often boot at 1970 or 2000 before NTP:
+/// if the local clock is before the certificate's notBefore, or more than a
+/// day behind the server's `Date`, use the server's time (or notBefore when
+/// there is no server time) rather than acting on a wrong clock. Returns the
+/// time and a note when the local clock was overridden.
+pub fn effective_now(
+    local: i64,
+    server_skew: Option<i64>,
+    cert: Option<&CertInfo>,
+) -> (i64, Option<String>) {
+    if let Some(skew) = server_skew {
+        if skew.abs() > 86_400 {
+            return (
+                local + skew,
+                Some(format!(
+                    "local clock is off by {skew}s from the server's Date; using server time"
+                )),
+            );
+        }
+    }
+    if let Some(c) = cert {
+        if local < c.not_before {
+            return (
+                c.not_before,
+                Some(
+                    "local clock is before the certificate's notBefore; not treating it as expired"
+                        .into(),
+                ),
+            );
+        }
+    }
+    (local, None)
+}
+
+/// Parses an RFC 3339 time to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    ::time::OffsetDateTime::parse(s, &::time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Formats Unix seconds as RFC 3339.
+pub fn fmt_time(t: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(nb: i64, na: i64) -> CertInfo {
+        CertInfo {
+            names: vec![],
+            not_before: nb,
+            not_after: na,
+            serial: vec![1, 2, 3],
+            aki: None,
+            spki: vec![],
+        }
+    }
+
+    #[test]
+    fn two_thirds_with_bounded_jitter() {
+        let c = info(0, 90 * 86400);
+        let t = c.default_renewal_time();
+        assert!((57 * 86400..=63 * 86400).contains(&t), "{t}");
+        assert_eq!(t, c.default_renewal_time());
+    }
+
+    #[test]
+    fn ari_time_inside_window() {
+        let c = info(0, 100);
+        let t = c.ari_renewal_time(1000, 2000);
+        assert!((1000..2000).contains(&t));
+    }
+
+    #[test]
+    fn clock_in_the_past_does_not_look_expired() {
+        let c = info(1_700_000_000, 1_700_000_000 + 90 * 86400);
+        // Device booted at 1970 with no server contact.
+        let (now, note) = effective_now(0, None, Some(&c));
+        assert_eq!(now, c.not_before);
+        assert!(note.is_some());
+        assert!(now < c.default_renewal_time());
+        // With a server Date, the server's time wins.
+        let (now, note) = effective_now(0, Some(1_700_000_100), Some(&c));
+        assert_eq!(now, 1_700_000_100);
+        assert!(note.is_some());
+    }
+}

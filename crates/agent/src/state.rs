@@ -1,0 +1,57 @@
+//! The agent's state: one small JSON file in the state dir, written
+//! atomically and only when it changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AgentError, Result};
+use crate::fsutil;
+
+/// Persistent state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// Directory URL the account belongs to.
+    pub directory: Option<String>,
+    /// Account URL (the JWS `kid`).
+    pub account_url: Option<String>,
+    /// The reload command still has to succeed for the installed version.
+    pub reload_pending: bool,
+    /// Consecutive failures (for backoff).
+    pub failures: u32,
+    /// Next attempt (Unix seconds), as last scheduled.
+    pub next_attempt: Option<i64>,
+    /// Last error, short.
+    pub last_error: Option<String>,
+    /// Serial (hex) of a certificate this agent revoked.
+    pub revoked_serial: Option<String>,
+    /// ARI suggested window for the installed certificate (Unix seconds).
+    pub ari_window: Option<(i64, i64)>,
+}
+
+/// Where the state file lives.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("state.json")
+}
+
+impl State {
+    /// Loads the state (missing file: default state).
+    pub fn load(state_dir: &Path) -> Result<State> {
+        let p = path(state_dir);
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| AgentError::Key(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(AgentError::io(&p, e)),
+        }
+    }
+
+    /// Stores the state if it changed.
+    pub fn store(&self, state_dir: &Path) -> Result<()> {
+        fsutil::create_dir_private(state_dir)?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Key(e.to_string()))?;
+        fsutil::write_if_changed(&path(state_dir), &bytes, 0o600)?;
+        Ok(())
+    }
+}
