@@ -23,6 +23,8 @@ pub(crate) const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 /// BR §7.1.6.1 reserved policy identifier: domain-validated (2.23.140.1.2.1).
 pub(crate) const POLICY_DOMAIN_VALIDATED: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.23.140.1.2.1");
+/// id-ad-ocsp (RFC 5280 §4.2.2.1).
+const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 /// id-ad-caIssuers (RFC 5280 §4.2.2.1).
 const ID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
 
@@ -52,11 +54,29 @@ pub(crate) fn certificate_policies(
 /// authorityInformationAccess with one id-ad-caIssuers HTTP URL (RFC 5280 §4.2.2.1,
 /// BR §7.1.2.7.7 / §7.1.2.10.3). Not critical.
 pub(crate) fn authority_info_access(ca_issuers_url: &str) -> Result<CustomExtension, PkiError> {
+    authority_info_access_with_ocsp(ca_issuers_url, None)
+}
+
+/// authorityInformationAccess with an optional id-ad-ocsp HTTP URL first, then the
+/// id-ad-caIssuers URL (RFC 5280 §4.2.2.1, BR §7.1.2.7.7). Not critical.
+pub(crate) fn authority_info_access_with_ocsp(
+    ca_issuers_url: &str,
+    ocsp_url: Option<&str>,
+) -> Result<CustomExtension, PkiError> {
+    let mut descs = Vec::new();
+    if let Some(ocsp) = ocsp_url {
+        let uri = Ia5String::new(ocsp).map_err(PkiError::der("OCSP URL"))?;
+        descs.push(AccessDescription {
+            access_method: ID_AD_OCSP,
+            access_location: GeneralName::UniformResourceIdentifier(uri),
+        });
+    }
     let uri = Ia5String::new(ca_issuers_url).map_err(PkiError::der("caIssuers URL"))?;
-    let value = AuthorityInfoAccessSyntax(vec![AccessDescription {
+    descs.push(AccessDescription {
         access_method: ID_AD_CA_ISSUERS,
         access_location: GeneralName::UniformResourceIdentifier(uri),
-    }]);
+    });
+    let value = AuthorityInfoAccessSyntax(descs);
     let der = value
         .to_der()
         .map_err(PkiError::der("authorityInformationAccess"))?;

@@ -73,6 +73,36 @@ pub struct IssueRequest {
     pub not_after: OffsetDateTime,
 }
 
+/// Per-issuance choices that come from the server's certificate profile, never from the
+/// client (draft-aaron-acme-profiles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeafOptions {
+    /// Put the CA's CRL distribution point in the certificate. BR §7.1.2.11.2 lets a
+    /// Short-lived Subscriber Certificate (at most 7 days when issued after 2026-03-15,
+    /// BR §1.6.1) omit it, and only such certificates may.
+    pub include_crl_dp: bool,
+    /// A specific CRL URL instead of the CA's single CRL (a CRL shard, RFC 5280 §5.2.5).
+    pub crl_url: Option<String>,
+    /// OCSP responder URL for authorityInformationAccess (RFC 5280 §4.2.2.1, BR §7.1.2.7.7).
+    pub ocsp_url: Option<String>,
+}
+
+impl Default for LeafOptions {
+    /// The historical profile: CRL distribution point, no OCSP pointer.
+    fn default() -> Self {
+        Self {
+            include_crl_dp: true,
+            crl_url: None,
+            ocsp_url: None,
+        }
+    }
+}
+
+/// BR §1.6.1 "Short-lived Subscriber Certificate" for certificates issued on or after
+/// 2026-03-15: a validity period of at most 7 days (604,800 seconds). Only these may omit
+/// revocation pointers.
+pub const SHORT_LIVED_MAX: Duration = Duration::days(7);
+
 /// A signed certificate and what the server stores about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedCert {
@@ -202,6 +232,16 @@ impl Issuer {
     /// Checks the request and issues a certificate: lint with a throwaway key, then sign with
     /// the CA key (see the module docs). Every rule has its own [`IssueError`] variant.
     pub fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        self.issue_with(req, &LeafOptions::default())
+    }
+
+    /// [`Issuer::issue`] with the revocation pointers chosen by `opts`. A certificate without
+    /// a CRL distribution point must be short-lived (BR §7.1.2.11.2, [`SHORT_LIVED_MAX`]).
+    pub fn issue_with(
+        &self,
+        req: &IssueRequest,
+        opts: &LeafOptions,
+    ) -> Result<IssuedCert, IssueError> {
         let not_before = truncate(req.not_before);
         let not_after = truncate(req.not_after);
         if not_after <= not_before {
@@ -214,6 +254,12 @@ impl Issuer {
             return Err(IssueError::Validity(format!(
                 "lifetime exceeds {} days (BR §6.3.2)",
                 MAX_LEAF_LIFETIME.whole_days()
+            )));
+        }
+        if !opts.include_crl_dp && not_after - not_before + Duration::SECOND > SHORT_LIVED_MAX {
+            return Err(IssueError::Validity(format!(
+                "a certificate without a CRL distribution point must be valid for at most {} days (BR §7.1.2.11.2)",
+                SHORT_LIVED_MAX.whole_days()
             )));
         }
         if not_after > self.ca_not_after {
@@ -260,8 +306,8 @@ impl Issuer {
             common_name.as_ref(),
             key_type,
             &serial,
-            not_before,
-            not_after,
+            (not_before, not_after),
+            opts,
         )?;
         params.key_identifier_method = extensions::key_identifier(&csr.spki_der)?;
         let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
@@ -280,6 +326,8 @@ impl Issuer {
             issuer_subject_raw: &self.ca_subject_raw,
             issuer_ski: self.ca_ski.as_deref(),
             permitted: &self.profile.permitted,
+            crl_dp: opts.include_crl_dp,
+            ocsp_url: opts.ocsp_url.as_deref(),
         };
         let lint_der = self.sign_leaf(&params, &subject_key, &self.throwaway)?;
         lint::lint_leaf(&lint_der, &expected).map_err(IssueError::Lint)?;
@@ -305,8 +353,8 @@ impl Issuer {
         common_name: Option<&Identifier>,
         key_type: KeyType,
         serial: &rcgen::SerialNumber,
-        not_before: OffsetDateTime,
-        not_after: OffsetDateTime,
+        (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+        opts: &LeafOptions,
     ) -> Result<CertificateParams, IssueError> {
         let mut params = CertificateParams::default();
         // BR §7.1.2.7.2: a DV subject is empty or holds only a commonName that is one of
@@ -340,12 +388,19 @@ impl Issuer {
         }
         params.extended_key_usages = self.profile.extended_key_usages();
         params.use_authority_key_identifier_extension = true;
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![self.profile.crl_url(&self.name)?],
-        }];
+        if opts.include_crl_dp {
+            let url = match &opts.crl_url {
+                Some(u) => u.clone(),
+                None => self.profile.crl_url(&self.name)?,
+            };
+            params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url] }];
+        }
         params.custom_extensions = vec![
             extensions::certificate_policies(&[POLICY_DOMAIN_VALIDATED])?,
-            extensions::authority_info_access(&self.profile.ca_issuers_url(&self.name)?)?,
+            extensions::authority_info_access_with_ocsp(
+                &self.profile.ca_issuers_url(&self.name)?,
+                opts.ocsp_url.as_deref(),
+            )?,
         ];
         Ok(params)
     }

@@ -10,8 +10,11 @@
 //! DIR/ca/default/cert.pem     issuing CA certificate
 //! DIR/ca/default/chain.pem    certificates above it up to the root (public trust)
 //! DIR/ca/default/request.csr  the CSR sent to the outside root (public trust)
+//! DIR/ca/NAME/tenant.toml     another tenant's configuration (`fleetca tenant add`), same
+//!                             `[ca]` schema as fleetca.toml; its key and cert beside it
 //! DIR/tls/{key,cert}.pem      the server's own HTTPS certificate
 //! DIR/tls/root.pem            anchor of that certificate in public-trust mode
+//! DIR/eab.key                 secret sealing the stored EAB HMAC keys (0600, made on first use)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +72,10 @@ pub struct CaSection {
     /// Challenge types offered.
     #[serde(default = "default_challenges")]
     pub challenge_types: Vec<String>,
+    /// `meta.externalAccountRequired` (RFC 8555 §7.3.4): newAccount needs a binding made
+    /// with `fleetca eab create`.
+    #[serde(default)]
+    pub eab_required: bool,
 }
 
 fn default_challenges() -> Vec<String> {
@@ -142,6 +149,55 @@ impl DataDir {
     /// Anchor of the TLS certificate when it is not the CA root (public trust).
     pub fn tls_root(&self) -> PathBuf {
         self.root.join("tls/root.pem")
+    }
+    /// The secret that seals stored EAB HMAC keys (`ra::EabKeyring`).
+    pub fn eab_key(&self) -> PathBuf {
+        self.root.join("eab.key")
+    }
+
+    /// The configuration of a tenant other than the one in `fleetca.toml`.
+    pub fn tenant_config(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("tenant.toml")
+    }
+
+    /// Every tenant's configuration: `fleetca.toml` first, then each `ca/NAME/tenant.toml`
+    /// in name order.
+    pub fn load_tenant_configs(&self) -> anyhow::Result<Vec<CaConfig>> {
+        let main = self.load_config()?;
+        let mut names = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.root.join("ca")) {
+            for e in entries {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name != main.ca.name && self.tenant_config(&name).exists() {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        let mut out = vec![main];
+        for name in names {
+            let path = self.tenant_config(&name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let cfg: CaConfig =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if cfg.ca.name != name {
+                anyhow::bail!(
+                    "{}: name {:?} does not match its directory {name:?}",
+                    path.display(),
+                    cfg.ca.name
+                );
+            }
+            out.push(cfg);
+        }
+        Ok(out)
+    }
+
+    /// Writes a tenant's `tenant.toml` atomically.
+    pub fn save_tenant_config(&self, cfg: &CaConfig) -> anyhow::Result<()> {
+        let text = toml::to_string_pretty(cfg)?;
+        write_atomic(&self.tenant_config(&cfg.ca.name), text.as_bytes(), 0o644)
     }
 
     /// Whether `init` (or `subca csr`) has run here.

@@ -6,6 +6,7 @@
 //! writes SQL, nothing outside `ca` (and `init`) touches a CA private key.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod ca;
 pub mod clock;
 pub mod commands;

@@ -738,7 +738,9 @@ async fn directory_nonce_and_unknown_routes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_change_to_a_taken_key_conflicts_and_orders_paginate() {
-    let Some(env) = Env::start("key_change_to_a_taken_key_conflicts_and_orders_paginate") else { return };
+    let Some(env) = Env::start("key_change_to_a_taken_key_conflicts_and_orders_paginate") else {
+        return;
+    };
     let c = env.client().await;
     let other = env.client().await;
     let kid = c.kid.clone().unwrap();
@@ -746,20 +748,35 @@ async fn key_change_to_a_taken_key_conflicts_and_orders_paginate() {
     let url = c.url("keyChange");
     let inner = acme_types::sign::sign_jws(
         &other.key,
-        &acme_types::sign::JwsHeader { key: JwsKey::Jwk, nonce: None, url: url.clone() },
-        json!({"account": kid, "oldKey": c.key.jwk().to_json()}).to_string().as_bytes(),
+        &acme_types::sign::JwsHeader {
+            key: JwsKey::Jwk,
+            nonce: None,
+            url: url.clone(),
+        },
+        json!({"account": kid, "oldKey": c.key.jwk().to_json()})
+            .to_string()
+            .as_bytes(),
     )
     .unwrap();
     let before = env.counts().await;
     let r = c.post(&url, Some(&inner)).await;
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.location(), other.kid.clone().unwrap());
-    assert_eq!(c.post(&kid, None).await.status, 200, "the old key still works");
+    assert_eq!(
+        c.post(&kid, None).await.status,
+        200,
+        "the old key still works"
+    );
     assert_eq!(env.counts().await, before);
 
     // More orders than one page: Link rel="next" walks them all exactly once (§7.1.2.1).
     for i in 0..55 {
-        assert_eq!(c.new_order(&[&format!("d{i}.routers.example.com")]).await.status, 201);
+        assert_eq!(
+            c.new_order(&[&format!("d{i}.routers.example.com")])
+                .await
+                .status,
+            201
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut next = Some(format!("{kid}/orders"));
@@ -767,7 +784,10 @@ async fn key_change_to_a_taken_key_conflicts_and_orders_paginate() {
     while let Some(url) = next {
         let r = c.post(&url, None).await;
         for o in r.json()["orders"].as_array().unwrap() {
-            assert!(seen.insert(o.as_str().unwrap().to_string()), "order listed twice");
+            assert!(
+                seen.insert(o.as_str().unwrap().to_string()),
+                "order listed twice"
+            );
         }
         next = r.links("next").into_iter().next();
         pages += 1;

@@ -26,6 +26,10 @@ pub(super) struct Expected<'a> {
     pub(super) issuer_subject_raw: &'a [u8],
     pub(super) issuer_ski: Option<&'a [u8]>,
     pub(super) permitted: &'a Permitted,
+    /// Whether a CRL distribution point must be present (absent otherwise).
+    pub(super) crl_dp: bool,
+    /// The OCSP URL authorityInformationAccess must carry (none otherwise).
+    pub(super) ocsp_url: Option<&'a str>,
 }
 
 /// The raw TBSCertificate of a certificate.
@@ -171,6 +175,7 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
     let dv = Oid::from(&[2, 23, 140, 1, 2, 1]).map_err(|e| format!("{e:?}"))?;
     let mut has_policy = false;
     let mut has_aia = false;
+    let mut ocsp: Vec<String> = Vec::new();
     let mut has_cdp = false;
     let mut aki_ok = false;
     for ext in cert.extensions() {
@@ -179,9 +184,23 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
                 has_policy = p.iter().any(|pi| pi.policy_id == dv);
             }
             ParsedExtension::AuthorityInfoAccess(a) => {
+                let ca_issuers =
+                    Oid::from(&[1, 3, 6, 1, 5, 5, 7, 48, 2]).map_err(|e| format!("{e:?}"))?;
+                let id_ocsp =
+                    Oid::from(&[1, 3, 6, 1, 5, 5, 7, 48, 1]).map_err(|e| format!("{e:?}"))?;
                 has_aia = a.accessdescs.iter().any(|d| {
-                    matches!(d.access_location, GeneralName::URI(u) if u.starts_with("http://"))
+                    d.access_method == ca_issuers
+                        && matches!(d.access_location, GeneralName::URI(u) if u.starts_with("http://"))
                 });
+                ocsp = a
+                    .accessdescs
+                    .iter()
+                    .filter(|d| d.access_method == id_ocsp)
+                    .filter_map(|d| match d.access_location {
+                        GeneralName::URI(u) => Some(u.to_string()),
+                        _ => None,
+                    })
+                    .collect();
             }
             ParsedExtension::CRLDistributionPoints(_) => has_cdp = true,
             ParsedExtension::AuthorityKeyIdentifier(aki) => {
@@ -202,7 +221,17 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
         "no 2.23.140.1.2.1 certificate policy (BR §7.1.2.7.9)",
     )?;
     ensure(has_aia, "no caIssuers HTTP URL (BR §7.1.2.7.7)")?;
-    ensure(has_cdp, "no CRL distribution point (BR §7.1.2.11.2)")?;
+    ensure(
+        has_cdp == want.crl_dp,
+        "CRL distribution point presence differs from the profile (BR §7.1.2.11.2)",
+    )?;
+    ensure(
+        ocsp == want
+            .ocsp_url
+            .map(|u| vec![u.to_string()])
+            .unwrap_or_default(),
+        "OCSP URL in authorityInformationAccess differs from the profile (BR §7.1.2.7.7)",
+    )?;
     ensure(aki_ok, "authorityKeyIdentifier does not match the CA's SKI")?;
     Ok(())
 }

@@ -376,6 +376,8 @@ fn lint_catches_profile_drift() {
         issuer_subject_raw: ca.subject().as_raw(),
         issuer_ski: ski.as_deref(),
         permitted: &permitted,
+        crl_dp: true,
+        ocsp_url: None,
     };
     lint::lint_leaf(&cert.der, &good).unwrap();
     let other_ids = ids(&["b.routers.example.com"]);
@@ -429,6 +431,8 @@ fn clone_expected<'a>(e: &lint::Expected<'a>) -> lint::Expected<'a> {
         issuer_subject_raw: e.issuer_subject_raw,
         issuer_ski: e.issuer_ski,
         permitted: e.permitted,
+        crl_dp: e.crl_dp,
+        ocsp_url: e.ocsp_url,
     }
 }
 
@@ -440,4 +444,46 @@ fn shared_types_are_send_and_sync() {
     check::<CaProfile>();
     check::<IssueError>();
     check::<PkiError>();
+}
+
+#[test]
+fn leaf_options_choose_revocation_pointers() {
+    let f = fixture();
+    let names = ["r1.routers.example.com"];
+    let now = OffsetDateTime::now_utc();
+    let req = |days: i64| IssueRequest {
+        csr_der: csr(&leaf_key(), &names, None),
+        identifiers: ids(&names),
+        not_before: now,
+        not_after: now + Duration::days(days),
+    };
+    // OCSP pointer first in AIA, CRL DP kept.
+    let opts = LeafOptions {
+        ocsp_url: Some("http://ocsp.example.com/ocsp/default".into()),
+        ..LeafOptions::default()
+    };
+    let cert = f.issuer.issue_with(&req(30), &opts).unwrap();
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    let text = format!("{:?}", x.extensions());
+    assert!(text.contains("ocsp.example.com"), "{text}");
+    assert!(x
+        .extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == "2.5.29.31"));
+
+    // Short-lived: no CRL DP, no OCSP; refused if longer than 7 days.
+    let short = LeafOptions {
+        include_crl_dp: false,
+        ..LeafOptions::default()
+    };
+    let cert = f.issuer.issue_with(&req(6), &short).unwrap();
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    assert!(!x
+        .extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == "2.5.29.31"));
+    assert!(matches!(
+        f.issuer.issue_with(&req(8), &short),
+        Err(IssueError::Validity(_))
+    ));
 }

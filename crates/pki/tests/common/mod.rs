@@ -102,6 +102,32 @@ impl Hierarchy {
             .der
     }
 
+    /// Issues a leaf valid for `lifetime` with the given revocation pointers.
+    pub fn issue_with(
+        &self,
+        names: &[&str],
+        key_type: KeyType,
+        lifetime: Duration,
+        opts: &pki::LeafOptions,
+    ) -> Result<Vec<u8>, pki::IssueError> {
+        let key = generate(key_type).unwrap();
+        let now = OffsetDateTime::now_utc();
+        self.issuer
+            .issue_with(
+                &IssueRequest {
+                    csr_der: csr(&key, names),
+                    identifiers: names
+                        .iter()
+                        .map(|n| Identifier::parse_any(n).unwrap())
+                        .collect(),
+                    not_before: now - Duration::minutes(1),
+                    not_after: now + lifetime,
+                },
+                opts,
+            )
+            .map(|i| i.der)
+    }
+
     /// Signs a leaf directly with rcgen and the issuing CA key, bypassing the policy checks.
     pub fn issue_bypassing_policy(&self, names: &[&str]) -> Vec<u8> {
         let key = generate(KeyType::EcdsaP256).unwrap();

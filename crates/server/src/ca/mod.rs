@@ -2,6 +2,9 @@
 //! end-entity certificates through `pki` (which re-checks policy and lints before the real
 //! key signs) and publishes CRLs. The front end never sees it; the RA calls it to finalize.
 
+pub mod crl_shard;
+pub mod ocsp;
+pub mod profile;
 pub mod tls_cert;
 
 use crate::clock::Clock;
@@ -9,9 +12,10 @@ use crate::error::{Error, Result};
 use crate::sa::{CrlRecord, Storage};
 use acme_types::problem::ProblemType;
 use pki::identifier::Identifier;
-use pki::issue::{IssueError, IssueRequest, Issuer};
+use pki::issue::{IssueError, IssueRequest, Issuer, LeafOptions};
 use pki::policy::Permitted;
 use pki::signer::Signer;
+use profile::{CertProfile, DEFAULT_PROFILE};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -43,9 +47,12 @@ pub struct IssuingCa {
     chains: Vec<String>,
     root_der: Option<Vec<u8>>,
     root_crl: Option<Vec<u8>>,
-    lifetime: Duration,
     backdate: Duration,
     crl_lock: tokio::sync::Mutex<()>,
+    profiles: Vec<CertProfile>,
+    ocsp_url: String,
+    /// Number of CRL shards new certificates are spread over (0: the single CRL only).
+    crl_shards: std::sync::atomic::AtomicU32,
 }
 
 /// Everything needed to build an [`IssuingCa`].
@@ -82,6 +89,11 @@ impl IssuingCa {
         if let Some(root) = &p.root_der {
             chains.push(format!("{chain0}{}", pem(root)));
         }
+        let ocsp_url = format!(
+            "{}/ocsp/{}",
+            p.issuer.profile().crl_base_url.trim_end_matches('/'),
+            p.name
+        );
         Self {
             name: p.name,
             issuer: p.issuer,
@@ -90,7 +102,9 @@ impl IssuingCa {
             chains,
             root_der: p.root_der,
             root_crl: p.root_crl,
-            lifetime: p.lifetime,
+            profiles: profile::standard_profiles(p.lifetime),
+            ocsp_url,
+            crl_shards: std::sync::atomic::AtomicU32::new(0),
             backdate: p.backdate,
             crl_lock: tokio::sync::Mutex::new(()),
         }
@@ -121,23 +135,73 @@ impl IssuingCa {
         &self.chains
     }
 
-    /// Signs a certificate for exactly `identifiers` from `csr_der`. `pki` checks the CSR, the
-    /// key and the name policy again here, independently of the RA, and lints before signing.
+    /// The certificate profiles this CA offers (draft-aaron-acme-profiles), `default` first.
+    pub fn profiles(&self) -> &[CertProfile] {
+        &self.profiles
+    }
+
+    /// The profile named `name`, if this CA offers it.
+    pub fn profile(&self, name: &str) -> Option<&CertProfile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The OCSP responder URL put in certificates whose profile asks for it.
+    pub fn ocsp_url(&self) -> &str {
+        &self.ocsp_url
+    }
+
+    /// Signs a certificate for exactly `identifiers` from `csr_der` with the `default`
+    /// profile. `pki` checks the CSR, the key and the name policy again here, independently
+    /// of the RA, and lints before signing.
     pub fn issue(
         &self,
         csr_der: &[u8],
         identifiers: &[Identifier],
         now: OffsetDateTime,
     ) -> Result<Issued> {
+        let profile = self
+            .profile(DEFAULT_PROFILE)
+            .ok_or_else(|| Error::internal("no default profile"))?
+            .clone();
+        self.issue_with_profile(csr_der, identifiers, now, &profile)
+    }
+
+    /// [`IssuingCa::issue`] with the lifetime and revocation pointers of `profile`; nothing
+    /// about validity or extensions comes from the CSR.
+    pub fn issue_with_profile(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+        profile: &CertProfile,
+    ) -> Result<Issued> {
+        self.issue_in_shard(csr_der, identifiers, now, profile, None)
+    }
+
+    /// [`IssuingCa::issue_with_profile`] naming CRL shard `crl_shard` (see [`crl_shard`]) in
+    /// the CRL distribution point instead of the single CRL.
+    pub fn issue_in_shard(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+        profile: &CertProfile,
+        crl_shard: Option<u32>,
+    ) -> Result<Issued> {
         let not_before = now - self.backdate;
-        let not_after = now + self.lifetime;
+        let not_after = now + profile.lifetime;
         let req = IssueRequest {
             csr_der: csr_der.to_vec(),
             identifiers: identifiers.to_vec(),
             not_before,
             not_after,
         };
-        let issued = self.issuer.issue(&req).map_err(|e| match e {
+        let opts = LeafOptions {
+            include_crl_dp: profile.crl_dp,
+            crl_url: crl_shard.map(|s| self.crl_shard_url(s)),
+            ocsp_url: profile.ocsp.then(|| self.ocsp_url.clone()),
+        };
+        let issued = self.issuer.issue_with(&req, &opts).map_err(|e| match e {
             IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
             IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
             IssueError::Policy(d) => Error::acme(ProblemType::RejectedIdentifier, d.to_string()),

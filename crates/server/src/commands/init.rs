@@ -47,6 +47,10 @@ pub struct InitArgs {
     /// 127.0.0.1 and ::1; repeatable.
     #[arg(long = "tls-name")]
     pub tls_names: Vec<String>,
+    /// Require an External Account Binding for newAccount (RFC 8555 §7.3.4); make the
+    /// credentials with `fleetca eab create`.
+    #[arg(long)]
+    pub eab_required: bool,
     /// Key encryption.
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -66,6 +70,7 @@ impl InitArgs {
             caa_identities: vec!["fleetca.invalid".into()],
             lifetime_days: 30,
             tls_names: Vec::new(),
+            eab_required: false,
             keys,
         }
     }
@@ -127,6 +132,7 @@ pub(super) fn new_section(
         terms_of_service: None,
         website: None,
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+        eab_required: false,
     }
 }
 
@@ -145,9 +151,9 @@ pub(super) fn profile_for(cfg: &CaConfig, permitted: Permitted) -> CaProfile {
 /// Runs `init`.
 pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let (cfg, profile) = prepare(
-        &dd,
-        new_section(
+    let section = CaSection {
+        eab_required: a.eab_required,
+        ..new_section(
             Trust::Private,
             &a.permit,
             a.client_auth,
@@ -155,8 +161,9 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
             &a.public_base_url,
             &a.caa_identities,
             a.lifetime_days,
-        ),
-    )?;
+        )
+    };
+    let (cfg, profile) = prepare(&dd, section)?;
     let pass = a.keys.passphrase()?;
     let pass = pass.as_deref();
 
@@ -200,6 +207,52 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     println!("Permitted: {}", a.permit.join(", "));
     println!("Root certificate: {}", dd.root_cert().display());
     Ok(())
+}
+
+/// Creates another tenant's name-constrained issuing CA under the private root (`fleetca
+/// tenant add`): a new key in `DIR/ca/NAME/key.pem` (encrypted with `pass` when given) and its
+/// certificate signed by the root. Kept here with `init` so the root key is handled in one place.
+pub(super) fn create_tenant_ca(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    issuing_key_type: KeyType,
+    pass: Option<&[u8]>,
+) -> anyhow::Result<()> {
+    let name = &cfg.ca.name;
+    let permitted = Permitted::parse(&cfg.ca.permit).context("invalid --permit")?;
+    let profile = profile_for(cfg, permitted);
+    if !dd.root_key().exists() {
+        anyhow::bail!(
+            "{} has no private root key ({}); a private-trust tenant needs one",
+            dd.path().display(),
+            dd.root_key().display()
+        );
+    }
+    let root = FileSigner::load(&dd.root_key(), pass)
+        .with_context(|| format!("loading {}", dd.root_key().display()))?;
+    let root_pem = std::fs::read_to_string(dd.root_cert())
+        .with_context(|| format!("reading {}", dd.root_cert().display()))?;
+    let root_der = pki::cert_info::pem_to_ders(&root_pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.root_cert().display()))?;
+    let dir = dd.ca_dir(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let ca_key = pki::keys::generate(issuing_key_type)?;
+    pki::keys::write_key_pem(&dd.ca_key(name), &ca_key, pass)?;
+    let ca_der = pki::ca::create_issuing_ca(
+        &root_der,
+        &root,
+        FileSigner::new(ca_key).public_key_der(),
+        &profile,
+        None,
+    )?;
+    write_atomic(
+        &dd.ca_cert(name),
+        pki::cert_info::der_to_pem("CERTIFICATE", &ca_der).as_bytes(),
+        0o644,
+    )
 }
 
 /// The root's CRL (BR §4.9.7: a root's CRL is valid for at most 12 months). It lists no

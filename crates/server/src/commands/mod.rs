@@ -1,17 +1,27 @@
 //! Command-line interface. The command and flag names are a contract with operators' scripts.
 
+mod account;
+mod admin;
 mod ca;
+mod cert;
+mod eab;
 mod init;
 mod load;
+mod renew;
 mod serve;
 mod subca;
+mod tenant;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use account::AccountCommand;
+pub use cert::CertCommand;
+pub use eab::EabCommand;
 pub use init::InitArgs;
 pub use serve::ServeArgs;
+pub use tenant::TenantCommand;
 
 /// fleetca: a technically constrained ACME issuing CA for device fleets.
 #[derive(Debug, Parser)]
@@ -43,6 +53,34 @@ pub enum Command {
         /// Step.
         #[command(subcommand)]
         cmd: SubcaCommand,
+    },
+    /// Load generator: full ACME flows with N concurrent clients; prints rates and latencies.
+    Bench(Box<crate::bench::BenchArgs>),
+    /// ACME accounts: list, deactivate.
+    Account {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: AccountCommand,
+    },
+    /// Issued certificates: list (search), show, revoke.
+    Cert {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: CertCommand,
+    },
+    /// Issuing CAs (tenants): add, list.
+    Tenant {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TenantCommand,
+    },
+    /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
+    RenewEarly(renew::RenewEarlyArgs),
+    /// External Account Binding credentials (RFC 8555 §7.3.4): create, list, revoke.
+    Eab {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: EabCommand,
     },
 }
 
@@ -114,6 +152,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Subca {
             cmd: SubcaCommand::Import(a),
         }) => subca::import(&a),
+        Some(Command::Eab { cmd }) => eab::run(&cmd),
+        Some(Command::RenewEarly(a)) => renew::run(&a),
+        Some(Command::Tenant { cmd }) => tenant::run(&cmd),
+        Some(Command::Account { cmd }) => account::run(&cmd),
+        Some(Command::Cert { cmd }) => cert::run(&cmd),
+        Some(Command::Bench(a)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(crate::bench::run(&a))?;
+            print!("{}", report.render());
+            if report.ok == 0 {
+                anyhow::bail!("no certificate was issued");
+            }
+            Ok(())
+        }
     }
 }
 

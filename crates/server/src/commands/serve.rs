@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// Most validations in flight at once.
     #[arg(long, env = "FLEETCA_MAX_VALIDATIONS", default_value_t = 64)]
     pub max_validations: usize,
+    /// Spread new certificates over this many partitioned CRLs per issuing CA, each at
+    /// `<public_base_url>/crl/<tenant>/<shard>.crl` (RFC 5280 §5.2.5); 0 keeps the single CRL.
+    #[arg(long, env = "FLEETCA_CRL_SHARDS", default_value_t = 0)]
+    pub crl_shards: u32,
+    /// LOAD TESTS ONLY: treat every challenge as passed, so `fleetca bench --mode skip` measures
+    /// the issuance path alone. Refused for public-trust CAs; never the default.
+    #[arg(long)]
+    pub insecure_skip_validation: bool,
     /// Passphrase for encrypted CA keys.
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -109,11 +117,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_string();
     let cfg = dd.load_config()?;
+    if args.insecure_skip_validation {
+        if cfg.ca.trust == crate::datadir::Trust::Public {
+            anyhow::bail!("--insecure-skip-validation is refused for a public-trust CA");
+        }
+        tracing::warn!(
+            "--insecure-skip-validation: challenges are NOT validated; use only for load tests"
+        );
+    }
     let passphrase = args.keys.passphrase()?;
 
     let sa = SqliteStorage::open(&dd.database())
         .await
         .with_context(|| format!("opening {}", dd.database().display()))?;
+    // RFC 8555 §7.3.4 credentials live in the same database, their keys sealed by eab.key.
+    let eab = crate::ra::EabBackend {
+        store: Arc::new(sa.clone()),
+        keyring: Arc::new(
+            crate::ra::EabKeyring::load_or_create(&dd.eab_key())
+                .with_context(|| format!("loading {}", dd.eab_key().display()))?,
+        ),
+    };
+    // Profiles, ARI links and overrides, CRL shards (sa::lifecycle) share the database too.
+    let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = Arc::new(sa.clone());
     let sa: Arc<dyn Storage> = Arc::new(sa);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ca = Arc::new(super::load::load_issuing_ca(
@@ -128,9 +154,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         terms_of_service: cfg.ca.terms_of_service.clone(),
         website: cfg.ca.website.clone(),
         caa_identities: cfg.ca.caa_identities.clone(),
-        external_account_required: false,
+        external_account_required: cfg.ca.eab_required,
         challenge_types: cfg.ca.challenge_types.clone(),
     });
+    // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
+    let mut tenants = vec![tenant.clone()];
+    for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
+        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref())
+            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
+        tenants.push(Arc::new(crate::tenant::Tenant {
+            name: tcfg.ca.name.clone(),
+            base_url: base_url.clone(),
+            ca: Arc::new(ca),
+            terms_of_service: tcfg.ca.terms_of_service.clone(),
+            website: tcfg.ca.website.clone(),
+            caa_identities: tcfg.ca.caa_identities.clone(),
+            external_account_required: tcfg.ca.eab_required,
+            challenge_types: tcfg.ca.challenge_types.clone(),
+        }));
+    }
     let va = Va::new(VaConfig {
         dns_resolver: args.dns_resolver,
         http01_port: args.http01_port,
@@ -139,24 +181,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         caa_identities: cfg.ca.caa_identities.clone(),
         max_http_redirects: 10,
     })?;
-    let ra = Ra::new(
+    let ra = Ra::new_with_eab(
         sa.clone(),
         clock.clone(),
-        vec![tenant.clone()],
+        tenants.clone(),
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
+            skip_validation: args.insecure_skip_validation,
             ..RaConfig::default()
         },
+        Some(eab),
     );
+    ra.set_lifecycle_store(lifecycle_store);
+    for t in &tenants {
+        t.ca.set_crl_shards(args.crl_shards);
+    }
     let resumed = ra.resume_validations().await?;
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }
-    tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
-    let wfe_cfg = WfeConfig { base_url: base_url.clone(), ..WfeConfig::default() };
+    for t in &tenants {
+        t.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
+    }
+    let wfe_cfg = WfeConfig {
+        base_url: base_url.clone(),
+        ..WfeConfig::default()
+    };
     // One node: spent nonces in memory under a per-process key (see sa::nonce).
-    let nonce_store: Arc<dyn crate::sa::NonceStore> = Arc::new(crate::sa::MemoryNonceStore::default());
+    let nonce_store: Arc<dyn crate::sa::NonceStore> =
+        Arc::new(crate::sa::MemoryNonceStore::default());
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
     wfe.spawn_nonce_pruner();
@@ -194,7 +248,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::error!(addr = %args.http_listen, error = %e, "cannot bind the plain-HTTP listener for CRLs and CA certificates")
         }
     }
-    spawn_crl_refresher(tenant.clone(), sa.clone(), clock.clone());
+    for t in &tenants {
+        spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
+    }
 
     println!(
         "fleetca issuing CA \"{}\" permitted: {}",
@@ -202,6 +258,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cfg.ca.permit.join(", ")
     );
     println!("ACME directory: {base_url}/acme/{DEFAULT_TENANT}/directory");
+    for t in tenants.iter().skip(1) {
+        println!("Tenant {:?}: ACME directory {}", t.name, t.url("directory"));
+    }
     println!(
         "Trust anchor:   {} (print it with `fleetca ca root --data-dir {}`)",
         trust_anchor(&dd).display(),

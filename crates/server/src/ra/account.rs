@@ -22,6 +22,8 @@ pub struct NewAccount {
     pub only_return_existing: bool,
     /// The key id of a verified external account binding (§7.3.4), if one was presented.
     pub eab_kid: Option<String>,
+    /// The `externalAccountBinding` JWS as received (§7.3.4), to verify and consume.
+    pub eab_binding: Option<serde_json::Value>,
 }
 
 /// An account update request (§7.3.2, §7.3.6).
@@ -114,7 +116,12 @@ impl Ra {
                 "the terms of service must be agreed to (termsOfServiceAgreed)",
             ));
         }
-        if tenant.external_account_required && req.eab_kid.is_none() {
+        let verified = match &req.eab_binding {
+            Some(b) => Some(self.verify_eab(tenant, jwk, b).await?),
+            None => None,
+        };
+        let eab_kid = verified.as_ref().map(|v| v.kid.clone()).or(req.eab_kid);
+        if tenant.external_account_required && eab_kid.is_none() {
             return Err(Error::acme(
                 ProblemType::ExternalAccountRequired,
                 "this CA requires an externalAccountBinding",
@@ -129,10 +136,15 @@ impl Ra {
             contact: req.contact,
             status: AccountState::Valid,
             tos_agreed: req.tos_agreed,
-            eab_kid: req.eab_kid,
+            eab_kid,
             created_at: self.clock.unix(),
         };
-        match self.sa.insert_account(&acct).await {
+        let inserted = match &verified {
+            // §7.3.4: the credential's use is spent in the same transaction as the insert.
+            Some(v) => self.insert_eab_account(&acct, &v.binding).await?,
+            None => self.sa.insert_account(&acct).await,
+        };
+        match inserted {
             Ok(()) => Ok((acct, true)),
             // Lost a race with the same key: return the winner, as if it had existed.
             Err(SaError::Conflict(_)) => match self

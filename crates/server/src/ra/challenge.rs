@@ -125,6 +125,11 @@ impl Ra {
         acct: &AccountRecord,
     ) -> std::result::Result<String, Problem> {
         let internal = |d: &str| Problem::new(ProblemType::ServerInternal, d);
+        if self.cfg.skip_validation {
+            return Ok(
+                r#"{"skipped":"serve --insecure-skip-validation (load tests only)"}"#.into(),
+            );
+        }
         let kind = match ch.kind.as_str() {
             "http-01" => ChallengeKind::Http01,
             "dns-01" => ChallengeKind::Dns01,

@@ -40,14 +40,44 @@ impl Ra {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::internal(format!("stored identifier does not parse: {e}")))?;
         let names = view.order.identifiers.clone();
+        // The profile was fixed when the order was made; lifetime and extensions come from it
+        // alone (draft-aaron-acme-profiles §4), never from the CSR.
+        let profile_name = view
+            .lifecycle
+            .as_ref()
+            .map_or(crate::ca::profile::DEFAULT_PROFILE, |l| l.profile.as_str());
+        let profile = tenant.ca.profile(profile_name).cloned().ok_or_else(|| {
+            Error::internal(format!(
+                "the order's profile {profile_name:?} is no longer offered"
+            ))
+        })?;
+        let profile_for_record = profile.name.clone();
+        // The CRL shard is fixed now and recorded before the certificate exists, so a revoked
+        // certificate always has its shard (sa::lifecycle); without lifecycle storage there is
+        // only the single CRL.
+        let cert_id = new_id();
+        let crl_shard = match self.lifecycle() {
+            Some(store) => {
+                let shard = if profile.crl_dp {
+                    tenant.ca.pick_crl_shard()
+                } else {
+                    None
+                };
+                store
+                    .insert_cert_lifecycle(&cert_id, &profile.name, shard)
+                    .await?;
+                shard
+            }
+            None => None,
+        };
         let ca = Arc::clone(&tenant.ca);
         let now = self.clock.now();
         let (tenant_name, account_id, oid) =
             (tenant.name.clone(), acct.id.clone(), order_id.to_string());
         let sign = Box::new(move || -> Result<CertRecord> {
-            let issued = ca.issue(&csr_der, &idents, now)?;
+            let issued = ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard)?;
             Ok(CertRecord {
-                id: new_id(),
+                id: cert_id,
                 tenant: tenant_name,
                 serial: issued.serial_hex,
                 account_id,
@@ -63,7 +93,7 @@ impl Ra {
         });
         match self.sa.finalize_order(order_id, sign).await? {
             Some(cert) => {
-                tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, "certificate issued")
+                tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, profile = %profile_for_record, crl_shard = ?crl_shard, "certificate issued");
             }
             None => {
                 return Err(Error::acme(

@@ -3,13 +3,17 @@
 //! of control come from the validation authority, signatures from the tenant's issuing CA.
 
 mod account;
+mod ari;
 mod challenge;
+mod eab;
 mod finalize;
 mod order;
 mod revoke;
 
 pub use account::{AccountUpdate, NewAccount};
-pub use order::{AuthzView, OrderView};
+pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
+pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
+pub use order::{AuthzView, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
 
 use crate::clock::Clock;
@@ -40,6 +44,9 @@ pub struct RaConfig {
     pub validation_timeout: Duration,
     /// Orders per page in an account's orders list (§7.1.2.1).
     pub orders_page_size: u32,
+    /// Treat every challenge as passed. Only for load tests of the issuance path
+    /// (`serve --insecure-skip-validation`); never on by default.
+    pub skip_validation: bool,
 }
 
 impl Default for RaConfig {
@@ -52,6 +59,7 @@ impl Default for RaConfig {
             max_concurrent_validations: 64,
             validation_timeout: Duration::from_secs(30),
             orders_page_size: 50,
+            skip_validation: false,
         }
     }
 }
@@ -64,6 +72,9 @@ pub struct Ra {
     va: Va,
     validations: Arc<Semaphore>,
     cfg: RaConfig,
+    eab: Option<EabBackend>,
+    /// Profiles, `replaces` links and ARI overrides (set once at start-up).
+    lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
 }
 
 impl Ra {
@@ -75,6 +86,19 @@ impl Ra {
         va: Va,
         cfg: RaConfig,
     ) -> Arc<Self> {
+        Self::new_with_eab(sa, clock, tenants, va, cfg, None)
+    }
+
+    /// Like [`Ra::new`], with External Account Binding credentials (RFC 8555 §7.3.4); without
+    /// them every binding is refused.
+    pub fn new_with_eab(
+        sa: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        tenants: Vec<Arc<Tenant>>,
+        va: Va,
+        cfg: RaConfig,
+        eab: Option<EabBackend>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
@@ -82,7 +106,20 @@ impl Ra {
             clock,
             va,
             cfg,
+            eab,
+            lifecycle: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the authority its lifecycle storage (profiles other than `default`, `replaces`,
+    /// ARI overrides). Without it those features are refused; set it once, before serving.
+    pub fn set_lifecycle_store(&self, store: Arc<dyn crate::sa::LifecycleStore>) {
+        let _ = self.lifecycle.set(store);
+    }
+
+    /// The lifecycle storage, if configured.
+    pub fn lifecycle(&self) -> Option<&Arc<dyn crate::sa::LifecycleStore>> {
+        self.lifecycle.get()
     }
 
     /// The tenant (issuing CA) named in a URL.

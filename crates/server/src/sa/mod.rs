@@ -2,12 +2,20 @@
 //! issuer see it through the [`Storage`] trait so the PostgreSQL backend is one more
 //! implementation, not a rewrite. Every method that reports success has committed durably.
 
+mod admin;
+mod audit;
+mod eab;
+mod lifecycle;
 mod model;
 mod nonce;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
+pub use audit::{AuditEntry, AuditStore};
+pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
+pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, ReplacingOrder};
 pub use model::*;
 pub use nonce::{MemoryNonceStore, NonceStore};
 pub use postgres::PgStorage;
@@ -21,7 +29,9 @@ pub async fn open_storage(database: &str) -> Result<std::sync::Arc<dyn Storage>,
         Ok(std::sync::Arc::new(PgStorage::connect(database).await?))
     } else {
         let path = database.strip_prefix("sqlite://").unwrap_or(database);
-        Ok(std::sync::Arc::new(SqliteStorage::open(std::path::Path::new(path)).await?))
+        Ok(std::sync::Arc::new(
+            SqliteStorage::open(std::path::Path::new(path)).await?,
+        ))
     }
 }
 

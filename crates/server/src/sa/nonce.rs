@@ -26,15 +26,21 @@ fn random_key() -> Vec<u8> {
     k
 }
 
+/// Spent nonce ids and, in expiry order, when each can be forgotten.
+type SpentSet = (HashSet<Vec<u8>>, VecDeque<(i64, Vec<u8>)>);
+
 /// The single-node store: a per-process key and an in-memory spent set.
 pub struct MemoryNonceStore {
     key: Vec<u8>,
-    spent: Mutex<(HashSet<Vec<u8>>, VecDeque<(i64, Vec<u8>)>)>,
+    spent: Mutex<SpentSet>,
 }
 
 impl Default for MemoryNonceStore {
     fn default() -> Self {
-        Self { key: random_key(), spent: Mutex::new((HashSet::new(), VecDeque::new())) }
+        Self {
+            key: random_key(),
+            spent: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
     }
 }
 
@@ -75,21 +81,28 @@ impl NonceStore for PgStorage {
             .bind(random_key())
             .execute(self.pool())
             .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = 'nonce-key'").fetch_one(self.pool()).await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = 'nonce-key'")
+            .fetch_one(self.pool())
+            .await?;
         Ok(row.try_get::<Vec<u8>, _>(0)?)
     }
 
     async fn spend_nonce(&self, id: &[u8], expires: i64) -> Result<bool, SaError> {
-        let r = sqlx::query("INSERT INTO spent_nonces (id, expires) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(expires)
-            .execute(self.pool())
-            .await?;
+        let r = sqlx::query(
+            "INSERT INTO spent_nonces (id, expires) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires)
+        .execute(self.pool())
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn prune_nonces(&self, now: i64) -> Result<u64, SaError> {
-        let r = sqlx::query("DELETE FROM spent_nonces WHERE expires < $1").bind(now).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM spent_nonces WHERE expires < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected())
     }
 }
@@ -100,11 +113,17 @@ mod tests {
 
     async fn spends_once(store: &dyn NonceStore) {
         assert!(store.spend_nonce(b"abc", 100).await.unwrap());
-        assert!(!store.spend_nonce(b"abc", 100).await.unwrap(), "a nonce is spent once");
+        assert!(
+            !store.spend_nonce(b"abc", 100).await.unwrap(),
+            "a nonce is spent once"
+        );
         assert!(store.spend_nonce(b"def", 300).await.unwrap());
         assert_eq!(store.prune_nonces(200).await.unwrap(), 1);
         assert!(!store.spend_nonce(b"def", 300).await.unwrap());
-        assert_eq!(store.nonce_key().await.unwrap(), store.nonce_key().await.unwrap());
+        assert_eq!(
+            store.nonce_key().await.unwrap(),
+            store.nonce_key().await.unwrap()
+        );
     }
 
     #[tokio::test]
@@ -114,7 +133,9 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_store_is_shared_between_nodes() {
-        let Some((a, b)) = crate::sa::tests::postgres_pair().await else { return };
+        let Some((a, b)) = crate::sa::tests::postgres_pair().await else {
+            return;
+        };
         spends_once(a.as_ref()).await;
         // A second node on the same database sees the same key and the same spent set.
         assert_eq!(a.nonce_key().await.unwrap(), b.nonce_key().await.unwrap());

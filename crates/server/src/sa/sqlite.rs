@@ -47,6 +47,11 @@ impl SqliteStorage {
         Ok(Self { pool })
     }
 
+    /// The pool, for the narrow per-caller stores in sibling modules (`sa::eab`).
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Runs `PRAGMA integrity_check` and returns its verdict (`ok` when healthy).
     pub async fn integrity_check(&self) -> Result<String, SaError> {
         let row = sqlx::query("PRAGMA integrity_check")

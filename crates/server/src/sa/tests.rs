@@ -262,20 +262,37 @@ pub(crate) async fn postgres() -> Option<Arc<dyn Storage>> {
 /// Two independent connections ("nodes") to the same fresh PostgreSQL schema.
 pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> {
     let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
-        assert!(std::env::var_os("CI").is_none(), "FLEETCA_TEST_POSTGRES is not set and CI is set");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "FLEETCA_TEST_POSTGRES is not set and CI is set"
+        );
         eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
         return None;
     };
     use sqlx::{Connection, Executor};
     use std::str::FromStr;
-    let schema = format!("t_{}", crate::ids::new_id().to_lowercase().replace(['-', '_'], ""));
-    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to FLEETCA_TEST_POSTGRES");
+    let schema = format!(
+        "t_{}",
+        crate::ids::new_id().to_lowercase().replace(['-', '_'], "")
+    );
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("connect to FLEETCA_TEST_POSTGRES");
     let ddl = format!("CREATE SCHEMA {schema}");
     // The schema name is generated here from base64url characters, never from input.
-    admin.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))).await.expect("create schema");
-    let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let a = PgStorage::connect_with(opts.clone()).await.expect("PgStorage");
-    let b = PgStorage::connect_with(opts).await.expect("second PgStorage");
+    admin
+        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)))
+        .await
+        .expect("create schema");
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let a = PgStorage::connect_with(opts.clone())
+        .await
+        .expect("PgStorage");
+    let b = PgStorage::connect_with(opts)
+        .await
+        .expect("second PgStorage");
     Some((Arc::new(a), Arc::new(b)))
 }
 
@@ -294,8 +311,10 @@ async fn postgres_storage_suite() {
 #[tokio::test]
 async fn concurrent_finalize_signs_once_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    concurrent_finalize(Arc::new(SqliteStorage::open(&dir.path().join("t.db")).await.unwrap()))
-        .await;
+    concurrent_finalize(Arc::new(
+        SqliteStorage::open(&dir.path().join("t.db")).await.unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test]

@@ -23,6 +23,19 @@ pub(super) fn account_json(t: &Tenant, a: &AccountRecord) -> serde_json::Value {
     })
 }
 
+/// The account object with `externalAccountBinding` (§7.1.2) when it was created with one.
+async fn account_json_with_eab(
+    wfe: &Wfe,
+    t: &Tenant,
+    a: &AccountRecord,
+) -> Result<serde_json::Value, Error> {
+    let mut v = account_json(t, a);
+    if let Some(b) = wfe.ra.account_binding(a).await? {
+        v["externalAccountBinding"] = b;
+    }
+    Ok(v)
+}
+
 pub(super) async fn new_account(
     State(wfe): State<Arc<Wfe>>,
     Path(tenant): Path<String>,
@@ -33,17 +46,6 @@ pub(super) async fn new_account(
             let t = wfe.tenant(&tenant)?;
             let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
             let body: wire::NewAccount = v.json()?;
-            let eab_kid = match &body.external_account_binding {
-                // External account binding is verified by the onboarding work (EAB issue); until a
-                // tenant has EAB keys, a binding cannot be honoured, so refuse it rather than ignore it.
-                Some(_) => {
-                    return Err(Error::acme(
-                        acme_types::problem::ProblemType::Unauthorized,
-                        "this CA has no external account keys configured",
-                    ))
-                }
-                None => None,
-            };
             let (acct, created) = wfe
                 .ra
                 .new_account(
@@ -53,7 +55,9 @@ pub(super) async fn new_account(
                         contact: body.contact.unwrap_or_default(),
                         tos_agreed: body.terms_of_service_agreed.unwrap_or(false),
                         only_return_existing: body.only_return_existing,
-                        eab_kid,
+                        // §7.3.4: verified (url, payload key, MAC) and consumed by the RA.
+                        eab_binding: body.external_account_binding,
+                        eab_kid: None,
                     },
                 )
                 .await?;
@@ -64,7 +68,7 @@ pub(super) async fn new_account(
             };
             Ok(json_response(
                 status,
-                &account_json(&t, &acct),
+                &account_json_with_eab(&wfe, &t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }
@@ -103,7 +107,7 @@ pub(super) async fn account(
             };
             Ok(json_response(
                 StatusCode::OK,
-                &account_json(&t, &acct),
+                &account_json_with_eab(&wfe, &t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }

@@ -19,12 +19,21 @@ pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<St
         if let Some(site) = &t.website {
             meta["website"] = json!(site);
         }
+        // draft-aaron-acme-profiles §3: profile name -> description.
+        meta["profiles"] =
+            t.ca.profiles()
+                .iter()
+                .map(|p| (p.name.clone(), json!(p.description)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         let body = json!({
             "newNonce": t.url("new-nonce"),
             "newAccount": t.url("new-account"),
             "newOrder": t.url("new-order"),
             "revokeCert": t.url("revoke-cert"),
             "keyChange": t.url("key-change"),
+            // RFC 9773 §3: clients append "/" and the certID.
+            "renewalInfo": t.url("renewal-info"),
             "meta": meta,
         });
         let mut resp = json_response(StatusCode::OK, &body, None);

@@ -2,11 +2,14 @@
 //! here: every decision is the registration authority's. One file per ACME resource.
 
 mod account;
+mod ari;
 mod authz;
 mod cert;
+mod crl_shard;
 mod directory;
 pub mod jose;
 mod nonce;
+mod ocsp;
 mod order;
 pub mod problem;
 mod public;
@@ -107,6 +110,10 @@ pub fn router(wfe: Arc<Wfe>) -> Router {
             post(cert::certificate_alt),
         )
         .route("/acme/{tenant}/revoke-cert", post(revoke::revoke_cert))
+        .route(
+            "/acme/{tenant}/renewal-info/{cert_id}",
+            get(ari::renewal_info),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(wfe.clone(), acme_headers));
     public_router()
@@ -119,7 +126,10 @@ pub fn router(wfe: Arc<Wfe>) -> Router {
 pub fn public_router() -> Router<Arc<Wfe>> {
     Router::new()
         .route("/crl/{file}", get(public::crl))
+        .route("/crl/{tenant}/{file}", get(crl_shard::shard_crl))
         .route("/ca/{file}", get(public::ca_cert))
+        .route("/ocsp/{tenant}", post(ocsp::ocsp_post))
+        .route("/ocsp/{tenant}/{*request}", get(ocsp::ocsp_get))
 }
 
 /// The public routes alone, with state, for the plain-HTTP listener.

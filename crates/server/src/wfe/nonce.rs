@@ -26,7 +26,11 @@ impl NonceService {
     /// A service whose nonces live for `ttl`, keyed and recorded by `store`.
     pub async fn new(store: Arc<dyn NonceStore>, ttl: Duration) -> Result<Self> {
         let key = store.nonce_key().await?;
-        Ok(Self { key: hmac::Key::new(hmac::HMAC_SHA256, &key), ttl, store })
+        Ok(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            ttl,
+            store,
+        })
     }
 
     fn tag(&self, body: &[u8]) -> [u8; TAG_LEN] {
@@ -49,7 +53,9 @@ impl NonceService {
 
     /// Redeems a nonce: true exactly once for an unexpired nonce made with this key.
     pub async fn redeem(&self, nonce: &str) -> Result<bool> {
-        let Ok(raw) = acme_types::b64::decode(nonce) else { return Ok(false) };
+        let Ok(raw) = acme_types::b64::decode(nonce) else {
+            return Ok(false);
+        };
         if raw.len() != NONCE_LEN {
             return Ok(false);
         }
@@ -69,7 +75,10 @@ impl NonceService {
 
     /// Forgets spent nonces that can no longer be redeemed anyway.
     pub async fn prune(&self) -> Result<u64> {
-        Ok(self.store.prune_nonces(time::OffsetDateTime::now_utc().unix_timestamp()).await?)
+        Ok(self
+            .store
+            .prune_nonces(time::OffsetDateTime::now_utc().unix_timestamp())
+            .await?)
     }
 }
 
@@ -79,7 +88,9 @@ mod tests {
     use crate::sa::MemoryNonceStore;
 
     async fn service(ttl: Duration) -> NonceService {
-        NonceService::new(Arc::new(MemoryNonceStore::default()), ttl).await.unwrap()
+        NonceService::new(Arc::new(MemoryNonceStore::default()), ttl)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -87,7 +98,10 @@ mod tests {
         let s = service(Duration::from_secs(60)).await;
         let n = s.issue();
         assert!(s.redeem(&n).await.unwrap());
-        assert!(!s.redeem(&n).await.unwrap(), "a nonce must not be accepted twice");
+        assert!(
+            !s.redeem(&n).await.unwrap(),
+            "a nonce must not be accepted twice"
+        );
         assert!(!s.redeem("never-issued").await.unwrap());
     }
 
@@ -112,11 +126,20 @@ mod tests {
 
     #[tokio::test]
     async fn nodes_sharing_postgres_accept_each_others_nonces_once() {
-        let Some((pa, pb)) = crate::sa::tests::postgres_pair().await else { return };
-        let a = NonceService::new(pa, Duration::from_secs(60)).await.unwrap();
-        let b = NonceService::new(pb, Duration::from_secs(60)).await.unwrap();
+        let Some((pa, pb)) = crate::sa::tests::postgres_pair().await else {
+            return;
+        };
+        let a = NonceService::new(pa, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let b = NonceService::new(pb, Duration::from_secs(60))
+            .await
+            .unwrap();
         let n = a.issue();
         assert!(b.redeem(&n).await.unwrap(), "node B accepts node A's nonce");
-        assert!(!a.redeem(&n).await.unwrap(), "and it is spent for node A too");
+        assert!(
+            !a.redeem(&n).await.unwrap(),
+            "and it is spent for node A too"
+        );
     }
 }

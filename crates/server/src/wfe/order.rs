@@ -25,6 +25,10 @@ pub(super) fn order_json(t: &Tenant, v: &OrderView) -> serde_json::Value {
     if let Some(cert) = &o.cert_id {
         body["certificate"] = json!(t.url(&format!("cert/{cert}")));
     }
+    if let Some(lc) = &v.lifecycle {
+        // draft-aaron-acme-profiles §4: the order object names its profile.
+        body["profile"] = json!(lc.profile);
+    }
     if let Some(err) = o
         .error
         .as_ref()
@@ -69,7 +73,14 @@ pub(super) async fn new_order(
                 .into_iter()
                 .map(|i| (i.r#type, i.value))
                 .collect();
-            let view = wfe.ra.new_order(&t, v.account()?, &idents).await?;
+            let opts = crate::ra::OrderOptions {
+                profile: body.profile,
+                replaces: body.replaces,
+            };
+            let view = wfe
+                .ra
+                .new_order_with(&t, v.account()?, &idents, &opts)
+                .await?;
             Ok(order_response(&t, &view, StatusCode::CREATED))
         }
         .await,

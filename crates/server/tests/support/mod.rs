@@ -673,6 +673,16 @@ pub(crate) struct AcmeEndpoint {
     pub(crate) tls_ca: PathBuf,
     /// PEM of the root that anchors issued certificates.
     pub(crate) issuing_root: PathBuf,
+    /// External Account Binding credential (key id, base64url HMAC key) for newAccount.
+    pub(crate) eab: Option<(String, String)>,
+}
+
+impl AcmeEndpoint {
+    /// The same endpoint, registering accounts with an External Account Binding.
+    pub(crate) fn with_eab(mut self, kid: &str, hmac_key: &str) -> AcmeEndpoint {
+        self.eab = Some((kid.to_owned(), hmac_key.to_owned()));
+        self
+    }
 }
 
 /// A fleetca instance in a temp data dir (`fleetca init` + `fleetca serve`).
@@ -699,10 +709,15 @@ impl Fleetca {
     /// `fleetca init --data-dir DIR --permit P...`, then fetches the root
     /// with `fleetca ca root`.
     pub(crate) fn init(permits: &[&str]) -> Fleetca {
+        Self::init_with(permits, &[])
+    }
+
+    /// [`Fleetca::init`] with extra `init` arguments (e.g. `--eab-required`).
+    pub(crate) fn init_with(permits: &[&str], extra: &[&str]) -> Fleetca {
         let dir = temp_dir("fleetca");
         let data_dir = dir.path().join("data");
         let mut cmd = Command::new(Self::bin());
-        cmd.arg("init").arg("--data-dir").arg(&data_dir);
+        cmd.arg("init").arg("--data-dir").arg(&data_dir).args(extra);
         for p in permits {
             cmd.args(["--permit", p]);
         }
@@ -732,6 +747,17 @@ impl Fleetca {
 
     /// `fleetca serve` on a free port; returns once the directory answers.
     pub(crate) fn serve(&mut self, dns_port: u16, http01_port: u16, tlsalpn01_port: u16) {
+        self.serve_with(dns_port, http01_port, tlsalpn01_port, &[]);
+    }
+
+    /// [`Fleetca::serve`] with extra `serve` arguments.
+    pub(crate) fn serve_with(
+        &mut self,
+        dns_port: u16,
+        http01_port: u16,
+        tlsalpn01_port: u16,
+        extra: &[&str],
+    ) {
         assert!(self.server.is_none(), "already serving");
         let port = free_port();
         let mut cmd = Command::new(Self::bin());
@@ -744,6 +770,7 @@ impl Fleetca {
             .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()])
+            .args(extra)
             .env("RUST_BACKTRACE", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -795,12 +822,49 @@ impl Fleetca {
             directory: self.directory_url(),
             tls_ca: self.root_pem_path.clone(),
             issuing_root: self.root_pem_path.clone(),
+            eab: None,
         }
     }
 
     /// The server log so far.
     pub(crate) fn log(&self) -> String {
         self.server.as_ref().map(|s| s.log()).unwrap_or_default()
+    }
+
+    /// The plain-HTTP listener's base URL (`http://ADDR`) as `serve` printed it, once it has.
+    pub(crate) fn plain_http_url(&self) -> Option<String> {
+        let text = fs::read_to_string(self.dir.path().join("fleetca.log")).ok()?;
+        text.lines().find_map(|l| {
+            l.split_once("Plain HTTP (CRLs, CA certificates) on ")
+                .map(|(_, url)| url.trim().to_string())
+        })
+    }
+
+    /// Runs `fleetca <args> --data-dir DIR` and returns its output.
+    pub(crate) fn cli(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(Self::bin());
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        run(cmd, Duration::from_secs(60))
+    }
+
+    /// `fleetca eab create --tenant TENANT --uses N --json`: (kid, base64url HMAC key).
+    pub(crate) fn eab_create(&self, tenant: &str, uses: u32) -> (String, String) {
+        let uses = uses.to_string();
+        let out = self.cli(&[
+            "eab", "create", "--tenant", tenant, "--uses", &uses, "--json",
+        ]);
+        assert!(out.success(), "fleetca eab create failed\n{out}");
+        let line = out.stdout.trim();
+        let field = |name: &str| {
+            let pat = format!("\"{name}\":\"");
+            let start = line
+                .find(&pat)
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                + pat.len();
+            let end = line[start..].find('"').expect("closing quote") + start;
+            line[start..end].to_owned()
+        };
+        (field("kid"), field("hmac_key"))
     }
 }
 
@@ -868,6 +932,7 @@ impl Pebble {
                 directory,
                 tls_ca,
                 issuing_root,
+                eab: None,
             },
         }
     }
@@ -1020,6 +1085,9 @@ pub(crate) fn lego_run(
     let dir = temp_dir("lego");
     let lego_path = dir.path().join("lego");
     let mut cmd = lego_base(endpoint, &lego_path, domains);
+    if let Some((kid, hmac)) = &endpoint.eab {
+        cmd.args(["--eab", "--kid", kid, "--hmac", hmac]);
+    }
     match challenge {
         Challenge::Http01 { port } => {
             cmd.args(["--http", "--http.port", &format!("127.0.0.1:{port}")]);
@@ -1136,6 +1204,9 @@ pub(crate) fn certbot_certonly(
         .args(["--http-01-port", &http01_port.to_string()])
         .args(["--agree-tos", "--register-unsafely-without-email"])
         .args(["--cert-name", "interop", "--key-type", "ecdsa"]);
+    if let Some((kid, hmac)) = &endpoint.eab {
+        cmd.args(["--eab-kid", kid, "--eab-hmac-key", hmac]);
+    }
     for id in identifiers {
         if id.parse::<IpAddr>().is_ok() {
             cmd.args(["--ip-address", id]);

@@ -1,0 +1,407 @@
+//! OCSP (RFC 6960): parsing requests and building responses signed by the issuing CA through
+//! a [`Signer`].
+//!
+//! `x509-ocsp` sits on the older `x509-cert` 0.2 / `der` 0.7 stack (STACK.md); those types stay
+//! inside this module, whose interface is plain bytes and [`time::OffsetDateTime`]. The
+//! response is assembled from `x509-ocsp` types and only the to-be-signed `ResponseData` goes
+//! through the signer, so a PKCS#11 key works the same as a file key.
+
+use der07::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
+use der07::{Any, Decode, Encode};
+use time::OffsetDateTime;
+use x509_cert_02::ext::pkix::CrlReason;
+use x509_cert_02::ext::Extension;
+use x509_cert_02::spki::AlgorithmIdentifierOwned;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus as WireStatus, OcspGeneralizedTime, OcspRequest,
+    OcspResponse, ResponderId, ResponseData, RevokedInfo, SingleResponse,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::signer::Signer;
+use crate::PkiError;
+
+/// id-pkix-ocsp-nonce (RFC 6960 §4.4.1).
+const OID_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+
+/// Why an OCSP request could not be answered with a signed response.
+#[derive(Debug, thiserror::Error)]
+pub enum OcspError {
+    /// The request does not parse or uses an unsupported hash (`malformedRequest`).
+    #[error("malformed OCSP request: {0}")]
+    Malformed(String),
+    /// A request names a certificate of another issuer (`unauthorized`, RFC 6960 §2.3).
+    #[error("the request names a certificate of another issuer")]
+    Unauthorized,
+    /// Encoding or signing failed (`internalError`).
+    #[error("building the OCSP response failed: {0}")]
+    Internal(String),
+    /// The signer failed.
+    #[error(transparent)]
+    Signing(#[from] PkiError),
+}
+
+/// One certificate asked about.
+#[derive(Clone, Debug)]
+pub struct RequestedCert {
+    /// The serial number (big-endian, as in the certificate, sign octet removed).
+    pub serial: Vec<u8>,
+    cert_id: CertId,
+}
+
+/// A parsed OCSP request whose certificates were all issued by this CA.
+#[derive(Clone, Debug)]
+pub struct OcspQuery {
+    /// The certificates asked about, in request order.
+    pub certs: Vec<RequestedCert>,
+    /// The nonce extension's value (the DER of its OCTET STRING), echoed in the response.
+    nonce: Option<Extension>,
+}
+
+impl OcspQuery {
+    /// Whether the request carried a nonce (then the response must not be cached).
+    pub fn has_nonce(&self) -> bool {
+        self.nonce.is_some()
+    }
+}
+
+/// The status to report for one certificate (RFC 6960 §2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Issued by this CA and not revoked.
+    Good,
+    /// Revoked at this time, with an RFC 5280 §5.3.1 reason code.
+    Revoked {
+        /// revocationTime.
+        at: OffsetDateTime,
+        /// revocationReason (omitted when `None` or unspecified).
+        reason: Option<u8>,
+    },
+    /// Not known to this responder.
+    Unknown,
+}
+
+/// The issuer's name and key as OCSP CertIDs identify them.
+struct IssuerIds {
+    name_der: Vec<u8>,
+    key_bits: Vec<u8>,
+    spki_der: Vec<u8>,
+}
+
+fn issuer_ids(issuer_cert_der: &[u8]) -> Result<IssuerIds, PkiError> {
+    let (_, cert) = X509Certificate::from_der(issuer_cert_der)
+        .map_err(PkiError::parse("issuing CA certificate"))?;
+    Ok(IssuerIds {
+        name_der: cert.subject().as_raw().to_vec(),
+        key_bits: cert.public_key().subject_public_key.data.to_vec(),
+        spki_der: cert.public_key().raw.to_vec(),
+    })
+}
+
+fn digest(alg: &ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
+    let alg = if *alg == OID_SHA1 {
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY
+    } else if *alg == OID_SHA256 {
+        &aws_lc_rs::digest::SHA256
+    } else {
+        return None;
+    };
+    Some(aws_lc_rs::digest::digest(alg, data).as_ref().to_vec())
+}
+
+/// Parses a DER OCSPRequest (RFC 6960 §4.1.1) for the CA in `issuer_cert_der`. Every
+/// requested CertID must carry this CA's name and key hashes (SHA-1 or SHA-256), else
+/// [`OcspError::Unauthorized`]. Request signatures are not required and not checked.
+pub fn parse_request(der: &[u8], issuer_cert_der: &[u8]) -> Result<OcspQuery, OcspError> {
+    let req = OcspRequest::from_der(der).map_err(|e| OcspError::Malformed(e.to_string()))?;
+    if req.tbs_request.request_list.is_empty() {
+        return Err(OcspError::Malformed("empty requestList".into()));
+    }
+    let ids = issuer_ids(issuer_cert_der)?;
+    let mut certs = Vec::new();
+    for r in &req.tbs_request.request_list {
+        let id = &r.req_cert;
+        let alg = &id.hash_algorithm.oid;
+        let (name_hash, key_hash) = match (digest(alg, &ids.name_der), digest(alg, &ids.key_bits)) {
+            (Some(n), Some(k)) => (n, k),
+            _ => {
+                return Err(OcspError::Malformed(format!(
+                    "unsupported CertID hash algorithm {alg}"
+                )))
+            }
+        };
+        if id.issuer_name_hash.as_bytes() != name_hash || id.issuer_key_hash.as_bytes() != key_hash
+        {
+            return Err(OcspError::Unauthorized);
+        }
+        let raw = id.serial_number.as_bytes();
+        let start = raw
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(raw.len().saturating_sub(1));
+        certs.push(RequestedCert {
+            serial: raw[start..].to_vec(),
+            cert_id: id.clone(),
+        });
+    }
+    let nonce = req
+        .tbs_request
+        .request_extensions
+        .as_ref()
+        .and_then(|exts| exts.iter().find(|e| e.extn_id == OID_NONCE))
+        .map(|e| Extension {
+            extn_id: OID_NONCE,
+            critical: false,
+            extn_value: e.extn_value.clone(),
+        });
+    Ok(OcspQuery { certs, nonce })
+}
+
+fn gtime(t: OffsetDateTime) -> Result<OcspGeneralizedTime, OcspError> {
+    let secs = u64::try_from(t.unix_timestamp())
+        .map_err(|_| OcspError::Internal("time before 1970".into()))?;
+    GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+        .map(OcspGeneralizedTime)
+        .map_err(|e| OcspError::Internal(e.to_string()))
+}
+
+fn reason(code: u8) -> Option<CrlReason> {
+    Some(match code {
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        8 => CrlReason::RemoveFromCRL,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// The signatureAlgorithm for the signer's key (RFC 5758 §3.2, RFC 4055 §5, RFC 8410 §3).
+fn signature_algorithm(signer: &dyn Signer) -> Result<AlgorithmIdentifierOwned, OcspError> {
+    let alg = signer.algorithm();
+    let (oid, null_params) = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        ("1.2.840.10045.4.3.2", false)
+    } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        ("1.2.840.10045.4.3.3", false)
+    } else if alg == &rcgen::PKCS_ED25519 {
+        ("1.3.101.112", false)
+    } else if alg == &rcgen::PKCS_RSA_SHA256 {
+        ("1.2.840.113549.1.1.11", true)
+    } else if alg == &rcgen::PKCS_RSA_SHA384 {
+        ("1.2.840.113549.1.1.12", true)
+    } else if alg == &rcgen::PKCS_RSA_SHA512 {
+        ("1.2.840.113549.1.1.13", true)
+    } else {
+        return Err(OcspError::Internal(format!(
+            "no OCSP signature algorithm for {alg:?}"
+        )));
+    };
+    Ok(AlgorithmIdentifierOwned {
+        oid: ObjectIdentifier::new(oid).map_err(|e| OcspError::Internal(e.to_string()))?,
+        parameters: null_params.then(|| Any::from(Null)),
+    })
+}
+
+/// Builds a successful OCSPResponse (RFC 6960 §4.2.1) answering every certificate of `query`
+/// with the matching entry of `statuses`, signed by the CA itself (responderID byKey,
+/// §4.2.2.3), with thisUpdate/nextUpdate and the request's nonce echoed (§4.4.1).
+pub fn build_response(
+    issuer_cert_der: &[u8],
+    signer: &dyn Signer,
+    query: &OcspQuery,
+    statuses: &[CertStatus],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Vec<u8>, OcspError> {
+    if statuses.len() != query.certs.len() {
+        return Err(OcspError::Internal("one status per certificate".into()));
+    }
+    let ids = issuer_ids(issuer_cert_der)?;
+    if ids.spki_der != signer.public_key_der() {
+        return Err(OcspError::Signing(PkiError::SignerMismatch));
+    }
+    let this = gtime(this_update)?;
+    let next = gtime(next_update)?;
+    let responses = query
+        .certs
+        .iter()
+        .zip(statuses)
+        .map(|(c, s)| {
+            Ok(SingleResponse {
+                cert_id: c.cert_id.clone(),
+                cert_status: match s {
+                    CertStatus::Good => WireStatus::good(),
+                    CertStatus::Unknown => WireStatus::unknown(),
+                    CertStatus::Revoked { at, reason: r } => WireStatus::Revoked(RevokedInfo {
+                        revocation_time: gtime(*at)?,
+                        revocation_reason: r.and_then(reason),
+                    }),
+                },
+                this_update: this,
+                next_update: Some(next),
+                single_extensions: None,
+            })
+        })
+        .collect::<Result<Vec<_>, OcspError>>()?;
+    let key_hash =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &ids.key_bits);
+    let tbs = ResponseData {
+        version: Default::default(),
+        responder_id: ResponderId::ByKey(
+            OctetString::new(key_hash.as_ref()).map_err(|e| OcspError::Internal(e.to_string()))?,
+        ),
+        produced_at: this,
+        responses,
+        response_extensions: query.nonce.clone().map(|n| vec![n]),
+    };
+    let tbs_der = tbs
+        .to_der()
+        .map_err(|e| OcspError::Internal(e.to_string()))?;
+    let signature = signer.sign(&tbs_der)?;
+    let basic = BasicOcspResponse {
+        tbs_response_data: tbs,
+        signature_algorithm: signature_algorithm(signer)?,
+        signature: BitString::from_bytes(&signature)
+            .map_err(|e| OcspError::Internal(e.to_string()))?,
+        certs: None,
+    };
+    OcspResponse::successful(basic)
+        .and_then(|r| r.to_der())
+        .map_err(|e| OcspError::Internal(e.to_string()))
+}
+
+/// An unsigned OCSPResponse with an error status (RFC 6960 §4.2.1): `malformedRequest`,
+/// `internalError` or `unauthorized`, chosen from the error.
+pub fn error_response(err: &OcspError) -> Vec<u8> {
+    let resp = match err {
+        OcspError::Malformed(_) => OcspResponse::malformed_request(),
+        OcspError::Unauthorized => OcspResponse::unauthorized(),
+        OcspError::Internal(_) | OcspError::Signing(_) => OcspResponse::internal_error(),
+    };
+    // A status-only response is three fixed octets; encoding cannot fail.
+    resp.to_der()
+        .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate, KeyType};
+    use crate::signer::FileSigner;
+    use x509_ocsp::{Request, TbsRequest};
+
+    fn ca() -> (Vec<u8>, FileSigner) {
+        let signer = FileSigner::new(generate(KeyType::EcdsaP256).unwrap());
+        let der = crate::ca::create_root("ocsp test", &signer, None).unwrap();
+        (der, signer)
+    }
+
+    fn request(issuer: &[u8], serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
+        let ids = issuer_ids(issuer).unwrap();
+        let sha1 = |d: &[u8]| {
+            OctetString::new(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref(),
+            )
+            .unwrap()
+        };
+        let cert_id = CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: OID_SHA1,
+                parameters: Some(Any::from(Null)),
+            },
+            issuer_name_hash: sha1(&ids.name_der),
+            issuer_key_hash: sha1(&ids.key_bits),
+            serial_number: x509_cert_02::serial_number::SerialNumber::new(serial).unwrap(),
+        };
+        let ext = nonce.map(|n| {
+            vec![Extension {
+                extn_id: OID_NONCE,
+                critical: false,
+                extn_value: OctetString::new(OctetString::new(n).unwrap().to_der().unwrap())
+                    .unwrap(),
+            }]
+        });
+        x509_ocsp::OcspRequest {
+            tbs_request: TbsRequest {
+                version: Default::default(),
+                requestor_name: None,
+                request_list: vec![Request {
+                    req_cert: cert_id,
+                    single_request_extensions: None,
+                }],
+                request_extensions: ext,
+            },
+            optional_signature: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn answers_with_status_nonce_and_signature() {
+        let (ca_der, signer) = ca();
+        let q = parse_request(&request(&ca_der, &[0x12, 0x34], Some(b"n0nce")), &ca_der).unwrap();
+        assert_eq!(q.certs[0].serial, vec![0x12, 0x34]);
+        assert!(q.has_nonce());
+        let now = OffsetDateTime::now_utc();
+        let der = build_response(
+            &ca_der,
+            &signer,
+            &q,
+            &[CertStatus::Revoked {
+                at: now,
+                reason: Some(1),
+            }],
+            now,
+            now + time::Duration::hours(24),
+        )
+        .unwrap();
+        let resp = OcspResponse::from_der(&der).unwrap();
+        let basic =
+            BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
+        assert!(matches!(
+            basic.tbs_response_data.responses[0].cert_status,
+            WireStatus::Revoked(_)
+        ));
+        assert_eq!(
+            basic.nonce().unwrap().0.as_bytes(),
+            b"n0nce",
+            "nonce echoed"
+        );
+        // The signature verifies with the CA key over the encoded ResponseData.
+        let (_, cert) = X509Certificate::from_der(&ca_der).unwrap();
+        let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            cert.public_key().subject_public_key.data.to_vec(),
+        );
+        key.verify(
+            &basic.tbs_response_data.to_der().unwrap(),
+            basic.signature.raw_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn other_issuers_and_garbage_are_refused() {
+        let (ca_der, _) = ca();
+        let (other_der, _) = ca();
+        assert!(matches!(
+            parse_request(&request(&other_der, &[1], None), &ca_der),
+            Err(OcspError::Unauthorized)
+        ));
+        assert!(matches!(
+            parse_request(b"not der", &ca_der),
+            Err(OcspError::Malformed(_))
+        ));
+        assert_eq!(
+            error_response(&OcspError::Unauthorized),
+            vec![0x30, 0x03, 0x0a, 0x01, 0x06]
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! A small asynchronous ACME client for the load generator (and usable from tests): it signs
+//! requests with `acme-types`, follows the RFC 8555 flow, and reports every failure as an error
+//! instead of panicking.
+
+use acme_types::sign::{sign_jws, AccountKey, AccountKeyKind, JwsHeader, JwsKey};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a client step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Transport failure.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server answered with a problem document or an unexpected status.
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        /// Request URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Response body (problem document).
+        body: String,
+    },
+    /// Anything else (missing header, bad JSON, signing failure, timeout).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Resp {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    fn ok(self, url: &str) -> Result<Resp, ClientError> {
+        if self.status < 300 {
+            Ok(self)
+        } else {
+            Err(ClientError::Status {
+                url: url.into(),
+                status: self.status,
+                body: String::from_utf8_lossy(&self.body).into(),
+            })
+        }
+    }
+}
+
+/// An HTTPS client trusting exactly the roots in `roots_pem`.
+pub fn http_client(roots_pem: &str) -> Result<reqwest::Client, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in
+        pki::cert_info::pem_to_ders(roots_pem).map_err(|e| ClientError::Other(e.to_string()))?
+    {
+        roots
+            .add(der.into())
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// One ACME account's client.
+pub struct AcmeClient {
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// The directory object.
+    pub directory: Value,
+    /// The account key.
+    pub key: AccountKey,
+    /// The account URL once registered.
+    pub kid: Option<String>,
+}
+
+impl AcmeClient {
+    /// Fetches the directory with a fresh P-256 account key.
+    pub async fn new(http: reqwest::Client, directory_url: &str) -> Result<Self, ClientError> {
+        let key = AccountKey::generate(AccountKeyKind::EcdsaP256)
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let directory = http.get(directory_url).send().await?.json().await?;
+        Ok(Self {
+            http,
+            directory,
+            key,
+            kid: None,
+        })
+    }
+
+    /// A URL from the directory.
+    pub fn url(&self, name: &str) -> Result<String, ClientError> {
+        self.directory[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Other(format!("directory lacks {name}")))
+    }
+
+    /// A fresh nonce (HEAD newNonce).
+    pub async fn nonce(&self) -> Result<String, ClientError> {
+        let r = self.http.head(self.url("newNonce")?).send().await?;
+        r.headers()
+            .get("replay-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Other("no Replay-Nonce".into()))
+    }
+
+    /// Sends a signed request (`None` = POST-as-GET) and returns whatever came back.
+    pub async fn post_raw(&self, url: &str, payload: Option<&Value>) -> Result<Resp, ClientError> {
+        let key = match &self.kid {
+            Some(k) => JwsKey::Kid(k.clone()),
+            None => JwsKey::Jwk,
+        };
+        let bytes = payload
+            .map(|p| p.to_string().into_bytes())
+            .unwrap_or_default();
+        let jws = sign_jws(
+            &self.key,
+            &JwsHeader {
+                key,
+                nonce: Some(self.nonce().await?),
+                url: url.to_string(),
+            },
+            &bytes,
+        )
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/jose+json")
+            .body(jws.to_string())
+            .send()
+            .await?;
+        Ok(Resp {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.bytes().await?.to_vec(),
+        })
+    }
+
+    /// Sends a signed request and requires a 2xx answer; a `badNonce` is retried once (§6.5).
+    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Result<Resp, ClientError> {
+        let r = self.post_raw(url, payload).await?;
+        if r.status == 400 && r.json()["type"] == "urn:ietf:params:acme:error:badNonce" {
+            return self.post_raw(url, payload).await?.ok(url);
+        }
+        r.ok(url)
+    }
+
+    /// Registers (or finds) the account.
+    pub async fn register(&mut self) -> Result<(), ClientError> {
+        let r = self
+            .post(
+                &self.url("newAccount")?,
+                Some(&json!({"termsOfServiceAgreed": true})),
+            )
+            .await?;
+        self.kid = Some(
+            r.header("location")
+                .ok_or_else(|| ClientError::Other("newAccount without Location".into()))?,
+        );
+        Ok(())
+    }
+
+    /// Polls `url` until `done(body)` or `deadline`, honouring `Retry-After` up to a second.
+    pub async fn poll(
+        &self,
+        url: &str,
+        deadline: Instant,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value, ClientError> {
+        loop {
+            let r = self.post(url, None).await?;
+            let v = r.json();
+            if done(&v) {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Other(format!("timed out polling {url}: {v}")));
+            }
+            let wait = r
+                .header("retry-after")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(1);
+            tokio::time::sleep(Duration::from_millis(if wait == 0 { 50 } else { 200 })).await;
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `fleetca bench`: a load generator that drives complete ACME flows (account, order,
+//! challenge, finalize, download) with N concurrent clients against a directory URL and reports
+//! certificates per second and latency percentiles. Two modes: real http-01 validation (the
+//! bench answers challenges itself; point the server's `--http01-port` at `--http01-listen` and
+//! its resolver at a DNS that maps the names to this host), or `skip` against a server started
+//! with `--insecure-skip-validation` (load tests only).
+
+pub mod client;
+
+use client::{http_client, AcmeClient, ClientError};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How challenges are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The server validates nothing (`serve --insecure-skip-validation`).
+    Skip,
+    /// Real http-01: the bench serves the key authorizations.
+    Http01,
+}
+
+/// `fleetca bench` options.
+#[derive(Debug, clap::Args, Clone)]
+pub struct BenchArgs {
+    /// ACME directory URL.
+    #[arg(long)]
+    pub url: String,
+    /// PEM file with the root(s) to trust for the server's HTTPS.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Concurrent clients (each with its own account).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Total certificates to obtain.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// DNS suffix the names are made under (must be permitted by the CA).
+    #[arg(long, default_value = "home.arpa")]
+    pub suffix: String,
+    /// Challenge mode.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub mode: Mode,
+    /// Where the http-01 responder listens (mode http01).
+    #[arg(long, default_value = "127.0.0.1:5002")]
+    pub http01_listen: SocketAddr,
+    /// PID of the server, to report its CPU time per issuance (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct Report {
+    /// Certificates obtained.
+    pub ok: usize,
+    /// Flows that failed.
+    pub failed: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Per-issuance latency, sorted.
+    pub latencies: Vec<Duration>,
+    /// Server CPU seconds used during the run, if measured.
+    pub server_cpu: Option<f64>,
+    /// The first few errors.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i.min(self.latencies.len() - 1)]
+    }
+
+    /// Human-readable summary.
+    pub fn render(&self) -> String {
+        let rate = self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        let mut s = format!(
+            "certificates: {} ok, {} failed in {:.2}s\nrate: {:.1} certificates/s\nlatency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n",
+            self.ok,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            rate,
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.9)),
+            ms(self.percentile(0.99)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+        );
+        if let Some(cpu) = self.server_cpu {
+            s.push_str(&format!(
+                "server CPU: {:.2}s total, {:.2} ms per certificate\n",
+                cpu,
+                cpu * 1000.0 / self.ok.max(1) as f64
+            ));
+        }
+        for e in &self.errors {
+            s.push_str(&format!("error: {e}\n"));
+        }
+        s
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+type Tokens = Arc<Mutex<HashMap<String, String>>>;
+
+/// Runs the benchmark.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    let roots = std::fs::read_to_string(&args.root)?;
+    let http = http_client(&roots)?;
+    let tokens: Tokens = Arc::default();
+    if args.mode == Mode::Http01 {
+        spawn_http01_responder(args.http01_listen, tokens.clone()).await?;
+    }
+    let server_cpu = || -> Option<f64> {
+        if args.server_pid.is_empty() {
+            None
+        } else {
+            args.server_pid.iter().map(|p| cpu_seconds(*p)).sum()
+        }
+    };
+    let cpu_before = server_cpu();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run_id = crate::ids::new_id().to_lowercase().replace(['-', '_'], "");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients.max(1) {
+        let (http, args, next, tokens, run_id) = (
+            http.clone(),
+            args.clone(),
+            next.clone(),
+            tokens.clone(),
+            run_id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out: Vec<Result<Duration, String>> = Vec::new();
+            let mut client = match AcmeClient::new(http, &args.url).await {
+                Ok(cl) => cl,
+                Err(e) => return vec![Err(e.to_string())],
+            };
+            if let Err(e) = client.register().await {
+                return vec![Err(e.to_string())];
+            }
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= args.count {
+                    break;
+                }
+                let name = format!(
+                    "b{i}-{c}-{}.{}",
+                    &run_id[..8.min(run_id.len())],
+                    args.suffix
+                );
+                let t = Instant::now();
+                out.push(
+                    issue_one(&client, &name, args.mode, &tokens)
+                        .await
+                        .map(|_| t.elapsed())
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            out
+        }));
+    }
+    let mut report = Report {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        server_cpu: None,
+        errors: Vec::new(),
+    };
+    for t in tasks {
+        for r in t.await? {
+            match r {
+                Ok(d) => {
+                    report.ok += 1;
+                    report.latencies.push(d);
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    if report.errors.len() < 5 {
+                        report.errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+    report.elapsed = start.elapsed();
+    report.latencies.sort();
+    report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
+    Ok(report)
+}
+
+async fn issue_one(
+    c: &AcmeClient,
+    name: &str,
+    mode: Mode,
+    tokens: &Tokens,
+) -> Result<(), ClientError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let order = c
+        .post(
+            &c.url("newOrder")?,
+            Some(&json!({"identifiers": [{"type": "dns", "value": name}]})),
+        )
+        .await?;
+    let order_url = order
+        .header("location")
+        .ok_or_else(|| ClientError::Other("order without Location".into()))?;
+    let order = order.json();
+    for authz_url in order["authorizations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+    {
+        let authz = c.post(authz_url, None).await?.json();
+        let ch = authz["challenges"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "http-01"))
+            .ok_or_else(|| ClientError::Other("no http-01 challenge offered".into()))?;
+        let token = ch["token"].as_str().unwrap_or_default().to_string();
+        if mode == Mode::Http01 {
+            let ka = acme_types::keyauth::key_authorization(&token, c.key.jwk());
+            tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(token.clone(), ka);
+        }
+        c.post(ch["url"].as_str().unwrap_or_default(), Some(&json!({})))
+            .await?;
+        let done = c
+            .poll(authz_url, deadline, |a| a["status"] != "pending")
+            .await?;
+        tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
+        if done["status"] != "valid" {
+            return Err(ClientError::Other(format!(
+                "authorization for {name} is {}: {}",
+                done["status"], done
+            )));
+        }
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| ClientError::Other(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    let fin = c
+        .post(
+            order["finalize"].as_str().unwrap_or_default(),
+            Some(&json!({"csr": acme_types::b64::encode(csr.der())})),
+        )
+        .await?
+        .json();
+    let fin = if fin["status"] == "valid" {
+        fin
+    } else {
+        c.poll(&order_url, deadline, |o| {
+            o["status"] == "valid" || o["status"] == "invalid"
+        })
+        .await?
+    };
+    let cert_url = fin["certificate"]
+        .as_str()
+        .ok_or_else(|| ClientError::Other(format!("order not valid: {fin}")))?;
+    let pem = c.post(cert_url, None).await?;
+    if !String::from_utf8_lossy(&pem.body).contains("BEGIN CERTIFICATE") {
+        return Err(ClientError::Other(
+            "certificate download returned no PEM".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn spawn_http01_responder(addr: SocketAddr, tokens: Tokens) -> anyhow::Result<()> {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    async fn answer(
+        State(t): State<Tokens>,
+        Path(token): Path<String>,
+    ) -> Result<String, StatusCode> {
+        t.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&token)
+            .cloned()
+            .ok_or(StatusCode::NOT_FOUND)
+    }
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(answer),
+        )
+        .with_state(tokens);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! `fleetca cert list|show|revoke`: issued certificates, for the operator. Revocation is
+//! audited and re-signs the tenant's CRL at once through its issuing CA.
+
+use super::admin::{cli_actor, now_unix, rfc3339, AdminContext};
+use super::KeyProtection;
+use crate::clock::SystemClock;
+use crate::sa::{AdminCert, AdminStore, AuditEntry, CertQuery};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// `fleetca cert ...`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Search certificates by name, serial or account, newest first.
+    List(ListArgs),
+    /// Show one certificate (details and PEM).
+    Show(ShowArgs),
+    /// Revoke a certificate and re-sign the CRL.
+    Revoke(RevokeArgs),
+}
+
+/// `fleetca cert list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A DNS name or suffix (matches names under it) or an IP address.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Serial number (hex).
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// Account id.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Most results.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetca cert show` options.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// Serial number (hex).
+    pub serial: String,
+    /// Tenant, when the serial is not unique across tenants.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetca cert revoke` options.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// Serial number (hex).
+    pub serial: String,
+    /// Tenant, when the serial is not unique across tenants.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Reason (RFC 5280 §5.3.1, as BR §7.2.2 allows): unspecified, keyCompromise,
+    /// affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, or its code.
+    #[arg(long, default_value = "unspecified", value_parser = parse_reason)]
+    pub reason: u8,
+    /// Passphrase for an encrypted issuing CA key (to re-sign the CRL).
+    #[command(flatten)]
+    pub keys: KeyProtection,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// BR §7.2.2 permits these CRL reason codes for subscriber certificates.
+fn parse_reason(s: &str) -> Result<u8, String> {
+    let code = match s.to_ascii_lowercase().as_str() {
+        "unspecified" | "0" => 0,
+        "keycompromise" | "key-compromise" | "1" => 1,
+        "affiliationchanged" | "affiliation-changed" | "3" => 3,
+        "superseded" | "4" => 4,
+        "cessationofoperation" | "cessation-of-operation" | "5" => 5,
+        "privilegewithdrawn" | "privilege-withdrawn" | "9" => 9,
+        _ => {
+            return Err(format!(
+            "{s:?}: use unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn"
+        ))
+        }
+    };
+    Ok(code)
+}
+
+/// Runs a `cert` subcommand.
+pub(crate) fn run(cmd: &CertCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertCommand::List(a) => list(a),
+        CertCommand::Show(a) => show(a),
+        CertCommand::Revoke(a) => revoke(a),
+    }
+}
+
+fn names(c: &AdminCert) -> String {
+    c.names
+        .iter()
+        .map(|n| n.value.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn status(c: &AdminCert, now: i64) -> &'static str {
+    if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.not_after < now {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+fn cert_json(c: &AdminCert, now: i64) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    v["status"] = json!(status(c, now));
+    v
+}
+
+fn list(a: &ListArgs) -> anyhow::Result<()> {
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let certs = ctx.block_on(ctx.db.find_certs(&CertQuery {
+        tenant: a.tenant.clone(),
+        name: a.name.clone(),
+        serial: a.serial.clone(),
+        account_id: a.account.clone(),
+        limit: a.limit,
+    }))?;
+    let now = now_unix();
+    if a.json {
+        let v: Vec<_> = certs.iter().map(|c| cert_json(c, now)).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    println!(
+        "{:<34} {:<12} {:<8} {:<21} NAMES",
+        "SERIAL", "TENANT", "STATUS", "NOT AFTER"
+    );
+    for c in &certs {
+        println!(
+            "{:<34} {:<12} {:<8} {:<21} {}",
+            c.serial,
+            c.tenant,
+            status(c, now),
+            rfc3339(c.not_after),
+            names(c)
+        );
+    }
+    Ok(())
+}
+
+/// The one certificate with `serial` (in `tenant` if given).
+fn find_one(ctx: &AdminContext, serial: &str, tenant: Option<&str>) -> anyhow::Result<AdminCert> {
+    let mut found = ctx.block_on(ctx.db.find_certs(&CertQuery {
+        tenant: tenant.map(str::to_string),
+        serial: Some(serial.to_string()),
+        ..CertQuery::default()
+    }))?;
+    match found.len() {
+        0 => anyhow::bail!("no certificate with serial {serial}"),
+        1 => Ok(found.remove(0)),
+        _ => anyhow::bail!("serial {serial} exists in several tenants; add --tenant"),
+    }
+}
+
+fn show(a: &ShowArgs) -> anyhow::Result<()> {
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let c = find_one(&ctx, &a.serial, a.tenant.as_deref())?;
+    let pem = pki::cert_info::der_to_pem("CERTIFICATE", &c.der);
+    let now = now_unix();
+    if a.json {
+        let mut v = cert_json(&c, now);
+        v["pem"] = json!(pem);
+        println!("{v}");
+        return Ok(());
+    }
+    println!("serial:     {}", c.serial);
+    println!("tenant:     {}", c.tenant);
+    println!("status:     {}", status(&c, now));
+    println!("names:      {}", names(&c));
+    println!("not before: {}", rfc3339(c.not_before));
+    println!("not after:  {}", rfc3339(c.not_after));
+    println!("issued:     {}", rfc3339(c.issued_at));
+    println!("account:    {}", c.account_id);
+    println!("order:      {}", c.order_id);
+    if let Some(r) = c.revoked_at {
+        println!(
+            "revoked:    {} (reason {})",
+            rfc3339(r),
+            c.revocation_reason.unwrap_or(0)
+        );
+    }
+    print!("{pem}");
+    Ok(())
+}
+
+fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let c = find_one(&ctx, &a.serial, a.tenant.as_deref())?;
+    if c.revoked_at.is_some() {
+        anyhow::bail!("certificate {} is already revoked", c.serial);
+    }
+    let cfg = ctx
+        .dd
+        .load_tenant_configs()?
+        .into_iter()
+        .find(|t| t.ca.name == c.tenant)
+        .ok_or_else(|| anyhow::anyhow!("tenant {:?} is not configured", c.tenant))?;
+    // Load the issuing CA first: a revocation whose CRL cannot be re-signed is refused
+    // rather than left unpublished.
+    let pass = a.keys.passphrase()?;
+    let ca = super::load::load_issuing_ca(&ctx.dd, &cfg, pass.as_deref())
+        .with_context(|| format!("loading the issuing CA of tenant {:?}", c.tenant))?;
+    let at = now_unix();
+    let after = AdminCert {
+        revoked_at: Some(at),
+        revocation_reason: Some(a.reason),
+        ..c.clone()
+    };
+    let audit = AuditEntry {
+        at,
+        actor: cli_actor(),
+        action: "cert.revoke".into(),
+        tenant: Some(c.tenant.clone()),
+        object: Some(c.serial.clone()),
+        before: Some(cert_json(&c, at).to_string()),
+        after: Some(cert_json(&after, at).to_string()),
+    };
+    if !ctx.block_on(ctx.db.revoke_cert_audited(&c.id, at, a.reason, &audit))? {
+        anyhow::bail!("certificate {} was revoked concurrently", c.serial);
+    }
+    let crl = ctx
+        .block_on(ca.publish_crl(&ctx.db, &SystemClock))
+        .context("the certificate is revoked, but re-signing the CRL failed (serve re-signs it within 5 minutes)")?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"serial": c.serial, "status": "revoked", "reason": a.reason, "crl_number": crl.number})
+        );
+    } else {
+        println!(
+            "revoked {} (reason {}); CRL {} re-signed",
+            c.serial, a.reason, crl.number
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! `fleetca tenant add|list`: the issuing CAs (tenants) of a data directory. The tenant in
+//! `fleetca.toml` (normally `default`) comes from `init`; each further tenant has its own
+//! name-constrained issuing CA under the same private root, its own `ca/NAME/tenant.toml`
+//! (policy, EAB requirement), its own directory `/acme/NAME/directory` and its own accounts.
+
+use super::admin::{cli_actor, now_unix, AdminContext};
+use super::KeyProtection;
+use crate::datadir::{CaConfig, CaSection, DataDir, Trust};
+use crate::sa::{AuditEntry, AuditStore};
+use clap::{Args, Subcommand};
+use pki::keys::KeyType;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// `fleetca tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create another issuing CA with its own ACME directory, policy and accounts.
+    Add(AddArgs),
+    /// List the tenants.
+    List(ListArgs),
+}
+
+/// `fleetca tenant add` options.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Tenant name: lower-case letters, digits and `-`, at most 32 (the `<tenant>` in URLs).
+    pub name: String,
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// A permitted DNS suffix or IP range of this tenant's issuing CA; repeatable.
+    #[arg(long, required = true)]
+    pub permit: Vec<String>,
+    /// Require an External Account Binding for newAccount (RFC 8555 §7.3.4).
+    #[arg(long)]
+    pub eab_required: bool,
+    /// `private` (under this data directory's root). `public` is not available for extra
+    /// tenants yet (use `fleetca subca` for the default tenant).
+    #[arg(long, default_value = "private", value_parser = parse_trust)]
+    pub trust: Trust,
+    /// Issuing CA key type.
+    #[arg(long, default_value = "p256")]
+    pub issuing_key_type: KeyType,
+    /// Also allow clientAuth.
+    #[arg(long)]
+    pub client_auth: bool,
+    /// End-entity lifetime in days (default: the main tenant's).
+    #[arg(long)]
+    pub lifetime_days: Option<u32>,
+    /// Key encryption (the root key's passphrase, also used for the new key).
+    #[command(flatten)]
+    pub keys: KeyProtection,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetca tenant list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_trust(s: &str) -> Result<Trust, String> {
+    match s {
+        "private" => Ok(Trust::Private),
+        "public" => Ok(Trust::Public),
+        _ => Err(format!("{s:?}: use private or public")),
+    }
+}
+
+/// Runs a `tenant` subcommand.
+pub(crate) fn run(cmd: &TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Add(a) => add(a),
+        TenantCommand::List(a) => list(a),
+    }
+}
+
+/// The tenant names of a data directory.
+pub(crate) fn tenant_names(dd: &DataDir) -> anyhow::Result<Vec<String>> {
+    Ok(dd
+        .load_tenant_configs()?
+        .into_iter()
+        .map(|c| c.ca.name)
+        .collect())
+}
+
+/// Fails unless `name` is a tenant of `dd`.
+pub(crate) fn require_tenant(dd: &DataDir, name: &str) -> anyhow::Result<()> {
+    let names = tenant_names(dd)?;
+    if names.iter().any(|n| n == name) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no tenant {name:?} in {} (tenants: {})",
+            dd.path().display(),
+            names.join(", ")
+        )
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+}
+
+fn add(a: &AddArgs) -> anyhow::Result<()> {
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let dd = &ctx.dd;
+    if !valid_name(&a.name) {
+        anyhow::bail!(
+            "tenant name {:?}: use 1-32 lower-case letters, digits and '-'",
+            a.name
+        );
+    }
+    if a.trust == Trust::Public {
+        anyhow::bail!("--trust public is not available for additional tenants yet");
+    }
+    let main = dd.load_config()?;
+    if main.ca.trust != Trust::Private {
+        anyhow::bail!("this data directory has no private root (it was set up with `fleetca subca`); additional tenants need one");
+    }
+    if tenant_names(dd)?.contains(&a.name) || dd.ca_dir(&a.name).exists() {
+        anyhow::bail!(
+            "tenant {:?} already exists in {}",
+            a.name,
+            dd.path().display()
+        );
+    }
+    let lifetime_days = a.lifetime_days.unwrap_or(main.ca.lifetime_days);
+    let max = pki::issue::MAX_LEAF_LIFETIME.whole_days() as u32;
+    if !(1..=max).contains(&lifetime_days) {
+        anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
+    }
+    let cfg = CaConfig {
+        ca: CaSection {
+            name: a.name.clone(),
+            trust: a.trust,
+            permit: a.permit.clone(),
+            client_auth: a.client_auth,
+            lifetime_days,
+            eab_required: a.eab_required,
+            ..main.ca.clone()
+        },
+    };
+    let pass = a.keys.passphrase()?;
+    super::init::create_tenant_ca(dd, &cfg, a.issuing_key_type, pass.as_deref())?;
+    // tenant.toml last: its presence is what makes the tenant exist for `serve`.
+    dd.save_tenant_config(&cfg)?;
+    let summary = tenant_json(&cfg);
+    ctx.block_on(ctx.db.append_audit(&AuditEntry {
+        at: now_unix(),
+        actor: cli_actor(),
+        action: "tenant.add".into(),
+        tenant: Some(a.name.clone()),
+        object: Some(a.name.clone()),
+        before: None,
+        after: Some(summary.to_string()),
+    }))?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "Created tenant {:?} (issuing CA {}) permitted {}; ACME directory /acme/{}/directory. Restart `fleetca serve` to load it.",
+            a.name,
+            dd.ca_cert(&a.name).display(),
+            a.permit.join(", "),
+            a.name
+        );
+    }
+    Ok(())
+}
+
+fn tenant_json(cfg: &CaConfig) -> serde_json::Value {
+    json!({
+        "name": cfg.ca.name,
+        "trust": cfg.ca.trust,
+        "permit": cfg.ca.permit,
+        "eab_required": cfg.ca.eab_required,
+        "lifetime_days": cfg.ca.lifetime_days,
+        "challenge_types": cfg.ca.challenge_types,
+    })
+}
+
+fn list(a: &ListArgs) -> anyhow::Result<()> {
+    let dd = DataDir::new(&a.data_dir);
+    let cfgs = dd.load_tenant_configs()?;
+    if a.json {
+        let v: Vec<_> = cfgs.iter().map(tenant_json).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for c in &cfgs {
+        println!(
+            "{:<16} {:<8} eab_required={:<5} permit={}",
+            c.ca.name,
+            match c.ca.trust {
+                Trust::Private => "private",
+                Trust::Public => "public",
+            },
+            c.ca.eab_required,
+            c.ca.permit.join(",")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tenant_names_are_url_safe() {
+        for ok in ["a", "vendor-1", "acme2"] {
+            assert!(super::valid_name(ok), "{ok}");
+        }
+        for bad in ["", "A", "a/b", "-x", "a.b", &"x".repeat(33)] {
+            assert!(!super::valid_name(bad), "{bad}");
+        }
+    }
+}

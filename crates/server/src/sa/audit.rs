@@ -1,0 +1,89 @@
+//! The append-only audit log of operator state changes (who, what, when, before/after). Rows
+//! are written in the same transaction as the change they describe, so a change without its
+//! audit record cannot be committed.
+
+use super::{SaError, SqliteStorage};
+use async_trait::async_trait;
+use sqlx::Row;
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// When (UNIX seconds); filled in by the store when 0.
+    pub at: i64,
+    /// Who: `cli:<user>` for the command line.
+    pub actor: String,
+    /// What, as `<object>.<verb>`: `eab.create`, `eab.revoke`, `account.deactivate`, ...
+    pub action: String,
+    /// The tenant the object belongs to.
+    pub tenant: Option<String>,
+    /// The key id, account id or serial acted on.
+    pub object: Option<String>,
+    /// The object before the change (JSON), if it existed.
+    pub before: Option<String>,
+    /// The object after the change (JSON).
+    pub after: Option<String>,
+}
+
+/// The audit log. Database changes append their entry in their own transaction; this trait
+/// reads it and records changes made outside the database.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one entry on its own (for changes outside the database, e.g. a new tenant).
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError>;
+    /// The latest `limit` entries, newest first.
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError>;
+}
+
+/// Appends `e` inside the caller's transaction.
+pub(super) async fn append(
+    tx: &mut sqlx::SqliteConnection,
+    e: &AuditEntry,
+    now: i64,
+) -> Result<(), SaError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, tenant, object, before_json, after_json)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(if e.at == 0 { now } else { e.at })
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.tenant)
+    .bind(&e.object)
+    .bind(&e.before)
+    .bind(&e.after)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl AuditStore for SqliteStorage {
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
+        let mut conn = self.pool().acquire().await?;
+        append(&mut conn, e, e.at).await
+    }
+
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, tenant, object, before_json, after_json
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    tenant: r.try_get("tenant")?,
+                    object: r.try_get("object")?,
+                    before: r.try_get("before_json")?,
+                    after: r.try_get("after_json")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,433 @@
+//! Storage of certificate-lifecycle facts: the profile and `replaces` link of each order
+//! (draft-aaron-acme-profiles, RFC 9773 §5), per-certificate profile and CRL shard, operator
+//! overrides of the ARI window (RFC 9773 §4.2) and partitioned CRLs (RFC 5280 §5.2.5).
+//!
+//! A narrow trait of its own (CONVENTIONS "narrow interfaces per role"): the main
+//! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
+
+use super::sql::from_json;
+use super::{CertRecord, CrlRecord, RevokedEntry, SaError, SqliteStorage};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+/// What an order asked for beyond its identifiers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderLifecycle {
+    /// The certificate profile name (draft-aaron-acme-profiles §3).
+    pub profile: String,
+    /// Id of the certificate the order replaces (RFC 9773 §5), if any.
+    pub replaces_cert_id: Option<String>,
+}
+
+/// An order that names a certificate in `replaces`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplacingOrder {
+    /// The order id.
+    pub order_id: String,
+    /// Its stored status (`pending`, `processing`, `valid`, `invalid`).
+    pub status: String,
+    /// Its expiry (UNIX seconds).
+    pub expires: i64,
+}
+
+/// Which certificates an operator action applies to (`fleetca renew-early`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertSelector {
+    /// One certificate by serial (lower-case hex, no leading zeros).
+    Serial(String),
+    /// Every certificate of an account.
+    Account(String),
+    /// Every certificate with at least one DNS name equal to or under this suffix.
+    Suffix(String),
+    /// Every certificate issued before this time (UNIX seconds).
+    IssuedBefore(i64),
+    /// Every certificate.
+    All,
+}
+
+impl CertSelector {
+    /// Whether `cert` is selected (the SQL narrows first; the name test is done here).
+    pub fn matches(&self, cert: &CertRecord) -> bool {
+        match self {
+            CertSelector::Serial(s) => cert.serial == *s,
+            CertSelector::Account(a) => cert.account_id == *a,
+            CertSelector::IssuedBefore(t) => cert.issued_at < *t,
+            CertSelector::All => true,
+            CertSelector::Suffix(suffix) => {
+                let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
+                cert.names.iter().any(|n| {
+                    let v = n.value.trim_start_matches("*.").to_ascii_lowercase();
+                    v == suffix || v.ends_with(&format!(".{suffix}"))
+                })
+            }
+        }
+    }
+}
+
+/// Lifecycle storage. Every write that reports success has committed.
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Records an order's profile and `replaces` link; written before the order itself.
+    async fn insert_order_lifecycle(
+        &self,
+        order_id: &str,
+        lc: &OrderLifecycle,
+    ) -> Result<(), SaError>;
+    /// The profile and link of an order (`None` for orders made before profiles existed).
+    async fn get_order_lifecycle(&self, order_id: &str) -> Result<Option<OrderLifecycle>, SaError>;
+    /// Orders whose `replaces` names `cert_id`.
+    async fn replacing_orders(&self, cert_id: &str) -> Result<Vec<ReplacingOrder>, SaError>;
+
+    /// Records the profile and CRL shard a certificate was issued with.
+    async fn insert_cert_lifecycle(
+        &self,
+        cert_id: &str,
+        profile: &str,
+        crl_shard: Option<u32>,
+    ) -> Result<(), SaError>;
+    /// The profile and CRL shard of a certificate.
+    async fn get_cert_lifecycle(
+        &self,
+        cert_id: &str,
+    ) -> Result<Option<(String, Option<u32>)>, SaError>;
+
+    /// The operator's ARI window for a certificate, `(start, end)`.
+    async fn renewal_override(&self, cert_id: &str) -> Result<Option<(i64, i64)>, SaError>;
+    /// Sets the ARI window of every listed certificate in one transaction; returns how many.
+    async fn set_renewal_overrides(
+        &self,
+        cert_ids: &[String],
+        start: i64,
+        end: i64,
+        at: i64,
+    ) -> Result<u64, SaError>;
+    /// Unexpired certificates (notAfter > `now`) of a tenant (or all tenants) that `sel`
+    /// selects.
+    async fn select_certs(
+        &self,
+        tenant: Option<&str>,
+        sel: &CertSelector,
+        now: i64,
+    ) -> Result<Vec<CertRecord>, SaError>;
+
+    /// Revoked, not yet expired (notAfter >= `not_after_min`) certificates in one CRL shard.
+    async fn revoked_certs_in_shard(
+        &self,
+        tenant: &str,
+        shard: u32,
+        not_after_min: i64,
+    ) -> Result<Vec<RevokedEntry>, SaError>;
+    /// The latest CRL of a shard.
+    async fn get_crl_shard(&self, tenant: &str, shard: u32) -> Result<Option<CrlRecord>, SaError>;
+    /// Stores a shard's CRL if its number is higher than the stored one.
+    async fn store_crl_shard(
+        &self,
+        tenant: &str,
+        shard: u32,
+        crl: &CrlRecord,
+    ) -> Result<(), SaError>;
+}
+
+fn cert_row(r: &SqliteRow) -> Result<CertRecord, SaError> {
+    Ok(CertRecord {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        serial: r.try_get("serial")?,
+        account_id: r.try_get("account_id")?,
+        order_id: r.try_get("order_id")?,
+        der: r.try_get("der")?,
+        names: from_json(&r.try_get::<String, _>("names")?)?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        issued_at: r.try_get("issued_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r
+            .try_get::<Option<i64>, _>("revocation_reason")?
+            .map(|v| v as u8),
+    })
+}
+
+#[async_trait]
+impl LifecycleStore for SqliteStorage {
+    async fn insert_order_lifecycle(
+        &self,
+        order_id: &str,
+        lc: &OrderLifecycle,
+    ) -> Result<(), SaError> {
+        sqlx::query(
+            "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)",
+        )
+        .bind(order_id)
+        .bind(&lc.profile)
+        .bind(&lc.replaces_cert_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_order_lifecycle(&self, order_id: &str) -> Result<Option<OrderLifecycle>, SaError> {
+        let row = sqlx::query(
+            "SELECT profile, replaces_cert_id FROM order_lifecycle WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(OrderLifecycle {
+                profile: r.try_get(0)?,
+                replaces_cert_id: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn replacing_orders(&self, cert_id: &str) -> Result<Vec<ReplacingOrder>, SaError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.status, o.expires FROM order_lifecycle l
+             JOIN orders o ON o.id = l.order_id WHERE l.replaces_cert_id = $1",
+        )
+        .bind(cert_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReplacingOrder {
+                    order_id: r.try_get(0)?,
+                    status: r.try_get(1)?,
+                    expires: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_cert_lifecycle(
+        &self,
+        cert_id: &str,
+        profile: &str,
+        crl_shard: Option<u32>,
+    ) -> Result<(), SaError> {
+        sqlx::query("INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)")
+            .bind(cert_id)
+            .bind(profile)
+            .bind(crl_shard.map(i64::from))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn get_cert_lifecycle(
+        &self,
+        cert_id: &str,
+    ) -> Result<Option<(String, Option<u32>)>, SaError> {
+        let row = sqlx::query("SELECT profile, crl_shard FROM cert_lifecycle WHERE cert_id = $1")
+            .bind(cert_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get::<Option<i64>, _>(1)?.map(|v| v as u32),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn renewal_override(&self, cert_id: &str) -> Result<Option<(i64, i64)>, SaError> {
+        let row = sqlx::query(
+            "SELECT window_start, window_end FROM renewal_overrides WHERE cert_id = $1",
+        )
+        .bind(cert_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn set_renewal_overrides(
+        &self,
+        cert_ids: &[String],
+        start: i64,
+        end: i64,
+        at: i64,
+    ) -> Result<u64, SaError> {
+        let mut tx = self.pool().begin().await?;
+        let mut n = 0;
+        for id in cert_ids {
+            n += sqlx::query(
+                "INSERT INTO renewal_overrides (cert_id, window_start, window_end, set_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (cert_id) DO UPDATE SET window_start = excluded.window_start,
+                   window_end = excluded.window_end, set_at = excluded.set_at",
+            )
+            .bind(id)
+            .bind(start)
+            .bind(end)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn select_certs(
+        &self,
+        tenant: Option<&str>,
+        sel: &CertSelector,
+        now: i64,
+    ) -> Result<Vec<CertRecord>, SaError> {
+        // Narrow in SQL where the selector maps onto a column; names are JSON, so the suffix
+        // test runs in Rust on the unexpired rows.
+        let (serial, account) = match sel {
+            CertSelector::Serial(s) => (Some(s.as_str()), None),
+            CertSelector::Account(a) => (None, Some(a.as_str())),
+            _ => (None, None),
+        };
+        let q = sqlx::query(
+            "SELECT * FROM certificates WHERE not_after > $1 AND ($2 IS NULL OR tenant = $2)
+               AND ($3 IS NULL OR serial = $3) AND ($4 IS NULL OR account_id = $4)
+             ORDER BY issued_at, id",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(serial)
+        .bind(account);
+        let rows = q.fetch_all(self.pool()).await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let c = cert_row(r)?;
+            if sel.matches(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn revoked_certs_in_shard(
+        &self,
+        tenant: &str,
+        shard: u32,
+        not_after_min: i64,
+    ) -> Result<Vec<RevokedEntry>, SaError> {
+        let rows = sqlx::query(
+            "SELECT c.serial, c.revoked_at, c.revocation_reason FROM certificates c
+             JOIN cert_lifecycle l ON l.cert_id = c.id
+             WHERE c.tenant = $1 AND l.crl_shard = $2 AND c.revoked_at IS NOT NULL
+               AND c.not_after >= $3 ORDER BY c.serial",
+        )
+        .bind(tenant)
+        .bind(i64::from(shard))
+        .bind(not_after_min)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevokedEntry {
+                    serial: r.try_get(0)?,
+                    revoked_at: r.try_get(1)?,
+                    reason: r.try_get::<Option<i64>, _>(2)?.map(|v| v as u8),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_crl_shard(&self, tenant: &str, shard: u32) -> Result<Option<CrlRecord>, SaError> {
+        let row = sqlx::query(
+            "SELECT crl_number, der, this_update, next_update FROM crl_shards
+             WHERE tenant = $1 AND shard = $2",
+        )
+        .bind(tenant)
+        .bind(i64::from(shard))
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(CrlRecord {
+                number: r.try_get(0)?,
+                der: r.try_get(1)?,
+                this_update: r.try_get(2)?,
+                next_update: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn store_crl_shard(
+        &self,
+        tenant: &str,
+        shard: u32,
+        crl: &CrlRecord,
+    ) -> Result<(), SaError> {
+        sqlx::query(
+            "INSERT INTO crl_shards (tenant, shard, crl_number, der, this_update, next_update)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant, shard) DO UPDATE SET crl_number = excluded.crl_number,
+               der = excluded.der, this_update = excluded.this_update,
+               next_update = excluded.next_update
+             WHERE excluded.crl_number > crl_shards.crl_number",
+        )
+        .bind(tenant)
+        .bind(i64::from(shard))
+        .bind(crl.number)
+        .bind(&crl.der)
+        .bind(crl.this_update)
+        .bind(crl.next_update)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sa::StoredIdentifier;
+
+    fn cert(names: &[&str]) -> CertRecord {
+        CertRecord {
+            id: "c".into(),
+            tenant: "default".into(),
+            serial: "01".into(),
+            account_id: "a".into(),
+            order_id: "o".into(),
+            der: vec![],
+            names: names
+                .iter()
+                .map(|n| StoredIdentifier {
+                    kind: "dns".into(),
+                    value: (*n).into(),
+                })
+                .collect(),
+            not_before: 0,
+            not_after: 10,
+            issued_at: 5,
+            revoked_at: None,
+            revocation_reason: None,
+        }
+    }
+
+    #[test]
+    fn suffix_selector_matches_labels_not_substrings() {
+        let sel = CertSelector::Suffix("plant1.example.com".into());
+        assert!(sel.matches(&cert(&["a.plant1.example.com"])));
+        assert!(sel.matches(&cert(&["plant1.example.com"])));
+        assert!(!sel.matches(&cert(&["xplant1.example.com"])));
+        assert!(CertSelector::IssuedBefore(6).matches(&cert(&["x"])));
+        assert!(!CertSelector::IssuedBefore(5).matches(&cert(&["x"])));
+    }
+
+    #[tokio::test]
+    async fn overrides_and_order_links_round_trip() {
+        let db = SqliteStorage::open_in_memory().await.unwrap();
+        assert_eq!(db.renewal_override("nope").await.unwrap(), None);
+        let lc = OrderLifecycle {
+            profile: "shortlived".into(),
+            replaces_cert_id: Some("c1".into()),
+        };
+        db.insert_order_lifecycle("o1", &lc).await.unwrap();
+        assert_eq!(db.get_order_lifecycle("o1").await.unwrap(), Some(lc));
+        assert_eq!(db.get_order_lifecycle("o2").await.unwrap(), None);
+        // The order row itself does not exist, so it is not a replacing order yet.
+        assert!(db.replacing_orders("c1").await.unwrap().is_empty());
+    }
+}
