@@ -12,8 +12,11 @@
 //! - [`keyauth`]: key authorizations and challenge values (RFC 8555 §8, RFC 8737).
 //! - [`ari`]: renewal information (RFC 9773).
 //!
-//! All cryptography goes through one private provider module (aws-lc-rs
-//! today), so another provider is a change to that module only.
+//! All cryptography goes through one private provider module: aws-lc-rs by
+//! default, ring with `default-features = false, features = ["ring"]` (the
+//! device agent's smaller build; ring cannot generate RSA keys, so
+//! [`sign::AccountKey::generate`] returns [`sign::SignError::Generate`] for
+//! RSA there). With both features on, aws-lc-rs is used.
 
 #![forbid(unsafe_code)]
 

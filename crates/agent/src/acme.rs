@@ -7,7 +7,7 @@ use acme_types::sign::AccountKey;
 use acme_types::wire::{Authorization, Identifier, Order};
 use serde_json::{json, Value};
 
-use crate::challenge::Responder;
+use crate::challenge::Responders;
 use crate::error::{AgentError, Result};
 use crate::http::{server_error, AcmeHttp, Response};
 use crate::log;
@@ -85,8 +85,7 @@ impl Session {
         &mut self,
         names: &[String],
         csr: &[u8],
-        responder: &mut dyn Responder,
-        challenge_type: &str,
+        responders: &mut Responders<'_>,
         replaces: Option<String>,
         timeout: Duration,
     ) -> Result<String> {
@@ -112,7 +111,7 @@ impl Session {
         log::info(format!("order {order_url} for {}", names.join(",")));
 
         for authz_url in order.authorizations.clone() {
-            self.authorize(&authz_url, responder, challenge_type, deadline)?;
+            self.authorize(&authz_url, responders, deadline)?;
         }
 
         // Wait for ready (the server may still be processing authz results).
@@ -168,8 +167,7 @@ impl Session {
     fn authorize(
         &mut self,
         authz_url: &str,
-        responder: &mut dyn Responder,
-        challenge_type: &str,
+        responders: &mut Responders<'_>,
         deadline: Instant,
     ) -> Result<()> {
         let (authz, _): (Authorization, Response) = self.post_json(authz_url, None)?;
@@ -184,13 +182,37 @@ impl Session {
             }
         }
         let domain = authz.identifier.value.clone();
-        let chall = authz
-            .challenges
+        let shown = if authz.wildcard == Some(true) {
+            format!("*.{domain}")
+        } else {
+            domain.clone()
+        };
+        // Per identifier, the first type in the preference list the server offers.
+        let (kind, chall) = responders
+            .preferences()
             .iter()
-            .find(|c| c.r#type == challenge_type)
+            .find_map(|k| {
+                authz
+                    .challenges
+                    .iter()
+                    .find(|c| c.r#type == k.as_str())
+                    .map(|c| (*k, c))
+            })
             .ok_or_else(|| {
-                AgentError::Challenge(format!("server offers no {challenge_type} for {domain}"))
+                let want: Vec<&str> = responders
+                    .preferences()
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                let offered: Vec<&str> =
+                    authz.challenges.iter().map(|c| c.r#type.as_str()).collect();
+                AgentError::Challenge(format!(
+                    "server offers none of {want:?} for {shown} (offered: {offered:?})"
+                ))
             })?;
+        let challenge_type = kind.as_str();
+        log::info(format!("{shown}: using {challenge_type}"));
+        let responder = responders.get(kind)?;
         let token = chall.token.clone().unwrap_or_default();
         let ka = acme_types::keyauth::key_authorization(&token, self.key.jwk());
         let chall_url = chall.url.clone();

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::acme::{fetch_renewal_info, Eab, Session};
-use crate::challenge::{DnsHook, Http01Server, Responder, TlsAlpnServer, Webroot};
-use crate::config::{ChallengeKind, Settings};
+use crate::challenge::Responders;
+use crate::config::Settings;
 use crate::error::{exit, AgentError, Result};
 use crate::http::{now_unix, AcmeHttp};
 use crate::install::{self, CertSet};
@@ -48,8 +48,7 @@ fn connect(settings: &Settings) -> Result<AcmeHttp> {
 
 fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Result<Session> {
     let state_dir = settings.state_dir()?;
-    let (key, _) =
-        keys::load_or_create_account_key(&state_dir, settings.key_type.unwrap_or_default())?;
+    let (key, _) = keys::load_or_create_account_key(&state_dir, settings.account_key_type())?;
     let eab = match (&settings.eab_kid, &settings.eab_hmac_key_file) {
         (Some(kid), Some(file)) => {
             let text = std::fs::read_to_string(file).map_err(|e| AgentError::io(file, e))?;
@@ -75,23 +74,6 @@ fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Resul
     Ok(session)
 }
 
-fn responder(settings: &Settings) -> Result<Box<dyn Responder>> {
-    Ok(match settings.challenge() {
-        ChallengeKind::Http01 => match &settings.webroot {
-            Some(dir) => Box::new(Webroot(dir.clone())),
-            None => Box::new(Http01Server::start(settings.http_port.unwrap_or(80))?),
-        },
-        ChallengeKind::TlsAlpn01 => {
-            Box::new(TlsAlpnServer::start(settings.tls_port.unwrap_or(443))?)
-        }
-        ChallengeKind::Dns01 => {
-            Box::new(DnsHook(settings.dns_hook.clone().ok_or_else(|| {
-                AgentError::Config("dns-01 needs --dns-hook".into())
-            })?))
-        }
-    })
-}
-
 /// Obtains and installs a certificate. `fresh_key` makes a new certificate
 /// key; otherwise the installed one is reused.
 fn obtain_and_install(
@@ -106,22 +88,21 @@ fn obtain_and_install(
         (Some(_), Some((_, info))) => info.ari_cert_id(),
         _ => None,
     };
+    let mut responders = Responders::new(settings)?;
     let mut session = open_session(settings, http, state)?;
     let key = match current {
         Some((set, _)) if !fresh_key => keys::parse_cert_key(&set.key_pem)?,
         _ => keys::generate_cert_key(settings.key_type.unwrap_or_default())?,
     };
     let csr = keys::build_csr(&key, &names)?;
-    let mut resp = responder(settings)?;
     let pem = session.obtain(
         &names,
         &csr,
-        resp.as_mut(),
-        settings.challenge().as_str(),
+        &mut responders,
         replaces,
         settings.order_timeout(),
     )?;
-    drop(resp);
+    drop(responders);
     let certs = keys::pem_certs(&pem);
     let leaf = certs.first().ok_or_else(|| AgentError::Server {
         url: session.http.directory_url.clone(),
@@ -152,6 +133,7 @@ fn obtain_and_install(
     ));
     state.revoked_serial = None;
     state.ari_window = None;
+    state.ari_next_check = None;
     state.reload_pending = settings.reload_cmd.is_some();
     state.store(&settings.state_dir()?)?;
     run_reload(settings, state)
@@ -230,20 +212,33 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
         obtain_and_install(settings, http, &mut state, None, true)?;
         return Ok(exit::RENEWED);
     };
+    let mut ari_retry = None;
     if let Some(id) = cur.1.ari_cert_id() {
         match fetch_renewal_info(&mut http, &id) {
-            Ok(Some((s, e, _))) => state.ari_window = Some((s, e)),
+            Ok(Some((s, e, retry))) => {
+                state.ari_window = Some((s, e));
+                ari_retry = Some(retry);
+            }
             Ok(None) => state.ari_window = None,
             Err(e) => log::warn(format!("renewalInfo: {e}; using the default schedule")),
         }
     }
-    let (now, note) = effective_now(now_unix(), http.clock_skew, Some(&cur.1));
-    if let Some(n) = note {
+    let local = now_unix();
+    let (now, clock) = effective_now(local, http.clock_skew, Some(&cur.1));
+    if let Some(n) = clock.note() {
         log::warn(n);
     }
+    state.schedule_clock = Some(clock.label().to_owned());
+    state.schedule_skew = Some(now - local);
     let due = due_time(&state, &cur.1);
     if !force && now < due.at {
-        state.next_attempt = Some(due.at);
+        // RFC 9773 §4.3.2: check renewalInfo again after its Retry-After
+        // (default 6 h), kept between a minute and a day.
+        state.ari_next_check = ari_retry.map(|r| {
+            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, 86_400));
+            now + secs as i64
+        });
+        state.next_attempt = Some(state.ari_next_check.map_or(due.at, |c| c.min(due.at)));
         state.store(&state_dir)?;
         run_reload(settings, &mut state)?;
         log::info(format!(
@@ -277,7 +272,7 @@ pub fn revoke(settings: &Settings, reason: Option<i64>) -> Result<i32> {
 pub fn status(settings: &Settings) -> Result<i32> {
     let state = State::load(&settings.state_dir()?)?;
     let current = installed(settings)?;
-    let (now, note) = effective_now(now_unix(), None, current.as_ref().map(|c| &c.1));
+    let (now, clock) = effective_now(now_unix(), None, current.as_ref().map(|c| &c.1));
     let out = match &current {
         None => {
             serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error})
@@ -297,7 +292,9 @@ pub fn status(settings: &Settings) -> Result<i32> {
                 "reload_pending": state.reload_pending,
                 "revoked": due.source == "revoked",
                 "last_error": state.last_error,
-                "clock_note": note,
+                "next_ari_check": state.ari_next_check.map(fmt_time),
+                "schedule_clock": state.schedule_clock,
+                "clock_note": clock.note(),
             })
         }
     };
@@ -326,8 +323,10 @@ pub fn run(settings: &Settings) -> Result<i32> {
                 st.failures = 0;
                 st.last_error = None;
                 st.store(&state_dir)?;
-                let next = st.next_attempt.unwrap_or(now_unix() + 3600);
-                (next - now_unix()).clamp(60, 12 * 3600) as u64
+                // next_attempt is on the clock the schedule was made with.
+                let now = now_unix() + st.schedule_skew.unwrap_or(0);
+                let next = st.next_attempt.unwrap_or(now + 3600);
+                (next - now).clamp(60, 12 * 3600) as u64
             }
             Err(e) if e.is_transient() => {
                 let mut st = State::load(&state_dir)?;

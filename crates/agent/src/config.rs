@@ -127,6 +127,35 @@ pub enum KeyType {
     Rsa3072,
 }
 
+/// Account key types (RFC 7518 §3.3-§3.4, RFC 8037).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKeyType {
+    /// ECDSA P-256, ES256.
+    P256,
+    /// ECDSA P-384, ES384.
+    P384,
+    /// Ed25519, EdDSA.
+    Ed25519,
+    /// RSA 2048, RS256 (needs the `aws-lc-rs` build).
+    Rsa2048,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<ChallengeKind>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(ChallengeKind),
+        Many(Vec<ChallengeKind>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(c) => vec![c],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// All settings; each is a flag and a TOML key.
 #[derive(Debug, Default, Clone, Args, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -145,9 +174,11 @@ pub struct Settings {
     #[arg(long = "domain", global = true)]
     #[serde(default)]
     pub domain: Vec<String>,
-    /// Challenge type to use.
-    #[arg(long, value_enum, global = true)]
-    pub challenge: Option<ChallengeKind>,
+    /// Challenge type; repeat for a preference order (per identifier the
+    /// first one the server offers is used). Default http-01.
+    #[arg(long = "challenge", value_enum, global = true)]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub challenge: Vec<ChallengeKind>,
     /// Port of the built-in http-01 listener (default 80).
     #[arg(long, global = true)]
     pub http_port: Option<u16>,
@@ -178,6 +209,10 @@ pub struct Settings {
     /// Certificate key type.
     #[arg(long, value_enum, global = true)]
     pub key_type: Option<KeyType>,
+    /// Account key type, used when the account key is first made (default:
+    /// p384 with --key-type p384, else p256).
+    #[arg(long, value_enum, global = true)]
+    pub account_key_type: Option<AccountKeyType>,
     /// Contact URL for the account (e.g. mailto:ops@example.com).
     #[arg(long, global = true)]
     pub contact: Option<String>,
@@ -216,7 +251,11 @@ impl Settings {
             } else {
                 self.domain
             },
-            challenge: self.challenge.or(file.challenge),
+            challenge: if self.challenge.is_empty() {
+                file.challenge
+            } else {
+                self.challenge
+            },
             http_port: self.http_port.or(file.http_port),
             tls_port: self.tls_port.or(file.tls_port),
             webroot: self.webroot.or(file.webroot),
@@ -227,6 +266,7 @@ impl Settings {
             eab_hmac_key_file: self.eab_hmac_key_file.or(file.eab_hmac_key_file),
             reload_cmd: self.reload_cmd.or(file.reload_cmd),
             key_type: self.key_type.or(file.key_type),
+            account_key_type: self.account_key_type.or(file.account_key_type),
             contact: self.contact.or(file.contact),
             reuse_key: self.reuse_key || file.reuse_key,
             json: self.json || file.json,
@@ -256,9 +296,27 @@ impl Settings {
         }
     }
 
-    /// The challenge type (default: http-01).
-    pub fn challenge(&self) -> ChallengeKind {
-        self.challenge.unwrap_or(ChallengeKind::Http01)
+    /// The challenge types in order of preference (default: http-01).
+    pub fn challenges(&self) -> Vec<ChallengeKind> {
+        let mut out: Vec<ChallengeKind> = Vec::new();
+        for c in &self.challenge {
+            if !out.contains(c) {
+                out.push(*c);
+            }
+        }
+        if out.is_empty() {
+            out.push(ChallengeKind::Http01);
+        }
+        out
+    }
+
+    /// The account key type for a new account key.
+    pub fn account_key_type(&self) -> AccountKeyType {
+        self.account_key_type
+            .unwrap_or(match self.key_type.unwrap_or_default() {
+                KeyType::P384 => AccountKeyType::P384,
+                _ => AccountKeyType::P256,
+            })
     }
 
     /// Order deadline.
@@ -291,7 +349,33 @@ mod tests {
         assert_eq!(s.domain, vec!["x.example"]);
         assert_eq!(s.http_port, Some(82));
         assert_eq!(s.key_type, Some(KeyType::P384));
-        assert_eq!(s.challenge(), ChallengeKind::Dns01);
+        assert_eq!(s.challenges(), vec![ChallengeKind::Dns01]);
+    }
+
+    #[test]
+    fn challenge_preference_list() {
+        let file: Settings = toml::from_str("challenge = [\"tls-alpn-01\", \"dns-01\"]\n").unwrap();
+        assert_eq!(
+            file.challenges(),
+            vec![ChallengeKind::TlsAlpn01, ChallengeKind::Dns01]
+        );
+        let cli = Cli::try_parse_from([
+            "a",
+            "--challenge",
+            "dns-01",
+            "--challenge",
+            "http-01",
+            "--account-key-type",
+            "ed25519",
+            "issue",
+        ])
+        .unwrap();
+        let s = cli.settings.over(file);
+        assert_eq!(
+            s.challenges(),
+            vec![ChallengeKind::Dns01, ChallengeKind::Http01]
+        );
+        assert_eq!(s.account_key_type(), AccountKeyType::Ed25519);
     }
 
     #[test]

@@ -99,10 +99,18 @@ fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
     Ok(out)
 }
 
-/// The rustls crypto provider the agent uses everywhere.
+/// The rustls crypto provider the agent uses everywhere: aws-lc-rs when the
+/// `aws-lc-rs` feature is on, else ring (the default, smaller build).
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("fleetca-agent needs a crypto provider: enable `ring` or `aws-lc-rs`");
 
 fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
     resp.headers()
@@ -122,8 +130,23 @@ fn parse_http_date(s: &str) -> Option<i64> {
 }
 
 /// Current Unix time from the local clock.
+///
+/// Debug builds only (the test binary): `FLEETCA_AGENT_FAKE_NOW=<unix>` makes
+/// the clock start at that time and advance normally, to test a device that
+/// booted at 1970 or 2000. Release builds ignore it.
 pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    let real = time::OffsetDateTime::now_utc().unix_timestamp();
+    if cfg!(debug_assertions) {
+        static FAKE: std::sync::OnceLock<Option<(i64, i64)>> = std::sync::OnceLock::new();
+        let fake = FAKE.get_or_init(|| {
+            let t = std::env::var("FLEETCA_AGENT_FAKE_NOW").ok()?.parse().ok()?;
+            Some((t, real))
+        });
+        if let Some((start, at)) = fake {
+            return start + (real - at);
+        }
+    }
+    real
 }
 
 fn parse_links(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {

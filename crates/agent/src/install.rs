@@ -82,7 +82,22 @@ fn current_version(out_dir: &Path) -> Option<u64> {
 /// Installs `set` into `out_dir`. Returns `false` when the same set is
 /// already installed (nothing is written: flash wear).
 pub fn install(out_dir: &Path, set: &CertSet) -> Result<bool> {
-    install_with_checkpoints(out_dir, set, &mut |_| Ok(()))
+    install_with_checkpoints(out_dir, set, &mut |step| {
+        test_pause(step);
+        Ok(())
+    })
+}
+
+/// Debug builds only: `FLEETCA_AGENT_TEST_PAUSE_AT=<step>` stops the install
+/// before `step` (printing `test: paused at <step>` on stderr) so a test can
+/// SIGKILL the real process there. Release builds ignore it.
+fn test_pause(step: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("FLEETCA_AGENT_TEST_PAUSE_AT").is_ok_and(|s| s == step)
+    {
+        eprintln!("test: paused at {step}");
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
 }
 
 /// [`install`] with `checkpoint` called before every durable step, so a test

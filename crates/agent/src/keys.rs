@@ -5,24 +5,49 @@
 use std::path::Path;
 
 use acme_types::sign::{AccountKey, AccountKeyKind};
-use rcgen::{CertificateParams, DistinguishedName, KeyPair, RsaKeySize};
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
-use crate::config::KeyType;
+use crate::config::{AccountKeyType, KeyType};
 use crate::error::{AgentError, Result};
 use crate::fsutil;
 
 /// File name of the account key inside the state dir.
 pub const ACCOUNT_KEY_FILE: &str = "account.key";
 
+/// Whether this build can generate RSA keys (only with the `aws-lc-rs`
+/// feature: ring has no RSA key generation).
+pub const RSA_KEYGEN: bool = cfg!(feature = "aws-lc-rs");
+
+fn no_rsa(what: &str) -> AgentError {
+    AgentError::Config(format!(
+        "{what}: this build uses ring, which cannot generate RSA keys; \
+         use p256/p384, or build fleetca-agent with --features aws-lc-rs"
+    ))
+}
+
 /// Generates a certificate key of `kind`.
 pub fn generate_cert_key(kind: KeyType) -> Result<KeyPair> {
     let r = match kind {
         KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
-        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
+        KeyType::Rsa2048 | KeyType::Rsa3072 => return generate_rsa(kind),
     };
     r.map_err(|e| AgentError::Key(format!("generating certificate key: {e}")))
+}
+
+#[cfg(feature = "aws-lc-rs")]
+fn generate_rsa(kind: KeyType) -> Result<KeyPair> {
+    let size = match kind {
+        KeyType::Rsa3072 => rcgen::RsaKeySize::_3072,
+        _ => rcgen::RsaKeySize::_2048,
+    };
+    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
+        .map_err(|e| AgentError::Key(format!("generating certificate key: {e}")))
+}
+
+#[cfg(not(feature = "aws-lc-rs"))]
+fn generate_rsa(_kind: KeyType) -> Result<KeyPair> {
+    Err(no_rsa("--key-type rsa2048/rsa3072"))
 }
 
 /// Parses a PKCS#8 PEM certificate key.
@@ -44,7 +69,10 @@ pub fn build_csr(key: &KeyPair, names: &[String]) -> Result<Vec<u8>> {
 
 /// Loads the account key from `state_dir`, or generates and stores one
 /// (0600, atomic write). Returns the key and whether it is new.
-pub fn load_or_create_account_key(state_dir: &Path, kind: KeyType) -> Result<(AccountKey, bool)> {
+pub fn load_or_create_account_key(
+    state_dir: &Path,
+    kind: AccountKeyType,
+) -> Result<(AccountKey, bool)> {
     let path = state_dir.join(ACCOUNT_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(pem) => {
@@ -57,9 +85,13 @@ pub fn load_or_create_account_key(state_dir: &Path, kind: KeyType) -> Result<(Ac
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let akind = match kind {
-                KeyType::P384 => AccountKeyKind::EcdsaP384,
-                KeyType::Rsa2048 | KeyType::Rsa3072 => AccountKeyKind::Rsa2048,
-                KeyType::P256 => AccountKeyKind::EcdsaP256,
+                AccountKeyType::P256 => AccountKeyKind::EcdsaP256,
+                AccountKeyType::P384 => AccountKeyKind::EcdsaP384,
+                AccountKeyType::Ed25519 => AccountKeyKind::Ed25519,
+                AccountKeyType::Rsa2048 if !RSA_KEYGEN => {
+                    return Err(no_rsa("--account-key-type rsa2048"))
+                }
+                AccountKeyType::Rsa2048 => AccountKeyKind::Rsa2048,
             };
             let key = AccountKey::generate(akind)
                 .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
@@ -168,11 +200,28 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_account_key_and_rsa_on_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, _) = load_or_create_account_key(dir.path(), AccountKeyType::Ed25519).unwrap();
+        assert_eq!(k.alg(), "EdDSA");
+        if RSA_KEYGEN {
+            let k = generate_cert_key(KeyType::Rsa2048).unwrap();
+            assert!(build_csr(&k, &["rsa.example".into()]).is_ok());
+        } else {
+            let d2 = tempfile::tempdir().unwrap();
+            let e = load_or_create_account_key(d2.path(), AccountKeyType::Rsa2048).unwrap_err();
+            assert!(e.to_string().contains("ring"), "{e}");
+            let e = generate_cert_key(KeyType::Rsa2048).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
+    }
+
+    #[test]
     fn account_key_is_created_once_with_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let (k1, new1) = load_or_create_account_key(dir.path(), KeyType::P256).unwrap();
-        let (k2, new2) = load_or_create_account_key(dir.path(), KeyType::P256).unwrap();
+        let (k1, new1) = load_or_create_account_key(dir.path(), AccountKeyType::P256).unwrap();
+        let (k2, new2) = load_or_create_account_key(dir.path(), AccountKeyType::P256).unwrap();
         assert!(new1 && !new2);
         assert_eq!(k1.jwk(), k2.jwk());
         let mode = std::fs::metadata(dir.path().join(ACCOUNT_KEY_FILE))

@@ -94,38 +94,64 @@ impl CertInfo {
     }
 }
 
+/// Which clock a schedule was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The local clock looked sane.
+    Local,
+    /// The local clock was more than a day off the server's `Date` (the
+    /// offset in seconds); the server's time was used.
+    Server(i64),
+    /// The local clock was before the certificate's notBefore and no server
+    /// time was known; notBefore was used.
+    NotBefore,
+}
+
+impl Clock {
+    /// Short name for logs and `status`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Clock::Local => "local clock",
+            Clock::Server(_) => "server time",
+            Clock::NotBefore => "certificate notBefore",
+        }
+    }
+
+    /// The log line explaining an overridden clock.
+    pub fn note(self) -> Option<String> {
+        match self {
+            Clock::Local => None,
+            Clock::Server(skew) => Some(format!(
+                "local clock is off by {skew}s from the server's Date; scheduling by server time"
+            )),
+            Clock::NotBefore => Some(
+                "local clock is before the certificate's notBefore; not treating it as expired"
+                    .into(),
+            ),
+        }
+    }
+}
+
 /// The time to schedule with. Devices often boot at 1970 or 2000 before NTP:
-/// if the local clock is before the certificate's notBefore, or more than a
-/// day behind the server's `Date`, use the server's time (or notBefore when
-/// there is no server time) rather than acting on a wrong clock. Returns the
-/// time and a note when the local clock was overridden.
+/// if the local clock is more than a day off the server's `Date`, use the
+/// server's time; else if it is before the certificate's notBefore, use
+/// notBefore, rather than acting on a wrong clock.
 pub fn effective_now(
     local: i64,
     server_skew: Option<i64>,
     cert: Option<&CertInfo>,
-) -> (i64, Option<String>) {
+) -> (i64, Clock) {
     if let Some(skew) = server_skew {
         if skew.abs() > 86_400 {
-            return (
-                local + skew,
-                Some(format!(
-                    "local clock is off by {skew}s from the server's Date; using server time"
-                )),
-            );
+            return (local + skew, Clock::Server(skew));
         }
     }
     if let Some(c) = cert {
         if local < c.not_before {
-            return (
-                c.not_before,
-                Some(
-                    "local clock is before the certificate's notBefore; not treating it as expired"
-                        .into(),
-                ),
-            );
+            return (c.not_before, Clock::NotBefore);
         }
     }
-    (local, None)
+    (local, Clock::Local)
 }
 
 /// Parses an RFC 3339 time to Unix seconds.
@@ -180,13 +206,13 @@ mod tests {
     fn clock_in_the_past_does_not_look_expired() {
         let c = info(1_700_000_000, 1_700_000_000 + 90 * 86400);
         // Device booted at 1970 with no server contact.
-        let (now, note) = effective_now(0, None, Some(&c));
+        let (now, clock) = effective_now(0, None, Some(&c));
         assert_eq!(now, c.not_before);
-        assert!(note.is_some());
+        assert_eq!(clock, Clock::NotBefore);
         assert!(now < c.default_renewal_time());
         // With a server Date, the server's time wins.
-        let (now, note) = effective_now(0, Some(1_700_000_100), Some(&c));
+        let (now, clock) = effective_now(0, Some(1_700_000_100), Some(&c));
         assert_eq!(now, 1_700_000_100);
-        assert!(note.is_some());
+        assert_eq!(clock.label(), "server time");
     }
 }

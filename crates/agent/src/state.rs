@@ -28,6 +28,13 @@ pub struct State {
     pub revoked_serial: Option<String>,
     /// ARI suggested window for the installed certificate (Unix seconds).
     pub ari_window: Option<(i64, i64)>,
+    /// When to fetch renewalInfo again (its Retry-After, RFC 9773 §4.3.2).
+    pub ari_next_check: Option<i64>,
+    /// Which clock the last schedule was made with ("local clock",
+    /// "server time" or "certificate notBefore").
+    pub schedule_clock: Option<String>,
+    /// Seconds added to the local clock for that schedule.
+    pub schedule_skew: Option<i64>,
 }
 
 /// Where the state file lives.

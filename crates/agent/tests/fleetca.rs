@@ -18,7 +18,7 @@ fn fleetca_bin() -> PathBuf {
 }
 
 #[test]
-fn fleetca_http01_issue_and_revoke() {
+fn fleetca_http01_issue_revoke_and_ed25519_account() {
     let bin = fleetca_bin();
     if !require("fleetca_http01 (run `cargo build -p fleetca` first)", &bin) {
         return;
@@ -97,4 +97,23 @@ fn fleetca_http01_issue_and_revoke() {
     a.extend(["revoke", "--reason", "superseded"]);
     let (code, _, err) = agent(&a);
     assert_eq!(code, 0, "revoke against fleetca: {err}");
+
+    // An Ed25519 account key (EdDSA JWS, RFC 8037) in a fresh state dir.
+    let out2 = tmp.path().join("out-ed25519");
+    let mut a = base.to_vec();
+    a[5] = out2.to_str().unwrap();
+    a.extend(["--account-key-type", "ed25519", "issue"]);
+    let (code, _, err) = agent(&a);
+    assert_eq!(
+        code,
+        10,
+        "Ed25519 account against fleetca: {err}\n{}",
+        _server.log()
+    );
+    let pem = std::fs::read_to_string(out2.join(".state/account.key")).unwrap();
+    let der = fleetca_agent::keys::pem_decode(&pem, "PRIVATE KEY").unwrap();
+    let key = acme_types::sign::AccountKey::from_pkcs8_der(&der).unwrap();
+    assert_eq!(key.alg(), "EdDSA");
+    let (c, k) = pubkeys(&out2.join("cert.pem"), &out2.join("key.pem"));
+    assert_eq!(c, k);
 }

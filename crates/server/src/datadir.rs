@@ -106,6 +106,15 @@ impl DataDir {
     pub fn database(&self) -> PathBuf {
         self.root.join("fleetca.db")
     }
+
+    /// The database every command of this data directory uses: `FLEETCA_DATABASE` (a
+    /// `postgres://` URL shared by several nodes) when set, else the SQLite file here.
+    pub fn database_url(&self) -> String {
+        std::env::var("FLEETCA_DATABASE")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| self.database().display().to_string())
+    }
     /// Root key.
     pub fn root_key(&self) -> PathBuf {
         self.root.join("root/key.pem")

@@ -7,7 +7,7 @@ mod support;
 
 use acme_types::sign::{AccountKey, AccountKeyKind, JwsKey};
 use client::{b64url, csr, csr_with_key, Client, Resp};
-use fleetca::sa::{SqliteStorage, TableCounts};
+use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
 use support::{ChallTestSrv, Fleetca, Tool};
 
@@ -52,10 +52,10 @@ impl Env {
     }
 
     async fn counts(&self) -> TableCounts {
-        let db = SqliteStorage::open(&self.ca.data_dir().join("fleetca.db"))
+        let db = fleetca::sa::open_database(&self.ca.database_url())
             .await
             .expect("open db");
-        db.table_counts().await.expect("counts")
+        db.counts().await.expect("counts")
     }
 
     /// Completes every authorization of `order` with dns-01 through the test DNS server.

@@ -6,7 +6,7 @@ mod client;
 mod support;
 
 use client::{b64url, csr, Client, Resp};
-use fleetca::sa::{SqliteStorage, TableCounts};
+use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
 use support::{ChallTestSrv, Fleetca, Tool};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -51,10 +51,10 @@ impl Env {
     }
 
     async fn counts(&self) -> TableCounts {
-        SqliteStorage::open(&self.ca.data_dir().join("fleetca.db"))
+        fleetca::sa::open_database(&self.ca.database_url())
             .await
             .expect("open db")
-            .table_counts()
+            .counts()
             .await
             .expect("counts")
     }
@@ -310,6 +310,7 @@ async fn renewal_info_replaces_and_renew_early() {
     cmd.args(["renew-early", "--data-dir"])
         .arg(env.ca.data_dir())
         .args(["--serial", &serial_hex]);
+    env.ca.with_database(&mut cmd);
     let out = support::run(cmd, std::time::Duration::from_secs(30));
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains(&serial_hex), "{out}");

@@ -9,7 +9,7 @@ use acme_types::eab::{eab_jws, EabAlgorithm};
 use acme_types::sign::{AccountKey, AccountKeyKind};
 use client::{Client, Resp};
 use fleetca::ra::EabKeyring;
-use fleetca::sa::{AuditEntry, EabKeyRecord, EabStore, SqliteStorage};
+use fleetca::sa::{AuditEntry, EabKeyRecord};
 use serde_json::{json, Value};
 use support::{free_port, Fleetca, Tool};
 
@@ -46,19 +46,14 @@ impl Env {
         std::thread::scope(|s| s.spawn(|| ca.cli(args)).join()).expect("cli")
     }
 
-    async fn db(&self) -> SqliteStorage {
-        SqliteStorage::open(&self.ca.data_dir().join("fleetca.db"))
+    async fn db(&self) -> std::sync::Arc<dyn fleetca::sa::Database> {
+        fleetca::sa::open_database(&self.ca.database_url())
             .await
             .expect("open db")
     }
 
     async fn accounts(&self) -> i64 {
-        self.db()
-            .await
-            .table_counts()
-            .await
-            .expect("counts")
-            .accounts
+        self.db().await.counts().await.expect("counts").accounts
     }
 
     async fn uses(&self, kid: &str) -> i64 {
@@ -158,9 +153,7 @@ async fn eab_binding_creates_account_and_is_returned() {
 
     // Creation and revocation are in the audit log; the HMAC key never is.
     let audit = env.db().await;
-    let log = fleetca::sa::AuditStore::recent_audit(&audit, 100)
-        .await
-        .unwrap();
+    let log = audit.recent_audit(100).await.unwrap();
     assert!(log.iter().any(|e| e.action == "eab.create"));
     let key_b64 = acme_types::b64::encode(&key);
     assert!(log.iter().all(|e| !format!("{e:?}").contains(&key_b64)));

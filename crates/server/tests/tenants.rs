@@ -6,7 +6,7 @@ mod client;
 mod support;
 
 use client::{b64url, csr, Client};
-use fleetca::sa::{SqliteStorage, TableCounts};
+use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
 use support::{ChallTestSrv, Fleetca, Tool};
 
@@ -50,10 +50,10 @@ impl Env {
     }
 
     async fn counts(&self) -> TableCounts {
-        SqliteStorage::open(&self.ca.data_dir().join("fleetca.db"))
+        fleetca::sa::open_database(&self.ca.database_url())
             .await
             .expect("db")
-            .table_counts()
+            .counts()
             .await
             .expect("counts")
     }
@@ -325,13 +325,10 @@ async fn admin_cli_search_revoke_deactivate_audit() {
     let again = cli(args(&["cert", "revoke", &serial]));
     assert!(!again.success(), "a second revocation succeeded\n{again}");
     // The CRL in storage was re-signed and lists the serial with its reason.
-    let db = SqliteStorage::open(&env.ca.data_dir().join("fleetca.db"))
+    let db = fleetca::sa::open_database(&env.ca.database_url())
         .await
         .unwrap();
-    let crl = fleetca::sa::Storage::get_crl(&db, "default")
-        .await
-        .unwrap()
-        .expect("CRL");
+    let crl = db.get_crl("default").await.unwrap().expect("CRL");
     let (_, parsed) = x509_parser::parse_x509_crl(&crl.der).expect("CRL parses");
     let listed: Vec<String> = parsed
         .iter_revoked_certificates()
@@ -354,9 +351,7 @@ async fn admin_cli_search_revoke_deactivate_audit() {
     let accts: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(accts[0]["status"], "deactivated", "{accts}");
 
-    let log = fleetca::sa::AuditStore::recent_audit(&db, 50)
-        .await
-        .unwrap();
+    let log = db.recent_audit(50).await.unwrap();
     for action in ["tenant.add", "cert.revoke", "account.deactivate"] {
         let e = log
             .iter()

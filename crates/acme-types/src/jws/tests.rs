@@ -17,6 +17,19 @@ const ALL_KINDS: [AccountKeyKind; 4] = [
     AccountKeyKind::Rsa2048,
 ];
 
+/// Generates a key of `kind`; `None` for RSA on a ring-only build, where
+/// generation must fail with a clear error (ring cannot make RSA keys).
+fn generate(kind: AccountKeyKind) -> Option<AccountKey> {
+    if kind == AccountKeyKind::Rsa2048 && !cfg!(feature = "aws-lc-rs") {
+        assert_eq!(
+            AccountKey::generate(kind).unwrap_err(),
+            crate::sign::SignError::Generate
+        );
+        return None;
+    }
+    Some(AccountKey::generate(kind).unwrap())
+}
+
 fn p256() -> AccountKey {
     AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap()
 }
@@ -55,7 +68,7 @@ fn parse_err(v: &Value) -> JwsError {
 #[test]
 fn round_trip_all_key_kinds_with_jwk_and_kid() {
     for kind in ALL_KINDS {
-        let key = AccountKey::generate(kind).unwrap();
+        let Some(key) = generate(kind) else { continue };
         for key_ref in [JwsKey::Jwk, JwsKey::Kid(KID.into())] {
             let signed = sign_jws(&key, &header(key_ref.clone()), br#"{"a":1}"#).unwrap();
             let jws = Jws::parse(&body(&signed)).unwrap();
@@ -100,7 +113,7 @@ fn post_as_get() {
 #[test]
 fn tampered_payload_and_signature_fail() {
     for kind in ALL_KINDS {
-        let key = AccountKey::generate(kind).unwrap();
+        let Some(key) = generate(kind) else { continue };
         let signed = sign_jws(&key, &header(JwsKey::Jwk), br#"{"a":1}"#).unwrap();
 
         let mut t = signed.clone();

@@ -9,7 +9,8 @@ pub use dns01::DnsHook;
 pub use http01::{Http01Server, Webroot};
 pub use tlsalpn01::TlsAlpnServer;
 
-use crate::error::Result;
+use crate::config::{ChallengeKind, Settings};
+use crate::error::{AgentError, Result};
 
 /// A challenge responder: publishes a response for a token/name and takes
 /// it down again.
@@ -18,4 +19,60 @@ pub trait Responder {
     fn present(&mut self, domain: &str, token: &str, key_authorization: &str) -> Result<()>;
     /// Removes it (errors are logged by the caller, never fatal).
     fn cleanup(&mut self, domain: &str, token: &str, key_authorization: &str) -> Result<()>;
+}
+
+/// The responders for a preference list of challenge types, each started on
+/// first use, so a listener binds its port only if an identifier needs it.
+pub struct Responders<'a> {
+    settings: &'a Settings,
+    prefs: Vec<ChallengeKind>,
+    started: Vec<(ChallengeKind, Box<dyn Responder>)>,
+}
+
+impl<'a> Responders<'a> {
+    /// The preference list of `settings`, checked for missing settings
+    /// (dns-01 without `--dns-hook`) before any order is placed.
+    pub fn new(settings: &'a Settings) -> Result<Responders<'a>> {
+        let prefs = settings.challenges();
+        if prefs.contains(&ChallengeKind::Dns01) && settings.dns_hook.is_none() {
+            return Err(AgentError::Config("dns-01 needs --dns-hook".into()));
+        }
+        Ok(Responders {
+            settings,
+            prefs,
+            started: Vec::new(),
+        })
+    }
+
+    /// The challenge types in order of preference.
+    pub fn preferences(&self) -> &[ChallengeKind] {
+        &self.prefs
+    }
+
+    /// The responder for `kind`, started now if it is not running yet.
+    pub fn get(&mut self, kind: ChallengeKind) -> Result<&mut dyn Responder> {
+        let i = match self.started.iter().position(|(k, _)| *k == kind) {
+            Some(i) => i,
+            None => {
+                let s = self.settings;
+                let r: Box<dyn Responder> = match kind {
+                    ChallengeKind::Http01 => match &s.webroot {
+                        Some(dir) => Box::new(Webroot(dir.clone())),
+                        None => Box::new(Http01Server::start(s.http_port.unwrap_or(80))?),
+                    },
+                    ChallengeKind::TlsAlpn01 => {
+                        Box::new(TlsAlpnServer::start(s.tls_port.unwrap_or(443))?)
+                    }
+                    ChallengeKind::Dns01 => {
+                        Box::new(DnsHook(s.dns_hook.clone().ok_or_else(|| {
+                            AgentError::Config("dns-01 needs --dns-hook".into())
+                        })?))
+                    }
+                };
+                self.started.push((kind, r));
+                self.started.len() - 1
+            }
+        };
+        Ok(self.started[i].1.as_mut())
+    }
 }

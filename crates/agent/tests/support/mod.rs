@@ -216,16 +216,33 @@ pub(crate) struct Pebble {
 
 impl Pebble {
     pub(crate) fn start(dir: &Path, dns_port: u16, http_port: u16, tls_port: u16) -> Pebble {
+        Pebble::start_with(dir, dns_port, http_port, tls_port, serde_json::json!({}))
+    }
+
+    /// Like [`Pebble::start`], with `extra` merged into Pebble's config
+    /// (e.g. `externalAccountBindingRequired` and `externalAccountMACKeys`).
+    pub(crate) fn start_with(
+        dir: &Path,
+        dns_port: u16,
+        http_port: u16,
+        tls_port: u16,
+        extra: serde_json::Value,
+    ) -> Pebble {
         let (ca, cert, key) = make_localhost_tls(dir);
         let port = free_port();
         let mgmt = free_port();
-        let config = serde_json::json!({"pebble": {
+        let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{port}"),
             "managementListenAddress": format!("127.0.0.1:{mgmt}"),
             "certificate": cert, "privateKey": key,
             "httpPort": http_port, "tlsPort": tls_port,
             "ocspResponderURL": "", "externalAccountBindingRequired": false
         }});
+        if let serde_json::Value::Object(m) = extra {
+            for (k, v) in m {
+                config["pebble"][k] = v;
+            }
+        }
         let cfg = dir.join("pebble.json");
         fs::write(&cfg, config.to_string()).unwrap();
         let mut cmd = Command::new("pebble");
@@ -247,8 +264,14 @@ impl Pebble {
 
 /// Runs the agent binary; returns (exit code, stdout, stderr).
 pub(crate) fn agent(args: &[&str]) -> (i32, String, String) {
+    agent_env(args, &[])
+}
+
+/// Runs the agent binary with extra environment variables.
+pub(crate) fn agent_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetca-agent"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -266,4 +289,44 @@ pub(crate) fn pubkeys(cert: &Path, key: &Path) -> (String, String) {
         String::from_utf8_lossy(&c.stdout).into_owned(),
         String::from_utf8_lossy(&k.stdout).into_owned(),
     )
+}
+
+/// The agent binary as a `Command`, for tests that control the process.
+pub(crate) fn agent_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetca-agent"));
+    c.args(args);
+    c
+}
+
+/// Asserts that `out` holds a complete set whose key matches its certificate
+/// (read through `current/`, and the stable names agree with it), or nothing
+/// when `allow_empty`. Returns the installed certificate PEM.
+pub(crate) fn assert_complete_set(out: &Path, allow_empty: bool) -> Option<String> {
+    use fleetca_agent::{install, keys, schedule::CertInfo};
+    let Some(set) = install::read_current(out) else {
+        assert!(allow_empty, "{}: no complete set installed", out.display());
+        return None;
+    };
+    let key = keys::parse_cert_key(&set.key_pem).expect("installed key parses");
+    let der = keys::pem_certs(&set.cert_pem);
+    assert!(!der.is_empty(), "installed cert.pem is empty");
+    let info = CertInfo::parse(&der[0]).unwrap();
+    assert_eq!(
+        info.spki,
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+        "installed key and certificate do not match"
+    );
+    for (n, want) in [
+        ("key.pem", &set.key_pem),
+        ("cert.pem", &set.cert_pem),
+        ("chain.pem", &set.chain_pem),
+    ] {
+        if let Ok(got) = fs::read_to_string(out.join(n)) {
+            assert_eq!(&got, want, "{n} disagrees with current/");
+        }
+    }
+    if let Ok(full) = fs::read_to_string(out.join("fullchain.pem")) {
+        assert_eq!(full, set.fullchain_pem(), "fullchain.pem disagrees");
+    }
+    Some(set.cert_pem)
 }

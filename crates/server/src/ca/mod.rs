@@ -4,6 +4,7 @@
 
 pub mod crl_shard;
 pub mod ocsp;
+pub mod ocsp_signer;
 pub mod profile;
 pub mod tls_cert;
 
@@ -53,6 +54,8 @@ pub struct IssuingCa {
     ocsp_url: String,
     /// Number of CRL shards new certificates are spread over (0: the single CRL only).
     crl_shards: std::sync::atomic::AtomicU32,
+    /// Delegated OCSP responder (RFC 6960 §4.2.2.2), when configured; see [`ocsp_signer`].
+    ocsp_responder: std::sync::RwLock<Option<Arc<ocsp_signer::OcspResponder>>>,
 }
 
 /// Everything needed to build an [`IssuingCa`].
@@ -105,6 +108,7 @@ impl IssuingCa {
             profiles: profile::standard_profiles(p.lifetime),
             ocsp_url,
             crl_shards: std::sync::atomic::AtomicU32::new(0),
+            ocsp_responder: std::sync::RwLock::new(None),
             backdate: p.backdate,
             crl_lock: tokio::sync::Mutex::new(()),
         }

@@ -1,6 +1,7 @@
 //! The OCSP responder's signing side (RFC 6960). Every response is built and signed on demand
 //! from the stored certificate status (~35 µs each, STACK.md), so a revocation shows in the
-//! very next response: there is no cache of signed "good" answers to invalidate.
+//! very next response: there is no cache of signed "good" answers to invalidate. Responses are
+//! signed by the delegated responder of [`super::ocsp_signer`] when one is installed.
 
 use super::IssuingCa;
 use crate::clock::Clock;
@@ -79,15 +80,37 @@ impl IssuingCa {
             });
         }
         let now = clock.now();
-        let next = now + OCSP_VALIDITY;
-        let der = ocsp::build_response(
-            &self.cert_der,
-            self.signer.as_ref(),
-            &query,
-            &statuses,
-            now,
-            next,
-        )?;
+        let mut next = now + OCSP_VALIDITY;
+        // A delegated responder (RFC 6960 §4.2.2.2) signs while its certificate is valid; the
+        // CA key takes over if it lapsed (serve re-issues it long before).
+        let responder = self
+            .ocsp_responder()
+            .filter(|r| r.not_before <= now.unix_timestamp() && now.unix_timestamp() < r.not_after);
+        let der = match responder {
+            Some(r) => {
+                // A response must not outlive the certificate that vouches for its signature.
+                if let Ok(end) = OffsetDateTime::from_unix_timestamp(r.not_after) {
+                    next = next.min(end);
+                }
+                ocsp::build_delegated_response(
+                    &self.cert_der,
+                    &r.cert_der,
+                    r.signer.as_ref(),
+                    &query,
+                    &statuses,
+                    now,
+                    next,
+                )?
+            }
+            None => ocsp::build_response(
+                &self.cert_der,
+                self.signer.as_ref(),
+                &query,
+                &statuses,
+                now,
+                next,
+            )?,
+        };
         Ok(OcspAnswer {
             der,
             this_update: Some(now.unix_timestamp()),

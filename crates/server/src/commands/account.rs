@@ -1,7 +1,7 @@
 //! `fleetca account list|deactivate`: ACME accounts, for the operator.
 
 use super::admin::{cli_actor, now_unix, rfc3339, AdminContext};
-use crate::sa::{AdminStore, AuditEntry};
+use crate::sa::AuditEntry;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! readers alongside), naming the operator for the audit log, and output helpers.
 
 use crate::datadir::DataDir;
-use crate::sa::SqliteStorage;
+use crate::sa::{open_database, Database};
 use anyhow::Context;
 use std::path::Path;
 
@@ -12,7 +12,7 @@ pub(crate) struct AdminContext {
     /// The data directory.
     pub(crate) dd: DataDir,
     /// Its database.
-    pub(crate) db: SqliteStorage,
+    pub(crate) db: std::sync::Arc<dyn Database>,
     /// A runtime for the async storage calls.
     pub(crate) rt: tokio::runtime::Runtime,
 }
@@ -32,8 +32,8 @@ impl AdminContext {
             .enable_all()
             .build()?;
         let db = rt
-            .block_on(SqliteStorage::open(&dd.database()))
-            .with_context(|| format!("opening {}", dd.database().display()))?;
+            .block_on(open_database(&dd.database_url()))
+            .with_context(|| format!("opening the database of {}", dd.path().display()))?;
         Ok(Self { dd, db, rt })
     }
 

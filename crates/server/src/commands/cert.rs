@@ -4,7 +4,7 @@
 use super::admin::{cli_actor, now_unix, rfc3339, AdminContext};
 use super::KeyProtection;
 use crate::clock::SystemClock;
-use crate::sa::{AdminCert, AdminStore, AuditEntry, CertQuery};
+use crate::sa::{AdminCert, AuditEntry, CertQuery};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -250,7 +250,7 @@ fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
         anyhow::bail!("certificate {} was revoked concurrently", c.serial);
     }
     let crl = ctx
-        .block_on(ca.publish_crl(&ctx.db, &SystemClock))
+        .block_on(ca.publish_crl(ctx.db.as_ref(), &SystemClock))
         .context("the certificate is revoked, but re-signing the CRL failed (serve re-signs it within 5 minutes)")?;
     if a.json {
         println!(

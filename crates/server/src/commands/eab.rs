@@ -5,7 +5,7 @@
 use super::admin::{cli_actor, now_unix, parse_duration, rfc3339, AdminContext};
 use crate::ids::new_id;
 use crate::ra::{generate_hmac_key, EabKeyring};
-use crate::sa::{AuditEntry, EabKeyRecord, EabStore};
+use crate::sa::{AuditEntry, EabKeyRecord};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! incident (a key compromise, a mis-issuance) that must not wait for expiry.
 
 use super::admin::{cli_actor, now_unix, AdminContext};
-use crate::sa::{AuditEntry, AuditStore, CertSelector, LifecycleStore};
+use crate::sa::{AuditEntry, CertSelector};
 use clap::{ArgGroup, Args};
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@ use super::{parse_socket, KeyProtection};
 use crate::clock::{Clock, SystemClock};
 use crate::datadir::{DataDir, DEFAULT_TENANT};
 use crate::ra::{Ra, RaConfig};
-use crate::sa::{SqliteStorage, Storage};
+use crate::sa::Storage;
 use crate::va::{Va, VaConfig};
 use crate::wfe::{self, Wfe, WfeConfig};
 use anyhow::Context;
@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Data directory (created with defaults if it is ./fleetca-data and empty).
     #[arg(long, env = "FLEETCA_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Database: a `postgres://` URL shared by several nodes, or a SQLite file (default: the
+    /// data directory's fleetca.db). Operator commands read `FLEETCA_DATABASE` likewise.
+    #[arg(long, env = "FLEETCA_DATABASE")]
+    pub database: Option<String>,
     /// HTTPS listen address for ACME.
     #[arg(long, env = "FLEETCA_LISTEN", default_value = "127.0.0.1:8443", value_parser = parse_socket)]
     pub listen: SocketAddr,
@@ -127,20 +131,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let passphrase = args.keys.passphrase()?;
 
-    let sa = SqliteStorage::open(&dd.database())
+    // FLEETCA_DATABASE / --database: a postgres:// URL lets several nodes share state.
+    let database = args.database.clone().unwrap_or_else(|| dd.database_url());
+    let db = crate::sa::open_database(&database)
         .await
-        .with_context(|| format!("opening {}", dd.database().display()))?;
+        .with_context(|| format!("opening the database of {}", dd.path().display()))?;
     // RFC 8555 §7.3.4 credentials live in the same database, their keys sealed by eab.key.
     let eab = crate::ra::EabBackend {
-        store: Arc::new(sa.clone()),
+        store: db.clone(),
         keyring: Arc::new(
             crate::ra::EabKeyring::load_or_create(&dd.eab_key())
                 .with_context(|| format!("loading {}", dd.eab_key().display()))?,
         ),
     };
     // Profiles, ARI links and overrides, CRL shards (sa::lifecycle) share the database too.
-    let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = Arc::new(sa.clone());
-    let sa: Arc<dyn Storage> = Arc::new(sa);
+    let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
+    let sa: Arc<dyn Storage> = db.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
@@ -208,9 +214,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         base_url: base_url.clone(),
         ..WfeConfig::default()
     };
-    // One node: spent nonces in memory under a per-process key (see sa::nonce).
-    let nonce_store: Arc<dyn crate::sa::NonceStore> =
-        Arc::new(crate::sa::MemoryNonceStore::default());
+    // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).
+    let nonce_store = db.nonce_store();
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
     wfe.spawn_nonce_pruner();

@@ -6,7 +6,7 @@
 use super::admin::{cli_actor, now_unix, AdminContext};
 use super::KeyProtection;
 use crate::datadir::{CaConfig, CaSection, DataDir, Trust};
-use crate::sa::{AuditEntry, AuditStore};
+use crate::sa::AuditEntry;
 use clap::{Args, Subcommand};
 use pki::keys::KeyType;
 use serde_json::json;

@@ -4,10 +4,9 @@
 
 use super::audit::{self, AuditEntry};
 use super::sql::from_json;
-use super::{SaError, SqliteStorage, StoredIdentifier};
+use super::{PgStorage, SaError, SqliteStorage, StoredIdentifier};
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 /// An account as the operator sees it (no key material beyond the thumbprint).
@@ -98,37 +97,6 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<bool, SaError>;
 }
 
-fn account(r: &SqliteRow) -> Result<AdminAccount, SaError> {
-    Ok(AdminAccount {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        status: r.try_get("status")?,
-        contact: from_json(&r.try_get::<String, _>("contact")?)?,
-        jwk_thumbprint: r.try_get("jwk_thumbprint")?,
-        eab_kid: r.try_get("eab_kid")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn cert(r: &SqliteRow) -> Result<AdminCert, SaError> {
-    Ok(AdminCert {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        serial: r.try_get("serial")?,
-        account_id: r.try_get("account_id")?,
-        order_id: r.try_get("order_id")?,
-        names: from_json(&r.try_get::<String, _>("names")?)?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        issued_at: r.try_get("issued_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r
-            .try_get::<Option<i64>, _>("revocation_reason")?
-            .map(|v| v as u8),
-        der: r.try_get("der")?,
-    })
-}
-
 fn name_matches(names: &[StoredIdentifier], q: &str) -> bool {
     let q = q.trim_end_matches('.').to_ascii_lowercase();
     let q = q.strip_prefix("*.").unwrap_or(&q);
@@ -154,8 +122,42 @@ pub fn normalize_serial(s: &str) -> String {
     }
 }
 
+/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
+macro_rules! admin_store {
+    ($ty:ident, $row:ty) => {
+fn account(r: &$row) -> Result<AdminAccount, SaError> {
+    Ok(AdminAccount {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        status: r.try_get("status")?,
+        contact: from_json(&r.try_get::<String, _>("contact")?)?,
+        jwk_thumbprint: r.try_get("jwk_thumbprint")?,
+        eab_kid: r.try_get("eab_kid")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn cert(r: &$row) -> Result<AdminCert, SaError> {
+    Ok(AdminCert {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        serial: r.try_get("serial")?,
+        account_id: r.try_get("account_id")?,
+        order_id: r.try_get("order_id")?,
+        names: from_json(&r.try_get::<String, _>("names")?)?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        issued_at: r.try_get("issued_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r
+            .try_get::<Option<i64>, _>("revocation_reason")?
+            .map(|v| v as u8),
+        der: r.try_get("der")?,
+    })
+}
+
 #[async_trait]
-impl AdminStore for SqliteStorage {
+impl AdminStore for $ty {
     async fn list_accounts(&self, tenant: Option<&str>) -> Result<Vec<AdminAccount>, SaError> {
         let rows = sqlx::query(
             "SELECT * FROM accounts WHERE ($1 IS NULL OR tenant = $1) ORDER BY created_at DESC, id",
@@ -203,7 +205,7 @@ impl AdminStore for SqliteStorage {
             after: serde_json::to_string(&after).ok(),
             ..audit.clone()
         };
-        audit::append(&mut tx, &entry, audit.at).await?;
+        audit::append(&mut *tx, &entry, audit.at).await?;
         tx.commit().await?;
         Ok(Some(before))
     }
@@ -259,10 +261,22 @@ impl AdminStore for SqliteStorage {
         if n == 0 {
             return Ok(false);
         }
-        audit::append(&mut tx, audit, at).await?;
+        audit::append(&mut *tx, audit, at).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+    };
+}
+
+mod on_sqlite {
+    use super::*;
+    admin_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
+}
+
+mod on_postgres {
+    use super::*;
+    admin_store!(PgStorage, sqlx::postgres::PgRow);
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! are written in the same transaction as the change they describe, so a change without its
 //! audit record cannot be committed.
 
-use super::{SaError, SqliteStorage};
+use super::{PgStorage, SaError, SqliteStorage};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -35,55 +35,77 @@ pub trait AuditStore: Send + Sync {
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError>;
 }
 
+/// Appends an audit entry on a connection (inside the caller's transaction) of either backend.
+#[async_trait]
+pub(super) trait AuditAppend: Send {
+    /// Inserts `e`, stamped `now` when its time is 0.
+    async fn append_entry(&mut self, e: &AuditEntry, now: i64) -> Result<(), SaError>;
+}
+
 /// Appends `e` inside the caller's transaction.
-pub(super) async fn append(
-    tx: &mut sqlx::SqliteConnection,
+pub(super) async fn append<C: AuditAppend + ?Sized>(
+    tx: &mut C,
     e: &AuditEntry,
     now: i64,
 ) -> Result<(), SaError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, tenant, object, before_json, after_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(if e.at == 0 { now } else { e.at })
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.tenant)
-    .bind(&e.object)
-    .bind(&e.before)
-    .bind(&e.after)
-    .execute(tx)
-    .await?;
-    Ok(())
+    tx.append_entry(e, now).await
 }
 
-#[async_trait]
-impl AuditStore for SqliteStorage {
-    async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
-        let mut conn = self.pool().acquire().await?;
-        append(&mut conn, e, e.at).await
-    }
+/// Stamps the audit log out for a backend; the SQL is shared.
+macro_rules! audit_store {
+    ($ty:ident, $conn:ty) => {
+        #[async_trait]
+        impl AuditAppend for $conn {
+            async fn append_entry(&mut self, e: &AuditEntry, now: i64) -> Result<(), SaError> {
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor, action, tenant, object, before_json, after_json)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(if e.at == 0 { now } else { e.at })
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.tenant)
+                .bind(&e.object)
+                .bind(&e.before)
+                .bind(&e.after)
+                .execute(&mut *self)
+                .await?;
+                Ok(())
+            }
+        }
 
-    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, tenant, object, before_json, after_json
-             FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    tenant: r.try_get("tenant")?,
-                    object: r.try_get("object")?,
-                    before: r.try_get("before_json")?,
-                    after: r.try_get("after_json")?,
-                })
-            })
-            .collect()
-    }
+        #[async_trait]
+        impl AuditStore for $ty {
+            async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
+                let mut conn = self.pool().acquire().await?;
+                append(&mut *conn, e, e.at).await
+            }
+
+            async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {
+                let rows = sqlx::query(
+                    "SELECT at, actor, action, tenant, object, before_json, after_json
+                     FROM audit_log ORDER BY id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditEntry {
+                            at: r.try_get("at")?,
+                            actor: r.try_get("actor")?,
+                            action: r.try_get("action")?,
+                            tenant: r.try_get("tenant")?,
+                            object: r.try_get("object")?,
+                            before: r.try_get("before_json")?,
+                            after: r.try_get("after_json")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
 }
+
+audit_store!(SqliteStorage, sqlx::SqliteConnection);
+audit_store!(PgStorage, sqlx::PgConnection);

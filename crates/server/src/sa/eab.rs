@@ -5,9 +5,8 @@
 
 use super::audit::{self, AuditEntry};
 use super::sql::{is_unique_violation, json};
-use super::{AccountRecord, SaError, SqliteStorage};
+use super::{AccountRecord, PgStorage, SaError, SqliteStorage};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 /// One EAB credential as stored.
@@ -105,7 +104,10 @@ pub trait EabStore: Send + Sync {
     async fn get_eab_binding(&self, account_id: &str) -> Result<Option<String>, SaError>;
 }
 
-fn key_row(r: &SqliteRow) -> Result<EabKeyRecord, SaError> {
+/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
+macro_rules! eab_store {
+    ($ty:ident, $row:ty) => {
+fn key_row(r: &$row) -> Result<EabKeyRecord, SaError> {
     Ok(EabKeyRecord {
         kid: r.try_get("kid")?,
         tenant: r.try_get("tenant")?,
@@ -119,7 +121,7 @@ fn key_row(r: &SqliteRow) -> Result<EabKeyRecord, SaError> {
 }
 
 #[async_trait]
-impl EabStore for SqliteStorage {
+impl EabStore for $ty {
     async fn insert_eab_key(&self, k: &EabKeyRecord, audit: &AuditEntry) -> Result<(), SaError> {
         let mut tx = self.pool().begin().await?;
         let res = sqlx::query(
@@ -143,7 +145,7 @@ impl EabStore for SqliteStorage {
             }
             Err(e) => return Err(e.into()),
         }
-        audit::append(&mut tx, audit, k.created_at).await?;
+        audit::append(&mut *tx, audit, k.created_at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -203,7 +205,7 @@ impl EabStore for SqliteStorage {
             after: Some(after.summary_json().to_string()),
             ..audit.clone()
         };
-        audit::append(&mut tx, &entry, at).await?;
+        audit::append(&mut *tx, &entry, at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -276,4 +278,16 @@ impl EabStore for SqliteStorage {
             .await?;
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
+}
+    };
+}
+
+mod on_sqlite {
+    use super::*;
+    eab_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
+}
+
+mod on_postgres {
+    use super::*;
+    eab_store!(PgStorage, sqlx::postgres::PgRow);
 }

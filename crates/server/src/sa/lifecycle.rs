@@ -6,9 +6,8 @@
 //! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
 
 use super::sql::from_json;
-use super::{CertRecord, CrlRecord, RevokedEntry, SaError, SqliteStorage};
+use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStorage};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 /// What an order asked for beyond its identifiers.
@@ -129,7 +128,10 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<(), SaError>;
 }
 
-fn cert_row(r: &SqliteRow) -> Result<CertRecord, SaError> {
+/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
+macro_rules! lifecycle_store {
+    ($ty:ident, $row:ty) => {
+fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
     Ok(CertRecord {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -149,7 +151,7 @@ fn cert_row(r: &SqliteRow) -> Result<CertRecord, SaError> {
 }
 
 #[async_trait]
-impl LifecycleStore for SqliteStorage {
+impl LifecycleStore for $ty {
     async fn insert_order_lifecycle(
         &self,
         order_id: &str,
@@ -376,6 +378,18 @@ impl LifecycleStore for SqliteStorage {
         .await?;
         Ok(())
     }
+}
+    };
+}
+
+mod on_sqlite {
+    use super::*;
+    lifecycle_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
+}
+
+mod on_postgres {
+    use super::*;
+    lifecycle_store!(PgStorage, sqlx::postgres::PgRow);
 }
 
 #[cfg(test)]

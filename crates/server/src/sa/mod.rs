@@ -22,9 +22,41 @@ pub use postgres::PgStorage;
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
 
-/// Opens the storage a database setting names: a `postgres://` URL, or a SQLite file path
-/// (optionally `sqlite://PATH`).
-pub async fn open_storage(database: &str) -> Result<std::sync::Arc<dyn Storage>, SaError> {
+/// Every store one process uses, from one database. The front end, RA and CA each receive
+/// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.
+#[async_trait]
+pub trait Database: Storage + EabStore + LifecycleStore + AuditStore + AdminStore {
+    /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
+    /// for PostgreSQL (see `sa::nonce`).
+    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore>;
+    /// Row counts of the core tables (operators; tests that check nothing changed).
+    async fn counts(&self) -> Result<TableCounts, SaError>;
+}
+
+#[async_trait]
+impl Database for SqliteStorage {
+    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
+        std::sync::Arc::new(MemoryNonceStore::default())
+    }
+    async fn counts(&self) -> Result<TableCounts, SaError> {
+        self.table_counts().await
+    }
+}
+
+#[async_trait]
+impl Database for PgStorage {
+    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
+        std::sync::Arc::new(self.clone())
+    }
+    async fn counts(&self) -> Result<TableCounts, SaError> {
+        self.table_counts().await
+    }
+}
+
+/// Opens the database a setting names: a `postgres://` URL, or a SQLite file path (optionally
+/// `sqlite://PATH`). Migrations run first (under an advisory lock on PostgreSQL, so nodes that
+/// start together migrate once).
+pub async fn open_database(database: &str) -> Result<std::sync::Arc<dyn Database>, SaError> {
     if database.starts_with("postgres://") || database.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStorage::connect(database).await?))
     } else {

@@ -694,6 +694,29 @@ pub(crate) struct Fleetca {
     root_pem_path: PathBuf,
     root_pem: String,
     port: Option<u16>,
+    /// `FLEETCA_DATABASE` for every command of this instance (PostgreSQL runs), else SQLite.
+    database: Option<String>,
+}
+
+/// A fresh PostgreSQL database when the suite runs with `FLEETCA_TEST_BACKEND=postgres`.
+fn test_database() -> Option<String> {
+    if std::env::var("FLEETCA_TEST_BACKEND").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let admin = std::env::var("FLEETCA_TEST_POSTGRES")
+        .expect("FLEETCA_TEST_BACKEND=postgres needs FLEETCA_TEST_POSTGRES");
+    let name = format!("fleetca_t{}_{}", std::process::id(), free_port());
+    let mut cmd = Command::new("psql");
+    cmd.arg(&admin).args([
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qc",
+        &format!("CREATE DATABASE {name}"),
+    ]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.success(), "creating test database {name}\n{out}");
+    let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
+    Some(format!("{base}/{name}"))
 }
 
 impl Fleetca {
@@ -718,6 +741,7 @@ impl Fleetca {
         let data_dir = dir.path().join("data");
         let mut cmd = Command::new(Self::bin());
         cmd.arg("init").arg("--data-dir").arg(&data_dir).args(extra);
+        let database = test_database();
         for p in permits {
             cmd.args(["--permit", p]);
         }
@@ -742,6 +766,21 @@ impl Fleetca {
             root_pem_path,
             root_pem,
             port: None,
+            database,
+        }
+    }
+
+    /// The database this instance uses (a `postgres://` URL or the SQLite file).
+    pub(crate) fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("fleetca.db").display().to_string())
+    }
+
+    /// Points a command of this instance at its database.
+    pub(crate) fn with_database(&self, cmd: &mut Command) {
+        if let Some(db) = &self.database {
+            cmd.env("FLEETCA_DATABASE", db);
         }
     }
 
@@ -772,6 +811,7 @@ impl Fleetca {
             .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()])
             .args(extra)
             .env("RUST_BACKTRACE", "1");
+        self.with_database(&mut cmd);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -844,6 +884,7 @@ impl Fleetca {
     pub(crate) fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(Self::bin());
         cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        self.with_database(&mut cmd);
         run(cmd, Duration::from_secs(60))
     }
 
