@@ -42,8 +42,32 @@ fn domains(settings: &Settings, current: Option<&CertInfo>) -> Result<Vec<String
     }
 }
 
-fn connect(settings: &Settings) -> Result<AcmeHttp> {
-    AcmeHttp::connect(settings.server_url()?, settings.server_root.as_deref())
+/// The time before which the local clock is certainly wrong: the newest of
+/// the build time, the installed certificate's notBefore and the last server
+/// `Date` seen. TLS certificates are never checked at an earlier time.
+pub fn trusted_floor(state: &State, current: Option<&CertInfo>) -> i64 {
+    crate::tls::build_time()
+        .max(current.map_or(0, |c| c.not_before))
+        .max(state.last_server_date.unwrap_or(0))
+}
+
+/// Connects and records the server's `Date` in `state` (stored with the
+/// next `state.store`).
+fn connect(
+    settings: &Settings,
+    state: &mut State,
+    current: Option<&(CertSet, CertInfo)>,
+) -> Result<AcmeHttp> {
+    let floor = trusted_floor(state, current.map(|c| &c.1));
+    let http = AcmeHttp::connect(
+        settings.server_url()?,
+        settings.server_root.as_deref(),
+        floor,
+    )?;
+    if let Some(d) = http.server_date {
+        state.last_server_date = Some(state.last_server_date.map_or(d, |o| o.max(d)));
+    }
+    Ok(http)
 }
 
 fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Result<Session> {
@@ -168,7 +192,7 @@ pub fn issue(settings: &Settings) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
     let current = installed(settings)?;
-    let http = connect(settings)?;
+    let http = connect(settings, &mut state, current.as_ref())?;
     obtain_and_install(settings, http, &mut state, current.as_ref(), true)?;
     Ok(exit::RENEWED)
 }
@@ -206,7 +230,7 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
     let current = installed(settings)?;
-    let mut http = connect(settings)?;
+    let mut http = connect(settings, &mut state, current.as_ref())?;
     let Some(cur) = current.as_ref() else {
         log::info("no certificate installed; issuing");
         obtain_and_install(settings, http, &mut state, None, true)?;
@@ -256,9 +280,10 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
 pub fn revoke(settings: &Settings, reason: Option<i64>) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
-    let (set, info) = installed(settings)?
+    let cur = installed(settings)?
         .ok_or_else(|| AgentError::Config("no certificate installed".into()))?;
-    let http = connect(settings)?;
+    let http = connect(settings, &mut state, Some(&cur))?;
+    let (set, info) = cur;
     let mut session = open_session(settings, http, &mut state)?;
     let der = keys::pem_certs(&set.cert_pem).remove(0);
     session.revoke(&der, reason)?;

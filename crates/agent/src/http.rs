@@ -9,7 +9,10 @@ use std::time::Duration;
 use acme_types::sign::{sign_jws, AccountKey, JwsHeader, JwsKey};
 use acme_types::wire::Directory;
 use acme_types::Problem;
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use rustls_pki_types::CertificateDer;
+use ureq::tls::Certificate;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use crate::error::{AgentError, Result};
 
@@ -69,6 +72,8 @@ pub struct AcmeHttp {
     nonce: Option<String>,
     /// The last `Date` the server sent minus local time, in seconds.
     pub clock_skew: Option<i64>,
+    /// The last `Date` the server sent (Unix seconds).
+    pub server_date: Option<i64>,
 }
 
 fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
@@ -168,28 +173,34 @@ fn parse_links(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)>
 }
 
 impl AcmeHttp {
-    /// Connects: builds the TLS client (system roots plus `server_root`) and
-    /// fetches the directory.
-    pub fn connect(directory_url: &str, server_root: Option<&Path>) -> Result<AcmeHttp> {
+    /// Connects: builds the TLS client (system roots plus `server_root`,
+    /// certificates checked at no time earlier than `floor`, see
+    /// [`crate::tls`]) and fetches the directory.
+    pub fn connect(
+        directory_url: &str,
+        server_root: Option<&Path>,
+        floor: i64,
+    ) -> Result<AcmeHttp> {
         let roots = load_roots(server_root)?;
         if roots.is_empty() {
             return Err(AgentError::Config(
                 "no trust anchors: pass --server-root or install a CA bundle".into(),
             ));
         }
-        let tls = TlsConfig::builder()
-            .root_certs(RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(crypto_provider())
-            .build();
+        let roots: Vec<CertificateDer<'static>> = roots
+            .iter()
+            .map(|c| CertificateDer::from(c.der().to_vec()))
+            .collect();
+        let tls = crate::tls::client_config(&roots, floor, now_unix)?;
         let config = ureq::Agent::config_builder()
-            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .timeout_connect(Some(Duration::from_secs(10)))
             .max_redirects(0)
             .user_agent(concat!("fleetca-agent/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent: ureq::Agent = config.into();
+        let connector = TcpConnector::default().chain(crate::tls::TlsConnector { config: tls });
+        let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
         let mut http = AcmeHttp {
             agent,
             directory: Directory {
@@ -205,6 +216,7 @@ impl AcmeHttp {
             directory_url: directory_url.to_owned(),
             nonce: None,
             clock_skew: None,
+            server_date: None,
         };
         let resp = http.get(directory_url)?;
         if resp.status != 200 {
@@ -229,6 +241,7 @@ impl AcmeHttp {
         let date = header(&resp, "date").and_then(|d| parse_http_date(&d));
         if let Some(d) = date {
             self.clock_skew = Some(d - now_unix());
+            self.server_date = Some(d);
         }
         let retry_after = header(&resp, "retry-after").and_then(|v| {
             v.trim()

@@ -16,3 +16,4 @@ pub mod keys;
 pub mod log;
 pub mod schedule;
 pub mod state;
+pub mod tls;

@@ -35,6 +35,9 @@ pub struct State {
     pub schedule_clock: Option<String>,
     /// Seconds added to the local clock for that schedule.
     pub schedule_skew: Option<i64>,
+    /// The newest `Date` the server sent (Unix seconds): part of the trusted
+    /// time floor for TLS certificate checks (see `tls.rs`).
+    pub last_server_date: Option<i64>,
 }
 
 /// Where the state file lives.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::*;
@@ -17,59 +17,158 @@ fn fleetca_bin() -> PathBuf {
         })
 }
 
+/// `fleetca serve` on free loopback ports, resolving names through
+/// pebble-challtestsrv (every A record is 127.0.0.1).
+struct Server {
+    bin: PathBuf,
+    guard: ChildGuard,
+    cts: ChallTestSrv,
+    tmp: tempfile::TempDir,
+    data: PathBuf,
+    root: PathBuf,
+    dir_url: String,
+    http_port: u16,
+    tls_port: u16,
+}
+
+impl Server {
+    fn start(bin: &Path) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let out = Command::new(bin)
+            .arg("init")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--permit", "routers.example.com"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fleetca init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(bin)
+            .args(["ca", "root", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let root = tmp.path().join("root.pem");
+        std::fs::write(&root, &out.stdout).unwrap();
+
+        let cts = ChallTestSrv::start(tmp.path());
+        let (http_port, tls_port, port) = (free_port(), free_port(), free_port());
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
+            .args([
+                "--http01-port",
+                &http_port.to_string(),
+                "--tlsalpn01-port",
+                &tls_port.to_string(),
+            ]);
+        let guard = ChildGuard::spawn(cmd, &tmp.path().join("fleetca.log"));
+        wait_port(port);
+        Server {
+            bin: bin.to_owned(),
+            guard,
+            cts,
+            dir_url: format!("https://127.0.0.1:{port}/acme/default/directory"),
+            tmp,
+            data,
+            root,
+            http_port,
+            tls_port,
+        }
+    }
+
+    /// Agent flags for `out`, then `extra`.
+    fn args(&self, out: &Path, extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--server",
+            &self.dir_url,
+            "--server-root",
+            self.root.to_str().unwrap(),
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--http-port",
+            &self.http_port.to_string(),
+            "--tls-port",
+            &self.tls_port.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn run(&self, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let a = self.args(out, extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        agent_env(&a, env)
+    }
+
+    /// `fleetca <args> --data-dir D`, asserting success; its stdout.
+    fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fleetca {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The SQLite database in the data dir.
+    fn database(&self) -> Option<PathBuf> {
+        std::fs::read_dir(&self.data)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "db" || e == "sqlite" || e == "sqlite3")
+            })
+    }
+}
+
+/// The installed leaf: (serial as lower-case hex without leading 00, PEM).
+fn installed_serial(out: &Path) -> (String, String) {
+    let pem = assert_complete_set(out, false).unwrap();
+    let der = fleetca_agent::keys::pem_certs(&pem).remove(0);
+    let info = fleetca_agent::schedule::CertInfo::parse(&der).unwrap();
+    let bytes: Vec<u8> = info
+        .serial
+        .iter()
+        .copied()
+        .skip_while(|b| *b == 0)
+        .collect();
+    (bytes.iter().map(|b| format!("{b:02x}")).collect(), pem)
+}
+
 #[test]
 fn fleetca_http01_issue_revoke_and_ed25519_account() {
     let bin = fleetca_bin();
     if !require("fleetca_http01 (run `cargo build -p fleetca` first)", &bin) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let out = Command::new(&bin)
-        .arg("init")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--permit", "routers.example.com"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fleetca init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&bin)
-        .args(["ca", "root", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let root = tmp.path().join("root.pem");
-    std::fs::write(&root, &out.stdout).unwrap();
-
-    let cts = ChallTestSrv::start(tmp.path());
-    let http_port = free_port();
-    let port = free_port();
-    let mut cmd = Command::new(&bin);
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
-        .args([
-            "--http01-port",
-            &http_port.to_string(),
-            "--tlsalpn01-port",
-            &free_port().to_string(),
-        ]);
-    let _server = ChildGuard::spawn(cmd, &tmp.path().join("fleetca.log"));
-    wait_port(port);
-
-    let dir_url = format!("https://127.0.0.1:{port}/acme/default/directory");
+    let srv = Server::start(&bin);
+    let (tmp, root, http_port, _server) = (&srv.tmp, &srv.root, srv.http_port, &srv.guard);
+    let dir_url = srv.dir_url.clone();
     let out_dir = tmp.path().join("out");
     let hp = http_port.to_string();
     let base = [
@@ -116,4 +215,167 @@ fn fleetca_http01_issue_revoke_and_ed25519_account() {
     assert_eq!(key.alg(), "EdDSA");
     let (c, k) = pubkeys(&out2.join("cert.pem"), &out2.join("key.pem"));
     assert_eq!(c, k);
+}
+
+#[test]
+fn fleetca_dns01_and_tls_alpn01_issue() {
+    let bin = fleetca_bin();
+    if !require("fleetca_dns01 (run `cargo build -p fleetca` first)", &bin) {
+        return;
+    }
+    let srv = Server::start(&bin);
+    let hook = srv.cts.hook_script(srv.tmp.path());
+
+    // dns-01 through the hook (pebble-challtestsrv's /set-txt), a wildcard.
+    let out = srv.tmp.path().join("out-dns");
+    let (code, _, err) = srv.run(
+        &out,
+        &[
+            "--domain",
+            "*.cpe2.routers.example.com",
+            "--domain",
+            "cpe2.routers.example.com",
+            "--challenge",
+            "dns-01",
+            "--dns-hook",
+            hook.to_str().unwrap(),
+            "issue",
+        ],
+        &[],
+    );
+    assert_eq!(
+        code,
+        10,
+        "dns-01 against fleetca: {err}\n{}",
+        srv.guard.log()
+    );
+    let pem = assert_complete_set(&out, false).unwrap();
+    let der = fleetca_agent::keys::pem_certs(&pem).remove(0);
+    let info = fleetca_agent::schedule::CertInfo::parse(&der).unwrap();
+    assert!(
+        info.names
+            .contains(&"*.cpe2.routers.example.com".to_owned()),
+        "{:?}",
+        info.names
+    );
+    let calls = std::fs::read_to_string(srv.tmp.path().join("hook-calls.log")).unwrap();
+    assert!(
+        calls.contains("add _acme-challenge.cpe2.routers.example.com"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("del _acme-challenge.cpe2.routers.example.com"),
+        "{calls}"
+    );
+
+    // tls-alpn-01 with the built-in listener on fleetca's --tlsalpn01-port.
+    let out = srv.tmp.path().join("out-alpn");
+    let (code, _, err) = srv.run(
+        &out,
+        &[
+            "--domain",
+            "cpe3.routers.example.com",
+            "--challenge",
+            "tls-alpn-01",
+            "issue",
+        ],
+        &[],
+    );
+    assert_eq!(
+        code,
+        10,
+        "tls-alpn-01 against fleetca: {err}\n{}",
+        srv.guard.log()
+    );
+    let (c, k) = pubkeys(&out.join("cert.pem"), &out.join("key.pem"));
+    assert_eq!(c, k);
+}
+
+#[test]
+fn fleetca_ari_renew_early_drives_renewal() {
+    let bin = fleetca_bin();
+    if !require("fleetca_ari (run `cargo build -p fleetca` first)", &bin) {
+        return;
+    }
+    let srv = Server::start(&bin);
+    let out = srv.tmp.path().join("out");
+    let flags = [
+        "--domain",
+        "cpe4.routers.example.com",
+        "--challenge",
+        "http-01",
+    ];
+    fn with<'a>(flags: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut v = flags.to_vec();
+        v.extend_from_slice(cmd);
+        v
+    }
+    let (code, _, err) = srv.run(&out, &with(&flags, &["issue"]), &[]);
+    assert_eq!(code, 10, "issue: {err}\n{}", srv.guard.log());
+    let (old_serial, old_pem) = installed_serial(&out);
+
+    // Fresh certificate: the server's window is in the middle third.
+    let (code, _, err) = srv.run(&out, &with(&flags, &["renew"]), &[]);
+    assert_eq!(
+        code,
+        0,
+        "renew of a fresh certificate: {err}\n{}",
+        srv.guard.log()
+    );
+    assert!(err.contains("(ari)"), "{err}");
+    assert_eq!(installed_serial(&out).1, old_pem);
+
+    let printed = srv.admin(&["renew-early", "--serial", &old_serial]);
+    assert!(
+        printed.to_ascii_lowercase().contains(&old_serial),
+        "{printed}"
+    );
+
+    // The new window is [now, now + 1 h] and the agent picks a time in it
+    // (RFC 9773 §4.2), so run it with its clock an hour ahead (still within
+    // a day of the server's Date, so its own clock is used).
+    let ahead = (fleetca_agent::http::now_unix() + 3700).to_string();
+    let env = [("FLEETCA_AGENT_FAKE_NOW", ahead.as_str())];
+    let (code, _, err) = srv.run(&out, &with(&flags, &["renew"]), &env);
+    assert_eq!(
+        code,
+        10,
+        "renew after renew-early: {err}\n{}",
+        srv.guard.log()
+    );
+    let (new_serial, new_pem) = installed_serial(&out);
+    assert_ne!(new_serial, old_serial);
+    assert_ne!(new_pem, old_pem);
+
+    // The old certificate was replaced, not revoked: still valid.
+    let show = srv.admin(&["cert", "show", &old_serial, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        v["status"], "valid",
+        "old certificate after renewal: {show}"
+    );
+    let old_der = fleetca_agent::keys::pem_certs(&old_pem).remove(0);
+    let old_info = fleetca_agent::schedule::CertInfo::parse(&old_der).unwrap();
+    assert!(old_info.not_after > fleetca_agent::http::now_unix());
+
+    // The server stored the `replaces` link (order_lifecycle.replaces_cert_id).
+    match (srv.database(), Path::new("/usr/bin/sqlite3").exists()) {
+        (Some(db), true) => {
+            let q = format!(
+                "SELECT old.serial FROM order_lifecycle ol \
+                 JOIN certificates old ON old.id = ol.replaces_cert_id \
+                 JOIN certificates new ON new.order_id = ol.order_id \
+                 WHERE new.serial = '{new_serial}';"
+            );
+            let o = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
+            let got = String::from_utf8_lossy(&o.stdout);
+            assert_eq!(
+                got.trim(),
+                old_serial,
+                "replaces link: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        _ => eprintln!("SKIP replaces link check: no sqlite3 or database file"),
+    }
 }

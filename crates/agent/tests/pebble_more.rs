@@ -267,4 +267,27 @@ fn clock_in_1970_or_2000_does_not_renew_and_schedules_by_server_time() {
         assert_eq!(v["schedule_clock"], "server time", "{v}");
         assert_eq!(v["expired"], false, "{v}");
     }
+    // The fake clock also drives the TLS verifier's time: with the clock at
+    // 1970 the server certificate is checked at the trusted floor (build
+    // time, installed notBefore, last server Date), so renew still connects.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.out().join(".state/state.json")).unwrap())
+            .unwrap();
+    assert!(
+        state["last_server_date"].as_i64().unwrap() > 1_700_000_000,
+        "{state}"
+    );
+    let env = [("FLEETCA_AGENT_FAKE_NOW", "0")];
+    let (code, _, err) = lab.run_env(&["--domain", "clk.example", "renew", "--force"], &env);
+    assert_eq!(code, 10, "forced renew with the clock at 1970: {err}");
+    assert!(err.contains("trusted floor"), "{err}");
+    assert_ne!(assert_complete_set(&lab.out(), false).unwrap(), cert);
+    // A fresh device (no state, no certificate) at 1970: floor = build time.
+    let out2 = lab.tmp.path().join("out-1970");
+    let mut a = lab.args(&["--domain", "clk2.example", "issue"]);
+    a[5] = out2.display().to_string();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, _, err) = agent_env(&a, &env);
+    assert_eq!(code, 10, "issue with the clock at 1970: {err}");
+    assert_complete_set(&out2, false);
 }

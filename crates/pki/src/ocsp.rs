@@ -219,12 +219,71 @@ pub fn build_response(
     this_update: OffsetDateTime,
     next_update: OffsetDateTime,
 ) -> Result<Vec<u8>, OcspError> {
-    if statuses.len() != query.certs.len() {
-        return Err(OcspError::Internal("one status per certificate".into()));
-    }
     let ids = issuer_ids(issuer_cert_der)?;
     if ids.spki_der != signer.public_key_der() {
         return Err(OcspError::Signing(PkiError::SignerMismatch));
+    }
+    build(
+        &ids.key_bits,
+        None,
+        signer,
+        query,
+        statuses,
+        this_update,
+        next_update,
+    )
+}
+
+/// [`build_response`] signed by a delegated OCSP responder (RFC 6960 §4.2.2.2): `signer` holds
+/// the key of `responder_cert_der`, a certificate issued directly by the CA in
+/// `issuer_cert_der` with id-kp-OCSPSigning (see [`create_responder_cert`]). The responder
+/// certificate is included in `certs` so relying parties can check the delegation; the
+/// responderID names its key.
+pub fn build_delegated_response(
+    issuer_cert_der: &[u8],
+    responder_cert_der: &[u8],
+    signer: &dyn Signer,
+    query: &OcspQuery,
+    statuses: &[CertStatus],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Vec<u8>, OcspError> {
+    let ids = issuer_ids(issuer_cert_der)?;
+    let (_, responder) = X509Certificate::from_der(responder_cert_der)
+        .map_err(|e| OcspError::Internal(format!("OCSP responder certificate: {e}")))?;
+    if responder.issuer().as_raw() != ids.name_der.as_slice() {
+        return Err(OcspError::Internal(
+            "the OCSP responder certificate was not issued by this CA".into(),
+        ));
+    }
+    if responder.public_key().raw != signer.public_key_der() {
+        return Err(OcspError::Signing(PkiError::SignerMismatch));
+    }
+    let key_bits = responder.public_key().subject_public_key.data.to_vec();
+    let cert = x509_cert_02::Certificate::from_der(responder_cert_der)
+        .map_err(|e| OcspError::Internal(e.to_string()))?;
+    build(
+        &key_bits,
+        Some(vec![cert]),
+        signer,
+        query,
+        statuses,
+        this_update,
+        next_update,
+    )
+}
+
+fn build(
+    responder_key_bits: &[u8],
+    certs: Option<Vec<x509_cert_02::Certificate>>,
+    signer: &dyn Signer,
+    query: &OcspQuery,
+    statuses: &[CertStatus],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Vec<u8>, OcspError> {
+    if statuses.len() != query.certs.len() {
+        return Err(OcspError::Internal("one status per certificate".into()));
     }
     let this = gtime(this_update)?;
     let next = gtime(next_update)?;
@@ -249,8 +308,10 @@ pub fn build_response(
             })
         })
         .collect::<Result<Vec<_>, OcspError>>()?;
-    let key_hash =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &ids.key_bits);
+    let key_hash = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        responder_key_bits,
+    );
     let tbs = ResponseData {
         version: Default::default(),
         responder_id: ResponderId::ByKey(
@@ -269,11 +330,79 @@ pub fn build_response(
         signature_algorithm: signature_algorithm(signer)?,
         signature: BitString::from_bytes(&signature)
             .map_err(|e| OcspError::Internal(e.to_string()))?,
-        certs: None,
+        certs,
     };
     OcspResponse::successful(basic)
         .and_then(|r| r.to_der())
         .map_err(|e| OcspError::Internal(e.to_string()))
+}
+
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// Issues a delegated OCSP responder certificate (RFC 6960 §4.2.2.2, BR §7.1.2.8) for the key
+/// `responder_spki_der`, signed by the CA in `issuer_cert_der`: extKeyUsage id-kp-OCSPSigning
+/// only, keyUsage digitalSignature, id-pkix-ocsp-nocheck (so it carries no revocation
+/// pointers and must stay short-lived), authority and subject key identifiers, valid from
+/// `not_before` to `not_after`, subject "<issuer CN> OCSP Responder" with the issuer's
+/// organization.
+pub fn create_responder_cert(
+    issuer_cert_der: &[u8],
+    issuer: &dyn Signer,
+    responder_spki_der: &[u8],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose};
+    let (_, ca) = X509Certificate::from_der(issuer_cert_der)
+        .map_err(PkiError::parse("issuing CA certificate"))?;
+    if ca.public_key().raw != issuer.public_key_der() {
+        return Err(PkiError::SignerMismatch);
+    }
+    if not_after <= not_before || not_after > ca.validity().not_after.to_datetime() {
+        return Err(PkiError::InvalidValidity(
+            "the OCSP responder certificate must end after it starts and before its CA".into(),
+        ));
+    }
+    let cn = ca
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or("fleetca issuing CA");
+    let mut dn = DistinguishedName::new();
+    if let Some(o) = ca
+        .subject()
+        .iter_organization()
+        .next()
+        .and_then(|o| o.as_str().ok())
+    {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn.push(DnType::CommonName, format!("{cn} OCSP Responder"));
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.serial_number = Some(crate::serial::random_serial()?);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = crate::extensions::key_identifier(responder_spki_der)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        OID_OCSP_NOCHECK,
+        vec![0x05, 0x00],
+    )];
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(responder_spki_der)
+        .map_err(PkiError::rcgen("unsupported OCSP responder public key"))?;
+    let key = crate::signer::RcgenSigner::new(issuer)?;
+    let issuer = rcgen::Issuer::from_ca_cert_der(&issuer_cert_der.to_vec().into(), &key).map_err(
+        PkiError::rcgen("cannot use the issuing CA certificate as issuer"),
+    )?;
+    let cert = params
+        .signed_by(&subject_key, &issuer)
+        .map_err(key.error("cannot build the OCSP responder certificate"))?;
+    Ok(cert.der().to_vec())
 }
 
 /// An unsigned OCSPResponse with an error status (RFC 6960 §4.2.1): `malformedRequest`,
@@ -385,6 +514,53 @@ mod tests {
             basic.signature.raw_bytes(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn delegated_responder_signs_and_is_included() {
+        let (ca_der, ca_signer) = ca();
+        let responder = FileSigner::new(generate(KeyType::EcdsaP256).unwrap());
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let cert = create_responder_cert(
+            &ca_der,
+            &ca_signer,
+            responder.public_key_der(),
+            now,
+            now + time::Duration::days(90),
+        )
+        .unwrap();
+        let (_, x) = X509Certificate::from_der(&cert).unwrap();
+        let eku = x.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.ocsp_signing && !eku.server_auth);
+        assert!(x
+            .iter_extensions()
+            .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5"));
+        let q = parse_request(&request(&ca_der, &[7], None), &ca_der).unwrap();
+        let der = build_delegated_response(
+            &ca_der,
+            &cert,
+            &responder,
+            &q,
+            &[CertStatus::Good],
+            now,
+            now + time::Duration::hours(24),
+        )
+        .unwrap();
+        let resp = OcspResponse::from_der(&der).unwrap();
+        let basic =
+            BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
+        assert_eq!(basic.certs.as_ref().map(Vec::len), Some(1));
+        // The CA key is not the responder key: a mismatched signer is refused.
+        assert!(build_delegated_response(
+            &ca_der,
+            &cert,
+            &ca_signer,
+            &q,
+            &[CertStatus::Good],
+            now,
+            now
+        )
+        .is_err());
     }
 
     #[test]

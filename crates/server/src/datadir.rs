@@ -76,6 +76,13 @@ pub struct CaSection {
     /// with `fleetca eab create`.
     #[serde(default)]
     pub eab_required: bool,
+    /// `[ca.rate_limits]`: this tenant's token-bucket limits (RFC 8555 §6.6); absent keys
+    /// keep their defaults (docs/operations.md).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::wfe::ratelimit::RateLimitConfig::is_default"
+    )]
+    pub rate_limits: crate::wfe::ratelimit::RateLimitConfig,
 }
 
 fn default_challenges() -> Vec<String> {

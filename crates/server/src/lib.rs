@@ -6,6 +6,7 @@
 //! writes SQL, nothing outside `ca` (and `init`) touches a CA private key.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod bench;
 pub mod ca;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod datadir;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod ra;
 pub mod sa;
 pub mod tenant;

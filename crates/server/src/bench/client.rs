@@ -124,7 +124,15 @@ impl AcmeClient {
 
     /// A fresh nonce (HEAD newNonce).
     pub async fn nonce(&self) -> Result<String, ClientError> {
-        let r = self.http.head(self.url("newNonce")?).send().await?;
+        let mut r = self.http.head(self.url("newNonce")?).send().await;
+        for attempt in 1..5u64 {
+            if r.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            r = self.http.head(self.url("newNonce")?).send().await;
+        }
+        let r = r?;
         r.headers()
             .get("replay-nonce")
             .and_then(|v| v.to_str().ok())
@@ -165,13 +173,38 @@ impl AcmeClient {
         })
     }
 
-    /// Sends a signed request and requires a 2xx answer; a `badNonce` is retried once (§6.5).
+    /// Sends a signed request and requires a 2xx answer. A `badNonce` (§6.5), a 503 and a
+    /// failed connection (a node behind the load balancer died) are retried with a fresh nonce
+    /// a few times, as a device would.
     pub async fn post(&self, url: &str, payload: Option<&Value>) -> Result<Resp, ClientError> {
-        let r = self.post_raw(url, payload).await?;
-        if r.status == 400 && r.json()["type"] == "urn:ietf:params:acme:error:badNonce" {
-            return self.post_raw(url, payload).await?.ok(url);
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            let last = match self.post_raw(url, payload).await {
+                Ok(r)
+                    if r.status == 400
+                        && r.json()["type"] == "urn:ietf:params:acme:error:badNonce" =>
+                {
+                    Ok(r)
+                }
+                Ok(r) if r.status == 503 => Ok(r),
+                Ok(r) => return r.ok(url),
+                Err(ClientError::Http(e)) => Err(ClientError::Http(e)),
+                Err(e) => return Err(e),
+            };
+            // A 503 from an overloaded server says when to come back (capped for the bench).
+            let retry_after = match &last {
+                Ok(r) if r.status == 503 => r
+                    .header("retry-after")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(5))),
+                _ => None,
+            };
+            if attempt >= 5 {
+                return last.and_then(|r| r.ok(url));
+            }
+            tokio::time::sleep(retry_after.unwrap_or(Duration::from_millis(100 * attempt))).await;
         }
-        r.ok(url)
     }
 
     /// Registers (or finds) the account.

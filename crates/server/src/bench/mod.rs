@@ -6,6 +6,7 @@
 //! with `--insecure-skip-validation` (load tests only).
 
 pub mod client;
+mod storm;
 
 use client::{http_client, AcmeClient, ClientError};
 use serde_json::json;
@@ -51,6 +52,22 @@ pub struct BenchArgs {
     /// PID of the server, to report its CPU time per issuance (Linux /proc).
     #[arg(long)]
     pub server_pid: Vec<u32>,
+    /// Write every certificate obtained to this directory as `<serial>.pem`, so a test can
+    /// check afterwards that each one the clients received is in the CA's database.
+    #[arg(long)]
+    pub save_certs: Option<PathBuf>,
+    /// Renewal storm (see `bench::storm`): `--count` devices get certificates, then
+    /// `--storm-trigger` runs, then every device fetches renewalInfo and renews in its window.
+    #[arg(long)]
+    pub storm: bool,
+    /// Shell command run between the fleet's issuance and the storm, e.g.
+    /// `fleetca renew-early --all --data-dir DIR`.
+    #[arg(long)]
+    pub storm_trigger: Option<String>,
+    /// A device whose renewal window opens later than this skips renewing (reported as
+    /// "not due").
+    #[arg(long, default_value_t = 60)]
+    pub storm_max_wait_secs: u64,
 }
 
 /// The outcome of a run.
@@ -68,6 +85,8 @@ pub struct Report {
     pub server_cpu: Option<f64>,
     /// The first few errors.
     pub errors: Vec<String>,
+    /// Further lines for the summary (the storm's phases).
+    pub extra: Vec<String>,
 }
 
 impl Report {
@@ -99,6 +118,10 @@ impl Report {
                 cpu,
                 cpu * 1000.0 / self.ok.max(1) as f64
             ));
+        }
+        for line in &self.extra {
+            s.push_str(line);
+            s.push('\n');
         }
         for e in &self.errors {
             s.push_str(&format!("error: {e}\n"));
@@ -139,6 +162,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     };
     let cpu_before = server_cpu();
+    if args.storm {
+        let mut report = storm::run(args, http, tokens).await?;
+        report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
+        return Ok(report);
+    }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let run_id = crate::ids::new_id().to_lowercase().replace(['-', '_'], "");
     let start = Instant::now();
@@ -171,12 +199,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                     args.suffix
                 );
                 let t = Instant::now();
-                out.push(
-                    issue_one(&client, &name, args.mode, &tokens)
-                        .await
-                        .map(|_| t.elapsed())
-                        .map_err(|e| e.to_string()),
-                );
+                let r = issue_one(&client, &name, args.mode, &tokens).await;
+                let r = match (r, &args.save_certs) {
+                    (Ok(pem), Some(dir)) => save_cert(dir, &pem).map_err(|e| e.to_string()),
+                    (r, _) => r.map(|_| ()).map_err(|e| e.to_string()),
+                };
+                out.push(r.map(|_| t.elapsed()));
             }
             out
         }));
@@ -188,6 +216,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         latencies: Vec::new(),
         server_cpu: None,
         errors: Vec::new(),
+        extra: Vec::new(),
     };
     for t in tasks {
         for r in t.await? {
@@ -211,19 +240,43 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Writes the leaf of a PEM chain as `<serial hex>.pem` (temp file + rename).
+fn save_cert(dir: &std::path::Path, pem: &str) -> anyhow::Result<()> {
+    let leaf = pki::cert_info::pem_to_ders(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("empty chain"))?;
+    let serial = crate::ca::hex(&pki::cert_info::serial_of(&leaf)?);
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{serial}.tmp"));
+    std::fs::write(&tmp, pem)?;
+    std::fs::rename(tmp, dir.join(format!("{serial}.pem")))?;
+    Ok(())
+}
+
 async fn issue_one(
     c: &AcmeClient,
     name: &str,
     mode: Mode,
     tokens: &Tokens,
-) -> Result<(), ClientError> {
+) -> Result<String, ClientError> {
+    issue_with(c, name, mode, tokens, None).await
+}
+
+/// One full flow; `replaces` names the certificate this one renews (RFC 9773 §5).
+async fn issue_with(
+    c: &AcmeClient,
+    name: &str,
+    mode: Mode,
+    tokens: &Tokens,
+    replaces: Option<&str>,
+) -> Result<String, ClientError> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let order = c
-        .post(
-            &c.url("newOrder")?,
-            Some(&json!({"identifiers": [{"type": "dns", "value": name}]})),
-        )
-        .await?;
+    let mut new_order = json!({"identifiers": [{"type": "dns", "value": name}]});
+    if let Some(r) = replaces {
+        new_order["replaces"] = json!(r);
+    }
+    let order = c.post(&c.url("newOrder")?, Some(&new_order)).await?;
     let order_url = order
         .header("location")
         .ok_or_else(|| ClientError::Other("order without Location".into()))?;
@@ -288,13 +341,13 @@ async fn issue_one(
     let cert_url = fin["certificate"]
         .as_str()
         .ok_or_else(|| ClientError::Other(format!("order not valid: {fin}")))?;
-    let pem = c.post(cert_url, None).await?;
-    if !String::from_utf8_lossy(&pem.body).contains("BEGIN CERTIFICATE") {
+    let pem = String::from_utf8_lossy(&c.post(cert_url, None).await?.body).to_string();
+    if !pem.contains("BEGIN CERTIFICATE") {
         return Err(ClientError::Other(
             "certificate download returned no PEM".into(),
         ));
     }
-    Ok(())
+    Ok(pem)
 }
 
 async fn spawn_http01_responder(addr: SocketAddr, tokens: Tokens) -> anyhow::Result<()> {

@@ -98,6 +98,7 @@ impl IssuingCa {
             next_update: next.unix_timestamp(),
         };
         store.store_crl_shard(&self.name, shard, &rec).await?;
+        crate::metrics::crl_generated(&self.name);
         Ok(rec)
     }
 }

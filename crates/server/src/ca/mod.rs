@@ -265,6 +265,7 @@ impl IssuingCa {
             next_update: next.unix_timestamp(),
         };
         sa.store_crl(&self.name, &rec).await?;
+        crate::metrics::crl_generated(&self.name);
         Ok(rec)
     }
 

@@ -37,7 +37,9 @@ impl IssuingCa {
         clock: &dyn Clock,
         request_der: &[u8],
     ) -> OcspAnswer {
-        match self.try_ocsp_response(sa, clock, request_der).await {
+        let answer = self.try_ocsp_response(sa, clock, request_der).await;
+        crate::metrics::ocsp_response(&self.name, answer.is_ok());
+        match answer {
             Ok(a) => a,
             Err(e) => {
                 if matches!(e, OcspError::Internal(_) | OcspError::Signing(_)) {

@@ -1,7 +1,6 @@
 //! `fleetca account list|deactivate`: ACME accounts, for the operator.
 
-use super::admin::{cli_actor, now_unix, rfc3339, AdminContext};
-use crate::sa::AuditEntry;
+use super::admin::{cli_actor, rfc3339, AdminContext};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -77,17 +76,12 @@ fn list(a: &ListArgs) -> anyhow::Result<()> {
 fn deactivate(a: &DeactivateArgs) -> anyhow::Result<()> {
     let ctx = AdminContext::open(&a.data_dir)?;
     let id = a.id.rsplit('/').next().unwrap_or(&a.id).to_string();
-    let audit = AuditEntry {
-        at: now_unix(),
-        actor: cli_actor(),
-        action: "account.deactivate".into(),
-        tenant: None,
-        object: Some(id.clone()),
-        before: None,
-        after: None,
-    };
     if ctx
-        .block_on(ctx.db.deactivate_account_audited(&id, &audit))?
+        .block_on(crate::admin::ops::deactivate_account(
+            ctx.db.as_ref(),
+            &id,
+            &cli_actor(),
+        ))?
         .is_none()
     {
         anyhow::bail!("no valid account with id {id:?}");

@@ -1,10 +1,9 @@
-//! `fleetca cert list|show|revoke`: issued certificates, for the operator. Revocation is
+//! `fleetca cert list|show|revoke` (and `revoke-many|expiring`, in `fleet`): issued certificates, for the operator. Revocation is
 //! audited and re-signs the tenant's CRL at once through its issuing CA.
 
 use super::admin::{cli_actor, now_unix, rfc3339, AdminContext};
 use super::KeyProtection;
-use crate::clock::SystemClock;
-use crate::sa::{AdminCert, AuditEntry, CertQuery};
+use crate::sa::{AdminCert, CertQuery};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -19,6 +18,10 @@ pub enum CertCommand {
     Show(ShowArgs),
     /// Revoke a certificate and re-sign the CRL.
     Revoke(RevokeArgs),
+    /// Revoke every certificate of a serial, account, name suffix or issuing CA (tenant).
+    RevokeMany(super::fleet::RevokeManyArgs),
+    /// List unexpired certificates whose notAfter falls within a window from now.
+    Expiring(super::fleet::ExpiringArgs),
 }
 
 /// `fleetca cert list` options.
@@ -87,7 +90,7 @@ pub struct RevokeArgs {
 }
 
 /// BR §7.2.2 permits these CRL reason codes for subscriber certificates.
-fn parse_reason(s: &str) -> Result<u8, String> {
+pub(crate) fn parse_reason(s: &str) -> Result<u8, String> {
     let code = match s.to_ascii_lowercase().as_str() {
         "unspecified" | "0" => 0,
         "keycompromise" | "key-compromise" | "1" => 1,
@@ -110,6 +113,8 @@ pub(crate) fn run(cmd: &CertCommand) -> anyhow::Result<()> {
         CertCommand::List(a) => list(a),
         CertCommand::Show(a) => show(a),
         CertCommand::Revoke(a) => revoke(a),
+        CertCommand::RevokeMany(a) => super::fleet::revoke_many(a),
+        CertCommand::Expiring(a) => super::fleet::expiring(a),
     }
 }
 
@@ -122,19 +127,11 @@ fn names(c: &AdminCert) -> String {
 }
 
 fn status(c: &AdminCert, now: i64) -> &'static str {
-    if c.revoked_at.is_some() {
-        "revoked"
-    } else if c.not_after < now {
-        "expired"
-    } else {
-        "valid"
-    }
+    crate::admin::ops::cert_status(c, now)
 }
 
 fn cert_json(c: &AdminCert, now: i64) -> serde_json::Value {
-    let mut v = serde_json::to_value(c).unwrap_or_default();
-    v["status"] = json!(status(c, now));
-    v
+    crate::admin::ops::cert_json(c, now)
 }
 
 fn list(a: &ListArgs) -> anyhow::Result<()> {
@@ -231,36 +228,24 @@ fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
     let pass = a.keys.passphrase()?;
     let ca = super::load::load_issuing_ca(&ctx.dd, &cfg, pass.as_deref())
         .with_context(|| format!("loading the issuing CA of tenant {:?}", c.tenant))?;
-    let at = now_unix();
-    let after = AdminCert {
-        revoked_at: Some(at),
-        revocation_reason: Some(a.reason),
-        ..c.clone()
-    };
-    let audit = AuditEntry {
-        at,
-        actor: cli_actor(),
-        action: "cert.revoke".into(),
-        tenant: Some(c.tenant.clone()),
-        object: Some(c.serial.clone()),
-        before: Some(cert_json(&c, at).to_string()),
-        after: Some(cert_json(&after, at).to_string()),
-    };
-    if !ctx.block_on(ctx.db.revoke_cert_audited(&c.id, at, a.reason, &audit))? {
-        anyhow::bail!("certificate {} was revoked concurrently", c.serial);
-    }
-    let crl = ctx
-        .block_on(ca.publish_crl(ctx.db.as_ref(), &SystemClock))
-        .context("the certificate is revoked, but re-signing the CRL failed (serve re-signs it within 5 minutes)")?;
+    let crl_number = ctx
+        .block_on(crate::admin::ops::revoke_cert(
+            ctx.db.as_ref(),
+            &ca,
+            &c,
+            a.reason,
+            &cli_actor(),
+        ))
+        .map_err(anyhow::Error::from)?;
     if a.json {
         println!(
             "{}",
-            json!({"serial": c.serial, "status": "revoked", "reason": a.reason, "crl_number": crl.number})
+            json!({"serial": c.serial, "status": "revoked", "reason": a.reason, "crl_number": crl_number})
         );
     } else {
         println!(
             "revoked {} (reason {}); CRL {} re-signed",
-            c.serial, a.reason, crl.number
+            c.serial, a.reason, crl_number
         );
     }
     Ok(())

@@ -3,9 +3,8 @@
 //! under `DIR/eab.key` (see `ra::eab`).
 
 use super::admin::{cli_actor, now_unix, parse_duration, rfc3339, AdminContext};
-use crate::ids::new_id;
-use crate::ra::{generate_hmac_key, EabKeyring};
-use crate::sa::{AuditEntry, EabKeyRecord};
+use crate::ra::EabKeyring;
+use crate::sa::EabKeyRecord;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -79,12 +78,7 @@ pub(crate) fn run(cmd: &EabCommand) -> anyhow::Result<()> {
 }
 
 fn status(k: &EabKeyRecord, now: i64) -> &'static str {
-    match k.check_usable(now) {
-        Ok(()) => "usable",
-        Err(crate::sa::EabUnusable::Revoked) => "revoked",
-        Err(crate::sa::EabUnusable::Expired) => "expired",
-        Err(crate::sa::EabUnusable::UsedUp) => "used",
-    }
+    crate::admin::ops::eab_status(k, now)
 }
 
 fn create(a: &CreateArgs) -> anyhow::Result<()> {
@@ -95,32 +89,15 @@ fn create(a: &CreateArgs) -> anyhow::Result<()> {
     }
     let keyring = EabKeyring::load_or_create(&ctx.dd.eab_key())
         .with_context(|| format!("loading {}", ctx.dd.eab_key().display()))?;
-    let now = now_unix();
-    let kid = format!("eab_{}", new_id());
-    let hmac_key = generate_hmac_key()?;
-    let rec = EabKeyRecord {
-        kid: kid.clone(),
-        tenant: a.tenant.clone(),
-        sealed_key: keyring.seal(&a.tenant, &kid, &hmac_key)?,
-        max_uses: i64::from(a.uses),
-        uses: 0,
-        expires_at: a
-            .expires
-            .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
-        revoked_at: None,
-        created_at: now,
-    };
-    let audit = AuditEntry {
-        at: now,
-        actor: cli_actor(),
-        action: "eab.create".into(),
-        tenant: Some(a.tenant.clone()),
-        object: Some(kid.clone()),
-        before: None,
-        after: Some(rec.summary_json().to_string()),
-    };
-    ctx.block_on(ctx.db.insert_eab_key(&rec, &audit))?;
-    let key_b64 = acme_types::b64::encode(&hmac_key);
+    let new = ctx.block_on(crate::admin::ops::create_eab(
+        ctx.db.as_ref(),
+        &keyring,
+        &a.tenant,
+        a.uses,
+        a.expires,
+        &cli_actor(),
+    ))?;
+    let (kid, key_b64, rec) = (new.kid, new.hmac_key, new.record);
     if a.json {
         println!("{}", json!({ "kid": kid, "hmac_key": key_b64 }));
     } else {
@@ -145,11 +122,7 @@ fn list(a: &ListArgs) -> anyhow::Result<()> {
     if a.json {
         let v: Vec<_> = keys
             .iter()
-            .map(|k| {
-                let mut j = k.summary_json();
-                j["status"] = json!(status(k, now));
-                j
-            })
+            .map(|k| crate::admin::ops::eab_json(k, now))
             .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(());
@@ -173,16 +146,11 @@ fn list(a: &ListArgs) -> anyhow::Result<()> {
 
 fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
     let ctx = AdminContext::open(&a.data_dir)?;
-    let audit = AuditEntry {
-        at: now_unix(),
-        actor: cli_actor(),
-        action: "eab.revoke".into(),
-        tenant: None,
-        object: Some(a.kid.clone()),
-        before: None,
-        after: None,
-    };
-    if !ctx.block_on(ctx.db.revoke_eab_key(&a.kid, audit.at, &audit))? {
+    if !ctx.block_on(crate::admin::ops::revoke_eab(
+        ctx.db.as_ref(),
+        &a.kid,
+        &cli_actor(),
+    ))? {
         anyhow::bail!("no unrevoked EAB credential with key id {:?}", a.kid);
     }
     if a.json {

@@ -5,23 +5,31 @@ mod admin;
 mod ca;
 mod cert;
 mod eab;
+mod fleet;
+mod housekeeping;
 mod init;
 mod load;
 mod renew;
+mod select;
 mod serve;
 mod subca;
 mod tenant;
+mod token;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use account::AccountCommand;
+pub(crate) use admin::parse_duration;
+pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
+pub use select::CertSelection;
 pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
+pub use token::{AdminCommand, TokenCommand};
 
 /// fleetca: a technically constrained ACME issuing CA for device fleets.
 #[derive(Debug, Parser)]
@@ -76,11 +84,20 @@ pub enum Command {
     },
     /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
     RenewEarly(renew::RenewEarlyArgs),
+    /// Delete expired orders, authorizations and challenges (and old certificates, if asked)
+    /// once, as `serve` does on a schedule.
+    Prune(housekeeping::PruneArgs),
     /// External Account Binding credentials (RFC 8555 §7.3.4): create, list, revoke.
     Eab {
         /// What to do.
         #[command(subcommand)]
         cmd: EabCommand,
+    },
+    /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: AdminCommand,
     },
 }
 
@@ -153,7 +170,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cmd: SubcaCommand::Import(a),
         }) => subca::import(&a),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
+        Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),
+        Some(Command::Prune(a)) => housekeeping::run_prune(&a),
         Some(Command::Tenant { cmd }) => tenant::run(&cmd),
         Some(Command::Account { cmd }) => account::run(&cmd),
         Some(Command::Cert { cmd }) => cert::run(&cmd),

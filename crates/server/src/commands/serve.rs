@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Plain-HTTP listen address for CRLs and CA certificates (RFC 5280 §4.2.1.13).
     #[arg(long, env = "FLEETCA_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_socket)]
     pub http_listen: SocketAddr,
+    /// Admin listener (plain HTTP; keep it on loopback or a private network): the dashboard at
+    /// `/`, the admin API under `/api/`, Prometheus metrics at `/metrics` (docs/admin.md).
+    #[arg(long, env = "FLEETCA_ADMIN_LISTEN", default_value = "127.0.0.1:9443", value_parser = parse_socket)]
+    pub admin_listen: SocketAddr,
     /// Also serve ACME on the plain-HTTP listener (only behind a TLS-terminating proxy;
     /// set --base-url to the proxy's https URL).
     #[arg(long, env = "FLEETCA_ACME_OVER_HTTP")]
@@ -73,6 +77,20 @@ pub struct ServeArgs {
     /// the issuance path alone. Refused for public-trust CAs; never the default.
     #[arg(long)]
     pub insecure_skip_validation: bool,
+    /// Most newOrder/finalize/challenge requests processed at once; beyond it (and a short
+    /// wait) they are refused with 503 + Retry-After. 0 = no limit. Directory, newNonce and
+    /// renewalInfo are never limited.
+    #[arg(long, env = "FLEETCA_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Most requests waiting for a slot beyond --max-in-flight.
+    #[arg(long, env = "FLEETCA_MAX_WAITING", default_value_t = 1024)]
+    pub max_waiting: usize,
+    /// Longest a request waits for a slot, in milliseconds, before it gets 503.
+    #[arg(long, env = "FLEETCA_OVERLOAD_WAIT_MS", default_value_t = 500)]
+    pub overload_wait_ms: u64,
+    /// Expiry hygiene schedule and retention.
+    #[command(flatten)]
+    pub housekeeping: super::housekeeping::HousekeepingArgs,
     /// Passphrase for encrypted CA keys.
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -83,6 +101,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Before any component records a metric.
+    crate::admin::metrics::install();
     rt.block_on(serve(args))
 }
 
@@ -137,16 +157,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the database of {}", dd.path().display()))?;
     // RFC 8555 §7.3.4 credentials live in the same database, their keys sealed by eab.key.
+    let eab_keyring = Arc::new(
+        crate::ra::EabKeyring::load_or_create(&dd.eab_key())
+            .with_context(|| format!("loading {}", dd.eab_key().display()))?,
+    );
     let eab = crate::ra::EabBackend {
         store: db.clone(),
-        keyring: Arc::new(
-            crate::ra::EabKeyring::load_or_create(&dd.eab_key())
-                .with_context(|| format!("loading {}", dd.eab_key().display()))?,
-        ),
+        keyring: eab_keyring.clone(),
     };
     // Profiles, ARI links and overrides, CRL shards (sa::lifecycle) share the database too.
     let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
-    let sa: Arc<dyn Storage> = db.clone();
+    // Every storage call of the ACME path is timed for /metrics.
+    let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
@@ -203,7 +225,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for t in &tenants {
         t.ca.set_crl_shards(args.crl_shards);
     }
+    // Delegated OCSP responders (RFC 6960 §4.2.2.2) where `init --ocsp-signer` made one.
+    super::housekeeping::start_ocsp_responders(&dd, &tenants, passphrase.clone(), clock.clone())?;
     let resumed = ra.resume_validations().await?;
+    ra.spawn_validation_sweeper();
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }
@@ -212,12 +237,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let wfe_cfg = WfeConfig {
         base_url: base_url.clone(),
+        max_in_flight: args.max_in_flight,
+        max_waiting: args.max_waiting,
+        overload_wait: Duration::from_millis(args.overload_wait_ms),
         ..WfeConfig::default()
     };
     // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).
     let nonce_store = db.nonce_store();
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
+    // Per-tenant `[ca.rate_limits]`; buckets are per node (see wfe::ratelimit).
+    let limits = dd
+        .load_tenant_configs()?
+        .into_iter()
+        .map(|c| (c.ca.name, c.ca.rate_limits))
+        .collect();
+    wfe.set_rate_limits(Arc::new(crate::wfe::ratelimit::RateLimiter::new(limits)));
     wfe.spawn_nonce_pruner();
 
     let tls =
@@ -230,7 +265,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             axum_server::tls_rustls::RustlsConfig::from_config(tls),
         )
         .handle(handle.clone())
-        .serve(app.into_make_service())
+        // The peer address feeds the per-IP rate limits.
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
     };
     let http_app = if args.acme_over_http {
         wfe::router(wfe.clone())
@@ -243,7 +279,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 println!("Plain HTTP (CRLs, CA certificates) on http://{a}");
             }
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, http_app).await {
+                let app = http_app.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(l, app).await {
                     tracing::error!(error = %e, "plain-HTTP listener failed");
                 }
             });
@@ -256,6 +293,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for t in &tenants {
         spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
     }
+    // Dashboard, admin API and metrics; like the plain-HTTP listener, failing to bind it
+    // leaves the ACME service running.
+    let admin_state = Arc::new(crate::admin::AdminState {
+        db: db.clone(),
+        dd: dd.clone(),
+        tenants: tenants.clone(),
+        tokens: crate::admin::auth::TokenStore::new(&dd),
+        keyring: eab_keyring,
+    });
+    if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state).await {
+        println!("Admin (dashboard, /api, /metrics) on http://{a}");
+    }
+    super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
 
     println!(
         "fleetca issuing CA \"{}\" permitted: {}",

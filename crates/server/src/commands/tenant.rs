@@ -48,6 +48,9 @@ pub struct AddArgs {
     /// End-entity lifetime in days (default: the main tenant's).
     #[arg(long)]
     pub lifetime_days: Option<u32>,
+    /// Also create a delegated OCSP responder certificate (as `fleetca init --ocsp-signer`).
+    #[arg(long)]
+    pub ocsp_signer: bool,
     /// Key encryption (the root key's passphrase, also used for the new key).
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -154,7 +157,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
         },
     };
     let pass = a.keys.passphrase()?;
-    super::init::create_tenant_ca(dd, &cfg, a.issuing_key_type, pass.as_deref())?;
+    super::init::create_tenant_ca(dd, &cfg, a.issuing_key_type, pass.as_deref(), a.ocsp_signer)?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
     dd.save_tenant_config(&cfg)?;
     let summary = tenant_json(&cfg);

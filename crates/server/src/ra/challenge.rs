@@ -43,21 +43,46 @@ impl Ra {
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
-        if self.sa.try_start_challenge(id).await? {
+        if self.sa.try_start_challenge(id, self.lease_until()).await? {
             self.spawn_validation(id.to_string());
         }
         self.get_challenge(tenant, acct, id).await
     }
 
-    /// Validates challenges a previous run left in `processing` (e.g. after a crash), so no
-    /// authorization stays stuck.
+    /// How long a node may take to validate before another takes the challenge over: the
+    /// validation time limit plus a margin.
+    fn lease_until(&self) -> i64 {
+        self.clock.unix() + Self::secs(self.cfg.validation_timeout) * 2 + 5
+    }
+
+    /// Validates challenges left in `processing` whose lease ran out (this node crashed, or
+    /// another node died mid-validation), so no authorization stays stuck.
     pub async fn resume_validations(self: &Arc<Self>) -> Result<usize> {
-        let ids = self.sa.processing_challenges().await?;
+        let ids = self
+            .sa
+            .claim_stale_challenges(self.clock.unix(), self.lease_until())
+            .await?;
         let n = ids.len();
         for id in ids {
+            tracing::info!(challenge = %id, "taking over a validation whose lease expired");
             self.spawn_validation(id);
         }
         Ok(n)
+    }
+
+    /// Sweeps for expired validation leases every few seconds (several nodes may run it: each
+    /// stale challenge is claimed by exactly one).
+    pub fn spawn_validation_sweeper(self: &Arc<Self>) {
+        let ra = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Err(e) = ra.resume_validations().await {
+                    tracing::warn!(error = %e, "validation lease sweep failed");
+                }
+            }
+        });
     }
 
     fn spawn_validation(self: &Arc<Self>, challenge_id: String) {
@@ -91,6 +116,7 @@ impl Ra {
         let tenant = self
             .tenant(&authz.tenant)
             .ok_or_else(|| Error::internal("tenant vanished"))?;
+        let started = std::time::Instant::now();
         let outcome = match self.run_validation(tenant, &ch, &authz, &acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
@@ -104,6 +130,9 @@ impl Ra {
             }
             Err(problem) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, detail = %problem.detail, "validation failed");
+                if let Some(hook) = self.validation_failed.get() {
+                    hook(&authz.tenant, &acct.id);
+                }
                 ChallengeOutcome {
                     valid: false,
                     at: self.clock.unix(),
@@ -113,6 +142,7 @@ impl Ra {
                 }
             }
         };
+        crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
         self.sa.finish_challenge(challenge_id, outcome).await?;
         Ok(())
     }

@@ -91,7 +91,12 @@ impl Ra {
                 revocation_reason: None,
             })
         });
-        match self.sa.finalize_order(order_id, sign).await? {
+        let started = std::time::Instant::now();
+        let finalized = self.sa.finalize_order(order_id, sign).await;
+        if !matches!(finalized, Ok(None)) {
+            crate::metrics::issuance(&tenant.name, finalized.is_ok(), started.elapsed());
+        }
+        match finalized? {
             Some(cert) => {
                 tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, profile = %profile_for_record, crl_shard = ?crl_shard, "certificate issued");
             }

@@ -75,7 +75,12 @@ pub struct Ra {
     eab: Option<EabBackend>,
     /// Profiles, `replaces` links and ARI overrides (set once at start-up).
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
+    /// Told (tenant, account id) of every failed validation (the front end's rate limiter).
+    validation_failed: std::sync::OnceLock<ValidationFailedHook>,
 }
+
+/// Called with (tenant, account id) when a challenge validation fails.
+pub type ValidationFailedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Ra {
     /// Builds the authority over its storage, clock, tenants and validator.
@@ -108,6 +113,7 @@ impl Ra {
             cfg,
             eab,
             lifecycle: std::sync::OnceLock::new(),
+            validation_failed: std::sync::OnceLock::new(),
         })
     }
 
@@ -115,6 +121,11 @@ impl Ra {
     /// ARI overrides). Without it those features are refused; set it once, before serving.
     pub fn set_lifecycle_store(&self, store: Arc<dyn crate::sa::LifecycleStore>) {
         let _ = self.lifecycle.set(store);
+    }
+
+    /// Registers the hook told about failed validations (set once, before serving).
+    pub fn on_validation_failed(&self, hook: ValidationFailedHook) {
+        let _ = self.validation_failed.set(hook);
     }
 
     /// The lifecycle storage, if configured.

@@ -107,16 +107,25 @@ fn name_matches(names: &[StoredIdentifier], q: &str) -> bool {
     })
 }
 
-/// Serial as stored: lower-case hex without leading zeros or separators.
+/// Serial as stored (`ca::hex` of the serial octets): lower-case hex without separators or
+/// leading zero *octets*; a first octet below 0x10 keeps its leading `0` nibble.
 pub fn normalize_serial(s: &str) -> String {
     let hex: String = s
         .chars()
         .filter(|c| *c != ':' && !c.is_whitespace())
         .collect::<String>()
         .to_ascii_lowercase();
-    let trimmed = hex.trim_start_matches('0');
+    let hex = if hex.len() % 2 == 1 {
+        format!("0{hex}")
+    } else {
+        hex
+    };
+    let mut trimmed = hex.as_str();
+    while let Some(rest) = trimmed.strip_prefix("00") {
+        trimmed = rest;
+    }
     if trimmed.is_empty() {
-        "0".into()
+        "00".into()
     } else {
         trimmed.to_string()
     }
@@ -294,5 +303,8 @@ mod tests {
         assert!(name_matches(&names, "DEV1.routers.example.com."));
         assert!(!name_matches(&names, "ters.example.com"));
         assert_eq!(normalize_serial("00:AB:cd"), "abcd");
+        // A first octet below 0x10 keeps its zero nibble, as `ca::hex` stores it.
+        assert_eq!(normalize_serial("0a1b"), "0a1b");
+        assert_eq!(normalize_serial("a1b"), "0a1b");
     }
 }

@@ -64,6 +64,26 @@ impl CertSelector {
     }
 }
 
+/// What one pruning pass (expiry hygiene) deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// Certificates expired longer than the retention period (0 when certificates are kept).
+    pub certificates: u64,
+    /// Orders expired before the cutoff that no remaining certificate came from.
+    pub orders: u64,
+    /// Authorizations expired before the cutoff that no remaining order uses.
+    pub authzs: u64,
+    /// Challenges of the deleted authorizations.
+    pub challenges: u64,
+}
+
+impl PruneReport {
+    /// Whether nothing was deleted.
+    pub fn is_empty(&self) -> bool {
+        *self == PruneReport::default()
+    }
+}
+
 /// Lifecycle storage. Every write that reports success has committed.
 #[async_trait]
 pub trait LifecycleStore: Send + Sync {
@@ -126,6 +146,18 @@ pub trait LifecycleStore: Send + Sync {
         shard: u32,
         crl: &CrlRecord,
     ) -> Result<(), SaError>;
+
+    /// Expiry hygiene, in one transaction: deletes certificates whose notAfter is before
+    /// `cert_cutoff` (none when `None`) with their lifecycle rows and ARI overrides; then orders
+    /// that expired before `cutoff` and that no remaining certificate was issued from; then
+    /// authorizations that expired before `cutoff` and that no remaining order uses, with their
+    /// challenges. An issued certificate keeps its order, authorizations and challenges (the
+    /// validation evidence, BR §5.4.1) for as long as the certificate row is kept.
+    async fn prune_expired(
+        &self,
+        cutoff: i64,
+        cert_cutoff: Option<i64>,
+    ) -> Result<PruneReport, SaError>;
 }
 
 /// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
@@ -378,6 +410,71 @@ impl LifecycleStore for $ty {
         .await?;
         Ok(())
     }
+
+    async fn prune_expired(
+        &self,
+        cutoff: i64,
+        cert_cutoff: Option<i64>,
+    ) -> Result<PruneReport, SaError> {
+        let mut tx = self.pool().begin().await?;
+        let mut report = PruneReport::default();
+        if let Some(cc) = cert_cutoff {
+            for sql in [
+                "DELETE FROM renewal_overrides WHERE cert_id IN
+                   (SELECT id FROM certificates WHERE not_after < $1)",
+                "DELETE FROM cert_lifecycle WHERE cert_id IN
+                   (SELECT id FROM certificates WHERE not_after < $1)",
+            ] {
+                sqlx::query(sql).bind(cc).execute(&mut *tx).await?;
+            }
+            report.certificates = sqlx::query("DELETE FROM certificates WHERE not_after < $1")
+                .bind(cc)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        // Orders past expiry that produced no (remaining) certificate. (The subquery is
+        // spelled out in each statement: sqlx takes only literal SQL.)
+        for sql in [
+            "DELETE FROM order_authzs WHERE order_id IN (SELECT o.id FROM orders o
+               WHERE o.expires < $1
+                 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.order_id = o.id))",
+            "DELETE FROM order_lifecycle WHERE order_id IN (SELECT o.id FROM orders o
+               WHERE o.expires < $1
+                 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.order_id = o.id))",
+        ] {
+            sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?;
+        }
+        report.orders = sqlx::query(
+            "DELETE FROM orders WHERE expires < $1
+               AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.order_id = orders.id)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Authorizations past expiry that no remaining order links (reused ones stay with
+        // the orders that still need them).
+        report.challenges = sqlx::query(
+            "DELETE FROM challenges WHERE authz_id IN (SELECT a.id FROM authzs a
+               WHERE a.expires < $1
+                 AND NOT EXISTS (SELECT 1 FROM order_authzs oa WHERE oa.authz_id = a.id))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        report.authzs = sqlx::query(
+            "DELETE FROM authzs WHERE expires < $1
+               AND NOT EXISTS (SELECT 1 FROM order_authzs oa WHERE oa.authz_id = authzs.id)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(report)
+    }
 }
     };
 }
@@ -428,6 +525,107 @@ mod tests {
         assert!(!sel.matches(&cert(&["xplant1.example.com"])));
         assert!(CertSelector::IssuedBefore(6).matches(&cert(&["x"])));
         assert!(!CertSelector::IssuedBefore(5).matches(&cert(&["x"])));
+    }
+
+    async fn exec(db: &SqliteStorage, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn ids(db: &SqliteStorage, table: &str) -> Vec<String> {
+        let sql = format!("SELECT id FROM {table} ORDER BY id");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Old rows seeded around a cutoff of 1000: what pruning deletes and what it keeps.
+    #[tokio::test]
+    async fn pruning_keeps_what_certificates_need() {
+        let db = SqliteStorage::open_in_memory().await.unwrap();
+        exec(&db, "INSERT INTO accounts (id, tenant, jwk_thumbprint, jwk, contact, status, tos_agreed, eab_kid, created_at) VALUES ('a1','default','t','{}','[]','valid',1,NULL,0);").await;
+        for (id, expires) in [("o_stale", 10), ("o_issued", 10), ("o_live", 5000)] {
+            exec(&db, &format!("INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, created_at) VALUES ('{id}','default','a1','pending',{expires},'[]',0);")).await;
+            exec(
+                &db,
+                &format!("INSERT INTO order_lifecycle VALUES ('{id}','default',NULL);"),
+            )
+            .await;
+        }
+        // z_stale: only o_stale; z_issued: o_issued's; z_shared: reused by o_stale and
+        // o_live; z_orphan: no order; z_fresh: unexpired, no order.
+        for (id, expires) in [
+            ("z_stale", 10),
+            ("z_issued", 10),
+            ("z_shared", 10),
+            ("z_orphan", 10),
+            ("z_fresh", 5000),
+        ] {
+            exec(&db, &format!("INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at) VALUES ('{id}','default','a1','dns','x.example',0,'valid',{expires},0);")).await;
+            exec(&db, &format!("INSERT INTO challenges (id, authz_id, type, token, status) VALUES ('c_{id}','{id}','dns-01','tok','valid');")).await;
+        }
+        for (o, z) in [
+            ("o_stale", "z_stale"),
+            ("o_stale", "z_shared"),
+            ("o_issued", "z_issued"),
+            ("o_live", "z_shared"),
+        ] {
+            exec(&db, &format!("INSERT INTO order_authzs (order_id, authz_id, position) VALUES ('{o}','{z}',0);")).await;
+        }
+        exec(&db, "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at) VALUES ('cert1','default','01','a1','o_issued',x'00','[]',0,100,0);").await;
+        exec(
+            &db,
+            "INSERT INTO cert_lifecycle VALUES ('cert1','default',NULL);",
+        )
+        .await;
+        exec(&db, "INSERT INTO renewal_overrides (cert_id, window_start, window_end, set_at) VALUES ('cert1',1,2,3);").await;
+
+        // Certificates kept (the default): only the unfinished order and unused authzs go.
+        let r = db.prune_expired(1000, None).await.unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                certificates: 0,
+                orders: 1,
+                authzs: 2,
+                challenges: 2
+            }
+        );
+        assert_eq!(ids(&db, "orders").await, ["o_issued", "o_live"]);
+        assert_eq!(
+            ids(&db, "authzs").await,
+            ["z_fresh", "z_issued", "z_shared"]
+        );
+        assert_eq!(
+            ids(&db, "challenges").await,
+            ["c_z_fresh", "c_z_issued", "c_z_shared"]
+        );
+        assert_eq!(ids(&db, "certificates").await, ["cert1"]);
+        assert!(db.get_order_lifecycle("o_stale").await.unwrap().is_none());
+        // Nothing left to prune: a second pass is a no-op.
+        assert!(db.prune_expired(1000, None).await.unwrap().is_empty());
+
+        // Retention before the certificate's expiry keeps it.
+        assert!(db.prune_expired(1000, Some(50)).await.unwrap().is_empty());
+        // Past it: the certificate goes, then its order and authorization with it.
+        let r = db.prune_expired(1000, Some(500)).await.unwrap();
+        assert_eq!(
+            r,
+            PruneReport {
+                certificates: 1,
+                orders: 1,
+                authzs: 1,
+                challenges: 1
+            }
+        );
+        assert!(ids(&db, "certificates").await.is_empty());
+        assert_eq!(ids(&db, "orders").await, ["o_live"]);
+        assert_eq!(ids(&db, "authzs").await, ["z_fresh", "z_shared"]);
+        assert_eq!(db.renewal_override("cert1").await.unwrap(), None);
+        assert_eq!(db.get_cert_lifecycle("cert1").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -6,26 +6,32 @@ mod admin;
 mod audit;
 mod eab;
 mod lifecycle;
+mod metered;
 mod model;
 mod nonce;
 mod postgres;
 mod sql;
 mod sqlite;
+mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
 pub use audit::{AuditEntry, AuditStore};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
-pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, ReplacingOrder};
+pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
+pub use metered::MeteredStorage;
 pub use model::*;
 pub use nonce::{MemoryNonceStore, NonceStore};
 pub use postgres::PgStorage;
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
+pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
 
 /// Every store one process uses, from one database. The front end, RA and CA each receive
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.
 #[async_trait]
-pub trait Database: Storage + EabStore + LifecycleStore + AuditStore + AdminStore {
+pub trait Database:
+    Storage + EabStore + LifecycleStore + AuditStore + AdminStore + StatsStore
+{
     /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
     /// for PostgreSQL (see `sa::nonce`).
     fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore>;
@@ -164,8 +170,13 @@ pub trait Storage: Send + Sync {
         now: i64,
     ) -> Result<bool, SaError>;
 
-    /// Moves a pending challenge of a pending authorization to processing; false otherwise.
-    async fn try_start_challenge(&self, challenge_id: &str) -> Result<bool, SaError>;
+    /// Moves a pending challenge of a pending authorization to processing, leased to the caller
+    /// until `lease_until`; false otherwise.
+    async fn try_start_challenge(
+        &self,
+        challenge_id: &str,
+        lease_until: i64,
+    ) -> Result<bool, SaError>;
     /// Records a validation result for a processing challenge and its authorization: on success
     /// both become valid and the authorization's expiry becomes `authz_expires`; on failure both
     /// become invalid with `error`.
@@ -174,8 +185,13 @@ pub trait Storage: Send + Sync {
         challenge_id: &str,
         outcome: ChallengeOutcome,
     ) -> Result<(), SaError>;
-    /// Challenges left in `processing` (e.g. by a crash), to validate again on start.
-    async fn processing_challenges(&self) -> Result<Vec<String>, SaError>;
+    /// Takes over challenges left in `processing` whose lease ran out (the node validating them
+    /// died), extending the lease to `lease_until`; each is returned to exactly one caller.
+    async fn claim_stale_challenges(
+        &self,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<String>, SaError>;
     /// Reads a challenge.
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
 

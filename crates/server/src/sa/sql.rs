@@ -461,12 +461,13 @@ impl Storage for $ty {
         Ok(true)
     }
 
-    async fn try_start_challenge(&self, challenge_id: &str) -> Result<bool, SaError> {
+    async fn try_start_challenge(&self, challenge_id: &str, lease_until: i64) -> Result<bool, SaError> {
         let r = sqlx::query(
-            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
+            "UPDATE challenges SET status = 'processing', lease_until = $2 WHERE id = $1 AND status = 'pending'
              AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')",
         )
         .bind(challenge_id)
+        .bind(lease_until)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -510,10 +511,17 @@ impl Storage for $ty {
         Ok(())
     }
 
-    async fn processing_challenges(&self) -> Result<Vec<String>, SaError> {
-        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'")
-            .fetch_all(&self.pool)
-            .await?;
+    async fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError> {
+        // One statement, so two nodes sweeping at once cannot both take the same challenge.
+        let rows = sqlx::query(
+            "UPDATE challenges SET lease_until = $2
+             WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>(0)?))
             .collect()

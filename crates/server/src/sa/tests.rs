@@ -158,12 +158,23 @@ async fn suite(sa: Arc<dyn Storage>) {
     );
 
     // Challenge: started once, finished once; success validates the authorization.
-    assert!(sa.try_start_challenge("o1-chall").await.unwrap());
-    assert!(!sa.try_start_challenge("o1-chall").await.unwrap());
+    assert!(sa.try_start_challenge("o1-chall", 150).await.unwrap());
+    assert!(!sa.try_start_challenge("o1-chall", 150).await.unwrap());
+    // Still leased: nobody takes it over; after the lease, exactly one sweep does.
+    assert!(sa
+        .claim_stale_challenges(149, 300)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
-        sa.processing_challenges().await.unwrap(),
+        sa.claim_stale_challenges(151, 300).await.unwrap(),
         vec!["o1-chall".to_string()]
     );
+    assert!(sa
+        .claim_stale_challenges(151, 300)
+        .await
+        .unwrap()
+        .is_empty());
     sa.finish_challenge(
         "o1-chall",
         ChallengeOutcome {

@@ -44,9 +44,29 @@ pub(super) async fn new_account(
     reply(
         async {
             let t = wfe.tenant(&tenant)?;
+            let ip = super::ratelimit::client_ip(&req);
             let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
             let body: wire::NewAccount = v.json()?;
-            let (acct, created) = wfe
+            // §6.6: creating accounts is limited per client IP; finding an existing one is not.
+            let charges: Vec<_> = ip
+                .filter(|_| !body.only_return_existing)
+                .map(|ip| (super::ratelimit::Limit::NewAccountsPerIp, ip.to_string()))
+                .into_iter()
+                .collect();
+            let mut charged = !charges.is_empty();
+            if let Err(e) = wfe.limits().take(&t.name, &charges) {
+                let exists = wfe
+                    .ra
+                    .storage()
+                    .get_account_by_key(&t.name, &v.jwk.thumbprint())
+                    .await?
+                    .is_some();
+                if !exists {
+                    return Err(e);
+                }
+                charged = false;
+            }
+            let result = wfe
                 .ra
                 .new_account(
                     &t,
@@ -60,7 +80,11 @@ pub(super) async fn new_account(
                         eab_kid: None,
                     },
                 )
-                .await?;
+                .await;
+            if charged && !matches!(result, Ok((_, true))) {
+                wfe.limits().refund(&t.name, &charges);
+            }
+            let (acct, created) = result?;
             let status = if created {
                 StatusCode::CREATED
             } else {

@@ -113,6 +113,14 @@ pub(super) async fn challenge(
             } else {
                 // §7.5.1: the client signals readiness with an empty JSON object; fields are ignored.
                 let _: serde_json::Map<String, serde_json::Value> = v.json()?;
+                // §6.6: an account that keeps failing validations waits before starting more.
+                wfe.limits().check(
+                    &t.name,
+                    &[(
+                        super::ratelimit::Limit::FailedValidationsPerAccount,
+                        acct.id.clone(),
+                    )],
+                )?;
                 wfe.ra.respond_challenge(&t, acct, &id).await?
             };
             let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);

@@ -142,16 +142,18 @@ impl Wfe {
         match &header.nonce {
             Some(n) if self.nonces.redeem(n).await? => {}
             Some(_) => {
+                crate::metrics::nonce_rejected("unknown");
                 return Err(Error::acme(
                     ProblemType::BadNonce,
                     "nonce unknown, expired or already used; retry with the fresh Replay-Nonce",
-                ))
+                ));
             }
             None => {
+                crate::metrics::nonce_rejected("missing");
                 return Err(Error::acme(
                     ProblemType::BadNonce,
                     "the protected header must contain a nonce",
-                ))
+                ));
             }
         }
         Ok(Verified { jws, jwk, account })

@@ -11,8 +11,10 @@ pub mod jose;
 mod nonce;
 mod ocsp;
 mod order;
+pub mod overload;
 pub mod problem;
 mod public;
+pub mod ratelimit;
 mod revoke;
 
 pub use nonce::NonceService;
@@ -40,6 +42,13 @@ pub struct WfeConfig {
     pub max_body_bytes: usize,
     /// How long a nonce stays redeemable.
     pub nonce_ttl: Duration,
+    /// Most newOrder/finalize/challenge requests running at once (`serve --max-in-flight`);
+    /// 0 turns the overload gate off. See [`overload`].
+    pub max_in_flight: usize,
+    /// Most requests waiting for a slot beyond `max_in_flight`; the rest get 503 at once.
+    pub max_waiting: usize,
+    /// Longest a request waits for a slot before 503 (`serve --overload-wait-ms`).
+    pub overload_wait: Duration,
 }
 
 impl Default for WfeConfig {
@@ -48,6 +57,9 @@ impl Default for WfeConfig {
             base_url: "https://127.0.0.1:8443".into(),
             max_body_bytes: 64 * 1024,
             nonce_ttl: Duration::from_secs(3600),
+            max_in_flight: 256,
+            max_waiting: 1024,
+            overload_wait: Duration::from_millis(500),
         }
     }
 }
@@ -57,12 +69,42 @@ pub struct Wfe {
     ra: Arc<Ra>,
     nonces: NonceService,
     cfg: WfeConfig,
+    limits: std::sync::OnceLock<Arc<ratelimit::RateLimiter>>,
 }
 
 impl Wfe {
     /// A front end over `ra`, with nonces from `nonces`.
     pub fn new(ra: Arc<Ra>, cfg: WfeConfig, nonces: NonceService) -> Arc<Self> {
-        Arc::new(Self { ra, nonces, cfg })
+        Arc::new(Self {
+            ra,
+            nonces,
+            cfg,
+            limits: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Sets the rate limiter (per-tenant `[ca.rate_limits]`) and has the registration
+    /// authority report failed validations to it. Call once, before serving; without it the
+    /// default limits apply to every tenant.
+    pub fn set_rate_limits(&self, limiter: Arc<ratelimit::RateLimiter>) {
+        let _ = self.limits.set(limiter);
+        let limiter = Arc::clone(self.limits());
+        self.ra
+            .on_validation_failed(Arc::new(move |tenant: &str, account: &str| {
+                limiter.record(
+                    tenant,
+                    &[(
+                        ratelimit::Limit::FailedValidationsPerAccount,
+                        account.to_string(),
+                    )],
+                );
+            }));
+    }
+
+    /// The rate limiter.
+    pub fn limits(&self) -> &Arc<ratelimit::RateLimiter> {
+        self.limits
+            .get_or_init(|| Arc::new(ratelimit::RateLimiter::new(Default::default())))
     }
 
     /// Forgets expired spent nonces every few minutes, so the spent set stays bounded.
@@ -89,36 +131,56 @@ impl Wfe {
 
 /// The ACME routes (`/acme/<tenant>/...`) and the plain public routes (CRLs, CA certificates).
 pub fn router(wfe: Arc<Wfe>) -> Router {
-    let acme = Router::new()
-        .route("/acme/{tenant}/directory", get(directory::directory))
-        .route(
-            "/acme/{tenant}/new-nonce",
-            get(directory::new_nonce_get).head(directory::new_nonce_head),
-        )
+    // Expensive work (signature checks, validations, signing, writes) behind the overload gate.
+    let mut costly = Router::new()
+        .route("/acme/{tenant}/new-order", post(order::new_order))
+        .route("/acme/{tenant}/order/{id}/finalize", post(order::finalize))
+        .route("/acme/{tenant}/chall/{id}", post(authz::challenge));
+    if wfe.cfg.max_in_flight > 0 {
+        let gate = overload::Overload::new(
+            wfe.cfg.max_in_flight,
+            wfe.cfg.max_waiting,
+            wfe.cfg.overload_wait,
+        );
+        costly = costly.route_layer(middleware::from_fn_with_state(gate, overload::gate));
+    }
+    // Every signed POST counts against the client IP's request rate.
+    let signed = Router::new()
         .route("/acme/{tenant}/new-account", post(account::new_account))
         .route("/acme/{tenant}/acct/{id}", post(account::account))
         .route("/acme/{tenant}/acct/{id}/orders", post(account::orders))
         .route("/acme/{tenant}/key-change", post(account::key_change))
-        .route("/acme/{tenant}/new-order", post(order::new_order))
         .route("/acme/{tenant}/order/{id}", post(order::order))
-        .route("/acme/{tenant}/order/{id}/finalize", post(order::finalize))
         .route("/acme/{tenant}/authz/{id}", post(authz::authz))
-        .route("/acme/{tenant}/chall/{id}", post(authz::challenge))
         .route("/acme/{tenant}/cert/{id}", post(cert::certificate))
         .route(
             "/acme/{tenant}/cert/{id}/{alt}",
             post(cert::certificate_alt),
         )
         .route("/acme/{tenant}/revoke-cert", post(revoke::revoke_cert))
+        .merge(costly)
+        .route_layer(middleware::from_fn_with_state(
+            wfe.clone(),
+            ratelimit::per_ip_requests,
+        ));
+    // Cheap, unthrottled: a saturated server still tells devices where to go and when.
+    let acme = Router::new()
+        .route("/acme/{tenant}/directory", get(directory::directory))
+        .route(
+            "/acme/{tenant}/new-nonce",
+            get(directory::new_nonce_get).head(directory::new_nonce_head),
+        )
         .route(
             "/acme/{tenant}/renewal-info/{cert_id}",
             get(ari::renewal_info),
         )
+        .merge(signed)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(wfe.clone(), acme_headers));
     public_router()
         .merge(acme)
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::admin::metrics::track_acme))
         .with_state(wfe)
 }
 
@@ -134,7 +196,10 @@ pub fn public_router() -> Router<Arc<Wfe>> {
 
 /// The public routes alone, with state, for the plain-HTTP listener.
 pub fn public_only(wfe: Arc<Wfe>) -> Router {
-    public_router().fallback(not_found).with_state(wfe)
+    public_router()
+        .fallback(not_found)
+        .layer(middleware::from_fn(crate::admin::metrics::track_acme))
+        .with_state(wfe)
 }
 
 async fn not_found() -> Response {

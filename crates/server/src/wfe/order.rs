@@ -1,6 +1,7 @@
 //! Orders: newOrder (RFC 8555 §7.4), order status, and finalize.
 
 use super::jose::KeyMode;
+use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::{Error, Result};
@@ -77,14 +78,39 @@ pub(super) async fn new_order(
                 profile: body.profile,
                 replaces: body.replaces,
             };
-            let view = wfe
-                .ra
-                .new_order_with(&t, v.account()?, &idents, &opts)
-                .await?;
+            let acct = v.account()?;
+            // §6.6: refused before anything is stored; given back if the order is not made.
+            let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
+            wfe.limits().take(&t.name, &charges)?;
+            let view = match wfe.ra.new_order_with(&t, acct, &idents, &opts).await {
+                Ok(view) => view,
+                Err(e) => {
+                    wfe.limits().refund(&t.name, &charges);
+                    return Err(e);
+                }
+            };
             Ok(order_response(&t, &view, StatusCode::CREATED))
         }
         .await,
     )
+}
+
+/// The buckets a newOrder draws from: the account's, and each distinct registered name's.
+fn new_order_charges(
+    wfe: &Wfe,
+    tenant: &str,
+    account: &str,
+    idents: &[(String, String)],
+) -> Vec<Charge> {
+    let mut charges = vec![(Limit::NewOrdersPerAccount, account.to_string())];
+    let mut names: Vec<String> = idents
+        .iter()
+        .map(|(_, v)| wfe.limits().name_key(tenant, v))
+        .collect();
+    names.sort();
+    names.dedup();
+    charges.extend(names.into_iter().map(|n| (Limit::CertificatesPerName, n)));
+    charges
 }
 
 pub(super) async fn order(

@@ -699,10 +699,15 @@ pub(crate) struct Fleetca {
 }
 
 /// A fresh PostgreSQL database when the suite runs with `FLEETCA_TEST_BACKEND=postgres`.
-fn test_database() -> Option<String> {
+pub(crate) fn test_database() -> Option<String> {
     if std::env::var("FLEETCA_TEST_BACKEND").ok().as_deref() != Some("postgres") {
         return None;
     }
+    Some(create_postgres_database())
+}
+
+/// Creates an empty database in the cluster `FLEETCA_TEST_POSTGRES` names and returns its URL.
+pub(crate) fn create_postgres_database() -> String {
     let admin = std::env::var("FLEETCA_TEST_POSTGRES")
         .expect("FLEETCA_TEST_BACKEND=postgres needs FLEETCA_TEST_POSTGRES");
     let name = format!("fleetca_t{}_{}", std::process::id(), free_port());
@@ -716,7 +721,7 @@ fn test_database() -> Option<String> {
     let out = run(cmd, Duration::from_secs(30));
     assert!(out.success(), "creating test database {name}\n{out}");
     let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
-    Some(format!("{base}/{name}"))
+    format!("{base}/{name}")
 }
 
 impl Fleetca {
@@ -806,6 +811,8 @@ impl Fleetca {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             // CRLs/caIssuers on an ephemeral port: parallel instances must not fight over 8080.
             .args(["--http-listen", "127.0.0.1:0"])
+            // The admin listener (dashboard, /api, /metrics) likewise; see `admin_url`.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()])
@@ -1239,8 +1246,19 @@ pub(crate) fn certbot_certonly(
     identifiers: &[&str],
     http01_port: u16,
 ) -> Result<CertbotCert, CmdOutput> {
+    certbot_certonly_with(endpoint, identifiers, http01_port, &[])
+}
+
+/// [`certbot_certonly`] with extra certbot arguments (e.g. `--required-profile shortlived`).
+pub(crate) fn certbot_certonly_with(
+    endpoint: &AcmeEndpoint,
+    identifiers: &[&str],
+    http01_port: u16,
+    extra: &[&str],
+) -> Result<CertbotCert, CmdOutput> {
     let dir = temp_dir("certbot");
     let mut cmd = certbot_base(endpoint, dir.path(), "certonly");
+    cmd.args(extra);
     cmd.args(["--standalone", "--http-01-address", "127.0.0.1"])
         .args(["--http-01-port", &http01_port.to_string()])
         .args(["--agree-tos", "--register-unsafely-without-email"])
@@ -1286,6 +1304,15 @@ pub(crate) fn certbot_certonly(
         return Ok(cert);
     }
     Err(cert.output)
+}
+
+/// `certbot renew` of the lineage [`certbot_certonly`] saved (its renewal configuration
+/// keeps the standalone authenticator and port). certbot >= 4.1 asks the server's ACME
+/// Renewal Information (RFC 9773) whether the certificate is due.
+pub(crate) fn certbot_renew(endpoint: &AcmeEndpoint, cert: &CertbotCert) -> CmdOutput {
+    let mut cmd = certbot_base(endpoint, cert.dir.path(), "renew");
+    cmd.args(["--cert-name", "interop", "--no-random-sleep-on-renew"]);
+    run(cmd, CLIENT_TIMEOUT)
 }
 
 /// `certbot revoke --cert-path ... --reason keycompromise`.

@@ -1,0 +1,163 @@
+//! The operator surface, on its own listener (`fleetca serve --admin-listen`, default
+//! `127.0.0.1:9443`, plain HTTP: see `docs/admin.md` for why loopback-only by default):
+//! the dashboard at `/`, the REST API under `/api/` (bearer tokens with scopes, [`auth`]),
+//! its OpenAPI document at `/api/openapi.json`, and Prometheus metrics at `/metrics`.
+
+mod api;
+pub mod auth;
+mod dashboard;
+pub mod metrics;
+pub mod ops;
+mod stats;
+
+use crate::datadir::DataDir;
+use crate::ra::EabKeyring;
+use crate::sa::Database;
+use crate::tenant::Tenant;
+use auth::{AuthError, Scope, TokenStore};
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// The server's database.
+    pub db: Arc<dyn Database>,
+    /// The data directory (tenant configs, token file).
+    pub dd: DataDir,
+    /// Loaded tenants, whose issuing CAs re-sign CRLs after a revocation.
+    pub tenants: Vec<Arc<Tenant>>,
+    /// Admin API tokens.
+    pub tokens: TokenStore,
+    /// Seals new EAB HMAC keys.
+    pub keyring: Arc<EabKeyring>,
+}
+
+impl AdminState {
+    fn tenant(&self, name: &str) -> Result<&Arc<Tenant>, api::ApiError> {
+        self.tenants
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| api::ApiError::new(StatusCode::NOT_FOUND, format!("no tenant {name:?}")))
+    }
+}
+
+/// The OpenAPI 3.1 document of `/api/` (hand-written; a test checks every path answers).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The admin listener's routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/api/tenants", get(api::tenants))
+        .route("/api/eab", get(api::eab_list).post(api::eab_create))
+        .route("/api/eab/{kid}/revoke", post(api::eab_revoke))
+        .route("/api/accounts", get(api::accounts))
+        .route(
+            "/api/accounts/{id}/deactivate",
+            post(api::account_deactivate),
+        )
+        .route("/api/certificates", get(api::certificates))
+        .route("/api/certificates/{serial}", get(api::certificate))
+        .route(
+            "/api/certificates/{serial}/revoke",
+            post(api::certificate_revoke),
+        )
+        .route("/api/renew-early", post(api::renew_early))
+        .route("/api/audit", get(api::audit))
+        .route("/api/stats", get(stats::stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api)
+        .route("/api/openapi.json", get(openapi))
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(|| async { api::ApiError::new(StatusCode::NOT_FOUND, "no such resource") })
+        .layer(middleware::from_fn(metrics::track_admin))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The scope a request needs: reads need `read`, minting EAB credentials needs `admin`, every
+/// other change needs `write`.
+fn needed_scope(method: &Method, path: &str) -> Scope {
+    if method == Method::GET || method == Method::HEAD {
+        Scope::Read
+    } else if path == "/api/eab" {
+        Scope::Admin
+    } else {
+        Scope::Write
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` before any handler (or body parsing) runs, and
+/// hands the token record to the handler for the audit actor.
+async fn require_token(
+    State(st): State<Arc<AdminState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let need = needed_scope(req.method(), req.uri().path());
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("");
+    match st.tokens.authorize(presented, need) {
+        Ok(rec) => {
+            req.extensions_mut().insert(rec);
+            next.run(req).await
+        }
+        Err(AuthError::Unauthenticated) => {
+            let mut r =
+                api::ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                    .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"fleetca-admin\""),
+            );
+            r
+        }
+        Err(AuthError::Forbidden) => api::ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token lacks the {:?} scope", need.as_str()),
+        )
+        .into_response(),
+    }
+}
+
+/// Binds `addr` and serves the admin routes in the background; returns the bound address, or
+/// `None` (logged) if the address cannot be bound, so the ACME service still starts.
+pub async fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> Option<SocketAddr> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: put it behind a TLS proxy or a private network");
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot bind the admin listener (dashboard, /api, /metrics)");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok()?;
+    let app = router(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    Some(bound)
+}

@@ -1,0 +1,95 @@
+//! Metric names and the calls that record them. The roles record through the `metrics` facade;
+//! `admin::metrics` installs the Prometheus recorder and serves `/metrics` on the admin
+//! listener. Without an installed recorder (unit tests, operator commands) every call here is a
+//! no-op. Names and labels are a contract with dashboards and alerts: see `docs/admin.md`.
+
+use std::time::Duration;
+
+/// ACME and public HTTP requests, by `listener`, route template `endpoint`, `method`, `status`.
+pub const HTTP_REQUESTS: &str = "fleetca_http_requests_total";
+/// Request latency in seconds, by `listener` and route template `endpoint`.
+pub const HTTP_DURATION: &str = "fleetca_http_request_duration_seconds";
+/// Finalizations, by `tenant` and `result` (`issued`, `failed`).
+pub const ISSUANCES: &str = "fleetca_issuance_total";
+/// Finalization latency (CSR check, signing, storing) in seconds, by `tenant`.
+pub const ISSUANCE_DURATION: &str = "fleetca_issuance_duration_seconds";
+/// Validations, by challenge `type` and `result` (`valid`, `invalid`).
+pub const VALIDATIONS: &str = "fleetca_validations_total";
+/// Validation latency in seconds, by challenge `type` and `result`.
+pub const VALIDATION_DURATION: &str = "fleetca_validation_duration_seconds";
+/// JWS requests refused with `badNonce`, by `reason` (`unknown`, `missing`).
+pub const NONCE_REJECTIONS: &str = "fleetca_nonce_rejections_total";
+/// Requests refused by a rate limit (`rateLimited`), by `limit`. Call [`rate_limited`].
+pub const RATE_LIMITED: &str = "fleetca_rate_limited_total";
+/// CRLs signed, by `tenant`.
+pub const CRLS_GENERATED: &str = "fleetca_crl_generated_total";
+/// OCSP responses produced, by `tenant` and `result` (`ok`, `error`).
+pub const OCSP_RESPONSES: &str = "fleetca_ocsp_responses_total";
+/// Storage call latency in seconds, by `op` (the `Storage` method name).
+pub const DB_DURATION: &str = "fleetca_db_operation_duration_seconds";
+
+/// Records one answered HTTP request.
+pub fn http_request(
+    listener: &'static str,
+    endpoint: String,
+    method: String,
+    status: u16,
+    elapsed: Duration,
+) {
+    metrics::counter!(HTTP_REQUESTS, "listener" => listener, "endpoint" => endpoint.clone(),
+        "method" => method, "status" => status.to_string())
+    .increment(1);
+    metrics::histogram!(HTTP_DURATION, "listener" => listener, "endpoint" => endpoint)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records one finalization attempt that reached the signer.
+pub fn issuance(tenant: &str, issued: bool, elapsed: Duration) {
+    let result = if issued { "issued" } else { "failed" };
+    metrics::counter!(ISSUANCES, "tenant" => tenant.to_string(), "result" => result).increment(1);
+    metrics::histogram!(ISSUANCE_DURATION, "tenant" => tenant.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records one finished validation.
+pub fn validation(kind: &str, valid: bool, elapsed: Duration) {
+    let result = if valid { "valid" } else { "invalid" };
+    metrics::counter!(VALIDATIONS, "type" => kind.to_string(), "result" => result).increment(1);
+    metrics::histogram!(VALIDATION_DURATION, "type" => kind.to_string(), "result" => result)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records a request refused for its nonce (RFC 8555 §6.5).
+pub fn nonce_rejected(reason: &'static str) {
+    metrics::counter!(NONCE_REJECTIONS, "reason" => reason).increment(1);
+}
+
+/// Records a request refused by the rate limit named `limit` (e.g. `new_order_per_account`).
+pub fn rate_limited(limit: &str) {
+    metrics::counter!(RATE_LIMITED, "limit" => limit.to_string()).increment(1);
+}
+
+/// Records a signed CRL.
+pub fn crl_generated(tenant: &str) {
+    metrics::counter!(CRLS_GENERATED, "tenant" => tenant.to_string()).increment(1);
+}
+
+/// Records an OCSP response.
+pub fn ocsp_response(tenant: &str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(OCSP_RESPONSES, "tenant" => tenant.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// Records the latency of one storage call.
+pub fn db_operation(op: &'static str, elapsed: Duration) {
+    metrics::histogram!(DB_DURATION, "op" => op).record(elapsed.as_secs_f64());
+}
+
+/// Times a storage future and records it under `op`.
+pub async fn timed_db<T>(op: &'static str, f: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    db_operation(op, started.elapsed());
+    out
+}

@@ -1,0 +1,432 @@
+//! Rate limits (RFC 8555 §6.6): token buckets per account, per client IP and per registered
+//! name, configured per tenant in `[ca.rate_limits]`. A request over a limit is answered with
+//! `rateLimited` (429) and a `Retry-After` computed from the bucket, before anything is stored.
+//!
+//! The buckets live in this process's memory: with several nodes behind a load balancer each
+//! node enforces the limits on its own share of the traffic (so the effective fleet-wide limit is
+//! up to N times the configured one). Buckets that have refilled completely are forgotten, so
+//! memory stays proportional to the clients active within one refill period.
+
+use crate::error::Error;
+use acme_types::problem::ProblemType;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const HOUR: f64 = 3600.0;
+const WEEK: f64 = 7.0 * 86400.0;
+
+/// Per-tenant limits (`[ca.rate_limits]` in `fleetca.toml` / `tenant.toml`). Every key is
+/// optional; `0` turns a limit off. The defaults are far above what a device needs: a device
+/// renews a handful of times per certificate lifetime, while these stop a runaway loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// newOrder requests per account per hour.
+    pub new_orders_per_account_per_hour: u32,
+    /// Failed challenge validations per account per hour; once spent, challenge POSTs that
+    /// would start another validation are refused until the bucket refills.
+    pub failed_validations_per_account_per_hour: u32,
+    /// Accounts created per client IP per hour (generous: a factory line behind one NAT
+    /// address onboards many devices).
+    pub new_accounts_per_ip_per_hour: u32,
+    /// Signed ACME POSTs per client IP per second (directory, newNonce and renewalInfo are
+    /// exempt). Also the bucket size, so a client may burst one second's worth.
+    pub requests_per_ip_per_second: u32,
+    /// Orders naming the same registered name per week (each order is a would-be certificate;
+    /// checked and counted at newOrder, as Let's Encrypt does).
+    pub certificates_per_name_per_week: u32,
+    /// How many rightmost DNS labels make up the "registered name" the weekly limit counts
+    /// (`2` groups `a.fleet.example` and `b.fleet.example` under `fleet.example`); `0` counts
+    /// each full name on its own.
+    pub name_suffix_labels: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            new_orders_per_account_per_hour: 300,
+            failed_validations_per_account_per_hour: 60,
+            new_accounts_per_ip_per_hour: 20_000,
+            requests_per_ip_per_second: 20_000,
+            certificates_per_name_per_week: 100,
+            name_suffix_labels: 0,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// Whether every value is the default (then `init` does not write the section).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Which limit a bucket enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// newOrder per account.
+    NewOrdersPerAccount,
+    /// Failed validations per account.
+    FailedValidationsPerAccount,
+    /// newAccount per IP.
+    NewAccountsPerIp,
+    /// Signed requests per IP.
+    RequestsPerIp,
+    /// Orders per registered name.
+    CertificatesPerName,
+}
+
+impl Limit {
+    /// All limits, in the order [`rejections_by_limit`] reports them.
+    pub const ALL: [Limit; 5] = [
+        Limit::NewOrdersPerAccount,
+        Limit::FailedValidationsPerAccount,
+        Limit::NewAccountsPerIp,
+        Limit::RequestsPerIp,
+        Limit::CertificatesPerName,
+    ];
+
+    /// The config key, also the metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::NewOrdersPerAccount => "new_orders_per_account_per_hour",
+            Limit::FailedValidationsPerAccount => "failed_validations_per_account_per_hour",
+            Limit::NewAccountsPerIp => "new_accounts_per_ip_per_hour",
+            Limit::RequestsPerIp => "requests_per_ip_per_second",
+            Limit::CertificatesPerName => "certificates_per_name_per_week",
+        }
+    }
+
+    /// (bucket size, refill per second); `None` when the limit is off.
+    fn shape(self, c: &RateLimitConfig) -> Option<(f64, f64)> {
+        let (n, period) = match self {
+            Limit::NewOrdersPerAccount => (c.new_orders_per_account_per_hour, HOUR),
+            Limit::FailedValidationsPerAccount => (c.failed_validations_per_account_per_hour, HOUR),
+            Limit::NewAccountsPerIp => (c.new_accounts_per_ip_per_hour, HOUR),
+            Limit::RequestsPerIp => (c.requests_per_ip_per_second, 1.0),
+            Limit::CertificatesPerName => (c.certificates_per_name_per_week, WEEK),
+        };
+        (n > 0).then(|| (f64::from(n), f64::from(n) / period))
+    }
+
+    fn index(self) -> usize {
+        Limit::ALL.iter().position(|l| *l == self).unwrap_or(0)
+    }
+}
+
+static REJECTIONS: [AtomicU64; 5] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+/// Requests refused with `rateLimited` since the process started, all limits together
+/// (for `/metrics`: `fleetca_rate_limited_total`).
+pub fn rejected_total() -> u64 {
+    REJECTIONS.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
+/// Requests refused per limit since the process started, labelled with [`Limit::name`].
+pub fn rejections_by_limit() -> Vec<(&'static str, u64)> {
+    Limit::ALL
+        .iter()
+        .map(|l| (l.name(), REJECTIONS[l.index()].load(Ordering::Relaxed)))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant, (size, rate): (f64, f64)) -> Bucket {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        Bucket {
+            tokens: (self.tokens + dt * rate).min(size),
+            at: now,
+        }
+    }
+}
+
+type Key = (Limit, String, String);
+
+/// The token buckets of one process, for all tenants.
+pub struct RateLimiter {
+    configs: HashMap<String, RateLimitConfig>,
+    default: RateLimitConfig,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    map: HashMap<Key, Bucket>,
+    /// Size above which full buckets are swept out.
+    sweep_at: usize,
+}
+
+/// One unit taken from a bucket: (limit, subject such as an account id, IP or name).
+pub type Charge = (Limit, String);
+
+impl RateLimiter {
+    /// Limits per tenant name; tenants not listed get [`RateLimitConfig::default`].
+    pub fn new(configs: HashMap<String, RateLimitConfig>) -> Self {
+        Self {
+            configs,
+            default: RateLimitConfig::default(),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: 10_000,
+            }),
+        }
+    }
+
+    /// The limits of `tenant`.
+    pub fn config(&self, tenant: &str) -> &RateLimitConfig {
+        self.configs.get(tenant).unwrap_or(&self.default)
+    }
+
+    /// The bucket key of a name under the tenant's `name_suffix_labels` rule; wildcards count
+    /// as their base name.
+    pub fn name_key(&self, tenant: &str, name: &str) -> String {
+        let name = name.trim_start_matches("*.").trim_end_matches('.');
+        let keep = self.config(tenant).name_suffix_labels as usize;
+        if keep == 0 || name.parse::<IpAddr>().is_ok() {
+            return name.to_ascii_lowercase();
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        labels[labels.len().saturating_sub(keep)..]
+            .join(".")
+            .to_ascii_lowercase()
+    }
+
+    /// Takes one token from every bucket in `charges`, or from none: if any is empty the
+    /// request is refused with `rateLimited` and a `Retry-After` for the slowest of them.
+    pub fn take(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
+        self.apply(tenant, charges, true)
+    }
+
+    /// Like [`RateLimiter::take`] but takes nothing: refuses only if a bucket is already empty.
+    pub fn check(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
+        self.apply(tenant, charges, false)
+    }
+
+    /// Gives back tokens taken for a request that turned out not to count (for example a
+    /// newAccount that found the existing account).
+    pub fn refund(&self, tenant: &str, charges: &[Charge]) {
+        self.adjust(tenant, charges, 1.0);
+    }
+
+    /// Records an event after the fact (a validation that failed): the bucket may go down to
+    /// zero but never refuses, since the event already happened.
+    pub fn record(&self, tenant: &str, charges: &[Charge]) {
+        self.adjust(tenant, charges, -1.0);
+    }
+
+    fn adjust(&self, tenant: &str, charges: &[Charge], delta: f64) {
+        let cfg = self.config(tenant);
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        for (limit, subject) in charges {
+            let Some(shape) = limit.shape(cfg) else {
+                continue;
+            };
+            let key = (*limit, tenant.to_string(), subject.clone());
+            let cur = b.map.get(&key).copied().unwrap_or(Bucket {
+                tokens: shape.0,
+                at: now,
+            });
+            let mut cur = cur.refilled(now, shape);
+            cur.tokens = (cur.tokens + delta).clamp(0.0, shape.0);
+            b.map.insert(key, cur);
+        }
+    }
+
+    fn apply(&self, tenant: &str, charges: &[Charge], take: bool) -> Result<(), Error> {
+        let cfg = self.config(tenant);
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refused: Option<(Limit, f64)> = None;
+        let mut fresh = Vec::with_capacity(charges.len());
+        for (limit, subject) in charges {
+            let Some(shape) = limit.shape(cfg) else {
+                continue;
+            };
+            let key = (*limit, tenant.to_string(), subject.clone());
+            let cur = b
+                .map
+                .get(&key)
+                .copied()
+                .unwrap_or(Bucket {
+                    tokens: shape.0,
+                    at: now,
+                })
+                .refilled(now, shape);
+            if cur.tokens < 1.0 {
+                let wait = (1.0 - cur.tokens) / shape.1;
+                if refused.is_none_or(|(_, w)| wait > w) {
+                    refused = Some((*limit, wait));
+                }
+            }
+            fresh.push((key, cur));
+        }
+        if let Some((limit, wait)) = refused {
+            REJECTIONS[limit.index()].fetch_add(1, Ordering::Relaxed);
+            // Whole seconds, rounded up: retrying at Retry-After always finds a token.
+            let secs = Duration::from_secs_f64(wait).as_secs_f64().ceil().max(1.0) as u64;
+            return Err(Error::acme(
+                ProblemType::RateLimited,
+                format!("rate limit {} exceeded; retry in {secs}s", limit.name()),
+            )
+            .with_retry_after(secs));
+        }
+        if take {
+            for (key, mut cur) in fresh {
+                cur.tokens -= 1.0;
+                b.map.insert(key, cur);
+            }
+            if b.map.len() > b.sweep_at {
+                sweep(&mut b, |t| self.config(t), now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forgets buckets that have refilled completely (they behave exactly like absent ones).
+fn sweep<'a>(b: &mut Buckets, cfg: impl Fn(&str) -> &'a RateLimitConfig, now: Instant) {
+    b.map.retain(|(limit, tenant, _), bucket| {
+        limit
+            .shape(cfg(tenant))
+            .is_some_and(|shape| bucket.refilled(now, shape).tokens < shape.0)
+    });
+    b.sweep_at = (b.map.len() * 2).max(10_000);
+}
+
+/// The client's IP address, when the listener recorded it (`ConnectInfo`). Behind a proxy
+/// this is the proxy's address; the per-IP limits then apply to the proxy as a whole.
+pub(crate) fn client_ip<B>(req: &axum::http::Request<B>) -> Option<IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The tenant named in an `/acme/<tenant>/...` path.
+fn path_tenant(path: &str) -> &str {
+    path.strip_prefix("/acme/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("")
+}
+
+/// Middleware: one token per signed request from the client's IP (`requests_per_ip_per_second`).
+pub(crate) async fn per_ip_requests(
+    axum::extract::State(wfe): axum::extract::State<std::sync::Arc<super::Wfe>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(ip) = client_ip(&req) {
+        let tenant = path_tenant(req.uri().path()).to_string();
+        if let Err(e) = wfe
+            .limits()
+            .take(&tenant, &[(Limit::RequestsPerIp, ip.to_string())])
+        {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(c: RateLimitConfig) -> RateLimiter {
+        RateLimiter::new([("t".to_string(), c)].into_iter().collect())
+    }
+
+    #[test]
+    fn refuses_when_empty_with_retry_after_from_the_refill_rate() {
+        let l = limiter(RateLimitConfig {
+            new_orders_per_account_per_hour: 2,
+            ..Default::default()
+        });
+        let c = [(Limit::NewOrdersPerAccount, "a1".to_string())];
+        l.take("t", &c).unwrap();
+        l.take("t", &c).unwrap();
+        let e = l.take("t", &c).unwrap_err();
+        let Error::Acme(a) = e else { panic!() };
+        assert_eq!(a.kind, ProblemType::RateLimited);
+        // Two per hour: one token every 1800 s.
+        let ra = a.retry_after.unwrap();
+        assert!((1700..=1800).contains(&ra), "{ra}");
+        // Another account is not affected.
+        l.take("t", &[(Limit::NewOrdersPerAccount, "a2".into())])
+            .unwrap();
+    }
+
+    #[test]
+    fn all_or_nothing_and_refund() {
+        let l = limiter(RateLimitConfig {
+            new_orders_per_account_per_hour: 5,
+            certificates_per_name_per_week: 1,
+            ..Default::default()
+        });
+        let acct = (Limit::NewOrdersPerAccount, "a".to_string());
+        let name = (Limit::CertificatesPerName, "x.example".to_string());
+        l.take("t", &[acct.clone(), name.clone()]).unwrap();
+        assert!(l.take("t", &[acct.clone(), name.clone()]).is_err());
+        // The refused request took nothing from the account bucket: 4 tokens remain.
+        for _ in 0..4 {
+            l.take("t", std::slice::from_ref(&acct)).unwrap();
+        }
+        assert!(l.check("t", std::slice::from_ref(&acct)).is_err());
+        l.refund("t", std::slice::from_ref(&acct));
+        l.take("t", std::slice::from_ref(&acct)).unwrap();
+    }
+
+    #[test]
+    fn zero_turns_a_limit_off_and_suffix_labels_group_names() {
+        let l = limiter(RateLimitConfig {
+            requests_per_ip_per_second: 0,
+            name_suffix_labels: 2,
+            ..Default::default()
+        });
+        for _ in 0..1000 {
+            l.take("t", &[(Limit::RequestsPerIp, "1.2.3.4".into())])
+                .unwrap();
+        }
+        assert_eq!(l.name_key("t", "*.A.Fleet.Example"), "fleet.example");
+        assert_eq!(l.name_key("t", "10.0.0.1"), "10.0.0.1");
+        assert_eq!(l.name_key("other", "a.b.c"), "a.b.c");
+    }
+
+    #[test]
+    fn record_drains_without_refusing_and_sweep_forgets_full_buckets() {
+        let l = limiter(RateLimitConfig {
+            failed_validations_per_account_per_hour: 1,
+            ..Default::default()
+        });
+        let c = [(Limit::FailedValidationsPerAccount, "a".to_string())];
+        l.check("t", &c).unwrap();
+        l.record("t", &c);
+        l.record("t", &c);
+        assert!(l.check("t", &c).is_err());
+        let mut b = l.buckets.lock().unwrap();
+        b.map.insert(
+            (Limit::RequestsPerIp, "t".into(), "ip".into()),
+            Bucket {
+                tokens: 20_000.0,
+                at: Instant::now(),
+            },
+        );
+        sweep(&mut b, |t| l.config(t), Instant::now());
+        assert_eq!(b.map.len(), 1, "only the drained bucket is kept");
+    }
+}

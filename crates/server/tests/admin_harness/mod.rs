@@ -1,0 +1,160 @@
+//! What the admin API and dashboard tests share: a served CA with a mock DNS server, the admin
+//! listener's URL, tokens made with the CLI, and a dns-01 issuance.
+#![allow(dead_code)]
+
+use crate::client::{b64url, csr, Client};
+use crate::support::{self, ChallTestSrv, Fleetca, Tool};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub(crate) const PERMITS: &[&str] = &["routers.example.com"];
+
+pub(crate) struct Env {
+    pub(crate) ca: Fleetca,
+    pub(crate) dns: ChallTestSrv,
+    pub(crate) root: String,
+    pub(crate) admin: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Env {
+    /// `None` (skipped) outside CI when the mock DNS server is missing.
+    pub(crate) fn start(test: &'static str) -> Option<Env> {
+        std::thread::spawn(move || {
+            if !support::require(test, &[Tool::ChallTestSrv]) {
+                return None;
+            }
+            let dns = ChallTestSrv::start();
+            let mut ca = Fleetca::init(PERMITS);
+            ca.serve(dns.dns_port(), support::free_port(), support::free_port());
+            let root = ca.root_pem().to_string();
+            let admin = admin_url(&ca);
+            let http = crate::client::http_client(&root);
+            Some(Env {
+                ca,
+                dns,
+                root,
+                admin,
+                http,
+            })
+        })
+        .join()
+        .expect("harness thread")
+    }
+
+    /// `fleetca admin token create --scopes SCOPES --json`: the token.
+    pub(crate) fn token(&self, scopes: &str) -> String {
+        let out = self
+            .ca
+            .cli(&["admin", "token", "create", "--scopes", scopes, "--json"]);
+        assert!(out.success(), "token create failed\n{out}");
+        let v: Value = serde_json::from_str(out.stdout.trim()).expect("token JSON");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// GET on the admin listener with an optional bearer token: (status, body).
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = self.http.get(format!("{}{path}", self.admin));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("admin GET");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    /// POST JSON on the admin listener: (status, body).
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, String) {
+        let mut req = self.http.post(format!("{}{path}", self.admin)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("admin POST");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    /// GET with a token, expecting 200 and JSON.
+    pub(crate) async fn get_json(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self.get(path, Some(token)).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// A new account that orders, validates with dns-01 and finalizes `names`; returns the
+    /// certificate's serial as stored (lower-case hex).
+    pub(crate) async fn issue(&self, names: &[&str]) -> String {
+        let mut c = Client::new(&self.ca.directory_url(), &self.root).await;
+        assert_eq!(c.new_account().await.status, 201);
+        let r = c.new_order(names).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let order_url = r.location();
+        let order = r.json();
+        for authz_url in order["authorizations"].as_array().unwrap() {
+            let authz = c.post(authz_url.as_str().unwrap(), None).await.json();
+            let ch = authz["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "dns-01")
+                .unwrap()
+                .clone();
+            let name = authz["identifier"]["value"].as_str().unwrap();
+            let value = acme_types::keyauth::dns01_txt_value(
+                &c.key_authorization(ch["token"].as_str().unwrap()),
+            );
+            self.dns.set_txt(&format!("_acme-challenge.{name}"), &value);
+            assert_eq!(
+                c.post(ch["url"].as_str().unwrap(), Some(&json!({})))
+                    .await
+                    .status,
+                200
+            );
+            let done = c
+                .poll(authz_url.as_str().unwrap(), |a| a["status"] != "pending")
+                .await;
+            assert_eq!(done["status"], "valid", "{done}");
+        }
+        let (csr_der, _key) = csr(names, &rcgen::PKCS_ECDSA_P256_SHA256);
+        let r = c
+            .post(
+                order["finalize"].as_str().unwrap(),
+                Some(&json!({"csr": b64url(&csr_der)})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let order = c.post(&order_url, None).await.json();
+        assert_eq!(order["status"], "valid");
+        let pem = String::from_utf8(
+            c.post(order["certificate"].as_str().unwrap(), None)
+                .await
+                .body,
+        )
+        .unwrap();
+        let der = pki::cert_info::pem_to_ders(&pem).unwrap().remove(0);
+        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        fleetca::sa::normalize_serial(&x.raw_serial_as_string().replace(':', ""))
+    }
+}
+
+/// The admin listener's base URL, as `serve` printed it.
+pub(crate) fn admin_url(ca: &Fleetca) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(ca.scratch().join("fleetca.log")).unwrap_or_default();
+        if let Some(url) = text.lines().find_map(|l| {
+            l.split_once("Admin (dashboard, /api, /metrics) on ")
+                .map(|(_, u)| u.trim().to_string())
+        }) {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve printed no admin URL:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,214 @@
+//! Several `fleetca serve` nodes sharing one PostgreSQL database behind a load balancer: clients
+//! spread over both, one node is SIGKILLed mid-load, every client finishes through the other,
+//! and every certificate a client received is in the database, unrevoked and valid.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{free_port, run, wait_for, ChildGuard, Fleetca, Probe};
+
+/// A TCP round-robin balancer: TLS passes through to a live backend (both nodes hold the same
+/// certificate, as nodes behind a real load balancer would).
+fn start_balancer(rt: &tokio::runtime::Runtime, port: u16, backends: Arc<Mutex<Vec<SocketAddr>>>) {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .expect("bind balancer");
+    let next = Arc::new(AtomicUsize::new(0));
+    rt.spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let (backends, next) = (backends.clone(), next.clone());
+            tokio::spawn(async move {
+                let list = backends.lock().unwrap().clone();
+                let start = next.fetch_add(1, Ordering::SeqCst);
+                for i in 0..list.len() {
+                    let addr = list[(start + i) % list.len()];
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(addr).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> ChildGuard {
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.args(["serve", "--data-dir"])
+        .arg(f.data_dir())
+        .args([
+            "--database",
+            db,
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--base-url", base_url, "--insecure-skip-validation"]);
+    let mut guard = ChildGuard::spawn("fleetca-node", cmd, log);
+    let url = format!("https://127.0.0.1:{listen}/acme/default/directory");
+    wait_for(
+        &Probe::Https {
+            url: &url,
+            ca_pem: f.root_pem_path(),
+        },
+        support::STARTUP_DEADLINE,
+        Some(&mut guard),
+    )
+    .expect("node up");
+    guard
+}
+
+#[test]
+fn two_nodes_share_postgres_and_survive_a_sigkill() {
+    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none() {
+        assert!(
+            !support::in_ci(),
+            "FLEETCA_TEST_POSTGRES is required under CI"
+        );
+        eprintln!(
+            "SKIP two_nodes_share_postgres_and_survive_a_sigkill: FLEETCA_TEST_POSTGRES not set"
+        );
+        return;
+    }
+    let f = Fleetca::init(&["routers.example.com"]);
+    let db = support::create_postgres_database();
+    let (pa, pb, lb) = (free_port(), free_port(), free_port());
+    let base = format!("https://127.0.0.1:{lb}");
+    let node_a = node(&f, &db, pa, &base, &f.scratch().join("a.log"));
+    let node_b = node(&f, &db, pb, &base, &f.scratch().join("b.log"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backends = Arc::new(Mutex::new(vec![
+        SocketAddr::from(([127, 0, 0, 1], pa)),
+        SocketAddr::from(([127, 0, 0, 1], pb)),
+    ]));
+    start_balancer(&rt, lb, backends.clone());
+
+    let certs = f.scratch().join("certs");
+    let total = 60;
+    let mut bench = Command::new(Fleetca::bin());
+    bench
+        .args([
+            "bench",
+            "--url",
+            &format!("{base}/acme/default/directory"),
+            "--root",
+        ])
+        .arg(f.root_pem_path())
+        .args([
+            "--suffix",
+            "routers.example.com",
+            "--mode",
+            "skip",
+            "--clients",
+            "6",
+            "--count",
+            &total.to_string(),
+            "--save-certs",
+        ])
+        .arg(&certs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = bench.spawn().expect("spawn bench");
+
+    // Kill node A once a few certificates are out, in the middle of the load.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(&certs).map(|d| d.count()).unwrap_or(0) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress before the kill\n{}\n{}",
+            node_a.log(),
+            node_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-9", &node_a.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("bench finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("certificates: {total} ok, 0 failed")),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node_b.log()
+    );
+
+    // Every certificate any client received is in the shared database and valid.
+    let saved: Vec<_> = std::fs::read_dir(&certs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    assert_eq!(saved.len(), total);
+    let store = rt
+        .block_on(fleetca::sa::open_database(&db))
+        .expect("open shared database");
+    for p in &saved {
+        let serial = p.file_stem().unwrap().to_str().unwrap();
+        let pem = std::fs::read_to_string(p).unwrap();
+        let der = pki::cert_info::pem_to_ders(&pem).unwrap().remove(0);
+        let rec = rt
+            .block_on(store.get_cert_by_serial("default", serial))
+            .unwrap()
+            .unwrap_or_else(|| panic!("certificate {serial} missing from the database"));
+        assert_eq!(rec.der, der);
+        assert!(rec.revoked_at.is_none());
+    }
+    // The chain of one of them verifies with openssl against the root.
+    let pem = std::fs::read_to_string(&saved[0]).unwrap();
+    let ders = pki::cert_info::pem_to_ders(&pem).unwrap();
+    let dir = f.scratch();
+    std::fs::write(
+        dir.join("leaf.pem"),
+        pki::cert_info::der_to_pem("CERTIFICATE", &ders[0]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("chain.pem"),
+        pki::cert_info::der_to_pem("CERTIFICATE", &ders[1]),
+    )
+    .unwrap();
+    assert!(support::openssl_verify(
+        f.root_pem_path(),
+        &dir.join("chain.pem"),
+        &dir.join("leaf.pem")
+    ));
+    // The surviving node still serves; no order was left in processing.
+    let counts = rt.block_on(store.counts()).unwrap();
+    assert_eq!(
+        counts.certificates as usize,
+        rt.block_on(async { total_valid_orders(&db).await })
+    );
+    drop(node_b);
+    let _ = run(Command::new("true"), Duration::from_secs(1));
+}
+
+/// Orders by status straight from the shared database (none may stay `processing`).
+async fn total_valid_orders(db: &str) -> usize {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let stuck: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE status = 'processing'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stuck, 0, "orders stuck in processing");
+    let valid: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE status = 'valid'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
+    valid as usize
+}
