@@ -21,6 +21,8 @@ pub const VALIDATION_DURATION: &str = "fleetca_validation_duration_seconds";
 pub const NONCE_REJECTIONS: &str = "fleetca_nonce_rejections_total";
 /// Requests refused by a rate limit (`rateLimited`), by `limit`. Call [`rate_limited`].
 pub const RATE_LIMITED: &str = "fleetca_rate_limited_total";
+/// Expensive requests refused with 503 by the overload gate.
+pub const OVERLOAD_SHED: &str = "fleetca_overload_shed_total";
 /// CRLs signed, by `tenant`.
 pub const CRLS_GENERATED: &str = "fleetca_crl_generated_total";
 /// OCSP responses produced, by `tenant` and `result` (`ok`, `error`).
@@ -67,6 +69,11 @@ pub fn nonce_rejected(reason: &'static str) {
 /// Records a request refused by the rate limit named `limit` (e.g. `new_order_per_account`).
 pub fn rate_limited(limit: &str) {
     metrics::counter!(RATE_LIMITED, "limit" => limit.to_string()).increment(1);
+}
+
+/// Records a request shed by the overload gate.
+pub fn overload_shed() {
+    metrics::counter!(OVERLOAD_SHED).increment(1);
 }
 
 /// Records a signed CRL.

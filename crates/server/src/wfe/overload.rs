@@ -55,6 +55,7 @@ impl Overload {
 
     fn refuse() -> Response {
         SHED.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::overload_shed();
         // 1-3 s, spread so that a refused burst does not come back as one burst.
         let secs = 1 + u64::from(rand::random::<u8>() % 3);
         Error::acme(

@@ -278,6 +278,7 @@ impl RateLimiter {
         }
         if let Some((limit, wait)) = refused {
             REJECTIONS[limit.index()].fetch_add(1, Ordering::Relaxed);
+            crate::metrics::rate_limited(limit.name());
             // Whole seconds, rounded up: retrying at Retry-After always finds a token.
             let secs = Duration::from_secs_f64(wait).as_secs_f64().ceil().max(1.0) as u64;
             return Err(Error::acme(
