@@ -68,7 +68,10 @@ fn describe() {
         "Requests refused by a rate limit, by limit"
     );
     describe_counter!(m::CRLS_GENERATED, "CRLs signed, by tenant");
-    describe_counter!(m::OVERLOAD_SHED, "Expensive requests refused with 503 while overloaded");
+    describe_counter!(
+        m::OVERLOAD_SHED,
+        "Expensive requests refused with 503 while overloaded"
+    );
     describe_counter!(
         m::OCSP_RESPONSES,
         "OCSP responses produced, by tenant and result"

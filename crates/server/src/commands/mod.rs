@@ -9,6 +9,7 @@ mod fleet;
 mod housekeeping;
 mod init;
 mod load;
+mod migrate;
 mod renew;
 mod select;
 mod serve;
@@ -82,6 +83,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: TenantCommand,
     },
+    /// Copy a single-node CA's SQLite database into an empty PostgreSQL database, verified by
+    /// row counts and a digest of every certificate.
+    Migrate(migrate::MigrateArgs),
     /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
     RenewEarly(renew::RenewEarlyArgs),
     /// Delete expired orders, authorizations and challenges (and old certificates, if asked)
@@ -172,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),
+        Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::Prune(a)) => housekeeping::run_prune(&a),
         Some(Command::Tenant { cmd }) => tenant::run(&cmd),
         Some(Command::Account { cmd }) => account::run(&cmd),

@@ -775,6 +775,11 @@ impl Fleetca {
         }
     }
 
+    /// Stops the server (SIGKILL via the guard) and waits for it to exit.
+    pub(crate) fn stop(&mut self) {
+        self.server = None;
+    }
+
     /// The database this instance uses (a `postgres://` URL or the SQLite file).
     pub(crate) fn database_url(&self) -> String {
         self.database
