@@ -51,23 +51,15 @@ fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(s)
 }
 
-async fn cert_digest_sqlite(src: &SqliteStorage) -> Result<String, SaError> {
-    let rows = sqlx::query("SELECT tenant, serial, der FROM certificates ORDER BY tenant, serial")
-        .fetch_all(src.pool())
-        .await?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for r in rows {
-        ctx.update(r.try_get::<String, _>(0)?.as_bytes());
-        ctx.update(r.try_get::<String, _>(1)?.as_bytes());
-        ctx.update(&r.try_get::<Vec<u8>, _>(2)?);
-    }
-    Ok(crate::ca::hex(ctx.finish().as_ref()))
-}
+const CERTS_IN_ORDER: &str = "SELECT tenant, serial, der FROM certificates ORDER BY tenant, serial";
 
-async fn cert_digest_pg(tx: &mut sqlx::PgConnection) -> Result<String, SaError> {
-    let rows = sqlx::query("SELECT tenant, serial, der FROM certificates ORDER BY tenant, serial")
-        .fetch_all(&mut *tx)
-        .await?;
+/// SHA-256 over every certificate's tenant, serial and DER, in a fixed order.
+fn digest<R: Row>(rows: &[R]) -> Result<String, SaError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for r in rows {
         ctx.update(r.try_get::<String, _>(0)?.as_bytes());
@@ -139,10 +131,8 @@ pub async fn sqlite_to_postgres(
     sqlx::query("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), COALESCE((SELECT MAX(id) FROM audit_log), 0) + 1, false)")
         .execute(&mut *tx)
         .await?;
-    let (a, b) = (
-        cert_digest_sqlite(src).await?,
-        cert_digest_pg(&mut tx).await?,
-    );
+    let a = digest(&sqlx::query(CERTS_IN_ORDER).fetch_all(src.pool()).await?)?;
+    let b = digest(&sqlx::query(CERTS_IN_ORDER).fetch_all(&mut *tx).await?)?;
     if a != b {
         return Err(SaError::Corrupt(format!(
             "certificate digest differs after the copy: {a} vs {b}"
