@@ -24,6 +24,9 @@ pub enum ProblemType {
     BadCsr,
     /// The client sent an unacceptable anti-replay nonce.
     BadNonce,
+    /// The attestation statement of a `device-attest-01` challenge is unacceptable
+    /// (draft-ietf-acme-device-attest §5).
+    BadAttestationStatement,
     /// The JWS was signed by a public key the server does not support.
     BadPublicKey,
     /// The revocation reason provided is not allowed by the server.
@@ -70,7 +73,7 @@ pub enum ProblemType {
 
 impl ProblemType {
     /// Every error type, for tables and exhaustive tests.
-    pub const ALL: [ProblemType; 25] = [
+    pub const ALL: [ProblemType; 26] = [
         Self::AccountDoesNotExist,
         Self::AlreadyRevoked,
         Self::BadCsr,
@@ -84,6 +87,7 @@ impl ProblemType {
         Self::Dns,
         Self::ExternalAccountRequired,
         Self::IncorrectResponse,
+        Self::BadAttestationStatement,
         Self::InvalidContact,
         Self::Malformed,
         Self::OrderNotReady,
@@ -114,6 +118,7 @@ impl ProblemType {
             Self::Dns => "dns",
             Self::ExternalAccountRequired => "externalAccountRequired",
             Self::IncorrectResponse => "incorrectResponse",
+            Self::BadAttestationStatement => "badAttestationStatement",
             Self::InvalidContact => "invalidContact",
             Self::Malformed => "malformed",
             Self::OrderNotReady => "orderNotReady",
@@ -145,6 +150,7 @@ impl ProblemType {
             Self::Dns => "urn:ietf:params:acme:error:dns",
             Self::ExternalAccountRequired => "urn:ietf:params:acme:error:externalAccountRequired",
             Self::IncorrectResponse => "urn:ietf:params:acme:error:incorrectResponse",
+            Self::BadAttestationStatement => "urn:ietf:params:acme:error:badAttestationStatement",
             Self::InvalidContact => "urn:ietf:params:acme:error:invalidContact",
             Self::Malformed => "urn:ietf:params:acme:error:malformed",
             Self::OrderNotReady => "urn:ietf:params:acme:error:orderNotReady",
@@ -170,6 +176,7 @@ impl ProblemType {
             | Self::OrderNotReady
             | Self::Caa
             | Self::IncorrectResponse
+            | Self::BadAttestationStatement
             | Self::UserActionRequired
             | Self::ExternalAccountRequired => 403,
             Self::RateLimited => 429,

@@ -83,6 +83,11 @@ pub struct CaSection {
         skip_serializing_if = "crate::wfe::ratelimit::RateLimitConfig::is_default"
     )]
     pub rate_limits: crate::wfe::ratelimit::RateLimitConfig,
+    /// Manufacturing CA roots (PEM files; relative paths are under the data directory) that
+    /// `device-attest-01` attestations must chain to. Non-empty enables the
+    /// `permanent-identifier` identifier type; requires `trust = "private"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestation_roots: Vec<String>,
 }
 
 fn default_challenges() -> Vec<String> {

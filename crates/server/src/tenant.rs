@@ -22,6 +22,9 @@ pub struct Tenant {
     pub external_account_required: bool,
     /// Challenge types this tenant offers.
     pub challenge_types: Vec<String>,
+    /// Manufacturing CA roots (DER) for `device-attest-01`; empty disables
+    /// `permanent-identifier` (draft-ietf-acme-device-attest).
+    pub attestation_roots: Vec<Vec<u8>>,
 }
 
 impl Tenant {

@@ -339,7 +339,9 @@ async fn admin_cli_search_revoke_deactivate_audit() {
         })
         .collect();
     assert!(
-        listed.iter().any(|s| s.trim_start_matches('0') == serial),
+        listed
+            .iter()
+            .any(|s| fleetca::sa::normalize_serial(s) == fleetca::sa::normalize_serial(&serial)),
         "{serial} not in {listed:?}"
     );
 

@@ -141,6 +141,7 @@ pub(super) fn new_section(
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
         eab_required: false,
         rate_limits: Default::default(),
+        attestation_roots: Vec::new(),
     }
 }
 

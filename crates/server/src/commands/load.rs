@@ -172,3 +172,27 @@ fn is_self_issued(der: &[u8]) -> bool {
         .map(|(_, c)| c.subject().as_raw() == c.issuer().as_raw())
         .unwrap_or(false)
 }
+
+/// Loads the tenant's manufacturing CA roots for `device-attest-01` (empty when none are
+/// configured). Attestation is a private-trust feature: a public-trust tenant refuses it.
+pub(crate) fn load_attestation_roots(dd: &DataDir, cfg: &CaConfig) -> anyhow::Result<Vec<Vec<u8>>> {
+    if cfg.ca.attestation_roots.is_empty() {
+        return Ok(Vec::new());
+    }
+    if cfg.ca.trust != Trust::Private {
+        anyhow::bail!(
+            "tenant {:?}: attestation_roots requires trust = \"private\"",
+            cfg.ca.name
+        );
+    }
+    let mut out = Vec::new();
+    for p in &cfg.ca.attestation_roots {
+        let path = dd.path().join(p);
+        let ders = read_pem_ders(&path)?;
+        if ders.is_empty() {
+            anyhow::bail!("{}: no certificate", path.display());
+        }
+        out.extend(ders);
+    }
+    Ok(out)
+}

@@ -184,6 +184,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         caa_identities: cfg.ca.caa_identities.clone(),
         external_account_required: cfg.ca.eab_required,
         challenge_types: cfg.ca.challenge_types.clone(),
+        attestation_roots: super::load::load_attestation_roots(&dd, &cfg)?,
     });
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
@@ -199,6 +200,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             caa_identities: tcfg.ca.caa_identities.clone(),
             external_account_required: tcfg.ca.eab_required,
             challenge_types: tcfg.ca.challenge_types.clone(),
+            attestation_roots: super::load::load_attestation_roots(&dd, &tcfg)
+                .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?,
         }));
     }
     let va = Va::new(VaConfig {

@@ -153,6 +153,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             client_auth: a.client_auth,
             lifetime_days,
             eab_required: a.eab_required,
+            attestation_roots: Vec::new(),
             ..main.ca.clone()
         },
     };

@@ -39,13 +39,95 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let (_, authz) = self.get_challenge(tenant, acct, id).await?;
+        let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
+        }
+        if ch.kind == super::order::DEVICE_ATTEST_01 {
+            return Err(Error::malformed(
+                "a device-attest-01 response must carry the attestation object in \"attObj\"",
+            ));
         }
         if self.sa.try_start_challenge(id, self.lease_until()).await? {
             self.spawn_validation(id.to_string());
         }
+        self.get_challenge(tenant, acct, id).await
+    }
+
+    /// A `device-attest-01` response (draft-ietf-acme-device-attest §5): the attestation
+    /// arrives in the POST, so it is verified here, synchronously, against the key
+    /// authorization of this challenge and the tenant's manufacturing roots. Failure makes the
+    /// challenge and its authorization invalid with `badAttestationStatement`. Only a pending
+    /// challenge is evaluated: a second response to a decided challenge changes nothing.
+    pub async fn respond_attestation(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        att_obj_b64: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        use base64::Engine as _;
+        let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        if ch.kind != super::order::DEVICE_ATTEST_01 {
+            return Err(Error::malformed(
+                "attObj is only meaningful for device-attest-01",
+            ));
+        }
+        if self.clock.unix() >= authz.expires {
+            return Err(Error::malformed("the authorization has expired"));
+        }
+        let att_obj = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(att_obj_b64.trim_end_matches('='))
+            .map_err(|_| Error::malformed("attObj is not base64url"))?;
+        if !self.sa.try_start_challenge(id, self.lease_until()).await? {
+            return self.get_challenge(tenant, acct, id).await;
+        }
+        let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
+            .map_err(|_| Error::internal("stored account key does not parse"))?;
+        let jwk = Jwk::from_json(&jwk_json)
+            .map_err(|_| Error::internal("stored account key does not parse"))?;
+        let key_auth = acme_types::keyauth::key_authorization(&ch.token, &jwk);
+        let started = std::time::Instant::now();
+        let now = self.clock.unix();
+        let result = super::attest::verify(
+            &att_obj,
+            &key_auth,
+            &tenant.attestation_roots,
+            now,
+            &authz.identifier.value,
+        );
+        let outcome = match result {
+            Ok(()) => {
+                tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, "device attestation verified");
+                ChallengeOutcome {
+                    valid: true,
+                    at: now,
+                    authz_expires: now + Self::secs(self.cfg.valid_authz_lifetime),
+                    error: None,
+                    record: Some(r#"{"attestation":"packed"}"#.into()),
+                }
+            }
+            Err(detail) => {
+                tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, %detail, "device attestation refused");
+                if let Some(hook) = self.validation_failed.get() {
+                    hook(&authz.tenant, &acct.id);
+                }
+                let mut p = Problem::new(ProblemType::BadAttestationStatement, detail);
+                p.identifier = Some(acme_types::wire::Identifier {
+                    r#type: authz.identifier.kind.clone(),
+                    value: authz.identifier.value.clone(),
+                });
+                ChallengeOutcome {
+                    valid: false,
+                    at: now,
+                    authz_expires: authz.expires,
+                    error: Some(serde_json::to_string(&p).unwrap_or_default()),
+                    record: None,
+                }
+            }
+        };
+        crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
+        self.sa.finish_challenge(id, outcome).await?;
         self.get_challenge(tenant, acct, id).await
     }
 

@@ -29,16 +29,26 @@ impl Ra {
                 format!("the order is {}, not ready", view.status),
             ));
         }
+        // A `permanent-identifier` is proven by attestation but not (yet) put into the
+        // certificate: the draft's privacy-preserving mode (draft-ietf-acme-device-attest §3.2).
         let idents = view
             .order
             .identifiers
             .iter()
+            .filter(|i| i.kind != super::order::PERMANENT_IDENTIFIER)
             .map(|i| match i.kind.as_str() {
                 "ip" => Identifier::parse_ip(&i.value),
                 _ => Identifier::parse_dns(&i.value),
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::internal(format!("stored identifier does not parse: {e}")))?;
+        if idents.is_empty() {
+            return Err(Error::acme(
+                ProblemType::BadCsr,
+                "this CA cannot yet issue for an order with only a permanent-identifier; \
+                 add a DNS identifier",
+            ));
+        }
         let names = view.order.identifiers.clone();
         // The profile was fixed when the order was made; lifetime and extensions come from it
         // alone (draft-aaron-acme-profiles §4), never from the CSR.

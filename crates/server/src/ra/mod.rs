@@ -4,6 +4,7 @@
 
 mod account;
 mod ari;
+mod attest;
 mod challenge;
 mod eab;
 mod finalize;

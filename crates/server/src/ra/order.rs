@@ -82,6 +82,42 @@ pub(crate) fn check_identifier(
     Ok(ident)
 }
 
+/// The identifier type of a device's manufacturer-assigned identity (draft-ietf-acme-device-attest §3).
+pub(crate) const PERMANENT_IDENTIFIER: &str = "permanent-identifier";
+/// The challenge that proves a `permanent-identifier` (draft-ietf-acme-device-attest §5).
+pub(crate) const DEVICE_ATTEST_01: &str = "device-attest-01";
+
+/// Accepts a `permanent-identifier` only where the tenant has manufacturing roots to verify
+/// attestations against; otherwise the type is `unsupportedIdentifier`.
+fn check_permanent_identifier(
+    tenant: &Tenant,
+    value: &str,
+) -> std::result::Result<StoredIdentifier, SubError> {
+    let sub = |k: ProblemType, d: String| SubError {
+        kind: k,
+        detail: d,
+        identifier: (PERMANENT_IDENTIFIER.to_string(), value.to_string()),
+    };
+    if tenant.attestation_roots.is_empty() {
+        return Err(sub(
+            ProblemType::UnsupportedIdentifier,
+            "this CA has no manufacturing roots configured, so it does not accept \
+             permanent-identifier"
+                .into(),
+        ));
+    }
+    super::attest::check_permanent_identifier(value).map_err(|e| {
+        sub(
+            ProblemType::RejectedIdentifier,
+            format!("{value:?} is not a valid permanent identifier: {e}"),
+        )
+    })?;
+    Ok(StoredIdentifier {
+        kind: PERMANENT_IDENTIFIER.into(),
+        value: value.to_string(),
+    })
+}
+
 /// The stored form of a parsed identifier: the authorization's value (no `*.`) and wildcard flag.
 pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
     match ident {
@@ -106,6 +142,7 @@ pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
 /// identifiers never via dns-01 (RFC 8738 §7).
 fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'static str] {
     match (ident.kind.as_str(), wildcard) {
+        (PERMANENT_IDENTIFIER, _) => &[DEVICE_ATTEST_01],
         ("ip", _) => &["http-01", "tls-alpn-01"],
         (_, true) => &["dns-01"],
         _ => &["http-01", "dns-01", "tls-alpn-01"],
@@ -147,8 +184,16 @@ impl Ra {
             )));
         }
         let mut idents = Vec::with_capacity(requested.len());
+        let mut devices: Vec<StoredIdentifier> = Vec::new();
         let mut failures = Vec::new();
         for (kind, value) in requested {
+            if kind == PERMANENT_IDENTIFIER {
+                match check_permanent_identifier(tenant, value) {
+                    Ok(d) => devices.push(d),
+                    Err(sub) => failures.push(sub),
+                }
+                continue;
+            }
             match check_identifier(tenant, kind, value) {
                 Ok(i) => idents.push(i),
                 Err(sub) => failures.push(sub),
@@ -164,6 +209,8 @@ impl Ra {
         }
         idents.sort();
         idents.dedup();
+        devices.sort_by(|a, b| a.value.cmp(&b.value));
+        devices.dedup();
         let lifecycle = self
             .order_lifecycle_for(tenant, &acct.id, &idents, opts)
             .await?;
@@ -172,8 +219,12 @@ impl Ra {
         let order_expires = now + Self::secs(self.cfg.order_lifetime);
         let mut new_authzs = Vec::new();
         let mut authz_ids = Vec::with_capacity(idents.len());
-        for ident in &idents {
-            let (stored, wildcard) = authz_identifier(ident);
+        let wanted = idents
+            .iter()
+            .map(authz_identifier)
+            .chain(devices.iter().map(|d| (d.clone(), false)))
+            .collect::<Vec<_>>();
+        for (stored, wildcard) in wanted {
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
             if let Some(id) = self
@@ -187,7 +238,9 @@ impl Ra {
             let authz_id = new_id();
             let challenges = challenge_types(&stored, wildcard)
                 .iter()
-                .filter(|t| tenant.challenge_types.iter().any(|a| a == *t))
+                .filter(|t| {
+                    **t == DEVICE_ATTEST_01 || tenant.challenge_types.iter().any(|a| a == *t)
+                })
                 .map(|t| ChallengeRecord {
                     id: new_id(),
                     authz_id: authz_id.clone(),
@@ -202,7 +255,10 @@ impl Ra {
             if challenges.is_empty() {
                 return Err(Error::acme(
                     ProblemType::RejectedIdentifier,
-                    format!("no challenge type this CA allows can validate {}", ident),
+                    format!(
+                        "no challenge type this CA allows can validate {}",
+                        stored.value
+                    ),
                 ));
             }
             authz_ids.push(authz_id.clone());
@@ -230,6 +286,7 @@ impl Ra {
                     kind: i.kind().into(),
                     value: i.value(),
                 })
+                .chain(devices.iter().cloned())
                 .collect(),
             error: None,
             cert_id: None,

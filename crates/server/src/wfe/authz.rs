@@ -111,8 +111,15 @@ pub(super) async fn challenge(
             let (ch, authz) = if v.jws.payload.is_empty() {
                 wfe.ra.get_challenge(&t, acct, &id).await?
             } else {
-                // §7.5.1: the client signals readiness with an empty JSON object; fields are ignored.
-                let _: serde_json::Map<String, serde_json::Value> = v.json()?;
+                // §7.5.1: the client signals readiness with an empty JSON object; fields are
+                // ignored, except `attObj` (draft-ietf-acme-device-attest §5), which carries a
+                // device-attest-01 attestation object.
+                let body: serde_json::Map<String, serde_json::Value> = v.json()?;
+                let att_obj = match body.get("attObj") {
+                    None => None,
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(_) => return Err(Error::malformed("attObj must be a base64url string")),
+                };
                 // §6.6: an account that keeps failing validations waits before starting more.
                 wfe.limits().check(
                     &t.name,
@@ -121,7 +128,10 @@ pub(super) async fn challenge(
                         acct.id.clone(),
                     )],
                 )?;
-                wfe.ra.respond_challenge(&t, acct, &id).await?
+                match att_obj {
+                    Some(att) => wfe.ra.respond_attestation(&t, acct, &id, &att).await?,
+                    None => wfe.ra.respond_challenge(&t, acct, &id).await?,
+                }
             };
             let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);
             let h = resp.headers_mut();
