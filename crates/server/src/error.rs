@@ -40,6 +40,13 @@ pub enum Error {
     /// Anything else: logged with its source, answered as `serverInternal` without detail.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database is unreachable for now (see [`SaError::is_unavailable`]): logged with its
+    /// source, answered as `serverInternal` with `Retry-After`, so devices come back once it
+    /// returns instead of giving up.
+    ///
+    /// [`SaError::is_unavailable`]: crate::sa::SaError::is_unavailable
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -119,14 +126,18 @@ impl Error {
     pub fn kind(&self) -> ProblemType {
         match self {
             Error::Acme(a) => a.kind,
-            Error::Internal(_) => ProblemType::ServerInternal,
+            Error::Internal(_) | Error::Unavailable(_) => ProblemType::ServerInternal,
         }
     }
 }
 
 impl From<crate::sa::SaError> for Error {
     fn from(e: crate::sa::SaError) -> Self {
-        Error::Internal(Box::new(e))
+        if e.is_unavailable() {
+            Error::Unavailable(Box::new(e))
+        } else {
+            Error::Internal(Box::new(e))
+        }
     }
 }
 

@@ -94,6 +94,51 @@ pub enum SaError {
     Conflict(String),
 }
 
+impl SaError {
+    /// Whether the database could not be reached or dropped the connection (refused, reset,
+    /// pool timeout, server shutting down or restarting, SQLite busy): an outage the caller
+    /// should answer with "retry later", not a bug or a bad request. Nothing was committed by
+    /// the failed call unless its commit itself was cut off, which callers handle by making
+    /// every write retryable (see `finalize_order`).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            SaError::Db(e) => db_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => match d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(pg) => pg_unavailable(pg.code()),
+            None => d
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(sqlite_unavailable),
+        },
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs (Appendix A of its manual) that mean "not available right now":
+/// 08xxx connection exception; 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+/// cannot_connect_now (starting up or shutting down); 53300 too_many_connections.
+fn pg_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || sqlstate.starts_with("57P0") || sqlstate == "53300"
+}
+
+/// SQLite result codes that mean the same: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR
+/// (10). Extended codes keep the primary code in the low byte.
+fn sqlite_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 10)
+}
+
 /// The signing step handed to [`Storage::finalize_order`]; it runs while the order is claimed.
 pub type SignFn = Box<dyn FnOnce() -> Result<CertRecord, crate::error::Error> + Send>;
 

@@ -362,3 +362,44 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
         "only the claiming request signs"
     );
 }
+
+#[test]
+fn outages_are_told_apart_from_bugs() {
+    use std::io::{Error as IoError, ErrorKind};
+    let unavailable = |e: sqlx::Error| SaError::Db(e).is_unavailable();
+    assert!(unavailable(sqlx::Error::Io(IoError::from(
+        ErrorKind::ConnectionRefused
+    ))));
+    assert!(unavailable(sqlx::Error::Io(IoError::from(
+        ErrorKind::ConnectionReset
+    ))));
+    assert!(unavailable(sqlx::Error::PoolTimedOut));
+    assert!(!unavailable(sqlx::Error::RowNotFound));
+    assert!(!unavailable(sqlx::Error::Protocol(
+        "unexpected message".into()
+    )));
+    assert!(!SaError::Conflict("key in use".into()).is_unavailable());
+    assert!(!SaError::Corrupt("bad row".into()).is_unavailable());
+    // PostgreSQL going away, starting up or out of connections; SQLite busy or failing I/O.
+    for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+        assert!(pg_unavailable(code), "{code}");
+    }
+    for code in [5, 517, 6, 10, 3850] {
+        assert!(sqlite_unavailable(code), "{code}");
+    }
+    // A constraint or syntax error is a bug or a conflict, not an outage.
+    for code in ["23505", "42601", "40001"] {
+        assert!(!pg_unavailable(code), "{code}");
+    }
+    for code in [19, 2067, 1] {
+        assert!(!sqlite_unavailable(code), "{code}");
+    }
+    assert!(matches!(
+        Error::from(SaError::Db(sqlx::Error::PoolTimedOut)),
+        Error::Unavailable(_)
+    ));
+    assert!(matches!(
+        Error::from(SaError::Conflict("x".into())),
+        Error::Internal(_)
+    ));
+}

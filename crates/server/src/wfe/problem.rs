@@ -39,6 +39,21 @@ impl IntoResponse for Error {
                 p.status = Some(500);
                 (p, 500, None, Some(5))
             }
+            Error::Unavailable(e) => {
+                // One line per failed request while the database is away; the driver's message
+                // (refused, reset, pool timeout) names no credentials, and the client gets a
+                // fixed text.
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&*e), "database unavailable");
+                let mut p = Problem::new(
+                    acme_types::problem::ProblemType::ServerInternal,
+                    "the database is temporarily unavailable; retry after the Retry-After delay",
+                );
+                p.status = Some(500);
+                // 3-6 s, spread so that the clients refused during an outage do not all come
+                // back in the same second when it ends.
+                let secs = 3 + u64::from(rand::random::<u8>() % 4);
+                (p, 500, None, Some(secs))
+            }
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (
@@ -59,5 +74,33 @@ impl IntoResponse for Error {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn database_outage_is_500_with_retry_after_and_no_internals() {
+        let e: Error = crate::sa::SaError::Db(sqlx::Error::PoolTimedOut).into();
+        let resp = e.into_response();
+        assert_eq!(resp.status(), 500);
+        let secs: u64 = resp.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((3..=6).contains(&secs), "{secs}");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let p: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(p["type"], "urn:ietf:params:acme:error:serverInternal");
+        assert_eq!(p["status"], 500);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains("database is temporarily unavailable"));
+        assert!(
+            !detail.contains("pool"),
+            "driver text stays in the log: {detail}"
+        );
     }
 }
