@@ -11,6 +11,9 @@ use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long a query waits for a pooled connection (or for the server to accept one).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// PostgreSQL implementation of [`Storage`].
@@ -29,7 +32,15 @@ impl PgStorage {
     pub async fn connect_with(opts: PgConnectOptions) -> Result<Self, SaError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is down, sqlx retries refused connections until this
+            // deadline and then fails the call (`PoolTimedOut`, answered 500 + Retry-After):
+            // long enough to ride out a saturated pool, short enough that a device waiting on
+            // an outage hears "retry later" promptly.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Ping an idle connection before handing it out (sqlx also pings on release), so
+            // connections that died with the server are dropped and replaced once it is back:
+            // the pool recovers by itself, without a restart.
+            .test_before_acquire(true)
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
