@@ -24,10 +24,13 @@ impl Ra {
             .get_challenge(id)
             .await?
             .ok_or_else(|| Error::not_found("challenge"))?;
-        let authz = self
-            .get_authz(tenant, acct, &ch.authz_id)
-            .await
-            .map_err(|_| Error::not_found("challenge"))?;
+        let authz = match self.get_authz(tenant, acct, &ch.authz_id).await {
+            Ok(a) => a,
+            // Another account's authorization: its challenge does not exist for this one either.
+            Err(Error::Acme(_)) => return Err(Error::not_found("challenge")),
+            // A database outage stays one (500 + Retry-After), not a misleading 404.
+            Err(e) => return Err(e),
+        };
         Ok((ch, authz.authz))
     }
 
