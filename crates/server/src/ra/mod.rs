@@ -15,7 +15,7 @@ mod revoke;
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
-pub use name_template::{serial_label, NameTemplate, SERIAL_PLACEHOLDER};
+pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
 

@@ -19,7 +19,7 @@ use pki::identifier::{DnsName, Identifier};
 use pki::policy::Permitted;
 
 /// The placeholder a template's serial label is written as.
-pub const SERIAL_PLACEHOLDER: &str = "{serial}";
+const SERIAL_PLACEHOLDER: &str = "{serial}";
 
 /// One checked `attested_names` entry: a lower-case DNS name, no wildcard, in which
 /// `{serial}` appears at most once and only as a whole label.
@@ -105,7 +105,7 @@ impl NameTemplate {
             .map_err(|e| format!("name template {:?}: {e}", self.text))
     }
 
-    /// The template with `{serial}` replaced by `serial_label` (see [`serial_label`]), in
+    /// The template with `{serial}` replaced by `serial_label` (a serial as `ra::name_template::serial_label` makes it), in
     /// canonical form; `None` if the result is not a DNS name (e.g. too long).
     pub fn expand(&self, serial_label: &str) -> Option<String> {
         let name = self
@@ -131,7 +131,7 @@ impl NameTemplate {
 /// if that is an LDH label of 1 to 63 characters (RFC 1123 §2.1) without a leading or trailing
 /// hyphen and without `--` in the third and fourth positions (reserved for A-labels, RFC 5891
 /// §4.2.3.1). A value with an `/assigner` is never a label, so it matches no template.
-pub fn serial_label(value: &str) -> Option<String> {
+pub(crate) fn serial_label(value: &str) -> Option<String> {
     let s = value.to_ascii_lowercase();
     let ok = (1..=63).contains(&s.len())
         && s.bytes()

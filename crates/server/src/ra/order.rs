@@ -252,9 +252,9 @@ impl Ra {
         };
         let device_authz = wanted.iter().any(|(i, w)| is_granted(i, *w)).then(new_id);
         for (stored, wildcard) in wanted {
-            let attested_by = is_granted(&stored, wildcard)
-                .then(|| device_authz.clone())
-                .flatten();
+            let attested_by = device_authz
+                .clone()
+                .filter(|_| is_granted(&stored, wildcard));
             let deciding = stored.kind == PERMANENT_IDENTIFIER && device_authz.is_some();
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
