@@ -105,8 +105,9 @@ impl NameTemplate {
             .map_err(|e| format!("name template {:?}: {e}", self.text))
     }
 
-    /// The template with `{serial}` replaced by `serial_label` (a serial as `ra::name_template::serial_label` makes it), in
-    /// canonical form; `None` if the result is not a DNS name (e.g. too long).
+    /// The template with `{serial}` replaced by `serial_label` (a serial as `serial_label()`
+    /// in this module makes it), in canonical form; `None` if the result is not a DNS name
+    /// (e.g. too long).
     pub fn expand(&self, serial_label: &str) -> Option<String> {
         let name = self
             .text
