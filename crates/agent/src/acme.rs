@@ -7,7 +7,7 @@ use acme_types::sign::AccountKey;
 use acme_types::wire::{Authorization, Identifier, Order};
 use serde_json::{json, Value};
 
-use crate::challenge::Responders;
+use crate::challenge::{Responders, DEVICE_ATTEST_01, PERMANENT_IDENTIFIER};
 use crate::error::{AgentError, Result};
 use crate::http::{server_error, AcmeHttp, Response};
 use crate::log;
@@ -90,13 +90,21 @@ impl Session {
         timeout: Duration,
     ) -> Result<String> {
         let deadline = Instant::now() + timeout;
-        let identifiers: Vec<Identifier> = names
+        let mut identifiers: Vec<Identifier> = names
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
                 Ok(_) => Identifier::ip(n.as_str()),
                 Err(_) => Identifier::dns(n.as_str()),
             })
             .collect();
+        // draft-ietf-acme-device-attest §3: the device's own identity, proven by
+        // device-attest-01. It is not put in the CSR (§3.2 lets the client omit it).
+        if let Some(dev) = responders.device() {
+            identifiers.push(Identifier {
+                r#type: PERMANENT_IDENTIFIER.into(),
+                value: dev.permanent_id().to_string(),
+            });
+        }
         let mut payload = json!({ "identifiers": identifiers });
         if let Some(r) = &replaces {
             payload["replaces"] = json!(r);
@@ -110,8 +118,17 @@ impl Session {
         })?;
         log::info(format!("order {order_url} for {}", names.join(",")));
 
+        // Authorizations without a challenge are granted by the server on the strength of
+        // another one (fleetca: names its templates derive from the attested serial); they are
+        // waited for after every challenge has been answered.
+        let mut granted = Vec::new();
         for authz_url in order.authorizations.clone() {
-            self.authorize(&authz_url, responders, deadline)?;
+            if !self.authorize(&authz_url, responders, deadline)? {
+                granted.push(authz_url);
+            }
+        }
+        for authz_url in granted {
+            self.await_authz(&authz_url, deadline, "granted with the device attestation")?;
         }
 
         // Wait for ready (the server may still be processing authz results).
@@ -164,15 +181,17 @@ impl Session {
         Ok(pem)
     }
 
+    /// Answers one authorization's challenge and waits for it to be valid. `Ok(false)`: it
+    /// is pending without any challenge, for the caller to wait on later.
     fn authorize(
         &mut self,
         authz_url: &str,
         responders: &mut Responders<'_>,
         deadline: Instant,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (authz, _): (Authorization, Response) = self.post_json(authz_url, None)?;
         match authz.status.as_str() {
-            "valid" => return Ok(()),
+            "valid" => return Ok(true),
             "pending" => {}
             other => {
                 return Err(AgentError::Challenge(format!(
@@ -180,6 +199,13 @@ impl Session {
                     authz.identifier.value
                 )))
             }
+        }
+        if authz.challenges.is_empty() {
+            return Ok(false);
+        }
+        if authz.identifier.r#type == PERMANENT_IDENTIFIER {
+            self.attest(authz_url, &authz, responders, deadline)?;
+            return Ok(true);
         }
         let domain = authz.identifier.value.clone();
         let shown = if authz.wildcard == Some(true) {
@@ -219,31 +245,75 @@ impl Session {
         responder.present(&domain, &token, &ka)?;
         let result = (|| {
             self.post(&chall_url, Some(&json!({})))?;
-            let mut delay = Duration::from_millis(500);
-            loop {
-                let (a, resp): (Authorization, Response) = self.post_json(authz_url, None)?;
-                match a.status.as_str() {
-                    "valid" => return Ok(()),
-                    "pending" => {}
-                    _ => {
-                        let why = a
-                            .challenges
-                            .iter()
-                            .find_map(|c| c.error.as_ref())
-                            .map(|p| format!("{}: {}", p.r#type, p.detail))
-                            .unwrap_or_default();
-                        return Err(AgentError::Challenge(format!(
-                            "{challenge_type} for {domain} failed: {why}"
-                        )));
-                    }
-                }
-                delay = wait(resp.retry_after, delay, deadline, authz_url)?;
-            }
+            self.await_authz(authz_url, deadline, challenge_type)
         })();
         if let Err(e) = responder.cleanup(&domain, &token, &ka) {
             log::warn(format!("challenge cleanup for {domain}: {e}"));
         }
-        result
+        result.map(|()| true)
+    }
+
+    /// device-attest-01 (draft-ietf-acme-device-attest §5): POSTs `{"attObj": ...}` signed
+    /// over this challenge's key authorization, then waits for the authorization.
+    fn attest(
+        &mut self,
+        authz_url: &str,
+        authz: &Authorization,
+        responders: &Responders<'_>,
+        deadline: Instant,
+    ) -> Result<()> {
+        let device = responders.device().ok_or_else(|| {
+            AgentError::Challenge(format!(
+                "the order names permanent-identifier {} but no --attest-key is set",
+                authz.identifier.value
+            ))
+        })?;
+        let chall = authz
+            .challenges
+            .iter()
+            .find(|c| c.r#type == DEVICE_ATTEST_01)
+            .ok_or_else(|| {
+                AgentError::Challenge(format!(
+                    "server offers no {DEVICE_ATTEST_01} for permanent-identifier {}",
+                    authz.identifier.value
+                ))
+            })?;
+        log::info(format!(
+            "permanent-identifier {}: using {DEVICE_ATTEST_01}",
+            authz.identifier.value
+        ));
+        let token = chall.token.clone().unwrap_or_default();
+        let ka = acme_types::keyauth::key_authorization(&token, self.key.jwk());
+        let payload = device.response(&ka)?;
+        let url = chall.url.clone();
+        self.post(&url, Some(&payload))?;
+        self.await_authz(authz_url, deadline, DEVICE_ATTEST_01)
+    }
+
+    /// Polls an authorization until it is valid; any other final state is a
+    /// challenge failure naming `what` and the server's reason.
+    fn await_authz(&mut self, authz_url: &str, deadline: Instant, what: &str) -> Result<()> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let (a, resp): (Authorization, Response) = self.post_json(authz_url, None)?;
+            match a.status.as_str() {
+                "valid" => return Ok(()),
+                "pending" => {}
+                status => {
+                    let why = a
+                        .challenges
+                        .iter()
+                        .find_map(|c| c.error.as_ref())
+                        .map(|p| format!("{}: {}", p.r#type, p.detail))
+                        .unwrap_or_else(|| format!("the authorization is {status}"));
+                    return Err(AgentError::Challenge(format!(
+                        "{what} for {} failed: {why}",
+                        a.identifier.value
+                    )));
+                }
+            }
+            delay = wait(resp.retry_after, delay, deadline, authz_url)?;
+        }
     }
 
     fn poll_order(

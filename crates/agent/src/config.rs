@@ -227,6 +227,18 @@ pub struct Settings {
     /// Seconds to wait for an order to complete (default 300).
     #[arg(long, global = true)]
     pub order_timeout: Option<u64>,
+    /// Device attestation key (PKCS#8 PEM), the key the birth certificate
+    /// certifies: the order also names the device's permanent-identifier and
+    /// proves it with device-attest-01 (draft-ietf-acme-device-attest).
+    #[arg(long, global = true)]
+    pub attest_key: Option<PathBuf>,
+    /// The device's birth certificate chain (PEM, leaf first) for --attest-key.
+    #[arg(long, global = true)]
+    pub attest_cert: Option<PathBuf>,
+    /// The permanent-identifier to order (default: read from the birth
+    /// certificate: its PermanentIdentifier otherName, else subject serialNumber).
+    #[arg(long, global = true)]
+    pub permanent_id: Option<String>,
 }
 
 impl Settings {
@@ -271,6 +283,9 @@ impl Settings {
             reuse_key: self.reuse_key || file.reuse_key,
             json: self.json || file.json,
             order_timeout: self.order_timeout.or(file.order_timeout),
+            attest_key: self.attest_key.or(file.attest_key),
+            attest_cert: self.attest_cert.or(file.attest_cert),
+            permanent_id: self.permanent_id.or(file.permanent_id),
         }
     }
 

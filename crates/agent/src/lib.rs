@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod cbor;
 pub mod challenge;
 pub mod commands;
 pub mod config;

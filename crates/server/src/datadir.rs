@@ -88,6 +88,12 @@ pub struct CaSection {
     /// `permanent-identifier` identifier type; requires `trust = "private"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestation_roots: Vec<String>,
+    /// DNS name templates (`{serial}.routers.example.com`, `config.routers.example.com`) that
+    /// an order's device attestation authorizes without a challenge (docs/onboarding.md).
+    /// Requires `trust = "private"` and `attestation_roots`; every expansion must stay inside
+    /// `permit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attested_names: Vec<String>,
 }
 
 fn default_challenges() -> Vec<String> {

@@ -25,6 +25,9 @@ pub struct Tenant {
     /// Manufacturing CA roots (DER) for `device-attest-01`; empty disables
     /// `permanent-identifier` (draft-ietf-acme-device-attest).
     pub attestation_roots: Vec<Vec<u8>>,
+    /// DNS name templates granted by a device's attestation (`attested_names`; private trust
+    /// only, checked against the permitted names at load). See `ra::name_template`.
+    pub attested_names: Vec<crate::ra::NameTemplate>,
 }
 
 impl Tenant {

@@ -70,6 +70,7 @@ async fn setup(attestation_roots: Vec<Vec<u8>>) -> (Arc<Ra>, Arc<Tenant>) {
         external_account_required: false,
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
         attestation_roots,
+        attested_names: Vec::new(),
     });
     let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().await.unwrap());
     let ra = Ra::new(

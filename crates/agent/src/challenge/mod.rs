@@ -1,10 +1,15 @@
 //! Proving control of identifiers: http-01 (built-in listener or webroot),
-//! dns-01 (hook command) and tls-alpn-01 (built-in listener).
+//! dns-01 (hook command), tls-alpn-01 (built-in listener) and device-attest-01
+//! (the device's attestation key, for its `permanent-identifier`).
 
+mod deviceattest01;
 mod dns01;
 mod http01;
 mod tlsalpn01;
 
+pub use deviceattest01::{
+    attested_identifiers, DeviceAttestation, DEVICE_ATTEST_01, PERMANENT_IDENTIFIER,
+};
 pub use dns01::DnsHook;
 pub use http01::{Http01Server, Webroot};
 pub use tlsalpn01::TlsAlpnServer;
@@ -27,21 +32,48 @@ pub struct Responders<'a> {
     settings: &'a Settings,
     prefs: Vec<ChallengeKind>,
     started: Vec<(ChallengeKind, Box<dyn Responder>)>,
+    device: Option<DeviceAttestation>,
 }
 
 impl<'a> Responders<'a> {
     /// The preference list of `settings`, checked for missing settings
-    /// (dns-01 without `--dns-hook`) before any order is placed.
+    /// (dns-01 without `--dns-hook`) before any order is placed, and the
+    /// device attestation key when `--attest-key`/`--attest-cert` are set.
     pub fn new(settings: &'a Settings) -> Result<Responders<'a>> {
         let prefs = settings.challenges();
         if prefs.contains(&ChallengeKind::Dns01) && settings.dns_hook.is_none() {
             return Err(AgentError::Config("dns-01 needs --dns-hook".into()));
         }
+        let device = match (&settings.attest_key, &settings.attest_cert) {
+            (Some(k), Some(c)) => Some(DeviceAttestation::load(
+                k,
+                c,
+                settings.permanent_id.as_deref(),
+            )?),
+            (None, None) if settings.permanent_id.is_some() => {
+                return Err(AgentError::Config(
+                    "--permanent-id needs --attest-key and --attest-cert".into(),
+                ))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(AgentError::Config(
+                    "--attest-key and --attest-cert go together".into(),
+                ))
+            }
+        };
         Ok(Responders {
             settings,
             prefs,
             started: Vec::new(),
+            device,
         })
+    }
+
+    /// The device attestation, when configured: the order then also names the
+    /// device's `permanent-identifier` and answers its device-attest-01.
+    pub fn device(&self) -> Option<&DeviceAttestation> {
+        self.device.as_ref()
     }
 
     /// The challenge types in order of preference.

@@ -142,6 +142,7 @@ pub(super) fn new_section(
         eab_required: false,
         rate_limits: Default::default(),
         attestation_roots: Vec::new(),
+        attested_names: Vec::new(),
     }
 }
 

@@ -196,3 +196,110 @@ pub(crate) fn load_attestation_roots(dd: &DataDir, cfg: &CaConfig) -> anyhow::Re
     }
     Ok(out)
 }
+
+/// Loads the tenant's name templates (`attested_names`, see `ra::name_template`). Refused at
+/// load, so a bad configuration never serves: a public-trust tenant (a device serial is not
+/// something a publicly trusted CA may vouch for), templates without `attestation_roots`, and
+/// any template whose expansions could leave the tenant's permitted names.
+pub(crate) fn load_attested_names(cfg: &CaConfig) -> anyhow::Result<Vec<crate::ra::NameTemplate>> {
+    if cfg.ca.attested_names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenant = &cfg.ca.name;
+    if cfg.ca.trust != Trust::Private {
+        anyhow::bail!("tenant {tenant:?}: attested_names requires trust = \"private\"");
+    }
+    if cfg.ca.attestation_roots.is_empty() {
+        anyhow::bail!(
+            "tenant {tenant:?}: attested_names needs attestation_roots (the names are granted by \
+             a verified device attestation)"
+        );
+    }
+    let permitted = Permitted::parse(&cfg.ca.permit)
+        .with_context(|| format!("tenant {tenant:?}: invalid permit"))?;
+    cfg.ca
+        .attested_names
+        .iter()
+        .map(|t| {
+            let t = crate::ra::NameTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
+            t.check_within(&permitted)
+                .map_err(|e| anyhow::anyhow!("tenant {tenant:?}: {e}"))?;
+            Ok(t)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datadir::CaSection;
+
+    fn config(trust: Trust, roots: &[&str], names: &[&str]) -> CaConfig {
+        CaConfig {
+            ca: CaSection {
+                name: "default".into(),
+                trust,
+                permit: vec!["routers.example.com".into()],
+                client_auth: false,
+                public_base_url: "http://ca.example.com".into(),
+                caa_identities: vec![],
+                lifetime_days: 30,
+                organization: None,
+                terms_of_service: None,
+                website: None,
+                challenge_types: vec!["http-01".into()],
+                eab_required: false,
+                rate_limits: Default::default(),
+                attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
+                attested_names: names.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn attested_names_are_checked_at_load() {
+        let ok = config(
+            Trust::Private,
+            &["mfg.pem"],
+            &["{serial}.routers.example.com", "config.routers.example.com"],
+        );
+        assert_eq!(load_attested_names(&ok).unwrap().len(), 2);
+        assert!(load_attested_names(&config(Trust::Public, &[], &[]))
+            .unwrap()
+            .is_empty());
+
+        let refused = |cfg: CaConfig, why: &str| {
+            let e = load_attested_names(&cfg).unwrap_err().to_string();
+            assert!(e.contains(why), "expected {why:?} in {e:?}");
+        };
+        refused(
+            config(
+                Trust::Public,
+                &["mfg.pem"],
+                &["{serial}.routers.example.com"],
+            ),
+            "requires trust = \"private\"",
+        );
+        refused(
+            config(Trust::Private, &[], &["{serial}.routers.example.com"]),
+            "needs attestation_roots",
+        );
+        refused(
+            config(Trust::Private, &["mfg.pem"], &["{serial}.example.com"]),
+            "could escape",
+        );
+        refused(
+            config(
+                Trust::Private,
+                &["mfg.pem"],
+                &["x{serial}.routers.example.com"],
+            ),
+            "whole label",
+        );
+        refused(
+            config(Trust::Private, &["mfg.pem"], &["*.routers.example.com"]),
+            "wildcards",
+        );
+    }
+}

@@ -141,6 +141,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_string();
     let cfg = dd.load_config()?;
+    // Name templates are checked before anything is opened, so a tenant whose templates are
+    // refused (public trust, no roots, escaping the permitted names) never serves.
+    for c in dd.load_tenant_configs()? {
+        super::load::load_attested_names(&c)?;
+    }
     if args.insecure_skip_validation {
         if cfg.ca.trust == crate::datadir::Trust::Public {
             anyhow::bail!("--insecure-skip-validation is refused for a public-trust CA");
@@ -185,6 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         external_account_required: cfg.ca.eab_required,
         challenge_types: cfg.ca.challenge_types.clone(),
         attestation_roots: super::load::load_attestation_roots(&dd, &cfg)?,
+        attested_names: super::load::load_attested_names(&cfg)?,
     });
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
@@ -202,6 +208,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             challenge_types: tcfg.ca.challenge_types.clone(),
             attestation_roots: super::load::load_attestation_roots(&dd, &tcfg)
                 .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?,
+            attested_names: super::load::load_attested_names(&tcfg)?,
         }));
     }
     let va = Va::new(VaConfig {

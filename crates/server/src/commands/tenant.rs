@@ -154,6 +154,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             lifetime_days,
             eab_required: a.eab_required,
             attestation_roots: Vec::new(),
+            attested_names: Vec::new(),
             ..main.ca.clone()
         },
     };

@@ -8,12 +8,14 @@ mod attest;
 mod challenge;
 mod eab;
 mod finalize;
+mod name_template;
 mod order;
 mod revoke;
 
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
+pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
 

@@ -118,6 +118,24 @@ fn check_permanent_identifier(
     })
 }
 
+/// The DNS names the tenant's name templates grant to the order's device (see
+/// `ra::name_template`): only for an order naming exactly one `permanent-identifier` (one
+/// device per certificate, so a name cannot be claimed on another device's attestation) whose
+/// value, lower-cased, is a DNS label.
+fn granted_names(tenant: &Tenant, devices: &[StoredIdentifier]) -> Vec<String> {
+    let [device] = devices else {
+        return Vec::new();
+    };
+    let Some(label) = super::name_template::serial_label(&device.value) else {
+        return Vec::new();
+    };
+    tenant
+        .attested_names
+        .iter()
+        .filter_map(|t| t.expand(&label))
+        .collect()
+}
+
 /// The stored form of a parsed identifier: the authorization's value (no `*.`) and wildcard flag.
 pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
     match ident {
@@ -224,19 +242,42 @@ impl Ra {
             .map(authz_identifier)
             .chain(devices.iter().map(|d| (d.clone(), false)))
             .collect::<Vec<_>>();
+        // Templated names (draft-ietf-acme-device-attest §6.1.2, "other authorization
+        // mechanisms"): each gets a fresh authorization without challenges, attested by a
+        // fresh authorization of the device made in this same order, so the names are never
+        // granted by an attestation made for another order or account.
+        let granted = granted_names(tenant, &devices);
+        let is_granted = |i: &StoredIdentifier, wildcard: bool| {
+            !wildcard && i.kind == "dns" && granted.contains(&i.value)
+        };
+        let device_authz = wanted.iter().any(|(i, w)| is_granted(i, *w)).then(new_id);
         for (stored, wildcard) in wanted {
+            let attested_by = device_authz
+                .clone()
+                .filter(|_| is_granted(&stored, wildcard));
+            let deciding = stored.kind == PERMANENT_IDENTIFIER && device_authz.is_some();
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
-            if let Some(id) = self
-                .sa
-                .find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600)
-                .await?
-            {
-                authz_ids.push(id);
-                continue;
+            if attested_by.is_none() && !deciding {
+                if let Some(id) = self
+                    .sa
+                    .find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600)
+                    .await?
+                {
+                    authz_ids.push(id);
+                    continue;
+                }
             }
-            let authz_id = new_id();
-            let challenges = challenge_types(&stored, wildcard)
+            let authz_id = match (&device_authz, deciding) {
+                (Some(id), true) => id.clone(),
+                _ => new_id(),
+            };
+            let offered: &[&str] = if attested_by.is_some() {
+                &[]
+            } else {
+                challenge_types(&stored, wildcard)
+            };
+            let challenges = offered
                 .iter()
                 .filter(|t| {
                     **t == DEVICE_ATTEST_01 || tenant.challenge_types.iter().any(|a| a == *t)
@@ -252,7 +293,7 @@ impl Ra {
                     record: None,
                 })
                 .collect::<Vec<_>>();
-            if challenges.is_empty() {
+            if challenges.is_empty() && attested_by.is_none() {
                 return Err(Error::acme(
                     ProblemType::RejectedIdentifier,
                     format!(
@@ -272,6 +313,7 @@ impl Ra {
                 expires: now + Self::secs(self.cfg.pending_authz_lifetime),
                 created_at: now,
                 challenges,
+                attested_by,
             });
         }
         let order = OrderRecord {

@@ -55,6 +55,7 @@ async fn setup() -> (Arc<Ra>, Arc<OffsetClock>, Arc<Tenant>) {
         external_account_required: false,
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
         attestation_roots: vec![],
+        attested_names: vec![],
     });
     let clock = Arc::new(OffsetClock::default());
     let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().await.unwrap());

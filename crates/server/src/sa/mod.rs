@@ -198,7 +198,9 @@ pub trait Storage: Send + Sync {
     /// Reads an authorization with its challenges.
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;
     /// A valid or pending, unexpired authorization of this account for the identifier, to reuse
-    /// in a new order (RFC 8555 §7.1.3); valid ones are preferred.
+    /// in a new order (RFC 8555 §7.1.3); valid ones are preferred. Authorizations tied to a
+    /// device attestation (`attested_by` set, or named by another's `attested_by`) belong to
+    /// their order and are never returned.
     async fn find_reusable_authz(
         &self,
         account_id: &str,
@@ -207,7 +209,8 @@ pub trait Storage: Send + Sync {
         now: i64,
         min_expires: i64,
     ) -> Result<Option<String>, SaError>;
-    /// Deactivates a pending or valid authorization (RFC 8555 §7.5.2); false if it was neither.
+    /// Deactivates a pending or valid authorization (RFC 8555 §7.5.2), and with it the
+    /// authorizations attested by it; false if it was neither pending nor valid.
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
     /// Whether the account holds valid, unexpired authorizations for all identifiers (§7.6).
     async fn has_valid_authzs(
@@ -226,7 +229,8 @@ pub trait Storage: Send + Sync {
     ) -> Result<bool, SaError>;
     /// Records a validation result for a processing challenge and its authorization: on success
     /// both become valid and the authorization's expiry becomes `authz_expires`; on failure both
-    /// become invalid with `error`.
+    /// become invalid with `error`. Pending authorizations attested by that authorization
+    /// follow it in the same transaction.
     async fn finish_challenge(
         &self,
         challenge_id: &str,

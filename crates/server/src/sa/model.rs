@@ -117,6 +117,11 @@ pub struct AuthzRecord {
     pub created_at: i64,
     /// The challenges offered.
     pub challenges: Vec<ChallengeRecord>,
+    /// For a DNS name granted by a tenant name template: the `permanent-identifier`
+    /// authorization of the same order whose device attestation decides this one. Such an
+    /// authorization has no challenges, changes state with that authorization and is never
+    /// reused (draft-ietf-acme-device-attest §6.1.2 lets the server authorize by other means).
+    pub attested_by: Option<String>,
 }
 
 /// A challenge (RFC 8555 §8).

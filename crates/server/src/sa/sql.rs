@@ -218,10 +218,16 @@ impl Storage for $ty {
         new_authzs: &[AuthzRecord],
     ) -> Result<(), SaError> {
         let mut tx = self.pool.begin().await?;
-        for a in new_authzs {
+        // Authorizations that others are attested by go first, so a reader never sees a
+        // dependent authorization whose deciding one is missing.
+        let ordered = new_authzs
+            .iter()
+            .filter(|a| a.attested_by.is_none())
+            .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()));
+        for a in ordered {
             sqlx::query(
-                "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&a.id)
             .bind(&a.tenant)
@@ -232,6 +238,7 @@ impl Storage for $ty {
             .bind(a.status.as_str())
             .bind(a.expires)
             .bind(a.created_at)
+            .bind(&a.attested_by)
             .execute(&mut *tx)
             .await?;
             for c in &a.challenges {
@@ -401,6 +408,7 @@ impl Storage for $ty {
             expires: r.try_get("expires")?,
             created_at: r.try_get("created_at")?,
             challenges,
+            attested_by: r.try_get("attested_by")?,
         }))
     }
 
@@ -415,6 +423,7 @@ impl Storage for $ty {
         let row = sqlx::query(
             "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
              AND status IN ('valid', 'pending') AND expires > $5
+             AND attested_by IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
              ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1",
         )
         .bind(account_id)
@@ -428,10 +437,19 @@ impl Storage for $ty {
     }
 
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if r.rows_affected() == 1 {
+            // Names granted by this authorization's attestation go with it.
+            sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE attested_by = $1 AND status IN ('pending', 'valid')")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -491,20 +509,36 @@ impl Storage for $ty {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 1 {
-            if o.valid {
+            // The challenge's authorization, then (only if it moved) the authorizations
+            // attested by it, in the same transaction: a templated name is never valid
+            // without its device's attestation, nor left pending after a refusal.
+            let moved = if o.valid {
                 sqlx::query(
                     "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
                      AND id = (SELECT authz_id FROM challenges WHERE id = $2)",
                 )
                 .bind(o.authz_expires)
                 .bind(challenge_id)
-                .execute(&mut *tx)
-                .await?;
             } else {
                 sqlx::query("UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND id = (SELECT authz_id FROM challenges WHERE id = $1)")
                     .bind(challenge_id)
-                    .execute(&mut *tx)
-                    .await?;
+            }
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 1 {
+                if o.valid {
+                    sqlx::query(
+                        "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
+                         AND attested_by = (SELECT authz_id FROM challenges WHERE id = $2)",
+                    )
+                    .bind(o.authz_expires)
+                    .bind(challenge_id)
+                } else {
+                    sqlx::query("UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND attested_by = (SELECT authz_id FROM challenges WHERE id = $1)")
+                        .bind(challenge_id)
+                }
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;

@@ -53,6 +53,7 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
             error: None,
             record: None,
         }],
+        attested_by: None,
     };
     let order = OrderRecord {
         id: id.into(),
@@ -262,6 +263,137 @@ async fn suite(sa: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(page1.len() + page2.len(), 5);
     assert!(page1.iter().all(|p| !page2.contains(p)));
+}
+
+/// A device order: a `permanent-identifier` authorization with a device-attest-01 challenge
+/// and a templated DNS authorization attested by it (listed first, as the RA does).
+fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
+    let dev = AuthzRecord {
+        id: format!("{id}-dev"),
+        tenant: "default".into(),
+        account_id: acct.into(),
+        identifier: StoredIdentifier {
+            kind: "permanent-identifier".into(),
+            value: "SN1".into(),
+        },
+        wildcard: false,
+        status: AuthzState::Pending,
+        expires: 10_000,
+        created_at: 100,
+        challenges: vec![ChallengeRecord {
+            id: format!("{id}-chall"),
+            authz_id: format!("{id}-dev"),
+            kind: "device-attest-01".into(),
+            token: "tok".into(),
+            status: ChallengeState::Pending,
+            validated_at: None,
+            error: None,
+            record: None,
+        }],
+        attested_by: None,
+    };
+    let name = AuthzRecord {
+        id: format!("{id}-name"),
+        identifier: ident("sn1.routers.example.com"),
+        challenges: Vec::new(),
+        attested_by: Some(dev.id.clone()),
+        ..dev.clone()
+    };
+    let order = OrderRecord {
+        id: id.into(),
+        tenant: "default".into(),
+        account_id: acct.into(),
+        status: OrderState::Pending,
+        expires: 10_000,
+        identifiers: vec![name.identifier.clone(), dev.identifier.clone()],
+        error: None,
+        cert_id: None,
+        created_at: 100,
+        authz_ids: vec![name.id.clone(), dev.id.clone()],
+    };
+    (order, vec![name, dev])
+}
+
+/// Authorizations attested by another move with it, in the same transaction, and are never
+/// reused (nor is the authorization that decides them).
+async fn attested_suite(sa: Arc<dyn Storage>) {
+    sa.insert_account(&account("acct", "tp1")).await.unwrap();
+    let outcome = |valid: bool| ChallengeOutcome {
+        valid,
+        at: 200,
+        authz_expires: 9000,
+        error: (!valid).then(|| "{}".to_string()),
+        record: None,
+    };
+    let status = |id: &'static str| {
+        let sa = sa.clone();
+        async move { sa.get_authz(id).await.unwrap().unwrap() }
+    };
+
+    let (order, authzs) = device_order("d1", "acct");
+    sa.insert_order(&order, &authzs).await.unwrap();
+    let name = status("d1-name").await;
+    assert_eq!(name.attested_by.as_deref(), Some("d1-dev"));
+    assert!(name.challenges.is_empty());
+    for i in [
+        ident("sn1.routers.example.com"),
+        authzs[1].identifier.clone(),
+    ] {
+        assert_eq!(
+            sa.find_reusable_authz("acct", &i, false, 0, 5000)
+                .await
+                .unwrap(),
+            None,
+            "{i:?} is bound to its order"
+        );
+    }
+    assert!(sa.try_start_challenge("d1-chall", 150).await.unwrap());
+    sa.finish_challenge("d1-chall", outcome(true))
+        .await
+        .unwrap();
+    for id in ["d1-dev", "d1-name"] {
+        let a = status(id).await;
+        assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000), "{id}");
+    }
+    assert_eq!(
+        sa.find_reusable_authz("acct", &ident("sn1.routers.example.com"), false, 0, 5000)
+            .await
+            .unwrap(),
+        None,
+        "a valid templated authorization is not reused either"
+    );
+
+    // A refused attestation takes the templated name down with it.
+    let (order, authzs) = device_order("d2", "acct");
+    sa.insert_order(&order, &authzs).await.unwrap();
+    assert!(sa.try_start_challenge("d2-chall", 150).await.unwrap());
+    sa.finish_challenge("d2-chall", outcome(false))
+        .await
+        .unwrap();
+    for id in ["d2-dev", "d2-name"] {
+        assert_eq!(status(id).await.status, AuthzState::Invalid, "{id}");
+    }
+    // The first order's names are untouched by the second order's failure.
+    assert_eq!(status("d1-name").await.status, AuthzState::Valid);
+
+    // Deactivating the device's authorization deactivates the names it grants.
+    let (order, authzs) = device_order("d3", "acct");
+    sa.insert_order(&order, &authzs).await.unwrap();
+    assert!(sa.try_deactivate_authz("d3-dev").await.unwrap());
+    assert_eq!(status("d3-name").await.status, AuthzState::Deactivated);
+    assert!(!sa.try_start_challenge("d3-chall", 150).await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_attested_authzs() {
+    attested_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_attested_authzs() {
+    if let Some(sa) = postgres().await {
+        attested_suite(sa).await;
+    }
 }
 
 /// A PostgreSQL storage in a fresh schema of the database `FLEETCA_TEST_POSTGRES` names
