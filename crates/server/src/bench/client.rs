@@ -98,6 +98,9 @@ pub struct AcmeClient {
     pub key: AccountKey,
     /// The account URL once registered.
     pub kid: Option<String>,
+    /// The `Replay-Nonce` of the latest response, used for the next request instead of a
+    /// newNonce round trip (RFC 8555 §7.2: every response carries a fresh nonce).
+    spare_nonce: std::sync::Mutex<Option<String>>,
 }
 
 impl AcmeClient {
@@ -111,6 +114,7 @@ impl AcmeClient {
             directory,
             key,
             kid: None,
+            spare_nonce: std::sync::Mutex::new(None),
         })
     }
 
@@ -120,6 +124,16 @@ impl AcmeClient {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| ClientError::Other(format!("directory lacks {name}")))
+    }
+
+    /// A nonce for the next request: the one the previous response carried, else a fresh one
+    /// from newNonce.
+    async fn next_nonce(&self) -> Result<String, ClientError> {
+        let spare = self.spare_nonce.lock().ok().and_then(|mut n| n.take());
+        match spare {
+            Some(n) => Ok(n),
+            None => self.nonce().await,
+        }
     }
 
     /// A fresh nonce (HEAD newNonce).
@@ -153,7 +167,7 @@ impl AcmeClient {
             &self.key,
             &JwsHeader {
                 key,
-                nonce: Some(self.nonce().await?),
+                nonce: Some(self.next_nonce().await?),
                 url: url.to_string(),
             },
             &bytes,
@@ -166,6 +180,15 @@ impl AcmeClient {
             .body(jws.to_string())
             .send()
             .await?;
+        if let Some(n) = r
+            .headers()
+            .get("replay-nonce")
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(mut spare) = self.spare_nonce.lock() {
+                *spare = Some(n.to_string());
+            }
+        }
         Ok(Resp {
             status: r.status().as_u16(),
             headers: r.headers().clone(),

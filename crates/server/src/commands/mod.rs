@@ -11,6 +11,7 @@ mod init;
 mod load;
 mod migrate;
 mod renew;
+mod seed;
 mod select;
 mod serve;
 mod subca;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Copy a single-node CA's SQLite database into an empty PostgreSQL database, verified by
     /// row counts and a digest of every certificate.
     Migrate(migrate::MigrateArgs),
+    /// Add synthetic issuance history to the database (benchmarks with 100k or 1M
+    /// certificates already stored; never for a production CA).
+    BenchSeed(seed::SeedArgs),
     /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
     RenewEarly(renew::RenewEarlyArgs),
     /// Delete expired orders, authorizations and challenges (and old certificates, if asked)
@@ -177,6 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
+        Some(Command::BenchSeed(a)) => seed::run(&a),
         Some(Command::Prune(a)) => housekeeping::run_prune(&a),
         Some(Command::Tenant { cmd }) => tenant::run(&cmd),
         Some(Command::Account { cmd }) => account::run(&cmd),

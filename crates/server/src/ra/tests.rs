@@ -161,3 +161,50 @@ async fn the_issuer_refuses_names_outside_policy_even_if_the_ra_is_bypassed() {
         acme_types::problem::ProblemType::RejectedIdentifier
     );
 }
+
+#[tokio::test]
+async fn a_deactivation_through_this_node_is_refused_at_once_despite_the_account_cache() {
+    let (ra, _clock, t) = setup().await;
+    let acct = account(&ra, &t).await;
+    // Warm the cache, then deactivate through the RA.
+    ra.account_for_kid(&t, &acct.id).await.unwrap();
+    ra.update_account(
+        &acct,
+        AccountUpdate {
+            contact: None,
+            status: Some("deactivated".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let e = ra.account_for_kid(&t, &acct.id).await.unwrap_err();
+    assert!(e.to_string().contains("deactivated"), "{e}");
+}
+
+#[tokio::test]
+async fn a_key_change_through_this_node_replaces_the_cached_key_at_once() {
+    let (ra, _clock, t) = setup().await;
+    let acct = account(&ra, &t).await;
+    let before = ra.account_for_kid(&t, &acct.id).await.unwrap();
+    let old: acme_types::jwk::Jwk =
+        acme_types::jwk::Jwk::from_json(&serde_json::from_str(&before.jwk).unwrap()).unwrap();
+    let new_key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
+    ra.change_key(&t, &before, &old, new_key.jwk())
+        .await
+        .unwrap();
+    let after = ra.account_for_kid(&t, &acct.id).await.unwrap();
+    assert_eq!(after.jwk_thumbprint, new_key.jwk().thumbprint());
+    assert_ne!(after.jwk_thumbprint, before.jwk_thumbprint);
+}
+
+#[tokio::test]
+async fn a_change_made_elsewhere_is_seen_once_the_cache_entry_expires() {
+    let (ra, _clock, t) = setup().await;
+    let acct = account(&ra, &t).await;
+    ra.account_for_kid(&t, &acct.id).await.unwrap();
+    // Another node (or the admin CLI) deactivates the account in the shared database.
+    assert!(ra.storage().try_deactivate_account(&acct.id).await.unwrap());
+    tokio::time::sleep(super::account_cache::TTL + std::time::Duration::from_millis(100)).await;
+    let e = ra.account_for_kid(&t, &acct.id).await.unwrap_err();
+    assert!(e.to_string().contains("deactivated"), "{e}");
+}

@@ -11,6 +11,7 @@ mod migrate;
 mod model;
 mod nonce;
 mod postgres;
+mod seed;
 mod sql;
 mod sqlite;
 mod stats;
@@ -24,6 +25,7 @@ pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
 pub use nonce::{MemoryNonceStore, NonceStore};
 pub use postgres::PgStorage;
+pub use seed::{HistorySeeder, SeedSpec};
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
@@ -32,7 +34,7 @@ pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.
 #[async_trait]
 pub trait Database:
-    Storage + EabStore + LifecycleStore + AuditStore + AdminStore + StatsStore
+    Storage + EabStore + LifecycleStore + AuditStore + AdminStore + StatsStore + HistorySeeder
 {
     /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
     /// for PostgreSQL (see `sa::nonce`).
