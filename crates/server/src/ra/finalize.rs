@@ -62,24 +62,17 @@ impl Ra {
             ))
         })?;
         let profile_for_record = profile.name.clone();
-        // The CRL shard is fixed now and recorded before the certificate exists, so a revoked
-        // certificate always has its shard (sa::lifecycle); without lifecycle storage there is
-        // only the single CRL.
+        // The CRL shard is fixed now and stored in the certificate's own transaction, so a
+        // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
+        // there is only the single CRL.
         let cert_id = new_id();
         let crl_shard = match self.lifecycle() {
-            Some(store) => {
-                let shard = if profile.crl_dp {
-                    tenant.ca.pick_crl_shard()
-                } else {
-                    None
-                };
-                store
-                    .insert_cert_lifecycle(&cert_id, &profile.name, shard)
-                    .await?;
-                shard
-            }
-            None => None,
+            Some(_) if profile.crl_dp => tenant.ca.pick_crl_shard(),
+            _ => None,
         };
+        let cert_lifecycle = self
+            .lifecycle()
+            .map(|_| (profile_for_record.clone(), crl_shard));
         let ca = Arc::clone(&tenant.ca);
         let now = self.clock.now();
         let (tenant_name, account_id, oid) =
@@ -102,7 +95,14 @@ impl Ra {
             })
         });
         let started = std::time::Instant::now();
-        let finalized = self.sa.finalize_order(order_id, sign).await;
+        let finalized = self
+            .sa
+            .finalize_order(
+                order_id,
+                cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s)),
+                sign,
+            )
+            .await;
         if !matches!(finalized, Ok(None)) {
             crate::metrics::issuance(&tenant.name, finalized.is_ok(), started.elapsed());
         }

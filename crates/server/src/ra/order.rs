@@ -335,12 +335,11 @@ impl Ra {
             created_at: now,
             authz_ids,
         };
-        if let (Some(store), Some(lc)) = (self.lifecycle(), &lifecycle) {
-            // Before the order row: a failed order insert leaves only an unreferenced row,
-            // while the reverse could leave an order whose profile is lost.
-            store.insert_order_lifecycle(&order.id, lc).await?;
-        }
-        self.sa.insert_order(&order, &new_authzs).await?;
+        // The profile and `replaces` link go into the order's own transaction.
+        let lifecycle = lifecycle.filter(|_| self.lifecycle().is_some());
+        self.sa
+            .insert_order(&order, &new_authzs, lifecycle.as_ref())
+            .await?;
         self.order_view(order).await
     }
 

@@ -77,7 +77,7 @@ macro_rules! audit_store {
         #[async_trait]
         impl AuditStore for $ty {
             async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
-                let mut conn = self.pool().acquire().await?;
+                let mut conn = self.writer().acquire().await?;
                 append(&mut *conn, e, e.at).await
             }
 

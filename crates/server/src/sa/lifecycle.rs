@@ -195,7 +195,7 @@ impl LifecycleStore for $ty {
         .bind(order_id)
         .bind(&lc.profile)
         .bind(&lc.replaces_cert_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -245,7 +245,7 @@ impl LifecycleStore for $ty {
             .bind(cert_id)
             .bind(profile)
             .bind(crl_shard.map(i64::from))
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -284,7 +284,7 @@ impl LifecycleStore for $ty {
         end: i64,
         at: i64,
     ) -> Result<u64, SaError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut n = 0;
         for id in cert_ids {
             n += sqlx::query(
@@ -406,7 +406,7 @@ impl LifecycleStore for $ty {
         .bind(&crl.der)
         .bind(crl.this_update)
         .bind(crl.next_update)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -416,7 +416,7 @@ impl LifecycleStore for $ty {
         cutoff: i64,
         cert_cutoff: Option<i64>,
     ) -> Result<PruneReport, SaError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut report = PruneReport::default();
         if let Some(cc) = cert_cutoff {
             for sql in [

@@ -37,10 +37,10 @@ metered! {
     fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError>;
     fn try_deactivate_account(&self, id: &str) -> Result<bool, SaError>;
     fn try_change_account_key(&self, id: &str, old_thumbprint: &str, new_thumbprint: &str, new_jwk: &str) -> Result<bool, SaError>;
-    fn insert_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord]) -> Result<(), SaError>;
+    fn insert_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord], lifecycle: Option<&OrderLifecycle>) -> Result<(), SaError>;
     fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError>;
     fn list_order_ids(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, SaError>;
-    fn finalize_order(&self, order_id: &str, sign: SignFn) -> Result<Option<CertRecord>, crate::error::Error>;
+    fn finalize_order(&self, order_id: &str, cert_lifecycle: Option<(&str, Option<u32>)>, sign: SignFn) -> Result<Option<CertRecord>, crate::error::Error>;
     fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;
     fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, now: i64, min_expires: i64) -> Result<Option<String>, SaError>;
     fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;

@@ -173,11 +173,13 @@ pub trait Storage: Send + Sync {
         new_jwk: &str,
     ) -> Result<bool, SaError>;
 
-    /// Stores an order, its new authorizations and their challenges in one transaction.
+    /// Stores an order, its new authorizations and their challenges, and its lifecycle row
+    /// (profile, `replaces`) if given, in one transaction.
     async fn insert_order(
         &self,
         order: &OrderRecord,
         new_authzs: &[AuthzRecord],
+        lifecycle: Option<&OrderLifecycle>,
     ) -> Result<(), SaError>;
     /// Reads an order with its authorization ids.
     async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError>;
@@ -188,12 +190,14 @@ pub trait Storage: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, SaError>;
-    /// Claims a pending order, runs `sign`, and stores the certificate and the valid order in
-    /// the same transaction; if `sign` fails nothing changes. `Ok(None)` if the order was not
-    /// pending (already finalized, or finalized concurrently).
+    /// Claims a pending order, runs `sign`, and stores the certificate, its lifecycle row
+    /// (profile, CRL shard) if given, and the valid order in the same transaction; if `sign`
+    /// fails nothing changes. `Ok(None)` if the order was not pending (already finalized, or
+    /// finalized concurrently).
     async fn finalize_order(
         &self,
         order_id: &str,
+        cert_lifecycle: Option<(&str, Option<u32>)>,
         sign: SignFn,
     ) -> Result<Option<CertRecord>, crate::error::Error>;
 

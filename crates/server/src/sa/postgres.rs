@@ -55,4 +55,10 @@ impl PgStorage {
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// The pool for statements that write: the same one (PostgreSQL's row locks let writers
+    /// run concurrently).
+    pub(super) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }

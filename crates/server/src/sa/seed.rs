@@ -86,7 +86,7 @@ macro_rules! history_seeder {
                 while done < spec.count {
                     let n = BATCH.min(spec.count - done);
                     let idx: Vec<u64> = (done..done + n).collect();
-                    let mut tx = self.pool().begin().await?;
+                    let mut tx = self.writer().begin().await?;
                     // Accounts first (certificates reference them): those whose first
                     // certificate falls in this batch.
                     let accts: Vec<u64> = idx

@@ -127,7 +127,7 @@ impl Storage for $ty {
         .bind(a.tos_agreed as i64)
         .bind(&a.eab_kid)
         .bind(a.created_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await;
         match res {
             Ok(_) => Ok(()),
@@ -163,7 +163,7 @@ impl Storage for $ty {
         sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
             .bind(json(&contact))
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -173,7 +173,7 @@ impl Storage for $ty {
             "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -190,7 +190,7 @@ impl Storage for $ty {
             .bind(new_jwk)
             .bind(id)
             .bind(old_tp)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await;
         match res {
             Ok(r) => Ok(r.rows_affected() == 1),
@@ -205,8 +205,20 @@ impl Storage for $ty {
         &self,
         o: &OrderRecord,
         new_authzs: &[AuthzRecord],
+        lifecycle: Option<&OrderLifecycle>,
     ) -> Result<(), SaError> {
-        let mut tx = self.pool.begin().await?;
+        // One transaction (one fsync) for everything a new order writes.
+        let mut tx = self.writer().begin().await?;
+        if let Some(lc) = lifecycle {
+            sqlx::query(
+                "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)",
+            )
+            .bind(&o.id)
+            .bind(&lc.profile)
+            .bind(&lc.replaces_cert_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         // Authorizations that others are attested by go first, so a reader never sees a
         // dependent authorization whose deciding one is missing.
         let ordered = new_authzs
@@ -338,9 +350,10 @@ impl Storage for $ty {
     async fn finalize_order(
         &self,
         order_id: &str,
+        cert_lifecycle: Option<(&str, Option<u32>)>,
         sign: SignFn,
     ) -> Result<Option<CertRecord>, crate::error::Error> {
-        let mut tx = self.pool.begin().await.map_err(SaError::from)?;
+        let mut tx = self.writer().begin().await.map_err(SaError::from)?;
         // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
         // and then finds the order no longer pending.
         let claimed = sqlx::query(
@@ -354,6 +367,16 @@ impl Storage for $ty {
             return Ok(None);
         }
         let cert = sign()?; // on error the transaction rolls back: the order stays pending
+        if let Some((profile, shard)) = cert_lifecycle {
+            // Written with the certificate, so a revoked certificate always has its CRL shard.
+            sqlx::query("INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)")
+                .bind(&cert.id)
+                .bind(profile)
+                .bind(shard.map(i64::from))
+                .execute(&mut *tx)
+                .await
+                .map_err(SaError::from)?;
+        }
         sqlx::query(
             "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -457,7 +480,7 @@ impl Storage for $ty {
     }
 
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
             .bind(id)
             .execute(&mut *tx)
@@ -506,7 +529,7 @@ impl Storage for $ty {
         )
         .bind(challenge_id)
         .bind(lease_until)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -516,7 +539,7 @@ impl Storage for $ty {
         challenge_id: &str,
         o: ChallengeOutcome,
     ) -> Result<(), SaError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let status = if o.valid { "valid" } else { "invalid" };
         let r = sqlx::query(
             "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'",
@@ -574,7 +597,7 @@ impl Storage for $ty {
         )
         .bind(now)
         .bind(lease_until)
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>(0)?))
@@ -620,7 +643,7 @@ impl Storage for $ty {
             .bind(at)
             .bind(reason.map(i64::from))
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -679,7 +702,7 @@ impl Storage for $ty {
         .bind(&crl.der)
         .bind(crl.this_update)
         .bind(crl.next_update)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

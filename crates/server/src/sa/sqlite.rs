@@ -18,6 +18,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// One connection that every writing statement and transaction goes through. SQLite admits
+    /// one writer at a time anyway; queueing writers here, in order and without sleeping,
+    /// replaces SQLite's busy handler, whose back-off sleeps (up to 100 ms each) left the write
+    /// lock idle while requests waited. It also rules out `SQLITE_BUSY_SNAPSHOT` for a
+    /// transaction that reads before it writes, since no other connection of this process
+    /// can commit in between.
+    writer: SqlitePool,
 }
 
 impl SqliteStorage {
@@ -29,7 +36,16 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect(opts, 8).await
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool, writer })
     }
 
     /// An in-memory database for unit tests (one connection, so every query sees the same data).
@@ -44,12 +60,21 @@ impl SqliteStorage {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        // In memory every connection is a separate database: reads and writes share the one.
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// The pool, for the narrow per-caller stores in sibling modules (`sa::eab`).
     pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The single writing connection (see the field's comment).
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict (`ok` when healthy).

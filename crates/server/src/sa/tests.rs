@@ -123,7 +123,7 @@ async fn suite(sa: Arc<dyn Storage>) {
 
     // Orders with their authorizations and challenges.
     let (order, authz) = order_with_authz("o1", "acct", AuthzState::Pending);
-    sa.insert_order(&order, std::slice::from_ref(&authz))
+    sa.insert_order(&order, std::slice::from_ref(&authz), None)
         .await
         .unwrap();
     let got = sa.get_order("o1").await.unwrap().unwrap();
@@ -201,20 +201,24 @@ async fn suite(sa: Arc<dyn Storage>) {
 
     // Finalize: a failing signer changes nothing; a second finalize finds nothing to claim.
     let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
-    assert!(sa.finalize_order("o1", failing).await.is_err());
+    assert!(sa.finalize_order("o1", None, failing).await.is_err());
     assert_eq!(
         sa.get_order("o1").await.unwrap().unwrap().status,
         OrderState::Pending
     );
     let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
-    assert!(sa.finalize_order("o1", ok).await.unwrap().is_some());
+    assert!(sa.finalize_order("o1", None, ok).await.unwrap().is_some());
     let o = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(
         (o.status, o.cert_id.as_deref()),
         (OrderState::Valid, Some("c1"))
     );
     let again: SignFn = Box::new(|| panic!("must not sign twice"));
-    assert!(sa.finalize_order("o1", again).await.unwrap().is_none());
+    assert!(sa
+        .finalize_order("o1", None, again)
+        .await
+        .unwrap()
+        .is_none());
 
     // Revocation is one-shot and feeds the CRL until expiry.
     assert!(sa.try_revoke_cert("c1", 300, Some(1)).await.unwrap());
@@ -254,7 +258,7 @@ async fn suite(sa: Arc<dyn Storage>) {
     // Orders list pagination.
     for i in 0..5 {
         let (o, a) = order_with_authz(&format!("p{i}"), "acct3", AuthzState::Pending);
-        sa.insert_order(&o, &[a]).await.unwrap();
+        sa.insert_order(&o, &[a], None).await.unwrap();
     }
     let page1 = sa.list_order_ids("acct3", None, 3).await.unwrap();
     let page2 = sa
@@ -331,7 +335,7 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     };
 
     let (order, authzs) = device_order("d1", "acct");
-    sa.insert_order(&order, &authzs).await.unwrap();
+    sa.insert_order(&order, &authzs, None).await.unwrap();
     let name = status("d1-name").await;
     assert_eq!(name.attested_by.as_deref(), Some("d1-dev"));
     assert!(name.challenges.is_empty());
@@ -365,7 +369,7 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
 
     // A refused attestation takes the templated name down with it.
     let (order, authzs) = device_order("d2", "acct");
-    sa.insert_order(&order, &authzs).await.unwrap();
+    sa.insert_order(&order, &authzs, None).await.unwrap();
     assert!(sa.try_start_challenge("d2-chall", 150).await.unwrap());
     sa.finish_challenge("d2-chall", outcome(false))
         .await
@@ -378,7 +382,7 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
 
     // Deactivating the device's authorization deactivates the names it grants.
     let (order, authzs) = device_order("d3", "acct");
-    sa.insert_order(&order, &authzs).await.unwrap();
+    sa.insert_order(&order, &authzs, None).await.unwrap();
     assert!(sa.try_deactivate_authz("d3-dev").await.unwrap());
     assert_eq!(status("d3-name").await.status, AuthzState::Deactivated);
     assert!(!sa.try_start_challenge("d3-chall", 150).await.unwrap());
@@ -470,7 +474,7 @@ async fn concurrent_finalize_signs_once_postgres() {
 async fn concurrent_finalize(sa: Arc<dyn Storage>) {
     sa.insert_account(&account("acct", "tp")).await.unwrap();
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
-    sa.insert_order(&order, &[authz]).await.unwrap();
+    sa.insert_order(&order, &[authz], None).await.unwrap();
     let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -480,7 +484,7 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
                 signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(cert(&format!("c{i}"), "o"))
             });
-            sa.finalize_order("o", f).await.unwrap().is_some()
+            sa.finalize_order("o", None, f).await.unwrap().is_some()
         }));
     }
     let mut winners = 0;
@@ -534,4 +538,50 @@ fn outages_are_told_apart_from_bugs() {
         Error::from(SaError::Conflict("x".into())),
         Error::Internal(_)
     ));
+}
+
+/// The lifecycle rows (profile, `replaces`, CRL shard) commit in the same transaction as their
+/// order and certificate: a failed signature leaves no certificate lifecycle row behind, a
+/// successful one leaves exactly the shard the certificate was issued in.
+async fn lifecycle_rows_commit_with_their_rows<D: Storage + LifecycleStore>(sa: &D) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("o1", "acct", AuthzState::Valid);
+    let lc = OrderLifecycle {
+        profile: "shortlived".into(),
+        replaces_cert_id: None,
+    };
+    sa.insert_order(&order, std::slice::from_ref(&authz), Some(&lc))
+        .await
+        .unwrap();
+    assert_eq!(sa.get_order_lifecycle("o1").await.unwrap(), Some(lc));
+
+    let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
+    assert!(sa
+        .finalize_order("o1", Some(("shortlived", Some(3))), failing)
+        .await
+        .is_err());
+    assert_eq!(sa.get_cert_lifecycle("c1").await.unwrap(), None);
+
+    let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
+    sa.finalize_order("o1", Some(("shortlived", Some(3))), ok)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sa.get_cert_lifecycle("c1").await.unwrap(),
+        Some(("shortlived".to_string(), Some(3)))
+    );
+}
+
+#[tokio::test]
+async fn sqlite_lifecycle_rows_are_atomic() {
+    let sa = SqliteStorage::open_in_memory().await.unwrap();
+    lifecycle_rows_commit_with_their_rows(&sa).await;
+}
+
+#[tokio::test]
+async fn postgres_lifecycle_rows_are_atomic() {
+    if let Some((sa, _)) = postgres_pair().await {
+        lifecycle_rows_commit_with_their_rows(sa.as_ref()).await;
+    }
 }
