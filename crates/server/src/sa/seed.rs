@@ -294,6 +294,19 @@ mod tests {
     #[tokio::test]
     async fn seeded_history_is_counted_like_real_issuance() {
         let db = SqliteStorage::open_in_memory().await.unwrap();
+        seed_and_count(&db).await;
+        assert_eq!(db.table_counts().await.unwrap().accounts, 10);
+    }
+
+    #[tokio::test]
+    async fn seeded_history_on_postgres() {
+        if let Some((db, _)) = super::super::tests::postgres_pair().await {
+            seed_and_count(db.as_ref()).await;
+            assert_eq!(db.table_counts().await.unwrap().accounts, 10);
+        }
+    }
+
+    async fn seed_and_count<D: HistorySeeder + crate::sa::Database>(db: &D) {
         let spec = SeedSpec {
             tenant: "default".into(),
             suffix: "home.arpa".into(),
@@ -307,12 +320,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![200, 400, 450]);
-        let c = db.table_counts().await.unwrap();
+        let c = db.counts().await.unwrap();
         assert_eq!(c.certificates, 450);
         assert_eq!(c.orders, 450);
         assert_eq!(c.accounts, 5);
         // A second run adds to the history instead of colliding.
         db.seed_history(&spec, &|_| {}).await.unwrap();
-        assert_eq!(db.table_counts().await.unwrap().certificates, 900);
+        assert_eq!(db.counts().await.unwrap().certificates, 900);
     }
 }
