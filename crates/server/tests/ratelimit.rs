@@ -126,6 +126,68 @@ fn new_accounts_per_ip() {
     });
 }
 
+/// A client whose requests all carry `X-Forwarded-For: xff`, as if behind a balancer.
+async fn forwarded_client(f: &Fleetca, xff: &str) -> AcmeClient {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", xff.parse().unwrap());
+    let http = fleetca::bench::client::http_client_builder(f.root_pem())
+        .unwrap()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    AcmeClient::new(http, &f.directory_url()).await.unwrap()
+}
+
+async fn try_register(c: &AcmeClient) -> Resp {
+    c.post_raw(
+        &c.url("newAccount").unwrap(),
+        Some(&json!({"termsOfServiceAgreed": true})),
+    )
+    .await
+    .unwrap()
+}
+
+#[test]
+fn per_ip_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
+    // The test client connects from 127.0.0.1, here playing the load balancer.
+    let trusting = start(
+        "new_accounts_per_ip_per_hour = 1",
+        &[
+            "--insecure-skip-validation",
+            "--trusted-proxy",
+            "127.0.0.0/8",
+        ],
+        0,
+    );
+    rt().block_on(async {
+        // Two devices behind the balancer: one budget each.
+        let a = forwarded_client(&trusting, "198.51.100.1").await;
+        assert_eq!(try_register(&a).await.status, 201);
+        let b = forwarded_client(&trusting, "198.51.100.2").await;
+        assert_eq!(try_register(&b).await.status, 201);
+        // A device that forges a prefix is still charged to the address the balancer saw.
+        let forged = forwarded_client(&trusting, "203.0.113.50, 198.51.100.1").await;
+        let before = counts(&trusting).await;
+        assert_rate_limited(&try_register(&forged).await, 3500..=3600);
+        assert_eq!(counts(&trusting).await, before);
+    });
+
+    // Without --trusted-proxy the header is the client's own claim and is ignored.
+    let plain = start(
+        "new_accounts_per_ip_per_hour = 1",
+        &["--insecure-skip-validation"],
+        0,
+    );
+    rt().block_on(async {
+        let a = forwarded_client(&plain, "198.51.100.1").await;
+        assert_eq!(try_register(&a).await.status, 201);
+        let b = forwarded_client(&plain, "198.51.100.2").await;
+        let before = counts(&plain).await;
+        assert_rate_limited(&try_register(&b).await, 3500..=3600);
+        assert_eq!(counts(&plain).await, before);
+    });
+}
+
 #[test]
 fn requests_per_ip_and_cheap_endpoints_exempt() {
     let f = start(

@@ -68,6 +68,11 @@ impl Resp {
 
 /// An HTTPS client trusting exactly the roots in `roots_pem`.
 pub fn http_client(roots_pem: &str) -> Result<reqwest::Client, ClientError> {
+    Ok(http_client_builder(roots_pem)?.build()?)
+}
+
+/// The builder behind [`http_client`], for callers that add to it (default headers, say).
+pub fn http_client_builder(roots_pem: &str) -> Result<reqwest::ClientBuilder, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for der in
         pki::cert_info::pem_to_ders(roots_pem).map_err(|e| ClientError::Other(e.to_string()))?
@@ -84,8 +89,7 @@ pub fn http_client(roots_pem: &str) -> Result<reqwest::Client, ClientError> {
         .with_no_client_auth();
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(60))
-        .build()?)
+        .timeout(Duration::from_secs(60)))
 }
 
 /// One ACME account's client.

@@ -213,6 +213,14 @@ fn init_logging(json: bool) {
     };
 }
 
+/// Parses an IP address or CIDR range (a bare address is a /32 or /128).
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
+}
+
 /// Parses `ADDR:PORT`.
 pub fn parse_socket(s: &str) -> Result<SocketAddr, String> {
     s.parse()

@@ -1,7 +1,7 @@
 //! `fleetca serve`: loads the data directory, opens storage, and runs the ACME server over
 //! HTTPS plus a plain-HTTP listener for CRLs and CA certificates.
 
-use super::{parse_socket, KeyProtection};
+use super::{parse_net, parse_socket, KeyProtection};
 use crate::clock::{Clock, SystemClock};
 use crate::datadir::{DataDir, DEFAULT_TENANT};
 use crate::ra::{Ra, RaConfig};
@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// set --base-url to the proxy's https URL).
     #[arg(long, env = "FLEETCA_ACME_OVER_HTTP")]
     pub acme_over_http: bool,
+    /// A load balancer or proxy (address or CIDR, repeatable; env: comma-separated) whose
+    /// `X-Forwarded-For` names the client for per-IP rate limits. Without it the TCP peer is
+    /// the client, and every device behind a balancer shares the balancer's per-IP budget.
+    #[arg(long = "trusted-proxy", env = "FLEETCA_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// External base URL of the ACME server (default `https://<listen>`).
     #[arg(long, env = "FLEETCA_BASE_URL")]
     pub base_url: Option<String>,
@@ -250,6 +255,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         max_waiting: args.max_waiting,
         overload_wait: Duration::from_millis(args.overload_wait_ms),
+        trusted_proxies: crate::wfe::TrustedProxies::new(args.trusted_proxies.clone()),
         ..WfeConfig::default()
     };
     // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).

@@ -5,6 +5,7 @@ mod account;
 mod ari;
 mod authz;
 mod cert;
+mod client_ip;
 mod crl_shard;
 mod directory;
 pub mod jose;
@@ -17,6 +18,7 @@ mod public;
 pub mod ratelimit;
 mod revoke;
 
+pub use client_ip::TrustedProxies;
 pub use nonce::NonceService;
 
 use crate::error::{Error, Result};
@@ -49,6 +51,9 @@ pub struct WfeConfig {
     pub max_waiting: usize,
     /// Longest a request waits for a slot before 503 (`serve --overload-wait-ms`).
     pub overload_wait: Duration,
+    /// Load balancers and proxies whose `X-Forwarded-For` names the client for per-IP rate
+    /// limits (`serve --trusted-proxy`); empty: the TCP peer is the client.
+    pub trusted_proxies: client_ip::TrustedProxies,
 }
 
 impl Default for WfeConfig {
@@ -60,6 +65,7 @@ impl Default for WfeConfig {
             max_in_flight: 256,
             max_waiting: 1024,
             overload_wait: Duration::from_millis(500),
+            trusted_proxies: client_ip::TrustedProxies::default(),
         }
     }
 }
@@ -99,6 +105,11 @@ impl Wfe {
                     )],
                 );
             }));
+    }
+
+    /// The front end's configuration.
+    pub fn config(&self) -> &WfeConfig {
+        &self.cfg
     }
 
     /// The rate limiter.

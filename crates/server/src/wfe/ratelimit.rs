@@ -310,12 +310,22 @@ fn sweep<'a>(b: &mut Buckets, cfg: impl Fn(&str) -> &'a RateLimitConfig, now: In
     b.sweep_at = (b.map.len() * 2).max(10_000);
 }
 
-/// The client's IP address, when the listener recorded it (`ConnectInfo`). Behind a proxy
-/// this is the proxy's address; the per-IP limits then apply to the proxy as a whole.
-pub(crate) fn client_ip<B>(req: &axum::http::Request<B>) -> Option<IpAddr> {
-    req.extensions()
+/// The client's IP address, when the listener recorded it (`ConnectInfo`): the TCP peer, or
+/// for a peer among `proxies` the address it forwarded (see `wfe::client_ip`).
+pub(crate) fn client_ip<B>(
+    proxies: &super::client_ip::TrustedProxies,
+    req: &axum::http::Request<B>,
+) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip())?;
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Some(proxies.client(peer, forwarded))
 }
 
 /// The tenant named in an `/acme/<tenant>/...` path.
@@ -332,7 +342,7 @@ pub(crate) async fn per_ip_requests(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Some(ip) = client_ip(&req) {
+    if let Some(ip) = client_ip(&wfe.config().trusted_proxies, &req) {
         let tenant = path_tenant(req.uri().path()).to_string();
         if let Err(e) = wfe
             .limits()
