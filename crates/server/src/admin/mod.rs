@@ -116,7 +116,7 @@ async fn require_token(
         })
         .map(str::trim)
         .unwrap_or("");
-    match st.tokens.authorize(presented, need) {
+    match st.tokens.authorize(presented, need).await {
         Ok(rec) => {
             req.extensions_mut().insert(rec);
             next.run(req).await

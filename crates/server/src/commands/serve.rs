@@ -311,11 +311,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Dashboard, admin API and metrics; like the plain-HTTP listener, failing to bind it
     // leaves the ACME service running.
+    let tokens = crate::admin::auth::TokenStore::new(db.clone());
+    tokens.import_legacy_file(&dd).await?;
     let admin_state = Arc::new(crate::admin::AdminState {
         db: db.clone(),
         dd: dd.clone(),
         tenants: tenants.clone(),
-        tokens: crate::admin::auth::TokenStore::new(&dd),
+        tokens,
         keyring: eab_keyring,
     });
     if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state).await {

@@ -83,6 +83,13 @@ pub(crate) fn run(cmd: &AdminCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The database's token store, after importing a token file an older version left.
+fn token_store(ctx: &AdminContext) -> anyhow::Result<TokenStore> {
+    let store = TokenStore::new(ctx.db.clone());
+    ctx.block_on(store.import_legacy_file(&ctx.dd))?;
+    Ok(store)
+}
+
 fn audit(ctx: &AdminContext, action: &str, id: &str, after: Option<String>) -> anyhow::Result<()> {
     ctx.block_on(ctx.db.append_audit(&AuditEntry {
         at: now_unix(),
@@ -98,8 +105,8 @@ fn audit(ctx: &AdminContext, action: &str, id: &str, after: Option<String>) -> a
 
 fn create(a: &CreateArgs) -> anyhow::Result<()> {
     let ctx = AdminContext::open(&a.data_dir)?;
-    let store = TokenStore::new(&ctx.dd);
-    let (rec, token) = store.create(&a.scopes, a.label.clone(), now_unix())?;
+    let store = token_store(&ctx)?;
+    let (rec, token) = ctx.block_on(store.create(&a.scopes, a.label.clone(), now_unix()))?;
     let scopes: Vec<&str> = rec.scopes.iter().map(|s| s.as_str()).collect();
     audit(
         &ctx,
@@ -124,8 +131,9 @@ fn create(a: &CreateArgs) -> anyhow::Result<()> {
 }
 
 fn list(a: &ListArgs) -> anyhow::Result<()> {
-    let store = TokenStore::new(&crate::datadir::DataDir::new(&a.data_dir));
-    let tokens = store.list()?;
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let store = token_store(&ctx)?;
+    let tokens = ctx.block_on(store.list())?;
     if a.json {
         let v: Vec<_> = tokens
             .iter()
@@ -158,7 +166,8 @@ fn list(a: &ListArgs) -> anyhow::Result<()> {
 
 fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
     let ctx = AdminContext::open(&a.data_dir)?;
-    if !TokenStore::new(&ctx.dd).revoke(&a.id, now_unix())? {
+    let store = token_store(&ctx)?;
+    if !ctx.block_on(store.revoke(&a.id, now_unix()))? {
         anyhow::bail!("no active admin token with id {:?}", a.id);
     }
     audit(&ctx, "admin_token.revoke", &a.id, None)?;

@@ -21,6 +21,7 @@ const TABLES: &[&str] = &[
     "eab_keys",
     "eab_bindings",
     "audit_log",
+    "admin_tokens",
 ];
 
 /// What was copied and the proof that it arrived intact.

@@ -3,6 +3,7 @@
 //! implementation, not a rewrite. Every method that reports success has committed durably.
 
 mod admin;
+mod admin_tokens;
 mod audit;
 mod eab;
 mod lifecycle;
@@ -17,6 +18,7 @@ mod sqlite;
 mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
+pub use admin_tokens::{AdminTokenRow, AdminTokenStore};
 pub use audit::{AuditEntry, AuditStore};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
 pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
@@ -34,7 +36,14 @@ pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.
 #[async_trait]
 pub trait Database:
-    Storage + EabStore + LifecycleStore + AuditStore + AdminStore + StatsStore + HistorySeeder
+    Storage
+    + EabStore
+    + LifecycleStore
+    + AuditStore
+    + AdminStore
+    + StatsStore
+    + HistorySeeder
+    + AdminTokenStore
 {
     /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
     /// for PostgreSQL (see `sa::nonce`).

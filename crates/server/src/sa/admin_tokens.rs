@@ -1,0 +1,144 @@
+//! Admin API token records (`admin::auth`): id, SHA-256 of the token, scopes, revocation.
+//! In the database so that every node sharing it accepts the same tokens at once.
+
+use super::{PgStorage, SaError, SqliteStorage};
+use async_trait::async_trait;
+use sqlx::Row;
+
+/// One stored admin token (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminTokenRow {
+    /// Public id.
+    pub id: String,
+    /// SHA-256 of the whole token, lower-case hex.
+    pub sha256: String,
+    /// Scopes, comma-separated.
+    pub scopes: String,
+    /// Free-text note.
+    pub label: Option<String>,
+    /// Creation time (UNIX seconds).
+    pub created_at: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Admin token storage.
+#[async_trait]
+pub trait AdminTokenStore: Send + Sync {
+    /// Stores a token; `false` if its id exists already (left unchanged).
+    async fn insert_admin_token(&self, t: &AdminTokenRow) -> Result<bool, SaError>;
+    /// The token with this id.
+    async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRow>, SaError>;
+    /// Every token, oldest first.
+    async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, SaError>;
+    /// Revokes an unrevoked token; `false` if there is none with this id.
+    async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError>;
+}
+
+macro_rules! admin_token_store {
+    ($ty:ty, $row:ty) => {
+        impl $ty {
+            fn admin_token_row(r: &$row) -> Result<AdminTokenRow, SaError> {
+                Ok(AdminTokenRow {
+                    id: r.try_get("id")?,
+                    sha256: r.try_get("sha256")?,
+                    scopes: r.try_get("scopes")?,
+                    label: r.try_get("label")?,
+                    created_at: r.try_get("created_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl AdminTokenStore for $ty {
+            async fn insert_admin_token(&self, t: &AdminTokenRow) -> Result<bool, SaError> {
+                let r = sqlx::query(
+                    "INSERT INTO admin_tokens (id, sha256, scopes, label, created_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&t.id)
+                .bind(&t.sha256)
+                .bind(&t.scopes)
+                .bind(&t.label)
+                .bind(t.created_at)
+                .bind(t.revoked_at)
+                .execute(self.writer())
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRow>, SaError> {
+                let row = sqlx::query("SELECT * FROM admin_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?;
+                row.as_ref().map(Self::admin_token_row).transpose()
+            }
+
+            async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, SaError> {
+                let rows = sqlx::query("SELECT * FROM admin_tokens ORDER BY created_at, id")
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter().map(Self::admin_token_row).collect()
+            }
+
+            async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError> {
+                let r = sqlx::query(
+                    "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(self.writer())
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+admin_token_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
+admin_token_store!(PgStorage, sqlx::postgres::PgRow);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn roundtrip<D: AdminTokenStore>(db: &D) {
+        let t = AdminTokenRow {
+            id: "tok1".into(),
+            sha256: "ab".repeat(32),
+            scopes: "read,write".into(),
+            label: Some("ops".into()),
+            created_at: 10,
+            revoked_at: None,
+        };
+        assert!(db.insert_admin_token(&t).await.unwrap());
+        assert!(!db.insert_admin_token(&t).await.unwrap(), "ids are unique");
+        assert_eq!(db.get_admin_token("tok1").await.unwrap(), Some(t.clone()));
+        assert_eq!(db.list_admin_tokens().await.unwrap(), vec![t]);
+        assert!(db.revoke_admin_token("tok1", 20).await.unwrap());
+        assert!(!db.revoke_admin_token("tok1", 30).await.unwrap());
+        assert_eq!(
+            db.get_admin_token("tok1")
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(20)
+        );
+        assert_eq!(db.get_admin_token("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_admin_tokens() {
+        roundtrip(&SqliteStorage::open_in_memory().await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_admin_tokens() {
+        if let Some((db, _)) = super::super::tests::postgres_pair().await {
+            roundtrip(db.as_ref()).await;
+        }
+    }
+}
