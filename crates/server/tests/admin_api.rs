@@ -262,3 +262,40 @@ async fn admin_api_scopes_openapi_actions_and_metrics() {
         ]) >= 1.0
     );
 }
+
+/// `serve --admin-tls`: the admin API answers over HTTPS with the server's certificate, and a
+/// plain-HTTP request (a bearer token in clear) gets no API answer.
+#[test]
+fn admin_tls_serves_the_api_over_https_only() {
+    let mut ca = support::Fleetca::init(admin_harness::PERMITS);
+    ca.serve_with(0, 0, 0, &["--admin-tls"]);
+    let url = admin_harness::admin_url(&ca);
+    assert!(url.starts_with("https://"), "{url}");
+    let out = ca.cli(&["admin", "token", "create", "--scopes", "read", "--json"]);
+    assert!(out.success(), "{out}");
+    let token = serde_json::from_str::<Value>(out.stdout.trim()).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let https = client::http_client(ca.root_pem());
+        let r = https
+            .get(format!("{url}/api/tenants"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("HTTPS request");
+        assert_eq!(r.status(), 200);
+        let plain_url = url.replacen("https://", "http://", 1);
+        let plain = reqwest::Client::new()
+            .get(format!("{plain_url}/api/tenants"))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        assert!(
+            plain.map(|r| r.status() != 200).unwrap_or(true),
+            "the admin API answered plain HTTP"
+        );
+    });
+}

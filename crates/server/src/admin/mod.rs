@@ -141,9 +141,13 @@ async fn require_token(
 
 /// Binds `addr` and serves the admin routes in the background; returns the bound address, or
 /// `None` (logged) if the address cannot be bound, so the ACME service still starts.
-pub async fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> Option<SocketAddr> {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: put it behind a TLS proxy or a private network");
+pub async fn spawn(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+) -> Option<SocketAddr> {
+    if !addr.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: use --admin-tls, a TLS proxy or a private network");
     }
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -154,10 +158,29 @@ pub async fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> Option<SocketAdd
     };
     let bound = listener.local_addr().ok()?;
     let app = router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin listener failed");
+    match tls {
+        Some(tls) => {
+            let std_listener = match listener.into_std() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot hand the admin listener to TLS");
+                    return None;
+                }
+            };
+            tokio::spawn(async move {
+                let server = axum_server::from_tcp_rustls(std_listener, tls);
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
+        }
+    }
     Some(bound)
 }

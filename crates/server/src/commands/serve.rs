@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// `/`, the admin API under `/api/`, Prometheus metrics at `/metrics` (docs/admin.md).
     #[arg(long, env = "FLEETCA_ADMIN_LISTEN", default_value = "127.0.0.1:9443", value_parser = parse_socket)]
     pub admin_listen: SocketAddr,
+    /// Serve the admin listener over HTTPS, with the ACME listener's certificate (bearer
+    /// tokens then never cross the network in clear). Use it whenever the admin listener is
+    /// not on loopback.
+    #[arg(long, env = "FLEETCA_ADMIN_TLS")]
+    pub admin_tls: bool,
     /// Also serve ACME on the plain-HTTP listener (only behind a TLS-terminating proxy;
     /// set --base-url to the proxy's https URL).
     #[arg(long, env = "FLEETCA_ACME_OVER_HTTP")]
@@ -278,7 +283,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = wfe::router(wfe.clone());
         axum_server::from_tcp_rustls(
             listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(tls),
+            axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()),
         )
         .handle(handle.clone())
         // The peer address feeds the per-IP rate limits.
@@ -320,8 +325,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
         keyring: eab_keyring,
     });
-    if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state).await {
-        println!("Admin (dashboard, /api, /metrics) on http://{a}");
+    let admin_tls = args
+        .admin_tls
+        .then(|| axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()));
+    let scheme = if admin_tls.is_some() { "https" } else { "http" };
+    if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state, admin_tls).await {
+        println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     }
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
 
