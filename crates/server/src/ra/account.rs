@@ -175,14 +175,10 @@ impl Ra {
         if let Some(contact) = &upd.contact {
             validate_contacts(contact)?;
         }
-        self.accounts.forget(&acct.id);
         if let Some(contact) = &upd.contact {
             self.sa.update_account_contact(&acct.id, contact).await?;
         }
         let deactivated = upd.status.is_none() || self.sa.try_deactivate_account(&acct.id).await?;
-        // Again after the write: a request that read the account meanwhile may have cached
-        // the old record.
-        self.accounts.forget(&acct.id);
         if !deactivated {
             return Err(Error::unauthorized("account is not valid"));
         }
@@ -216,7 +212,6 @@ impl Ra {
                     .with_location(tenant.account_url(&other.id)),
             );
         }
-        self.accounts.forget(&acct.id);
         match self
             .sa
             .try_change_account_key(&acct.id, &old_tp, &new_tp, &new_key.to_json().to_string())
@@ -236,7 +231,6 @@ impl Ra {
             }
             Err(e) => return Err(e.into()),
         }
-        self.accounts.forget(&acct.id);
         self.sa
             .get_account(&acct.id)
             .await?
