@@ -319,6 +319,27 @@ async fn renewal_info_replaces_and_renew_early() {
     let start = unix(&body["suggestedWindow"]["start"]);
     assert!(start <= now + 5 && start < nb + third, "{body}");
 
+    // With --spread the window opens now and stays open for the spread, so a fleet's ARI
+    // clients (each picking a random moment inside it, RFC 9773 §4.2) arrive evenly.
+    let mut cmd = std::process::Command::new(Fleetca::bin());
+    cmd.args(["renew-early", "--data-dir"])
+        .arg(env.ca.data_dir())
+        .args(["--serial", &serial_hex, "--spread", "2h"]);
+    env.ca.with_database(&mut cmd);
+    let out = support::run(cmd, std::time::Duration::from_secs(30));
+    assert!(out.success(), "{out}");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (_, _, body) = get(&c, &url).await;
+    let (start, end) = (
+        unix(&body["suggestedWindow"]["start"]),
+        unix(&body["suggestedWindow"]["end"]),
+    );
+    assert!((now - 30..=now + 5).contains(&start), "{body}");
+    assert!(
+        (start + 7200 - 5..=start + 7200 + 5).contains(&end),
+        "{body}"
+    );
+
     // A selector is required.
     let mut cmd = std::process::Command::new(Fleetca::bin());
     cmd.args(["renew-early", "--data-dir"])

@@ -340,6 +340,7 @@ pub(super) async fn renew_early(
         &selector,
         &sel.describe(),
         &actor(&tok),
+        None,
     )
     .await
     .map_err(ApiError::internal)?;

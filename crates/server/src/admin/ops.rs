@@ -201,13 +201,23 @@ pub async fn renew_early(
     sel: &CertSelector,
     describe: &str,
     actor: &str,
+    spread: Option<std::time::Duration>,
 ) -> anyhow::Result<Vec<String>> {
     let now = now_unix();
     let certs = db.select_certs(tenant, sel, now).await?;
     let ids: Vec<String> = certs.iter().map(|c| c.id.clone()).collect();
-    let n = db
-        .set_renewal_overrides(&ids, now - RENEW_EARLY_WINDOW_SECS, now, now)
-        .await?;
+    // Without a spread the window lies wholly in the past: every client is due at its next
+    // poll. With one it is [now, now + spread]: RFC 9773 §4.2 has each client pick a uniformly
+    // random moment inside the window, so a fleet's renewals arrive evenly over the spread
+    // instead of all at once.
+    let (start, end) = match spread {
+        Some(d) if !d.is_zero() => (
+            now,
+            now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4),
+        ),
+        _ => (now - RENEW_EARLY_WINDOW_SECS, now),
+    };
+    let n = db.set_renewal_overrides(&ids, start, end, now).await?;
     let serials: Vec<String> = certs.iter().map(|c| c.serial.clone()).collect();
     db.append_audit(&AuditEntry {
         at: now,
@@ -216,7 +226,9 @@ pub async fn renew_early(
         tenant: tenant.map(str::to_string),
         object: Some(describe.to_string()),
         before: None,
-        after: Some(json!({ "certificates": n, "serials": serials }).to_string()),
+        after: Some(
+            json!({ "certificates": n, "serials": serials, "window": [start, end] }).to_string(),
+        ),
     })
     .await?;
     Ok(serials)

@@ -16,9 +16,15 @@ pub struct RenewEarlyArgs {
     /// Which certificates (the same selectors as `fleetca cert revoke-many`).
     #[command(flatten)]
     pub select: CertSelection,
+    /// Instead of "due now", open the window now and close it after this long (`90s`, `30m`,
+    /// `6h`, `2d`): ARI clients each pick a random moment inside it (RFC 9773 §4.2), so a
+    /// fleet-wide renewal arrives evenly over the spread instead of as one storm.
+    #[arg(long, value_parser = super::admin::parse_duration)]
+    pub spread: Option<std::time::Duration>,
 }
 
-/// Sets the selected certificates' ARI window to [now - 1 h, now] and prints how many.
+/// Sets the selected certificates' ARI window to [now - 1 h, now] (or [now, now + spread])
+/// and prints their serials.
 pub(crate) fn run(a: &RenewEarlyArgs) -> anyhow::Result<()> {
     let sel = a.select.selector()?;
     let ctx = AdminContext::open(&a.data_dir)?;
@@ -29,13 +35,21 @@ pub(crate) fn run(a: &RenewEarlyArgs) -> anyhow::Result<()> {
         &sel,
         &a.select.describe(),
         &cli_actor(),
+        a.spread,
     ))?;
     for s in &serials {
         println!("{s}");
     }
-    eprintln!(
-        "renewal window moved to now for {} certificate(s)",
-        serials.len()
-    );
+    match a.spread {
+        Some(d) if !d.is_zero() => eprintln!(
+            "renewal window set to the next {}s for {} certificate(s)",
+            d.as_secs(),
+            serials.len()
+        ),
+        _ => eprintln!(
+            "renewal window moved to now for {} certificate(s)",
+            serials.len()
+        ),
+    }
     Ok(())
 }
