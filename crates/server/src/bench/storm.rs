@@ -116,6 +116,9 @@ pub(super) async fn run(
         let (gate, tokens, mode, ari_base) =
             (gate.clone(), tokens.clone(), args.mode, ari_base.clone());
         tasks.push(tokio::spawn(async move {
+            // The renewalInfo poll also takes a client slot: a fleet polls on its own
+            // schedules, not 100k requests in the same instant.
+            let slot = gate.clone().acquire_owned().await.ok();
             let t = Instant::now();
             let info = d
                 .client
@@ -126,6 +129,7 @@ pub(super) async fn run(
             let ari_latency = t.elapsed();
             let status = info.status();
             let body: serde_json::Value = info.json().await?;
+            drop(slot);
             if !status.is_success() {
                 return Err(ClientError::Other(format!("renewalInfo: {status} {body}")));
             }
@@ -143,10 +147,15 @@ pub(super) async fn run(
             };
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let (ws, we) = (window("start").unwrap_or(now), window("end").unwrap_or(now));
-            if ws > now {
-                // §4.2: pick a uniformly random moment in the window.
-                let at = ws + (rand::random::<u64>() % (we - ws).max(1) as u64) as i64;
-                let wait = Duration::from_secs((at - now).max(0) as u64);
+            // §4.2: pick a uniformly random moment in the window; renew at once if it has
+            // passed (a window wholly in the past), else wait for it.
+            let at = if we > ws {
+                ws + (rand::random::<u64>() % (we - ws) as u64) as i64
+            } else {
+                ws
+            };
+            if at > now {
+                let wait = Duration::from_secs((at - now) as u64);
                 if wait > max_wait {
                     return Ok((ari_latency, None));
                 }
