@@ -29,6 +29,10 @@ pub const CRLS_GENERATED: &str = "fleetca_crl_generated_total";
 pub const OCSP_RESPONSES: &str = "fleetca_ocsp_responses_total";
 /// Storage call latency in seconds, by `op` (the `Storage` method name).
 pub const DB_DURATION: &str = "fleetca_db_operation_duration_seconds";
+/// SQLite writes that waited for the group-commit barrier.
+pub const SQLITE_COMMIT_BARRIERS: &str = "fleetca_sqlite_commit_barriers_total";
+/// `fdatasync`s of the SQLite WAL the barriers needed (barriers / syncs = group size).
+pub const SQLITE_WAL_SYNCS: &str = "fleetca_sqlite_wal_syncs_total";
 
 /// Records one answered HTTP request.
 pub fn http_request(

@@ -216,6 +216,7 @@ impl AdminStore for $ty {
         };
         audit::append(&mut *tx, &entry, audit.at).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(Some(before))
     }
 
@@ -272,6 +273,7 @@ impl AdminStore for $ty {
         }
         audit::append(&mut *tx, audit, at).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(true)
     }
 }

@@ -65,6 +65,7 @@ macro_rules! admin_token_store {
                 .bind(t.revoked_at)
                 .execute(self.writer())
                 .await?;
+                self.durable().await?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -91,6 +92,7 @@ macro_rules! admin_token_store {
                 .bind(id)
                 .execute(self.writer())
                 .await?;
+                self.durable().await?;
                 Ok(r.rows_affected() == 1)
             }
         }

@@ -78,7 +78,9 @@ macro_rules! audit_store {
         impl AuditStore for $ty {
             async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
                 let mut conn = self.writer().acquire().await?;
-                append(&mut *conn, e, e.at).await
+                append(&mut *conn, e, e.at).await?;
+                drop(conn);
+                self.durable().await
             }
 
             async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {

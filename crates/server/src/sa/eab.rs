@@ -147,6 +147,7 @@ impl EabStore for $ty {
         }
         audit::append(&mut *tx, audit, k.created_at).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -207,6 +208,7 @@ impl EabStore for $ty {
         };
         audit::append(&mut *tx, &entry, at).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(true)
     }
 
@@ -268,6 +270,7 @@ impl EabStore for $ty {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(EabAccountOutcome::Created)
     }
 

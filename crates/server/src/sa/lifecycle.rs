@@ -197,6 +197,7 @@ impl LifecycleStore for $ty {
         .bind(&lc.replaces_cert_id)
         .execute(self.writer())
         .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -247,6 +248,7 @@ impl LifecycleStore for $ty {
             .bind(crl_shard.map(i64::from))
             .execute(self.writer())
             .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -302,6 +304,7 @@ impl LifecycleStore for $ty {
             .rows_affected();
         }
         tx.commit().await?;
+        self.durable().await?;
         Ok(n)
     }
 
@@ -408,6 +411,7 @@ impl LifecycleStore for $ty {
         .bind(crl.next_update)
         .execute(self.writer())
         .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -473,6 +477,7 @@ impl LifecycleStore for $ty {
         .await?
         .rows_affected();
         tx.commit().await?;
+        self.durable().await?;
         Ok(report)
     }
 }

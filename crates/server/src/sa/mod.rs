@@ -6,6 +6,7 @@ mod admin;
 mod admin_tokens;
 mod audit;
 mod eab;
+mod group_commit;
 mod lifecycle;
 mod metered;
 mod migrate;
@@ -103,6 +104,9 @@ pub enum SaError {
     /// A uniqueness rule was violated (e.g. the account key is already in use).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A write could not be made durable (`fdatasync` failed); it must not be reported done.
+    #[error("database write not durable: {0}")]
+    Durability(std::io::Error),
 }
 
 impl SaError {

@@ -61,4 +61,10 @@ impl PgStorage {
     pub(super) fn writer(&self) -> &PgPool {
         &self.pool
     }
+
+    /// PostgreSQL's commit is durable by itself (`synchronous_commit=on`) and already grouped
+    /// by the server, so there is nothing to wait for.
+    pub(super) async fn durable(&self) -> Result<(), SaError> {
+        Ok(())
+    }
 }

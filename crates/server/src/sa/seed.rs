@@ -263,6 +263,7 @@ macro_rules! history_seeder {
                         q.execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
+                    self.durable().await?;
                     done += n;
                     progress(done);
                 }

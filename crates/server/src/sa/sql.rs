@@ -130,7 +130,7 @@ impl Storage for $ty {
         .execute(self.writer())
         .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => self.durable().await,
             Err(e) if is_unique_violation(&e) => {
                 Err(SaError::Conflict("account key already registered".into()))
             }
@@ -165,6 +165,7 @@ impl Storage for $ty {
             .bind(id)
             .execute(self.writer())
             .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -175,6 +176,7 @@ impl Storage for $ty {
         .bind(id)
         .execute(self.writer())
         .await?;
+        self.durable().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -193,7 +195,10 @@ impl Storage for $ty {
             .execute(self.writer())
             .await;
         match res {
-            Ok(r) => Ok(r.rows_affected() == 1),
+            Ok(r) => {
+                self.durable().await?;
+                Ok(r.rows_affected() == 1)
+            }
             Err(e) if is_unique_violation(&e) => {
                 Err(SaError::Conflict("new key already in use".into()))
             }
@@ -277,6 +282,7 @@ impl Storage for $ty {
             .await?;
         }
         tx.commit().await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -401,6 +407,7 @@ impl Storage for $ty {
             .await
             .map_err(SaError::from)?;
         tx.commit().await.map_err(SaError::from)?;
+        self.durable().await?;
         Ok(Some(cert))
     }
 
@@ -493,6 +500,7 @@ impl Storage for $ty {
                 .await?;
         }
         tx.commit().await?;
+        self.durable().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -531,6 +539,7 @@ impl Storage for $ty {
         .bind(lease_until)
         .execute(self.writer())
         .await?;
+        self.durable().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -585,6 +594,7 @@ impl Storage for $ty {
             }
         }
         tx.commit().await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -599,6 +609,7 @@ impl Storage for $ty {
         .bind(lease_until)
         .fetch_all(self.writer())
         .await?;
+        self.durable().await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>(0)?))
             .collect()
@@ -645,6 +656,7 @@ impl Storage for $ty {
             .bind(id)
             .execute(self.writer())
             .await?;
+        self.durable().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -704,6 +716,7 @@ impl Storage for $ty {
         .bind(crl.next_update)
         .execute(self.writer())
         .await?;
+        self.durable().await?;
         Ok(())
     }
 }
