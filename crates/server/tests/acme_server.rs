@@ -17,6 +17,8 @@ struct Env {
     ca: Fleetca,
     dns: ChallTestSrv,
     root: String,
+    /// The port fleetca's http-01 validations connect to.
+    http01_port: u16,
 }
 
 impl Env {
@@ -34,9 +36,15 @@ impl Env {
         }
         let dns = ChallTestSrv::start();
         let mut ca = Fleetca::init(PERMITS);
-        ca.serve(dns.dns_port(), support::free_port(), support::free_port());
+        let http01_port = support::free_port();
+        ca.serve(dns.dns_port(), http01_port, support::free_port());
         let root = ca.root_pem().to_string();
-        Some(Env { ca, dns, root })
+        Some(Env {
+            ca,
+            dns,
+            root,
+            http01_port,
+        })
     }
 
     async fn client(&self) -> Client {
@@ -793,4 +801,94 @@ async fn key_change_to_a_taken_key_conflicts_and_orders_paginate() {
         pages += 1;
     }
     assert_eq!((seen.len(), pages), (55, 2));
+}
+
+/// The challenge POST waits briefly for its validation (`RaConfig::challenge_wait`): a fast
+/// success or failure comes back in the same response, a slow validation is reported
+/// `processing` with `Retry-After` and finishes in the background.
+#[tokio::test(flavor = "multi_thread")]
+async fn challenge_response_carries_a_fast_outcome() {
+    let Some(env) = Env::start("challenge_response_carries_a_fast_outcome") else {
+        return;
+    };
+    let c = env.client().await;
+    let challenge = |authz: &Value, kind: &str| {
+        authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ch| ch["type"] == kind)
+            .unwrap_or_else(|| panic!("{kind} offered: {authz}"))
+            .clone()
+    };
+    let names = [
+        "fast.routers.example.com",
+        "wrong.routers.example.com",
+        "slow.routers.example.com",
+    ];
+    let order = c.new_order(&names).await.json();
+    let authz_urls: Vec<String> = order["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let authzs: Vec<Value> = {
+        let mut v = Vec::new();
+        for u in &authz_urls {
+            v.push(c.post(u, None).await.json());
+        }
+        v
+    };
+    let by_name = |n: &str| {
+        let i = authzs
+            .iter()
+            .position(|a| a["identifier"]["value"] == n)
+            .expect("authorization per name");
+        (authz_urls[i].clone(), authzs[i].clone())
+    };
+
+    // Correct TXT record: the response already says valid, and so does the authorization.
+    let (fast_url, fast) = by_name(names[0]);
+    let ch = challenge(&fast, "dns-01");
+    let txt =
+        acme_types::keyauth::dns01_txt_value(&c.key_authorization(ch["token"].as_str().unwrap()));
+    env.dns
+        .set_txt(&format!("_acme-challenge.{}", names[0]), &txt);
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let body = r.json();
+    assert_eq!(body["status"], "valid", "{body}\n{}", env.ca.log());
+    assert!(body["validated"].is_string(), "{body}");
+    assert!(r.header("retry-after").is_none());
+    assert_eq!(c.post(&fast_url, None).await.json()["status"], "valid");
+
+    // No TXT record: the response says invalid, with the problem, and the authorization too.
+    let (wrong_url, wrong) = by_name(names[1]);
+    let ch = challenge(&wrong, "dns-01");
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let body = r.json();
+    assert_eq!(body["status"], "invalid", "{body}");
+    assert!(
+        body["error"]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("urn:ietf:params:acme:error:"),
+        "{body}"
+    );
+    assert_eq!(c.post(&wrong_url, None).await.json()["status"], "invalid");
+    // Answering again changes nothing and reports the decided state.
+    let again = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(again.json()["status"], "invalid");
+
+    // An http-01 server that accepts and never answers: the response comes back while the
+    // validation is still running, as processing with Retry-After.
+    let _hang = std::net::TcpListener::bind(("127.0.0.1", env.http01_port)).expect("bind http-01");
+    env.dns.add_a(names[2], std::net::Ipv4Addr::LOCALHOST);
+    let (slow_url, slow) = by_name(names[2]);
+    let ch = challenge(&slow, "http-01");
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let body = r.json();
+    assert_eq!(body["status"], "processing", "{body}");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(c.post(&slow_url, None).await.json()["status"], "pending");
 }

@@ -4,7 +4,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord};
+use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState};
 use crate::tenant::Tenant;
 use crate::va::{ChallengeKind, Target, ValidationRequest};
 use acme_types::jwk::Jwk;
@@ -35,14 +35,16 @@ impl Ra {
     }
 
     /// The client says it is ready (§7.5.1): starts validation if the challenge is pending and
-    /// returns the challenge as it now stands. Repeating the POST is harmless.
+    /// returns the challenge as it now stands. Repeating the POST is harmless. The response
+    /// waits up to `challenge_wait` for the validation, so a fast one is reported `valid` or
+    /// `invalid` at once; a slower one is reported `processing` and goes on in the background.
     pub async fn respond_challenge(
         self: &Arc<Self>,
         tenant: &Tenant,
         acct: &AccountRecord,
         id: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        let (mut ch, authz) = self.get_challenge(tenant, acct, id).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
@@ -51,10 +53,28 @@ impl Ra {
                 "a device-attest-01 response must carry the attestation object in \"attObj\"",
             ));
         }
-        if self.sa.try_start_challenge(id, self.lease_until()).await? {
-            self.spawn_validation(id.to_string());
+        if !self.sa.try_start_challenge(id, self.lease_until()).await? {
+            // Started or decided by an earlier POST (maybe a concurrent one): report it as it
+            // stands now, not as it was read above.
+            return self.get_challenge(tenant, acct, id).await;
         }
-        self.get_challenge(tenant, acct, id).await
+        ch.status = ChallengeState::Processing;
+        let validation = self.spawn_loaded_validation(ch.clone(), authz.clone(), acct.clone());
+        if let Ok(Ok(Some(outcome))) =
+            tokio::time::timeout(self.cfg.challenge_wait, validation).await
+        {
+            // The row now says exactly this (finish_challenge wrote it), so it need not be
+            // read back.
+            ch.status = if outcome.valid {
+                ChallengeState::Valid
+            } else {
+                ChallengeState::Invalid
+            };
+            ch.validated_at = outcome.valid.then_some(outcome.at);
+            ch.error = outcome.error;
+            ch.record = outcome.record;
+        }
+        Ok((ch, authz))
     }
 
     /// A `device-attest-01` response (draft-ietf-acme-device-attest §5): the attestation
@@ -182,6 +202,28 @@ impl Ra {
         });
     }
 
+    /// Validates a challenge this request just moved to `processing`, with the rows it
+    /// already read. The handle yields the recorded outcome (`None` if it could not be
+    /// recorded); dropping it leaves the validation running.
+    fn spawn_loaded_validation(
+        self: &Arc<Self>,
+        ch: ChallengeRecord,
+        authz: AuthzRecord,
+        acct: AccountRecord,
+    ) -> tokio::task::JoinHandle<Option<ChallengeOutcome>> {
+        let ra = Arc::clone(self);
+        tokio::spawn(async move {
+            let _permit = ra.validations.clone().acquire_owned().await.ok()?;
+            match ra.validate_loaded(&ch, &authz, &acct).await {
+                Ok(outcome) => Some(outcome),
+                Err(e) => {
+                    tracing::error!(challenge = %ch.id, error = %e, "validation could not be recorded");
+                    None
+                }
+            }
+        })
+    }
+
     async fn validate(&self, challenge_id: &str) -> Result<()> {
         let ch = self
             .sa
@@ -198,11 +240,21 @@ impl Ra {
             .get_account(&authz.account_id)
             .await?
             .ok_or_else(|| Error::internal("account vanished"))?;
+        self.validate_loaded(&ch, &authz, &acct).await.map(|_| ())
+    }
+
+    /// Runs the validation of `ch` and records its outcome (challenge and authorization).
+    async fn validate_loaded(
+        &self,
+        ch: &ChallengeRecord,
+        authz: &AuthzRecord,
+        acct: &AccountRecord,
+    ) -> Result<ChallengeOutcome> {
         let tenant = self
             .tenant(&authz.tenant)
             .ok_or_else(|| Error::internal("tenant vanished"))?;
         let started = std::time::Instant::now();
-        let outcome = match self.run_validation(tenant, &ch, &authz, &acct).await {
+        let outcome = match self.run_validation(tenant, ch, authz, acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
                 ChallengeOutcome {
@@ -228,8 +280,8 @@ impl Ra {
             }
         };
         crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
-        self.sa.finish_challenge(challenge_id, outcome).await?;
-        Ok(())
+        self.sa.finish_challenge(&ch.id, outcome.clone()).await?;
+        Ok(outcome)
     }
 
     async fn run_validation(

@@ -45,6 +45,10 @@ pub struct RaConfig {
     pub max_concurrent_validations: usize,
     /// Time limit for one validation, CAA included.
     pub validation_timeout: Duration,
+    /// How long a challenge POST waits for its validation before answering `processing`.
+    /// Most device validations (LAN http-01, tls-alpn-01) finish well inside it, so the
+    /// device learns the result in the same round trip instead of polling.
+    pub challenge_wait: Duration,
     /// Orders per page in an account's orders list (§7.1.2.1).
     pub orders_page_size: u32,
     /// Treat every challenge as passed. Only for load tests of the issuance path
@@ -61,6 +65,7 @@ impl Default for RaConfig {
             max_identifiers: 100,
             max_concurrent_validations: 64,
             validation_timeout: Duration::from_secs(30),
+            challenge_wait: Duration::from_millis(250),
             orders_page_size: 50,
             skip_validation: false,
         }
