@@ -2,6 +2,7 @@
 //! spread over both, one node is SIGKILLed mid-load, every client finishes through the other,
 //! and every certificate a client received is in the database, unrevoked and valid.
 
+mod client;
 mod support;
 
 use std::net::SocketAddr;
@@ -14,20 +15,28 @@ use support::{free_port, run, wait_for, ChildGuard, Fleetca, Probe};
 
 /// A TCP round-robin balancer: TLS passes through to a live backend (both nodes hold the same
 /// certificate, as nodes behind a real load balancer would).
-fn start_balancer(rt: &tokio::runtime::Runtime, port: u16, backends: Arc<Mutex<Vec<SocketAddr>>>) {
+/// Returns the number of connections passed to each backend so far.
+fn start_balancer(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    backends: Arc<Mutex<Vec<SocketAddr>>>,
+) -> Arc<Mutex<std::collections::HashMap<SocketAddr, usize>>> {
+    let served = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let counts = served.clone();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
         .expect("bind balancer");
     let next = Arc::new(AtomicUsize::new(0));
     rt.spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
-            let (backends, next) = (backends.clone(), next.clone());
+            let (backends, next, counts) = (backends.clone(), next.clone(), counts.clone());
             tokio::spawn(async move {
                 let list = backends.lock().unwrap().clone();
                 let start = next.fetch_add(1, Ordering::SeqCst);
                 for i in 0..list.len() {
                     let addr = list[(start + i) % list.len()];
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(addr).await {
+                        *counts.lock().unwrap().entry(addr).or_insert(0) += 1;
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         return;
                     }
@@ -35,6 +44,7 @@ fn start_balancer(rt: &tokio::runtime::Runtime, port: u16, backends: Arc<Mutex<V
             });
         }
     });
+    served
 }
 
 fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> ChildGuard {
@@ -211,4 +221,97 @@ async fn total_valid_orders(db: &str) -> usize {
         .unwrap()
         .get(0);
     valid as usize
+}
+
+/// The hourly and weekly rate limits hold for the fleet, not per node: with
+/// `new_orders_per_account_per_hour = 3`, six newOrder requests of one account that alternate
+/// between two nodes get three orders, not six (each node alone would have allowed three).
+#[test]
+fn two_nodes_share_one_rate_limit() {
+    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none() {
+        assert!(
+            !support::in_ci(),
+            "FLEETCA_TEST_POSTGRES is required under CI"
+        );
+        eprintln!("SKIP two_nodes_share_one_rate_limit: FLEETCA_TEST_POSTGRES not set");
+        return;
+    }
+    let f = Fleetca::init(&["routers.example.com"]);
+    let cfg = f.data_dir().join("fleetca.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[ca.rate_limits]\nnew_orders_per_account_per_hour = 3\n");
+    std::fs::write(&cfg, text).unwrap();
+    let db = support::create_postgres_database();
+    let (pa, pb, lb) = (free_port(), free_port(), free_port());
+    let base = format!("https://127.0.0.1:{lb}");
+    let node_a = node(&f, &db, pa, &base, &f.scratch().join("a.log"));
+    let node_b = node(&f, &db, pb, &base, &f.scratch().join("b.log"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backends = Arc::new(Mutex::new(vec![
+        SocketAddr::from(([127, 0, 0, 1], pa)),
+        SocketAddr::from(([127, 0, 0, 1], pb)),
+    ]));
+    let served = start_balancer(&rt, lb, backends);
+    let statuses: Vec<(u16, String)> = rt.block_on(async {
+        let url = format!("{base}/acme/default/directory");
+        let mut c = client::Client::new(&url, f.root_pem()).await;
+        // A new connection per request: the round-robin balancer alternates the nodes.
+        c.http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .use_preconfigured_tls(client_tls(f.root_pem()))
+            .build()
+            .unwrap();
+        assert_eq!(c.new_account().await.status, 201);
+        let mut out = Vec::new();
+        for i in 0..6 {
+            // Each POST is two connections (newNonce, then the POST itself); one more on every
+            // other round moves the next newOrder to the other node.
+            if i % 2 == 1 {
+                c.nonce().await;
+            }
+            let r = c.new_order(&[&format!("d{i}.routers.example.com")]).await;
+            let kind = if r.status == 201 {
+                String::new()
+            } else {
+                r.problem()
+            };
+            out.push((r.status, kind));
+        }
+        out
+    });
+    let granted = statuses.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(
+        granted,
+        3,
+        "{statuses:?}\n{}\n{}",
+        node_a.log(),
+        node_b.log()
+    );
+    assert!(
+        statuses[3..]
+            .iter()
+            .all(|(s, k)| *s == 429 && k == "rateLimited"),
+        "{statuses:?}"
+    );
+    // Both nodes answered requests, so the limit was not one node's alone.
+    let served = served.lock().unwrap().clone();
+    assert_eq!(served.len(), 2, "{served:?}");
+    assert!(served.values().all(|n| *n >= 4), "{served:?}");
+}
+
+fn client_tls(root_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pki::cert_info::pem_to_ders(root_pem).expect("root PEM") {
+        roots.add(der.into()).expect("root cert");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("tls versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }

@@ -267,13 +267,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let nonce_store = db.nonce_store();
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
-    // Per-tenant `[ca.rate_limits]`; buckets are per node (see wfe::ratelimit).
+    // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
+    // PostgreSQL, the rest are per node (see wfe::ratelimit).
     let limits = dd
         .load_tenant_configs()?
         .into_iter()
         .map(|c| (c.ca.name, c.ca.rate_limits))
         .collect();
-    wfe.set_rate_limits(Arc::new(crate::wfe::ratelimit::RateLimiter::new(limits)));
+    wfe.set_rate_limits(Arc::new(
+        crate::wfe::ratelimit::RateLimiter::new(limits).with_store(db.rate_store()),
+    ));
     wfe.spawn_nonce_pruner();
 
     let tls =

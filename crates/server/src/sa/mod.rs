@@ -13,6 +13,7 @@ mod migrate;
 mod model;
 mod nonce;
 mod postgres;
+mod rate;
 mod seed;
 mod sql;
 mod sqlite;
@@ -28,6 +29,7 @@ pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
 pub use nonce::{MemoryNonceStore, NonceStore};
 pub use postgres::PgStorage;
+pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use seed::{HistorySeeder, SeedSpec};
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
@@ -49,6 +51,9 @@ pub trait Database:
     /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
     /// for PostgreSQL (see `sa::nonce`).
     fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore>;
+    /// Where the slower rate-limit buckets are kept: `None` (this process's memory) for a
+    /// single SQLite node, the shared database for PostgreSQL (see `sa::rate`).
+    fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>>;
     /// Row counts of the core tables (operators; tests that check nothing changed).
     async fn counts(&self) -> Result<TableCounts, SaError>;
 }
@@ -57,6 +62,9 @@ pub trait Database:
 impl Database for SqliteStorage {
     fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
         std::sync::Arc::new(MemoryNonceStore::default())
+    }
+    fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {
+        None
     }
     async fn counts(&self) -> Result<TableCounts, SaError> {
         self.table_counts().await
@@ -67,6 +75,9 @@ impl Database for SqliteStorage {
 impl Database for PgStorage {
     fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
         std::sync::Arc::new(self.clone())
+    }
+    fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {
+        Some(std::sync::Arc::new(self.clone()))
     }
     async fn counts(&self) -> Result<TableCounts, SaError> {
         self.table_counts().await

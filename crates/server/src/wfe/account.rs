@@ -54,7 +54,7 @@ pub(super) async fn new_account(
                 .into_iter()
                 .collect();
             let mut charged = !charges.is_empty();
-            if let Err(e) = wfe.limits().take(&t.name, &charges) {
+            if let Err(e) = wfe.limits().take(&t.name, &charges).await {
                 let exists = wfe
                     .ra
                     .storage()
@@ -82,7 +82,7 @@ pub(super) async fn new_account(
                 )
                 .await;
             if charged && !matches!(result, Ok((_, true))) {
-                wfe.limits().refund(&t.name, &charges);
+                wfe.limits().refund(&t.name, &charges).await;
             }
             let (acct, created) = result?;
             let status = if created {

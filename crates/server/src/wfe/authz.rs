@@ -121,13 +121,15 @@ pub(super) async fn challenge(
                     Some(_) => return Err(Error::malformed("attObj must be a base64url string")),
                 };
                 // §6.6: an account that keeps failing validations waits before starting more.
-                wfe.limits().check(
-                    &t.name,
-                    &[(
-                        super::ratelimit::Limit::FailedValidationsPerAccount,
-                        acct.id.clone(),
-                    )],
-                )?;
+                wfe.limits()
+                    .check(
+                        &t.name,
+                        &[(
+                            super::ratelimit::Limit::FailedValidationsPerAccount,
+                            acct.id.clone(),
+                        )],
+                    )
+                    .await?;
                 match att_obj {
                     Some(att) => wfe.ra.respond_attestation(&t, acct, &id, &att).await?,
                     None => wfe.ra.respond_challenge(&t, acct, &id).await?,

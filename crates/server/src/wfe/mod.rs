@@ -97,13 +97,14 @@ impl Wfe {
         let limiter = Arc::clone(self.limits());
         self.ra
             .on_validation_failed(Arc::new(move |tenant: &str, account: &str| {
-                limiter.record(
-                    tenant,
-                    &[(
-                        ratelimit::Limit::FailedValidationsPerAccount,
-                        account.to_string(),
-                    )],
-                );
+                // The hook is called from the validation task; recording may be a database
+                // write (shared buckets), so it runs on its own task.
+                let (limiter, tenant) = (Arc::clone(&limiter), tenant.to_string());
+                let charge = [(
+                    ratelimit::Limit::FailedValidationsPerAccount,
+                    account.to_string(),
+                )];
+                tokio::spawn(async move { limiter.record(&tenant, &charge).await });
             }));
     }
 

@@ -81,11 +81,11 @@ pub(super) async fn new_order(
             let acct = v.account()?;
             // §6.6: refused before anything is stored; given back if the order is not made.
             let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
-            wfe.limits().take(&t.name, &charges)?;
+            wfe.limits().take(&t.name, &charges).await?;
             let view = match wfe.ra.new_order_with(&t, acct, &idents, &opts).await {
                 Ok(view) => view,
                 Err(e) => {
-                    wfe.limits().refund(&t.name, &charges);
+                    wfe.limits().refund(&t.name, &charges).await;
                     return Err(e);
                 }
             };

@@ -2,18 +2,23 @@
 //! name, configured per tenant in `[ca.rate_limits]`. A request over a limit is answered with
 //! `rateLimited` (429) and a `Retry-After` computed from the bucket, before anything is stored.
 //!
-//! The buckets live in this process's memory: with several nodes behind a load balancer each
-//! node enforces the limits on its own share of the traffic (so the effective fleet-wide limit is
-//! up to N times the configured one). Buckets that have refilled completely are forgotten, so
-//! memory stays proportional to the clients active within one refill period.
+//! Where the buckets live: a single SQLite node keeps them all in this process's memory. With
+//! PostgreSQL (several nodes behind a load balancer) the hourly and weekly limits (per account,
+//! per name, new accounts per IP) are kept in the shared database (`sa::rate`), so the fleet
+//! gets one limit, not one per node; `requests_per_ip_per_second` stays in each node's memory,
+//! since a database round trip per request would cost more than the flood it stops (with N
+//! nodes that one limit is effectively up to N times the configured rate). Buckets that have
+//! refilled completely are forgotten, so memory and rows stay proportional to the clients
+//! active within one refill period.
 
 use crate::error::Error;
+use crate::sa::{RateOp, RateStore, SharedBucket};
 use acme_types::problem::ProblemType;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const HOUR: f64 = 3600.0;
@@ -90,6 +95,12 @@ impl Limit {
         Limit::CertificatesPerName,
     ];
 
+    /// Whether the bucket lives in the shared database when there is one: every limit but
+    /// the per-second request flood guard.
+    fn shared(self) -> bool {
+        self != Limit::RequestsPerIp
+    }
+
     /// The config key, also the metrics label.
     pub fn name(self) -> &'static str {
         match self {
@@ -163,6 +174,10 @@ pub struct RateLimiter {
     configs: HashMap<String, RateLimitConfig>,
     default: RateLimitConfig,
     buckets: Mutex<Buckets>,
+    /// The database keeping the shared limits' buckets (PostgreSQL); `None`: all in memory.
+    store: Option<Arc<dyn RateStore>>,
+    /// Shared operations since start; every 4096th prunes full buckets from the database.
+    shared_ops: AtomicU64,
 }
 
 struct Buckets {
@@ -184,7 +199,15 @@ impl RateLimiter {
                 map: HashMap::new(),
                 sweep_at: 10_000,
             }),
+            store: None,
+            shared_ops: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps the shared limits' buckets in `store` (the database several nodes share).
+    pub fn with_store(mut self, store: Option<Arc<dyn RateStore>>) -> Self {
+        self.store = store;
+        self
     }
 
     /// The limits of `tenant`.
@@ -208,25 +231,97 @@ impl RateLimiter {
 
     /// Takes one token from every bucket in `charges`, or from none: if any is empty the
     /// request is refused with `rateLimited` and a `Retry-After` for the slowest of them.
-    pub fn take(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
-        self.apply(tenant, charges, true)
+    pub async fn take(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
+        match self.shared_store(charges) {
+            Some(store) => {
+                self.apply_shared(store, tenant, charges, RateOp::Take)
+                    .await
+            }
+            None => self.apply(tenant, charges, true),
+        }
     }
 
     /// Like [`RateLimiter::take`] but takes nothing: refuses only if a bucket is already empty.
-    pub fn check(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
-        self.apply(tenant, charges, false)
+    pub async fn check(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
+        match self.shared_store(charges) {
+            Some(store) => {
+                self.apply_shared(store, tenant, charges, RateOp::Check)
+                    .await
+            }
+            None => self.apply(tenant, charges, false),
+        }
     }
 
     /// Gives back tokens taken for a request that turned out not to count (for example a
     /// newAccount that found the existing account).
-    pub fn refund(&self, tenant: &str, charges: &[Charge]) {
-        self.adjust(tenant, charges, 1.0);
+    pub async fn refund(&self, tenant: &str, charges: &[Charge]) {
+        self.adjust_any(tenant, charges, 1.0).await;
     }
 
     /// Records an event after the fact (a validation that failed): the bucket may go down to
     /// zero but never refuses, since the event already happened.
-    pub fn record(&self, tenant: &str, charges: &[Charge]) {
-        self.adjust(tenant, charges, -1.0);
+    pub async fn record(&self, tenant: &str, charges: &[Charge]) {
+        self.adjust_any(tenant, charges, -1.0).await;
+    }
+
+    /// The store to use for `charges`: the database when there is one and every charge is a
+    /// shared limit (callers never mix the per-second guard with the others).
+    fn shared_store(&self, charges: &[Charge]) -> Option<&Arc<dyn RateStore>> {
+        self.store
+            .as_ref()
+            .filter(|_| !charges.is_empty() && charges.iter().all(|(l, _)| l.shared()))
+    }
+
+    async fn adjust_any(&self, tenant: &str, charges: &[Charge], delta: f64) {
+        match self.shared_store(charges) {
+            Some(store) => {
+                // Losing a refund or a record errs towards the client or the limit by one
+                // token; neither is worth failing the request over.
+                if let Err(e) = self
+                    .apply_shared(store, tenant, charges, RateOp::Adjust(delta))
+                    .await
+                {
+                    tracing::warn!(error = %e, "adjusting a shared rate-limit bucket failed");
+                }
+            }
+            None => self.adjust(tenant, charges, delta),
+        }
+    }
+
+    async fn apply_shared(
+        &self,
+        store: &Arc<dyn RateStore>,
+        tenant: &str,
+        charges: &[Charge],
+        op: RateOp,
+    ) -> Result<(), Error> {
+        let cfg = self.config(tenant);
+        let mut limits = Vec::with_capacity(charges.len());
+        let mut buckets = Vec::with_capacity(charges.len());
+        for (limit, subject) in charges {
+            if let Some((size, per_sec)) = limit.shape(cfg) {
+                limits.push(*limit);
+                buckets.push(SharedBucket {
+                    limit: limit.name(),
+                    subject: subject.clone(),
+                    size,
+                    per_sec,
+                });
+            }
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let refused = store.rate_apply(tenant, &buckets, now_ms, op).await?;
+        if self.shared_ops.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            if let Err(e) = store.rate_prune(now_ms).await {
+                tracing::warn!(error = %e, "pruning shared rate-limit buckets failed");
+            }
+        }
+        match refused {
+            Some((i, wait)) => Err(refusal(limits[i], wait)),
+            None => Ok(()),
+        }
     }
 
     fn adjust(&self, tenant: &str, charges: &[Charge], delta: f64) {
@@ -277,15 +372,7 @@ impl RateLimiter {
             fresh.push((key, cur));
         }
         if let Some((limit, wait)) = refused {
-            REJECTIONS[limit.index()].fetch_add(1, Ordering::Relaxed);
-            crate::metrics::rate_limited(limit.name());
-            // Whole seconds, rounded up: retrying at Retry-After always finds a token.
-            let secs = Duration::from_secs_f64(wait).as_secs_f64().ceil().max(1.0) as u64;
-            return Err(Error::acme(
-                ProblemType::RateLimited,
-                format!("rate limit {} exceeded; retry in {secs}s", limit.name()),
-            )
-            .with_retry_after(secs));
+            return Err(refusal(limit, wait));
         }
         if take {
             for (key, mut cur) in fresh {
@@ -298,6 +385,22 @@ impl RateLimiter {
         }
         Ok(())
     }
+}
+
+/// The `rateLimited` answer for `limit`, whose bucket holds a token again after `wait` seconds.
+fn refusal(limit: Limit, wait: f64) -> Error {
+    REJECTIONS[limit.index()].fetch_add(1, Ordering::Relaxed);
+    crate::metrics::rate_limited(limit.name());
+    // Whole seconds, rounded up: retrying at Retry-After always finds a token.
+    let secs = Duration::from_secs_f64(wait.max(0.0))
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64;
+    Error::acme(
+        ProblemType::RateLimited,
+        format!("rate limit {} exceeded; retry in {secs}s", limit.name()),
+    )
+    .with_retry_after(secs)
 }
 
 /// Forgets buckets that have refilled completely (they behave exactly like absent ones).
@@ -347,6 +450,7 @@ pub(crate) async fn per_ip_requests(
         if let Err(e) = wfe
             .limits()
             .take(&tenant, &[(Limit::RequestsPerIp, ip.to_string())])
+            .await
         {
             return e.into_response();
         }
@@ -362,16 +466,16 @@ mod tests {
         RateLimiter::new([("t".to_string(), c)].into_iter().collect())
     }
 
-    #[test]
-    fn refuses_when_empty_with_retry_after_from_the_refill_rate() {
+    #[tokio::test]
+    async fn refuses_when_empty_with_retry_after_from_the_refill_rate() {
         let l = limiter(RateLimitConfig {
             new_orders_per_account_per_hour: 2,
             ..Default::default()
         });
         let c = [(Limit::NewOrdersPerAccount, "a1".to_string())];
-        l.take("t", &c).unwrap();
-        l.take("t", &c).unwrap();
-        let e = l.take("t", &c).unwrap_err();
+        l.take("t", &c).await.unwrap();
+        l.take("t", &c).await.unwrap();
+        let e = l.take("t", &c).await.unwrap_err();
         let Error::Acme(a) = e else { panic!() };
         assert_eq!(a.kind, ProblemType::RateLimited);
         // Two per hour: one token every 1800 s.
@@ -379,11 +483,12 @@ mod tests {
         assert!((1700..=1800).contains(&ra), "{ra}");
         // Another account is not affected.
         l.take("t", &[(Limit::NewOrdersPerAccount, "a2".into())])
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn all_or_nothing_and_refund() {
+    #[tokio::test]
+    async fn all_or_nothing_and_refund() {
         let l = limiter(RateLimitConfig {
             new_orders_per_account_per_hour: 5,
             certificates_per_name_per_week: 1,
@@ -391,19 +496,51 @@ mod tests {
         });
         let acct = (Limit::NewOrdersPerAccount, "a".to_string());
         let name = (Limit::CertificatesPerName, "x.example".to_string());
-        l.take("t", &[acct.clone(), name.clone()]).unwrap();
-        assert!(l.take("t", &[acct.clone(), name.clone()]).is_err());
+        l.take("t", &[acct.clone(), name.clone()]).await.unwrap();
+        assert!(l.take("t", &[acct.clone(), name.clone()]).await.is_err());
         // The refused request took nothing from the account bucket: 4 tokens remain.
         for _ in 0..4 {
-            l.take("t", std::slice::from_ref(&acct)).unwrap();
+            l.take("t", std::slice::from_ref(&acct)).await.unwrap();
         }
-        assert!(l.check("t", std::slice::from_ref(&acct)).is_err());
-        l.refund("t", std::slice::from_ref(&acct));
-        l.take("t", std::slice::from_ref(&acct)).unwrap();
+        assert!(l.check("t", std::slice::from_ref(&acct)).await.is_err());
+        l.refund("t", std::slice::from_ref(&acct)).await;
+        l.take("t", std::slice::from_ref(&acct)).await.unwrap();
     }
 
-    #[test]
-    fn zero_turns_a_limit_off_and_suffix_labels_group_names() {
+    /// With a store, the hourly and weekly buckets live there (a second limiter, standing in
+    /// for another node, sees them spent) while the per-second guard stays in memory.
+    #[tokio::test]
+    async fn shared_limits_go_to_the_store_and_the_flood_guard_stays_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sa::SqliteStorage::open(&dir.path().join("l.db"))
+            .await
+            .unwrap();
+        let store: Arc<dyn RateStore> = Arc::new(db);
+        let cfg = RateLimitConfig {
+            new_orders_per_account_per_hour: 1,
+            requests_per_ip_per_second: 1,
+            ..Default::default()
+        };
+        let node = || limiter(cfg.clone()).with_store(Some(store.clone()));
+        let (a, b) = (node(), node());
+        let order = [(Limit::NewOrdersPerAccount, "acct".to_string())];
+        a.take("t", &order).await.unwrap();
+        let Error::Acme(p) = b.take("t", &order).await.unwrap_err() else {
+            panic!("expected rateLimited")
+        };
+        assert_eq!(p.kind, ProblemType::RateLimited);
+        assert!(p.retry_after.unwrap() > 3000);
+        // A refund on one node is seen by the other.
+        a.refund("t", &order).await;
+        b.take("t", &order).await.unwrap();
+        let ip = [(Limit::RequestsPerIp, "192.0.2.1".to_string())];
+        a.take("t", &ip).await.unwrap();
+        assert!(a.take("t", &ip).await.is_err());
+        b.take("t", &ip).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn zero_turns_a_limit_off_and_suffix_labels_group_names() {
         let l = limiter(RateLimitConfig {
             requests_per_ip_per_second: 0,
             name_suffix_labels: 2,
@@ -411,6 +548,7 @@ mod tests {
         });
         for _ in 0..1000 {
             l.take("t", &[(Limit::RequestsPerIp, "1.2.3.4".into())])
+                .await
                 .unwrap();
         }
         assert_eq!(l.name_key("t", "*.A.Fleet.Example"), "fleet.example");
@@ -418,17 +556,17 @@ mod tests {
         assert_eq!(l.name_key("other", "a.b.c"), "a.b.c");
     }
 
-    #[test]
-    fn record_drains_without_refusing_and_sweep_forgets_full_buckets() {
+    #[tokio::test]
+    async fn record_drains_without_refusing_and_sweep_forgets_full_buckets() {
         let l = limiter(RateLimitConfig {
             failed_validations_per_account_per_hour: 1,
             ..Default::default()
         });
         let c = [(Limit::FailedValidationsPerAccount, "a".to_string())];
-        l.check("t", &c).unwrap();
-        l.record("t", &c);
-        l.record("t", &c);
-        assert!(l.check("t", &c).is_err());
+        l.check("t", &c).await.unwrap();
+        l.record("t", &c).await;
+        l.record("t", &c).await;
+        assert!(l.check("t", &c).await.is_err());
         let mut b = l.buckets.lock().unwrap();
         b.map.insert(
             (Limit::RequestsPerIp, "t".into(), "ip".into()),

@@ -1,0 +1,318 @@
+//! Rate-limit buckets kept in the database, so several `serve` nodes sharing PostgreSQL
+//! enforce one fleet-wide limit instead of one limit each (see `wfe::ratelimit`).
+//!
+//! A bucket is one row: tokens left and when they were counted. An operation locks its rows
+//! in key order with a no-op upsert (`ON CONFLICT DO UPDATE ... RETURNING`, which takes the
+//! row lock in PostgreSQL and the write lock in SQLite, and creates a full bucket the first
+//! time), refills them from the elapsed time, decides, and writes them back, all in one
+//! transaction: concurrent requests on different nodes queue on the row instead of both
+//! spending the last token. A refusal rolls back, so it changes nothing.
+
+use super::SaError;
+use async_trait::async_trait;
+
+/// One bucket an operation touches.
+#[derive(Clone, Debug)]
+pub struct SharedBucket {
+    /// The limit's config key (`new_orders_per_account_per_hour`, ...).
+    pub limit: &'static str,
+    /// Whose bucket: an account id, an IP address, a registered name.
+    pub subject: String,
+    /// Bucket size (tokens when full).
+    pub size: f64,
+    /// Tokens added per second.
+    pub per_sec: f64,
+}
+
+/// What an operation does to its buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateOp {
+    /// Refuse if any bucket is empty; take nothing.
+    Check,
+    /// Take one token from every bucket, or refuse and take none.
+    Take,
+    /// Add `delta` tokens (negative: record an event after the fact), clamped to
+    /// `0..=size`; never refuses.
+    Adjust(f64),
+}
+
+/// A refusal: the index (in the caller's order) of the bucket that needs longest to hold a
+/// token again, and that wait in seconds.
+pub type Refusal = (usize, f64);
+
+/// Database-kept rate-limit buckets.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Applies `op` to the tenant's `buckets` at `now_ms` (UNIX milliseconds).
+    async fn rate_apply(
+        &self,
+        tenant: &str,
+        buckets: &[SharedBucket],
+        now_ms: i64,
+        op: RateOp,
+    ) -> Result<Option<Refusal>, SaError>;
+
+    /// Deletes buckets that are full again by `now_ms` (they behave exactly like absent ones).
+    async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError>;
+}
+
+/// Tokens after refilling `tokens` counted at `at_ms` up to `now_ms`.
+pub(super) fn refill(b: &SharedBucket, tokens: f64, at_ms: i64, now_ms: i64) -> f64 {
+    let dt = (now_ms - at_ms).max(0) as f64 / 1000.0;
+    (tokens + dt * b.per_sec).min(b.size)
+}
+
+/// When a bucket holding `tokens` at `now_ms` is full again (for pruning).
+pub(super) fn full_at(b: &SharedBucket, tokens: f64, now_ms: i64) -> i64 {
+    if b.per_sec <= 0.0 {
+        return i64::MAX;
+    }
+    now_ms + (((b.size - tokens).max(0.0) / b.per_sec) * 1000.0).ceil() as i64
+}
+
+/// Implements [`RateStore`] for a backend with `writer()` and `durable()`.
+macro_rules! rate_store {
+    ($ty:ident) => {
+        #[async_trait]
+        impl RateStore for $ty {
+            async fn rate_apply(
+                &self,
+                tenant: &str,
+                buckets: &[SharedBucket],
+                now_ms: i64,
+                op: RateOp,
+            ) -> Result<Option<Refusal>, SaError> {
+                if buckets.is_empty() {
+                    return Ok(None);
+                }
+                // One lock order for every transaction, so two cannot wait on each other.
+                let mut order: Vec<usize> = (0..buckets.len()).collect();
+                order.sort_by(|&a, &b| {
+                    (buckets[a].limit, &buckets[a].subject)
+                        .cmp(&(buckets[b].limit, &buckets[b].subject))
+                });
+                let mut tx = self.writer().begin().await?;
+                let mut tokens = vec![0.0f64; buckets.len()];
+                for &i in &order {
+                    let b = &buckets[i];
+                    let row = sqlx::query(
+                        "INSERT INTO rate_buckets (tenant, lim, subject, tokens, at_ms, full_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, $5)
+                         ON CONFLICT (tenant, lim, subject) DO UPDATE SET at_ms = rate_buckets.at_ms
+                         RETURNING tokens, at_ms",
+                    )
+                    .bind(tenant)
+                    .bind(b.limit)
+                    .bind(&b.subject)
+                    .bind(b.size)
+                    .bind(now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tokens[i] = refill(b, row.try_get("tokens")?, row.try_get("at_ms")?, now_ms);
+                }
+                if matches!(op, RateOp::Check | RateOp::Take) {
+                    let mut refused: Option<Refusal> = None;
+                    for (i, b) in buckets.iter().enumerate() {
+                        if tokens[i] < 1.0 {
+                            let wait = (1.0 - tokens[i]) / b.per_sec;
+                            if refused.is_none_or(|(_, w)| wait > w) {
+                                refused = Some((i, wait));
+                            }
+                        }
+                    }
+                    if refused.is_some() || op == RateOp::Check {
+                        // Nothing to write: dropping the transaction rolls back the upserts.
+                        tx.rollback().await?;
+                        return Ok(refused);
+                    }
+                }
+                for &i in &order {
+                    let b = &buckets[i];
+                    let left = match op {
+                        RateOp::Adjust(delta) => (tokens[i] + delta).clamp(0.0, b.size),
+                        _ => tokens[i] - 1.0,
+                    };
+                    sqlx::query(
+                        "UPDATE rate_buckets SET tokens = $4, at_ms = $5, full_at_ms = $6
+                         WHERE tenant = $1 AND lim = $2 AND subject = $3",
+                    )
+                    .bind(tenant)
+                    .bind(b.limit)
+                    .bind(&b.subject)
+                    .bind(left)
+                    .bind(now_ms)
+                    .bind(full_at(b, left, now_ms))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                self.durable().await?;
+                Ok(None)
+            }
+
+            async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
+                let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
+                    .bind(now_ms)
+                    .execute(self.writer())
+                    .await?;
+                self.durable().await?;
+                Ok(r.rows_affected())
+            }
+        }
+    };
+}
+
+use super::{PgStorage, SqliteStorage};
+use sqlx::Row;
+
+rate_store!(SqliteStorage);
+rate_store!(PgStorage);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn bucket(limit: &'static str, subject: &str, size: f64, per_sec: f64) -> SharedBucket {
+        SharedBucket {
+            limit,
+            subject: subject.into(),
+            size,
+            per_sec,
+        }
+    }
+
+    async fn semantics(db: &dyn RateStore) {
+        let t0 = 1_000_000;
+        // Two per hour.
+        let a = [bucket("orders", "acct", 2.0, 2.0 / 3600.0)];
+        assert_eq!(
+            db.rate_apply("t", &a, t0, RateOp::Take).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            db.rate_apply("t", &a, t0, RateOp::Take).await.unwrap(),
+            None
+        );
+        let (i, wait) = db
+            .rate_apply("t", &a, t0, RateOp::Take)
+            .await
+            .unwrap()
+            .expect("third take refused");
+        assert_eq!(i, 0);
+        assert!((wait - 1800.0).abs() < 1.0, "{wait}");
+        // Half an hour later one token is back.
+        let later = t0 + 1_800_000;
+        assert_eq!(
+            db.rate_apply("t", &a, later, RateOp::Check).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            db.rate_apply("t", &a, later, RateOp::Take).await.unwrap(),
+            None
+        );
+        assert!(db
+            .rate_apply("t", &a, later, RateOp::Check)
+            .await
+            .unwrap()
+            .is_some());
+        // A refund gives it back; another tenant's bucket of the same name is separate.
+        db.rate_apply("t", &a, later, RateOp::Adjust(1.0))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.rate_apply("t", &a, later, RateOp::Take).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            db.rate_apply("u", &a, later, RateOp::Take).await.unwrap(),
+            None
+        );
+
+        // All or nothing: the empty name bucket refuses and the account bucket keeps its
+        // tokens.
+        let acct = bucket("orders", "acct2", 5.0, 5.0 / 3600.0);
+        let name = bucket("names", "x.example", 1.0, 1.0 / 604_800.0);
+        let both = [acct.clone(), name.clone()];
+        assert_eq!(
+            db.rate_apply("t", &both, t0, RateOp::Take).await.unwrap(),
+            None
+        );
+        let (i, _) = db
+            .rate_apply("t", &both, t0, RateOp::Take)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(i, 1, "the name bucket is the one refusing");
+        for _ in 0..4 {
+            assert_eq!(
+                db.rate_apply("t", std::slice::from_ref(&acct), t0, RateOp::Take)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        // Recording never refuses and never goes below zero.
+        let f = [bucket("failed", "acct", 1.0, 1.0 / 3600.0)];
+        for _ in 0..3 {
+            db.rate_apply("t", &f, t0, RateOp::Adjust(-1.0))
+                .await
+                .unwrap();
+        }
+        let (_, wait) = db
+            .rate_apply("t", &f, t0, RateOp::Check)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            (wait - 3600.0).abs() < 1.0,
+            "clamped at zero tokens: {wait}"
+        );
+
+        // Pruning forgets exactly the buckets that are full again.
+        let week = t0 + 8 * 86_400_000;
+        assert!(db.rate_prune(t0).await.unwrap() == 0);
+        assert!(db.rate_prune(week).await.unwrap() >= 4);
+        assert_eq!(db.rate_prune(week).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sqlite_rate_buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStorage::open(&dir.path().join("r.db")).await.unwrap();
+        semantics(&db).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_rate_buckets() {
+        if let Some((db, _)) = super::super::tests::postgres_pair().await {
+            semantics(db.as_ref()).await;
+        }
+    }
+
+    /// Two nodes (two pools on one database) racing for the last tokens of one bucket: each
+    /// token is spent once.
+    #[tokio::test]
+    async fn postgres_nodes_share_one_bucket() {
+        let Some((a, b)) = super::super::tests::postgres_pair().await else {
+            return;
+        };
+        let bk = [bucket("orders", "shared", 10.0, 10.0 / 3600.0)];
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let db: Arc<PgStorage> = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let bk = bk.clone();
+            tasks.push(tokio::spawn(async move {
+                db.rate_apply("t", &bk, 5_000, RateOp::Take)
+                    .await
+                    .unwrap()
+                    .is_none()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += t.await.unwrap() as usize;
+        }
+        assert_eq!(granted, 10);
+    }
+}
