@@ -38,6 +38,10 @@ pub enum OcspError {
     /// Encoding or signing failed (`internalError`).
     #[error("building the OCSP response failed: {0}")]
     Internal(String),
+    /// The status cannot be looked up right now, e.g. the database is unreachable
+    /// (`tryLater`, RFC 6960 §2.3): the client should ask again, not treat it as a fault.
+    #[error("the certificate status is unavailable for now: {0}")]
+    TryLater(String),
     /// The signer failed.
     #[error(transparent)]
     Signing(#[from] PkiError),
@@ -406,11 +410,12 @@ pub fn create_responder_cert(
 }
 
 /// An unsigned OCSPResponse with an error status (RFC 6960 §4.2.1): `malformedRequest`,
-/// `internalError` or `unauthorized`, chosen from the error.
+/// `internalError`, `tryLater` or `unauthorized`, chosen from the error.
 pub fn error_response(err: &OcspError) -> Vec<u8> {
     let resp = match err {
         OcspError::Malformed(_) => OcspResponse::malformed_request(),
         OcspError::Unauthorized => OcspResponse::unauthorized(),
+        OcspError::TryLater(_) => OcspResponse::try_later(),
         OcspError::Internal(_) | OcspError::Signing(_) => OcspResponse::internal_error(),
     };
     // A status-only response is three fixed octets; encoding cannot fail.
@@ -578,6 +583,15 @@ mod tests {
         assert_eq!(
             error_response(&OcspError::Unauthorized),
             vec![0x30, 0x03, 0x0a, 0x01, 0x06]
+        );
+        // RFC 6960 §4.2.1: tryLater is 3, internalError 2.
+        assert_eq!(
+            error_response(&OcspError::TryLater("db down".into())),
+            vec![0x30, 0x03, 0x0a, 0x01, 0x03]
+        );
+        assert_eq!(
+            error_response(&OcspError::Internal("bug".into())),
+            vec![0x30, 0x03, 0x0a, 0x01, 0x02]
         );
     }
 }

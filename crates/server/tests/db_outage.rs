@@ -263,7 +263,7 @@ fn signal(pid: u32, sig: &str) {
     assert!(out.success(), "kill -{sig} {pid}\n{out}");
 }
 
-fn serve(f: &Fleetca, database: &str, port: u16) -> ChildGuard {
+fn serve(f: &Fleetca, database: &str, port: u16, http_port: u16) -> ChildGuard {
     let mut cmd = Command::new(Fleetca::bin());
     cmd.args(["serve", "--data-dir"])
         .arg(f.data_dir())
@@ -271,7 +271,7 @@ fn serve(f: &Fleetca, database: &str, port: u16) -> ChildGuard {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--http-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{http_port}"),
             "--admin-listen",
             "127.0.0.1:0",
         ])
@@ -455,7 +455,8 @@ fn postgres_outage_answers_retry_later_and_recovers() {
 
     let f = Fleetca::init(&[SUFFIX]);
     let port = free_port();
-    let mut server = serve(&f, &db_url, port);
+    let http_port = free_port();
+    let mut server = serve(&f, &db_url, port, http_port);
     let directory = format!("https://127.0.0.1:{port}/acme/default/directory");
     let certs = f.scratch().join("certs");
     let load = bench(&f, port, &certs);
@@ -488,6 +489,42 @@ fn postgres_outage_answers_retry_later_and_recovers() {
         (r.location(), authz, ch)
     });
     wait_for_certs(&certs, 3, &mut server, &load);
+    // An OCSP request for the certificate issued above (openssl builds it), to ask during the
+    // outage.
+    let ocsp_url = format!("http://127.0.0.1:{http_port}/ocsp/default");
+    let ocsp_req = {
+        let dir = f.scratch();
+        let (leaf_pem, req) = (dir.join("ocsp-leaf.pem"), dir.join("ocsp-req.der"));
+        std::fs::write(&leaf_pem, pki::der_to_pem("CERTIFICATE", &leaf)).unwrap();
+        let mut cmd = Command::new("openssl");
+        cmd.args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(f.data_dir().join("ca/default/cert.pem"))
+            .arg("-cert")
+            .arg(&leaf_pem)
+            .arg("-reqout")
+            .arg(&req);
+        let out = run(cmd, Duration::from_secs(30));
+        assert!(out.success(), "openssl ocsp -reqout: {}", out.combined());
+        std::fs::read(&req).unwrap()
+    };
+    let ask_ocsp = |rt: &tokio::runtime::Runtime| -> Vec<u8> {
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(&ocsp_url)
+                .header("content-type", "application/ocsp-request")
+                .body(ocsp_req.clone())
+                .send()
+                .await
+                .expect("OCSP POST");
+            r.bytes().await.expect("OCSP body").to_vec()
+        })
+    };
+    let answer = ask_ocsp(&rt);
+    // responseStatus successful (ENUMERATED 0) right after the outer SEQUENCE header.
+    assert!(
+        answer.windows(3).take(6).any(|w| w == [0x0a, 0x01, 0x00]),
+        "successful OCSP response before the outage: {answer:02x?}"
+    );
 
     // The outage.
     pg.stop("INT");
@@ -579,6 +616,13 @@ fn postgres_outage_answers_retry_later_and_recovers() {
         }
         assert!(fresh.kid.is_none());
     });
+    // OCSP answers the unsigned status tryLater (RFC 6960 §2.3: 30 03 0a 01 03), which tells
+    // a relying party to ask again, not internalError.
+    assert_eq!(
+        ask_ocsp(&rt),
+        vec![0x30, 0x03, 0x0a, 0x01, 0x03],
+        "OCSP during the outage"
+    );
     assert!(
         server.try_wait().is_none(),
         "fleetca exited during the outage\n{}",

@@ -30,7 +30,8 @@ pub struct OcspAnswer {
 impl IssuingCa {
     /// Answers a DER OCSPRequest for this CA: `good`, `revoked` (time and reason) or `unknown`
     /// from storage as it is now; `unauthorized` for certificates of other issuers (§2.3),
-    /// `malformedRequest` for garbage, `internalError` if storage or signing fails.
+    /// `malformedRequest` for garbage, `tryLater` while the database is unreachable,
+    /// `internalError` if storage or signing fails otherwise.
     pub async fn ocsp_response(
         &self,
         sa: &dyn Storage,
@@ -42,8 +43,14 @@ impl IssuingCa {
         match answer {
             Ok(a) => a,
             Err(e) => {
-                if matches!(e, OcspError::Internal(_) | OcspError::Signing(_)) {
-                    tracing::error!(error = %e, tenant = %self.name, "OCSP response failed");
+                match &e {
+                    OcspError::Internal(_) | OcspError::Signing(_) => {
+                        tracing::error!(error = %e, tenant = %self.name, "OCSP response failed")
+                    }
+                    OcspError::TryLater(_) => {
+                        tracing::warn!(error = %e, tenant = %self.name, "OCSP answered tryLater")
+                    }
+                    _ => {}
                 }
                 OcspAnswer {
                     der: ocsp::error_response(&e),
@@ -68,7 +75,14 @@ impl IssuingCa {
             let rec = sa
                 .get_cert_by_serial(&self.name, &serial)
                 .await
-                .map_err(|e| OcspError::Internal(e.to_string()))?;
+                .map_err(|e| {
+                    // An outage is "ask again shortly" (tryLater), not a responder fault.
+                    if e.is_unavailable() {
+                        OcspError::TryLater(e.to_string())
+                    } else {
+                        OcspError::Internal(e.to_string())
+                    }
+                })?;
             statuses.push(match rec {
                 None => CertStatus::Unknown,
                 Some(r) => match r.revoked_at {
