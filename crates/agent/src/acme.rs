@@ -136,8 +136,24 @@ impl Session {
         if order.status.as_str() == "ready" {
             let body = json!({ "csr": acme_types::b64::encode(csr) });
             let finalize = order.finalize.clone();
-            let (o, _): (Order, Response) = self.post_json(&finalize, Some(&body))?;
-            order = o;
+            match self.post_json::<Order>(&finalize, Some(&body)) {
+                Ok((o, _)) => order = o,
+                Err(e) => {
+                    // The finalize may have been carried out although its answer was lost
+                    // (a server node killed after its commit; a retried request answered
+                    // orderNotReady): the order says whether a certificate is on its way, so
+                    // the device does not order, and the CA issue, a second one.
+                    let (now, _): (Order, Response) = self.post_json(&order_url, None)?;
+                    if !matches!(now.status.as_str(), "valid" | "processing") {
+                        return Err(e);
+                    }
+                    log::info(format!(
+                        "finalize answered with an error but the order is {}: {e}",
+                        now.status.as_str()
+                    ));
+                    order = now;
+                }
+            }
         }
         if order.status.as_str() != "valid" {
             order = self.poll_order(&order_url, deadline, |s| s != "processing" && s != "ready")?;

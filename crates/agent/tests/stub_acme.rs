@@ -30,6 +30,9 @@ struct Config {
     window: (String, String),
     retry_after: u64,
     processing_forever: bool,
+    /// Finalize issues but answers orderNotReady, as a retried finalize does after the first
+    /// attempt's answer was lost.
+    lose_finalize_answer: bool,
     /// Status of the one order ("ready" until finalized).
     order_status: &'static str,
 }
@@ -65,6 +68,7 @@ impl Stub {
             ),
             retry_after: 3600,
             processing_forever: false,
+            lose_finalize_answer: false,
             order_status: "ready",
         }));
         let ca_key = KeyPair::generate().unwrap();
@@ -182,7 +186,17 @@ fn handle(
             } else {
                 "valid"
             };
-            ("200 OK", "application/json", order(c.order_status).to_string())
+            if c.lose_finalize_answer {
+                (
+                    "403 Forbidden",
+                    "application/problem+json",
+                    json!({"type": "urn:ietf:params:acme:error:orderNotReady",
+                           "detail": "the order is valid, not ready"})
+                    .to_string(),
+                )
+            } else {
+                ("200 OK", "application/json", order(c.order_status).to_string())
+            }
         }
         ("POST", "/order/1") => {
             headers.push(("Retry-After".into(), "1".into()));
@@ -376,4 +390,26 @@ fn endless_processing_times_out_with_26() {
     );
     assert!(err.contains("deadline"), "{err}");
     assert!(!e.out.join("current").exists(), "nothing may be installed");
+}
+
+/// A finalize whose answer is an error although the CA issued (a node killed after its commit,
+/// the retried request answered orderNotReady): the agent reads the order, finds it valid and
+/// installs that certificate instead of ordering a second one.
+#[test]
+fn finalize_answered_with_an_error_after_issuing_installs_the_certificate() {
+    let stub = Stub::start(false);
+    stub.config.lock().unwrap().lose_finalize_answer = true;
+    let e = env(&stub, &[]);
+    let (code, _, err) = run(&e, &["issue"]);
+    assert_eq!(code, 10, "issued and installed: {err}");
+    assert!(
+        e.out.join("current").exists(),
+        "certificate installed: {err}"
+    );
+    assert_eq!(
+        stub.seen.lock().unwrap().issued.len(),
+        1,
+        "one certificate issued"
+    );
+    assert_eq!(stub.seen.lock().unwrap().orders.len(), 1, "one order");
 }

@@ -74,6 +74,42 @@ fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> Child
     guard
 }
 
+/// Two nodes of `f` on one PostgreSQL database `db`, behind a round-robin balancer.
+struct TwoNodes {
+    a: ChildGuard,
+    b: ChildGuard,
+    rt: tokio::runtime::Runtime,
+    /// The balancer's URL, every node's `--base-url`.
+    base: String,
+    /// Connections the balancer passed to each node.
+    served: Arc<Mutex<std::collections::HashMap<SocketAddr, usize>>>,
+}
+
+impl TwoNodes {
+    fn start(f: &Fleetca, db: &str) -> TwoNodes {
+        let (pa, pb, lb) = (free_port(), free_port(), free_port());
+        let base = format!("https://127.0.0.1:{lb}");
+        let a = node(f, db, pa, &base, &f.scratch().join("a.log"));
+        let b = node(f, db, pb, &base, &f.scratch().join("b.log"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let backends = Arc::new(Mutex::new(vec![
+            SocketAddr::from(([127, 0, 0, 1], pa)),
+            SocketAddr::from(([127, 0, 0, 1], pb)),
+        ]));
+        let served = start_balancer(&rt, lb, backends);
+        TwoNodes {
+            a,
+            b,
+            rt,
+            base,
+            served,
+        }
+    }
+}
+
 #[test]
 fn two_nodes_share_postgres_and_survive_a_sigkill() {
     if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none() {
@@ -88,19 +124,13 @@ fn two_nodes_share_postgres_and_survive_a_sigkill() {
     }
     let f = Fleetca::init(&["routers.example.com"]);
     let db = support::create_postgres_database();
-    let (pa, pb, lb) = (free_port(), free_port(), free_port());
-    let base = format!("https://127.0.0.1:{lb}");
-    let node_a = node(&f, &db, pa, &base, &f.scratch().join("a.log"));
-    let node_b = node(&f, &db, pb, &base, &f.scratch().join("b.log"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let backends = Arc::new(Mutex::new(vec![
-        SocketAddr::from(([127, 0, 0, 1], pa)),
-        SocketAddr::from(([127, 0, 0, 1], pb)),
-    ]));
-    start_balancer(&rt, lb, backends.clone());
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        rt,
+        base,
+        ..
+    } = TwoNodes::start(&f, &db);
 
     let certs = f.scratch().join("certs");
     let total = 60;
@@ -242,19 +272,13 @@ fn two_nodes_share_one_rate_limit() {
     text.push_str("\n[ca.rate_limits]\nnew_orders_per_account_per_hour = 3\n");
     std::fs::write(&cfg, text).unwrap();
     let db = support::create_postgres_database();
-    let (pa, pb, lb) = (free_port(), free_port(), free_port());
-    let base = format!("https://127.0.0.1:{lb}");
-    let node_a = node(&f, &db, pa, &base, &f.scratch().join("a.log"));
-    let node_b = node(&f, &db, pb, &base, &f.scratch().join("b.log"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let backends = Arc::new(Mutex::new(vec![
-        SocketAddr::from(([127, 0, 0, 1], pa)),
-        SocketAddr::from(([127, 0, 0, 1], pb)),
-    ]));
-    let served = start_balancer(&rt, lb, backends);
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        rt,
+        base,
+        served,
+    } = TwoNodes::start(&f, &db);
     let statuses: Vec<(u16, String)> = rt.block_on(async {
         let url = format!("{base}/acme/default/directory");
         let mut c = client::Client::new(&url, f.root_pem()).await;

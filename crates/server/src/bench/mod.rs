@@ -330,13 +330,26 @@ async fn issue_with(
     let csr = params
         .serialize_request(&key)
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    let fin = c
+    let fin = match c
         .post(
             order["finalize"].as_str().unwrap_or_default(),
             Some(&json!({"csr": acme_types::b64::encode(csr.der())})),
         )
-        .await?
-        .json();
+        .await
+    {
+        Ok(r) => r.json(),
+        // The finalize may have been carried out although its answer was lost (a node killed
+        // after its commit, then the request retried elsewhere answers orderNotReady): the
+        // order itself says whether a certificate exists.
+        Err(e) => {
+            let now = c.post(&order_url, None).await?.json();
+            if now["status"] == "valid" || now["status"] == "processing" {
+                now
+            } else {
+                return Err(e);
+            }
+        }
+    };
     let fin = if fin["status"] == "valid" {
         fin
     } else {
