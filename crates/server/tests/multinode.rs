@@ -110,16 +110,23 @@ impl TwoNodes {
     }
 }
 
+/// Whether the shared PostgreSQL cluster is configured; without it the test is skipped,
+/// except under CI, where that is a failure.
+fn have_postgres(test: &str) -> bool {
+    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_some() {
+        return true;
+    }
+    assert!(
+        !support::in_ci(),
+        "FLEETCA_TEST_POSTGRES is required under CI"
+    );
+    eprintln!("SKIP {test}: FLEETCA_TEST_POSTGRES not set");
+    false
+}
+
 #[test]
 fn two_nodes_share_postgres_and_survive_a_sigkill() {
-    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none() {
-        assert!(
-            !support::in_ci(),
-            "FLEETCA_TEST_POSTGRES is required under CI"
-        );
-        eprintln!(
-            "SKIP two_nodes_share_postgres_and_survive_a_sigkill: FLEETCA_TEST_POSTGRES not set"
-        );
+    if !have_postgres("two_nodes_share_postgres_and_survive_a_sigkill") {
         return;
     }
     let f = Fleetca::init(&["routers.example.com"]);
@@ -258,12 +265,7 @@ async fn total_valid_orders(db: &str) -> usize {
 /// between two nodes get three orders, not six (each node alone would have allowed three).
 #[test]
 fn two_nodes_share_one_rate_limit() {
-    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none() {
-        assert!(
-            !support::in_ci(),
-            "FLEETCA_TEST_POSTGRES is required under CI"
-        );
-        eprintln!("SKIP two_nodes_share_one_rate_limit: FLEETCA_TEST_POSTGRES not set");
+    if !have_postgres("two_nodes_share_one_rate_limit") {
         return;
     }
     let f = Fleetca::init(&["routers.example.com"]);

@@ -184,46 +184,27 @@ mod tests {
 
     async fn semantics(db: &dyn RateStore) {
         let t0 = 1_000_000;
+        let apply = |b: &[SharedBucket], at: i64, op: RateOp| {
+            let b = b.to_vec();
+            async move { db.rate_apply("t", &b, at, op).await.unwrap() }
+        };
         // Two per hour.
         let a = [bucket("orders", "acct", 2.0, 2.0 / 3600.0)];
-        assert_eq!(
-            db.rate_apply("t", &a, t0, RateOp::Take).await.unwrap(),
-            None
-        );
-        assert_eq!(
-            db.rate_apply("t", &a, t0, RateOp::Take).await.unwrap(),
-            None
-        );
-        let (i, wait) = db
-            .rate_apply("t", &a, t0, RateOp::Take)
+        assert_eq!(apply(&a, t0, RateOp::Take).await, None);
+        assert_eq!(apply(&a, t0, RateOp::Take).await, None);
+        let (i, wait) = apply(&a, t0, RateOp::Take)
             .await
-            .unwrap()
             .expect("third take refused");
         assert_eq!(i, 0);
         assert!((wait - 1800.0).abs() < 1.0, "{wait}");
         // Half an hour later one token is back.
         let later = t0 + 1_800_000;
-        assert_eq!(
-            db.rate_apply("t", &a, later, RateOp::Check).await.unwrap(),
-            None
-        );
-        assert_eq!(
-            db.rate_apply("t", &a, later, RateOp::Take).await.unwrap(),
-            None
-        );
-        assert!(db
-            .rate_apply("t", &a, later, RateOp::Check)
-            .await
-            .unwrap()
-            .is_some());
+        assert_eq!(apply(&a, later, RateOp::Check).await, None);
+        assert_eq!(apply(&a, later, RateOp::Take).await, None);
+        assert!(apply(&a, later, RateOp::Check).await.is_some());
         // A refund gives it back; another tenant's bucket of the same name is separate.
-        db.rate_apply("t", &a, later, RateOp::Adjust(1.0))
-            .await
-            .unwrap();
-        assert_eq!(
-            db.rate_apply("t", &a, later, RateOp::Take).await.unwrap(),
-            None
-        );
+        apply(&a, later, RateOp::Adjust(1.0)).await;
+        assert_eq!(apply(&a, later, RateOp::Take).await, None);
         assert_eq!(
             db.rate_apply("u", &a, later, RateOp::Take).await.unwrap(),
             None
@@ -233,37 +214,22 @@ mod tests {
         // tokens.
         let acct = bucket("orders", "acct2", 5.0, 5.0 / 3600.0);
         let name = bucket("names", "x.example", 1.0, 1.0 / 604_800.0);
-        let both = [acct.clone(), name.clone()];
-        assert_eq!(
-            db.rate_apply("t", &both, t0, RateOp::Take).await.unwrap(),
-            None
-        );
-        let (i, _) = db
-            .rate_apply("t", &both, t0, RateOp::Take)
-            .await
-            .unwrap()
-            .unwrap();
+        let both = [acct.clone(), name];
+        assert_eq!(apply(&both, t0, RateOp::Take).await, None);
+        let (i, _) = apply(&both, t0, RateOp::Take).await.unwrap();
         assert_eq!(i, 1, "the name bucket is the one refusing");
         for _ in 0..4 {
             assert_eq!(
-                db.rate_apply("t", std::slice::from_ref(&acct), t0, RateOp::Take)
-                    .await
-                    .unwrap(),
+                apply(std::slice::from_ref(&acct), t0, RateOp::Take).await,
                 None
             );
         }
         // Recording never refuses and never goes below zero.
         let f = [bucket("failed", "acct", 1.0, 1.0 / 3600.0)];
         for _ in 0..3 {
-            db.rate_apply("t", &f, t0, RateOp::Adjust(-1.0))
-                .await
-                .unwrap();
+            apply(&f, t0, RateOp::Adjust(-1.0)).await;
         }
-        let (_, wait) = db
-            .rate_apply("t", &f, t0, RateOp::Check)
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, wait) = apply(&f, t0, RateOp::Check).await.unwrap();
         assert!(
             (wait - 3600.0).abs() < 1.0,
             "clamped at zero tokens: {wait}"
@@ -271,7 +237,7 @@ mod tests {
 
         // Pruning forgets exactly the buckets that are full again.
         let week = t0 + 8 * 86_400_000;
-        assert!(db.rate_prune(t0).await.unwrap() == 0);
+        assert_eq!(db.rate_prune(t0).await.unwrap(), 0);
         assert!(db.rate_prune(week).await.unwrap() >= 4);
         assert_eq!(db.rate_prune(week).await.unwrap(), 0);
     }
