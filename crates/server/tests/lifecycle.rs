@@ -5,7 +5,7 @@
 mod client;
 mod support;
 
-use client::{b64url, csr, Client, Resp};
+use client::{b64url, Client, Resp};
 use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
 use support::{ChallTestSrv, Fleetca, Tool};
@@ -75,51 +75,9 @@ impl Env {
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let order_url = r.location();
         let order = r.json();
-        for authz_url in order["authorizations"].as_array().unwrap() {
-            let authz = c.post(authz_url.as_str().unwrap(), None).await.json();
-            if authz["status"] == "valid" {
-                continue;
-            }
-            let ch = authz["challenges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "dns-01")
-                .unwrap()
-                .clone();
-            let name = authz["identifier"]["value"].as_str().unwrap();
-            let value = acme_types::keyauth::dns01_txt_value(
-                &c.key_authorization(ch["token"].as_str().unwrap()),
-            );
-            self.dns.set_txt(&format!("_acme-challenge.{name}"), &value);
-            assert_eq!(
-                c.post(ch["url"].as_str().unwrap(), Some(&json!({})))
-                    .await
-                    .status,
-                200
-            );
-            let done = c
-                .poll(authz_url.as_str().unwrap(), |a| a["status"] != "pending")
-                .await;
-            assert_eq!(done["status"], "valid", "{done}");
-        }
-        let (csr_der, _key) = csr(names, &rcgen::PKCS_ECDSA_P256_SHA256);
-        let r = c
-            .post(
-                order["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": b64url(&csr_der)})),
-            )
+        c.authorize_dns01(&order, |n, v| self.dns.set_txt(n, v))
             .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let order = c.post(&order_url, None).await.json();
-        assert_eq!(order["status"], "valid");
-        let pem = String::from_utf8(
-            c.post(order["certificate"].as_str().unwrap(), None)
-                .await
-                .body,
-        )
-        .unwrap();
-        let ders = pki::cert_info::pem_to_ders(&pem).unwrap();
+        let (ders, order) = c.finalize_and_download(&order_url, &order, names).await;
         (ders[0].clone(), order)
     }
 

@@ -6,7 +6,7 @@
 mod client;
 mod support;
 
-use client::{b64url, csr, Client};
+use client::Client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use support::{ChallTestSrv, Fleetca, Tool};
@@ -48,42 +48,9 @@ impl Env {
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let order_url = r.location();
         let order = r.json();
-        let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
-        let authz = c.post(&authz_url, None).await.json();
-        if authz["status"] != "valid" {
-            let ch = authz["challenges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "dns-01")
-                .unwrap()
-                .clone();
-            let value = acme_types::keyauth::dns01_txt_value(
-                &c.key_authorization(ch["token"].as_str().unwrap()),
-            );
-            self.dns.set_txt(&format!("_acme-challenge.{name}"), &value);
-            let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
-            assert_eq!(r.status, 200);
-            let done = c.poll(&authz_url, |a| a["status"] != "pending").await;
-            assert_eq!(done["status"], "valid", "{done}");
-        }
-        let (csr_der, _key) = csr(&[name], &rcgen::PKCS_ECDSA_P256_SHA256);
-        let r = c
-            .post(
-                order["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": b64url(&csr_der)})),
-            )
+        c.authorize_dns01(&order, |n, v| self.dns.set_txt(n, v))
             .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let order = c.post(&order_url, None).await.json();
-        assert_eq!(order["status"], "valid");
-        let pem = String::from_utf8(
-            c.post(order["certificate"].as_str().unwrap(), None)
-                .await
-                .body,
-        )
-        .unwrap();
-        let ders = pki::cert_info::pem_to_ders(&pem).unwrap();
+        let (ders, _) = c.finalize_and_download(&order_url, &order, &[name]).await;
         (ders[0].clone(), ders[1].clone())
     }
 

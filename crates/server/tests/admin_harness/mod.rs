@@ -2,9 +2,9 @@
 //! listener's URL, tokens made with the CLI, and a dns-01 issuance.
 #![allow(dead_code)]
 
-use crate::client::{b64url, csr, Client};
+use crate::client::Client;
 use crate::support::{self, ChallTestSrv, Fleetca, Tool};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub(crate) const PERMITS: &[&str] = &["routers.example.com"];
@@ -93,49 +93,11 @@ impl Env {
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let order_url = r.location();
         let order = r.json();
-        for authz_url in order["authorizations"].as_array().unwrap() {
-            let authz = c.post(authz_url.as_str().unwrap(), None).await.json();
-            let ch = authz["challenges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "dns-01")
-                .unwrap()
-                .clone();
-            let name = authz["identifier"]["value"].as_str().unwrap();
-            let value = acme_types::keyauth::dns01_txt_value(
-                &c.key_authorization(ch["token"].as_str().unwrap()),
-            );
-            self.dns.set_txt(&format!("_acme-challenge.{name}"), &value);
-            assert_eq!(
-                c.post(ch["url"].as_str().unwrap(), Some(&json!({})))
-                    .await
-                    .status,
-                200
-            );
-            let done = c
-                .poll(authz_url.as_str().unwrap(), |a| a["status"] != "pending")
-                .await;
-            assert_eq!(done["status"], "valid", "{done}");
-        }
-        let (csr_der, _key) = csr(names, &rcgen::PKCS_ECDSA_P256_SHA256);
-        let r = c
-            .post(
-                order["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": b64url(&csr_der)})),
-            )
+        c.authorize_dns01(&order, |n, v| self.dns.set_txt(n, v))
             .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let order = c.post(&order_url, None).await.json();
-        assert_eq!(order["status"], "valid");
-        let pem = String::from_utf8(
-            c.post(order["certificate"].as_str().unwrap(), None)
-                .await
-                .body,
-        )
-        .unwrap();
-        let der = pki::cert_info::pem_to_ders(&pem).unwrap().remove(0);
-        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let (ders, _) = c.finalize_and_download(&order_url, &order, names).await;
+        let der = &ders[0];
+        let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
         fleetca::sa::normalize_serial(&x.raw_serial_as_string().replace(':', ""))
     }
 }

@@ -224,6 +224,75 @@ impl Client {
         acme_types::keyauth::key_authorization(token, self.key.jwk())
     }
 
+    /// Answers every authorization of `order` that is not valid yet with dns-01, publishing
+    /// the TXT record through `set_txt(record name, value)`, and waits until each is valid.
+    pub(crate) async fn authorize_dns01(&self, order: &Value, set_txt: impl Fn(&str, &str)) {
+        for authz_url in order["authorizations"].as_array().expect("authorizations") {
+            let authz_url = authz_url.as_str().expect("authorization URL");
+            let authz = self.post(authz_url, None).await.json();
+            if authz["status"] == "valid" {
+                continue;
+            }
+            let ch = authz["challenges"]
+                .as_array()
+                .expect("challenges")
+                .iter()
+                .find(|c| c["type"] == "dns-01")
+                .unwrap_or_else(|| panic!("dns-01 offered: {authz}"))
+                .clone();
+            let name = authz["identifier"]["value"].as_str().expect("identifier");
+            let value = acme_types::keyauth::dns01_txt_value(
+                &self.key_authorization(ch["token"].as_str().expect("token")),
+            );
+            set_txt(&format!("_acme-challenge.{name}"), &value);
+            let r = self
+                .post(ch["url"].as_str().expect("challenge URL"), Some(&json!({})))
+                .await;
+            assert_eq!(
+                r.status,
+                200,
+                "challenge POST: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let done = self.poll(authz_url, |a| a["status"] != "pending").await;
+            assert_eq!(done["status"], "valid", "authorization failed: {done}");
+        }
+    }
+
+    /// Finalizes `order` (found at `order_url`) with a fresh P-256 CSR for `names` and
+    /// downloads the certificate: returns the chain's DERs, leaf first, and the final order.
+    pub(crate) async fn finalize_and_download(
+        &self,
+        order_url: &str,
+        order: &Value,
+        names: &[&str],
+    ) -> (Vec<Vec<u8>>, Value) {
+        let (csr_der, _key) = csr(names, &rcgen::PKCS_ECDSA_P256_SHA256);
+        let r = self
+            .post(
+                order["finalize"].as_str().expect("finalize URL"),
+                Some(&json!({"csr": b64url(&csr_der)})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "finalize: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let order = self.poll(order_url, |o| o["status"] != "processing").await;
+        assert_eq!(order["status"], "valid", "{order}");
+        let chain = self
+            .post(
+                order["certificate"].as_str().expect("certificate URL"),
+                None,
+            )
+            .await
+            .body;
+        let pem = String::from_utf8(chain).expect("PEM chain");
+        (pki::cert_info::pem_to_ders(&pem).expect("chain"), order)
+    }
+
     /// Polls `url` (POST-as-GET) until `done(body)` or the deadline.
     pub(crate) async fn poll(&self, url: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
