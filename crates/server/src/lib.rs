@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod ra;
 pub mod sa;
 pub mod tenant;
+pub mod testing;
 pub mod va;
 pub mod wfe;

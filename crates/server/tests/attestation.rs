@@ -9,77 +9,17 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use base64::Engine as _;
 use ciborium::value::Value;
-use fleetca::ca::{IssuingCa, IssuingCaParts};
-use fleetca::clock::OffsetClock;
-use fleetca::ra::{NewAccount, Ra, RaConfig};
-use fleetca::sa::{AccountRecord, SqliteStorage, Storage};
+use fleetca::ra::{NewAccount, Ra};
+use fleetca::sa::AccountRecord;
 use fleetca::tenant::Tenant;
-use fleetca::va::{Va, VaConfig};
-use pki::ca::CaProfile;
-use pki::policy::Permitted;
-use pki::signer::{FileSigner, Signer};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, Issuer, KeyPair,
     PKCS_ECDSA_P256_SHA256,
 };
 use std::sync::Arc;
-use std::time::Duration;
 
 async fn setup(attestation_roots: Vec<Vec<u8>>) -> (Arc<Ra>, Arc<Tenant>) {
-    let root = FileSigner::new(pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap());
-    let root_der = pki::ca::create_root("test root", &root, None).unwrap();
-    let signer: Arc<dyn Signer> = Arc::new(FileSigner::new(
-        pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap(),
-    ));
-    let profile = CaProfile {
-        permitted: Permitted::parse(&["routers.example.com".to_string()]).unwrap(),
-        crl_base_url: "http://ca.example.com".into(),
-        common_name: "test issuing".into(),
-        ..Default::default()
-    };
-    let cert_der =
-        pki::ca::create_issuing_ca(&root_der, &root, signer.public_key_der(), &profile, None)
-            .unwrap();
-    let issuer = pki::issue::Issuer::new(
-        "default",
-        cert_der.clone(),
-        vec![root_der.clone()],
-        signer.clone(),
-        profile,
-        Vec::new(),
-    )
-    .unwrap();
-    let ca = Arc::new(IssuingCa::new(IssuingCaParts {
-        name: "default".into(),
-        issuer,
-        signer,
-        cert_der,
-        intermediates: Vec::new(),
-        root_der: Some(root_der),
-        root_crl: None,
-        lifetime: Duration::from_secs(30 * 86400),
-        backdate: Duration::from_secs(3600),
-    }));
-    let tenant = Arc::new(Tenant {
-        name: "default".into(),
-        base_url: "https://ca.test".into(),
-        ca,
-        terms_of_service: None,
-        website: None,
-        caa_identities: vec![],
-        external_account_required: false,
-        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
-        attestation_roots,
-        attested_names: Vec::new(),
-    });
-    let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().await.unwrap());
-    let ra = Ra::new(
-        sa,
-        Arc::new(OffsetClock::default()),
-        vec![tenant.clone()],
-        Va::new(VaConfig::default()).unwrap(),
-        RaConfig::default(),
-    );
+    let (ra, _clock, tenant) = fleetca::testing::ra_with_tenant(attestation_roots).await;
     (ra, tenant)
 }
 

@@ -1,72 +1,11 @@
 //! Time-dependent rules of the state machine, with a movable clock instead of sleeps.
 
 use super::*;
-use crate::ca::{IssuingCa, IssuingCaParts};
 use crate::clock::OffsetClock;
-use crate::sa::SqliteStorage;
-use crate::va::VaConfig;
 use acme_types::sign::{AccountKey, AccountKeyKind};
-use pki::ca::CaProfile;
-use pki::policy::Permitted;
-use pki::signer::{FileSigner, Signer};
 
 async fn setup() -> (Arc<Ra>, Arc<OffsetClock>, Arc<Tenant>) {
-    let root = FileSigner::new(pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap());
-    let root_der = pki::ca::create_root("test root", &root, None).unwrap();
-    let signer: Arc<dyn Signer> = Arc::new(FileSigner::new(
-        pki::keys::generate(pki::keys::KeyType::EcdsaP256).unwrap(),
-    ));
-    let profile = CaProfile {
-        permitted: Permitted::parse(&["routers.example.com".to_string()]).unwrap(),
-        crl_base_url: "http://ca.example.com".into(),
-        common_name: "test issuing".into(),
-        ..Default::default()
-    };
-    let cert_der =
-        pki::ca::create_issuing_ca(&root_der, &root, signer.public_key_der(), &profile, None)
-            .unwrap();
-    let issuer = pki::issue::Issuer::new(
-        "default",
-        cert_der.clone(),
-        vec![root_der.clone()],
-        signer.clone(),
-        profile,
-        Vec::new(),
-    )
-    .unwrap();
-    let ca = Arc::new(IssuingCa::new(IssuingCaParts {
-        name: "default".into(),
-        issuer,
-        signer,
-        cert_der,
-        intermediates: Vec::new(),
-        root_der: Some(root_der),
-        root_crl: None,
-        lifetime: Duration::from_secs(30 * 86400),
-        backdate: Duration::from_secs(3600),
-    }));
-    let tenant = Arc::new(Tenant {
-        name: "default".into(),
-        base_url: "https://ca.test".into(),
-        ca,
-        terms_of_service: None,
-        website: None,
-        caa_identities: vec![],
-        external_account_required: false,
-        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
-        attestation_roots: vec![],
-        attested_names: vec![],
-    });
-    let clock = Arc::new(OffsetClock::default());
-    let sa: Arc<dyn Storage> = Arc::new(SqliteStorage::open_in_memory().await.unwrap());
-    let ra = Ra::new(
-        sa,
-        clock.clone(),
-        vec![tenant.clone()],
-        Va::new(VaConfig::default()).unwrap(),
-        RaConfig::default(),
-    );
-    (ra, clock, tenant)
+    crate::testing::ra_with_tenant(Vec::new()).await
 }
 
 async fn account(ra: &Ra, t: &Tenant) -> AccountRecord {

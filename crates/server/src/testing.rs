@@ -1,0 +1,86 @@
+//! Fixtures for tests of the registration authority without a server process: a fresh root,
+//! an issuing CA constrained to `routers.example.com`, its tenant, and an RA over an
+//! in-memory SQLite database. Used by the RA's unit tests and by integration tests
+//! (`tests/attestation.rs`); not meant for production code.
+
+use crate::ca::{IssuingCa, IssuingCaParts};
+use crate::clock::OffsetClock;
+use crate::ra::{Ra, RaConfig};
+use crate::sa::{SqliteStorage, Storage};
+use crate::tenant::Tenant;
+use crate::va::{Va, VaConfig};
+use pki::ca::CaProfile;
+use pki::policy::Permitted;
+use pki::signer::{FileSigner, Signer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An RA with one tenant, `default`, whose CA may issue for `routers.example.com` and which
+/// trusts `attestation_roots` (DER) for `device-attest-01`; the clock can be moved.
+///
+/// # Panics
+/// If key generation or CA creation fails (a broken build, not a test outcome).
+pub async fn ra_with_tenant(
+    attestation_roots: Vec<Vec<u8>>,
+) -> (Arc<Ra>, Arc<OffsetClock>, Arc<Tenant>) {
+    let root = FileSigner::new(pki::keys::generate(pki::keys::KeyType::EcdsaP256).expect("key"));
+    let root_der = pki::ca::create_root("test root", &root, None).expect("root");
+    let signer: Arc<dyn Signer> = Arc::new(FileSigner::new(
+        pki::keys::generate(pki::keys::KeyType::EcdsaP256).expect("key"),
+    ));
+    let profile = CaProfile {
+        permitted: Permitted::parse(&["routers.example.com".to_string()]).expect("permitted"),
+        crl_base_url: "http://ca.example.com".into(),
+        common_name: "test issuing".into(),
+        ..Default::default()
+    };
+    let cert_der =
+        pki::ca::create_issuing_ca(&root_der, &root, signer.public_key_der(), &profile, None)
+            .expect("issuing CA");
+    let issuer = pki::issue::Issuer::new(
+        "default",
+        cert_der.clone(),
+        vec![root_der.clone()],
+        signer.clone(),
+        profile,
+        Vec::new(),
+    )
+    .expect("issuer");
+    let ca = Arc::new(IssuingCa::new(IssuingCaParts {
+        name: "default".into(),
+        issuer,
+        signer,
+        cert_der,
+        intermediates: Vec::new(),
+        root_der: Some(root_der),
+        root_crl: None,
+        lifetime: Duration::from_secs(30 * 86400),
+        backdate: Duration::from_secs(3600),
+    }));
+    let tenant = Arc::new(Tenant {
+        name: "default".into(),
+        base_url: "https://ca.test".into(),
+        ca,
+        terms_of_service: None,
+        website: None,
+        caa_identities: vec![],
+        external_account_required: false,
+        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+        attestation_roots,
+        attested_names: Vec::new(),
+    });
+    let clock = Arc::new(OffsetClock::default());
+    let sa: Arc<dyn Storage> = Arc::new(
+        SqliteStorage::open_in_memory()
+            .await
+            .expect("in-memory SQLite"),
+    );
+    let ra = Ra::new(
+        sa,
+        clock.clone(),
+        vec![tenant.clone()],
+        Va::new(VaConfig::default()).expect("validation authority"),
+        RaConfig::default(),
+    );
+    (ra, clock, tenant)
+}
