@@ -105,7 +105,7 @@ async fn the_issuer_refuses_names_outside_policy_even_if_the_ra_is_bypassed() {
 async fn a_deactivation_through_the_ra_is_refused_at_once() {
     let (ra, _clock, t) = setup().await;
     let acct = account(&ra, &t).await;
-    // Warm the cache, then deactivate through the RA.
+    // Deactivate through the RA: the very next kid lookup is refused.
     ra.account_for_kid(&t, &acct.id).await.unwrap();
     ra.update_account(
         &acct,

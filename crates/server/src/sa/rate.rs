@@ -8,8 +8,9 @@
 //! transaction: concurrent requests on different nodes queue on the row instead of both
 //! spending the last token. A refusal rolls back, so it changes nothing.
 
-use super::SaError;
+use super::{PgStorage, SaError, SqliteStorage};
 use async_trait::async_trait;
+use sqlx::Row;
 
 /// One bucket an operation touches.
 #[derive(Clone, Debug)]
@@ -161,9 +162,6 @@ macro_rules! rate_store {
         }
     };
 }
-
-use super::{PgStorage, SqliteStorage};
-use sqlx::Row;
 
 rate_store!(SqliteStorage);
 rate_store!(PgStorage);

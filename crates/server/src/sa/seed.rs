@@ -319,28 +319,22 @@ mod tests {
         // a restart), so plan on a fresh one.
         drop(db);
         let db = SqliteStorage::open(&dir.path().join("h.db")).await.unwrap();
-        // The statements of sa::sql on the issuance path whose plan depends on statistics,
-        // with literals for their parameters.
-        let statements = [
-            "UPDATE authzs SET status = 'valid', expires = 1 WHERE status = 'pending'
-             AND attested_by = (SELECT authz_id FROM challenges WHERE id = 'c')",
-            "UPDATE authzs SET status = 'valid', expires = 1 WHERE status = 'pending'
-             AND id = (SELECT authz_id FROM challenges WHERE id = 'c')",
-            "UPDATE authzs SET status = 'deactivated' WHERE attested_by = 'a' AND status IN ('pending', 'valid')",
-            "UPDATE challenges SET lease_until = 2 WHERE status = 'processing'
-             AND (lease_until IS NULL OR lease_until < 1) RETURNING id",
-            "UPDATE challenges SET status = 'processing', lease_until = 2 WHERE id = 'c' AND status = 'pending'
-             AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')",
-            "SELECT id FROM authzs WHERE account_id = 'a' AND ident_type = 'dns' AND ident_value = 'x'
-             AND wildcard = 0 AND status IN ('valid', 'pending') AND expires > 1
-             AND attested_by IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
-             ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1",
-            "UPDATE orders SET status = 'processing' WHERE id = 'o' AND status = 'pending'",
-        ];
-        for sql in statements {
-            // Test-owned constant statements, no input.
-            let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
-            let plan: Vec<String> = sqlx::query(explain)
+        for sql in crate::sa::sql::stmt::ALL {
+            // The planner does not look at parameter values, so NULL stands in for each.
+            let params = sql
+                .split('$')
+                .skip(1)
+                .filter_map(|p| {
+                    let n: String = p.chars().take_while(char::is_ascii_digit).collect();
+                    n.parse::<usize>().ok()
+                })
+                .max()
+                .unwrap_or(0);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for _ in 0..params {
+                q = q.bind(None::<String>);
+            }
+            let plan: Vec<String> = q
                 .fetch_all(db.pool())
                 .await
                 .unwrap()

@@ -18,6 +18,60 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Statements of the issuance path whose plan depends on planner statistics: an index that
+/// statistics rate as useless turns them into table scans as history grows. Named here so
+/// that `sa::seed`'s test plans exactly the text the backends run.
+pub(super) mod stmt {
+    /// finalize: claim a pending order.
+    pub(crate) const CLAIM_ORDER: &str =
+        "UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'";
+    /// newOrder: a reusable authorization of this account for an identifier.
+    pub(crate) const REUSABLE_AUTHZ: &str =
+        "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
+         AND status IN ('valid', 'pending') AND expires > $5
+         AND attested_by IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
+         ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1";
+    /// Authorization deactivation: the names its attestation granted go with it.
+    pub(crate) const DEACTIVATE_ATTESTED: &str =
+        "UPDATE authzs SET status = 'deactivated' WHERE attested_by = $1 AND status IN ('pending', 'valid')";
+    /// Challenge POST: start a validation (with its lease).
+    pub(crate) const START_CHALLENGE: &str =
+        "UPDATE challenges SET status = 'processing', lease_until = $2 WHERE id = $1 AND status = 'pending'
+         AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')";
+    /// Validation succeeded: the challenge's authorization.
+    pub(crate) const AUTHZ_VALID: &str =
+        "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
+         AND id = (SELECT authz_id FROM challenges WHERE id = $2)";
+    /// Validation failed: the challenge's authorization.
+    pub(crate) const AUTHZ_INVALID: &str =
+        "UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND id = (SELECT authz_id FROM challenges WHERE id = $1)";
+    /// Validation succeeded: the authorizations it attests.
+    pub(crate) const ATTESTED_VALID: &str =
+        "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
+         AND attested_by = (SELECT authz_id FROM challenges WHERE id = $2)";
+    /// Validation failed: the authorizations it attests.
+    pub(crate) const ATTESTED_INVALID: &str =
+        "UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND attested_by = (SELECT authz_id FROM challenges WHERE id = $1)";
+    /// Lease sweep: take over validations whose node died.
+    pub(crate) const CLAIM_STALE_CHALLENGES: &str = "UPDATE challenges SET lease_until = $2
+         WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
+         RETURNING id";
+
+    /// All of the above.
+    #[cfg(test)]
+    pub(crate) const ALL: [&str; 9] = [
+        CLAIM_ORDER,
+        REUSABLE_AUTHZ,
+        DEACTIVATE_ATTESTED,
+        START_CHALLENGE,
+        AUTHZ_VALID,
+        AUTHZ_INVALID,
+        ATTESTED_VALID,
+        ATTESTED_INVALID,
+        CLAIM_STALE_CHALLENGES,
+    ];
+}
+
 /// Row counts per table, for operators and tests that check a refused request changed nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableCounts {
@@ -363,7 +417,7 @@ impl Storage for $ty {
         // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
         // and then finds the order no longer pending.
         let claimed = sqlx::query(
-            "UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+            super::sql::stmt::CLAIM_ORDER,
         )
         .bind(order_id)
         .execute(&mut *tx)
@@ -470,12 +524,7 @@ impl Storage for $ty {
         _now: i64,
         min_expires: i64,
     ) -> Result<Option<String>, SaError> {
-        let row = sqlx::query(
-            "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
-             AND status IN ('valid', 'pending') AND expires > $5
-             AND attested_by IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
-             ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1",
-        )
+        let row = sqlx::query(super::sql::stmt::REUSABLE_AUTHZ)
         .bind(account_id)
         .bind(&ident.kind)
         .bind(&ident.value)
@@ -494,7 +543,7 @@ impl Storage for $ty {
             .await?;
         if r.rows_affected() == 1 {
             // Names granted by this authorization's attestation go with it.
-            sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE attested_by = $1 AND status IN ('pending', 'valid')")
+            sqlx::query(super::sql::stmt::DEACTIVATE_ATTESTED)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -532,8 +581,7 @@ impl Storage for $ty {
 
     async fn try_start_challenge(&self, challenge_id: &str, lease_until: i64) -> Result<bool, SaError> {
         let r = sqlx::query(
-            "UPDATE challenges SET status = 'processing', lease_until = $2 WHERE id = $1 AND status = 'pending'
-             AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')",
+            super::sql::stmt::START_CHALLENGE,
         )
         .bind(challenge_id)
         .bind(lease_until)
@@ -565,28 +613,22 @@ impl Storage for $ty {
             // attested by it, in the same transaction: a templated name is never valid
             // without its device's attestation, nor left pending after a refusal.
             let moved = if o.valid {
-                sqlx::query(
-                    "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
-                     AND id = (SELECT authz_id FROM challenges WHERE id = $2)",
-                )
+                sqlx::query(super::sql::stmt::AUTHZ_VALID)
                 .bind(o.authz_expires)
                 .bind(challenge_id)
             } else {
-                sqlx::query("UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND id = (SELECT authz_id FROM challenges WHERE id = $1)")
+                sqlx::query(super::sql::stmt::AUTHZ_INVALID)
                     .bind(challenge_id)
             }
             .execute(&mut *tx)
             .await?;
             if moved.rows_affected() == 1 {
                 if o.valid {
-                    sqlx::query(
-                        "UPDATE authzs SET status = 'valid', expires = $1 WHERE status = 'pending'
-                         AND attested_by = (SELECT authz_id FROM challenges WHERE id = $2)",
-                    )
+                    sqlx::query(super::sql::stmt::ATTESTED_VALID)
                     .bind(o.authz_expires)
                     .bind(challenge_id)
                 } else {
-                    sqlx::query("UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND attested_by = (SELECT authz_id FROM challenges WHERE id = $1)")
+                    sqlx::query(super::sql::stmt::ATTESTED_INVALID)
                         .bind(challenge_id)
                 }
                 .execute(&mut *tx)
@@ -600,11 +642,7 @@ impl Storage for $ty {
 
     async fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError> {
         // One statement, so two nodes sweeping at once cannot both take the same challenge.
-        let rows = sqlx::query(
-            "UPDATE challenges SET lease_until = $2
-             WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
-             RETURNING id",
-        )
+        let rows = sqlx::query(super::sql::stmt::CLAIM_STALE_CHALLENGES)
         .bind(now)
         .bind(lease_until)
         .fetch_all(self.writer())

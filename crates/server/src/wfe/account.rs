@@ -44,7 +44,7 @@ pub(super) async fn new_account(
     reply(
         async {
             let t = wfe.tenant(&tenant)?;
-            let ip = super::ratelimit::client_ip(&wfe.config().trusted_proxies, &req);
+            let ip = wfe.config().trusted_proxies.client_of(&req);
             let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
             let body: wire::NewAccount = v.json()?;
             // §6.6: creating accounts is limited per client IP; finding an existing one is not.

@@ -26,6 +26,20 @@ impl TrustedProxies {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
+    /// The client address of `req`, when the listener recorded its peer (`ConnectInfo`).
+    pub(crate) fn client_of<B>(&self, req: &axum::http::Request<B>) -> Option<IpAddr> {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())?;
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Some(self.client(peer, forwarded))
+    }
+
     /// The client address of a request from `peer` carrying these `X-Forwarded-For` values
     /// (each a comma-separated list; several header lines concatenate in order, RFC 9110
     /// §5.3).

@@ -232,24 +232,12 @@ impl RateLimiter {
     /// Takes one token from every bucket in `charges`, or from none: if any is empty the
     /// request is refused with `rateLimited` and a `Retry-After` for the slowest of them.
     pub async fn take(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
-        match self.shared_store(charges) {
-            Some(store) => {
-                self.apply_shared(store, tenant, charges, RateOp::Take)
-                    .await
-            }
-            None => self.apply(tenant, charges, true),
-        }
+        self.apply_any(tenant, charges, RateOp::Take).await
     }
 
     /// Like [`RateLimiter::take`] but takes nothing: refuses only if a bucket is already empty.
     pub async fn check(&self, tenant: &str, charges: &[Charge]) -> Result<(), Error> {
-        match self.shared_store(charges) {
-            Some(store) => {
-                self.apply_shared(store, tenant, charges, RateOp::Check)
-                    .await
-            }
-            None => self.apply(tenant, charges, false),
-        }
+        self.apply_any(tenant, charges, RateOp::Check).await
     }
 
     /// Gives back tokens taken for a request that turned out not to count (for example a
@@ -264,27 +252,29 @@ impl RateLimiter {
         self.adjust_any(tenant, charges, -1.0).await;
     }
 
-    /// The store to use for `charges`: the database when there is one and every charge is a
-    /// shared limit (callers never mix the per-second guard with the others).
-    fn shared_store(&self, charges: &[Charge]) -> Option<&Arc<dyn RateStore>> {
-        self.store
+    /// Runs `op` on the database's buckets when there is a database and every charge is a
+    /// shared limit (callers never mix the per-second guard with the others), else on memory.
+    async fn apply_any(&self, tenant: &str, charges: &[Charge], op: RateOp) -> Result<(), Error> {
+        let shared = self
+            .store
             .as_ref()
-            .filter(|_| !charges.is_empty() && charges.iter().all(|(l, _)| l.shared()))
+            .filter(|_| !charges.is_empty() && charges.iter().all(|(l, _)| l.shared()));
+        match (shared, op) {
+            (Some(store), _) => self.apply_shared(store, tenant, charges, op).await,
+            (None, RateOp::Take) => self.apply(tenant, charges, true),
+            (None, RateOp::Check) => self.apply(tenant, charges, false),
+            (None, RateOp::Adjust(delta)) => {
+                self.adjust(tenant, charges, delta);
+                Ok(())
+            }
+        }
     }
 
+    /// Losing a refund or a record errs towards the client or the limit by one token; neither
+    /// is worth failing the request over, so a database error is only logged.
     async fn adjust_any(&self, tenant: &str, charges: &[Charge], delta: f64) {
-        match self.shared_store(charges) {
-            Some(store) => {
-                // Losing a refund or a record errs towards the client or the limit by one
-                // token; neither is worth failing the request over.
-                if let Err(e) = self
-                    .apply_shared(store, tenant, charges, RateOp::Adjust(delta))
-                    .await
-                {
-                    tracing::warn!(error = %e, "adjusting a shared rate-limit bucket failed");
-                }
-            }
-            None => self.adjust(tenant, charges, delta),
+        if let Err(e) = self.apply_any(tenant, charges, RateOp::Adjust(delta)).await {
+            tracing::warn!(error = %e, "adjusting a shared rate-limit bucket failed");
         }
     }
 
@@ -413,24 +403,6 @@ fn sweep<'a>(b: &mut Buckets, cfg: impl Fn(&str) -> &'a RateLimitConfig, now: In
     b.sweep_at = (b.map.len() * 2).max(10_000);
 }
 
-/// The client's IP address, when the listener recorded it (`ConnectInfo`): the TCP peer, or
-/// for a peer among `proxies` the address it forwarded (see `wfe::client_ip`).
-pub(crate) fn client_ip<B>(
-    proxies: &super::client_ip::TrustedProxies,
-    req: &axum::http::Request<B>,
-) -> Option<IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())?;
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    Some(proxies.client(peer, forwarded))
-}
-
 /// The tenant named in an `/acme/<tenant>/...` path.
 fn path_tenant(path: &str) -> &str {
     path.strip_prefix("/acme/")
@@ -445,7 +417,7 @@ pub(crate) async fn per_ip_requests(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Some(ip) = client_ip(&wfe.config().trusted_proxies, &req) {
+    if let Some(ip) = wfe.config().trusted_proxies.client_of(&req) {
         let tenant = path_tenant(req.uri().path()).to_string();
         if let Err(e) = wfe
             .limits()
