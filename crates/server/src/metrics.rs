@@ -33,6 +33,10 @@ pub const DB_DURATION: &str = "fleetca_db_operation_duration_seconds";
 pub const SQLITE_COMMIT_BARRIERS: &str = "fleetca_sqlite_commit_barriers_total";
 /// `fdatasync`s of the SQLite WAL the barriers needed (barriers / syncs = group size).
 pub const SQLITE_WAL_SYNCS: &str = "fleetca_sqlite_wal_syncs_total";
+/// Transactions the SQLite writer thread committed (each one WAL sync).
+pub const SQLITE_WRITE_BATCHES: &str = "fleetca_sqlite_write_batches_total";
+/// Writes those transactions carried (writes / batches = batch size).
+pub const SQLITE_BATCHED_WRITES: &str = "fleetca_sqlite_batched_writes_total";
 
 /// Records one answered HTTP request.
 pub fn http_request(

@@ -182,7 +182,8 @@ impl AdminStore for $ty {
         id: &str,
         audit: &AuditEntry,
     ) -> Result<Option<AdminAccount>, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let Some(before) = sqlx::query("SELECT * FROM accounts WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -258,7 +259,8 @@ impl AdminStore for $ty {
         reason: u8,
         audit: &AuditEntry,
     ) -> Result<bool, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let n = sqlx::query(
             "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         )

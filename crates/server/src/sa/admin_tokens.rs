@@ -53,6 +53,7 @@ macro_rules! admin_token_store {
         #[async_trait]
         impl AdminTokenStore for $ty {
             async fn insert_admin_token(&self, t: &AdminTokenRow) -> Result<bool, SaError> {
+                let pass = self.write_access().await?;
                 let r = sqlx::query(
                     "INSERT INTO admin_tokens (id, sha256, scopes, label, created_at, revoked_at)
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -63,7 +64,7 @@ macro_rules! admin_token_store {
                 .bind(&t.label)
                 .bind(t.created_at)
                 .bind(t.revoked_at)
-                .execute(self.writer())
+                .execute(self.writer(&pass))
                 .await?;
                 self.durable().await?;
                 Ok(r.rows_affected() == 1)
@@ -85,12 +86,13 @@ macro_rules! admin_token_store {
             }
 
             async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError> {
+                let pass = self.write_access().await?;
                 let r = sqlx::query(
                     "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
                 )
                 .bind(now)
                 .bind(id)
-                .execute(self.writer())
+                .execute(self.writer(&pass))
                 .await?;
                 self.durable().await?;
                 Ok(r.rows_affected() == 1)

@@ -77,7 +77,8 @@ macro_rules! audit_store {
         #[async_trait]
         impl AuditStore for $ty {
             async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
-                let mut conn = self.writer().acquire().await?;
+                let pass = self.write_access().await?;
+                let mut conn = self.writer(&pass).acquire().await?;
                 append(&mut *conn, e, e.at).await?;
                 drop(conn);
                 self.durable().await

@@ -123,7 +123,8 @@ fn key_row(r: &$row) -> Result<EabKeyRecord, SaError> {
 #[async_trait]
 impl EabStore for $ty {
     async fn insert_eab_key(&self, k: &EabKeyRecord, audit: &AuditEntry) -> Result<(), SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let res = sqlx::query(
             "INSERT INTO eab_keys (kid, tenant, sealed_key, max_uses, uses, expires_at, revoked_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -176,7 +177,8 @@ impl EabStore for $ty {
         at: i64,
         audit: &AuditEntry,
     ) -> Result<bool, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let before = sqlx::query("SELECT * FROM eab_keys WHERE kid = $1")
             .bind(kid)
             .fetch_optional(&mut *tx)
@@ -223,7 +225,8 @@ impl EabStore for $ty {
         };
         // The conditional UPDATE is the claim: SQLite serialises writers, so of two concurrent
         // uses of the last remaining use exactly one sees a row change.
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let n = sqlx::query(
             "UPDATE eab_keys SET uses = uses + 1
              WHERE kid = $1 AND tenant = $2 AND revoked_at IS NULL

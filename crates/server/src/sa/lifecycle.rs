@@ -189,13 +189,14 @@ impl LifecycleStore for $ty {
         order_id: &str,
         lc: &OrderLifecycle,
     ) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         sqlx::query(
             "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)",
         )
         .bind(order_id)
         .bind(&lc.profile)
         .bind(&lc.replaces_cert_id)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await?;
         self.durable().await?;
         Ok(())
@@ -242,11 +243,12 @@ impl LifecycleStore for $ty {
         profile: &str,
         crl_shard: Option<u32>,
     ) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         sqlx::query("INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)")
             .bind(cert_id)
             .bind(profile)
             .bind(crl_shard.map(i64::from))
-            .execute(self.writer())
+            .execute(self.writer(&pass))
             .await?;
         self.durable().await?;
         Ok(())
@@ -286,7 +288,8 @@ impl LifecycleStore for $ty {
         end: i64,
         at: i64,
     ) -> Result<u64, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let mut n = 0;
         for id in cert_ids {
             n += sqlx::query(
@@ -395,6 +398,7 @@ impl LifecycleStore for $ty {
         shard: u32,
         crl: &CrlRecord,
     ) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         sqlx::query(
             "INSERT INTO crl_shards (tenant, shard, crl_number, der, this_update, next_update)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -409,7 +413,7 @@ impl LifecycleStore for $ty {
         .bind(&crl.der)
         .bind(crl.this_update)
         .bind(crl.next_update)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await?;
         self.durable().await?;
         Ok(())
@@ -420,7 +424,8 @@ impl LifecycleStore for $ty {
         cutoff: i64,
         cert_cutoff: Option<i64>,
     ) -> Result<PruneReport, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let mut report = PruneReport::default();
         if let Some(cc) = cert_cutoff {
             for sql in [

@@ -17,6 +17,8 @@ mod rate;
 mod seed;
 mod sql;
 mod sqlite;
+mod sqlite_batch;
+mod sqlite_writes;
 mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
@@ -118,6 +120,12 @@ pub enum SaError {
     /// A write could not be made durable (`fdatasync` failed); it must not be reported done.
     #[error("database write not durable: {0}")]
     Durability(std::io::Error),
+    /// The SQLite write path (`sqlite_batch`) failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite writer thread could not take or finish the write.
+    #[error("database writer: {0}")]
+    WriterStopped(&'static str),
 }
 
 impl SaError {
@@ -129,6 +137,9 @@ impl SaError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             SaError::Db(e) => db_unavailable(e),
+            SaError::Sqlite(e) => e
+                .sqlite_error()
+                .is_some_and(|f| sqlite_unavailable(f.extended_code)),
             _ => false,
         }
     }

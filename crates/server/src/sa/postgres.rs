@@ -4,6 +4,7 @@
 //! migrations so nodes starting together migrate once.
 
 use super::sql::{from_json, is_unique_violation, json, sql_storage};
+use super::sqlite_batch::{BatchWriter, WriteAccess};
 use super::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -58,8 +59,18 @@ impl PgStorage {
 
     /// The pool for statements that write: the same one (PostgreSQL's row locks let writers
     /// run concurrently).
-    pub(super) fn writer(&self) -> &PgPool {
+    pub(super) fn writer(&self, _access: &WriteAccess) -> &PgPool {
         &self.pool
+    }
+
+    /// Writers need no turn here: always granted at once.
+    pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
+        Ok(WriteAccess::unshared())
+    }
+
+    /// PostgreSQL has no writer thread; the shared sqlx writes serve it.
+    pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
+        None
     }
 
     /// PostgreSQL's commit is durable by itself (`synchronous_commit=on`) and already grouped

@@ -92,7 +92,8 @@ macro_rules! rate_store {
                     (buckets[a].limit, &buckets[a].subject)
                         .cmp(&(buckets[b].limit, &buckets[b].subject))
                 });
-                let mut tx = self.writer().begin().await?;
+                let pass = self.write_access().await?;
+                let mut tx = self.writer(&pass).begin().await?;
                 let mut tokens = vec![0.0f64; buckets.len()];
                 for &i in &order {
                     let b = &buckets[i];
@@ -152,9 +153,10 @@ macro_rules! rate_store {
             }
 
             async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
+                let pass = self.write_access().await?;
                 let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
                     .bind(now_ms)
-                    .execute(self.writer())
+                    .execute(self.writer(&pass))
                     .await?;
                 self.durable().await?;
                 Ok(r.rows_affected())

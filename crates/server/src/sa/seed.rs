@@ -86,7 +86,8 @@ macro_rules! history_seeder {
                 while done < spec.count {
                     let n = BATCH.min(spec.count - done);
                     let idx: Vec<u64> = (done..done + n).collect();
-                    let mut tx = self.writer().begin().await?;
+                    let pass = self.write_access().await?;
+                    let mut tx = self.writer(&pass).begin().await?;
                     // Accounts first (certificates reference them): those whose first
                     // certificate falls in this batch.
                     let accts: Vec<u64> = idx
@@ -270,7 +271,8 @@ macro_rules! history_seeder {
                 // Fresh planner statistics, so the benchmark that follows does not share the
                 // machine with autovacuum's first pass over the new rows (PostgreSQL) and
                 // plans with real row counts (both).
-                sqlx::query("ANALYZE").execute(self.writer()).await?;
+                let pass = self.write_access().await?;
+                sqlx::query("ANALYZE").execute(self.writer(&pass)).await?;
                 Ok(())
             }
         }

@@ -57,7 +57,39 @@ pub(super) mod stmt {
          WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
          RETURNING id";
 
-    /// All of the above.
+    // The writes below have no plan to go wrong; named so both write paths share them.
+    /// newOrder: what the order asked for beyond its identifiers.
+    pub(crate) const INSERT_ORDER_LIFECYCLE: &str =
+        "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)";
+    /// newOrder: a new authorization.
+    pub(crate) const INSERT_AUTHZ: &str =
+        "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// newOrder: a challenge of a new authorization.
+    pub(crate) const INSERT_CHALLENGE: &str =
+        "INSERT INTO challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)";
+    /// newOrder: the order.
+    pub(crate) const INSERT_ORDER: &str =
+        "INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, error, cert_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)";
+    /// newOrder: one of the order's authorizations, in order.
+    pub(crate) const INSERT_ORDER_AUTHZ: &str =
+        "INSERT INTO order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)";
+    /// finalize: the certificate's profile and CRL shard.
+    pub(crate) const INSERT_CERT_LIFECYCLE: &str =
+        "INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)";
+    /// finalize: the certificate.
+    pub(crate) const INSERT_CERT: &str =
+        "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// finalize: the order now has its certificate.
+    pub(crate) const ORDER_VALID: &str =
+        "UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2";
+    /// Validation finished: the challenge's outcome.
+    pub(crate) const FINISH_CHALLENGE: &str =
+        "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'";
+
+    /// The statements above whose plans depend on statistics.
     #[cfg(test)]
     pub(crate) const ALL: [&str; 9] = [
         CLAIM_ORDER,
@@ -168,6 +200,7 @@ impl $ty {
 #[async_trait]
 impl Storage for $ty {
     async fn insert_account(&self, a: &AccountRecord) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         let res = sqlx::query(
             "INSERT INTO accounts (id, tenant, jwk_thumbprint, jwk, contact, status, tos_agreed, eab_kid, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -181,7 +214,7 @@ impl Storage for $ty {
         .bind(a.tos_agreed as i64)
         .bind(&a.eab_kid)
         .bind(a.created_at)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await;
         match res {
             Ok(_) => self.durable().await,
@@ -214,21 +247,23 @@ impl Storage for $ty {
     }
 
     async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
             .bind(json(&contact))
             .bind(id)
-            .execute(self.writer())
+            .execute(self.writer(&pass))
             .await?;
         self.durable().await?;
         Ok(())
     }
 
     async fn try_deactivate_account(&self, id: &str) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
         let r = sqlx::query(
             "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
         )
         .bind(id)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await?;
         self.durable().await?;
         Ok(r.rows_affected() == 1)
@@ -241,12 +276,13 @@ impl Storage for $ty {
         new_tp: &str,
         new_jwk: &str,
     ) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
         let res = sqlx::query("UPDATE accounts SET jwk_thumbprint = $1, jwk = $2 WHERE id = $3 AND jwk_thumbprint = $4 AND status = 'valid'")
             .bind(new_tp)
             .bind(new_jwk)
             .bind(id)
             .bind(old_tp)
-            .execute(self.writer())
+            .execute(self.writer(&pass))
             .await;
         match res {
             Ok(r) => {
@@ -266,11 +302,18 @@ impl Storage for $ty {
         new_authzs: &[AuthzRecord],
         lifecycle: Option<&OrderLifecycle>,
     ) -> Result<(), SaError> {
+        if let Some(w) = self.batch_writer() {
+            let (o, a, lc) = (o.clone(), new_authzs.to_vec(), lifecycle.cloned());
+            return w
+                .run(move |c| super::sqlite_writes::insert_order(c, &o, &a, lc.as_ref()))
+                .await;
+        }
         // One transaction (one fsync) for everything a new order writes.
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         if let Some(lc) = lifecycle {
             sqlx::query(
-                "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)",
+                super::sql::stmt::INSERT_ORDER_LIFECYCLE,
             )
             .bind(&o.id)
             .bind(&lc.profile)
@@ -286,8 +329,7 @@ impl Storage for $ty {
             .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()));
         for a in ordered {
             sqlx::query(
-                "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                super::sql::stmt::INSERT_AUTHZ,
             )
             .bind(&a.id)
             .bind(&a.tenant)
@@ -302,7 +344,7 @@ impl Storage for $ty {
             .execute(&mut *tx)
             .await?;
             for c in &a.challenges {
-                sqlx::query("INSERT INTO challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(super::sql::stmt::INSERT_CHALLENGE)
                     .bind(&c.id)
                     .bind(&a.id)
                     .bind(&c.kind)
@@ -313,8 +355,7 @@ impl Storage for $ty {
             }
         }
         sqlx::query(
-            "INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, error, cert_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+            super::sql::stmt::INSERT_ORDER,
         )
         .bind(&o.id)
         .bind(&o.tenant)
@@ -327,7 +368,7 @@ impl Storage for $ty {
         .await?;
         for (i, authz) in o.authz_ids.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO order_authzs (order_id, authz_id, position) VALUES ($1, $2, $3)",
+                super::sql::stmt::INSERT_ORDER_AUTHZ,
             )
             .bind(&o.id)
             .bind(authz)
@@ -413,7 +454,17 @@ impl Storage for $ty {
         cert_lifecycle: Option<(&str, Option<u32>)>,
         sign: SignFn,
     ) -> Result<Option<CertRecord>, crate::error::Error> {
-        let mut tx = self.writer().begin().await.map_err(SaError::from)?;
+        if let Some(w) = self.batch_writer() {
+            let (id, lc) = (order_id.to_string(), cert_lifecycle.map(|(p, s)| (p.to_string(), s)));
+            return w
+                .run(move |c| {
+                    let lc = lc.as_ref().map(|(p, s)| (p.as_str(), *s));
+                    super::sqlite_writes::finalize_order(c, &id, lc, sign)
+                })
+                .await;
+        }
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await.map_err(SaError::from)?;
         // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
         // and then finds the order no longer pending.
         let claimed = sqlx::query(
@@ -429,7 +480,7 @@ impl Storage for $ty {
         let cert = sign()?; // on error the transaction rolls back: the order stays pending
         if let Some((profile, shard)) = cert_lifecycle {
             // Written with the certificate, so a revoked certificate always has its CRL shard.
-            sqlx::query("INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)")
+            sqlx::query(super::sql::stmt::INSERT_CERT_LIFECYCLE)
                 .bind(&cert.id)
                 .bind(profile)
                 .bind(shard.map(i64::from))
@@ -438,8 +489,7 @@ impl Storage for $ty {
                 .map_err(SaError::from)?;
         }
         sqlx::query(
-            "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            super::sql::stmt::INSERT_CERT,
         )
         .bind(&cert.id)
         .bind(&cert.tenant)
@@ -454,7 +504,7 @@ impl Storage for $ty {
         .execute(&mut *tx)
         .await
         .map_err(SaError::from)?;
-        sqlx::query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2")
+        sqlx::query(super::sql::stmt::ORDER_VALID)
             .bind(&cert.id)
             .bind(order_id)
             .execute(&mut *tx)
@@ -536,7 +586,8 @@ impl Storage for $ty {
     }
 
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {
-        let mut tx = self.writer().begin().await?;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let r = sqlx::query("UPDATE authzs SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
             .bind(id)
             .execute(&mut *tx)
@@ -580,12 +631,19 @@ impl Storage for $ty {
     }
 
     async fn try_start_challenge(&self, challenge_id: &str, lease_until: i64) -> Result<bool, SaError> {
+        if let Some(w) = self.batch_writer() {
+            let id = challenge_id.to_string();
+            return w
+                .run(move |c| super::sqlite_writes::try_start_challenge(c, &id, lease_until))
+                .await;
+        }
+        let pass = self.write_access().await?;
         let r = sqlx::query(
             super::sql::stmt::START_CHALLENGE,
         )
         .bind(challenge_id)
         .bind(lease_until)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await?;
         self.durable().await?;
         Ok(r.rows_affected() == 1)
@@ -596,10 +654,17 @@ impl Storage for $ty {
         challenge_id: &str,
         o: ChallengeOutcome,
     ) -> Result<(), SaError> {
-        let mut tx = self.writer().begin().await?;
+        if let Some(w) = self.batch_writer() {
+            let id = challenge_id.to_string();
+            return w
+                .run(move |c| super::sqlite_writes::finish_challenge(c, &id, &o))
+                .await;
+        }
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
         let status = if o.valid { "valid" } else { "invalid" };
         let r = sqlx::query(
-            "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'",
+            super::sql::stmt::FINISH_CHALLENGE,
         )
         .bind(status)
         .bind(o.valid.then_some(o.at))
@@ -642,10 +707,11 @@ impl Storage for $ty {
 
     async fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError> {
         // One statement, so two nodes sweeping at once cannot both take the same challenge.
+        let pass = self.write_access().await?;
         let rows = sqlx::query(super::sql::stmt::CLAIM_STALE_CHALLENGES)
         .bind(now)
         .bind(lease_until)
-        .fetch_all(self.writer())
+        .fetch_all(self.writer(&pass))
         .await?;
         self.durable().await?;
         rows.iter()
@@ -688,11 +754,12 @@ impl Storage for $ty {
         at: i64,
         reason: Option<u8>,
     ) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
         let r = sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(at)
             .bind(reason.map(i64::from))
             .bind(id)
-            .execute(self.writer())
+            .execute(self.writer(&pass))
             .await?;
         self.durable().await?;
         Ok(r.rows_affected() == 1)
@@ -741,6 +808,7 @@ impl Storage for $ty {
     }
 
     async fn store_crl(&self, tenant: &str, crl: &CrlRecord) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
         sqlx::query(
             "INSERT INTO crls (tenant, crl_number, der, this_update, next_update) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (tenant) DO UPDATE SET crl_number = excluded.crl_number, der = excluded.der,
@@ -752,7 +820,7 @@ impl Storage for $ty {
         .bind(&crl.der)
         .bind(crl.this_update)
         .bind(crl.next_update)
-        .execute(self.writer())
+        .execute(self.writer(&pass))
         .await?;
         self.durable().await?;
         Ok(())

@@ -5,6 +5,7 @@
 
 use super::group_commit::GroupSync;
 use super::sql::{from_json, is_unique_violation, json, sql_storage};
+use super::sqlite_batch::{BatchWriter, WriteAccess};
 use super::*;
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -31,6 +32,9 @@ pub struct SqliteStorage {
     writer: SqlitePool,
     /// Durability barrier for writes through `writer`; `None` in memory.
     group: Option<Arc<GroupSync>>,
+    /// The writer thread that runs the issuance-path writes (`sqlite_batch`); `None` in
+    /// memory, where a second connection would be a second database.
+    batch: Option<BatchWriter>,
 }
 
 impl SqliteStorage {
@@ -56,10 +60,12 @@ impl SqliteStorage {
             .max_lifetime(None)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await?;
+        let batch = BatchWriter::open(path)?;
         Ok(Self {
             pool,
             writer,
             group: Some(Arc::new(GroupSync::new(path))),
+            batch: Some(batch),
         })
     }
 
@@ -80,6 +86,7 @@ impl SqliteStorage {
             writer: pool.clone(),
             pool,
             group: None,
+            batch: None,
         })
     }
 
@@ -88,9 +95,28 @@ impl SqliteStorage {
         &self.pool
     }
 
-    /// The single writing connection (see the field's comment).
-    pub(super) fn writer(&self) -> &SqlitePool {
+    /// The sqlx writing connection (see the field's comment), for holders of a
+    /// [`Self::write_access`].
+    pub(super) fn writer(&self, _access: &WriteAccess) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Parks the writer thread so a sqlx write has the database to itself (`sqlite_batch`).
+    pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
+        match &self.batch {
+            Some(b) => Ok(WriteAccess::paused(b.pause().await?)),
+            None => Ok(WriteAccess::unshared()),
+        }
+    }
+
+    /// The writer thread, when the database is a file.
+    pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
+        self.batch.as_ref()
+    }
+
+    /// (transactions, writes) the writer thread has run: their ratio is the batch size.
+    pub fn write_batch_counts(&self) -> (u64, u64) {
+        self.batch.as_ref().map_or((0, 0), |b| b.counts())
     }
 
     /// Returns once every write that finished through [`Self::writer`] before the call is

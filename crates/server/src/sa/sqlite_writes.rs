@@ -1,0 +1,161 @@
+//! The issuance-path writes as the SQLite writer thread runs them (see `sqlite_batch`): the
+//! same statements (`sql::stmt`), in the same order and with the same conditions as the sqlx
+//! versions in `sql_storage!`, which PostgreSQL and in-memory SQLite still use. The storage
+//! suite runs against both.
+
+use super::lifecycle::OrderLifecycle;
+use super::sql::{json, stmt};
+use super::sqlite_batch::execute;
+use super::{AuthzRecord, CertRecord, ChallengeOutcome, OrderRecord, SaError, SignFn};
+use rusqlite::Connection;
+
+/// Everything a new order writes (see `Storage::insert_order`).
+pub(super) fn insert_order(
+    c: &Connection,
+    o: &OrderRecord,
+    new_authzs: &[AuthzRecord],
+    lifecycle: Option<&OrderLifecycle>,
+) -> Result<(), SaError> {
+    if let Some(lc) = lifecycle {
+        execute(
+            c,
+            stmt::INSERT_ORDER_LIFECYCLE,
+            &[&o.id, &lc.profile, &lc.replaces_cert_id],
+        )?;
+    }
+    // Authorizations that others are attested by go first (as in the sqlx version).
+    let ordered = new_authzs
+        .iter()
+        .filter(|a| a.attested_by.is_none())
+        .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()));
+    for a in ordered {
+        execute(
+            c,
+            stmt::INSERT_AUTHZ,
+            &[
+                &a.id,
+                &a.tenant,
+                &a.account_id,
+                &a.identifier.kind,
+                &a.identifier.value,
+                &(a.wildcard as i64),
+                &a.status.as_str(),
+                &a.expires,
+                &a.created_at,
+                &a.attested_by,
+            ],
+        )?;
+        for ch in &a.challenges {
+            execute(
+                c,
+                stmt::INSERT_CHALLENGE,
+                &[&ch.id, &a.id, &ch.kind, &ch.token, &ch.status.as_str()],
+            )?;
+        }
+    }
+    execute(
+        c,
+        stmt::INSERT_ORDER,
+        &[
+            &o.id,
+            &o.tenant,
+            &o.account_id,
+            &o.status.as_str(),
+            &o.expires,
+            &json(&o.identifiers),
+            &o.created_at,
+        ],
+    )?;
+    for (i, authz) in o.authz_ids.iter().enumerate() {
+        execute(c, stmt::INSERT_ORDER_AUTHZ, &[&o.id, authz, &(i as i64)])?;
+    }
+    Ok(())
+}
+
+/// Claims a pending order, signs and stores its certificate (see `Storage::finalize_order`).
+/// `Ok(None)` when the order was not pending. A signing failure fails the write, so its
+/// savepoint rolls back and the order stays pending.
+pub(super) fn finalize_order(
+    c: &Connection,
+    order_id: &str,
+    cert_lifecycle: Option<(&str, Option<u32>)>,
+    sign: SignFn,
+) -> Result<Option<CertRecord>, crate::error::Error> {
+    if execute(c, stmt::CLAIM_ORDER, &[&order_id]).map_err(SaError::from)? != 1 {
+        return Ok(None);
+    }
+    let cert = sign()?;
+    if let Some((profile, shard)) = cert_lifecycle {
+        execute(
+            c,
+            stmt::INSERT_CERT_LIFECYCLE,
+            &[&cert.id, &profile, &shard.map(i64::from)],
+        )
+        .map_err(SaError::from)?;
+    }
+    execute(
+        c,
+        stmt::INSERT_CERT,
+        &[
+            &cert.id,
+            &cert.tenant,
+            &cert.serial,
+            &cert.account_id,
+            &cert.order_id,
+            &cert.der,
+            &json(&cert.names),
+            &cert.not_before,
+            &cert.not_after,
+            &cert.issued_at,
+        ],
+    )
+    .map_err(SaError::from)?;
+    execute(c, stmt::ORDER_VALID, &[&cert.id, &order_id]).map_err(SaError::from)?;
+    Ok(Some(cert))
+}
+
+/// Starts a validation (see `Storage::try_start_challenge`).
+pub(super) fn try_start_challenge(
+    c: &Connection,
+    challenge_id: &str,
+    lease_until: i64,
+) -> Result<bool, SaError> {
+    Ok(execute(c, stmt::START_CHALLENGE, &[&challenge_id, &lease_until])? == 1)
+}
+
+/// Stores a validation's outcome with its authorization and the ones it attests (see
+/// `Storage::finish_challenge`).
+pub(super) fn finish_challenge(
+    c: &Connection,
+    challenge_id: &str,
+    o: &ChallengeOutcome,
+) -> Result<(), SaError> {
+    let status = if o.valid { "valid" } else { "invalid" };
+    let changed = execute(
+        c,
+        stmt::FINISH_CHALLENGE,
+        &[
+            &status,
+            &o.valid.then_some(o.at),
+            &o.error,
+            &o.record,
+            &challenge_id,
+        ],
+    )?;
+    if changed != 1 {
+        return Ok(());
+    }
+    let moved = if o.valid {
+        execute(c, stmt::AUTHZ_VALID, &[&o.authz_expires, &challenge_id])?
+    } else {
+        execute(c, stmt::AUTHZ_INVALID, &[&challenge_id])?
+    };
+    if moved == 1 {
+        if o.valid {
+            execute(c, stmt::ATTESTED_VALID, &[&o.authz_expires, &challenge_id])?;
+        } else {
+            execute(c, stmt::ATTESTED_INVALID, &[&challenge_id])?;
+        }
+    }
+    Ok(())
+}
