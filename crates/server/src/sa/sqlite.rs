@@ -1,7 +1,9 @@
 //! The embedded SQLite backend: one file in the data directory, WAL journal. A write is on
-//! disk before the storage layer returns: reading connections run `synchronous=FULL`, and the
-//! one writing connection runs `synchronous=NORMAL` with a group-commit barrier after each
-//! write (see `group_commit.rs`), so concurrent writers share one `fdatasync`.
+//! disk before the storage layer returns, by one of two routes: the issuance-path writes run
+//! on the writer thread, batched into transactions whose commit syncs (`sqlite_batch.rs`);
+//! the others go through one sqlx connection running `synchronous=NORMAL` with a
+//! group-commit barrier after each write (`group_commit.rs`). Reading connections run
+//! `synchronous=FULL`.
 
 use super::group_commit::GroupSync;
 use super::sql::{from_json, is_unique_violation, json, sql_storage};
@@ -23,7 +25,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
-    /// One connection that every writing statement and transaction goes through. SQLite admits
+    /// One connection that every sqlx write goes through, while its `WriteAccess` keeps the
+    /// writer thread parked (so it is the only writer of the process then). SQLite admits
     /// one writer at a time anyway; queueing writers here, in order and without sleeping,
     /// replaces SQLite's busy handler, whose back-off sleeps (up to 100 ms each) left the write
     /// lock idle while requests waited. It also rules out `SQLITE_BUSY_SNAPSHOT` for a
