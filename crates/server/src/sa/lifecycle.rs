@@ -10,6 +10,10 @@ use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStora
 use async_trait::async_trait;
 use sqlx::Row;
 
+/// An order's lifecycle row, as `(profile, replaces_cert_id)`.
+pub(super) const ORDER_LIFECYCLE_BY_ORDER: &str =
+    "SELECT profile, replaces_cert_id FROM order_lifecycle WHERE order_id = $1";
+
 /// What an order asked for beyond its identifiers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderLifecycle {
@@ -203,9 +207,10 @@ impl LifecycleStore for $ty {
     }
 
     async fn get_order_lifecycle(&self, order_id: &str) -> Result<Option<OrderLifecycle>, SaError> {
-        let row = sqlx::query(
-            "SELECT profile, replaces_cert_id FROM order_lifecycle WHERE order_id = $1",
-        )
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| crate::sa::sqlite_reads::get_order_lifecycle(c, order_id));
+        }
+        let row = sqlx::query(crate::sa::lifecycle::ORDER_LIFECYCLE_BY_ORDER)
         .bind(order_id)
         .fetch_optional(self.pool())
         .await?;

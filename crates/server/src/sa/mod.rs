@@ -14,10 +14,12 @@ mod model;
 mod nonce;
 mod postgres;
 mod rate;
+mod rows;
 mod seed;
 mod sql;
 mod sqlite;
 mod sqlite_batch;
+mod sqlite_reads;
 mod sqlite_writes;
 mod stats;
 

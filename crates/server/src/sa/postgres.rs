@@ -3,7 +3,7 @@
 //! start a challenge, revoke once) safe across nodes, and sqlx takes an advisory lock around
 //! migrations so nodes starting together migrate once.
 
-use super::sql::{from_json, is_unique_violation, json, sql_storage};
+use super::sql::{is_unique_violation, json, sql_storage};
 use super::sqlite_batch::{BatchWriter, WriteAccess};
 use super::*;
 use async_trait::async_trait;
@@ -66,6 +66,11 @@ impl PgStorage {
     /// Writers need no turn here: always granted at once.
     pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
         Ok(WriteAccess::unshared())
+    }
+
+    /// PostgreSQL reads through its pool only.
+    pub(super) fn inline_reads(&self) -> Option<&super::sqlite_reads::InlineReads> {
+        None
     }
 
     /// PostgreSQL has no writer thread; the shared sqlx writes serve it.

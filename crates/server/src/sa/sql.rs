@@ -125,52 +125,16 @@ pub struct TableCounts {
 macro_rules! sql_storage {
     ($ty:ident, $row:ty) => {
 fn account_row(r: &$row) -> Result<AccountRecord, SaError> {
-    Ok(AccountRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        jwk_thumbprint: r.try_get("jwk_thumbprint")?,
-        jwk: r.try_get("jwk")?,
-        contact: from_json(&r.try_get::<String, _>("contact")?)?,
-        status: AccountState::parse(&r.try_get::<String, _>("status")?)?,
-        tos_agreed: r.try_get::<i64, _>("tos_agreed")? != 0,
-        eab_kid: r.try_get("eab_kid")?,
-        created_at: r.try_get("created_at")?,
-    })
+    super::rows::account(r)
 }
 
 fn challenge_row(r: &$row) -> Result<ChallengeRecord, SaError> {
-    Ok(ChallengeRecord {
-        id: r.try_get("id")?,
-        authz_id: r.try_get("authz_id")?,
-        kind: r.try_get("type")?,
-        token: r.try_get("token")?,
-        status: ChallengeState::parse(&r.try_get::<String, _>("status")?)?,
-        validated_at: r.try_get("validated_at")?,
-        error: r.try_get("error")?,
-        record: r.try_get("record")?,
-    })
+    super::rows::challenge(r)
 }
 
 fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
-    Ok(CertRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        serial: r.try_get("serial")?,
-        account_id: r.try_get("account_id")?,
-        order_id: r.try_get("order_id")?,
-        der: r.try_get("der")?,
-        names: from_json(&r.try_get::<String, _>("names")?)?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        issued_at: r.try_get("issued_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r
-            .try_get::<Option<i64>, _>("revocation_reason")?
-            .map(|v| v as u8),
-    })
+    super::rows::cert(r)
 }
-
-
 
 impl $ty {
 
@@ -226,7 +190,10 @@ impl Storage for $ty {
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<AccountRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_account(c, id));
+        }
+        let row = sqlx::query(super::rows::ACCOUNT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -382,37 +349,21 @@ impl Storage for $ty {
     }
 
     async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError> {
-        // One round trip: the order's columns repeat on each of its authorization links.
-        let rows = sqlx::query(
-            "SELECT o.id, o.tenant, o.account_id, o.status, o.expires, o.identifiers, o.error,
-                    o.cert_id, o.created_at, l.authz_id
-             FROM orders o LEFT JOIN order_authzs l ON l.order_id = o.id
-             WHERE o.id = $1 ORDER BY l.position",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(r) = rows.first() else {
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_order(c, id));
+        }
+        let rows = sqlx::query(super::rows::ORDER_WITH_AUTHZS)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let mut authz_ids = Vec::with_capacity(rows.len());
-        for l in &rows {
-            if let Some(a) = l.try_get::<Option<String>, _>("authz_id")? {
-                authz_ids.push(a);
-            }
+        let mut o = super::rows::order_head(first)?;
+        for r in &rows {
+            super::rows::order_link(&mut o, r)?;
         }
-        Ok(Some(OrderRecord {
-            id: r.try_get("id")?,
-            tenant: r.try_get("tenant")?,
-            account_id: r.try_get("account_id")?,
-            status: OrderState::parse(&r.try_get::<String, _>("status")?)?,
-            expires: r.try_get("expires")?,
-            identifiers: from_json(&r.try_get::<String, _>("identifiers")?)?,
-            error: r.try_get("error")?,
-            cert_id: r.try_get("cert_id")?,
-            created_at: r.try_get("created_at")?,
-            authz_ids,
-        }))
+        Ok(Some(o))
     }
 
     async fn list_order_ids(
@@ -516,54 +467,21 @@ impl Storage for $ty {
     }
 
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError> {
-        // One round trip: the authorization's columns repeat on each of its challenge rows
-        // (none for an attested name). Every query is a hop to the driver's connection
-        // thread, which the profile of a full issuance showed to dominate its CPU.
-        let rows = sqlx::query(
-            "SELECT a.id, a.tenant, a.account_id, a.ident_type, a.ident_value, a.wildcard,
-                    a.status, a.expires, a.created_at, a.attested_by,
-                    c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status,
-                    c.validated_at AS c_validated_at, c.error AS c_error, c.record AS c_record
-             FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id
-             WHERE a.id = $1 ORDER BY c.type",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(r) = rows.first() else {
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_authz(c, id));
+        }
+        let rows = sqlx::query(super::rows::AUTHZ_WITH_CHALLENGES)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let mut challenges = Vec::with_capacity(rows.len());
-        for c in &rows {
-            let Some(cid) = c.try_get::<Option<String>, _>("c_id")? else {
-                continue;
-            };
-            challenges.push(ChallengeRecord {
-                id: cid,
-                authz_id: id.to_string(),
-                kind: c.try_get("c_type")?,
-                token: c.try_get("c_token")?,
-                status: ChallengeState::parse(&c.try_get::<String, _>("c_status")?)?,
-                validated_at: c.try_get("c_validated_at")?,
-                error: c.try_get("c_error")?,
-                record: c.try_get("c_record")?,
-            });
+        let mut a = super::rows::authz_head(first)?;
+        for r in &rows {
+            super::rows::authz_challenge(&mut a, r)?;
         }
-        Ok(Some(AuthzRecord {
-            id: r.try_get("id")?,
-            tenant: r.try_get("tenant")?,
-            account_id: r.try_get("account_id")?,
-            identifier: StoredIdentifier {
-                kind: r.try_get("ident_type")?,
-                value: r.try_get("ident_value")?,
-            },
-            wildcard: r.try_get::<i64, _>("wildcard")? != 0,
-            status: AuthzState::parse(&r.try_get::<String, _>("status")?)?,
-            expires: r.try_get("expires")?,
-            created_at: r.try_get("created_at")?,
-            challenges,
-            attested_by: r.try_get("attested_by")?,
-        }))
+        Ok(Some(a))
     }
 
     async fn find_reusable_authz(
@@ -574,6 +492,11 @@ impl Storage for $ty {
         _now: i64,
         min_expires: i64,
     ) -> Result<Option<String>, SaError> {
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| {
+                super::sqlite_reads::find_reusable_authz(c, account_id, ident, wildcard, min_expires)
+            });
+        }
         let row = sqlx::query(super::sql::stmt::REUSABLE_AUTHZ)
         .bind(account_id)
         .bind(&ident.kind)
@@ -720,7 +643,10 @@ impl Storage for $ty {
     }
 
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_challenge(c, id));
+        }
+        let row = sqlx::query(super::rows::CHALLENGE_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -728,7 +654,10 @@ impl Storage for $ty {
     }
 
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE id = $1")
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_cert(c, id));
+        }
+        let row = sqlx::query(super::rows::CERT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;

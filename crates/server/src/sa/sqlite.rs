@@ -6,8 +6,9 @@
 //! `synchronous=FULL`.
 
 use super::group_commit::GroupSync;
-use super::sql::{from_json, is_unique_violation, json, sql_storage};
+use super::sql::{is_unique_violation, json, sql_storage};
 use super::sqlite_batch::{BatchWriter, WriteAccess};
+use super::sqlite_reads::InlineReads;
 use super::*;
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -38,6 +39,9 @@ pub struct SqliteStorage {
     /// The writer thread that runs the issuance-path writes (`sqlite_batch`); `None` in
     /// memory, where a second connection would be a second database.
     batch: Option<BatchWriter>,
+    /// The issuance path's reads, run on the calling thread (`sqlite_reads`); `None` in
+    /// memory.
+    reads: Option<Arc<InlineReads>>,
 }
 
 impl SqliteStorage {
@@ -69,6 +73,7 @@ impl SqliteStorage {
             writer,
             group: Some(Arc::new(GroupSync::new(path))),
             batch: Some(batch),
+            reads: Some(Arc::new(InlineReads::new(path))),
         })
     }
 
@@ -90,6 +95,7 @@ impl SqliteStorage {
             pool,
             group: None,
             batch: None,
+            reads: None,
         })
     }
 
@@ -115,6 +121,11 @@ impl SqliteStorage {
     /// The writer thread, when the database is a file.
     pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
         self.batch.as_ref()
+    }
+
+    /// The inline readers, when the database is a file.
+    pub(super) fn inline_reads(&self) -> Option<&InlineReads> {
+        self.reads.as_deref()
     }
 
     /// (transactions, writes) the writer thread has run: their ratio is the batch size.

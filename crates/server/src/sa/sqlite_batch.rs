@@ -315,6 +315,15 @@ pub(crate) fn execute(
     params: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, params)?;
+    stmt.raw_execute()
+}
+
+/// Binds `params` to the statement's `$1..$N` by name; refuses a count that does not match.
+pub(crate) fn bind_numbered(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<()> {
     if stmt.parameter_count() != params.len() {
         return Err(rusqlite::Error::InvalidParameterCount(
             params.len(),
@@ -328,7 +337,7 @@ pub(crate) fn execute(
             .ok_or_else(|| rusqlite::Error::InvalidParameterName(name))?;
         stmt.raw_bind_parameter(idx, p)?;
     }
-    stmt.raw_execute()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! The issuance path's reads on the embedded SQLite database, run on the calling thread.
+//!
+//! Through sqlx each read is a round trip to a connection thread and back (pool checkout,
+//! command, rows, check-in), a handful of thread wake-ups for a lookup SQLite answers from
+//! cache in microseconds. A full issuance makes ~16 of them (account ×5, authorization ×4,
+//! order ×2, the order's lifecycle ×2, ...). These reads are primary-key or indexed lookups, short enough to run on the
+//! tokio worker itself, like the CPU work around them. Long reads (listings, CRLs, exports)
+//! stay on sqlx, where they cannot hold up a worker.
+//!
+//! In WAL mode a reader never waits for the writer, and sees exactly the transactions
+//! committed before it started: everything a caller was told is written (the writer thread
+//! answers after its commit and sync, sqlx writes after theirs).
+
+use super::lifecycle::{OrderLifecycle, ORDER_LIFECYCLE_BY_ORDER};
+use super::rows;
+use super::sql::stmt;
+use super::sqlite_batch::bind_numbered;
+use super::StoredIdentifier;
+use super::{AccountRecord, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Idle connections kept for reuse; more are opened when more threads read at once.
+const KEEP_IDLE: usize = 8;
+
+/// Reading connections to one database file, checked out per read.
+pub(crate) struct InlineReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl InlineReads {
+    /// Reads of the database file at `path`.
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<Connection, SaError> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Read-write open (a WAL reader may need to write the shared-memory index), but
+        // nothing here may change the database.
+        c.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;")?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.set_prepared_statement_cache_capacity(32);
+        Ok(c)
+    }
+
+    /// Runs `f` on an idle connection (or a new one) on this thread.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SaError>,
+    ) -> Result<T, SaError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let out = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < KEEP_IDLE {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+/// The first row of `sql` with `$1` = `key`, mapped by `map`.
+fn one<T>(
+    c: &Connection,
+    sql: &str,
+    key: &str,
+    map: fn(&rusqlite::Row<'_>) -> Result<T, SaError>,
+) -> Result<Option<T>, SaError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, &[&key])?;
+    let mut rows = stmt.raw_query();
+    match rows.next()? {
+        Some(r) => Ok(Some(map(r)?)),
+        None => Ok(None),
+    }
+}
+
+/// See `Storage::get_account`.
+pub(super) fn get_account(c: &Connection, id: &str) -> Result<Option<AccountRecord>, SaError> {
+    one(c, rows::ACCOUNT_BY_ID, id, |r| rows::account(r))
+}
+
+/// See `Storage::get_challenge`.
+pub(super) fn get_challenge(c: &Connection, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
+    one(c, rows::CHALLENGE_BY_ID, id, |r| rows::challenge(r))
+}
+
+/// See `Storage::get_cert`.
+pub(super) fn get_cert(c: &Connection, id: &str) -> Result<Option<CertRecord>, SaError> {
+    one(c, rows::CERT_BY_ID, id, |r| rows::cert(r))
+}
+
+/// See `Storage::get_order`.
+pub(super) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>, SaError> {
+    let mut stmt = c.prepare_cached(rows::ORDER_WITH_AUTHZS)?;
+    bind_numbered(&mut stmt, &[&id])?;
+    let mut rs = stmt.raw_query();
+    let Some(first) = rs.next()? else {
+        return Ok(None);
+    };
+    let mut o = rows::order_head(first)?;
+    rows::order_link(&mut o, first)?;
+    while let Some(r) = rs.next()? {
+        rows::order_link(&mut o, r)?;
+    }
+    Ok(Some(o))
+}
+
+/// See `Storage::get_authz`.
+pub(super) fn get_authz(c: &Connection, id: &str) -> Result<Option<AuthzRecord>, SaError> {
+    let mut stmt = c.prepare_cached(rows::AUTHZ_WITH_CHALLENGES)?;
+    bind_numbered(&mut stmt, &[&id])?;
+    let mut rs = stmt.raw_query();
+    let Some(first) = rs.next()? else {
+        return Ok(None);
+    };
+    let mut a = rows::authz_head(first)?;
+    rows::authz_challenge(&mut a, first)?;
+    while let Some(r) = rs.next()? {
+        rows::authz_challenge(&mut a, r)?;
+    }
+    Ok(Some(a))
+}
+
+/// See `LifecycleStore::get_order_lifecycle`.
+pub(super) fn get_order_lifecycle(
+    c: &Connection,
+    order_id: &str,
+) -> Result<Option<OrderLifecycle>, SaError> {
+    one(c, ORDER_LIFECYCLE_BY_ORDER, order_id, |r| {
+        Ok(OrderLifecycle {
+            profile: r.get(0)?,
+            replaces_cert_id: r.get(1)?,
+        })
+    })
+}
+
+/// See `Storage::find_reusable_authz`.
+pub(super) fn find_reusable_authz(
+    c: &Connection,
+    account_id: &str,
+    ident: &StoredIdentifier,
+    wildcard: bool,
+    min_expires: i64,
+) -> Result<Option<String>, SaError> {
+    let mut stmt = c.prepare_cached(stmt::REUSABLE_AUTHZ)?;
+    bind_numbered(
+        &mut stmt,
+        &[
+            &account_id,
+            &ident.kind,
+            &ident.value,
+            &(wildcard as i64),
+            &min_expires,
+        ],
+    )?;
+    let mut rows = stmt.raw_query();
+    match rows.next()? {
+        Some(r) => Ok(Some(r.get::<_, String>(0)?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_readers_cannot_write_and_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT);")
+            .unwrap();
+        let reads = InlineReads::new(&path);
+        let refused = reads.read(|c| Ok(c.execute("INSERT INTO t (k) VALUES ('x')", [])?));
+        assert!(refused.is_err(), "a reading connection is query_only");
+        let n: i64 = reads
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 0);
+        // Both reads ran on one connection, returned to the idle list after each.
+        assert_eq!(reads.idle.lock().unwrap().len(), 1);
+    }
+}
