@@ -1,7 +1,9 @@
 //! The SQL both backends run. Queries use `$N` parameters, integer UNIX times and only
 //! syntax SQLite and PostgreSQL share, so one text serves both; [`sql_storage`] stamps the
 //! [`Storage`](super::Storage) implementation out for each backend's pool and row types, keeping
-//! the backends identical by construction.
+//! the backends identical by construction. On a SQLite file the issuance path's writes and
+//! point reads leave sqlx for `rusqlite` (`sqlite_batch`, `sqlite_reads`), running the same
+//! texts (`stmt`, `rows`) and mapping rows through the same functions (`rows`).
 
 use super::SaError;
 
@@ -89,7 +91,8 @@ pub(super) mod stmt {
     pub(crate) const FINISH_CHALLENGE: &str =
         "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'";
 
-    /// The statements above whose plans depend on statistics.
+    /// The statements of this module whose plans depend on statistics (all but the inserts
+    /// and the single-row updates by key).
     #[cfg(test)]
     pub(crate) const ALL: [&str; 9] = [
         CLAIM_ORDER,
