@@ -146,7 +146,7 @@ impl BatchWriter {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, &c))
-            .map_err(|e| SaError::Durability(std::io::Error::other(e)))?;
+            .map_err(|_| SaError::WriterStopped("could not start the SQLite writer thread"))?;
         Ok(Self { queue, counts })
     }
 
@@ -247,9 +247,14 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
         return;
     }
     let mut done = Vec::with_capacity(batch.len());
-    for mut w in batch {
+    let mut pending = batch.into_iter();
+    while let Some(mut w) = pending.next() {
         if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")) {
-            abort(conn, done, Some(w), &e);
+            abort(
+                conn,
+                done.into_iter().chain([w]).chain(pending).collect(),
+                &e,
+            );
             return;
         }
         // A panicking write (a bug, or the signer) must not take the thread, and with it every
@@ -261,7 +266,12 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
             format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}")
         };
         if let Err(e) = conn.execute_batch(&end) {
-            abort(conn, done, Some(w), &e);
+            // E.g. an I/O error that made SQLite roll the whole transaction back.
+            abort(
+                conn,
+                done.into_iter().chain([w]).chain(pending).collect(),
+                &e,
+            );
             return;
         }
         done.push(w);
@@ -272,22 +282,18 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
                 w.answer(Ok(()));
             }
         }
-        Err(e) => abort(conn, done, None, &e),
+        Err(e) => abort(conn, done, &e),
     }
 }
 
-/// Rolls the whole batch back and fails every write in it with `e`.
-fn abort(
-    conn: &Connection,
-    done: Vec<Box<dyn Write>>,
-    current: Option<Box<dyn Write>>,
-    e: &rusqlite::Error,
-) {
-    tracing::error!(error = %e, writes = done.len() + usize::from(current.is_some()), "SQLite write batch failed; rolled back");
+/// Rolls the whole batch back and fails every write in it (run or not) with `e`; a write
+/// that failed by itself keeps its own error.
+fn abort(conn: &Connection, batch: Vec<Box<dyn Write>>, e: &rusqlite::Error) {
+    tracing::error!(error = %e, writes = batch.len(), "SQLite write batch failed; rolled back");
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    for w in done.into_iter().chain(current) {
+    for w in batch {
         w.answer(Err(e));
     }
 }
@@ -397,6 +403,58 @@ mod tests {
         let (batches, writes) = w.counts();
         assert_eq!(writes, 200);
         assert!((1..=200).contains(&batches));
+    }
+
+    fn job<F>(f: F) -> (Box<dyn Write>, oneshot::Receiver<Result<(), SaError>>)
+    where
+        F: FnOnce(&Connection) -> Result<(), SaError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let j = Job {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        (Box::new(j), rx)
+    }
+
+    /// When the transaction itself is lost mid-batch (as SQLite does on some I/O errors),
+    /// every write of the batch fails, those that ran and those that had not, and none of
+    /// them is on disk.
+    #[test]
+    fn a_lost_transaction_fails_the_whole_batch() {
+        let (dir, _w) = writer();
+        let conn = Connection::open(dir.path().join("w.sqlite")).unwrap();
+        let (a, ra) = job(|c| {
+            execute(c, "INSERT INTO t (k, v) VALUES ($1, $2)", &[&"a", &1])?;
+            Ok(())
+        });
+        let (b, rb) = job(|c| {
+            // Stands in for SQLite rolling the transaction back under the batch.
+            c.execute_batch("ROLLBACK")?;
+            Ok(())
+        });
+        let (c, rc) = job(|c| {
+            execute(c, "INSERT INTO t (k, v) VALUES ($1, $2)", &[&"c", &3])?;
+            Ok(())
+        });
+        run_batch(&conn, vec![a, b, c]);
+        for mut r in [ra, rb, rc] {
+            assert!(
+                matches!(r.try_recv(), Ok(Err(_))),
+                "every write answered with an error"
+            );
+        }
+        assert_eq!(count(&dir), 0);
+        // The connection is usable again afterwards.
+        let (d, rd) = job(|c| {
+            execute(c, "INSERT INTO t (k, v) VALUES ($1, $2)", &[&"d", &4])?;
+            Ok(())
+        });
+        run_batch(&conn, vec![d]);
+        let mut rd = rd;
+        assert!(matches!(rd.try_recv(), Ok(Ok(()))));
+        assert_eq!(count(&dir), 1);
     }
 
     #[tokio::test]
