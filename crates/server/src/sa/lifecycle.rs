@@ -5,7 +5,6 @@
 //! A narrow trait of its own (CONVENTIONS "narrow interfaces per role"): the main
 //! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
 
-use super::sql::from_json;
 use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStorage};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -168,22 +167,7 @@ pub trait LifecycleStore: Send + Sync {
 macro_rules! lifecycle_store {
     ($ty:ident, $row:ty) => {
 fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
-    Ok(CertRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        serial: r.try_get("serial")?,
-        account_id: r.try_get("account_id")?,
-        order_id: r.try_get("order_id")?,
-        der: r.try_get("der")?,
-        names: from_json(&r.try_get::<String, _>("names")?)?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        issued_at: r.try_get("issued_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r
-            .try_get::<Option<i64>, _>("revocation_reason")?
-            .map(|v| v as u8),
-    })
+    crate::sa::rows::cert(r)
 }
 
 #[async_trait]

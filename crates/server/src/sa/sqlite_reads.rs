@@ -103,36 +103,49 @@ pub(super) fn get_cert(c: &Connection, id: &str) -> Result<Option<CertRecord>, S
     one(c, rows::CERT_BY_ID, id, |r| rows::cert(r))
 }
 
-/// See `Storage::get_order`.
-pub(super) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>, SaError> {
-    let mut stmt = c.prepare_cached(rows::ORDER_WITH_AUTHZS)?;
-    bind_numbered(&mut stmt, &[&id])?;
+/// A row joined with its children (see `rows::ORDER_WITH_AUTHZS`): the parent from the first
+/// row, then each row's child added to it.
+fn joined<T>(
+    c: &Connection,
+    sql: &str,
+    key: &str,
+    head: fn(&rusqlite::Row<'_>) -> Result<T, SaError>,
+    link: fn(&mut T, &rusqlite::Row<'_>) -> Result<(), SaError>,
+) -> Result<Option<T>, SaError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, &[&key])?;
     let mut rs = stmt.raw_query();
     let Some(first) = rs.next()? else {
         return Ok(None);
     };
-    let mut o = rows::order_head(first)?;
-    rows::order_link(&mut o, first)?;
+    let mut parent = head(first)?;
+    link(&mut parent, first)?;
     while let Some(r) = rs.next()? {
-        rows::order_link(&mut o, r)?;
+        link(&mut parent, r)?;
     }
-    Ok(Some(o))
+    Ok(Some(parent))
+}
+
+/// See `Storage::get_order`.
+pub(super) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>, SaError> {
+    joined(
+        c,
+        rows::ORDER_WITH_AUTHZS,
+        id,
+        |r| rows::order_head(r),
+        |o, r| rows::order_link(o, r),
+    )
 }
 
 /// See `Storage::get_authz`.
 pub(super) fn get_authz(c: &Connection, id: &str) -> Result<Option<AuthzRecord>, SaError> {
-    let mut stmt = c.prepare_cached(rows::AUTHZ_WITH_CHALLENGES)?;
-    bind_numbered(&mut stmt, &[&id])?;
-    let mut rs = stmt.raw_query();
-    let Some(first) = rs.next()? else {
-        return Ok(None);
-    };
-    let mut a = rows::authz_head(first)?;
-    rows::authz_challenge(&mut a, first)?;
-    while let Some(r) = rs.next()? {
-        rows::authz_challenge(&mut a, r)?;
-    }
-    Ok(Some(a))
+    joined(
+        c,
+        rows::AUTHZ_WITH_CHALLENGES,
+        id,
+        |r| rows::authz_head(r),
+        |a, r| rows::authz_challenge(a, r),
+    )
 }
 
 /// See `LifecycleStore::get_order_lifecycle`.
