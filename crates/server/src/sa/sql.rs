@@ -16,6 +16,17 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, Sa
     serde_json::from_str(s).map_err(|e| SaError::Corrupt(format!("bad JSON column: {e}")))
 }
 
+/// The order a new order's authorizations are inserted in: those that others are attested by
+/// first, so a reader never sees a dependent authorization whose deciding one is missing.
+pub(super) fn insertion_order(
+    new_authzs: &[super::AuthzRecord],
+) -> impl Iterator<Item = &super::AuthzRecord> {
+    new_authzs
+        .iter()
+        .filter(|a| a.attested_by.is_none())
+        .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()))
+}
+
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -290,13 +301,7 @@ impl Storage for $ty {
             .execute(&mut *tx)
             .await?;
         }
-        // Authorizations that others are attested by go first, so a reader never sees a
-        // dependent authorization whose deciding one is missing.
-        let ordered = new_authzs
-            .iter()
-            .filter(|a| a.attested_by.is_none())
-            .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()));
-        for a in ordered {
+        for a in super::sql::insertion_order(new_authzs) {
             sqlx::query(
                 super::sql::stmt::INSERT_AUTHZ,
             )

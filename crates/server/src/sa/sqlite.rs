@@ -34,14 +34,19 @@ pub struct SqliteStorage {
     /// transaction that reads before it writes, since no other connection of this process
     /// can commit in between.
     writer: SqlitePool,
-    /// Durability barrier for writes through `writer`; `None` in memory.
-    group: Option<Arc<GroupSync>>,
-    /// The writer thread that runs the issuance-path writes (`sqlite_batch`); `None` in
-    /// memory, where a second connection would be a second database.
-    batch: Option<BatchWriter>,
-    /// The issuance path's reads, run on the calling thread (`sqlite_reads`); `None` in
-    /// memory.
-    reads: Option<Arc<InlineReads>>,
+    /// What a database file adds; `None` in memory, where every further connection would be
+    /// a separate database, so everything goes through `pool`.
+    file: Option<Arc<FileParts>>,
+}
+
+/// The paths around sqlx that a database file gets.
+struct FileParts {
+    /// Durability barrier for writes through `writer`.
+    group: GroupSync,
+    /// The writer thread that runs the issuance-path writes (`sqlite_batch`).
+    batch: BatchWriter,
+    /// The issuance path's reads, run on the calling thread (`sqlite_reads`).
+    reads: InlineReads,
 }
 
 impl SqliteStorage {
@@ -71,9 +76,11 @@ impl SqliteStorage {
         Ok(Self {
             pool,
             writer,
-            group: Some(Arc::new(GroupSync::new(path))),
-            batch: Some(batch),
-            reads: Some(Arc::new(InlineReads::new(path))),
+            file: Some(Arc::new(FileParts {
+                group: GroupSync::new(path),
+                batch,
+                reads: InlineReads::new(path),
+            })),
         })
     }
 
@@ -93,9 +100,7 @@ impl SqliteStorage {
         Ok(Self {
             writer: pool.clone(),
             pool,
-            group: None,
-            batch: None,
-            reads: None,
+            file: None,
         })
     }
 
@@ -112,7 +117,7 @@ impl SqliteStorage {
 
     /// Parks the writer thread so a sqlx write has the database to itself (`sqlite_batch`).
     pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
-        match &self.batch {
+        match self.batch_writer() {
             Some(b) => Ok(WriteAccess::paused(b.pause().await?)),
             None => Ok(WriteAccess::unshared()),
         }
@@ -120,23 +125,23 @@ impl SqliteStorage {
 
     /// The writer thread, when the database is a file.
     pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
-        self.batch.as_ref()
+        self.file.as_ref().map(|f| &f.batch)
     }
 
     /// The inline readers, when the database is a file.
     pub(super) fn inline_reads(&self) -> Option<&InlineReads> {
-        self.reads.as_deref()
+        self.file.as_ref().map(|f| &f.reads)
     }
 
     /// (transactions, writes) the writer thread has run: their ratio is the batch size.
     pub fn write_batch_counts(&self) -> (u64, u64) {
-        self.batch.as_ref().map_or((0, 0), |b| b.counts())
+        self.batch_writer().map_or((0, 0), |b| b.counts())
     }
 
     /// Returns once every write that finished through [`Self::writer`] before the call is
     /// durable. Every writing method calls it before reporting success.
     pub(super) async fn durable(&self) -> Result<(), SaError> {
-        match &self.group {
+        match self.file.as_ref().map(|f| &f.group) {
             Some(g) => g.barrier().await.map_err(SaError::Durability),
             None => Ok(()),
         }
@@ -144,7 +149,7 @@ impl SqliteStorage {
 
     /// (durability barriers, `fdatasync`s) since open: their ratio is the average commit group.
     pub fn group_commit_counts(&self) -> (u64, u64) {
-        self.group.as_ref().map_or((0, 0), |g| g.counts())
+        self.file.as_ref().map_or((0, 0), |f| f.group.counts())
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict (`ok` when healthy).

@@ -30,8 +30,18 @@ use tokio::sync::oneshot;
 /// Most writes in one transaction: bounds how long one batch holds the lock.
 const MAX_BATCH: usize = 128;
 
-/// Savepoint each write runs under, so a failed write leaves the rest of its batch intact.
-const SAVEPOINT: &str = "fleetca_write";
+/// The savepoint each write runs under, so a failed write leaves the rest of its batch intact.
+const SAVEPOINT: &str = "SAVEPOINT fleetca_write";
+/// Keeps a write that succeeded.
+const RELEASE: &str = "RELEASE fleetca_write";
+/// Undoes a write that failed, leaving the batch's transaction open.
+const UNDO: &str = "ROLLBACK TO fleetca_write; RELEASE fleetca_write";
+
+/// Names of the `$N` parameters, so binding does not format them on every execution.
+const PARAM_NAMES: [&str; 16] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
+    "$16",
+];
 
 /// Handle to the writer thread; cheap to clone. The thread ends when the last handle is gone.
 #[derive(Clone)]
@@ -249,7 +259,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
     let mut done = Vec::with_capacity(batch.len());
     let mut pending = batch.into_iter();
     while let Some(mut w) = pending.next() {
-        if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")) {
+        if let Err(e) = conn.execute_batch(SAVEPOINT) {
             abort(
                 conn,
                 done.into_iter().chain([w]).chain(pending).collect(),
@@ -260,12 +270,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Write>>) {
         // A panicking write (a bug, or the signer) must not take the thread, and with it every
         // later write, down; it is rolled back like a failed one.
         let ok = catch_unwind(AssertUnwindSafe(|| w.run(conn))).unwrap_or(false);
-        let end = if ok {
-            format!("RELEASE {SAVEPOINT}")
-        } else {
-            format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}")
-        };
-        if let Err(e) = conn.execute_batch(&end) {
+        if let Err(e) = conn.execute_batch(if ok { RELEASE } else { UNDO }) {
             // E.g. an I/O error that made SQLite roll the whole transaction back.
             abort(
                 conn,
@@ -330,17 +335,16 @@ pub(crate) fn bind_numbered(
     stmt: &mut rusqlite::Statement<'_>,
     params: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<()> {
-    if stmt.parameter_count() != params.len() {
+    if stmt.parameter_count() != params.len() || params.len() > PARAM_NAMES.len() {
         return Err(rusqlite::Error::InvalidParameterCount(
             params.len(),
             stmt.parameter_count(),
         ));
     }
-    for (i, p) in params.iter().enumerate() {
-        let name = format!("${}", i + 1);
+    for (p, name) in params.iter().zip(PARAM_NAMES) {
         let idx = stmt
-            .parameter_index(&name)?
-            .ok_or_else(|| rusqlite::Error::InvalidParameterName(name))?;
+            .parameter_index(name)?
+            .ok_or_else(|| rusqlite::Error::InvalidParameterName(name.to_string()))?;
         stmt.raw_bind_parameter(idx, p)?;
     }
     Ok(())

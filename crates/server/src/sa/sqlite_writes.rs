@@ -4,7 +4,7 @@
 //! suite runs against both.
 
 use super::lifecycle::OrderLifecycle;
-use super::sql::{json, stmt};
+use super::sql::{insertion_order, json, stmt};
 use super::sqlite_batch::execute;
 use super::{AuthzRecord, CertRecord, ChallengeOutcome, OrderRecord, SaError, SignFn};
 use rusqlite::Connection;
@@ -23,12 +23,7 @@ pub(super) fn insert_order(
             &[&o.id, &lc.profile, &lc.replaces_cert_id],
         )?;
     }
-    // Authorizations that others are attested by go first (as in the sqlx version).
-    let ordered = new_authzs
-        .iter()
-        .filter(|a| a.attested_by.is_none())
-        .chain(new_authzs.iter().filter(|a| a.attested_by.is_some()));
-    for a in ordered {
+    for a in insertion_order(new_authzs) {
         execute(
             c,
             stmt::INSERT_AUTHZ,
