@@ -1139,7 +1139,11 @@ pub(crate) fn lego_run(
     let lego_path = dir.path().join("lego");
     let mut cmd = lego_base(endpoint, &lego_path, domains);
     if let Some((kid, hmac)) = &endpoint.eab {
-        cmd.args(["--eab", "--kid", kid, "--hmac", hmac]);
+        // `--flag=value`: a base64url key starts with '-' one time in 64, and a separate
+        // argument would then be read as an option.
+        cmd.arg("--eab")
+            .arg(format!("--kid={kid}"))
+            .arg(format!("--hmac={hmac}"));
     }
     match challenge {
         Challenge::Http01 { port } => {
@@ -1269,7 +1273,9 @@ pub(crate) fn certbot_certonly_with(
         .args(["--agree-tos", "--register-unsafely-without-email"])
         .args(["--cert-name", "interop", "--key-type", "ecdsa"]);
     if let Some((kid, hmac)) = &endpoint.eab {
-        cmd.args(["--eab-kid", kid, "--eab-hmac-key", hmac]);
+        // `--flag=value`: a base64url key starts with '-' one time in 64 (see lego above).
+        cmd.arg(format!("--eab-kid={kid}"))
+            .arg(format!("--eab-hmac-key={hmac}"));
     }
     for id in identifiers {
         if id.parse::<IpAddr>().is_ok() {
