@@ -2,7 +2,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::ids::new_id;
+use crate::ids::new_object_id;
 use crate::sa::{AccountRecord, AccountState, SaError};
 use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
@@ -129,7 +129,7 @@ impl Ra {
         }
         validate_contacts(&req.contact)?;
         let acct = AccountRecord {
-            id: new_id(),
+            id: new_object_id(),
             tenant: tenant.name.clone(),
             jwk_thumbprint: thumbprint,
             jwk: jwk.to_json().to_string(),

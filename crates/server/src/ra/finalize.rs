@@ -6,7 +6,7 @@
 use super::order::OrderView;
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::ids::new_id;
+use crate::ids::new_object_id;
 use crate::sa::{AccountRecord, CertRecord};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
@@ -65,7 +65,7 @@ impl Ra {
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
         // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
         // there is only the single CRL.
-        let cert_id = new_id();
+        let cert_id = new_object_id();
         let crl_shard = match self.lifecycle() {
             Some(_) if profile.crl_dp => tenant.ca.pick_crl_shard(),
             _ => None,

@@ -3,7 +3,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result, SubError};
-use crate::ids::{new_id, new_token};
+use crate::ids::{new_object_id, new_token};
 use crate::sa::{
     AccountRecord, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, OrderLifecycle,
     OrderRecord, OrderState, StoredIdentifier,
@@ -250,7 +250,10 @@ impl Ra {
         let is_granted = |i: &StoredIdentifier, wildcard: bool| {
             !wildcard && i.kind == "dns" && granted.contains(&i.value)
         };
-        let device_authz = wanted.iter().any(|(i, w)| is_granted(i, *w)).then(new_id);
+        let device_authz = wanted
+            .iter()
+            .any(|(i, w)| is_granted(i, *w))
+            .then(new_object_id);
         for (stored, wildcard) in wanted {
             let attested_by = device_authz
                 .clone()
@@ -270,7 +273,7 @@ impl Ra {
             }
             let authz_id = match (&device_authz, deciding) {
                 (Some(id), true) => id.clone(),
-                _ => new_id(),
+                _ => new_object_id(),
             };
             let offered: &[&str] = if attested_by.is_some() {
                 &[]
@@ -283,7 +286,7 @@ impl Ra {
                     **t == DEVICE_ATTEST_01 || tenant.challenge_types.iter().any(|a| a == *t)
                 })
                 .map(|t| ChallengeRecord {
-                    id: new_id(),
+                    id: new_object_id(),
                     authz_id: authz_id.clone(),
                     kind: (*t).to_string(),
                     token: new_token(),
@@ -317,7 +320,7 @@ impl Ra {
             });
         }
         let order = OrderRecord {
-            id: new_id(),
+            id: new_object_id(),
             tenant: tenant.name.clone(),
             account_id: acct.id.clone(),
             status: OrderState::Pending,
