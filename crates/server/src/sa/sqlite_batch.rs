@@ -138,18 +138,28 @@ where
     }
 }
 
+/// The writing connection's settings.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // FULL: the COMMIT that ends a batch syncs the WAL, so the batch is durable when the
+    // thread answers. busy_timeout only matters against another process (the CLI).
+    // temp_store = MEMORY keeps the savepoints' sub-journal in memory: every write of a
+    // batch copies the pages it touches there (so it can be undone alone), and past 64 KiB
+    // SQLite spilled that copy to a temporary file, two pwrite calls per page.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
 impl BatchWriter {
     /// Opens a writing connection to the database file at `path` (already migrated) and starts
     /// its thread.
     pub(crate) fn open(path: &Path) -> Result<Self, SaError> {
         let conn = Connection::open(path)?;
-        // FULL: the COMMIT that ends a batch syncs the WAL, so the batch is durable when the
-        // thread answers. busy_timeout only matters against another process (the CLI).
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        configure(&conn)?;
         let (queue, rx) = mpsc::channel();
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
@@ -422,6 +432,67 @@ mod tests {
         (Box::new(j), rx)
     }
 
+    /// A write that rewrites far more than the 64 KiB SQLite once spilled to a temporary file
+    /// (here ~400 KiB of existing pages) and then fails is undone alone from the in-memory
+    /// sub-journal; the writes around it in the same batch keep their changes.
+    #[test]
+    fn a_failed_write_with_a_large_savepoint_journal_rolls_back_alone() {
+        let (dir, _w) = writer();
+        let conn = Connection::open(dir.path().join("w.sqlite")).unwrap();
+        configure(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE big (k INTEGER PRIMARY KEY, b TEXT NOT NULL)")
+            .unwrap();
+        for k in 0..100 {
+            conn.execute("INSERT INTO big (k, b) VALUES (?1, '')", [k])
+                .unwrap();
+        }
+        // Every row becomes 4,000 copies of `fill`.
+        let rewrite = |fill: &'static str, fail: bool| {
+            job(move |c| {
+                execute(
+                    c,
+                    "UPDATE big SET b = replace(hex(zeroblob(2000)), '0', $1)",
+                    &[&fill],
+                )?;
+                execute(c, "INSERT INTO t (k, v) VALUES ($1, $2)", &[&fill, &1])?;
+                if fail {
+                    return Err(SaError::Conflict("refused after rewriting".into()));
+                }
+                Ok(())
+            })
+        };
+        let (a, mut ra) = rewrite("a", false);
+        let (b, mut rb) = rewrite("b", true);
+        let (c, mut rc) = job(|c| {
+            execute(c, "INSERT INTO t (k, v) VALUES ($1, $2)", &[&"c", &3])?;
+            Ok(())
+        });
+        run_batch(&conn, vec![a, b, c]);
+        assert!(matches!(ra.try_recv(), Ok(Ok(()))));
+        assert!(matches!(rb.try_recv(), Ok(Err(SaError::Conflict(_)))));
+        assert!(matches!(rc.try_recv(), Ok(Ok(()))));
+        let rows: Vec<String> = conn
+            .prepare("SELECT DISTINCT b FROM big")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            rows,
+            ["a".repeat(4000)],
+            "the first write's rows, not the failed one's"
+        );
+        let keys: Vec<String> = conn
+            .prepare("SELECT k FROM t ORDER BY k")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+    }
+
     /// When the transaction itself is lost mid-batch (as SQLite does on some I/O errors),
     /// every write of the batch fails, those that ran and those that had not, and none of
     /// them is on disk.
@@ -462,18 +533,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_writer_connection_syncs_every_commit() {
+    async fn the_writer_connection_syncs_every_commit_and_journals_savepoints_in_memory() {
         let (_dir, w) = writer();
-        let (sync, journal) = w
-            .run(|c| -> Result<(i64, String), SaError> {
+        let (sync, journal, temp) = w
+            .run(|c| -> Result<(i64, String, i64), SaError> {
                 let sync = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
                 let journal = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-                Ok((sync, journal))
+                let temp = c.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
+                Ok((sync, journal, temp))
             })
             .await
             .unwrap();
         // 2 = FULL: the COMMIT ending a batch syncs the WAL before the callers hear back.
-        assert_eq!((sync, journal.as_str()), (2, "wal"));
+        // temp_store 2 = MEMORY: the per-write savepoints' page copies never touch a file.
+        assert_eq!((sync, journal.as_str(), temp), (2, "wal", 2));
     }
 
     #[tokio::test]
