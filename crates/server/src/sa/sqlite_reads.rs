@@ -46,8 +46,10 @@ impl InlineReads {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // Read-write open (a WAL reader may need to write the shared-memory index), but
-        // nothing here may change the database.
-        c.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;")?;
+        // nothing here may change the database. No mmap_size: after every commit a reader's
+        // next transaction drops its cache, and with a memory map SQLite unmaps and maps the
+        // whole file again (munmap, TLB shootdowns); plain reads were ~10 % faster.
+        c.execute_batch("PRAGMA query_only = ON;")?;
         c.busy_timeout(Duration::from_secs(10))?;
         c.set_prepared_statement_cache_capacity(32);
         Ok(c)
