@@ -81,6 +81,25 @@ async fn finalize(c: &Client, order: &Value, csr_der: &[u8]) -> Resp {
     .await
 }
 
+/// The last path segment of `url` is 48 bits of a recent time in milliseconds and 96 more bits,
+/// base64url: objects made together share their ids' leading characters (index locality).
+fn assert_recent_object_id(url: &str) {
+    let id = url.rsplit('/').next().unwrap_or_default();
+    let raw = acme_types::b64::decode(id).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(raw.len(), 18, "{url}");
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&raw[..6]);
+    let made = u64::from_be_bytes(ms);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        made <= now && now - made < 600_000,
+        "{url}: made at {made}, now {now}"
+    );
+}
+
 fn leaf_names(pem: &str) -> Vec<String> {
     let ders = pki::cert_info::pem_to_ders(pem).expect("pem");
     let (_, cert) = x509_parser::parse_x509_certificate(&ders[0]).expect("leaf");
@@ -167,6 +186,19 @@ async fn full_issuance_download_and_revocation() {
     let order = r.json();
     assert_eq!(order["status"], "valid");
     let cert_url = order["certificate"].as_str().expect("certificate url");
+    // Every object the flow made has a time-ordered id (ids::new_object_id).
+    for url in [&order_url, cert_url, c.kid.as_deref().expect("kid")]
+        .into_iter()
+        .chain(
+            order["authorizations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a.as_str()),
+        )
+    {
+        assert_recent_object_id(url);
+    }
 
     // A second finalize cannot issue again.
     assert_eq!(
