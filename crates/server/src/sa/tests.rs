@@ -418,13 +418,44 @@ pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> 
     };
     use sqlx::{Connection, Executor};
     use std::str::FromStr;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let schema = format!(
-        "t_{}",
+        "t_{now}_{}",
         crate::ids::new_id().to_lowercase().replace(['-', '_'], "")
     );
     let mut admin = sqlx::PgConnection::connect(&url)
         .await
         .expect("connect to FLEETCA_TEST_POSTGRES");
+    // Each pair gets its own schema and nothing drops it when the test ends (the storages
+    // outlive the test body), so schemas made over an hour ago are swept here instead: no
+    // test runs that long, and a developer's database does not grow by ~10 schemas a run.
+    let made: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t_[0-9]+_'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("list test schemas");
+    for old in made {
+        let at = old[2..]
+            .split('_')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok());
+        let plain = old
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if plain && at.is_some_and(|at| at + 3600 < now) {
+            // Only names this function makes get here (checked character by character, as
+            // they go into SQL text); another run may be sweeping the same one, so a failure
+            // is not an error.
+            let _ = admin
+                .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {old} CASCADE"
+                ))))
+                .await;
+        }
+    }
     let ddl = format!("CREATE SCHEMA {schema}");
     // The schema name is generated here from base64url characters, never from input.
     admin
@@ -441,6 +472,56 @@ pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> 
         .await
         .expect("second PgStorage");
     Some((Arc::new(a), Arc::new(b)))
+}
+
+/// A schema an earlier run left over an hour ago is dropped when the next pair is made; one
+/// made a minute ago (maybe a concurrent run's) is kept.
+#[tokio::test]
+async fn test_schemas_left_behind_are_swept() {
+    let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "FLEETCA_TEST_POSTGRES is not set and CI is set"
+        );
+        eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
+        return;
+    };
+    use sqlx::{Connection, Executor};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let suffix = crate::ids::new_id().to_lowercase().replace(['-', '_'], "");
+    let (stale, recent) = (
+        format!("t_{}_{suffix}", now - 7200),
+        format!("t_{}_{suffix}", now - 60),
+    );
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    for s in [&stale, &recent] {
+        // Generated above from digits and base64url letters.
+        admin
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA {s}"
+            ))))
+            .await
+            .unwrap();
+    }
+    postgres_pair().await.expect("pair");
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname = $1 OR nspname = $2",
+    )
+    .bind(&stale)
+    .bind(&recent)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(left, std::slice::from_ref(&recent));
+    admin
+        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {recent}"
+        ))))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -695,19 +695,57 @@ pub(crate) struct Fleetca {
     root_pem: String,
     port: Option<u16>,
     /// `FLEETCA_DATABASE` for every command of this instance (PostgreSQL runs), else SQLite.
-    database: Option<String>,
+    /// Declared after `server`, so the database is dropped after the server is stopped.
+    database: Option<PgTestDb>,
 }
 
 /// A fresh PostgreSQL database when the suite runs with `FLEETCA_TEST_BACKEND=postgres`.
-pub(crate) fn test_database() -> Option<String> {
+pub(crate) fn test_database() -> Option<PgTestDb> {
     if std::env::var("FLEETCA_TEST_BACKEND").ok().as_deref() != Some("postgres") {
         return None;
     }
     Some(create_postgres_database())
 }
 
-/// Creates an empty database in the cluster `FLEETCA_TEST_POSTGRES` names and returns its URL.
-pub(crate) fn create_postgres_database() -> String {
+/// A PostgreSQL database made for one test; it derefs to its URL. Dropping it drops the
+/// database (`WITH (FORCE)` ends whatever connections are left), so a developer's cluster does
+/// not collect a database per test run. A test killed outright leaves its database behind;
+/// the names (`fleetca_t<pid>_<port>`) say which those are.
+pub(crate) struct PgTestDb {
+    url: String,
+    name: String,
+    admin: String,
+}
+
+impl std::ops::Deref for PgTestDb {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for PgTestDb {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.url.as_ref()
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("psql");
+        cmd.arg(&self.admin).args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ]);
+        let out = run(cmd, Duration::from_secs(30));
+        if !out.success() {
+            eprintln!("could not drop test database {}\n{out}", self.name);
+        }
+    }
+}
+
+/// Creates an empty database in the cluster `FLEETCA_TEST_POSTGRES` names.
+pub(crate) fn create_postgres_database() -> PgTestDb {
     let admin = std::env::var("FLEETCA_TEST_POSTGRES")
         .expect("FLEETCA_TEST_BACKEND=postgres needs FLEETCA_TEST_POSTGRES");
     let name = format!("fleetca_t{}_{}", std::process::id(), free_port());
@@ -721,7 +759,11 @@ pub(crate) fn create_postgres_database() -> String {
     let out = run(cmd, Duration::from_secs(30));
     assert!(out.success(), "creating test database {name}\n{out}");
     let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
-    format!("{base}/{name}")
+    PgTestDb {
+        url: format!("{base}/{name}"),
+        name,
+        admin,
+    }
 }
 
 impl Fleetca {
@@ -783,7 +825,8 @@ impl Fleetca {
     /// The database this instance uses (a `postgres://` URL or the SQLite file).
     pub(crate) fn database_url(&self) -> String {
         self.database
-            .clone()
+            .as_deref()
+            .map(str::to_string)
             .unwrap_or_else(|| self.data_dir.join("fleetca.db").display().to_string())
     }
 
