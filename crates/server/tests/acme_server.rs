@@ -186,6 +186,9 @@ async fn full_issuance_download_and_revocation() {
     let order = r.json();
     assert_eq!(order["status"], "valid");
     let cert_url = order["certificate"].as_str().expect("certificate url");
+    // The finalize answer is built without reading the order back; it must be what the
+    // stored order says.
+    assert_eq!(c.post(&order_url, None).await.json(), order);
     // Every object the flow made has a time-ordered id (ids::new_object_id).
     for url in [&order_url, cert_url, c.kid.as_deref().expect("kid")]
         .into_iter()
