@@ -471,25 +471,17 @@ mod tests {
         assert!(matches!(ra.try_recv(), Ok(Ok(()))));
         assert!(matches!(rb.try_recv(), Ok(Err(SaError::Conflict(_)))));
         assert!(matches!(rc.try_recv(), Ok(Ok(()))));
-        let rows: Vec<String> = conn
-            .prepare("SELECT DISTINCT b FROM big")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let texts = |sql: &str| -> Vec<String> {
+            let mut st = conn.prepare(sql).unwrap();
+            let rows = st.query_map([], |r| r.get(0)).unwrap();
+            rows.map(|r| r.unwrap()).collect()
+        };
         assert_eq!(
-            rows,
+            texts("SELECT DISTINCT b FROM big"),
             ["a".repeat(4000)],
             "the first write's rows, not the failed one's"
         );
-        let keys: Vec<String> = conn
-            .prepare("SELECT k FROM t ORDER BY k")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let keys = texts("SELECT k FROM t ORDER BY k");
         assert_eq!(keys, ["a", "c"]);
     }
 
