@@ -165,11 +165,7 @@ pub trait LifecycleStore: Send + Sync {
 
 /// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
 macro_rules! lifecycle_store {
-    ($ty:ident, $row:ty) => {
-fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
-    crate::sa::rows::cert(r)
-}
-
+    ($ty:ident) => {
 #[async_trait]
 impl LifecycleStore for $ty {
     async fn insert_order_lifecycle(
@@ -198,13 +194,7 @@ impl LifecycleStore for $ty {
         .bind(order_id)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(OrderLifecycle {
-                profile: r.try_get(0)?,
-                replaces_cert_id: r.try_get(1)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(crate::sa::rows::order_lifecycle).transpose()
     }
 
     async fn replacing_orders(&self, cert_id: &str) -> Result<Vec<ReplacingOrder>, SaError> {
@@ -325,7 +315,7 @@ impl LifecycleStore for $ty {
         let rows = q.fetch_all(self.pool()).await?;
         let mut out = Vec::new();
         for r in &rows {
-            let c = cert_row(r)?;
+            let c = crate::sa::rows::cert(r)?;
             if sel.matches(&c) {
                 out.push(c);
             }
@@ -480,12 +470,12 @@ impl LifecycleStore for $ty {
 
 mod on_sqlite {
     use super::*;
-    lifecycle_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
+    lifecycle_store!(SqliteStorage);
 }
 
 mod on_postgres {
     use super::*;
-    lifecycle_store!(PgStorage, sqlx::postgres::PgRow);
+    lifecycle_store!(PgStorage);
 }
 
 #[cfg(test)]

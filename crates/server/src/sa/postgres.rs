@@ -7,7 +7,7 @@ use super::sql::{is_unique_violation, json, sql_storage};
 use super::sqlite_batch::{BatchWriter, WriteAccess};
 use super::*;
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl PgStorage {
     }
 }
 
-sql_storage!(PgStorage, PgRow);
+sql_storage!(PgStorage);
 
 impl PgStorage {
     /// The pool, for the narrow per-caller stores in sibling modules.

@@ -2,6 +2,7 @@
 //! `rusqlite`'s (the inline SQLite reads, `sqlite_reads`). Each mapping reads columns by name
 //! through [`Cols`], so the drivers cannot disagree about what a row means.
 
+use super::lifecycle::OrderLifecycle;
 use super::sql::from_json;
 use super::{
     AccountRecord, AccountState, AuthzRecord, AuthzState, CertRecord, ChallengeRecord,
@@ -150,6 +151,23 @@ pub(super) fn order_link(o: &mut OrderRecord, r: &impl Cols) -> Result<(), SaErr
     Ok(())
 }
 
+/// A parent joined with its children, from all its rows (sqlx; the rusqlite reads stream
+/// theirs in `sqlite_reads::joined`): the parent from the first row, each row's child added.
+pub(super) fn joined<R: Cols, T>(
+    rows: &[R],
+    head: impl Fn(&R) -> Result<T, SaError>,
+    link: impl Fn(&mut T, &R) -> Result<(), SaError>,
+) -> Result<Option<T>, SaError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut parent = head(first)?;
+    for r in rows {
+        link(&mut parent, r)?;
+    }
+    Ok(Some(parent))
+}
+
 /// An authorization and its challenges in one round trip: the authorization's columns repeat
 /// on each challenge row (none for an attested name).
 pub(super) const AUTHZ_WITH_CHALLENGES: &str =
@@ -195,4 +213,12 @@ pub(super) fn authz_challenge(a: &mut AuthzRecord, r: &impl Cols) -> Result<(), 
         record: r.opt_text("c_record")?,
     });
     Ok(())
+}
+
+/// An `order_lifecycle` row (`lifecycle::ORDER_LIFECYCLE_BY_ORDER`).
+pub(super) fn order_lifecycle(r: &impl Cols) -> Result<OrderLifecycle, SaError> {
+    Ok(OrderLifecycle {
+        profile: r.text("profile")?,
+        replaces_cert_id: r.opt_text("replaces_cert_id")?,
+    })
 }

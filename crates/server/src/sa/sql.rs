@@ -136,19 +136,7 @@ pub struct TableCounts {
 
 /// Implements [`Storage`](super::Storage) (and `table_counts`) for a struct with a `pool` field.
 macro_rules! sql_storage {
-    ($ty:ident, $row:ty) => {
-fn account_row(r: &$row) -> Result<AccountRecord, SaError> {
-    super::rows::account(r)
-}
-
-fn challenge_row(r: &$row) -> Result<ChallengeRecord, SaError> {
-    super::rows::challenge(r)
-}
-
-fn cert_row(r: &$row) -> Result<CertRecord, SaError> {
-    super::rows::cert(r)
-}
-
+    ($ty:ident) => {
 impl $ty {
 
     /// Counts the rows of each table.
@@ -210,7 +198,7 @@ impl Storage for $ty {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(account_row).transpose()
+        row.as_ref().map(super::rows::account).transpose()
     }
 
     async fn get_account_by_key(
@@ -223,7 +211,7 @@ impl Storage for $ty {
             .bind(thumbprint)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(account_row).transpose()
+        row.as_ref().map(super::rows::account).transpose()
     }
 
     async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<(), SaError> {
@@ -363,14 +351,7 @@ impl Storage for $ty {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut o = super::rows::order_head(first)?;
-        for r in &rows {
-            super::rows::order_link(&mut o, r)?;
-        }
-        Ok(Some(o))
+        super::rows::joined(&rows, super::rows::order_head, super::rows::order_link)
     }
 
     async fn list_order_ids(
@@ -481,14 +462,7 @@ impl Storage for $ty {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut a = super::rows::authz_head(first)?;
-        for r in &rows {
-            super::rows::authz_challenge(&mut a, r)?;
-        }
-        Ok(Some(a))
+        super::rows::joined(&rows, super::rows::authz_head, super::rows::authz_challenge)
     }
 
     async fn find_reusable_authz(
@@ -657,7 +631,7 @@ impl Storage for $ty {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(challenge_row).transpose()
+        row.as_ref().map(super::rows::challenge).transpose()
     }
 
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError> {
@@ -668,7 +642,7 @@ impl Storage for $ty {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(cert_row).transpose()
+        row.as_ref().map(super::rows::cert).transpose()
     }
 
     async fn get_cert_by_serial(
@@ -681,7 +655,7 @@ impl Storage for $ty {
             .bind(serial)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(cert_row).transpose()
+        row.as_ref().map(super::rows::cert).transpose()
     }
 
     async fn try_revoke_cert(

@@ -11,9 +11,7 @@ use super::sqlite_batch::{BatchWriter, WriteAccess};
 use super::sqlite_reads::InlineReads;
 use super::*;
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
@@ -161,4 +159,4 @@ impl SqliteStorage {
     }
 }
 
-sql_storage!(SqliteStorage, SqliteRow);
+sql_storage!(SqliteStorage);

@@ -2,9 +2,9 @@
 //!
 //! Through sqlx each read is a round trip to a connection thread and back (pool checkout,
 //! command, rows, check-in), a handful of thread wake-ups for a lookup SQLite answers from
-//! cache in microseconds. A full issuance makes ~16 of them (account ×5, authorization ×4,
-//! order ×2, the order's lifecycle ×2, ...). These reads are primary-key or indexed lookups, short enough to run on the
-//! tokio worker itself, like the CPU work around them. Long reads (listings, CRLs, exports)
+//! cache in microseconds. A full issuance makes ~14 of them (account ×5, authorization ×4,
+//! order, the order's lifecycle, ...). These reads are primary-key or indexed lookups, short
+//! enough to run on the tokio worker itself, like the CPU work around them. Long reads (listings, CRLs, exports)
 //! stay on sqlx, where they cannot hold up a worker.
 //!
 //! In WAL mode a reader never waits for the writer, and sees exactly the transactions
@@ -74,15 +74,15 @@ impl InlineReads {
     }
 }
 
-/// The first row of `sql` with `$1` = `key`, mapped by `map`.
-fn one<T>(
+/// The first row of `sql` with `$1`, `$2`, ... bound to `params`, mapped by `map`.
+fn first<T>(
     c: &Connection,
     sql: &str,
-    key: &str,
+    params: &[&dyn rusqlite::ToSql],
     map: fn(&rusqlite::Row<'_>) -> Result<T, SaError>,
 ) -> Result<Option<T>, SaError> {
     let mut stmt = c.prepare_cached(sql)?;
-    bind_numbered(&mut stmt, &[&key])?;
+    bind_numbered(&mut stmt, params)?;
     let mut rows = stmt.raw_query();
     match rows.next()? {
         Some(r) => Ok(Some(map(r)?)),
@@ -92,17 +92,17 @@ fn one<T>(
 
 /// See `Storage::get_account`.
 pub(super) fn get_account(c: &Connection, id: &str) -> Result<Option<AccountRecord>, SaError> {
-    one(c, rows::ACCOUNT_BY_ID, id, |r| rows::account(r))
+    first(c, rows::ACCOUNT_BY_ID, &[&id], |r| rows::account(r))
 }
 
 /// See `Storage::get_challenge`.
 pub(super) fn get_challenge(c: &Connection, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
-    one(c, rows::CHALLENGE_BY_ID, id, |r| rows::challenge(r))
+    first(c, rows::CHALLENGE_BY_ID, &[&id], |r| rows::challenge(r))
 }
 
 /// See `Storage::get_cert`.
 pub(super) fn get_cert(c: &Connection, id: &str) -> Result<Option<CertRecord>, SaError> {
-    one(c, rows::CERT_BY_ID, id, |r| rows::cert(r))
+    first(c, rows::CERT_BY_ID, &[&id], |r| rows::cert(r))
 }
 
 /// A row joined with its children (see `rows::ORDER_WITH_AUTHZS`): the parent from the first
@@ -155,11 +155,8 @@ pub(super) fn get_order_lifecycle(
     c: &Connection,
     order_id: &str,
 ) -> Result<Option<OrderLifecycle>, SaError> {
-    one(c, ORDER_LIFECYCLE_BY_ORDER, order_id, |r| {
-        Ok(OrderLifecycle {
-            profile: r.get(0)?,
-            replaces_cert_id: r.get(1)?,
-        })
+    first(c, ORDER_LIFECYCLE_BY_ORDER, &[&order_id], |r| {
+        rows::order_lifecycle(r)
     })
 }
 
@@ -171,9 +168,9 @@ pub(super) fn find_reusable_authz(
     wildcard: bool,
     min_expires: i64,
 ) -> Result<Option<String>, SaError> {
-    let mut stmt = c.prepare_cached(stmt::REUSABLE_AUTHZ)?;
-    bind_numbered(
-        &mut stmt,
+    first(
+        c,
+        stmt::REUSABLE_AUTHZ,
         &[
             &account_id,
             &ident.kind,
@@ -181,12 +178,8 @@ pub(super) fn find_reusable_authz(
             &(wildcard as i64),
             &min_expires,
         ],
-    )?;
-    let mut rows = stmt.raw_query();
-    match rows.next()? {
-        Some(r) => Ok(Some(r.get::<_, String>(0)?)),
-        None => Ok(None),
-    }
+        |r| Ok(r.get::<_, String>(0)?),
+    )
 }
 
 #[cfg(test)]
