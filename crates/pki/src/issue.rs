@@ -1,16 +1,15 @@
 //! Issuing end-entity TLS certificates from a CSR (BR §7.1.2.7), lint first, then sign.
 //!
-//! Boulder's order: the certificate is built and signed with a throwaway key of the CA key's
-//! type, parsed back and checked against the rules below, and only then is the identical
-//! TBSCertificate signed by the real CA key. A certificate that breaks a rule is never
-//! signed by a key that matters.
+//! Boulder's order: the certificate is built once with an empty signature (see [`draft`]),
+//! parsed back and checked against the rules below, and only then is that TBSCertificate
+//! signed by the CA key. A certificate that breaks a rule is never signed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rcgen::{
-    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyUsagePurpose,
+    SanType,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -22,9 +21,10 @@ use crate::identifier::Identifier;
 use crate::keys::KeyType;
 use crate::policy::PolicyError;
 use crate::serial::{random_serial, SERIAL_LEN};
-use crate::signer::{FileSigner, RcgenSigner, Signer};
+use crate::signer::Signer;
 use crate::{cert_info, PkiError};
 
+mod draft;
 mod key_check;
 mod lint;
 
@@ -125,7 +125,8 @@ pub struct Issuer {
     profile: CaProfile,
     allowed_key_types: Vec<KeyType>,
     forbidden_spkis: Vec<Vec<u8>>,
-    throwaway: FileSigner,
+    /// The CA as rcgen's issuer of drafts: subject, key identifier, key usages, parsed once.
+    drafts: rcgen::Issuer<'static, draft::Unsigned>,
     ca_subject_raw: Vec<u8>,
     ca_ski: Option<Vec<u8>>,
     ca_not_after: OffsetDateTime,
@@ -178,7 +179,11 @@ impl Issuer {
         for der in &chain_ders {
             forbidden_spkis.push(cert_info::spki_der_of(der)?);
         }
-        let throwaway = FileSigner::new(throwaway_key(signer.algorithm())?);
+        let drafts = rcgen::Issuer::from_ca_cert_der(
+            &cert_der.as_slice().into(),
+            draft::Unsigned::for_signer(signer.as_ref())?,
+        )
+        .map_err(PkiError::rcgen("cannot use the issuing CA certificate"))?;
         Ok(Issuer {
             name: name.to_string(),
             cert_der,
@@ -187,7 +192,7 @@ impl Issuer {
             profile,
             allowed_key_types,
             forbidden_spkis,
-            throwaway,
+            drafts,
             ca_subject_raw,
             ca_ski,
             ca_not_after,
@@ -229,7 +234,7 @@ impl Issuer {
         self.profile.crl_url(&self.name)
     }
 
-    /// Checks the request and issues a certificate: lint with a throwaway key, then sign with
+    /// Checks the request and issues a certificate: lint an unsigned draft, then sign with
     /// the CA key (see the module docs). Every rule has its own [`IssueError`] variant.
     pub fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
         self.issue_with(req, &LeafOptions::default())
@@ -313,7 +318,7 @@ impl Issuer {
         let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
             .map_err(|e| IssueError::BadPublicKey(format!("unsupported key: {e}")))?;
 
-        // Lint: sign with the throwaway key and check the result.
+        // Build once, unsigned; lint; then the CA key signs exactly the linted TBSCertificate.
         let expected = lint::Expected {
             identifiers: &identifiers,
             common_name: common_name.as_ref(),
@@ -329,16 +334,13 @@ impl Issuer {
             crl_dp: opts.include_crl_dp,
             ocsp_url: opts.ocsp_url.as_deref(),
         };
-        let lint_der = self.sign_leaf(&params, &subject_key, &self.throwaway)?;
-        lint::lint_leaf(&lint_der, &expected).map_err(IssueError::Lint)?;
-
-        // Sign for real; the TBSCertificate must be the one that was linted.
-        let der = self.sign_leaf(&params, &subject_key, self.signer.as_ref())?;
-        if lint::tbs_of(&der)? != lint::tbs_of(&lint_der)? {
-            return Err(IssueError::Lint(
-                "the signed TBSCertificate differs from the linted one".into(),
-            ));
-        }
+        let draft = params
+            .signed_by(&subject_key, &self.drafts)
+            .map_err(PkiError::rcgen("cannot build certificate"))?
+            .der()
+            .to_vec();
+        lint::lint_leaf(&draft, &expected).map_err(IssueError::Lint)?;
+        let der = draft::sign(&draft, self.signer.as_ref())?;
         Ok(IssuedCert {
             der,
             serial: serial.to_bytes(),
@@ -404,43 +406,10 @@ impl Issuer {
         ];
         Ok(params)
     }
-
-    fn sign_leaf(
-        &self,
-        params: &CertificateParams,
-        subject_key: &rcgen::SubjectPublicKeyInfo,
-        signer: &dyn Signer,
-    ) -> Result<Vec<u8>, PkiError> {
-        let key = RcgenSigner::new(signer)?;
-        let issuer = rcgen::Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &key)
-            .map_err(PkiError::rcgen("cannot use the issuing CA certificate"))?;
-        let cert = params
-            .signed_by(subject_key, &issuer)
-            .map_err(key.error("cannot build certificate"))?;
-        Ok(cert.der().to_vec())
-    }
 }
 
 fn truncate(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
-}
-
-/// A fresh key of the same kind as the CA key, for lint signatures.
-fn throwaway_key(alg: &'static rcgen::SignatureAlgorithm) -> Result<KeyPair, PkiError> {
-    let generated = if alg == &rcgen::PKCS_ECDSA_P256_SHA256
-        || alg == &rcgen::PKCS_ECDSA_P384_SHA384
-        || alg == &rcgen::PKCS_ED25519
-    {
-        KeyPair::generate_for(alg)
-    } else if alg == &rcgen::PKCS_RSA_SHA256
-        || alg == &rcgen::PKCS_RSA_SHA384
-        || alg == &rcgen::PKCS_RSA_SHA512
-    {
-        KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048)
-    } else {
-        return Err(PkiError::UnsupportedAlgorithm(format!("{alg:?}")));
-    };
-    generated.map_err(PkiError::rcgen("cannot generate the lint key"))
 }
 
 const _: () = assert!(SERIAL_LEN >= 8);

@@ -1,4 +1,4 @@
-//! Checks on the throwaway-signed certificate before the CA key signs it (Boulder's linter).
+//! Checks on the unsigned draft certificate before the CA key signs it (Boulder's linter).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -11,7 +11,6 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 use crate::identifier::Identifier;
 use crate::policy::Permitted;
 use crate::serial::SERIAL_LEN;
-use crate::PkiError;
 
 /// What the certificate must say.
 pub(super) struct Expected<'a> {
@@ -30,12 +29,6 @@ pub(super) struct Expected<'a> {
     pub(super) crl_dp: bool,
     /// The OCSP URL authorityInformationAccess must carry (none otherwise).
     pub(super) ocsp_url: Option<&'a str>,
-}
-
-/// The raw TBSCertificate of a certificate.
-pub(super) fn tbs_of(der: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(PkiError::parse("certificate"))?;
-    Ok(cert.tbs_certificate.as_ref().to_vec())
 }
 
 /// The subjectKeyIdentifier of a certificate, if present.
