@@ -134,6 +134,9 @@ async fn full_issuance_download_and_revocation() {
     let order = r.json();
     assert_eq!(order["status"], "pending");
     assert_eq!(order["authorizations"].as_array().unwrap().len(), 2);
+    // The newOrder answer is built without reading the order back; it must be what the
+    // stored order says.
+    assert_eq!(c.post(&order_url, None).await.json(), order);
 
     // The wildcard authorization offers dns-01 only (RFC 8555 §7.1.3).
     for a in order["authorizations"].as_array().unwrap() {
@@ -202,6 +205,24 @@ async fn full_issuance_download_and_revocation() {
     {
         assert_recent_object_id(url);
     }
+
+    // An order mixing a reused valid authorization with a new one is pending, as stored; one
+    // made only of reused valid authorizations is ready at once.
+    let r = c
+        .new_order(&["dev1.routers.example.com", "dev9.routers.example.com"])
+        .await;
+    let mixed = r.json();
+    assert_eq!(mixed["status"], "pending", "{mixed}");
+    assert!(mixed["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| order["authorizations"].as_array().unwrap().contains(a)));
+    assert_eq!(c.post(&r.location(), None).await.json(), mixed);
+    let r = c.new_order(&["dev1.routers.example.com"]).await;
+    let reused = r.json();
+    assert_eq!(reused["status"], "ready", "{reused}");
+    assert_eq!(c.post(&r.location(), None).await.json(), reused);
 
     // A second finalize cannot issue again.
     assert_eq!(

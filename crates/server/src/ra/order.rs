@@ -343,7 +343,17 @@ impl Ra {
         self.sa
             .insert_order(&order, &new_authzs, lifecycle.as_ref())
             .await?;
-        self.order_view(order).await
+        if new_authzs.is_empty() {
+            return self.order_view(order).await;
+        }
+        // §7.1.6: an authorization made just now is pending, so the order is pending (reused
+        // ones are valid or pending and outlive it); its lifecycle is what was just written.
+        // Nothing here needs reading back.
+        Ok(OrderView {
+            order,
+            status: "pending",
+            lifecycle,
+        })
     }
 
     /// Resolves a newOrder's profile and `replaces`. `None` when lifecycle storage is not
