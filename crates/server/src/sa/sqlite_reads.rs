@@ -12,7 +12,7 @@
 //! answers after its commit and sync, sqlx writes after theirs).
 
 use super::lifecycle::{OrderLifecycle, ORDER_LIFECYCLE_BY_ORDER};
-use super::rows;
+use super::rows::{self, Cols, NamedRow};
 use super::sql::stmt;
 use super::sqlite_batch::bind_numbered;
 use super::StoredIdentifier;
@@ -79,13 +79,16 @@ fn first<T>(
     c: &Connection,
     sql: &str,
     params: &[&dyn rusqlite::ToSql],
-    map: fn(&rusqlite::Row<'_>) -> Result<T, SaError>,
+    map: fn(&NamedRow<'_, '_>) -> Result<T, SaError>,
 ) -> Result<Option<T>, SaError> {
     let mut stmt = c.prepare_cached(sql)?;
     bind_numbered(&mut stmt, params)?;
     let mut rows = stmt.raw_query();
     match rows.next()? {
-        Some(r) => Ok(Some(map(r)?)),
+        Some(r) => {
+            let names = r.as_ref().column_names();
+            Ok(Some(map(&NamedRow::new(r, &names))?))
+        }
         None => Ok(None),
     }
 }
@@ -111,19 +114,22 @@ fn joined<T>(
     c: &Connection,
     sql: &str,
     key: &str,
-    head: fn(&rusqlite::Row<'_>) -> Result<T, SaError>,
-    link: fn(&mut T, &rusqlite::Row<'_>) -> Result<(), SaError>,
+    head: fn(&NamedRow<'_, '_>) -> Result<T, SaError>,
+    link: fn(&mut T, &NamedRow<'_, '_>) -> Result<(), SaError>,
 ) -> Result<Option<T>, SaError> {
     let mut stmt = c.prepare_cached(sql)?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     bind_numbered(&mut stmt, &[&key])?;
     let mut rs = stmt.raw_query();
     let Some(first) = rs.next()? else {
         return Ok(None);
     };
-    let mut parent = head(first)?;
-    link(&mut parent, first)?;
+    let first = NamedRow::new(first, &names);
+    let mut parent = head(&first)?;
+    link(&mut parent, &first)?;
     while let Some(r) = rs.next()? {
-        link(&mut parent, r)?;
+        link(&mut parent, &NamedRow::new(r, &names))?;
     }
     Ok(Some(parent))
 }
@@ -178,7 +184,7 @@ pub(super) fn find_reusable_authz(
             &(wildcard as i64),
             &min_expires,
         ],
-        |r| Ok(r.get::<_, String>(0)?),
+        |r| r.text("id"),
     )
 }
 
@@ -203,6 +209,53 @@ mod tests {
         assert_eq!(n, 0);
         // Both reads ran on one connection, returned to the idle list after each.
         assert_eq!(reads.idle.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn columns_are_found_by_name_in_any_order() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (k TEXT, n INTEGER, b BLOB, z TEXT);
+             INSERT INTO t VALUES ('one', 1, x'0102', NULL), ('one', 2, x'03', 'x');",
+        )
+        .unwrap();
+        let got = first(
+            &c,
+            "SELECT * FROM t WHERE k = $1 ORDER BY n",
+            &[&"one"],
+            |r| Ok((r.int("n")?, r.opt_text("z")?, r.blob("b")?, r.text("k")?)),
+        )
+        .unwrap();
+        assert_eq!(got, Some((1, None, vec![1, 2], "one".to_string())));
+        let missing = first(&c, "SELECT * FROM t", &[], |r| r.text("nope"));
+        assert!(
+            matches!(&missing, Err(e) if e.to_string().contains("nope")),
+            "{missing:?}"
+        );
+        // A joined read maps every row with the same names.
+        let all = joined(
+            &c,
+            "SELECT * FROM t WHERE k = $1 ORDER BY n",
+            "one",
+            |r| Ok((r.text("k")?, Vec::new())),
+            |p, r| {
+                p.1.push(r.int("n")?);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(all, Some(("one".to_string(), vec![1, 2])));
+        assert_eq!(
+            joined(
+                &c,
+                "SELECT * FROM t WHERE k = $1",
+                "two",
+                |r| r.text("k"),
+                |_, _| Ok(())
+            )
+            .unwrap(),
+            None
+        );
     }
 
     /// With `SQLITE_ENABLE_STAT4` and `ANALYZE` statistics, SQLite re-prepares (re-parses and
