@@ -31,10 +31,12 @@ pub fn encode(bytes: &[u8]) -> String {
 pub fn decode(s: &str) -> Result<Vec<u8>, B64Error> {
     // Check the alphabet ourselves so the error names the character and so the
     // rule does not depend on the engine's configuration.
-    if let Some((i, c)) = s
-        .char_indices()
-        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    // Byte by byte: every allowed character is ASCII, and a JWS carries kilobytes of this.
+    if let Some(i) = s
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     {
+        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
         return Err(B64Error::InvalidCharacter(c, i));
     }
     if s.len() % 4 == 1 {
@@ -86,6 +88,18 @@ mod tests {
         assert!(matches!(
             decode("ab/c"),
             Err(B64Error::InvalidCharacter('/', 2))
+        ));
+    }
+
+    #[test]
+    fn names_a_non_ascii_character_whole() {
+        assert!(matches!(
+            decode("AQé"),
+            Err(B64Error::InvalidCharacter('é', 2))
+        ));
+        assert!(matches!(
+            decode("€"),
+            Err(B64Error::InvalidCharacter('€', 0))
         ));
     }
 
