@@ -87,8 +87,13 @@ pub fn http_client_builder(roots_pem: &str) -> Result<reqwest::ClientBuilder, Cl
         .map_err(|e| ClientError::Other(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // No redirects: a JWS is bound to the URL it was signed for (RFC 8555 §6.4), so a POST
+    // re-sent to another URL could only fail. No automatic retries: the caller retries
+    // badNonce itself, with a fresh nonce. Both layers also cost a header-map clone per request.
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
         .timeout(Duration::from_secs(60)))
 }
 
@@ -272,5 +277,43 @@ impl AcmeClient {
                 .min(1);
             tokio::time::sleep(Duration::from_millis(if wait == 0 { 50 } else { 200 })).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 307 answer to a POST is returned to the caller, not followed: the JWS it carried was
+    /// signed for the first URL (RFC 8555 §6.4).
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let app = axum::Router::new()
+            .route(
+                "/a",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [("location", "/b")],
+                    )
+                }),
+            )
+            .route("/b", axum::routing::post(|| async { "followed" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let root = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let http = http_client(&root).unwrap();
+        let r = http
+            .post(format!("http://{addr}/a"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 307);
+        assert_eq!(r.text().await.unwrap(), "");
     }
 }
