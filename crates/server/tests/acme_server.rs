@@ -651,6 +651,15 @@ async fn order_policy_ownership_and_lists() {
             .status,
         404
     );
+    // Nor its challenges, read or answered: 404, and the challenge stays pending.
+    let authz = c
+        .post(order["authorizations"][0].as_str().unwrap(), None)
+        .await
+        .json();
+    let ch_url = authz["challenges"][0]["url"].as_str().unwrap();
+    assert_eq!(other.post(ch_url, None).await.status, 404);
+    assert_eq!(other.post(ch_url, Some(&json!({}))).await.status, 404);
+    assert_eq!(c.post(ch_url, None).await.json()["status"], "pending");
     let acct_orders = format!("{}/orders", c.kid.as_ref().unwrap());
     assert_eq!(
         other.post(&acct_orders, None).await.problem(),

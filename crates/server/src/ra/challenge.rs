@@ -19,19 +19,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let ch = self
+        // One lookup for both. Another account's (or tenant's) challenge does not exist for
+        // this one; a database outage stays one (500 + Retry-After), not a misleading 404.
+        let authz = self
             .sa
-            .get_challenge(id)
+            .get_authz_by_challenge(id)
             .await?
+            .filter(|a| a.account_id == acct.id && a.tenant == tenant.name)
             .ok_or_else(|| Error::not_found("challenge"))?;
-        let authz = match self.get_authz(tenant, acct, &ch.authz_id).await {
-            Ok(a) => a,
-            // Another account's authorization: its challenge does not exist for this one either.
-            Err(Error::Acme(_)) => return Err(Error::not_found("challenge")),
-            // A database outage stays one (500 + Retry-After), not a misleading 404.
-            Err(e) => return Err(e),
-        };
-        Ok((ch, authz.authz))
+        let ch = authz
+            .challenges
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("challenge"))?;
+        Ok((ch, authz))
     }
 
     /// The client says it is ready (§7.5.1): starts validation if the challenge is pending and

@@ -337,6 +337,7 @@ impl Ra {
             cert_id: None,
             created_at: now,
             authz_ids,
+            authz_states: Vec::new(),
         };
         // The profile and `replaces` link go into the order's own transaction.
         let lifecycle = lifecycle.filter(|_| self.lifecycle().is_some());
@@ -439,11 +440,18 @@ impl Ra {
                 } else {
                     let mut all_valid = true;
                     let mut any_dead = false;
-                    for id in &order.authz_ids {
-                        let a = self.sa.get_authz(id).await?.ok_or_else(|| {
-                            Error::internal("order references a missing authorization")
-                        })?;
-                        match self.authz_status(&a) {
+                    let mut states = order.authz_states.clone();
+                    if states.len() != order.authz_ids.len() {
+                        states.clear();
+                        for id in &order.authz_ids {
+                            let a = self.sa.get_authz(id).await?.ok_or_else(|| {
+                                Error::internal("order references a missing authorization")
+                            })?;
+                            states.push((a.status, a.expires));
+                        }
+                    }
+                    for (state, expires) in states {
+                        match self.authz_status_of(state, expires) {
                             "valid" => {}
                             "pending" => all_valid = false,
                             _ => any_dead = true,
@@ -471,8 +479,12 @@ impl Ra {
     }
 
     fn authz_status(&self, a: &AuthzRecord) -> &'static str {
-        match a.status {
-            AuthzState::Pending | AuthzState::Valid if self.clock.unix() >= a.expires => "expired",
+        self.authz_status_of(a.status, a.expires)
+    }
+
+    fn authz_status_of(&self, status: AuthzState, expires: i64) -> &'static str {
+        match status {
+            AuthzState::Pending | AuthzState::Valid if self.clock.unix() >= expires => "expired",
             s => s.as_str(),
         }
     }

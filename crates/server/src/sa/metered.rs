@@ -49,6 +49,7 @@ metered! {
     fn finish_challenge(&self, challenge_id: &str, outcome: ChallengeOutcome) -> Result<(), SaError>;
     fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError>;
     fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
+    fn get_authz_by_challenge(&self, challenge_id: &str) -> Result<Option<AuthzRecord>, SaError>;
     fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;
     fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError>;
     fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError>;

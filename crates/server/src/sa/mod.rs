@@ -288,6 +288,12 @@ pub trait Storage: Send + Sync {
     ) -> Result<Vec<String>, SaError>;
     /// Reads a challenge.
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
+    /// Reads the authorization holding challenge `challenge_id`, with all its challenges, in
+    /// one lookup (a challenge POST needs both).
+    async fn get_authz_by_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Option<AuthzRecord>, SaError>;
 
     /// Reads a certificate by id.
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;

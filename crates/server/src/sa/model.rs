@@ -94,6 +94,10 @@ pub struct OrderRecord {
     pub created_at: i64,
     /// Authorization ids, one per identifier.
     pub authz_ids: Vec<String>,
+    /// Each authorization's stored state and expiry, in `authz_ids` order, as read in the same
+    /// lookup as the order (so its status, RFC 8555 §7.1.6, needs no further reads). Empty in
+    /// a record that was not read from storage; ignored when writing.
+    pub authz_states: Vec<(AuthzState, i64)>,
 }
 
 /// An authorization (RFC 8555 §7.1.4) with its challenges.

@@ -149,8 +149,10 @@ pub(super) fn cert(r: &impl Cols) -> Result<CertRecord, SaError> {
 /// link row, in position order.
 pub(super) const ORDER_WITH_AUTHZS: &str =
     "SELECT o.id, o.tenant, o.account_id, o.status, o.expires, o.identifiers, o.error,
-            o.cert_id, o.created_at, l.authz_id
+            o.cert_id, o.created_at, l.authz_id,
+            a.status AS authz_status, a.expires AS authz_expires
      FROM orders o LEFT JOIN order_authzs l ON l.order_id = o.id
+          LEFT JOIN authzs a ON a.id = l.authz_id
      WHERE o.id = $1 ORDER BY l.position";
 
 /// The order of the first [`ORDER_WITH_AUTHZS`] row, without its links.
@@ -166,6 +168,7 @@ pub(super) fn order_head(r: &impl Cols) -> Result<OrderRecord, SaError> {
         cert_id: r.opt_text("cert_id")?,
         created_at: r.int("created_at")?,
         authz_ids: Vec::new(),
+        authz_states: Vec::new(),
     })
 }
 
@@ -173,6 +176,13 @@ pub(super) fn order_head(r: &impl Cols) -> Result<OrderRecord, SaError> {
 pub(super) fn order_link(o: &mut OrderRecord, r: &impl Cols) -> Result<(), SaError> {
     if let Some(a) = r.opt_text("authz_id")? {
         o.authz_ids.push(a);
+        // order_authzs references authzs, so the state is there; if it ever were not, the
+        // lengths differ and the order's status is worked out from reads instead.
+        if let (Some(status), Some(expires)) =
+            (r.opt_text("authz_status")?, r.opt_int("authz_expires")?)
+        {
+            o.authz_states.push((AuthzState::parse(&status)?, expires));
+        }
     }
     Ok(())
 }
@@ -194,15 +204,30 @@ pub(super) fn joined<R: Cols, T>(
     Ok(Some(parent))
 }
 
-/// An authorization and its challenges in one round trip: the authorization's columns repeat
-/// on each challenge row (none for an attested name).
-pub(super) const AUTHZ_WITH_CHALLENGES: &str =
-    "SELECT a.id, a.tenant, a.account_id, a.ident_type, a.ident_value, a.wildcard,
-            a.status, a.expires, a.created_at, a.attested_by,
-            c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status,
-            c.validated_at AS c_validated_at, c.error AS c_error, c.record AS c_record
-     FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id
-     WHERE a.id = $1 ORDER BY c.type";
+/// An authorization and its challenges in one round trip, for the authorization `$cond`
+/// selects: the authorization's columns repeat on each challenge row (none for an attested
+/// name).
+macro_rules! authz_with_challenges_where {
+    ($cond:literal) => {
+        concat!(
+            "SELECT a.id, a.tenant, a.account_id, a.ident_type, a.ident_value, a.wildcard,
+                    a.status, a.expires, a.created_at, a.attested_by,
+                    c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status,
+                    c.validated_at AS c_validated_at, c.error AS c_error, c.record AS c_record
+             FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id
+             WHERE ",
+            $cond,
+            " ORDER BY c.type"
+        )
+    };
+}
+
+/// The authorization `$1` with its challenges.
+pub(super) const AUTHZ_WITH_CHALLENGES: &str = authz_with_challenges_where!("a.id = $1");
+
+/// The authorization holding challenge `$1`, with all its challenges.
+pub(super) const AUTHZ_WITH_CHALLENGES_BY_CHALLENGE: &str =
+    authz_with_challenges_where!("a.id = (SELECT authz_id FROM challenges WHERE id = $1)");
 
 /// The authorization of the first [`AUTHZ_WITH_CHALLENGES`] row, without its challenges.
 pub(super) fn authz_head(r: &impl Cols) -> Result<AuthzRecord, SaError> {

@@ -634,6 +634,20 @@ impl Storage for $ty {
         row.as_ref().map(super::rows::challenge).transpose()
     }
 
+    async fn get_authz_by_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Option<AuthzRecord>, SaError> {
+        if let Some(r) = self.inline_reads() {
+            return r.read(|c| super::sqlite_reads::get_authz_by_challenge(c, challenge_id));
+        }
+        let rows = sqlx::query(super::rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE)
+            .bind(challenge_id)
+            .fetch_all(&self.pool)
+            .await?;
+        super::rows::joined(&rows, super::rows::authz_head, super::rows::authz_challenge)
+    }
+
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError> {
         if let Some(r) = self.inline_reads() {
             return r.read(|c| super::sqlite_reads::get_cert(c, id));

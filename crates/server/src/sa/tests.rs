@@ -66,6 +66,7 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
         cert_id: None,
         created_at: 100,
         authz_ids: vec![authz.id.clone()],
+        authz_states: Vec::new(),
     };
     (order, authz)
 }
@@ -128,6 +129,8 @@ async fn suite(sa: Arc<dyn Storage>) {
         .unwrap();
     let got = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(got.authz_ids, vec!["o1-authz".to_string()]);
+    // The order's read carries each authorization's state, for the order's status.
+    assert_eq!(got.authz_states, vec![(AuthzState::Pending, 10_000)]);
     assert_eq!(
         sa.get_authz("o1-authz")
             .await
@@ -190,6 +193,25 @@ async fn suite(sa: Arc<dyn Storage>) {
     .unwrap();
     let a = sa.get_authz("o1-authz").await.unwrap().unwrap();
     assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000));
+    // The authorization found through its challenge is the same, challenge state included.
+    let by_ch = sa
+        .get_authz_by_challenge("o1-chall")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{by_ch:?}"), format!("{a:?}"));
+    assert_eq!(by_ch.challenges[0].status, ChallengeState::Valid);
+    assert_eq!(by_ch.challenges[0].validated_at, Some(200));
+    assert_eq!(
+        sa.get_order("o1").await.unwrap().unwrap().authz_states,
+        vec![(AuthzState::Valid, 9000)]
+    );
+    assert!(sa
+        .get_authz_by_challenge("o1-authz")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(sa.get_authz_by_challenge("nope").await.unwrap().is_none());
     assert!(sa
         .has_valid_authzs("acct", &[ident("a.example.com")], 300)
         .await
@@ -314,6 +336,7 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
         cert_id: None,
         created_at: 100,
         authz_ids: vec![name.id.clone(), dev.id.clone()],
+        authz_states: Vec::new(),
     };
     (order, vec![name, dev])
 }
@@ -377,6 +400,13 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     for id in ["d2-dev", "d2-name"] {
         assert_eq!(status(id).await.status, AuthzState::Invalid, "{id}");
     }
+    // The order's read carries both states, in its authorizations' order.
+    let d2 = sa.get_order("d2").await.unwrap().unwrap();
+    assert_eq!(d2.authz_ids, vec!["d2-name", "d2-dev"]);
+    assert_eq!(
+        d2.authz_states,
+        vec![(AuthzState::Invalid, 10_000), (AuthzState::Invalid, 10_000)]
+    );
     // The first order's names are untouched by the second order's failure.
     assert_eq!(status("d1-name").await.status, AuthzState::Valid);
 
