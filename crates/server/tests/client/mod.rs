@@ -5,7 +5,6 @@
 use acme_types::b64;
 use acme_types::sign::{sign_jws, AccountKey, AccountKeyKind, JwsHeader, JwsKey};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// A response: status, headers, body as JSON when it is JSON.
 #[derive(Debug)]
@@ -66,21 +65,10 @@ pub(crate) struct Client {
     pub(crate) kid: Option<String>,
 }
 
+/// The bench client's HTTPS client (roots from `root_pem`, no redirects, no retries), so the
+/// tests see exactly what the server answered.
 pub(crate) fn http_client(root_pem: &str) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in pki::cert_info::pem_to_ders(root_pem).expect("root PEM") {
-        roots.add(der.into()).expect("root cert");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("tls versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .expect("http client")
+    fleetca::bench::client::http_client(root_pem).expect("http client")
 }
 
 impl Client {
