@@ -25,7 +25,7 @@ impl Ra {
             .sa
             .get_authz_by_challenge(id)
             .await?
-            .filter(|a| a.account_id == acct.id && a.tenant == tenant.name)
+            .filter(|a| super::owned_by(tenant, acct, &a.tenant, &a.account_id))
             .ok_or_else(|| Error::not_found("challenge"))?;
         let ch = authz
             .challenges

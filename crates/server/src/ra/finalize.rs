@@ -133,7 +133,7 @@ impl Ra {
         id: &str,
     ) -> Result<CertRecord> {
         match self.sa.get_cert(id).await? {
-            Some(c) if c.account_id == acct.id && c.tenant == tenant.name => Ok(c),
+            Some(c) if super::owned_by(tenant, acct, &c.tenant, &c.account_id) => Ok(c),
             _ => Err(Error::not_found("certificate")),
         }
     }

@@ -90,6 +90,18 @@ pub struct Ra {
 /// Called with (tenant, account id) when a challenge validation fails.
 pub type ValidationFailedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
+/// Anything else is "not found" to it: RFC 8555 gives an account no access to another's
+/// orders, authorizations, challenges or certificates.
+pub(crate) fn owned_by(
+    tenant: &Tenant,
+    acct: &AccountRecord,
+    record_tenant: &str,
+    account_id: &str,
+) -> bool {
+    account_id == acct.id && record_tenant == tenant.name
+}
+
 impl Ra {
     /// Builds the authority over its storage, clock, tenants and validator.
     pub fn new(

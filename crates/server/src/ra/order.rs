@@ -421,7 +421,7 @@ impl Ra {
         id: &str,
     ) -> Result<OrderView> {
         match self.sa.get_order(id).await? {
-            Some(o) if o.account_id == acct.id && o.tenant == tenant.name => {
+            Some(o) if super::owned_by(tenant, acct, &o.tenant, &o.account_id) => {
                 self.order_view(o).await
             }
             _ => Err(Error::not_found("order")),
@@ -440,17 +440,14 @@ impl Ra {
                 } else {
                     let mut all_valid = true;
                     let mut any_dead = false;
-                    let mut states = order.authz_states.clone();
-                    if states.len() != order.authz_ids.len() {
-                        states.clear();
-                        for id in &order.authz_ids {
-                            let a = self.sa.get_authz(id).await?.ok_or_else(|| {
-                                Error::internal("order references a missing authorization")
-                            })?;
-                            states.push((a.status, a.expires));
-                        }
-                    }
-                    for (state, expires) in states {
+                    let read;
+                    let states = if order.authz_states.len() == order.authz_ids.len() {
+                        &order.authz_states
+                    } else {
+                        read = self.authz_states(&order.authz_ids).await?;
+                        &read
+                    };
+                    for &(state, expires) in states {
                         match self.authz_status_of(state, expires) {
                             "valid" => {}
                             "pending" => all_valid = false,
@@ -476,6 +473,21 @@ impl Ra {
             status,
             lifecycle,
         })
+    }
+
+    /// The stored state and expiry of each authorization, for an order record that was not
+    /// read with them (`OrderRecord::authz_states`).
+    async fn authz_states(&self, ids: &[String]) -> Result<Vec<(AuthzState, i64)>> {
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            let a = self
+                .sa
+                .get_authz(id)
+                .await?
+                .ok_or_else(|| Error::internal("order references a missing authorization"))?;
+            states.push((a.status, a.expires));
+        }
+        Ok(states)
     }
 
     fn authz_status(&self, a: &AuthzRecord) -> &'static str {
@@ -514,7 +526,7 @@ impl Ra {
         id: &str,
     ) -> Result<AuthzView> {
         match self.sa.get_authz(id).await? {
-            Some(a) if a.account_id == acct.id && a.tenant == tenant.name => {
+            Some(a) if super::owned_by(tenant, acct, &a.tenant, &a.account_id) => {
                 let status = self.authz_status(&a);
                 Ok(AuthzView { authz: a, status })
             }

@@ -2,11 +2,12 @@
 //!
 //! Through sqlx each read is a round trip to a connection thread and back (pool checkout,
 //! command, rows, check-in), a handful of thread wake-ups for a lookup SQLite answers from
-//! cache in microseconds. A full issuance makes 11 of them (account ×5, authorization ×2 one
-//! of them found by its challenge, order with its authorizations' states, the order's
-//! lifecycle, reusable authorization, certificate). These reads are primary-key or indexed lookups, short
-//! enough to run on the tokio worker itself, like the CPU work around them. Long reads (listings, CRLs, exports)
-//! stay on sqlx, where they cannot hold up a worker.
+//! cache in microseconds. A full issuance makes 11 of them: the account ×5, the reusable
+//! authorization, the authorization, the authorization found by its challenge, the order
+//! with its authorizations' states, the order's lifecycle and the certificate. These reads
+//! are primary-key or indexed lookups, short enough to run on the tokio worker itself, like
+//! the CPU work around them. Long reads (listings, CRLs, exports) stay on sqlx, where they
+//! cannot hold up a worker.
 //!
 //! In WAL mode a reader never waits for the writer, and sees exactly the transactions
 //! committed before it started: everything a caller was told is written (the writer thread
