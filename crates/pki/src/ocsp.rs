@@ -1,7 +1,7 @@
 //! OCSP (RFC 6960): parsing requests and building responses signed by the issuing CA through
 //! a [`Signer`].
 //!
-//! `x509-ocsp` sits on the older `x509-cert` 0.2 / `der` 0.7 stack (STACK.md); those types stay
+//! `x509-ocsp` sits on the older `x509-cert` 0.2 / `der` 0.7 stack; those types stay
 //! inside this module, whose interface is plain bytes and [`time::OffsetDateTime`]. The
 //! response is assembled from `x509-ocsp` types and only the to-be-signed `ResponseData` goes
 //! through the signer, so a PKCS#11 key works the same as a file key.

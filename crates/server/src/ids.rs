@@ -13,7 +13,7 @@ pub fn new_id() -> String {
 /// A database object's id (account, order, authorization, challenge, certificate): 48 bits of
 /// creation time in milliseconds, then 96 random bits, base64url (24 characters).
 ///
-/// Still opaque and unguessable (DESIGN: object URLs): 96 random bits, and every object is
+/// Still opaque and unguessable (object URLs must not be enumerable): 96 random bits, and every object is
 /// read only by its own account's signed request anyway. The time prefix is there for the
 /// storage: objects made in the same few seconds share their first characters, so their
 /// primary-key and link index entries land on the same few B-tree leaves. With fully random

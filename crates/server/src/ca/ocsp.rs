@@ -1,5 +1,5 @@
 //! The OCSP responder's signing side (RFC 6960). Every response is built and signed on demand
-//! from the stored certificate status (~35 µs each, STACK.md), so a revocation shows in the
+//! from the stored certificate status (~35 µs each), so a revocation shows in the
 //! very next response: there is no cache of signed "good" answers to invalidate. Responses are
 //! signed by the delegated responder of [`super::ocsp_signer`] when one is installed.
 
