@@ -143,3 +143,22 @@ impl From<crate::sa::SaError> for Error {
 
 /// Result alias for the server.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sa::SaError;
+
+    /// An outage is answered "retry later"; any other storage error is internal.
+    #[test]
+    fn storage_errors_map_to_unavailable_or_internal() {
+        assert!(matches!(
+            Error::from(SaError::Db(sqlx::Error::PoolTimedOut)),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            Error::from(SaError::Conflict("x".into())),
+            Error::Internal(_)
+        ));
+    }
+}

@@ -3,11 +3,12 @@
 //! After every restart: each certificate any client received is in the database, no order is
 //! left in `processing`, and `PRAGMA integrity_check` says `ok`.
 //!
-//! Why no order can be stuck: `sa::finalize_order` claims the order (`pending` → `processing`),
-//! signs, inserts the certificate and marks the order `valid` in ONE transaction; a crash before
-//! the commit rolls all of it back (the order is `pending` again and the client may finalize
-//! anew), a crash after it leaves a `valid` order with its certificate. `processing` is never
-//! visible outside that transaction, so no startup sweep is needed; this test checks it.
+//! Why no order can be stuck: finalize claims the order (`pending` → `processing`, under a
+//! token and a lease), signs outside storage, then stores the certificate and marks the order
+//! `valid` in one transaction that only the claim's holder can commit. A crash after the claim
+//! leaves a `processing` order whose holder is dead; a single node (SQLite) releases every such
+//! claim when it starts, before it serves (several PostgreSQL nodes wait for the lease). So
+//! after a restart no order is `processing`, and no `valid` order lacks its certificate.
 
 mod support;
 

@@ -98,6 +98,18 @@ pub struct ServeArgs {
     /// Longest a request waits for a slot, in milliseconds, before it gets 503.
     #[arg(long, env = "FLEETCA_OVERLOAD_WAIT_MS", default_value_t = 500)]
     pub overload_wait_ms: u64,
+    /// Most certificates signed at once; finalize requests beyond it wait for a slot (with an
+    /// HSM, about the number of sessions the token serves well).
+    #[arg(long, env = "FLEETCA_MAX_SIGNATURES", default_value_t = 16)]
+    pub max_signatures: usize,
+    /// Seconds a finalize claim holds an order; if the node dies between claim and store,
+    /// the order is `ready` again after this long.
+    #[arg(long, env = "FLEETCA_FINALIZE_LEASE_SECS", default_value_t = 60)]
+    pub finalize_lease_secs: u64,
+    /// LAB AND BENCHMARKS ONLY: wait this many milliseconds before every certificate signature,
+    /// standing in for a remote HSM. Refused for public-trust CAs.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub signer_delay_ms: u64,
     /// Expiry hygiene schedule and retention.
     #[command(flatten)]
     pub housekeeping: super::housekeeping::HousekeepingArgs,
@@ -162,6 +174,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::warn!(
             "--insecure-skip-validation: challenges are NOT validated; use only for load tests"
+        );
+    }
+    if args.signer_delay_ms > 0 {
+        if cfg.ca.trust == crate::datadir::Trust::Public {
+            anyhow::bail!("--signer-delay-ms is refused for a public-trust CA");
+        }
+        tracing::warn!(
+            ms = args.signer_delay_ms,
+            "--signer-delay-ms: every signature is delayed; use only for benchmarks"
         );
     }
     let passphrase = args.keys.passphrase()?;
@@ -237,6 +258,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RaConfig {
             max_concurrent_validations: args.max_validations,
             skip_validation: args.insecure_skip_validation,
+            max_concurrent_signatures: args.max_signatures,
+            finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
+            signer_delay: Duration::from_millis(args.signer_delay_ms),
             ..RaConfig::default()
         },
         Some(eab),
@@ -249,6 +273,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     super::housekeeping::start_ocsp_responders(&dd, &tenants, passphrase.clone(), clock.clone())?;
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
+    if !crate::sa::is_postgres_url(&database) {
+        ra.release_claims_of_a_dead_single_node().await?;
+    }
+    ra.spawn_finalize_sweeper();
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }

@@ -1,13 +1,18 @@
-//! Finalization (RFC 8555 §7.4): the CSR is checked and signed by the tenant's issuing CA
-//! while the order is claimed, and the certificate is stored in the same transaction that
-//! marks the order valid, so a certificate the client can see is never lost and a failed
-//! finalization changes nothing.
+//! Finalization (RFC 8555 §7.4) in three steps, each its own short storage transaction or
+//! none: (1) claim the order (`processing`, under a token and a lease); (2) the tenant's issuing
+//! CA checks the CSR and signs, outside storage, on the blocking pool, at most
+//! `max_concurrent_signatures` at once; (3) store the certificate and mark the order valid, only
+//! if the claim still holds. A slow signer (an HSM over the network) therefore delays only the
+//! orders it signs, never the storage writer other requests wait for. A failed signature gives
+//! the claim back; a claim whose node died is released by [`Ra::release_stale_finalize_claims`]
+//! once its lease runs out, so no order stays `processing` and the client can finalize again.
+//! Only the claim's holder can store, so one order never gets two stored certificates.
 
 use super::order::OrderView;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::new_object_id;
-use crate::sa::{AccountRecord, CertRecord, OrderState};
+use crate::sa::{AccountRecord, CertRecord, OrderClaim, OrderState};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
 use pki::identifier::Identifier;
@@ -73,48 +78,79 @@ impl Ra {
         let cert_lifecycle = self
             .lifecycle()
             .map(|_| (profile_for_record.clone(), crl_shard));
-        let ca = Arc::clone(&tenant.ca);
         let now = self.clock.now();
-        let (tenant_name, account_id, oid) =
-            (tenant.name.clone(), acct.id.clone(), order_id.to_string());
-        let sign = Box::new(move || -> Result<CertRecord> {
-            let issued = ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard)?;
-            Ok(CertRecord {
-                id: cert_id,
-                tenant: tenant_name,
-                serial: issued.serial_hex,
-                account_id,
-                order_id: oid,
-                der: issued.der,
-                names,
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-                issued_at: now.unix_timestamp(),
-                revoked_at: None,
-                revocation_reason: None,
-            })
-        });
-        let started = std::time::Instant::now();
-        let finalized = self
-            .sa
-            .finalize_order(
-                order_id,
-                cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s)),
-                sign,
-            )
-            .await;
-        if !matches!(finalized, Ok(None)) {
-            crate::metrics::issuance(&tenant.name, finalized.is_ok(), started.elapsed());
+
+        // Step 1: claim. The lease covers the wait for a signing slot and the signature.
+        let claim = OrderClaim {
+            token: crate::ids::new_token(),
+            until: now.unix_timestamp() + Self::secs(self.cfg.finalize_lease),
+        };
+        if !self.sa.try_claim_order(order_id, &claim).await? {
+            return Err(Error::acme(
+                ProblemType::OrderNotReady,
+                "the order was finalized by another request",
+            ));
         }
-        let cert = match finalized? {
-            Some(cert) => cert,
-            None => {
-                return Err(Error::acme(
-                    ProblemType::OrderNotReady,
-                    "the order was finalized by another request",
-                ))
+        let started = std::time::Instant::now();
+        // Step 2: sign, outside any storage transaction.
+        let signed = self
+            .sign_claimed(&claim, tenant, csr_der, idents, profile, crl_shard)
+            .await;
+        let issued = match signed {
+            Ok(issued) => issued,
+            Err(e) => {
+                crate::metrics::issuance(&tenant.name, false, started.elapsed());
+                // The client may correct its CSR and finalize again (§7.4): give the order back.
+                // If storage is unreachable now, the sweeper releases it when the lease ends.
+                if let Err(re) = self.sa.release_order_claim(order_id, &claim.token).await {
+                    tracing::warn!(order = %order_id, error = %re, "could not release a finalize claim; the sweeper will");
+                }
+                return Err(e);
             }
         };
+        let cert = CertRecord {
+            id: cert_id,
+            tenant: tenant.name.clone(),
+            serial: issued.serial_hex,
+            account_id: acct.id.clone(),
+            order_id: order_id.to_string(),
+            der: issued.der,
+            names,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            issued_at: now.unix_timestamp(),
+            revoked_at: None,
+            revocation_reason: None,
+        };
+        // Step 3: store, if the claim still holds.
+        let stored = self
+            .sa
+            .store_certificate(
+                order_id,
+                &claim.token,
+                &cert,
+                cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s)),
+            )
+            .await;
+        crate::metrics::issuance(&tenant.name, matches!(stored, Ok(true)), started.elapsed());
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                // The lease ran out and the sweeper gave the order back: this signature is
+                // discarded, never stored or served. Logged with its serial for the audit trail.
+                tracing::warn!(serial = %cert.serial, order = %order_id, "finalize claim expired before the certificate was stored; certificate discarded");
+                return Err(Error::acme(
+                    ProblemType::OrderNotReady,
+                    "finalization took longer than its lease and was abandoned; finalize the order again",
+                ));
+            }
+            Err(e) => {
+                // Unknown whether the commit landed: the order is either valid with its
+                // certificate or still claimed, and the sweeper releases it when the lease ends.
+                tracing::warn!(serial = %cert.serial, order = %order_id, error = %e, "storing a signed certificate failed");
+                return Err(e.into());
+            }
+        }
         tracing::info!(serial = %cert.serial, account = %acct.id, order = %order_id, profile = %profile_for_record, crl_shard = ?crl_shard, "certificate issued");
         // The transaction that stored the certificate set exactly these two fields, and a
         // valid order never changes again, so the answer needs no second read of the order.
@@ -123,6 +159,88 @@ impl Ra {
         view.order.cert_id = Some(cert.id);
         view.status = "valid";
         Ok(view)
+    }
+
+    /// Step 2 of finalize: waits for a signing slot, then checks the CSR and signs on the
+    /// blocking pool (a PKCS#11 call blocks its thread). Refuses to start signing when the
+    /// claim would expire before the signature is stored, so a slow queue cannot make two
+    /// nodes sign for one order.
+    async fn sign_claimed(
+        &self,
+        claim: &OrderClaim,
+        tenant: &Arc<Tenant>,
+        csr_der: Vec<u8>,
+        idents: Vec<Identifier>,
+        profile: crate::ca::profile::CertProfile,
+        crl_shard: Option<u32>,
+    ) -> Result<crate::ca::Issued> {
+        let _permit = self
+            .signatures
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the signing pool is closed"))?;
+        let now = self.clock.now();
+        if now.unix_timestamp() + Self::secs(self.cfg.finalize_lease) / 2 > claim.until {
+            return Err(Error::acme(
+                ProblemType::ServerInternal,
+                "the CA is busy signing; finalize again shortly",
+            )
+            .with_retry_after(3));
+        }
+        let ca = Arc::clone(&tenant.ca);
+        let delay = self.cfg.signer_delay;
+        tokio::task::spawn_blocking(move || {
+            if !delay.is_zero() {
+                // Lab/bench only (`serve --signer-delay-ms`): stands in for a remote HSM.
+                std::thread::sleep(delay);
+            }
+            ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("the signing task failed: {e}")))?
+    }
+
+    /// Releases finalize claims whose lease ran out (their node died between claim and
+    /// store): those orders are `ready` again and can be finalized anew. Several nodes may run
+    /// it; each stale claim is released once.
+    pub async fn release_stale_finalize_claims(&self) -> Result<usize> {
+        let ids = self
+            .sa
+            .release_stale_order_claims(self.clock.unix())
+            .await?;
+        for id in &ids {
+            tracing::info!(order = %id, "released a finalize claim whose lease expired");
+        }
+        Ok(ids.len())
+    }
+
+    /// At start-up of a single node (SQLite): every claim left behind is this process's
+    /// predecessor's, which is dead, so all are released at once instead of after their lease.
+    /// Several nodes (PostgreSQL) must not do this: another node may hold a live claim.
+    pub async fn release_claims_of_a_dead_single_node(&self) -> Result<usize> {
+        let ids = self.sa.release_stale_order_claims(i64::MAX).await?;
+        if !ids.is_empty() {
+            tracing::info!(
+                count = ids.len(),
+                "released finalize claims left by the previous process"
+            );
+        }
+        Ok(ids.len())
+    }
+
+    /// Runs [`Ra::release_stale_finalize_claims`] every few seconds.
+    pub fn spawn_finalize_sweeper(self: &Arc<Self>) {
+        let ra = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = ra.release_stale_finalize_claims().await {
+                    tracing::warn!(error = %e, "finalize claim sweep failed");
+                }
+            }
+        });
     }
 
     /// The certificate with id `id`, if `acct` ordered it.

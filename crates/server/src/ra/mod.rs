@@ -54,6 +54,16 @@ pub struct RaConfig {
     /// Treat every challenge as passed. Only for load tests of the issuance path
     /// (`serve --insecure-skip-validation`); never on by default.
     pub skip_validation: bool,
+    /// Most certificates being signed at once (finalize step 2). Signing runs on the blocking
+    /// pool, so a slow signer (an HSM) holds a thread, not the storage writer.
+    pub max_concurrent_signatures: usize,
+    /// How long a finalize claim holds an order before the sweeper may release it: longer than
+    /// the wait for a signing slot plus the signature. Signing does not start in the claim's
+    /// second half, so two nodes never sign for one order.
+    pub finalize_lease: Duration,
+    /// Added before every certificate signature. Lab and benchmark only
+    /// (`serve --signer-delay-ms`): stands in for a remote HSM; zero otherwise.
+    pub signer_delay: Duration,
 }
 
 impl Default for RaConfig {
@@ -68,6 +78,9 @@ impl Default for RaConfig {
             challenge_wait: Duration::from_millis(250),
             orders_page_size: 50,
             skip_validation: false,
+            max_concurrent_signatures: 16,
+            finalize_lease: Duration::from_secs(60),
+            signer_delay: Duration::ZERO,
         }
     }
 }
@@ -79,6 +92,7 @@ pub struct Ra {
     tenants: HashMap<String, Arc<Tenant>>,
     va: Va,
     validations: Arc<Semaphore>,
+    signatures: Arc<Semaphore>,
     cfg: RaConfig,
     eab: Option<EabBackend>,
     /// Profiles, `replaces` links and ARI overrides (set once at start-up).
@@ -126,6 +140,7 @@ impl Ra {
     ) -> Arc<Self> {
         Arc::new(Self {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
+            signatures: Arc::new(Semaphore::new(cfg.max_concurrent_signatures.max(1))),
             tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
             sa,
             clock,

@@ -40,7 +40,10 @@ metered! {
     fn insert_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord], lifecycle: Option<&OrderLifecycle>) -> Result<(), SaError>;
     fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError>;
     fn list_order_ids(&self, account_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, SaError>;
-    fn finalize_order(&self, order_id: &str, cert_lifecycle: Option<(&str, Option<u32>)>, sign: SignFn) -> Result<Option<CertRecord>, crate::error::Error>;
+    fn try_claim_order(&self, order_id: &str, claim: &OrderClaim) -> Result<bool, SaError>;
+    fn store_certificate(&self, order_id: &str, token: &str, cert: &CertRecord, cert_lifecycle: Option<(&str, Option<u32>)>) -> Result<bool, SaError>;
+    fn release_order_claim(&self, order_id: &str, token: &str) -> Result<bool, SaError>;
+    fn release_stale_order_claims(&self, now: i64) -> Result<Vec<String>, SaError>;
     fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;
     fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, now: i64, min_expires: i64) -> Result<Option<String>, SaError>;
     fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;

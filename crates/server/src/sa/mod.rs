@@ -92,7 +92,7 @@ impl Database for PgStorage {
 /// `sqlite://PATH`). Migrations run first (under an advisory lock on PostgreSQL, so nodes that
 /// start together migrate once).
 pub async fn open_database(database: &str) -> Result<std::sync::Arc<dyn Database>, SaError> {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+    if is_postgres_url(database) {
         Ok(std::sync::Arc::new(PgStorage::connect(database).await?))
     } else {
         let path = database.strip_prefix("sqlite://").unwrap_or(database);
@@ -135,7 +135,7 @@ impl SaError {
     /// pool timeout, server shutting down or restarting, SQLite busy): an outage the caller
     /// should answer with "retry later", not a bug or a bad request. Nothing was committed by
     /// the failed call unless its commit itself was cut off, which callers handle by making
-    /// every write retryable (see `finalize_order`).
+    /// every write retryable (see `store_certificate`).
     pub fn is_unavailable(&self) -> bool {
         match self {
             SaError::Db(e) => db_unavailable(e),
@@ -172,14 +172,28 @@ fn pg_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || sqlstate.starts_with("57P0") || sqlstate == "53300"
 }
 
+/// Whether `database` names PostgreSQL (several nodes may share it) rather than a SQLite file.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
 /// SQLite result codes that mean the same: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR
 /// (10). Extended codes keep the primary code in the low byte.
 fn sqlite_unavailable(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 10)
 }
 
-/// The signing step handed to [`Storage::finalize_order`]; it runs while the order is claimed.
-pub type SignFn = Box<dyn FnOnce() -> Result<CertRecord, crate::error::Error> + Send>;
+/// A finalize claim (RFC 8555 §7.4): the order is `processing`, held by the request that
+/// carries `token` until `until` (UNIX seconds). Signing happens outside storage while the
+/// claim holds; only the holder can store the certificate, and a claim whose holder died is
+/// released by the sweeper ([`Storage::release_stale_order_claims`]).
+#[derive(Clone, Debug)]
+pub struct OrderClaim {
+    /// Unguessable, unique per finalize attempt.
+    pub token: String,
+    /// When another node may release the claim.
+    pub until: i64,
+}
 
 /// Everything the CA persists. Methods whose names start with `try_` apply a state transition
 /// only if the row is still in the expected state and say whether they did, so concurrent
@@ -227,16 +241,26 @@ pub trait Storage: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, SaError>;
-    /// Claims a pending order, runs `sign`, and stores the certificate, its lifecycle row
-    /// (profile, CRL shard) if given, and the valid order in the same transaction; if `sign`
-    /// fails nothing changes. `Ok(None)` if the order was not pending (already finalized, or
-    /// finalized concurrently).
-    async fn finalize_order(
+    /// Finalize, step 1: moves a pending order to `processing` under `claim`; false if it was
+    /// not pending (already finalized, or claimed concurrently).
+    async fn try_claim_order(&self, order_id: &str, claim: &OrderClaim) -> Result<bool, SaError>;
+    /// Finalize, step 3: if the order is still `processing` under `token`, stores the
+    /// certificate, its lifecycle row (profile, CRL shard) if given, and the valid order in one
+    /// transaction. False, with nothing written, if the claim was lost (released by the
+    /// sweeper after it expired).
+    async fn store_certificate(
         &self,
         order_id: &str,
+        token: &str,
+        cert: &CertRecord,
         cert_lifecycle: Option<(&str, Option<u32>)>,
-        sign: SignFn,
-    ) -> Result<Option<CertRecord>, crate::error::Error>;
+    ) -> Result<bool, SaError>;
+    /// Gives a claimed order back (`processing` → `pending`) when signing failed, so the
+    /// client can finalize again; false if `token` no longer holds it.
+    async fn release_order_claim(&self, order_id: &str, token: &str) -> Result<bool, SaError>;
+    /// Releases every finalize claim that expired before `now` (its node died between claim
+    /// and store); returns the orders released, which are `pending` (so `ready`) again.
+    async fn release_stale_order_claims(&self, now: i64) -> Result<Vec<String>, SaError>;
 
     /// Reads an authorization with its challenges.
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;

@@ -35,9 +35,14 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// statistics rate as useless turns them into table scans as history grows. Named here so
 /// that `sa::seed`'s test plans exactly the text the backends run.
 pub(super) mod stmt {
-    /// finalize: claim a pending order.
+    /// finalize, step 1: claim a pending order.
     pub(crate) const CLAIM_ORDER: &str =
-        "UPDATE orders SET status = 'processing' WHERE id = $1 AND status = 'pending'";
+        "UPDATE orders SET status = 'processing', claim_token = $2, claim_until = $3 WHERE id = $1 AND status = 'pending'";
+    /// Finalize sweep: give back claims whose holder died between claim and store.
+    pub(crate) const RELEASE_STALE_ORDER_CLAIMS: &str =
+        "UPDATE orders SET status = 'pending', claim_token = NULL, claim_until = NULL
+         WHERE status = 'processing' AND (claim_until IS NULL OR claim_until < $1)
+         RETURNING id";
     /// newOrder: a reusable authorization of this account for an identifier.
     pub(crate) const REUSABLE_AUTHZ: &str =
         "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
@@ -95,17 +100,23 @@ pub(super) mod stmt {
     pub(crate) const INSERT_CERT: &str =
         "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    /// finalize: the order now has its certificate.
+    /// finalize, step 3: the order now has its certificate, if this request still holds it.
     pub(crate) const ORDER_VALID: &str =
-        "UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2";
+        "UPDATE orders SET status = 'valid', cert_id = $1, claim_token = NULL, claim_until = NULL
+         WHERE id = $2 AND status = 'processing' AND claim_token = $3";
+    /// finalize: signing failed, the order is pending (so `ready`) again.
+    pub(crate) const RELEASE_ORDER_CLAIM: &str =
+        "UPDATE orders SET status = 'pending', claim_token = NULL, claim_until = NULL
+         WHERE id = $1 AND status = 'processing' AND claim_token = $2";
     /// Validation finished: the challenge's outcome.
     pub(crate) const FINISH_CHALLENGE: &str =
         "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'";
 
-    /// The statements the plan test checks: the nine above the writes.
+    /// The statements the plan test checks: the ten above the writes.
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 9] = [
+    pub(crate) const ALL: [&str; 10] = [
         CLAIM_ORDER,
+        RELEASE_STALE_ORDER_CLAIMS,
         REUSABLE_AUTHZ,
         DEACTIVATE_ATTESTED,
         START_CHALLENGE,
@@ -387,36 +398,54 @@ impl Storage for $ty {
             .collect()
     }
 
-    async fn finalize_order(
+    async fn try_claim_order(&self, order_id: &str, claim: &OrderClaim) -> Result<bool, SaError> {
+        if let Some(w) = self.batch_writer() {
+            let (id, claim) = (order_id.to_string(), claim.clone());
+            return w
+                .run(move |c| super::sqlite_writes::try_claim_order(c, &id, &claim))
+                .await;
+        }
+        let pass = self.write_access().await?;
+        let done = sqlx::query(super::sql::stmt::CLAIM_ORDER)
+            .bind(order_id)
+            .bind(&claim.token)
+            .bind(claim.until)
+            .execute(self.writer(&pass))
+            .await?;
+        self.durable().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn store_certificate(
         &self,
         order_id: &str,
+        token: &str,
+        cert: &CertRecord,
         cert_lifecycle: Option<(&str, Option<u32>)>,
-        sign: SignFn,
-    ) -> Result<Option<CertRecord>, crate::error::Error> {
+    ) -> Result<bool, SaError> {
         if let Some(w) = self.batch_writer() {
-            let (id, lc) = (order_id.to_string(), cert_lifecycle.map(|(p, s)| (p.to_string(), s)));
+            let (id, token, cert) = (order_id.to_string(), token.to_string(), cert.clone());
+            let lc = cert_lifecycle.map(|(p, s)| (p.to_string(), s));
             return w
                 .run(move |c| {
                     let lc = lc.as_ref().map(|(p, s)| (p.as_str(), *s));
-                    super::sqlite_writes::finalize_order(c, &id, lc, sign)
+                    super::sqlite_writes::store_certificate(c, &id, &token, &cert, lc)
                 })
                 .await;
         }
         let pass = self.write_access().await?;
-        let mut tx = self.writer(&pass).begin().await.map_err(SaError::from)?;
-        // The conditional update takes SQLite's write lock, so a concurrent finalize waits here
-        // and then finds the order no longer pending.
-        let claimed = sqlx::query(
-            super::sql::stmt::CLAIM_ORDER,
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(SaError::from)?;
-        if claimed.rows_affected() != 1 {
-            return Ok(None);
+        let mut tx = self.writer(&pass).begin().await?;
+        // The conditional update comes first: a request whose claim was released (and maybe
+        // re-claimed by another) writes nothing.
+        let held = sqlx::query(super::sql::stmt::ORDER_VALID)
+            .bind(&cert.id)
+            .bind(order_id)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+        if held.rows_affected() != 1 {
+            return Ok(false);
         }
-        let cert = sign()?; // on error the transaction rolls back: the order stays pending
         if let Some((profile, shard)) = cert_lifecycle {
             // Written with the certificate, so a revoked certificate always has its CRL shard.
             sqlx::query(super::sql::stmt::INSERT_CERT_LIFECYCLE)
@@ -424,34 +453,47 @@ impl Storage for $ty {
                 .bind(profile)
                 .bind(shard.map(i64::from))
                 .execute(&mut *tx)
-                .await
-                .map_err(SaError::from)?;
+                .await?;
         }
-        sqlx::query(
-            super::sql::stmt::INSERT_CERT,
-        )
-        .bind(&cert.id)
-        .bind(&cert.tenant)
-        .bind(&cert.serial)
-        .bind(&cert.account_id)
-        .bind(&cert.order_id)
-        .bind(&cert.der)
-        .bind(json(&cert.names))
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(cert.issued_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(SaError::from)?;
-        sqlx::query(super::sql::stmt::ORDER_VALID)
+        sqlx::query(super::sql::stmt::INSERT_CERT)
             .bind(&cert.id)
-            .bind(order_id)
+            .bind(&cert.tenant)
+            .bind(&cert.serial)
+            .bind(&cert.account_id)
+            .bind(&cert.order_id)
+            .bind(&cert.der)
+            .bind(json(&cert.names))
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(cert.issued_at)
             .execute(&mut *tx)
-            .await
-            .map_err(SaError::from)?;
-        tx.commit().await.map_err(SaError::from)?;
+            .await?;
+        tx.commit().await?;
         self.durable().await?;
-        Ok(Some(cert))
+        Ok(true)
+    }
+
+    async fn release_order_claim(&self, order_id: &str, token: &str) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
+        let done = sqlx::query(super::sql::stmt::RELEASE_ORDER_CLAIM)
+            .bind(order_id)
+            .bind(token)
+            .execute(self.writer(&pass))
+            .await?;
+        self.durable().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_stale_order_claims(&self, now: i64) -> Result<Vec<String>, SaError> {
+        let pass = self.write_access().await?;
+        let rows = sqlx::query(super::sql::stmt::RELEASE_STALE_ORDER_CLAIMS)
+            .bind(now)
+            .fetch_all(self.writer(&pass))
+            .await?;
+        self.durable().await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError> {

@@ -6,7 +6,7 @@
 use super::lifecycle::OrderLifecycle;
 use super::sql::{insertion_order, json, stmt};
 use super::sqlite_batch::execute;
-use super::{AuthzRecord, CertRecord, ChallengeOutcome, OrderRecord, SaError, SignFn};
+use super::{AuthzRecord, CertRecord, ChallengeOutcome, OrderClaim, OrderRecord, SaError};
 use rusqlite::Connection;
 
 /// Everything a new order writes (see `Storage::insert_order`).
@@ -67,26 +67,37 @@ pub(super) fn insert_order(
     Ok(())
 }
 
-/// Claims a pending order, signs and stores its certificate (see `Storage::finalize_order`).
-/// `Ok(None)` when the order was not pending. A signing failure fails the write, so its
-/// savepoint rolls back and the order stays pending.
-pub(super) fn finalize_order(
+/// Finalize, step 1 (see `Storage::try_claim_order`).
+pub(super) fn try_claim_order(
     c: &Connection,
     order_id: &str,
+    claim: &OrderClaim,
+) -> Result<bool, SaError> {
+    Ok(execute(
+        c,
+        stmt::CLAIM_ORDER,
+        &[&order_id, &claim.token, &claim.until],
+    )? == 1)
+}
+
+/// Finalize, step 3 (see `Storage::store_certificate`): nothing is written unless `token`
+/// still holds the order.
+pub(super) fn store_certificate(
+    c: &Connection,
+    order_id: &str,
+    token: &str,
+    cert: &CertRecord,
     cert_lifecycle: Option<(&str, Option<u32>)>,
-    sign: SignFn,
-) -> Result<Option<CertRecord>, crate::error::Error> {
-    if execute(c, stmt::CLAIM_ORDER, &[&order_id]).map_err(SaError::from)? != 1 {
-        return Ok(None);
+) -> Result<bool, SaError> {
+    if execute(c, stmt::ORDER_VALID, &[&cert.id, &order_id, &token])? != 1 {
+        return Ok(false);
     }
-    let cert = sign()?;
     if let Some((profile, shard)) = cert_lifecycle {
         execute(
             c,
             stmt::INSERT_CERT_LIFECYCLE,
             &[&cert.id, &profile, &shard.map(i64::from)],
-        )
-        .map_err(SaError::from)?;
+        )?;
     }
     execute(
         c,
@@ -103,10 +114,8 @@ pub(super) fn finalize_order(
             &cert.not_after,
             &cert.issued_at,
         ],
-    )
-    .map_err(SaError::from)?;
-    execute(c, stmt::ORDER_VALID, &[&cert.id, &order_id]).map_err(SaError::from)?;
-    Ok(Some(cert))
+    )?;
+    Ok(true)
 }
 
 /// Starts a validation (see `Storage::try_start_challenge`).

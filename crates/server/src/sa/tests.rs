@@ -1,7 +1,6 @@
 //! The storage suite, written once against [`Storage`] so every backend runs it.
 
 use super::*;
-use crate::error::Error;
 use std::sync::Arc;
 
 async fn sqlite() -> Arc<dyn Storage> {
@@ -221,26 +220,47 @@ async fn suite(sa: Arc<dyn Storage>) {
         .await
         .unwrap());
 
-    // Finalize: a failing signer changes nothing; a second finalize finds nothing to claim.
-    let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
-    assert!(sa.finalize_order("o1", None, failing).await.is_err());
+    // Finalize: a claim makes the order processing; only its holder stores, once; a released
+    // claim makes it pending again; a second claim of a processing or valid order fails.
+    let first = claim("t1", 1000);
+    assert!(sa.try_claim_order("o1", &first).await.unwrap());
+    assert_eq!(
+        sa.get_order("o1").await.unwrap().unwrap().status,
+        OrderState::Processing
+    );
+    assert!(!sa.try_claim_order("o1", &claim("t2", 1000)).await.unwrap());
+    assert!(!sa.release_order_claim("o1", "t2").await.unwrap());
+    assert!(sa.release_order_claim("o1", "t1").await.unwrap());
     assert_eq!(
         sa.get_order("o1").await.unwrap().unwrap().status,
         OrderState::Pending
     );
-    let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
-    assert!(sa.finalize_order("o1", None, ok).await.unwrap().is_some());
+    // A stale token (its claim was released) stores nothing.
+    assert!(!sa
+        .store_certificate("o1", "t1", &cert("c0", "o1"), None)
+        .await
+        .unwrap());
+    assert!(sa.get_cert("c0").await.unwrap().is_none());
+    assert!(sa.try_claim_order("o1", &claim("t3", 1000)).await.unwrap());
+    assert!(!sa
+        .store_certificate("o1", "t1", &cert("c0", "o1"), None)
+        .await
+        .unwrap());
+    assert!(sa
+        .store_certificate("o1", "t3", &cert("c1", "o1"), None)
+        .await
+        .unwrap());
     let o = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(
         (o.status, o.cert_id.as_deref()),
         (OrderState::Valid, Some("c1"))
     );
-    let again: SignFn = Box::new(|| panic!("must not sign twice"));
-    assert!(sa
-        .finalize_order("o1", None, again)
+    assert!(sa.get_cert("c0").await.unwrap().is_none());
+    assert!(!sa.try_claim_order("o1", &claim("t4", 1000)).await.unwrap());
+    assert!(!sa
+        .store_certificate("o1", "t3", &cert("c2", "o1"), None)
         .await
-        .unwrap()
-        .is_none());
+        .unwrap());
 
     // Revocation is one-shot and feeds the CRL until expiry.
     assert!(sa.try_revoke_cert("c1", 300, Some(1)).await.unwrap());
@@ -617,9 +637,13 @@ async fn sqlite_writes_wait_for_durability() {
     .await
     .unwrap();
     step("finish_challenge", true);
-    let f: SignFn = Box::new(|| Ok(cert("c1", "o")));
-    assert!(sa.finalize_order("o", None, f).await.unwrap().is_some());
-    step("finalize_order", true);
+    assert!(sa.try_claim_order("o", &claim("t", 1000)).await.unwrap());
+    step("try_claim_order", true);
+    assert!(sa
+        .store_certificate("o", "t", &cert("c1", "o"), None)
+        .await
+        .unwrap());
+    step("store_certificate", true);
     assert!(sa.try_revoke_cert("c1", 300, Some(1)).await.unwrap());
     step("try_revoke_cert", false);
     assert!(sa.try_deactivate_account("acct").await.unwrap());
@@ -653,28 +677,79 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
     sa.insert_account(&account("acct", "tp")).await.unwrap();
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
     sa.insert_order(&order, &[authz], None).await.unwrap();
-    let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let (sa, signed) = (sa.clone(), signed.clone());
+        let sa = sa.clone();
         tasks.push(tokio::spawn(async move {
-            let f: SignFn = Box::new(move || {
-                signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok(cert(&format!("c{i}"), "o"))
-            });
-            sa.finalize_order("o", None, f).await.unwrap().is_some()
+            let token = format!("t{i}");
+            if !sa.try_claim_order("o", &claim(&token, 1000)).await.unwrap() {
+                return 0;
+            }
+            // Only a claim's holder signs; its store must then succeed.
+            assert!(sa
+                .store_certificate("o", &token, &cert(&format!("c{i}"), "o"), None)
+                .await
+                .unwrap());
+            1
         }));
     }
     let mut winners = 0;
     for t in tasks {
-        winners += t.await.unwrap() as usize;
+        winners += t.await.unwrap();
     }
-    assert_eq!(winners, 1);
+    assert_eq!(winners, 1, "only one request claims the order");
+}
+
+/// A claim whose holder died is released once its lease ran out, and only then; the order is
+/// pending again and its late holder can no longer store.
+async fn stale_finalize_claims_are_released(sa: Arc<dyn Storage>) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
+    sa.insert_order(&order, &[authz], None).await.unwrap();
+    assert!(sa.try_claim_order("o", &claim("dead", 500)).await.unwrap());
+    assert!(sa.release_stale_order_claims(499).await.unwrap().is_empty());
     assert_eq!(
-        signed.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "only the claiming request signs"
+        sa.get_order("o").await.unwrap().unwrap().status,
+        OrderState::Processing
     );
+    assert_eq!(
+        sa.release_stale_order_claims(501).await.unwrap(),
+        vec!["o".to_string()]
+    );
+    assert!(sa.release_stale_order_claims(501).await.unwrap().is_empty());
+    assert_eq!(
+        sa.get_order("o").await.unwrap().unwrap().status,
+        OrderState::Pending
+    );
+    assert!(!sa
+        .store_certificate("o", "dead", &cert("c1", "o"), None)
+        .await
+        .unwrap());
+    assert!(sa.get_cert("c1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn stale_finalize_claims_are_released_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    stale_finalize_claims_are_released(Arc::new(
+        SqliteStorage::open(&dir.path().join("t.db")).await.unwrap(),
+    ))
+    .await;
+    stale_finalize_claims_are_released(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn stale_finalize_claims_are_released_postgres() {
+    if let Some(sa) = postgres().await {
+        stale_finalize_claims_are_released(sa).await;
+    }
+}
+
+fn claim(token: &str, until: i64) -> OrderClaim {
+    OrderClaim {
+        token: token.into(),
+        until,
+    }
 }
 
 #[test]
@@ -708,14 +783,6 @@ fn outages_are_told_apart_from_bugs() {
     for code in [19, 2067, 1] {
         assert!(!sqlite_unavailable(code), "{code}");
     }
-    assert!(matches!(
-        Error::from(SaError::Db(sqlx::Error::PoolTimedOut)),
-        Error::Unavailable(_)
-    ));
-    assert!(matches!(
-        Error::from(SaError::Conflict("x".into())),
-        Error::Internal(_)
-    ));
 }
 
 /// The lifecycle rows (profile, `replaces`, CRL shard) commit in the same transaction as their
@@ -733,18 +800,20 @@ async fn lifecycle_rows_commit_with_their_rows<D: Storage + LifecycleStore>(sa: 
         .unwrap();
     assert_eq!(sa.get_order_lifecycle("o1").await.unwrap(), Some(lc));
 
-    let failing: SignFn = Box::new(|| Err(Error::internal("signer down")));
-    assert!(sa
-        .finalize_order("o1", Some(("shortlived", Some(3))), failing)
+    // A lost claim stores neither the certificate nor its lifecycle row.
+    assert!(sa.try_claim_order("o1", &claim("t1", 1000)).await.unwrap());
+    assert!(sa.release_order_claim("o1", "t1").await.unwrap());
+    assert!(!sa
+        .store_certificate("o1", "t1", &cert("c1", "o1"), Some(("shortlived", Some(3))))
         .await
-        .is_err());
+        .unwrap());
     assert_eq!(sa.get_cert_lifecycle("c1").await.unwrap(), None);
 
-    let ok: SignFn = Box::new(|| Ok(cert("c1", "o1")));
-    sa.finalize_order("o1", Some(("shortlived", Some(3))), ok)
+    assert!(sa.try_claim_order("o1", &claim("t2", 1000)).await.unwrap());
+    assert!(sa
+        .store_certificate("o1", "t2", &cert("c1", "o1"), Some(("shortlived", Some(3))))
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap());
     assert_eq!(
         sa.get_cert_lifecycle("c1").await.unwrap(),
         Some(("shortlived".to_string(), Some(3)))
