@@ -167,7 +167,6 @@ fn va(dns: SocketAddr, http_port: u16, tls_port: u16, timeout: Duration) -> Va {
         http01_port: http_port,
         tlsalpn01_port: tls_port,
         timeout,
-        caa_identities: vec![CA_ID.to_string()],
         max_http_redirects: 10,
     })
     .unwrap()
@@ -181,7 +180,13 @@ fn req(target: Target, kind: ChallengeKind) -> ValidationRequest {
         token: TOKEN.to_string(),
         key_authorization: KEYAUTHZ.to_string(),
         account_uri: ACCOUNT.to_string(),
+        caa_identities: ids(),
     }
+}
+
+/// The CAA identities of the tenant the tests validate for.
+fn ids() -> Vec<String> {
+    vec![CA_ID.to_string()]
 }
 
 fn dns_target(n: &str) -> Target {
@@ -925,17 +930,17 @@ async fn caa_rules_via_challtestsrv() {
     let h = ChallengeKind::Http01;
 
     // no records anywhere
-    va.check_caa("none.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("none.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
     // matching issue, case-insensitive, found on a parent (tree climbing)
     srv.add_caa("match.caa.fleetca.test", "issue", "FleetCA.local")
         .await;
-    va.check_caa("match.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("match.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
-    va.check_caa("dev.x.match.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("dev.x.match.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
@@ -943,7 +948,7 @@ async fn caa_rules_via_challtestsrv() {
     srv.add_caa("other.caa.fleetca.test", "issue", "letsencrypt.org")
         .await;
     expect_err(
-        va.check_caa("other.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("other.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "caa",
         "letsencrypt.org",
@@ -951,7 +956,7 @@ async fn caa_rules_via_challtestsrv() {
     // ...and the closest RRset wins: a child with its own matching record is fine
     srv.add_caa("ok.other.caa.fleetca.test", "issue", CA_ID)
         .await;
-    va.check_caa("ok.other.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("ok.other.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
@@ -960,7 +965,7 @@ async fn caa_rules_via_challtestsrv() {
         .await;
     srv.add_caa("wild.caa.fleetca.test", "issuewild", CA_ID)
         .await;
-    va.check_caa("wild.caa.fleetca.test", true, ACCOUNT, ChallengeKind::Dns01)
+    va.check_caa("wild.caa.fleetca.test", true, ACCOUNT, ChallengeKind::Dns01, &ids())
         .await
         .unwrap();
     expect_err(
@@ -968,8 +973,7 @@ async fn caa_rules_via_challtestsrv() {
             "wild.caa.fleetca.test",
             false,
             ACCOUNT,
-            ChallengeKind::Dns01,
-        )
+            ChallengeKind::Dns01, &ids())
         .await,
         "caa",
         "names another CA",
@@ -982,8 +986,7 @@ async fn caa_rules_via_challtestsrv() {
             "nowild.caa.fleetca.test",
             true,
             ACCOUNT,
-            ChallengeKind::Dns01,
-        )
+            ChallengeKind::Dns01, &ids())
         .await,
         "caa",
         "allows no CA",
@@ -996,7 +999,7 @@ async fn caa_rules_via_challtestsrv() {
         &format!("{CA_ID}; accounturi={ACCOUNT}"),
     )
     .await;
-    va.check_caa("acct.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("acct.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
     expect_err(
@@ -1004,8 +1007,7 @@ async fn caa_rules_via_challtestsrv() {
             "acct.caa.fleetca.test",
             false,
             "https://ca.fleetca.test/acme/t1/acct/zzz",
-            h,
-        )
+            h, &ids())
         .await,
         "caa",
         "limited to account",
@@ -1022,12 +1024,11 @@ async fn caa_rules_via_challtestsrv() {
         "meth.caa.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Dns01,
-    )
+        ChallengeKind::Dns01, &ids())
     .await
     .unwrap();
     expect_err(
-        va.check_caa("meth.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("meth.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "caa",
         "validation methods",
@@ -1036,7 +1037,7 @@ async fn caa_rules_via_challtestsrv() {
     // SERVFAIL: never fail open
     srv.set_servfail("broken.caa.fleetca.test").await;
     expect_err(
-        va.check_caa("broken.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("broken.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "dns",
         "not allowed while CAA cannot be checked",
@@ -1065,12 +1066,11 @@ async fn caa_empty_identity_list_matches_nothing() {
     srv.add_caa("x.empty.fleetca.test", "issue", CA_ID).await;
     let va = Va::new(VaConfig {
         dns_resolver: Some(srv.dns),
-        caa_identities: vec![],
         ..VaConfig::default()
     })
     .unwrap();
     expect_err(
-        va.check_caa("x.empty.fleetca.test", false, ACCOUNT, ChallengeKind::Dns01)
+        va.check_caa("x.empty.fleetca.test", false, ACCOUNT, ChallengeKind::Dns01, &[])
             .await,
         "caa",
         "no CAA identity configured",
@@ -1079,8 +1079,7 @@ async fn caa_empty_identity_list_matches_nothing() {
         "norecords.empty.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Dns01,
-    )
+        ChallengeKind::Dns01, &[])
     .await
     .unwrap();
 }
@@ -1154,7 +1153,7 @@ async fn caa_critical_unknown_property_forbids() {
     .await;
     let va = va(dns, 1, 1, Duration::from_secs(3));
     expect_err(
-        va.check_caa("crit.fleetca.test", false, ACCOUNT, ChallengeKind::Http01)
+        va.check_caa("crit.fleetca.test", false, ACCOUNT, ChallengeKind::Http01, &ids())
             .await,
         "caa",
         "critical property \"tbs\"",
@@ -1163,16 +1162,14 @@ async fn caa_critical_unknown_property_forbids() {
         "noncrit.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Http01,
-    )
+        ChallengeKind::Http01, &ids())
     .await
     .unwrap();
     va.check_caa(
         "critiodef.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Http01,
-    )
+        ChallengeKind::Http01, &ids())
     .await
     .unwrap();
     // a child name climbs to the critical record too
@@ -1181,8 +1178,7 @@ async fn caa_critical_unknown_property_forbids() {
             "a.b.crit.fleetca.test",
             false,
             ACCOUNT,
-            ChallengeKind::Http01,
-        )
+            ChallengeKind::Http01, &ids())
         .await,
         "caa",
         "tbs",
