@@ -1,5 +1,6 @@
-//! Finalization (RFC 8555 §7.4): the CSR is checked and signed by the tenant's issuing CA
-//! while the order is claimed, and the certificate is stored in the same transaction that
+//! Finalization (RFC 8555 §7.4): CAA is checked again where the authorization's check is old
+//! (`caa_recheck`), then the CSR is checked and signed by the tenant's issuing CA while the
+//! order is claimed, and the certificate is stored in the same transaction that
 //! marks the order valid, so a certificate the client can see is never lost and a failed
 //! finalization changes nothing.
 
@@ -62,6 +63,9 @@ impl Ra {
             ))
         })?;
         let profile_for_record = profile.name.clone();
+        // BR §3.2.2.8: a CAA check older than the recheck age is done again, before the
+        // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
+        self.recheck_caa(tenant, acct, &view.order).await?;
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
         // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
         // there is only the single CRL.

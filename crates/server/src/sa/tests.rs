@@ -130,7 +130,14 @@ async fn suite(sa: Arc<dyn Storage>) {
     let got = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(got.authz_ids, vec!["o1-authz".to_string()]);
     // The order's read carries each authorization's state, for the order's status.
-    assert_eq!(got.authz_states, vec![(AuthzState::Pending, 10_000)]);
+    assert_eq!(
+        got.authz_states,
+        vec![AuthzSummary {
+            status: AuthzState::Pending,
+            expires: 10_000,
+            validated_at: None
+        }]
+    );
     assert_eq!(
         sa.get_authz("o1-authz")
             .await
@@ -204,7 +211,11 @@ async fn suite(sa: Arc<dyn Storage>) {
     assert_eq!(by_ch.challenges[0].validated_at, Some(200));
     assert_eq!(
         sa.get_order("o1").await.unwrap().unwrap().authz_states,
-        vec![(AuthzState::Valid, 9000)]
+        vec![AuthzSummary {
+            status: AuthzState::Valid,
+            expires: 9000,
+            validated_at: Some(200)
+        }]
     );
     assert!(sa
         .get_authz_by_challenge("o1-authz")
@@ -213,11 +224,16 @@ async fn suite(sa: Arc<dyn Storage>) {
         .is_none());
     assert!(sa.get_authz_by_challenge("nope").await.unwrap().is_none());
     assert!(sa
-        .has_valid_authzs("acct", &[ident("a.example.com")], 300)
+        .has_valid_authzs("acct", &[(ident("a.example.com"), false)], 300)
         .await
         .unwrap());
     assert!(!sa
-        .has_valid_authzs("acct", &[ident("b.example.com")], 300)
+        .has_valid_authzs("acct", &[(ident("b.example.com"), false)], 300)
+        .await
+        .unwrap());
+    // A plain authorization is not a wildcard one (RFC 8555 §7.6 revocation).
+    assert!(!sa
+        .has_valid_authzs("acct", &[(ident("a.example.com"), true)], 300)
         .await
         .unwrap());
 
@@ -405,7 +421,14 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     assert_eq!(d2.authz_ids, vec!["d2-name", "d2-dev"]);
     assert_eq!(
         d2.authz_states,
-        vec![(AuthzState::Invalid, 10_000), (AuthzState::Invalid, 10_000)]
+        vec![
+            AuthzSummary {
+                status: AuthzState::Invalid,
+                expires: 10_000,
+                validated_at: None
+            };
+            2
+        ]
     );
     // The first order's names are untouched by the second order's failure.
     assert_eq!(status("d1-name").await.status, AuthzState::Valid);
