@@ -108,8 +108,9 @@ pub struct AuthzSummary {
     pub status: AuthzState,
     /// Expiry (UNIX seconds).
     pub expires: i64,
-    /// When a challenge of it was validated (UNIX seconds): the time of its CAA check. `None`
-    /// when no challenge of it is valid (pending, failed, or a name granted by attestation).
+    /// When a challenge of it was validated (UNIX seconds): the time of its CAA check; for a
+    /// name granted by attestation, when the deciding attestation was verified. `None` while
+    /// nothing is validated.
     pub validated_at: Option<i64>,
 }
 

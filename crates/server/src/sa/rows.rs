@@ -151,8 +151,12 @@ pub(super) const ORDER_WITH_AUTHZS: &str =
     "SELECT o.id, o.tenant, o.account_id, o.status, o.expires, o.identifiers, o.error,
             o.cert_id, o.created_at, l.authz_id,
             a.status AS authz_status, a.expires AS authz_expires,
-            (SELECT MAX(c.validated_at) FROM challenges c
-              WHERE c.authz_id = a.id AND c.status = 'valid') AS authz_validated_at
+            COALESCE(
+              (SELECT MAX(c.validated_at) FROM challenges c
+                WHERE c.authz_id = a.id AND c.status = 'valid'),
+              (SELECT MAX(c.validated_at) FROM challenges c
+                WHERE c.authz_id = a.attested_by AND c.status = 'valid')
+            ) AS authz_validated_at
      FROM orders o LEFT JOIN order_authzs l ON l.order_id = o.id
           LEFT JOIN authzs a ON a.id = l.authz_id
      WHERE o.id = $1 ORDER BY l.position";
