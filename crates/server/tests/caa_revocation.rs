@@ -35,7 +35,12 @@ fn serve(f: &Fleetca, port: u16, dns_port: u16, offset: i64, log: &Path) -> Chil
     cmd.args(["serve", "--data-dir"])
         .arg(f.data_dir())
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
         .args(["--http01-port", &support::free_port().to_string()])
         .args(["--tlsalpn01-port", &support::free_port().to_string()])
@@ -249,14 +254,30 @@ async fn each_tenant_is_checked_against_its_own_caa_identities() {
     };
     let dir_a = format!("https://127.0.0.1:{port}/acme/default/directory");
     let dir_b = format!("https://127.0.0.1:{port}/acme/vendorb/directory");
-    add_caa(&dns, "b-only.routers.example.com", "issue", "ca-b.fleetca.test");
-    add_caa(&dns, "a-only.routers.example.com", "issue", "ca-a.fleetca.test");
+    add_caa(
+        &dns,
+        "b-only.routers.example.com",
+        "issue",
+        "ca-b.fleetca.test",
+    );
+    add_caa(
+        &dns,
+        "a-only.routers.example.com",
+        "issue",
+        "ca-a.fleetca.test",
+    );
 
     let server = start(0, 0);
     let a = account(&dir_a, ca.root_pem()).await;
     let b = account(&dir_b, ca.root_pem()).await;
-    assert_eq!(a.directory["meta"]["caaIdentities"], json!(["ca-a.fleetca.test"]));
-    assert_eq!(b.directory["meta"]["caaIdentities"], json!(["ca-b.fleetca.test"]));
+    assert_eq!(
+        a.directory["meta"]["caaIdentities"],
+        json!(["ca-a.fleetca.test"])
+    );
+    assert_eq!(
+        b.directory["meta"]["caaIdentities"],
+        json!(["ca-b.fleetca.test"])
+    );
 
     // A record naming only tenant B's identity: tenant A refused, tenant B allowed.
     let (_, oa) = order(&a, &["b-only.routers.example.com"]).await;
@@ -340,14 +361,24 @@ async fn revocation_by_authorization_holders_matches_names_and_wildcards() {
     let holder = account(&directory, &root).await;
     authorize(&holder, &dns, "w.routers.example.com").await;
     let r = revoke(&holder, &wild).await;
-    assert_eq!(r.problem(), "unauthorized", "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.problem(),
+        "unauthorized",
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.status, 403);
     assert_eq!(counts(&ca).await.revoked, 0);
 
     // A wildcard authorization does not cover the plain name.
     authorize(&holder, &dns, "*.p.routers.example.com").await;
     let r = revoke(&holder, &plain).await;
-    assert_eq!(r.problem(), "unauthorized", "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.problem(),
+        "unauthorized",
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(counts(&ca).await.revoked, 0);
 
     // The matching authorizations do (RFC 8555 §7.6).

@@ -965,15 +965,23 @@ async fn caa_rules_via_challtestsrv() {
         .await;
     srv.add_caa("wild.caa.fleetca.test", "issuewild", CA_ID)
         .await;
-    va.check_caa("wild.caa.fleetca.test", true, ACCOUNT, ChallengeKind::Dns01, &ids())
-        .await
-        .unwrap();
+    va.check_caa(
+        "wild.caa.fleetca.test",
+        true,
+        ACCOUNT,
+        ChallengeKind::Dns01,
+        &ids(),
+    )
+    .await
+    .unwrap();
     expect_err(
         va.check_caa(
             "wild.caa.fleetca.test",
             false,
             ACCOUNT,
-            ChallengeKind::Dns01, &ids())
+            ChallengeKind::Dns01,
+            &ids(),
+        )
         .await,
         "caa",
         "names another CA",
@@ -986,7 +994,9 @@ async fn caa_rules_via_challtestsrv() {
             "nowild.caa.fleetca.test",
             true,
             ACCOUNT,
-            ChallengeKind::Dns01, &ids())
+            ChallengeKind::Dns01,
+            &ids(),
+        )
         .await,
         "caa",
         "allows no CA",
@@ -1007,7 +1017,9 @@ async fn caa_rules_via_challtestsrv() {
             "acct.caa.fleetca.test",
             false,
             "https://ca.fleetca.test/acme/t1/acct/zzz",
-            h, &ids())
+            h,
+            &ids(),
+        )
         .await,
         "caa",
         "limited to account",
@@ -1024,7 +1036,9 @@ async fn caa_rules_via_challtestsrv() {
         "meth.caa.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Dns01, &ids())
+        ChallengeKind::Dns01,
+        &ids(),
+    )
     .await
     .unwrap();
     expect_err(
@@ -1070,8 +1084,14 @@ async fn caa_empty_identity_list_matches_nothing() {
     })
     .unwrap();
     expect_err(
-        va.check_caa("x.empty.fleetca.test", false, ACCOUNT, ChallengeKind::Dns01, &[])
-            .await,
+        va.check_caa(
+            "x.empty.fleetca.test",
+            false,
+            ACCOUNT,
+            ChallengeKind::Dns01,
+            &[],
+        )
+        .await,
         "caa",
         "no CAA identity configured",
     );
@@ -1079,7 +1099,9 @@ async fn caa_empty_identity_list_matches_nothing() {
         "norecords.empty.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Dns01, &[])
+        ChallengeKind::Dns01,
+        &[],
+    )
     .await
     .unwrap();
 }
@@ -1153,8 +1175,14 @@ async fn caa_critical_unknown_property_forbids() {
     .await;
     let va = va(dns, 1, 1, Duration::from_secs(3));
     expect_err(
-        va.check_caa("crit.fleetca.test", false, ACCOUNT, ChallengeKind::Http01, &ids())
-            .await,
+        va.check_caa(
+            "crit.fleetca.test",
+            false,
+            ACCOUNT,
+            ChallengeKind::Http01,
+            &ids(),
+        )
+        .await,
         "caa",
         "critical property \"tbs\"",
     );
@@ -1162,14 +1190,18 @@ async fn caa_critical_unknown_property_forbids() {
         "noncrit.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Http01, &ids())
+        ChallengeKind::Http01,
+        &ids(),
+    )
     .await
     .unwrap();
     va.check_caa(
         "critiodef.fleetca.test",
         false,
         ACCOUNT,
-        ChallengeKind::Http01, &ids())
+        ChallengeKind::Http01,
+        &ids(),
+    )
     .await
     .unwrap();
     // a child name climbs to the critical record too
@@ -1178,7 +1210,9 @@ async fn caa_critical_unknown_property_forbids() {
             "a.b.crit.fleetca.test",
             false,
             ACCOUNT,
-            ChallengeKind::Http01, &ids())
+            ChallengeKind::Http01,
+            &ids(),
+        )
         .await,
         "caa",
         "tbs",

@@ -93,13 +93,7 @@ impl Ra {
             let budget = self.cfg.validation_timeout;
             checks.spawn(async move {
                 let name = &authz.identifier.value;
-                let check = va.check_caa(
-                    name,
-                    authz.wildcard,
-                    &account_uri,
-                    method,
-                    &identities,
-                );
+                let check = va.check_caa(name, authz.wildcard, &account_uri, method, &identities);
                 let result = match tokio::time::timeout(budget, check).await {
                     Ok(r) => r,
                     Err(_) => Err(ValidationError::Dns(format!(
@@ -202,7 +196,10 @@ mod tests {
         let a = authz("dns", &[("tls-alpn-01", Valid)]);
         assert_eq!(caa_method(&a).unwrap(), Some(ChallengeKind::TlsAlpn01));
         // IP addresses have no CAA; attested names were never checked by the VA.
-        assert_eq!(caa_method(&authz("ip", &[("http-01", Valid)])).unwrap(), None);
+        assert_eq!(
+            caa_method(&authz("ip", &[("http-01", Valid)])).unwrap(),
+            None
+        );
         let mut a = authz("dns", &[]);
         a.attested_by = Some("dev".into());
         assert_eq!(caa_method(&a).unwrap(), None);

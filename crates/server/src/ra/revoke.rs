@@ -131,7 +131,10 @@ mod tests {
             required_authz(&dns("*.example.com")),
             (dns("example.com"), true)
         );
-        assert_eq!(required_authz(&dns("example.com")), (dns("example.com"), false));
+        assert_eq!(
+            required_authz(&dns("example.com")),
+            (dns("example.com"), false)
+        );
         let ip = StoredIdentifier {
             kind: "ip".into(),
             value: "10.0.0.1".into(),

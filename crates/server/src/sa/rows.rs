@@ -5,8 +5,8 @@
 use super::lifecycle::OrderLifecycle;
 use super::sql::from_json;
 use super::{
-    AccountRecord, AccountState, AuthzRecord, AuthzState, AuthzSummary, CertRecord, ChallengeRecord,
-    ChallengeState, OrderRecord, OrderState, SaError, StoredIdentifier,
+    AccountRecord, AccountState, AuthzRecord, AuthzState, AuthzSummary, CertRecord,
+    ChallengeRecord, ChallengeState, OrderRecord, OrderState, SaError, StoredIdentifier,
 };
 
 /// Typed access to a row's columns by name.

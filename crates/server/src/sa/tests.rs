@@ -401,7 +401,12 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     // The templated name counts as validated when its device's attestation was verified.
     let d1 = sa.get_order("d1").await.unwrap().unwrap();
     let at = |s: &[AuthzSummary]| s.iter().map(|a| a.validated_at).collect::<Vec<_>>();
-    let verified = sa.get_challenge("d1-chall").await.unwrap().unwrap().validated_at;
+    let verified = sa
+        .get_challenge("d1-chall")
+        .await
+        .unwrap()
+        .unwrap()
+        .validated_at;
     assert!(verified.is_some());
     assert_eq!(at(&d1.authz_states), vec![verified, verified]);
     assert_eq!(

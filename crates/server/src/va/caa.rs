@@ -43,15 +43,7 @@ pub(crate) async fn check(
                 if rrset.is_empty() {
                     continue;
                 }
-                return evaluate(
-                    &rrset,
-                    &at,
-                    name,
-                    wildcard,
-                    identities,
-                    account_uri,
-                    method,
-                );
+                return evaluate(&rrset, &at, name, wildcard, identities, account_uri, method);
             }
             Err(DnsFailure::NxDomain) | Err(DnsFailure::NoData) => continue,
             Err(DnsFailure::Failed(e)) => {

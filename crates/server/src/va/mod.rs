@@ -374,7 +374,14 @@ impl Va {
         let budget = self.inner.cfg.timeout;
         match tokio::time::timeout(
             budget,
-            caa::check(&self.inner, &name, wildcard, account_uri, method, identities),
+            caa::check(
+                &self.inner,
+                &name,
+                wildcard,
+                account_uri,
+                method,
+                identities,
+            ),
         )
         .await
         {
