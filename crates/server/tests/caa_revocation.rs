@@ -169,13 +169,17 @@ async fn caa_is_rechecked_at_finalize_once_the_validation_is_old() {
     let c = account(&directory, ca.root_pem()).await;
     let (fresh_url, fresh) = order(&c, &["fresh.routers.example.com"]).await;
     let (stale_url, stale) = order(&c, &["stale.routers.example.com"]).await;
-    for o in [&fresh, &stale] {
+    let (_, broken) = order(&c, &["broken.routers.example.com"]).await;
+    for o in [&fresh, &stale, &broken] {
         assert_eq!(answer_dns01(&c, &dns, o).await["status"], "valid");
     }
     drop(server);
 
-    // The domain owner now forbids every CA.
+    // The domain owner now forbids every CA; one name's DNS now fails.
     add_caa(&dns, "routers.example.com", "issue", ";");
+    let body = json!({"host": "broken.routers.example.com."}).to_string();
+    support::http_post_local(dns.management_port(), "/set-servfail", &body)
+        .unwrap_or_else(|e| panic!("challtestsrv set-servfail: {e}"));
 
     // 6 h later the validation's CAA check still counts (BR §3.2.2.8): not rechecked, issued.
     let server = start(6 * HOUR, 1);
@@ -211,6 +215,10 @@ async fn caa_is_rechecked_at_finalize_once_the_validation_is_old() {
     let o = c.post(&stale_url, None).await.json();
     assert_eq!(o["status"], "ready", "{o}");
     assert!(o.get("certificate").is_none(), "{o}");
+    // A CAA lookup that fails forbids issuance too (fail closed): `dns`.
+    let r = finalize(&c, &broken, &["broken.routers.example.com"]).await;
+    assert_eq!(r.problem(), "dns", "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(counts(&ca).await.certificates, before.certificates);
     assert!(
         !server.log().contains("certificate issued"),
         "{}",

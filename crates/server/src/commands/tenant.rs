@@ -262,4 +262,15 @@ mod tests {
             assert!(!super::valid_name(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn caa_identities_are_issuer_domain_names() {
+        assert_eq!(
+            super::caa_identity("CA-B.Fleetca.test").unwrap(),
+            "ca-b.fleetca.test"
+        );
+        for bad in ["", "ca..test", "-ca.test", "ca.test.", "ca b.test", "ca;x"] {
+            assert!(super::caa_identity(bad).is_err(), "{bad}");
+        }
+    }
 }
