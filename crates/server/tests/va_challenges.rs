@@ -167,7 +167,6 @@ fn va(dns: SocketAddr, http_port: u16, tls_port: u16, timeout: Duration) -> Va {
         http01_port: http_port,
         tlsalpn01_port: tls_port,
         timeout,
-        caa_identities: vec![CA_ID.to_string()],
         max_http_redirects: 10,
     })
     .unwrap()
@@ -181,7 +180,13 @@ fn req(target: Target, kind: ChallengeKind) -> ValidationRequest {
         token: TOKEN.to_string(),
         key_authorization: KEYAUTHZ.to_string(),
         account_uri: ACCOUNT.to_string(),
+        caa_identities: ids(),
     }
+}
+
+/// The CAA identities of the tenant the tests validate for.
+fn ids() -> Vec<String> {
+    vec![CA_ID.to_string()]
 }
 
 fn dns_target(n: &str) -> Target {
@@ -925,17 +930,17 @@ async fn caa_rules_via_challtestsrv() {
     let h = ChallengeKind::Http01;
 
     // no records anywhere
-    va.check_caa("none.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("none.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
     // matching issue, case-insensitive, found on a parent (tree climbing)
     srv.add_caa("match.caa.fleetca.test", "issue", "FleetCA.local")
         .await;
-    va.check_caa("match.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("match.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
-    va.check_caa("dev.x.match.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("dev.x.match.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
@@ -943,7 +948,7 @@ async fn caa_rules_via_challtestsrv() {
     srv.add_caa("other.caa.fleetca.test", "issue", "letsencrypt.org")
         .await;
     expect_err(
-        va.check_caa("other.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("other.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "caa",
         "letsencrypt.org",
@@ -951,7 +956,7 @@ async fn caa_rules_via_challtestsrv() {
     // ...and the closest RRset wins: a child with its own matching record is fine
     srv.add_caa("ok.other.caa.fleetca.test", "issue", CA_ID)
         .await;
-    va.check_caa("ok.other.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("ok.other.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
 
@@ -960,15 +965,22 @@ async fn caa_rules_via_challtestsrv() {
         .await;
     srv.add_caa("wild.caa.fleetca.test", "issuewild", CA_ID)
         .await;
-    va.check_caa("wild.caa.fleetca.test", true, ACCOUNT, ChallengeKind::Dns01)
-        .await
-        .unwrap();
+    va.check_caa(
+        "wild.caa.fleetca.test",
+        true,
+        ACCOUNT,
+        ChallengeKind::Dns01,
+        &ids(),
+    )
+    .await
+    .unwrap();
     expect_err(
         va.check_caa(
             "wild.caa.fleetca.test",
             false,
             ACCOUNT,
             ChallengeKind::Dns01,
+            &ids(),
         )
         .await,
         "caa",
@@ -983,6 +995,7 @@ async fn caa_rules_via_challtestsrv() {
             true,
             ACCOUNT,
             ChallengeKind::Dns01,
+            &ids(),
         )
         .await,
         "caa",
@@ -996,7 +1009,7 @@ async fn caa_rules_via_challtestsrv() {
         &format!("{CA_ID}; accounturi={ACCOUNT}"),
     )
     .await;
-    va.check_caa("acct.caa.fleetca.test", false, ACCOUNT, h)
+    va.check_caa("acct.caa.fleetca.test", false, ACCOUNT, h, &ids())
         .await
         .unwrap();
     expect_err(
@@ -1005,6 +1018,7 @@ async fn caa_rules_via_challtestsrv() {
             false,
             "https://ca.fleetca.test/acme/t1/acct/zzz",
             h,
+            &ids(),
         )
         .await,
         "caa",
@@ -1023,11 +1037,12 @@ async fn caa_rules_via_challtestsrv() {
         false,
         ACCOUNT,
         ChallengeKind::Dns01,
+        &ids(),
     )
     .await
     .unwrap();
     expect_err(
-        va.check_caa("meth.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("meth.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "caa",
         "validation methods",
@@ -1036,7 +1051,7 @@ async fn caa_rules_via_challtestsrv() {
     // SERVFAIL: never fail open
     srv.set_servfail("broken.caa.fleetca.test").await;
     expect_err(
-        va.check_caa("broken.caa.fleetca.test", false, ACCOUNT, h)
+        va.check_caa("broken.caa.fleetca.test", false, ACCOUNT, h, &ids())
             .await,
         "dns",
         "not allowed while CAA cannot be checked",
@@ -1065,13 +1080,18 @@ async fn caa_empty_identity_list_matches_nothing() {
     srv.add_caa("x.empty.fleetca.test", "issue", CA_ID).await;
     let va = Va::new(VaConfig {
         dns_resolver: Some(srv.dns),
-        caa_identities: vec![],
         ..VaConfig::default()
     })
     .unwrap();
     expect_err(
-        va.check_caa("x.empty.fleetca.test", false, ACCOUNT, ChallengeKind::Dns01)
-            .await,
+        va.check_caa(
+            "x.empty.fleetca.test",
+            false,
+            ACCOUNT,
+            ChallengeKind::Dns01,
+            &[],
+        )
+        .await,
         "caa",
         "no CAA identity configured",
     );
@@ -1080,6 +1100,7 @@ async fn caa_empty_identity_list_matches_nothing() {
         false,
         ACCOUNT,
         ChallengeKind::Dns01,
+        &[],
     )
     .await
     .unwrap();
@@ -1154,8 +1175,14 @@ async fn caa_critical_unknown_property_forbids() {
     .await;
     let va = va(dns, 1, 1, Duration::from_secs(3));
     expect_err(
-        va.check_caa("crit.fleetca.test", false, ACCOUNT, ChallengeKind::Http01)
-            .await,
+        va.check_caa(
+            "crit.fleetca.test",
+            false,
+            ACCOUNT,
+            ChallengeKind::Http01,
+            &ids(),
+        )
+        .await,
         "caa",
         "critical property \"tbs\"",
     );
@@ -1164,6 +1191,7 @@ async fn caa_critical_unknown_property_forbids() {
         false,
         ACCOUNT,
         ChallengeKind::Http01,
+        &ids(),
     )
     .await
     .unwrap();
@@ -1172,6 +1200,7 @@ async fn caa_critical_unknown_property_forbids() {
         false,
         ACCOUNT,
         ChallengeKind::Http01,
+        &ids(),
     )
     .await
     .unwrap();
@@ -1182,6 +1211,7 @@ async fn caa_critical_unknown_property_forbids() {
             false,
             ACCOUNT,
             ChallengeKind::Http01,
+            &ids(),
         )
         .await,
         "caa",

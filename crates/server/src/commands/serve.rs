@@ -2,7 +2,7 @@
 //! HTTPS plus a plain-HTTP listener for CRLs and CA certificates.
 
 use super::{parse_net, parse_socket, KeyProtection};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::datadir::{DataDir, DEFAULT_TENANT};
 use crate::ra::{Ra, RaConfig};
 use crate::sa::Storage;
@@ -205,7 +205,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = crate::clock::server_clock();
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
         &cfg,
@@ -247,7 +247,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http01_port: args.http01_port,
         tlsalpn01_port: args.tlsalpn01_port,
         timeout: Duration::from_secs(10),
-        caa_identities: cfg.ca.caa_identities.clone(),
         max_http_redirects: 10,
     })?;
     let ra = Ra::new_with_eab(

@@ -35,6 +35,10 @@ pub struct AddArgs {
     /// Require an External Account Binding for newAccount (RFC 8555 §7.3.4).
     #[arg(long)]
     pub eab_required: bool,
+    /// CAA issuer domain name that identifies this tenant's CA to domain owners (RFC 8659
+    /// §4.2; its `meta.caaIdentities`); repeatable. Default: the main tenant's.
+    #[arg(long = "caa-identity")]
+    pub caa_identities: Vec<String>,
     /// `private` (under this data directory's root). `public` is not available for extra
     /// tenants yet (use `fleetca subca` for the default tenant).
     #[arg(long, default_value = "private", value_parser = parse_trust)]
@@ -117,6 +121,23 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with('-')
 }
 
+/// A `--caa-identity` as CAA `issue` values name issuers (RFC 8659 §4.2 `issuer-domain-name`:
+/// dot-separated labels of letters, digits and inner `-`), lower-cased; anything else could
+/// never match a record.
+fn caa_identity(s: &str) -> anyhow::Result<String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.len() > 253 || !s.split('.').all(label_ok) {
+        anyhow::bail!("--caa-identity {s:?} is not a domain name (RFC 8659 §4.2)");
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
 fn add(a: &AddArgs) -> anyhow::Result<()> {
     let ctx = AdminContext::open(&a.data_dir)?;
     let dd = &ctx.dd;
@@ -141,6 +162,14 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
         );
     }
     let lifetime_days = a.lifetime_days.unwrap_or(main.ca.lifetime_days);
+    let caa_identities = if a.caa_identities.is_empty() {
+        main.ca.caa_identities.clone()
+    } else {
+        a.caa_identities
+            .iter()
+            .map(|i| caa_identity(i))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let max = pki::issue::MAX_LEAF_LIFETIME.whole_days() as u32;
     if !(1..=max).contains(&lifetime_days) {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
@@ -153,6 +182,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             client_auth: a.client_auth,
             lifetime_days,
             eab_required: a.eab_required,
+            caa_identities,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
             ..main.ca.clone()
@@ -192,6 +222,7 @@ fn tenant_json(cfg: &CaConfig) -> serde_json::Value {
         "trust": cfg.ca.trust,
         "permit": cfg.ca.permit,
         "eab_required": cfg.ca.eab_required,
+        "caa_identities": cfg.ca.caa_identities,
         "lifetime_days": cfg.ca.lifetime_days,
         "challenge_types": cfg.ca.challenge_types,
     })
@@ -229,6 +260,17 @@ mod tests {
         }
         for bad in ["", "A", "a/b", "-x", "a.b", &"x".repeat(33)] {
             assert!(!super::valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn caa_identities_are_issuer_domain_names() {
+        assert_eq!(
+            super::caa_identity("CA-B.Fleetca.test").unwrap(),
+            "ca-b.fleetca.test"
+        );
+        for bad in ["", "ca..test", "-ca.test", "ca.test.", "ca b.test", "ca;x"] {
+            assert!(super::caa_identity(bad).is_err(), "{bad}");
         }
     }
 }

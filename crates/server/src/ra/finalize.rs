@@ -1,4 +1,5 @@
-//! Finalization (RFC 8555 §7.4) in three steps, each its own short storage transaction or
+//! Finalization (RFC 8555 §7.4). CAA is first checked again where the authorization's check
+//! is old (`caa_recheck`). Then three steps, each its own short storage transaction or
 //! none: (1) claim the order (`processing`, under a token and a lease); (2) the tenant's issuing
 //! CA checks the CSR and signs, outside storage, on the blocking pool, at most
 //! `max_concurrent_signatures` at once; (3) store the certificate and mark the order valid, only
@@ -67,6 +68,9 @@ impl Ra {
             ))
         })?;
         let profile_for_record = profile.name.clone();
+        // BR §3.2.2.8: a CAA check older than the recheck age is done again, before the
+        // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
+        self.recheck_caa(tenant, acct, &view.order).await?;
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
         // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
         // there is only the single CRL.

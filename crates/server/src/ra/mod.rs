@@ -5,6 +5,7 @@
 mod account;
 mod ari;
 mod attest;
+mod caa_recheck;
 mod challenge;
 mod eab;
 mod finalize;

@@ -5,8 +5,8 @@ use super::Ra;
 use crate::error::{Error, Result, SubError};
 use crate::ids::{new_object_id, new_token};
 use crate::sa::{
-    AccountRecord, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, OrderLifecycle,
-    OrderRecord, OrderState, StoredIdentifier,
+    AccountRecord, AuthzRecord, AuthzState, AuthzSummary, ChallengeRecord, ChallengeState,
+    OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
@@ -447,8 +447,8 @@ impl Ra {
                         read = self.authz_states(&order.authz_ids).await?;
                         &read
                     };
-                    for &(state, expires) in states {
-                        match self.authz_status_of(state, expires) {
+                    for a in states {
+                        match self.authz_status_of(a.status, a.expires) {
                             "valid" => {}
                             "pending" => all_valid = false,
                             _ => any_dead = true,
@@ -475,9 +475,9 @@ impl Ra {
         })
     }
 
-    /// The stored state and expiry of each authorization, for an order record that was not
-    /// read with them (`OrderRecord::authz_states`).
-    async fn authz_states(&self, ids: &[String]) -> Result<Vec<(AuthzState, i64)>> {
+    /// The summary of each authorization, for an order record that was not read with them
+    /// (`OrderRecord::authz_states`).
+    pub(crate) async fn authz_states(&self, ids: &[String]) -> Result<Vec<AuthzSummary>> {
         let mut states = Vec::with_capacity(ids.len());
         for id in ids {
             let a = self
@@ -485,7 +485,16 @@ impl Ra {
                 .get_authz(id)
                 .await?
                 .ok_or_else(|| Error::internal("order references a missing authorization"))?;
-            states.push((a.status, a.expires));
+            states.push(AuthzSummary {
+                status: a.status,
+                expires: a.expires,
+                validated_at: a
+                    .challenges
+                    .iter()
+                    .filter(|c| c.status == ChallengeState::Valid)
+                    .filter_map(|c| c.validated_at)
+                    .max(),
+            });
         }
         Ok(states)
     }

@@ -3,7 +3,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::AccountRecord;
+use crate::sa::{AccountRecord, StoredIdentifier};
 use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
 use acme_types::problem::ProblemType;
@@ -20,6 +20,24 @@ pub enum RevokeAuth {
 /// affiliationChanged(3), superseded(4), cessationOfOperation(5), privilegeWithdrawn(9)
 /// (BR §7.2.2 lists the same set for subscriber certificates).
 const ALLOWED_REASONS: [u8; 6] = [0, 1, 3, 4, 5, 9];
+
+/// The authorization that proves control of one certificate identifier (§7.6): authorizations
+/// store a name without `*.` plus a wildcard flag (§7.1.4), certificates (and orders) the name
+/// as issued. A `*.example.com` name needs a valid wildcard authorization of `example.com`, and
+/// `example.com` a plain one: each was validated for exactly that (§7.1.3), so neither stands
+/// in for the other.
+fn required_authz(name: &StoredIdentifier) -> (StoredIdentifier, bool) {
+    match name.value.strip_prefix("*.") {
+        Some(base) if name.kind == "dns" => (
+            StoredIdentifier {
+                kind: name.kind.clone(),
+                value: base.to_string(),
+            },
+            true,
+        ),
+        _ => (name.clone(), false),
+    }
+}
 
 impl Ra {
     /// revokeCert (§7.6).
@@ -53,10 +71,11 @@ impl Ra {
         };
         match auth {
             RevokeAuth::Account(acct) => {
+                let needed: Vec<_> = cert.names.iter().map(required_authz).collect();
                 if acct.id != cert.account_id
                     && !self
                         .sa
-                        .has_valid_authzs(&acct.id, &cert.names, self.clock.unix())
+                        .has_valid_authzs(&acct.id, &needed, self.clock.unix())
                         .await?
                 {
                     return Err(Error::unauthorized("this account neither ordered the certificate nor holds valid authorizations for all of its identifiers"));
@@ -92,5 +111,34 @@ impl Ra {
             .publish_crl(self.sa.as_ref(), self.clock.as_ref())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dns(v: &str) -> StoredIdentifier {
+        StoredIdentifier {
+            kind: "dns".into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn certificate_names_map_to_exact_authorizations() {
+        assert_eq!(
+            required_authz(&dns("*.example.com")),
+            (dns("example.com"), true)
+        );
+        assert_eq!(
+            required_authz(&dns("example.com")),
+            (dns("example.com"), false)
+        );
+        let ip = StoredIdentifier {
+            kind: "ip".into(),
+            value: "10.0.0.1".into(),
+        };
+        assert_eq!(required_authz(&ip), (ip.clone(), false));
     }
 }

@@ -279,11 +279,13 @@ pub trait Storage: Send + Sync {
     /// Deactivates a pending or valid authorization (RFC 8555 §7.5.2), and with it the
     /// authorizations attested by it; false if it was neither pending nor valid.
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
-    /// Whether the account holds valid, unexpired authorizations for all identifiers (§7.6).
+    /// Whether the account holds a valid, unexpired authorization for each (identifier without
+    /// `*.`, wildcard flag) pair (§7.6): a wildcard authorization covers only the wildcard name
+    /// and a plain one only the plain name, exactly as each was validated.
     async fn has_valid_authzs(
         &self,
         account_id: &str,
-        idents: &[StoredIdentifier],
+        authzs: &[(StoredIdentifier, bool)],
         now: i64,
     ) -> Result<bool, SaError>;
 

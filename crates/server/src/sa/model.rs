@@ -94,10 +94,24 @@ pub struct OrderRecord {
     pub created_at: i64,
     /// Authorization ids, one per identifier.
     pub authz_ids: Vec<String>,
-    /// Each authorization's stored state and expiry, in `authz_ids` order, as read in the same
-    /// lookup as the order (so its status, RFC 8555 §7.1.6, needs no further reads). Empty in
-    /// a record that was not read from storage; ignored when writing.
-    pub authz_states: Vec<(AuthzState, i64)>,
+    /// Each authorization's stored state, expiry and validation time, in `authz_ids` order, as
+    /// read in the same lookup as the order (so its status, RFC 8555 §7.1.6, and the CAA
+    /// recheck at finalize need no further reads). Empty in a record that was not read from
+    /// storage; ignored when writing.
+    pub authz_states: Vec<AuthzSummary>,
+}
+
+/// What an order's read tells of each of its authorizations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthzSummary {
+    /// Stored state.
+    pub status: AuthzState,
+    /// Expiry (UNIX seconds).
+    pub expires: i64,
+    /// When a challenge of it was validated (UNIX seconds): the time of its CAA check; for a
+    /// name granted by attestation, when the deciding attestation was verified. `None` while
+    /// nothing is validated.
+    pub validated_at: Option<i64>,
 }
 
 /// An authorization (RFC 8555 §7.1.4) with its challenges.

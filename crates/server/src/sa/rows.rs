@@ -5,8 +5,8 @@
 use super::lifecycle::OrderLifecycle;
 use super::sql::from_json;
 use super::{
-    AccountRecord, AccountState, AuthzRecord, AuthzState, CertRecord, ChallengeRecord,
-    ChallengeState, OrderRecord, OrderState, SaError, StoredIdentifier,
+    AccountRecord, AccountState, AuthzRecord, AuthzState, AuthzSummary, CertRecord,
+    ChallengeRecord, ChallengeState, OrderRecord, OrderState, SaError, StoredIdentifier,
 };
 
 /// Typed access to a row's columns by name.
@@ -150,7 +150,13 @@ pub(super) fn cert(r: &impl Cols) -> Result<CertRecord, SaError> {
 pub(super) const ORDER_WITH_AUTHZS: &str =
     "SELECT o.id, o.tenant, o.account_id, o.status, o.expires, o.identifiers, o.error,
             o.cert_id, o.created_at, l.authz_id,
-            a.status AS authz_status, a.expires AS authz_expires
+            a.status AS authz_status, a.expires AS authz_expires,
+            COALESCE(
+              (SELECT MAX(c.validated_at) FROM challenges c
+                WHERE c.authz_id = a.id AND c.status = 'valid'),
+              (SELECT MAX(c.validated_at) FROM challenges c
+                WHERE c.authz_id = a.attested_by AND c.status = 'valid')
+            ) AS authz_validated_at
      FROM orders o LEFT JOIN order_authzs l ON l.order_id = o.id
           LEFT JOIN authzs a ON a.id = l.authz_id
      WHERE o.id = $1 ORDER BY l.position";
@@ -181,7 +187,11 @@ pub(super) fn order_link(o: &mut OrderRecord, r: &impl Cols) -> Result<(), SaErr
         if let (Some(status), Some(expires)) =
             (r.opt_text("authz_status")?, r.opt_int("authz_expires")?)
         {
-            o.authz_states.push((AuthzState::parse(&status)?, expires));
+            o.authz_states.push(AuthzSummary {
+                status: AuthzState::parse(&status)?,
+                expires,
+                validated_at: r.opt_int("authz_validated_at")?,
+            });
         }
     }
     Ok(())

@@ -553,19 +553,20 @@ impl Storage for $ty {
     async fn has_valid_authzs(
         &self,
         account_id: &str,
-        idents: &[StoredIdentifier],
+        authzs: &[(StoredIdentifier, bool)],
         now: i64,
     ) -> Result<bool, SaError> {
-        for ident in idents {
-            // A valid wildcard authorization covers the name's base too only if validated as
-            // such; keep it strict: the exact identifier must have been validated.
+        for (ident, wildcard) in authzs {
+            // The wildcard flag is part of what was validated (dns-01 for `*.`, RFC 8555
+            // §7.1.3): neither kind stands in for the other.
             let row = sqlx::query(
                 "SELECT 1 FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3
-                 AND status = 'valid' AND expires > $4 LIMIT 1",
+                 AND wildcard = $4 AND status = 'valid' AND expires > $5 LIMIT 1",
             )
             .bind(account_id)
             .bind(&ident.kind)
             .bind(&ident.value)
+            .bind(*wildcard as i64)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;

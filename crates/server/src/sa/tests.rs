@@ -129,7 +129,14 @@ async fn suite(sa: Arc<dyn Storage>) {
     let got = sa.get_order("o1").await.unwrap().unwrap();
     assert_eq!(got.authz_ids, vec!["o1-authz".to_string()]);
     // The order's read carries each authorization's state, for the order's status.
-    assert_eq!(got.authz_states, vec![(AuthzState::Pending, 10_000)]);
+    assert_eq!(
+        got.authz_states,
+        vec![AuthzSummary {
+            status: AuthzState::Pending,
+            expires: 10_000,
+            validated_at: None
+        }]
+    );
     assert_eq!(
         sa.get_authz("o1-authz")
             .await
@@ -203,7 +210,11 @@ async fn suite(sa: Arc<dyn Storage>) {
     assert_eq!(by_ch.challenges[0].validated_at, Some(200));
     assert_eq!(
         sa.get_order("o1").await.unwrap().unwrap().authz_states,
-        vec![(AuthzState::Valid, 9000)]
+        vec![AuthzSummary {
+            status: AuthzState::Valid,
+            expires: 9000,
+            validated_at: Some(200)
+        }]
     );
     assert!(sa
         .get_authz_by_challenge("o1-authz")
@@ -212,11 +223,16 @@ async fn suite(sa: Arc<dyn Storage>) {
         .is_none());
     assert!(sa.get_authz_by_challenge("nope").await.unwrap().is_none());
     assert!(sa
-        .has_valid_authzs("acct", &[ident("a.example.com")], 300)
+        .has_valid_authzs("acct", &[(ident("a.example.com"), false)], 300)
         .await
         .unwrap());
     assert!(!sa
-        .has_valid_authzs("acct", &[ident("b.example.com")], 300)
+        .has_valid_authzs("acct", &[(ident("b.example.com"), false)], 300)
+        .await
+        .unwrap());
+    // A plain authorization is not a wildcard one (RFC 8555 §7.6 revocation).
+    assert!(!sa
+        .has_valid_authzs("acct", &[(ident("a.example.com"), true)], 300)
         .await
         .unwrap());
 
@@ -402,6 +418,17 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
         let a = status(id).await;
         assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000), "{id}");
     }
+    // The templated name counts as validated when its device's attestation was verified.
+    let d1 = sa.get_order("d1").await.unwrap().unwrap();
+    let at = |s: &[AuthzSummary]| s.iter().map(|a| a.validated_at).collect::<Vec<_>>();
+    let verified = sa
+        .get_challenge("d1-chall")
+        .await
+        .unwrap()
+        .unwrap()
+        .validated_at;
+    assert!(verified.is_some());
+    assert_eq!(at(&d1.authz_states), vec![verified, verified]);
     assert_eq!(
         sa.find_reusable_authz("acct", &ident("sn1.routers.example.com"), false, 0, 5000)
             .await
@@ -425,7 +452,14 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     assert_eq!(d2.authz_ids, vec!["d2-name", "d2-dev"]);
     assert_eq!(
         d2.authz_states,
-        vec![(AuthzState::Invalid, 10_000), (AuthzState::Invalid, 10_000)]
+        vec![
+            AuthzSummary {
+                status: AuthzState::Invalid,
+                expires: 10_000,
+                validated_at: None
+            };
+            2
+        ]
     );
     // The first order's names are untouched by the second order's failure.
     assert_eq!(status("d1-name").await.status, AuthzState::Valid);

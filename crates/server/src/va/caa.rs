@@ -6,7 +6,8 @@
 //!   forbids issuance (§4.1);
 //! * for a wildcard, the `issuewild` properties are used if any exist, else `issue` (§4.3);
 //!   for other names only `issue` (§4.2);
-//! * no such property: allowed; otherwise one must name one of our `caa_identities` and satisfy
+//! * no such property: allowed; otherwise one must name one of the tenant's `caaIdentities`
+//!   (each tenant is its own CA to domain owners, not the server's default tenant) and satisfy
 //!   its parameters: `accounturi` equal to the account URL, `validationmethods` listing the
 //!   method used (RFC 8657 §3, §4). Unknown parameters are ignored; a malformed value or a
 //!   repeated parameter never grants issuance.
@@ -25,6 +26,7 @@ pub(crate) async fn check(
     wildcard: bool,
     account_uri: &str,
     method: ChallengeKind,
+    identities: &[String],
 ) -> Result<(), ValidationError> {
     let labels: Vec<&str> = name.split('.').collect();
     for i in 0..labels.len() {
@@ -41,15 +43,7 @@ pub(crate) async fn check(
                 if rrset.is_empty() {
                     continue;
                 }
-                return evaluate(
-                    &rrset,
-                    &at,
-                    name,
-                    wildcard,
-                    &inner.cfg.caa_identities,
-                    account_uri,
-                    method,
-                );
+                return evaluate(&rrset, &at, name, wildcard, identities, account_uri, method);
             }
             Err(DnsFailure::NxDomain) | Err(DnsFailure::NoData) => continue,
             Err(DnsFailure::Failed(e)) => {

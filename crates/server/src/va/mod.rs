@@ -49,10 +49,6 @@ pub struct VaConfig {
     /// Budget for one challenge validation (DNS + connect + response) and, separately, for the
     /// CAA check.
     pub timeout: Duration,
-    /// CAA issuer domain names that identify this CA (e.g. `["fleetca.local"]`). CAA is always
-    /// checked: with an empty list no `issue` property can match, so any CAA `issue` record
-    /// forbids issuance.
-    pub caa_identities: Vec<String>,
     /// How many HTTP redirects http-01 follows (10).
     pub max_http_redirects: usize,
 }
@@ -64,7 +60,6 @@ impl Default for VaConfig {
             http01_port: 80,
             tlsalpn01_port: 443,
             timeout: Duration::from_secs(10),
-            caa_identities: Vec::new(),
             max_http_redirects: 10,
         }
     }
@@ -134,6 +129,11 @@ pub struct ValidationRequest {
     pub key_authorization: String,
     /// The account URL, for the RFC 8657 `accounturi` CAA parameter.
     pub account_uri: String,
+    /// The CAA issuer domain names of the tenant the validation is for (its
+    /// `meta.caaIdentities`, RFC 8555 §7.1.1): each tenant is its own CA to domain owners.
+    /// CAA is always checked: with an empty list no `issue` property can match, so any CAA
+    /// `issue` record forbids issuance.
+    pub caa_identities: Vec<String>,
 }
 
 /// One HTTP request made during http-01 (the first one, then one per redirect).
@@ -340,8 +340,14 @@ impl Va {
             }
         };
         if let Target::Dns(name) = &req.target {
-            self.check_caa(name, req.wildcard, &req.account_uri, req.kind)
-                .await?;
+            self.check_caa(
+                name,
+                req.wildcard,
+                &req.account_uri,
+                req.kind,
+                &req.caa_identities,
+            )
+            .await?;
             record.caa_checked = true;
         }
         tracing::debug!(identifier = %req.target, kind = %req.kind, "validation succeeded");
@@ -349,13 +355,15 @@ impl Va {
     }
 
     /// RFC 8659 CAA check for `name` (without `*.`; `wildcard` selects `issuewild`), with the
-    /// RFC 8657 `accounturi` and `validationmethods` parameters. Fails closed on DNS errors.
+    /// RFC 8657 `accounturi` and `validationmethods` parameters, for the CA known to domain
+    /// owners by `identities` (the tenant's `caaIdentities`). Fails closed on DNS errors.
     pub async fn check_caa(
         &self,
         name: &str,
         wildcard: bool,
         account_uri: &str,
         method: ChallengeKind,
+        identities: &[String],
     ) -> Result<(), ValidationError> {
         let (name, wildcard) = match name.strip_prefix("*.") {
             Some(base) => (base, true),
@@ -366,7 +374,14 @@ impl Va {
         let budget = self.inner.cfg.timeout;
         match tokio::time::timeout(
             budget,
-            caa::check(&self.inner, &name, wildcard, account_uri, method),
+            caa::check(
+                &self.inner,
+                &name,
+                wildcard,
+                account_uri,
+                method,
+                identities,
+            ),
         )
         .await
         {
