@@ -304,7 +304,7 @@ impl AcmeHttp {
     ) -> Result<()> {
         use crate::schedule::fmt_time;
         match self.session_clock.settle(p, date) {
-            Ok(off) => {
+            Some(off) => {
                 let note = format!(
                     "local clock ({}) is outside the validity of the server's TLS certificate \
                      ({} .. {}); the server's Date ({}), read over the same connection, is \
@@ -318,7 +318,7 @@ impl AcmeHttp {
                 self.clock_note = Some(note);
                 Ok(())
             }
-            Err(()) => Err(AgentError::Network {
+            None => Err(AgentError::Network {
                 url: url.into(),
                 detail: format!(
                     "TLS: the server's certificate is not valid at the local time ({}) and the \

@@ -44,6 +44,10 @@ pub fn build_time() -> i64 {
     env!("FLEETCA_AGENT_BUILD_TIME").parse().unwrap_or(0)
 }
 
+/// How far (seconds) the local clock must be from the server's `Date` to be
+/// called the outlier (the threshold `schedule::effective_now` uses too).
+const OUTLIER: i64 = 86_400;
+
 /// What the verifier and the HTTP layer share about time in one session.
 #[derive(Debug, Default)]
 pub struct SessionClock {
@@ -82,16 +86,20 @@ impl SessionClock {
     }
 
     /// Decides a probation with the server's `Date` read over that
-    /// connection: `Ok(offset)` (and the offset is used from now on) when
-    /// the date lies in the chain's validity period, else `Err`.
-    pub fn settle(&self, p: Probation, server_date: Option<i64>) -> std::result::Result<i64, ()> {
+    /// connection: the offset (used from now on) when
+    /// the date lies in the chain's validity period and the local clock is
+    /// more than a day off it, else `None`. The day keeps a correct clock
+    /// from being argued out of a recently expired certificate: with the
+    /// floor (which includes the last server `Date`), a device that reached
+    /// its server within the last day never accepts an expired one.
+    pub fn settle(&self, p: Probation, server_date: Option<i64>) -> Option<i64> {
         match server_date {
-            Some(d) if (p.from..=p.until).contains(&d) => {
+            Some(d) if (p.from..=p.until).contains(&d) && (d - p.local).abs() > OUTLIER => {
                 let off = d - p.local;
                 *self.offset.lock().unwrap_or_else(|e| e.into_inner()) = Some(off);
-                Ok(off)
+                Some(off)
             }
-            _ => Err(()),
+            _ => None,
         }
     }
 }
@@ -501,12 +509,18 @@ mod tests {
         assert!(check_session(&root, &leaf, Y2024, || Y2027, session.clone()).is_ok());
         let p = session.take_probation().expect("on probation");
         assert_eq!((p.from, p.until, p.local), (Y2024, Y2025 + 86_400, Y2027));
-        // A Date outside the chain's validity (or none) does not settle it.
-        assert!(session.settle(p, Some(Y2027)).is_err());
-        assert!(session.settle(p, None).is_err());
+        // A Date outside the chain's validity (or none), or one within a
+        // day of the local clock, does not settle it.
+        assert!(session.settle(p, Some(Y2027)).is_none());
+        assert!(session.settle(p, None).is_none());
+        let near = Probation {
+            local: Y2025 + 3600,
+            ..p
+        };
+        assert!(session.settle(near, Some(Y2025)).is_none());
         assert_eq!(session.offset(), None);
         // A Date inside it does; later handshakes verify strictly at it.
-        assert_eq!(session.settle(p, Some(Y2025)), Ok(Y2025 - Y2027));
+        assert_eq!(session.settle(p, Some(Y2025)), Some(Y2025 - Y2027));
         assert!(check_session(&root, &leaf, Y2024, || Y2027, session.clone()).is_ok());
         assert!(session.take_probation().is_none());
     }
