@@ -215,13 +215,18 @@ pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
     }
 }
 
+/// The longest Retry-After honoured (a week): a wrong or hostile value must
+/// not silence a device for good.
+const MAX_RETRY_AFTER: u64 = 7 * 86_400;
+
 /// Remembers a server's Retry-After (429/503) so that a one-shot `renew`
-/// does not come back earlier (RFC 8555 §6.6).
+/// does not come back earlier (RFC 8555 §6.6). Kept on the local clock:
+/// only the interval matters.
 fn note_retry_after<T>(settings: &Settings, r: Result<T>) -> Result<T> {
     if let Err(AgentError::RetryLater { retry_after, .. }) = &r {
         let state_dir = settings.state_dir()?;
         let mut st = State::load(&state_dir)?;
-        st.retry_not_before = Some(now_unix() + retry_after.as_secs() as i64);
+        st.retry_not_before = Some(now_unix() + retry_after.as_secs().min(MAX_RETRY_AFTER) as i64);
         st.store(&state_dir)?;
     }
     r
@@ -288,6 +293,9 @@ fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule:
     effective_now(local, skew, cert)
 }
 
+/// The longest wait before asking renewalInfo again (a day).
+const ARI_RECHECK_MAX: i64 = 86_400;
+
 /// What a one-shot `renew` was told to wait for, checked before any
 /// request: the server's Retry-After, and renewalInfo's next check (RFC 9773
 /// §4.3.2) while the saved window is not open. `Some(exit code)` to stop.
@@ -296,8 +304,14 @@ fn saved_wait(
     state: &mut State,
     current: Option<&(CertSet, CertInfo)>,
 ) -> Result<Option<i32>> {
-    let (now, _) = offline_now(state, current.map(|c| &c.1));
-    if let Some(t) = state.retry_not_before.filter(|t| now < *t) {
+    // Both waits are bounded, so a clock stepped back since they were saved
+    // (NTP fixing a clock that ran ahead) cannot stretch them.
+    let local = now_unix();
+    let pending = |t: i64, max: u64| local < t && t - local <= max as i64;
+    if let Some(t) = state
+        .retry_not_before
+        .filter(|t| pending(*t, MAX_RETRY_AFTER))
+    {
         let msg = format!(
             "the server asked not to be contacted before {} (Retry-After); not contacting it \
              (--force overrides)",
@@ -319,8 +333,10 @@ fn saved_wait(
     let (Some((_, info)), Some(check)) = (current, state.ari_next_check) else {
         return Ok(None);
     };
+    // ari_next_check is on the clock of the schedule that saved it.
+    let (now, _) = offline_now(state, Some(info));
     let due = due_time(state, info, &Jitter::existing(&settings.state_dir()?));
-    if now < check && now < due.at {
+    if now < check && check - now <= ARI_RECHECK_MAX && now < due.at {
         log::info(format!(
             "not due until {} ({}); next renewalInfo check at {}",
             fmt_time(due.at),
@@ -380,7 +396,7 @@ pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Resul
         // RFC 9773 §4.3.2: check renewalInfo again after its Retry-After
         // (default 6 h), kept between a minute and a day.
         state.ari_next_check = ari_retry.map(|r| {
-            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, 86_400));
+            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, ARI_RECHECK_MAX as u64));
             now + secs as i64
         });
         state.next_attempt = Some(state.ari_next_check.map_or(due.at, |c| c.min(due.at)));
@@ -488,7 +504,7 @@ pub fn run(settings: &Settings) -> Result<i32> {
                 let now = now_unix();
                 let wait = match &e {
                     AgentError::RetryLater { retry_after, .. } => {
-                        let after = retry_after.as_secs().min(7 * 86_400);
+                        let after = retry_after.as_secs().min(MAX_RETRY_AFTER);
                         st.retry_not_before = Some(now + after as i64);
                         jitter.after_retry_after(after, st.failures)
                     }
