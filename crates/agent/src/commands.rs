@@ -200,7 +200,8 @@ pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
     else {
         return Ok(());
     };
-    match crate::hooks::run(cmd, &[], settings.hook_timeout()) {
+    let output = crate::hooks::Output::Inherit;
+    match crate::hooks::run(cmd, &[], settings.hook_timeout(), output) {
         Ok(r) if r.success() => {
             state.reload_pending = false;
             state.store(&settings.state_dir()?)?;

@@ -24,8 +24,20 @@ pub enum HookEnd {
 pub struct HookResult {
     /// Exit or timeout.
     pub end: HookEnd,
-    /// What it wrote on stderr (at most 4 KiB, for the error message).
+    /// With [`Output::Capture`]: the start of what it wrote on stderr, for
+    /// the error message.
     pub stderr: String,
+}
+
+/// Where a hook's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The agent's own stdout and stderr (a reload command, which may start
+    /// a service that keeps them open: no pipe of ours to outlive).
+    Inherit,
+    /// stdout discarded, stderr captured for the error message (the dns
+    /// hook, whose output must not mix into the agent's stdout).
+    Capture,
 }
 
 impl HookResult {
@@ -48,27 +60,35 @@ impl HookResult {
 
 /// Runs `sh -c "<script>" <arg0> <args...>` with `timeout`. `Err` only when
 /// the shell cannot be started.
-pub fn run(script: &str, args: &[&str], timeout: Duration) -> std::io::Result<HookResult> {
-    let mut child = Command::new("sh")
-        .arg("-c")
+pub fn run(
+    script: &str,
+    args: &[&str],
+    timeout: Duration,
+    output: Output,
+) -> std::io::Result<HookResult> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(script)
         .args(args)
         .stdin(Stdio::null())
-        .stderr(Stdio::piped())
         // A new process group whose id is the shell's pid: the group can be
         // killed as one without touching the agent's own group.
-        .process_group(0)
-        .spawn()?;
-    // Read stderr on a thread: a hook that fills the pipe must not stall.
-    let reader = child.stderr.take().map(|mut pipe| {
+        .process_group(0);
+    if output == Output::Capture {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn()?;
+    // Read stderr on a thread, draining it so the hook never blocks on a
+    // full pipe; keep the first 4 KiB.
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut pipe) = child.stderr.take() {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let _ = (&mut pipe).take(4096).read_to_end(&mut buf);
-            // Drain the rest so the hook never blocks on a full pipe.
             let _ = std::io::copy(&mut pipe, &mut std::io::sink());
-            String::from_utf8_lossy(&buf).trim().to_owned()
-        })
-    });
+            let _ = tx.send(String::from_utf8_lossy(&buf).trim().to_owned());
+        });
+    }
     let start = Instant::now();
     let end = loop {
         if let Some(status) = child.try_wait()? {
@@ -82,26 +102,11 @@ pub fn run(script: &str, args: &[&str], timeout: Duration) -> std::io::Result<Ho
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // The reader ends once every process holding the pipe is gone. A hook
-    // that exited but left a background child holding stderr would keep it
-    // open: do not wait for that.
-    let stderr = match reader {
-        Some(h) if matches!(end, HookEnd::TimedOut(_)) || h.is_finished() => {
-            h.join().unwrap_or_default()
-        }
-        Some(h) => {
-            let wait_until = Instant::now() + Duration::from_millis(200);
-            while !h.is_finished() && Instant::now() < wait_until {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if h.is_finished() {
-                h.join().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        }
-        None => String::new(),
-    };
+    // The pipe closes once every process holding it is gone; a background
+    // child the hook left behind may hold it open, so do not wait long.
+    let stderr = rx
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
     Ok(HookResult { end, stderr })
 }
 
@@ -122,14 +127,10 @@ mod tests {
 
     #[test]
     fn success_failure_and_arguments() {
-        let r = run(
-            "test \"$1\" = add",
-            &["hook", "add"],
-            Duration::from_secs(10),
-        )
-        .unwrap();
+        let t = Duration::from_secs(10);
+        let r = run("test \"$1\" = add", &["hook", "add"], t, Output::Inherit).unwrap();
         assert!(r.success(), "{r:?}");
-        let r = run("echo oops >&2; exit 3", &[], Duration::from_secs(10)).unwrap();
+        let r = run("echo oops >&2; exit 3", &[], t, Output::Capture).unwrap();
         assert!(!r.success());
         assert_eq!(r.stderr, "oops");
         assert!(r.describe().contains('3'), "{}", r.describe());
@@ -140,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
         let script = format!("sleep 1000 & echo $! > {}; wait", pidfile.display());
-        let r = run(&script, &[], Duration::from_millis(500)).unwrap();
+        let r = run(&script, &[], Duration::from_millis(500), Output::Capture).unwrap();
         assert!(matches!(r.end, HookEnd::TimedOut(_)), "{r:?}");
         assert!(!r.success());
         let pid = std::fs::read_to_string(&pidfile).unwrap();

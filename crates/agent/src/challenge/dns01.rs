@@ -27,7 +27,8 @@ impl DnsHook {
         let name = record_name(domain);
         let value = acme_types::keyauth::dns01_txt_value(ka);
         let script = format!("{} \"$@\"", self.cmd);
-        let r = crate::hooks::run(&script, &["dns-hook", op, &name, &value], self.timeout)
+        let args = ["dns-hook", op, &name, &value];
+        let r = crate::hooks::run(&script, &args, self.timeout, crate::hooks::Output::Capture)
             .map_err(|e| AgentError::Challenge(format!("dns hook: {e}")))?;
         if r.success() {
             Ok(())
