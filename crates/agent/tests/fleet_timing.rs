@@ -198,6 +198,41 @@ fn hanging_reload_command_is_killed_and_counts_as_failed() {
     assert_eq!(v["reload_pending"], true, "{v}");
 }
 
+/// Defect 5: a dns-01 hook that hangs is killed after --hook-timeout and the
+/// challenge fails (exit 22) instead of blocking the agent.
+#[test]
+fn hanging_dns_hook_is_killed_and_the_challenge_fails() {
+    let Some(srv) = server("dns_hook_timeout") else {
+        return;
+    };
+    let out = srv.tmp.path().join("out-dnshook");
+    let pid = srv.tmp.path().join("dns-sleep.pid");
+    let hook = format!("sleep 1000 & echo $! > {}; wait; :", pid.display());
+    let (code, _, err) = srv.run(
+        &out,
+        &[
+            "--domain",
+            "dnshook.routers.example.com",
+            "--challenge",
+            "dns-01",
+            "--dns-hook",
+            &hook,
+            "--hook-timeout",
+            "1",
+            "issue",
+        ],
+        &[],
+    );
+    assert_eq!(code, 22, "{err}");
+    assert!(err.contains("timed out after 1s"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&pid) {
+        assert!(Instant::now() < deadline, "the hook's sleep still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!out.join("current").exists());
+}
+
 /// Defect 6: a clock two years ahead makes the server's TLS certificate
 /// look expired; the server's Date settles it and the agent works on server
 /// time. Fifty years behind works through the trusted floor.

@@ -530,3 +530,43 @@ fn daemon_waits_the_retry_after_of_a_503() {
         at[1] - at[0]
     );
 }
+
+/// Boot waits: --wait-for-network gives up after --wait-timeout and the
+/// daemon goes on (it copes with an unreachable server anyway).
+#[test]
+fn daemon_boot_wait_for_network_is_bounded() {
+    let stub = Stub::start(false);
+    // A port nobody listens on: bound, then closed.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let e = env(
+        &stub,
+        &[
+            "--splay",
+            "0",
+            "--wait-for-network",
+            &closed,
+            "--wait-timeout",
+            "1",
+            "--wait-for-time",
+        ],
+    );
+    let mut a: Vec<&str> = e.args.iter().map(String::as_str).collect();
+    a.push("run");
+    let guard =
+        support::ChildGuard::spawn(support::agent_command(&a), &e.out.with_extension("log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stub.seen.lock().unwrap().issued.is_empty() {
+        assert!(Instant::now() < deadline, "never issued: {}", guard.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = guard.log();
+    assert!(log.contains("still unreachable after 1s"), "{log}");
+    assert!(
+        log.contains("clock: not before the trusted time floor"),
+        "{log}"
+    );
+}
