@@ -110,11 +110,12 @@ pub fn run(
     Ok(HookResult { end, stderr })
 }
 
-/// SIGKILLs process group `pgid` with kill(1): the agent forbids `unsafe`,
-/// so it does not call kill(2) itself.
+/// SIGKILLs process group `pgid` with the shell's kill builtin (the shell
+/// is there for every hook; the agent forbids `unsafe`, so it does not call
+/// kill(2) itself).
 fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+    let _ = Command::new("sh")
+        .args(["-c", "kill -s KILL -- \"-$1\"", "kill", &pgid.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
