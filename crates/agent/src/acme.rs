@@ -20,6 +20,8 @@ pub struct Session {
     pub key: AccountKey,
     /// The account URL.
     pub kid: String,
+    /// Certificate profile named in newOrder (draft-aaron-acme-profiles).
+    pub profile: Option<String>,
 }
 
 /// External account binding settings (RFC 8555 §7.3.4).
@@ -61,7 +63,12 @@ impl Session {
         if resp.status == 201 {
             log::info(format!("account created: {kid}"));
         }
-        Ok(Session { http, key, kid })
+        Ok(Session {
+            http,
+            key,
+            kid,
+            profile: None,
+        })
     }
 
     fn post(&mut self, url: &str, payload: Option<&Value>) -> Result<Response> {
@@ -108,6 +115,9 @@ impl Session {
         let mut payload = json!({ "identifiers": identifiers });
         if let Some(r) = &replaces {
             payload["replaces"] = json!(r);
+        }
+        if let Some(p) = &self.profile {
+            payload["profile"] = json!(p);
         }
         let new_order = self.http.directory.new_order.clone();
         let (mut order, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;

@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::error::{exit, AgentError, Result};
 use crate::http::{now_unix, AcmeHttp};
 use crate::install::{self, CertSet};
+use crate::jitter::Jitter;
 use crate::keys;
 use crate::log;
 use crate::schedule::{effective_now, fmt_time, CertInfo};
@@ -70,7 +71,32 @@ fn connect(
     Ok(http)
 }
 
+/// draft-aaron-acme-profiles: a client names only a profile the directory
+/// advertises in `meta.profiles`; a server that knows no profiles would
+/// silently issue its default instead, so that is refused too.
+fn check_profile(settings: &Settings, http: &AcmeHttp) -> Result<()> {
+    let Some(want) = settings.profile.as_deref() else {
+        return Ok(());
+    };
+    match http
+        .directory
+        .meta
+        .as_ref()
+        .and_then(|m| m.profiles.as_ref())
+    {
+        Some(p) if p.contains_key(want) => Ok(()),
+        Some(p) => Err(AgentError::Config(format!(
+            "--profile {want}: the server offers only {:?}",
+            p.keys().collect::<Vec<_>>()
+        ))),
+        None => Err(AgentError::Config(format!(
+            "--profile {want}: the server advertises no certificate profiles"
+        ))),
+    }
+}
+
 fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Result<Session> {
+    check_profile(settings, &http)?;
     let state_dir = settings.state_dir()?;
     let (key, _) = keys::load_or_create_account_key(&state_dir, settings.account_key_type())?;
     let eab = match (&settings.eab_kid, &settings.eab_hmac_key_file) {
@@ -92,7 +118,8 @@ fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Resul
         }
     };
     let directory = http.directory_url.clone();
-    let session = Session::open(http, key, settings.contact.as_deref(), eab.as_ref())?;
+    let mut session = Session::open(http, key, settings.contact.as_deref(), eab.as_ref())?;
+    session.profile = settings.profile.clone();
     state.directory = Some(directory);
     state.account_url = Some(session.kid.clone());
     Ok(session)
@@ -156,6 +183,7 @@ fn obtain_and_install(
         fmt_time(info.not_after)
     ));
     state.revoked_serial = None;
+    state.profile = settings.profile.clone();
     state.ari_window = None;
     state.ari_next_check = None;
     state.reload_pending = settings.reload_cmd.is_some();
@@ -172,23 +200,45 @@ pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
     else {
         return Ok(());
     };
-    let status = std::process::Command::new("sh").arg("-c").arg(cmd).status();
-    match status {
-        Ok(s) if s.success() => {
+    let output = crate::hooks::Output::Inherit;
+    match crate::hooks::run(cmd, &[], settings.hook_timeout(), output) {
+        Ok(r) if r.success() => {
             state.reload_pending = false;
             state.store(&settings.state_dir()?)?;
             log::info("reload command succeeded");
             Ok(())
         }
-        Ok(s) => Err(AgentError::Reload(format!(
-            "`{cmd}` exited with {s}; will retry"
+        Ok(r) => Err(AgentError::Reload(format!(
+            "`{cmd}` {}; will retry",
+            r.describe()
         ))),
         Err(e) => Err(AgentError::Reload(format!("`{cmd}`: {e}; will retry"))),
     }
 }
 
+/// The longest Retry-After honoured (a week): a wrong or hostile value must
+/// not silence a device for good.
+const MAX_RETRY_AFTER: u64 = 7 * 86_400;
+
+/// Remembers a server's Retry-After (429/503) so that a one-shot `renew`
+/// does not come back earlier (RFC 8555 §6.6). Kept on the local clock:
+/// only the interval matters.
+fn note_retry_after<T>(settings: &Settings, r: Result<T>) -> Result<T> {
+    if let Err(AgentError::RetryLater { retry_after, .. }) = &r {
+        let state_dir = settings.state_dir()?;
+        let mut st = State::load(&state_dir)?;
+        st.retry_not_before = Some(now_unix() + retry_after.as_secs().min(MAX_RETRY_AFTER) as i64);
+        st.store(&state_dir)?;
+    }
+    r
+}
+
 /// `issue` / `rotate-key`: always obtains a new certificate with a new key.
 pub fn issue(settings: &Settings) -> Result<i32> {
+    note_retry_after(settings, issue_now(settings))
+}
+
+fn issue_now(settings: &Settings) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
     let current = installed(settings)?;
@@ -205,7 +255,7 @@ pub struct Due {
     pub source: &'static str,
 }
 
-fn due_time(state: &State, info: &CertInfo) -> Due {
+fn due_time(state: &State, info: &CertInfo, jitter: &Jitter) -> Due {
     let serial_hex: String = info.serial.iter().map(|b| format!("{b:02x}")).collect();
     if state.revoked_serial.as_deref() == Some(&serial_hex) {
         return Due {
@@ -215,11 +265,11 @@ fn due_time(state: &State, info: &CertInfo) -> Due {
     }
     match state.ari_window {
         Some((s, e)) => Due {
-            at: info.ari_renewal_time(s, e),
+            at: info.ari_renewal_time(s, e, jitter),
             source: "ari",
         },
         None => Due {
-            at: info.default_renewal_time(),
+            at: info.default_renewal_time(jitter),
             source: "default",
         },
     }
@@ -227,10 +277,93 @@ fn due_time(state: &State, info: &CertInfo) -> Due {
 
 /// `renew`: renews when due (or forced). Returns 0 or 10.
 pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
+    note_retry_after(settings, renew_with(settings, force, !force))
+}
+
+/// The time for decisions made without contacting the server (`status`,
+/// the saved waits of a one-shot `renew`): the local clock corrected by the
+/// last session's offset when that lands nearer the last server `Date` than
+/// the raw clock does (a clock years ahead stays corrected, so a valid
+/// certificate does not show as expired; a clock fixed since is used as is).
+fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule::Clock) {
+    let local = now_unix();
+    let skew = match (state.schedule_skew, state.last_server_date) {
+        (Some(s), Some(d)) if (local + s - d).abs() < (local - d).abs() => Some(s),
+        _ => None,
+    };
+    effective_now(local, skew, cert)
+}
+
+/// The longest wait before asking renewalInfo again (a day).
+const ARI_RECHECK_MAX: i64 = 86_400;
+
+/// What a one-shot `renew` was told to wait for, checked before any
+/// request: the server's Retry-After, and renewalInfo's next check (RFC 9773
+/// §4.3.2) while the saved window is not open. `Some(exit code)` to stop.
+fn saved_wait(
+    settings: &Settings,
+    state: &mut State,
+    current: Option<&(CertSet, CertInfo)>,
+) -> Result<Option<i32>> {
+    // Both waits are bounded, so a clock stepped back since they were saved
+    // (NTP fixing a clock that ran ahead) cannot stretch them.
+    let local = now_unix();
+    let pending = |t: i64, max: u64| local < t && t - local <= max as i64;
+    if let Some(t) = state
+        .retry_not_before
+        .filter(|t| pending(*t, MAX_RETRY_AFTER))
+    {
+        let msg = format!(
+            "the server asked not to be contacted before {} (Retry-After); not contacting it \
+             (--force overrides)",
+            fmt_time(t)
+        );
+        return match current {
+            Some(_) => {
+                log::info(msg);
+                run_reload(settings, state)?;
+                Ok(Some(exit::NOTHING_TO_DO))
+            }
+            None => Err(AgentError::Server {
+                url: settings.server_url()?.to_owned(),
+                status: None,
+                detail: format!("no certificate installed and {msg}"),
+            }),
+        };
+    }
+    let (Some((_, info)), Some(check)) = (current, state.ari_next_check) else {
+        return Ok(None);
+    };
+    // ari_next_check is on the clock of the schedule that saved it.
+    let (now, _) = offline_now(state, Some(info));
+    let due = due_time(state, info, &Jitter::existing(&settings.state_dir()?));
+    if now < check && check - now <= ARI_RECHECK_MAX && now < due.at {
+        log::info(format!(
+            "not due until {} ({}); next renewalInfo check at {}",
+            fmt_time(due.at),
+            due.source,
+            fmt_time(check)
+        ));
+        run_reload(settings, state)?;
+        return Ok(Some(exit::NOTHING_TO_DO));
+    }
+    Ok(None)
+}
+
+/// `renew` with `honour_saved` (one-shot runs): stop early per [`saved_wait`].
+/// The daemon schedules its own waits and passes `false`.
+pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
     let current = installed(settings)?;
+    if honour_saved {
+        if let Some(code) = saved_wait(settings, &mut state, current.as_ref())? {
+            return Ok(code);
+        }
+    }
+    let jitter = Jitter::for_device(&state_dir, settings.account_key_type())?;
     let mut http = connect(settings, &mut state, current.as_ref())?;
+    state.retry_not_before = None;
     let Some(cur) = current.as_ref() else {
         log::info("no certificate installed; issuing");
         obtain_and_install(settings, http, &mut state, None, true)?;
@@ -244,6 +377,11 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
                 ari_retry = Some(retry);
             }
             Ok(None) => state.ari_window = None,
+            Err(AgentError::RetryLater { retry_after, error }) => {
+                // RFC 9773 §4.3.3: on an error, retry after the Retry-After.
+                ari_retry = Some(Some(retry_after));
+                log::warn(format!("renewalInfo: {error}; using the saved schedule"));
+            }
             Err(e) => log::warn(format!("renewalInfo: {e}; using the default schedule")),
         }
     }
@@ -254,12 +392,12 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
     }
     state.schedule_clock = Some(clock.label().to_owned());
     state.schedule_skew = Some(now - local);
-    let due = due_time(&state, &cur.1);
+    let due = due_time(&state, &cur.1, &jitter);
     if !force && now < due.at {
         // RFC 9773 §4.3.2: check renewalInfo again after its Retry-After
         // (default 6 h), kept between a minute and a day.
         state.ari_next_check = ari_retry.map(|r| {
-            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, 86_400));
+            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, ARI_RECHECK_MAX as u64));
             now + secs as i64
         });
         state.next_attempt = Some(state.ari_next_check.map_or(due.at, |c| c.min(due.at)));
@@ -295,15 +433,17 @@ pub fn revoke(settings: &Settings, reason: Option<i64>) -> Result<i32> {
 
 /// `status`: prints names, expiry, renewal window and next attempt.
 pub fn status(settings: &Settings) -> Result<i32> {
-    let state = State::load(&settings.state_dir()?)?;
+    let state_dir = settings.state_dir()?;
+    let state = State::load(&state_dir)?;
     let current = installed(settings)?;
-    let (now, clock) = effective_now(now_unix(), None, current.as_ref().map(|c| &c.1));
+    let jitter = Jitter::existing(&state_dir);
+    let (now, clock) = offline_now(&state, current.as_ref().map(|c| &c.1));
     let out = match &current {
         None => {
-            serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error})
+            serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error, "retry_not_before": state.retry_not_before.map(fmt_time), "profile": settings.profile})
         }
         Some((_, info)) => {
-            let due = due_time(&state, info);
+            let due = due_time(&state, info, &jitter);
             serde_json::json!({
                 "installed": true,
                 "names": info.names,
@@ -320,6 +460,8 @@ pub fn status(settings: &Settings) -> Result<i32> {
                 "next_ari_check": state.ari_next_check.map(fmt_time),
                 "schedule_clock": state.schedule_clock,
                 "clock_note": clock.note(),
+                "retry_not_before": state.retry_not_before.map(fmt_time),
+                "profile": state.profile,
             })
         }
     };
@@ -335,14 +477,18 @@ pub fn status(settings: &Settings) -> Result<i32> {
     Ok(exit::NOTHING_TO_DO)
 }
 
-/// `run`: renews forever; failures back off exponentially with jitter up to
-/// a cap, whether or not the certificate is still valid.
+/// `run`: renews forever. The first attempt waits for the boot conditions
+/// asked for and a per-device splay; failures back off exponentially with
+/// per-device jitter up to a cap (or for the server's Retry-After),
+/// whether or not the certificate is still valid.
 pub fn run(settings: &Settings) -> Result<i32> {
     const BASE: u64 = 60;
     const CAP: u64 = 6 * 3600;
+    let state_dir = settings.state_dir()?;
+    let jitter = Jitter::for_device(&state_dir, settings.account_key_type())?;
+    crate::boot::before_first_attempt(settings, &jitter)?;
     loop {
-        let state_dir = settings.state_dir()?;
-        let sleep = match renew(settings, false) {
+        let sleep = match renew_with(settings, false, false) {
             Ok(_) => {
                 let mut st = State::load(&state_dir)?;
                 st.failures = 0;
@@ -356,13 +502,22 @@ pub fn run(settings: &Settings) -> Result<i32> {
             Err(e) if e.is_transient() => {
                 let mut st = State::load(&state_dir)?;
                 st.failures = st.failures.saturating_add(1);
-                let backoff = BASE.saturating_mul(1u64 << st.failures.min(16)).min(CAP);
-                let jitter = (now_unix().unsigned_abs() * 7919) % (backoff / 2 + 1);
-                let wait = backoff / 2 + jitter;
+                let now = now_unix();
+                let wait = match &e {
+                    AgentError::RetryLater { retry_after, .. } => {
+                        let after = retry_after.as_secs().min(MAX_RETRY_AFTER);
+                        st.retry_not_before = Some(now + after as i64);
+                        jitter.after_retry_after(after, st.failures)
+                    }
+                    _ => jitter.backoff(st.failures, BASE, CAP),
+                };
                 st.last_error = Some(e.to_string());
-                st.next_attempt = Some(now_unix() + wait as i64);
+                st.next_attempt = Some(now + wait as i64);
                 st.store(&state_dir)?;
-                log::error(format!("{e}; retrying in {wait}s"));
+                log::error(format!(
+                    "{e}; retrying in {wait}s (at {})",
+                    fmt_time(now + wait as i64)
+                ));
                 wait
             }
             Err(e) => return Err(e),

@@ -239,6 +239,30 @@ pub struct Settings {
     /// certificate: its PermanentIdentifier otherName, else subject serialNumber).
     #[arg(long, global = true)]
     pub permanent_id: Option<String>,
+    /// Seconds `--reload-cmd` and `--dns-hook` may run before their process
+    /// group is killed and the hook counts as failed (default 60).
+    #[arg(long, global = true)]
+    pub hook_timeout: Option<u64>,
+    /// Certificate profile to ask for in newOrder (draft-aaron-acme-profiles),
+    /// one the directory lists in `meta.profiles`, e.g. `shortlived`.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// `run`: the first attempt after start-up is delayed by a per-device
+    /// share of this many seconds (default 300; 0 disables).
+    #[arg(long, global = true)]
+    pub splay: Option<u64>,
+    /// `run`: before the first attempt, wait until HOST:PORT accepts a TCP
+    /// connection (at most --wait-timeout).
+    #[arg(long, global = true)]
+    pub wait_for_network: Option<String>,
+    /// `run`: before the first attempt, wait until the clock is plausible
+    /// (not before the trusted time floor; at most --wait-timeout).
+    #[arg(long, global = true)]
+    #[serde(default)]
+    pub wait_for_time: bool,
+    /// Bound in seconds for --wait-for-network and --wait-for-time (default 300).
+    #[arg(long, global = true)]
+    pub wait_timeout: Option<u64>,
 }
 
 impl Settings {
@@ -286,6 +310,12 @@ impl Settings {
             attest_key: self.attest_key.or(file.attest_key),
             attest_cert: self.attest_cert.or(file.attest_cert),
             permanent_id: self.permanent_id.or(file.permanent_id),
+            hook_timeout: self.hook_timeout.or(file.hook_timeout),
+            profile: self.profile.or(file.profile),
+            splay: self.splay.or(file.splay),
+            wait_for_network: self.wait_for_network.or(file.wait_for_network),
+            wait_for_time: self.wait_for_time || file.wait_for_time,
+            wait_timeout: self.wait_timeout.or(file.wait_timeout),
         }
     }
 
@@ -337,6 +367,21 @@ impl Settings {
     /// Order deadline.
     pub fn order_timeout(&self) -> Duration {
         Duration::from_secs(self.order_timeout.unwrap_or(300))
+    }
+
+    /// Deadline of one hook run.
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_secs(self.hook_timeout.unwrap_or(60))
+    }
+
+    /// Start-up splay window of `run`, seconds.
+    pub fn splay(&self) -> u64 {
+        self.splay.unwrap_or(300)
+    }
+
+    /// Bound of the boot-time waits.
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_secs(self.wait_timeout.unwrap_or(300))
     }
 }
 

@@ -64,6 +64,14 @@ pub enum AgentError {
     Key(String),
     /// A deadline passed while waiting for the server.
     Timeout(String),
+    /// The server refused for now and said when to come back (HTTP 429 or
+    /// 503 with Retry-After); `error` is what it answered.
+    RetryLater {
+        /// The server's Retry-After.
+        retry_after: std::time::Duration,
+        /// The refusal.
+        error: Box<AgentError>,
+    },
 }
 
 impl AgentError {
@@ -78,6 +86,7 @@ impl AgentError {
             AgentError::Reload(_) => exit::RELOAD,
             AgentError::Key(_) => exit::KEY,
             AgentError::Timeout(_) => exit::TIMEOUT,
+            AgentError::RetryLater { error, .. } => error.exit_code(),
         }
     }
 
@@ -98,6 +107,7 @@ impl AgentError {
                 | AgentError::Timeout(_)
                 | AgentError::Challenge(_)
                 | AgentError::Reload(_)
+                | AgentError::RetryLater { .. }
         )
     }
 }
@@ -120,6 +130,11 @@ impl fmt::Display for AgentError {
             AgentError::Reload(m) => write!(f, "reload command failed: {m}"),
             AgentError::Key(m) => write!(f, "key: {m}"),
             AgentError::Timeout(m) => write!(f, "timeout: {m}"),
+            AgentError::RetryLater { retry_after, error } => write!(
+                f,
+                "{error} (the server asks to retry after {}s)",
+                retry_after.as_secs()
+            ),
         }
     }
 }

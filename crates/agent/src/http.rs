@@ -74,6 +74,11 @@ pub struct AcmeHttp {
     pub clock_skew: Option<i64>,
     /// The last `Date` the server sent (Unix seconds).
     pub server_date: Option<i64>,
+    /// Time shared with the TLS verifier (clock-ahead check, `tls.rs`).
+    session_clock: Arc<crate::tls::SessionClock>,
+    /// Set when the local clock made the server's certificate look expired
+    /// or not yet valid and the server's `Date` settled it: the log line.
+    pub clock_note: Option<String>,
 }
 
 fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
@@ -191,7 +196,8 @@ impl AcmeHttp {
             .iter()
             .map(|c| CertificateDer::from(c.der().to_vec()))
             .collect();
-        let tls = crate::tls::client_config(&roots, floor, now_unix)?;
+        let session_clock = Arc::new(crate::tls::SessionClock::default());
+        let tls = crate::tls::client_config(&roots, floor, now_unix, session_clock.clone())?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -217,6 +223,8 @@ impl AcmeHttp {
             nonce: None,
             clock_skew: None,
             server_date: None,
+            session_clock,
+            clock_note: None,
         };
         let resp = http.get(directory_url)?;
         if resp.status != 200 {
@@ -239,6 +247,9 @@ impl AcmeHttp {
             self.nonce = Some(n);
         }
         let date = header(&resp, "date").and_then(|d| parse_http_date(&d));
+        if let Some(p) = self.session_clock.take_probation() {
+            self.settle_clock(url, p, date)?;
+        }
         if let Some(d) = date {
             self.clock_skew = Some(d - now_unix());
             self.server_date = Some(d);
@@ -280,6 +291,45 @@ impl AcmeHttp {
                 detail: format!("reading body: {e}"),
             })?;
         Ok(Response { body, ..out })
+    }
+
+    /// The connection this response came over passed TLS only with a
+    /// relaxed time check (`tls.rs`): accept it if the server's `Date` says
+    /// the local clock is the outlier, else fail as the TLS error it was.
+    fn settle_clock(
+        &mut self,
+        url: &str,
+        p: crate::tls::Probation,
+        date: Option<i64>,
+    ) -> Result<()> {
+        use crate::schedule::fmt_time;
+        match self.session_clock.settle(p, date) {
+            Some(off) => {
+                let note = format!(
+                    "local clock ({}) is outside the validity of the server's TLS certificate \
+                     ({} .. {}); the server's Date ({}), read over the same connection, is \
+                     inside it: using server time for this session (local clock off by {off}s)",
+                    fmt_time(p.local),
+                    fmt_time(p.from),
+                    fmt_time(p.until),
+                    fmt_time(p.local + off),
+                );
+                crate::log::warn(&note);
+                self.clock_note = Some(note);
+                Ok(())
+            }
+            None => Err(AgentError::Network {
+                url: url.into(),
+                detail: format!(
+                    "TLS: the server's certificate is not valid at the local time ({}) and the \
+                     server's Date ({}) does not fall in its validity ({} .. {})",
+                    fmt_time(p.local),
+                    date.map_or_else(|| "none".into(), fmt_time),
+                    fmt_time(p.from),
+                    fmt_time(p.until),
+                ),
+            }),
+        }
     }
 
     /// Plain GET (directory, renewalInfo).
@@ -359,6 +409,19 @@ fn problem_of(resp: &Response) -> Option<Problem> {
 /// Describes an error response: the problem document when there is one,
 /// else the status and the start of the body.
 pub fn server_error(url: &str, resp: &Response) -> AgentError {
+    let error = describe_error(url, resp);
+    // RFC 8555 §6.6 (rateLimited, 429) and RFC 9110 §15.6.4 (503): the
+    // server says when to come back.
+    match (resp.status, resp.retry_after) {
+        (429 | 503, Some(after)) => AgentError::RetryLater {
+            retry_after: after,
+            error: Box::new(error),
+        },
+        _ => error,
+    }
+}
+
+fn describe_error(url: &str, resp: &Response) -> AgentError {
     let detail = match problem_of(resp) {
         Some(p) => format!("{}: {}", p.r#type, p.detail),
         None => {

@@ -5,14 +5,17 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod boot;
 pub mod cbor;
 pub mod challenge;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod hooks;
 pub mod http;
 pub mod install;
+pub mod jitter;
 pub mod keys;
 pub mod log;
 pub mod schedule;

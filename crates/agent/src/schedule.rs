@@ -5,6 +5,7 @@
 use x509_parser::prelude::*;
 
 use crate::error::{AgentError, Result};
+use crate::jitter::Jitter;
 
 /// What the agent needs to know about an installed certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +37,12 @@ impl CertInfo {
                     for n in &san.general_names {
                         match n {
                             GeneralName::DNSName(d) => names.push(d.to_string()),
-                            GeneralName::IPAddress(ip) if ip.len() == 4 || ip.len() == 16 => {
-                                names.push(format!("{ip:?}"))
+                            GeneralName::IPAddress(ip) => {
+                                // RFC 5280 §4.2.1.6: 4 or 16 octets; recorded in the
+                                // textual form an RFC 8738 `ip` identifier uses.
+                                if let Some(ip) = ip_from_octets(ip) {
+                                    names.push(ip.to_string());
+                                }
                             }
                             _ => {}
                         }
@@ -65,33 +70,37 @@ impl CertInfo {
         Some(acme_types::ari::CertId::from_unsigned_serial(aki, &self.serial).to_string())
     }
 
-    /// A stable pseudo-random value in [0, 1) derived from the serial, so
-    /// `status` and `renew` agree on the jittered time for one certificate.
-    fn unit_jitter(&self) -> f64 {
-        // FNV-1a: deterministic spread, not a secret.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in &self.serial {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        (h >> 11) as f64 / (1u64 << 53) as f64
+    /// A stable value in [0, 1) for this device and this certificate, so
+    /// `status` and `renew` agree on the jittered time and identical devices
+    /// holding certificates from one batch still spread out.
+    fn unit_jitter(&self, jitter: &Jitter) -> f64 {
+        jitter.unit("renewal", &self.serial)
     }
 
     /// Renewal time without ARI: two thirds into the lifetime, jittered by
     /// up to ±1/30 of the lifetime (about ±1 day for 30-day certificates).
-    pub fn default_renewal_time(&self) -> i64 {
+    pub fn default_renewal_time(&self, jitter: &Jitter) -> i64 {
         let life = (self.not_after - self.not_before).max(1) as f64;
         let base = self.not_before as f64 + life * 2.0 / 3.0;
-        (base + (self.unit_jitter() * 2.0 - 1.0) * life / 30.0) as i64
+        (base + (self.unit_jitter(jitter) * 2.0 - 1.0) * life / 30.0) as i64
     }
 
-    /// A time uniformly spread in the ARI window `[start, end)`.
-    pub fn ari_renewal_time(&self, start: i64, end: i64) -> i64 {
+    /// A time uniformly spread in the ARI window `[start, end)` (RFC 9773
+    /// §4.2: "select a uniform random time within the suggested window").
+    pub fn ari_renewal_time(&self, start: i64, end: i64, jitter: &Jitter) -> i64 {
         if end <= start {
             return start;
         }
-        start + ((end - start) as f64 * self.unit_jitter()) as i64
+        start + ((end - start) as f64 * self.unit_jitter(jitter)) as i64
     }
+}
+
+/// An iPAddress SAN's octets as an address (other lengths: none).
+fn ip_from_octets(octets: &[u8]) -> Option<std::net::IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        return Some(v4.into());
+    }
+    <[u8; 16]>::try_from(octets).ok().map(Into::into)
 }
 
 /// Which clock a schedule was made with.
@@ -190,16 +199,32 @@ mod tests {
     #[test]
     fn two_thirds_with_bounded_jitter() {
         let c = info(0, 90 * 86400);
-        let t = c.default_renewal_time();
+        let j = Jitter::from_seed("device");
+        let t = c.default_renewal_time(&j);
         assert!((57 * 86400..=63 * 86400).contains(&t), "{t}");
-        assert_eq!(t, c.default_renewal_time());
+        assert_eq!(t, c.default_renewal_time(&j));
     }
 
     #[test]
-    fn ari_time_inside_window() {
+    fn ari_time_inside_window_and_spread_across_devices() {
         let c = info(0, 100);
-        let t = c.ari_renewal_time(1000, 2000);
-        assert!((1000..2000).contains(&t));
+        let times: std::collections::BTreeSet<i64> = (0..50)
+            .map(|i| c.ari_renewal_time(1000, 2000, &Jitter::from_seed(format!("d{i}"))))
+            .collect();
+        assert!(times.iter().all(|t| (1000..2000).contains(t)));
+        assert!(times.len() > 40, "{times:?}");
+    }
+
+    #[test]
+    fn ip_addresses_in_text_form() {
+        assert_eq!(
+            ip_from_octets(&[127, 0, 0, 1]).unwrap().to_string(),
+            "127.0.0.1"
+        );
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ip_from_octets(&v6).unwrap().to_string(), "::1");
+        assert!(ip_from_octets(&[1, 2, 3]).is_none());
     }
 
     #[test]
@@ -209,7 +234,7 @@ mod tests {
         let (now, clock) = effective_now(0, None, Some(&c));
         assert_eq!(now, c.not_before);
         assert_eq!(clock, Clock::NotBefore);
-        assert!(now < c.default_renewal_time());
+        assert!(now < c.default_renewal_time(&Jitter::from_seed("d")));
         // With a server Date, the server's time wins.
         let (now, clock) = effective_now(0, Some(1_700_000_100), Some(&c));
         assert_eq!(now, 1_700_000_100);

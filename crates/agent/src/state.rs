@@ -38,6 +38,12 @@ pub struct State {
     /// The newest `Date` the server sent (Unix seconds): part of the trusted
     /// time floor for TLS certificate checks (see `tls.rs`).
     pub last_server_date: Option<i64>,
+    /// The server refused with Retry-After (429/503): not before this time
+    /// (Unix seconds) does a one-shot `renew` contact it again, unless forced.
+    pub retry_not_before: Option<i64>,
+    /// The certificate profile (draft-aaron-acme-profiles) the installed
+    /// certificate was ordered with.
+    pub profile: Option<String>,
 }
 
 /// Where the state file lives.

@@ -8,13 +8,24 @@
 //! state file), verifies at the floor instead; it never verifies at a time
 //! earlier than the floor, and uses the local clock when that is later.
 //!
+//! A clock running *ahead* (an RTC set years late) makes a valid server
+//! certificate look expired. Then, and only for the time check, the chain is
+//! verified at a time inside its own validity period (every other check —
+//! signatures, trust anchor, name, usage — is unchanged), and the
+//! connection is marked as on probation in [`SessionClock`]: the HTTP layer
+//! accepts it only if the `Date` of the first response over it lies in that
+//! period (and not before the floor), which makes the local clock the
+//! outlier; the server's time is then used for the rest of the session and
+//! every later handshake is verified strictly at it. Otherwise the request
+//! fails as the TLS error it was.
+//!
 //! ureq 3 does not let a caller set a rustls verifier, so [`TlsConnector`] is
 //! a small ureq connector (modelled on ureq's own rustls one) that does.
 
 use std::fmt;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -33,12 +44,73 @@ pub fn build_time() -> i64 {
     env!("FLEETCA_AGENT_BUILD_TIME").parse().unwrap_or(0)
 }
 
+/// How far (seconds) the local clock must be from the server's `Date` to be
+/// called the outlier (the threshold `schedule::effective_now` uses too).
+const OUTLIER: i64 = 86_400;
+
+/// What the verifier and the HTTP layer share about time in one session.
+#[derive(Debug, Default)]
+pub struct SessionClock {
+    /// Seconds added to the local clock once the server's `Date` has been
+    /// accepted as this session's time.
+    offset: Mutex<Option<i64>>,
+    /// Set when a chain passed only the relaxed time check: its validity
+    /// period (newest notBefore, oldest notAfter), at most the floor, and
+    /// the local time used, awaiting the server's `Date`.
+    probation: Mutex<Option<Probation>>,
+}
+
+/// A connection accepted under the relaxed time check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probation {
+    /// Earliest time the chain is valid (never before the trusted floor).
+    pub from: i64,
+    /// Latest time the chain is valid.
+    pub until: i64,
+    /// The local clock at the handshake.
+    pub local: i64,
+}
+
+impl SessionClock {
+    /// The accepted offset from the local clock, if any.
+    pub fn offset(&self) -> Option<i64> {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the pending probation (at most one connection is on probation).
+    pub fn take_probation(&self) -> Option<Probation> {
+        self.probation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Decides a probation with the server's `Date` read over that
+    /// connection: the offset (used from now on) when
+    /// the date lies in the chain's validity period and the local clock is
+    /// more than a day off it, else `None`. The day keeps a correct clock
+    /// from being argued out of a recently expired certificate: with the
+    /// floor (which includes the last server `Date`), a device that reached
+    /// its server within the last day never accepts an expired one.
+    pub fn settle(&self, p: Probation, server_date: Option<i64>) -> Option<i64> {
+        match server_date {
+            Some(d) if (p.from..=p.until).contains(&d) && (d - p.local).abs() > OUTLIER => {
+                let off = d - p.local;
+                *self.offset.lock().unwrap_or_else(|e| e.into_inner()) = Some(off);
+                Some(off)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Verifies server certificates at `max(local clock, floor)`.
 pub struct FloorVerifier {
     inner: Arc<WebPkiServerVerifier>,
     floor: i64,
     clock: fn() -> i64,
     logged: AtomicBool,
+    session: Arc<SessionClock>,
 }
 
 impl fmt::Debug for FloorVerifier {
@@ -61,6 +133,29 @@ fn newest_not_before(certs: &[&CertificateDer<'_>]) -> Option<i64> {
         .max()
 }
 
+/// The period in which every parsable certificate of `certs` is valid:
+/// (newest notBefore, oldest notAfter).
+fn common_validity(certs: &[&CertificateDer<'_>]) -> Option<(i64, i64)> {
+    let mut from = i64::MIN;
+    let mut until = i64::MAX;
+    for c in certs {
+        let (_, x) = x509_parser::parse_x509_certificate(c.as_ref()).ok()?;
+        from = from.max(x.validity().not_before.timestamp());
+        until = until.min(x.validity().not_after.timestamp());
+    }
+    (from <= until).then_some((from, until))
+}
+
+fn is_time_error(r: &std::result::Result<ServerCertVerified, rustls::Error>) -> bool {
+    use rustls::CertificateError as E;
+    matches!(
+        r,
+        Err(rustls::Error::InvalidCertificate(
+            E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. }
+        ))
+    )
+}
+
 fn unix(t: i64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(t.max(0) as u64))
 }
@@ -73,6 +168,7 @@ impl FloorVerifier {
         provider: Arc<rustls::crypto::CryptoProvider>,
         floor: i64,
         clock: fn() -> i64,
+        session: Arc<SessionClock>,
     ) -> Result<FloorVerifier> {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
@@ -82,6 +178,7 @@ impl FloorVerifier {
             floor,
             clock,
             logged: AtomicBool::new(false),
+            session,
         })
     }
 
@@ -111,8 +208,40 @@ impl ServerCertVerifier for FloorVerifier {
                 unix(t),
             )
         };
+        if let Some(off) = self.session.offset() {
+            // The session's time was settled with the server's Date.
+            return verify((local + off).max(self.floor));
+        }
         if local >= self.floor {
-            return verify(local);
+            let r = verify(local);
+            if !is_time_error(&r) {
+                return r;
+            }
+            // Expired or not yet valid by the local clock: maybe the clock
+            // is ahead. Relax the time check only, to a time inside the
+            // chain's own validity and not before the floor; the caller
+            // must confirm it with the server's Date (SessionClock).
+            let mut all: Vec<&CertificateDer<'_>> = vec![end_entity];
+            all.extend(intermediates.iter());
+            let Some((from, until)) = common_validity(&all) else {
+                return r;
+            };
+            let from = from.max(self.floor);
+            if from > until {
+                return r;
+            }
+            return match verify(from) {
+                Ok(v) => {
+                    *self
+                        .session
+                        .probation
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) =
+                        Some(Probation { from, until, local });
+                    Ok(v)
+                }
+                Err(_) => r,
+            };
         }
         // The local clock is provably wrong (earlier than a time we know has
         // passed): verify at the floor instead.
@@ -176,11 +305,12 @@ pub fn client_config(
     roots: &[CertificateDer<'static>],
     floor: i64,
     clock: fn() -> i64,
+    session: Arc<SessionClock>,
 ) -> Result<Arc<ClientConfig>> {
     let provider = crate::http::crypto_provider();
     let mut store = RootCertStore::empty();
     store.add_parsable_certificates(roots.iter().cloned());
-    let verifier = FloorVerifier::new(store, provider.clone(), floor, clock)?;
+    let verifier = FloorVerifier::new(store, provider.clone(), floor, clock, session)?;
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| AgentError::Config(format!("TLS: {e}")))?
@@ -316,7 +446,20 @@ mod tests {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let mut store = RootCertStore::empty();
         store.add(root.clone()).unwrap();
-        let v = FloorVerifier::new(store, crate::http::crypto_provider(), floor, clock).unwrap();
+        check_session(root, leaf, floor, clock, Arc::default())
+    }
+
+    fn check_session(
+        root: &CertificateDer<'static>,
+        leaf: &CertificateDer<'_>,
+        floor: i64,
+        clock: fn() -> i64,
+        session: Arc<SessionClock>,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let mut store = RootCertStore::empty();
+        store.add(root.clone()).unwrap();
+        let v = FloorVerifier::new(store, crate::http::crypto_provider(), floor, clock, session)
+            .unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         v.verify_server_cert(leaf, &[], &name, &[], UnixTime::now())
     }
@@ -347,11 +490,73 @@ mod tests {
         let (root, leaf) = chain(Y2024, Y2025 + 86_400);
         let r = check(&root, &leaf, Y2027, || 0);
         assert!(expired_err(&r), "{r:?}");
-        // A clock later than the floor is used as is.
+        // A clock later than the floor is used as is: expired at 2027, the
+        // chain is only accepted on probation, which the server's Date must
+        // settle (see clock_ahead_is_on_probation_until_the_server_date_settles_it).
         let (root, leaf) = chain(Y2024, Y2025 + 86_400);
-        let r = check(&root, &leaf, Y2024 + 10, || Y2027);
+        let session = Arc::new(SessionClock::default());
+        assert!(check_session(&root, &leaf, Y2024 + 10, || Y2027, session.clone()).is_ok());
+        assert!(session.take_probation().is_some());
+        assert!(check_session(&root, &leaf, Y2024 + 10, || Y2025, session.clone()).is_ok());
+        assert!(session.take_probation().is_none());
+    }
+
+    #[test]
+    fn clock_ahead_is_on_probation_until_the_server_date_settles_it() {
+        // Valid 2024..2025 (+1 day); device clock at 2027 (ahead); floor 2024.
+        let (root, leaf) = chain(Y2024, Y2025 + 86_400);
+        let session = Arc::new(SessionClock::default());
+        assert!(check_session(&root, &leaf, Y2024, || Y2027, session.clone()).is_ok());
+        let p = session.take_probation().expect("on probation");
+        assert_eq!((p.from, p.until, p.local), (Y2024, Y2025 + 86_400, Y2027));
+        // A Date outside the chain's validity (or none), or one within a
+        // day of the local clock, does not settle it.
+        assert!(session.settle(p, Some(Y2027)).is_none());
+        assert!(session.settle(p, None).is_none());
+        let near = Probation {
+            local: Y2025 + 3600,
+            ..p
+        };
+        assert!(session.settle(near, Some(Y2025)).is_none());
+        assert_eq!(session.offset(), None);
+        // A Date inside it does; later handshakes verify strictly at it.
+        assert_eq!(session.settle(p, Some(Y2025)), Some(Y2025 - Y2027));
+        assert!(check_session(&root, &leaf, Y2024, || Y2027, session.clone()).is_ok());
+        assert!(session.take_probation().is_none());
+    }
+
+    #[test]
+    fn relaxed_time_check_keeps_every_other_check() {
+        // Expired by the local clock and signed by another CA: rejected, and
+        // not put on probation.
+        let (_, leaf) = chain(Y2024, Y2025 + 86_400);
+        let (other_root, _) = chain(Y2024, Y2025 + 86_400);
+        let session = Arc::new(SessionClock::default());
+        let r = check_session(&other_root, &leaf, Y2024, || Y2027, session.clone());
+        assert!(r.is_err(), "{r:?}");
+        assert!(session.take_probation().is_none());
+        // Likewise for the wrong name: only the time check is ever relaxed.
+        let (root, leaf) = chain(Y2024, Y2025 + 86_400);
+        let mut store = RootCertStore::empty();
+        store.add(root.clone()).unwrap();
+        let v = FloorVerifier::new(
+            store,
+            crate::http::crypto_provider(),
+            Y2024,
+            || Y2027,
+            session.clone(),
+        )
+        .unwrap();
+        let other = ServerName::try_from("other.example").unwrap();
+        assert!(v
+            .verify_server_cert(&leaf, &[], &other, &[], UnixTime::now())
+            .is_err());
+        assert!(session.take_probation().is_none());
+        // A chain already expired at the floor is never relaxed.
+        let (root, leaf) = chain(Y2024, Y2025 + 86_400);
+        let r = check_session(&root, &leaf, Y2027 - 10, || Y2027, session.clone());
         assert!(expired_err(&r), "{r:?}");
-        assert!(check(&root, &leaf, Y2024 + 10, || Y2025).is_ok());
+        assert!(session.take_probation().is_none());
     }
 
     #[test]

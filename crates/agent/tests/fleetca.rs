@@ -3,148 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use support::fleetca::*;
 use support::*;
-
-fn fleetca_bin() -> PathBuf {
-    std::env::var_os("FLEETCA_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/fleetca")
-        })
-}
-
-/// `fleetca serve` on free loopback ports, resolving names through
-/// pebble-challtestsrv (every A record is 127.0.0.1).
-struct Server {
-    bin: PathBuf,
-    guard: ChildGuard,
-    cts: ChallTestSrv,
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-    root: PathBuf,
-    dir_url: String,
-    http_port: u16,
-    tls_port: u16,
-}
-
-impl Server {
-    fn start(bin: &Path) -> Server {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let out = Command::new(bin)
-            .arg("init")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--permit", "routers.example.com"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fleetca init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(bin)
-            .args(["ca", "root", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let root = tmp.path().join("root.pem");
-        std::fs::write(&root, &out.stdout).unwrap();
-
-        let cts = ChallTestSrv::start(tmp.path());
-        let (http_port, tls_port, port) = (free_port(), free_port(), free_port());
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
-            .args([
-                "--http01-port",
-                &http_port.to_string(),
-                "--tlsalpn01-port",
-                &tls_port.to_string(),
-            ]);
-        let guard = ChildGuard::spawn(cmd, &tmp.path().join("fleetca.log"));
-        wait_port(port);
-        Server {
-            bin: bin.to_owned(),
-            guard,
-            cts,
-            dir_url: format!("https://127.0.0.1:{port}/acme/default/directory"),
-            tmp,
-            data,
-            root,
-            http_port,
-            tls_port,
-        }
-    }
-
-    /// Agent flags for `out`, then `extra`.
-    fn args(&self, out: &Path, extra: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = [
-            "--server",
-            &self.dir_url,
-            "--server-root",
-            self.root.to_str().unwrap(),
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--http-port",
-            &self.http_port.to_string(),
-            "--tls-port",
-            &self.tls_port.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    }
-
-    fn run(&self, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let a = self.args(out, extra);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        agent_env(&a, env)
-    }
-
-    /// `fleetca <args> --data-dir D`, asserting success; its stdout.
-    fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fleetca {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The SQLite database in the data dir.
-    fn database(&self) -> Option<PathBuf> {
-        std::fs::read_dir(&self.data)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "db" || e == "sqlite" || e == "sqlite3")
-            })
-    }
-}
 
 /// The installed leaf: (serial as lower-case hex without leading 00, PEM).
 fn installed_serial(out: &Path) -> (String, String) {
@@ -332,9 +195,11 @@ fn fleetca_ari_renew_early_drives_renewal() {
     );
 
     // The new window is [now, now + 1 h] and the agent picks a time in it
-    // (RFC 9773 §4.2), so run it with its clock an hour ahead (still within
-    // a day of the server's Date, so its own clock is used).
-    let ahead = (fleetca_agent::http::now_unix() + 3700).to_string();
+    // (RFC 9773 §4.2); and a one-shot renew does not ask renewalInfo again
+    // before the Retry-After of the last answer (fleetca: 6 h, RFC 9773
+    // §4.3.2). So run it with its clock just past that (still within a day
+    // of the server's Date, so its own clock is used).
+    let ahead = (fleetca_agent::http::now_unix() + 6 * 3600 + 100).to_string();
     let env = [("FLEETCA_AGENT_FAKE_NOW", ahead.as_str())];
     let (code, _, err) = srv.run(&out, &with(&flags, &["renew"]), &env);
     assert_eq!(

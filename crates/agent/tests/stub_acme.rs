@@ -23,6 +23,10 @@ struct Seen {
     ari: Vec<String>,
     /// Certificates issued (DER), in order.
     issued: Vec<Vec<u8>>,
+    /// Every request: when, method and path.
+    requests: Vec<(Instant, String)>,
+    /// When each newOrder request arrived (refused ones too).
+    new_order_at: Vec<Instant>,
 }
 
 struct Config {
@@ -35,6 +39,8 @@ struct Config {
     lose_finalize_answer: bool,
     /// Status of the one order ("ready" until finalized).
     order_status: &'static str,
+    /// newOrder answers to give first, in order: (HTTP status, Retry-After).
+    refuse_orders: Vec<(u16, u64)>,
 }
 
 struct Stub {
@@ -70,6 +76,7 @@ impl Stub {
             processing_forever: false,
             lose_finalize_answer: false,
             order_status: "ready",
+            refuse_orders: Vec::new(),
         }));
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -131,6 +138,10 @@ fn handle(
     }
     let mut body = vec![0u8; len];
     let _ = r.read_exact(&mut body);
+    seen.lock()
+        .unwrap()
+        .requests
+        .push((Instant::now(), format!("{method} {path}")));
     let order = |status: &str| {
         json!({"status": status, "identifiers": [{"type":"dns","value":"stub.example"}],
                "authorizations": [format!("{base}/authz/1")], "finalize": format!("{base}/finalize/1"),
@@ -152,7 +163,24 @@ fn handle(
             headers.push(("Location".into(), format!("{base}/acct/1")));
             ("201 Created", "application/json", json!({"status":"valid"}).to_string())
         }
+        ("POST", "/new-order") if !config.lock().unwrap().refuse_orders.is_empty() => {
+            seen.lock().unwrap().new_order_at.push(Instant::now());
+            let (code, after) = config.lock().unwrap().refuse_orders.remove(0);
+            headers.push(("Retry-After".into(), after.to_string()));
+            let (status, kind) = match code {
+                429 => ("429 Too Many Requests", "rateLimited"),
+                _ => ("503 Service Unavailable", "serverInternal"),
+            };
+            (
+                status,
+                "application/problem+json",
+                json!({"type": format!("urn:ietf:params:acme:error:{kind}"),
+                       "detail": "come back later"})
+                .to_string(),
+            )
+        }
         ("POST", "/new-order") => {
+            seen.lock().unwrap().new_order_at.push(Instant::now());
             seen.lock().unwrap().orders.push(payload(&body));
             config.lock().unwrap().order_status = "ready";
             headers.push(("Location".into(), format!("{base}/order/1")));
@@ -412,4 +440,133 @@ fn finalize_answered_with_an_error_after_issuing_installs_the_certificate() {
         "one certificate issued"
     );
     assert_eq!(stub.seen.lock().unwrap().orders.len(), 1, "one order");
+}
+
+/// Defect 5: one-shot `renew` honours the saved renewalInfo next-check time
+/// (RFC 9773 §4.3.2) and makes no request at all before it; `--force` does.
+#[test]
+fn renew_before_the_saved_ari_check_makes_no_request() {
+    let stub = Stub::start(true);
+    let e = env(&stub, &[]);
+    let (code, _, err) = run(&e, &["issue"]);
+    assert_eq!(code, 10, "{err}");
+    let (code, _, err) = run(&e, &["renew"]);
+    assert_eq!(code, 0, "window 60 days out: {err}");
+    let requests = stub.seen.lock().unwrap().requests.len();
+    let (code, _, err) = run(&e, &["renew"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("next renewalInfo check"), "{err}");
+    assert_eq!(
+        stub.seen.lock().unwrap().requests.len(),
+        requests,
+        "no request before the saved check: {:?}",
+        &stub.seen.lock().unwrap().requests[requests..]
+    );
+    let (code, _, err) = run(&e, &["renew", "--force"]);
+    assert_eq!(code, 10, "{err}");
+    assert_eq!(stub.seen.lock().unwrap().orders.len(), 2);
+}
+
+/// Defect 5: 429 with Retry-After (RFC 8555 §6.6): the refusal is remembered
+/// and a one-shot `renew` makes no request before it; `--force` overrides.
+#[test]
+fn rate_limited_retry_after_is_remembered_by_one_shot_renew() {
+    let stub = Stub::start(false);
+    let e = env(&stub, &[]);
+    let (code, _, err) = run(&e, &["issue"]);
+    assert_eq!(code, 10, "{err}");
+    stub.config.lock().unwrap().refuse_orders = vec![(429, 3600)];
+    let (code, _, err) = run(&e, &["renew", "--force"]);
+    assert_eq!(code, 21, "{err}");
+    assert!(err.contains("retry after 3600s"), "{err}");
+    let requests = stub.seen.lock().unwrap().requests.len();
+    let (code, _, err) = run(&e, &["renew"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Retry-After"), "{err}");
+    assert_eq!(
+        stub.seen.lock().unwrap().requests.len(),
+        requests,
+        "no request"
+    );
+    let (code, stdout, _) = run(&e, &["--json", "status"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["retry_not_before"].is_string(), "{v}");
+    let (code, _, err) = run(&e, &["renew", "--force"]);
+    assert_eq!(code, 10, "forced: {err}");
+}
+
+/// Defect 5: the daemon waits out a 503's Retry-After (plus its own bounded
+/// jitter), not its generic backoff, then succeeds.
+#[test]
+fn daemon_waits_the_retry_after_of_a_503() {
+    let stub = Stub::start(false);
+    stub.config.lock().unwrap().refuse_orders = vec![(503, 3)];
+    let e = env(&stub, &["--splay", "0"]);
+    let mut a: Vec<&str> = e.args.iter().map(String::as_str).collect();
+    a.push("run");
+    let log = e.out.with_extension("log");
+    let cmd = support::agent_command(&a);
+    let guard = support::ChildGuard::spawn(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stub.seen.lock().unwrap().issued.is_empty() {
+        assert!(Instant::now() < deadline, "never issued: {}", guard.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = guard.log();
+    let wait: u64 = text
+        .split("retrying in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no retry line: {text}"));
+    // At least the Retry-After, at most a quarter more (min 1 s) of jitter.
+    assert!((3..=4).contains(&wait), "planned wait {wait}s: {text}");
+    let at = stub.seen.lock().unwrap().new_order_at.clone();
+    assert_eq!(at.len(), 2, "one refused and one accepted newOrder");
+    assert!(
+        at[1] - at[0] >= Duration::from_secs(3),
+        "{:?}",
+        at[1] - at[0]
+    );
+}
+
+/// Boot waits: --wait-for-network gives up after --wait-timeout and the
+/// daemon goes on (it copes with an unreachable server anyway).
+#[test]
+fn daemon_boot_wait_for_network_is_bounded() {
+    let stub = Stub::start(false);
+    // A port nobody listens on: bound, then closed.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let e = env(
+        &stub,
+        &[
+            "--splay",
+            "0",
+            "--wait-for-network",
+            &closed,
+            "--wait-timeout",
+            "1",
+            "--wait-for-time",
+        ],
+    );
+    let mut a: Vec<&str> = e.args.iter().map(String::as_str).collect();
+    a.push("run");
+    let guard =
+        support::ChildGuard::spawn(support::agent_command(&a), &e.out.with_extension("log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stub.seen.lock().unwrap().issued.is_empty() {
+        assert!(Instant::now() < deadline, "never issued: {}", guard.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = guard.log();
+    assert!(log.contains("still unreachable after 1s"), "{log}");
+    assert!(
+        log.contains("clock: not before the trusted time floor"),
+        "{log}"
+    );
 }

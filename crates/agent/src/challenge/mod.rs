@@ -95,11 +95,13 @@ impl<'a> Responders<'a> {
                     ChallengeKind::TlsAlpn01 => {
                         Box::new(TlsAlpnServer::start(s.tls_port.unwrap_or(443))?)
                     }
-                    ChallengeKind::Dns01 => {
-                        Box::new(DnsHook(s.dns_hook.clone().ok_or_else(|| {
-                            AgentError::Config("dns-01 needs --dns-hook".into())
-                        })?))
-                    }
+                    ChallengeKind::Dns01 => Box::new(DnsHook {
+                        cmd: s
+                            .dns_hook
+                            .clone()
+                            .ok_or_else(|| AgentError::Config("dns-01 needs --dns-hook".into()))?,
+                        timeout: s.hook_timeout(),
+                    }),
                 };
                 self.started.push((kind, r));
                 self.started.len() - 1
