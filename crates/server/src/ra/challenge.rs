@@ -326,6 +326,7 @@ impl Ra {
             key_authorization: acme_types::keyauth::key_authorization(&ch.token, &jwk),
             token: ch.token.clone(),
             account_uri: tenant.account_url(&acct.id),
+            permitted: tenant.ca.permitted().clone(),
         };
         let problem = |kind: ProblemType, detail: String| {
             let mut p = Problem::new(kind, detail);
