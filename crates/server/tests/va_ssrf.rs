@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use client::Client;
+use fleetca::va::{
+    AddressPolicy, ChallengeKind, Target, Va, VaConfig, ValidationError, ValidationRecord,
+    ValidationRequest,
+};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
@@ -250,4 +254,232 @@ async fn http01_redirect_to_internal_service_is_refused_and_nothing_leaks() {
         "the log is at INFO: {log}"
     );
     drop(env.dns);
+}
+
+// ------------------------------------------------------------------ the VA on its own
+
+const TOKEN: &str = "tok-ssrf_1";
+const KEYAUTHZ: &str = "tok-ssrf_1.thumbprint";
+
+type Handler = Arc<dyn Fn(&str) -> (u16, Option<String>, String) + Send + Sync>;
+
+/// An HTTP server on `addr` answering `handler(Host)` = (status, Location, body); returns its
+/// connection counter.
+async fn http_server(addr: SocketAddr, handler: Handler) -> Arc<AtomicUsize> {
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r: Request<hyper::body::Incoming>| {
+                    let host = r
+                        .headers()
+                        .get(hyper::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let (status, location, body) = handler(&host);
+                    let mut resp = Response::builder().status(status);
+                    if let Some(l) = location {
+                        resp = resp.header("location", l);
+                    }
+                    async move { Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap()) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    count
+}
+
+fn va(dns: u16, port: u16, allow: &[&str], deny: &[&str]) -> Va {
+    let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect();
+    Va::new(VaConfig {
+        dns_resolver: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, dns))),
+        http01_port: port,
+        tlsalpn01_port: port,
+        timeout: std::time::Duration::from_secs(5),
+        caa_identities: vec!["fleetca.local".into()],
+        max_http_redirects: 10,
+        addresses: AddressPolicy::new(nets(allow), nets(deny)),
+    })
+    .unwrap()
+}
+
+fn req(target: Target, kind: ChallengeKind) -> ValidationRequest {
+    ValidationRequest {
+        target,
+        wildcard: false,
+        kind,
+        token: TOKEN.into(),
+        key_authorization: KEYAUTHZ.into(),
+        account_uri: "https://ca.test/acme/default/acct/1".into(),
+        permitted: pki::Permitted::parse(&[PERMIT.to_string()]).unwrap(),
+    }
+}
+
+fn http01(name: &str) -> ValidationRequest {
+    req(Target::Dns(name.into()), ChallengeKind::Http01)
+}
+
+fn expect_err(r: Result<ValidationRecord, ValidationError>, kind: &str, says: &str) -> String {
+    let e = r.expect_err("validation should fail");
+    assert_eq!(e.acme_type(), kind, "{e}");
+    let text = e.to_string();
+    assert!(text.contains(says), "{text:?} should say {says:?}");
+    text
+}
+
+fn dns_server() -> Option<ChallTestSrv> {
+    if !support::require("va_ssrf", &[Tool::ChallTestSrv]) {
+        return None;
+    }
+    Some(tokio::task::block_in_place(ChallTestSrv::start))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_address_classes_are_never_contacted() {
+    let Some(dns) = dns_server() else { return };
+    let port = support::free_port();
+    let ok: Handler = Arc::new(|_| (200, None, KEYAUTHZ.into()));
+    let on_2 = http_server(SocketAddr::from((SECRET_ADDR, port)), ok.clone()).await;
+    let on_1 = http_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), ok).await;
+    tokio::task::block_in_place(|| dns.add_a("two.routers.example.com", SECRET_ADDR));
+
+    // Resolved address checked after DNS: 127.0.0.2 is loopback, only 127.0.0.1 is allowed.
+    let v = va(dns.dns_port(), port, &["127.0.0.1/32"], &[]);
+    let text = expect_err(
+        v.validate(&http01("two.routers.example.com")).await,
+        "connection",
+        "leads only to addresses this CA does not contact (loopback)",
+    );
+    assert!(!text.contains("127.0.0.2"), "{text}");
+    assert_eq!(on_2.load(Ordering::SeqCst), 0);
+
+    // Without any allow entry, loopback is refused for an IP identifier too, for http-01 and
+    // tls-alpn-01 alike.
+    let v = va(dns.dns_port(), port, &[], &[]);
+    for kind in [ChallengeKind::Http01, ChallengeKind::TlsAlpn01] {
+        expect_err(
+            v.validate(&req(Target::Ip(Ipv4Addr::LOCALHOST.into()), kind))
+                .await,
+            "connection",
+            "(loopback)",
+        );
+    }
+    assert_eq!(on_1.load(Ordering::SeqCst), 0);
+
+    // Deny wins over allow.
+    let v = va(dns.dns_port(), port, &["127.0.0.0/8"], &["127.0.0.1/32"]);
+    expect_err(
+        v.validate(&http01("one.routers.example.com")).await,
+        "connection",
+        "(refused by the operator)",
+    );
+    assert_eq!(on_1.load(Ordering::SeqCst), 0);
+
+    // The explicit allow lets the same validation through.
+    let v = va(dns.dns_port(), port, &["127.0.0.1/32"], &[]);
+    v.validate(&http01("one.routers.example.com"))
+        .await
+        .expect("allowed");
+    assert_eq!(on_1.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_outside_the_rules_are_refused_without_echo() {
+    let Some(dns) = dns_server() else { return };
+    let port = support::free_port();
+    let responder: Handler = Arc::new(move |host| {
+        let name = host.split(':').next().unwrap_or_default();
+        let location = match name {
+            "scheme.routers.example.com" => format!("ftp://{name}/{MARKER}"),
+            "port.routers.example.com" => format!("http://{name}:{}/{MARKER}", port + 1),
+            "foreign.routers.example.com" => format!("http://{MARKER}.example.net:{port}/"),
+            "creds.routers.example.com" => format!("http://{MARKER}:pw@{name}:{port}/"),
+            "ip.routers.example.com" => format!("http://127.0.0.1:{port}/{MARKER}"),
+            "hop.routers.example.com" => format!("http://other.routers.example.com:{port}/next"),
+            _ => return (200, None, KEYAUTHZ.into()),
+        };
+        (302, Some(location), String::new())
+    });
+    http_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), responder).await;
+    let v = va(dns.dns_port(), port, &["127.0.0.1/32"], &[]);
+    for (name, says) in [
+        (
+            "scheme.routers.example.com",
+            "only http and https are followed",
+        ),
+        ("port.routers.example.com", "its port is not"),
+        (
+            "foreign.routers.example.com",
+            "its host is neither foreign.routers.example.com nor a name this CA issues",
+        ),
+        ("creds.routers.example.com", "the URL carries credentials"),
+        ("ip.routers.example.com", "followed only for IP identifiers"),
+    ] {
+        let text = expect_err(v.validate(&http01(name)).await, "connection", says);
+        assert!(text.contains("redirect 1 (HTTP 302"), "{text}");
+        assert!(
+            !text.to_lowercase().contains(&MARKER.to_lowercase()),
+            "{text}"
+        );
+    }
+    // Another name inside the permitted subtree is followed.
+    let rec = v
+        .validate(&http01("hop.routers.example.com"))
+        .await
+        .expect("redirect inside the permitted names");
+    assert_eq!(rec.hops.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_are_never_echoed() {
+    let Some(dns) = dns_server() else { return };
+    let port = support::free_port();
+    let big = MARKER.repeat(20 * 1024 / MARKER.len());
+    let responder: Handler = Arc::new(move |host| match host {
+        "wrong.routers.example.com" => (200, None, format!("{MARKER}\n")),
+        "missing.routers.example.com" => (404, None, format!("<h1>{MARKER}</h1>")),
+        "broken.routers.example.com" => (500, None, MARKER.into()),
+        "nolocation.routers.example.com" => (302, None, MARKER.into()),
+        _ => (200, None, big.clone()),
+    });
+    http_server(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), responder).await;
+    let v = va(dns.dns_port(), port, &["127.0.0.1/32"], &[]);
+    for (name, kind, says) in [
+        (
+            "wrong.routers.example.com",
+            "incorrectResponse",
+            "did not match the key authorization (HTTP 200, 36 bytes)",
+        ),
+        (
+            "missing.routers.example.com",
+            "unauthorized",
+            "answered HTTP 404",
+        ),
+        (
+            "broken.routers.example.com",
+            "unauthorized",
+            "answered HTTP 500",
+        ),
+        (
+            "nolocation.routers.example.com",
+            "connection",
+            "without a usable Location",
+        ),
+        (
+            "big.routers.example.com",
+            "incorrectResponse",
+            "(HTTP 200, more than 16384 bytes)",
+        ),
+    ] {
+        let text = expect_err(v.validate(&http01(name)).await, kind, says);
+        assert!(!text.contains(MARKER), "{text}");
+    }
 }

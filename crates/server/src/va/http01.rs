@@ -169,8 +169,8 @@ enum Fetched {
     },
 }
 
-/// The redirect rules of the module documentation. The reason is fixed text: nothing of the
-/// Location header is repeated.
+/// The redirect rules of the module documentation, checked in this order: scheme, host,
+/// port, credentials. The reason is fixed text: nothing of the Location header is repeated.
 fn check_redirect(
     inner: &Inner,
     target: &Target,
@@ -183,6 +183,7 @@ fn check_redirect(
         "https" => cfg.tlsalpn01_port,
         _ => return Err("only http and https are followed".into()),
     };
+    check_redirect_host(target, permitted, to)?;
     if to.port_or_known_default() != Some(allowed_port) {
         return Err(format!(
             "its port is not {} (http) or {} (https)",
@@ -192,6 +193,12 @@ fn check_redirect(
     if !to.username().is_empty() || to.password().is_some() {
         return Err("the URL carries credentials".into());
     }
+    Ok(())
+}
+
+/// The identifier's own host, or a name (an address, for IP identifiers) the tenant may issue
+/// for: a redirect cannot take the CA to hosts the account could not order.
+fn check_redirect_host(target: &Target, permitted: &Permitted, to: &Url) -> Result<(), String> {
     let outside = || {
         Err(format!(
             "its host is neither {target} nor a name this CA issues certificates for"
