@@ -21,7 +21,8 @@
 //! * `incorrectResponse`: something was provisioned but it is wrong (body, TXT value, certificate
 //!   SAN or acmeIdentifier value);
 //! * `dns`: SERVFAIL, timeouts, no A/AAAA record;
-//! * `connection`: TCP failures, timeouts talking to the server, forbidden redirects;
+//! * `connection`: TCP failures, timeouts talking to the server, forbidden redirects,
+//!   addresses the [`AddressPolicy`] refuses (the detail names only their class);
 //! * `tls`: TLS handshake failures;
 //! * `caa`: CAA forbids issuance;
 //! * `malformed`: the request itself cannot be validated (wildcard with http-01, dns-01 for an IP).
