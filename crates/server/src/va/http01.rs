@@ -542,4 +542,43 @@ mod tests {
         assert_eq!(super::trim_trailing_ws(b" abc"), b" abc");
         assert_eq!(super::trim_trailing_ws(b"\n"), b"");
     }
+
+    #[test]
+    fn redirect_hosts_stay_inside_the_identifier_or_the_permitted_names() {
+        use super::{check_redirect_host, Permitted, Target, Url};
+        let permitted =
+            Permitted::parse(&["routers.example.com".into(), "10.0.0.0/8".into()]).unwrap();
+        let ok = |t: &Target, u: &str| check_redirect_host(t, &permitted, &Url::parse(u).unwrap());
+        let dns = Target::Dns("gw.routers.example.com".into());
+        assert!(ok(&dns, "http://gw.routers.example.com/x").is_ok());
+        assert!(ok(&dns, "http://GW.Routers.Example.com./x").is_ok());
+        assert!(ok(&dns, "http://central.routers.example.com/x").is_ok());
+        assert!(ok(&dns, "http://routers.example.com/x").is_ok());
+        for refused in [
+            "http://evilrouters.example.com/x",
+            "http://routers.example.com.evil.net/x",
+            "http://metadata.google.internal/x",
+            "http://localhost/x",
+            "http://10.0.0.5/x",
+            "http://127.1/x",
+            "http://[::1]/x",
+        ] {
+            assert!(ok(&dns, refused).is_err(), "{refused}");
+        }
+        // An identifier outside the permitted names (issued before a policy change) may still
+        // redirect to itself.
+        let own = Target::Dns("old.example.org".into());
+        assert!(ok(&own, "https://old.example.org/x").is_ok());
+        assert!(ok(&own, "https://other.example.org/x").is_err());
+        // IP identifiers: the address itself or the permitted ranges.
+        let ip = Target::Ip("10.1.2.3".parse().unwrap());
+        assert!(ok(&ip, "http://10.1.2.3/x").is_ok());
+        assert!(ok(&ip, "http://10.9.9.9/x").is_ok());
+        assert!(ok(&ip, "http://gw.routers.example.com/x").is_ok());
+        assert!(ok(&ip, "http://192.168.1.1/x").is_err());
+        assert!(ok(&ip, "http://169.254.169.254/x").is_err());
+        let outside = Target::Ip("192.0.2.7".parse().unwrap());
+        assert!(ok(&outside, "http://192.0.2.7/x").is_ok());
+        assert!(ok(&outside, "http://192.0.2.8/x").is_err());
+    }
 }
