@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use support::{run, temp_dir, ChallTestSrv, ChildGuard, Tool};
 
 fn fleetca() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fleetca"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetca"));
+    // `serve` binds every listener before anything else and exits if one is taken: keep the
+    // admin listener off its fixed default port (tests run in parallel).
+    cmd.env("FLEETCA_ADMIN_LISTEN", "127.0.0.1:0");
+    cmd
 }
 
 /// A running `fleetca serve` whose URLs were read from what it printed.
@@ -27,11 +31,19 @@ struct Served {
 /// Listeners default to ephemeral ports unless the caller set them.
 fn serve(name: &str, mut cmd: Command, cwd: &Path) -> Served {
     cmd.current_dir(cwd);
-    for var in ["FLEETCA_LISTEN", "FLEETCA_HTTP_LISTEN"] {
+    // Every listener on an ephemeral port: serve exits when one cannot bind, and parallel
+    // tests would fight over the defaults.
+    for var in [
+        "FLEETCA_LISTEN",
+        "FLEETCA_HTTP_LISTEN",
+        "FLEETCA_ADMIN_LISTEN",
+    ] {
         if !cmd.get_envs().any(|(k, _)| k == var) {
             cmd.env(var, "127.0.0.1:0");
         }
     }
+    // The test responders are on loopback, which the VA refuses unless told otherwise.
+    cmd.env("FLEETCA_VA_ALLOW_ADDRESSES", "127.0.0.0/8,::1/128");
     let log = cwd.join(format!("{name}.log"));
     let mut guard = ChildGuard::spawn(name, cmd, &log);
     let deadline = Instant::now() + Duration::from_secs(60);

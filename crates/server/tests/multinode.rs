@@ -58,6 +58,8 @@ fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> Child
             &format!("127.0.0.1:{listen}"),
             "--http-listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .args(["--base-url", base_url, "--insecure-skip-validation"]);
     let mut guard = ChildGuard::spawn("fleetca-node", cmd, log);

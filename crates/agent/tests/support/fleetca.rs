@@ -67,7 +67,11 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--http-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
+            // The agent answers challenges on loopback, which the VA refuses by default.
+            .args(["--va-allow-address", "127.0.0.0/8"])
             .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
             .args([
                 "--http01-port",

@@ -139,42 +139,29 @@ async fn require_token(
     }
 }
 
-/// Binds `addr` and serves the admin routes in the background; returns the bound address, or
-/// `None` (logged) if the address cannot be bound, so the ACME service still starts.
+/// Serves the admin routes in the background on `listener`, which `serve` bound at start-up
+/// (a listener that cannot bind stops `serve` there); returns the bound address.
 pub async fn spawn(
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
     state: Arc<AdminState>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
-) -> Option<SocketAddr> {
+) -> std::io::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() && tls.is_none() {
         tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: use --admin-tls, a TLS proxy or a private network");
     }
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot bind the admin listener (dashboard, /api, /metrics)");
-            return None;
-        }
-    };
-    let bound = listener.local_addr().ok()?;
     let app = router(state);
     match tls {
         Some(tls) => {
-            let std_listener = match listener.into_std() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "cannot hand the admin listener to TLS");
-                    return None;
-                }
-            };
             tokio::spawn(async move {
-                let server = axum_server::from_tcp_rustls(std_listener, tls);
+                let server = axum_server::from_tcp_rustls(listener, tls);
                 if let Err(e) = server.serve(app.into_make_service()).await {
                     tracing::error!(error = %e, "admin listener failed");
                 }
             });
         }
         None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "admin listener failed");
@@ -182,5 +169,5 @@ pub async fn spawn(
             });
         }
     }
-    Some(bound)
+    Ok(addr)
 }

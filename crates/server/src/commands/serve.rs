@@ -67,6 +67,16 @@ pub struct ServeArgs {
     /// Port the tls-alpn-01 validator connects to (default 443). Tests and labs only.
     #[arg(long, env = "FLEETCA_TLSALPN01_PORT", default_value_t = 443)]
     pub tlsalpn01_port: u16,
+    /// Let validations contact this range although its class is refused by default
+    /// (loopback, link-local, metadata, ...; private ranges need nothing). Only lifts the
+    /// refusal of a range that lies inside it: name each range. Repeatable; env:
+    /// comma-separated.
+    #[arg(long = "va-allow-address", env = "FLEETCA_VA_ALLOW_ADDRESSES", value_delimiter = ',', value_parser = parse_net)]
+    pub va_allow_addresses: Vec<ipnet::IpNet>,
+    /// Never let validations contact this range (e.g. the operator's management networks);
+    /// wins over --va-allow-address. Repeatable; env: comma-separated.
+    #[arg(long = "va-deny-address", env = "FLEETCA_VA_DENY_ADDRESSES", value_delimiter = ',', value_parser = parse_net)]
+    pub va_deny_addresses: Vec<ipnet::IpNet>,
     /// Use this certificate chain (PEM) for HTTPS instead of the one init made.
     #[arg(long, env = "FLEETCA_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -151,10 +161,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.keys.clone(),
         ))?;
     }
-    // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port.
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("binding {}", args.listen))?;
-    listener.set_nonblocking(true)?;
+    // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port, and
+    // so a listener that cannot bind stops the server before it does anything.
+    let listener = bind("--listen", "FLEETCA_LISTEN", args.listen)?;
+    let http_listener = bind("--http-listen", "FLEETCA_HTTP_LISTEN", args.http_listen)?;
+    let admin_listener = bind("--admin-listen", "FLEETCA_ADMIN_LISTEN", args.admin_listen)?;
     let bound = listener.local_addr()?;
     let base_url = args
         .base_url
@@ -248,7 +259,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tlsalpn01_port: args.tlsalpn01_port,
         timeout: Duration::from_secs(10),
         max_http_redirects: 10,
+        addresses: crate::va::AddressPolicy::new(
+            args.va_allow_addresses.clone(),
+            args.va_deny_addresses.clone(),
+        ),
     })?;
+    if !args.va_allow_addresses.is_empty() {
+        let ranges: Vec<String> = args
+            .va_allow_addresses
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        tracing::warn!(ranges = %ranges.join(", "), "--va-allow-address: validations may contact these normally refused ranges");
+    }
     let ra = Ra::new_with_eab(
         sa.clone(),
         clock.clone(),
@@ -324,28 +347,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         wfe::public_only(wfe.clone())
     };
-    match tokio::net::TcpListener::bind(args.http_listen).await {
-        Ok(l) => {
-            if let Ok(a) = l.local_addr() {
-                println!("Plain HTTP (CRLs, CA certificates) on http://{a}");
-            }
-            tokio::spawn(async move {
-                let app = http_app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!(error = %e, "plain-HTTP listener failed");
-                }
-            });
+    let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
+    println!(
+        "Plain HTTP (CRLs, CA certificates) on http://{}",
+        http_listener.local_addr()?
+    );
+    tokio::spawn(async move {
+        let app = http_app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(http_listener, app).await {
+            tracing::error!(error = %e, "plain-HTTP listener failed");
         }
-        // The ACME service still works; only relying parties' CRL/caIssuers fetches fail.
-        Err(e) => {
-            tracing::error!(addr = %args.http_listen, error = %e, "cannot bind the plain-HTTP listener for CRLs and CA certificates")
-        }
-    }
+    });
     for t in &tenants {
         spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
     }
-    // Dashboard, admin API and metrics; like the plain-HTTP listener, failing to bind it
-    // leaves the ACME service running.
+    // Dashboard, admin API and metrics, on the listener bound at start-up.
     let tokens = crate::admin::auth::TokenStore::new(db.clone());
     tokens.import_legacy_file(&dd).await?;
     let admin_state = Arc::new(crate::admin::AdminState {
@@ -359,9 +375,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .admin_tls
         .then(|| axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()));
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
-    if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state, admin_tls).await {
-        println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
-    }
+    let a = crate::admin::spawn(admin_listener, admin_state, admin_tls)
+        .await
+        .context("starting the admin listener")?;
+    println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
 
     println!(
@@ -394,6 +411,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     https.await?;
     Ok(())
+}
+
+/// Binds a listener `serve` was asked for. Failing fast: the error names the flag, its
+/// environment variable and the address, and `serve` exits non-zero instead of running
+/// without the listener (no admin API, no metrics, no CRLs).
+fn bind(flag: &str, env: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)")
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 fn trust_anchor(dd: &DataDir) -> PathBuf {

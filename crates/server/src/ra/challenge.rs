@@ -327,6 +327,7 @@ impl Ra {
             token: ch.token.clone(),
             account_uri: tenant.account_url(&acct.id),
             caa_identities: tenant.caa_identities.clone(),
+            permitted: tenant.ca.permitted().clone(),
         };
         let problem = |kind: ProblemType, detail: String| {
             let mut p = Problem::new(kind, detail);

@@ -2,11 +2,23 @@
 //!
 //! GET `http://<identifier>:<http01_port>/.well-known/acme-challenge/<token>` with `Host: <identifier>`.
 //! Addresses are tried IPv6 first, then IPv4; the next address is tried only when the TCP
-//! connection fails, never after an answer. Redirects (301/302/303/307/308) are followed up to
-//! `max_http_redirects` times, only to `http` on `http01_port` or `https` on `tlsalpn01_port`,
-//! and only to names (IP literals only when the identifier is an IP). The https certificate is
-//! not checked. At most 16 KiB of body is read; with trailing whitespace removed it must equal
-//! the key authorization.
+//! connection fails, never after an answer. Every address is checked against the
+//! [`AddressPolicy`](super::address::AddressPolicy) first, and the connection goes to the
+//! checked address itself (no second lookup, so DNS rebinding cannot swap it).
+//!
+//! Redirects (301/302/303/307/308; RFC 8555 §8.3 lets the server follow them, §10.2 asks it to
+//! limit what it reaches) are followed up to `max_http_redirects` times, and only:
+//! * to `http` on `http01_port` or `https` on `tlsalpn01_port` (80 and 443 outside a lab);
+//! * to the identifier's own host or a name the tenant may issue for (its permitted names);
+//!   IP literals only when the identifier is an IP, and then inside the permitted ranges;
+//! * without credentials in the URL.
+//!
+//! The https certificate is not checked. At most 16 KiB of body is read; with trailing
+//! whitespace removed it must equal the key authorization.
+//!
+//! Nothing a server sent (body, headers, Location, redirect URLs) is copied into a problem
+//! detail or log line: failures are reported by HTTP status, byte count and a fixed reason,
+//! and redirect hops by their number.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,26 +27,47 @@ use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ACCEPT, CONNECTION, HOST, LOCATION, USER_AGENT};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use pki::{Identifier, Permitted};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 use url::{Host, Url};
 
-use super::{
-    truncate, truncate_bytes, ChallengeKind, HttpHop, Inner, Target, ValidationError,
-    ValidationRecord,
-};
+use super::address::{AddressClass, AddressPolicy};
+use super::{truncate, ChallengeKind, HttpHop, Inner, Target, ValidationError, ValidationRecord};
 
 /// Most body bytes read from the challenge response.
 pub(crate) const MAX_BODY: usize = 16 * 1024;
 const UA: &str = concat!("fleetca-va/", env!("CARGO_PKG_VERSION"));
+
+/// How a request is named in problem details: the challenge URL (built by the CA from the
+/// identifier) for the first one, only its number for a redirect (its URL came from a
+/// Location header, i.e. from the remote server).
+#[derive(Clone, Copy)]
+enum Hop<'a> {
+    First(&'a Url),
+    Redirect(usize),
+    /// tls-alpn-01's connection to the identifier.
+    TlsAlpn,
+}
+
+impl std::fmt::Display for Hop<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hop::First(url) => write!(f, "{url}"),
+            Hop::Redirect(n) => write!(f, "redirect {n}"),
+            Hop::TlsAlpn => f.write_str("the tls-alpn-01 server"),
+        }
+    }
+}
 
 pub(crate) async fn validate(
     inner: &Inner,
     target: &Target,
     token: &str,
     key_authorization: &str,
+    permitted: &Permitted,
     deadline: Instant,
 ) -> Result<ValidationRecord, ValidationError> {
     let cfg = &inner.cfg;
@@ -43,59 +76,78 @@ pub(crate) async fn validate(
         Target::Ip(IpAddr::V4(v4)) => v4.to_string(),
         Target::Ip(IpAddr::V6(v6)) => format!("[{v6}]"),
     };
-    let mut url = Url::parse(&format!(
+    let first = Url::parse(&format!(
         "http://{host_in_url}:{}/.well-known/acme-challenge/{token}",
         cfg.http01_port
     ))
     .map_err(|e| ValidationError::Malformed(format!("cannot build the challenge URL: {e}")))?;
+    let mut url = first.clone();
     let mut record = ValidationRecord::new(ChallengeKind::Http01, target);
     record.port = Some(cfg.http01_port);
     // The first request carries the identifier alone as Host, whatever the (lab) port.
     let mut host_header = host_in_url.clone();
     let mut redirects = 0usize;
     loop {
-        let hop = fetch(inner, target, &url, &host_header, deadline, &mut record).await?;
-        match hop {
-            Fetched::Body { status, body, addr } => {
-                let shown = truncate_bytes(&body, 200);
+        let hop = if redirects == 0 {
+            Hop::First(&first)
+        } else {
+            Hop::Redirect(redirects)
+        };
+        match fetch(
+            inner,
+            target,
+            hop,
+            &url,
+            &host_header,
+            deadline,
+            &mut record,
+        )
+        .await?
+        {
+            Fetched::Body { status, body } => {
                 if status != StatusCode::OK {
                     return Err(ValidationError::Unauthorized(format!(
-                        "{target}: {url} (address {addr}) answered HTTP {status}, expected 200 \
-                         with the key authorization; body: {shown:?}"
+                        "{target}: {hop} answered HTTP {}, expected 200 with the key \
+                         authorization",
+                        status.as_u16()
                     )));
                 }
                 if body.len() > MAX_BODY {
                     return Err(ValidationError::IncorrectResponse(format!(
-                        "{target}: {url} (address {addr}) returned more than {MAX_BODY} bytes; \
-                         expected the key authorization {:?}; body starts with: {shown:?}",
-                        truncate(key_authorization, 120)
+                        "{target}: the response body from {hop} did not match the key \
+                         authorization (HTTP 200, more than {MAX_BODY} bytes)"
                     )));
                 }
-                let trimmed = trim_trailing_ws(&body);
-                if trimmed == key_authorization.as_bytes() {
+                if trim_trailing_ws(&body) == key_authorization.as_bytes() {
                     return Ok(record);
                 }
                 return Err(ValidationError::IncorrectResponse(format!(
-                    "{target}: {url} (address {addr}) returned {shown:?}, expected the key \
-                     authorization {:?}",
-                    truncate(key_authorization, 120)
+                    "{target}: the response body from {hop} did not match the key \
+                     authorization (HTTP 200, {} bytes)",
+                    body.len()
                 )));
             }
             Fetched::Redirect { location, status } => {
                 redirects += 1;
                 if redirects > cfg.max_http_redirects {
                     return Err(ValidationError::Connection(format!(
-                        "{target}: too many redirects (more than {}), last from {url}",
+                        "{target}: too many redirects (more than {})",
                         cfg.max_http_redirects
                     )));
                 }
-                let next = url.join(&location).map_err(|e| {
+                let status = status.as_u16();
+                let next = url.join(&location).map_err(|_| {
                     ValidationError::Connection(format!(
-                        "{target}: {url} redirected (HTTP {status}) to an invalid location {:?}: {e}",
-                        truncate(&location, 120)
+                        "{target}: {hop} answered HTTP {status} with a Location that is not a \
+                         valid URL"
                     ))
                 })?;
-                check_redirect(inner, target, &url, &next)?;
+                if let Err(why) = check_redirect(inner, target, permitted, &next) {
+                    return Err(ValidationError::Connection(format!(
+                        "{target}: redirect {redirects} (HTTP {status} from {hop}) is not \
+                         followed: {why}"
+                    )));
+                }
                 host_header = match next.port() {
                     Some(p) => format!("{}:{p}", next.host_str().unwrap_or_default()),
                     None => next.host_str().unwrap_or_default().to_string(),
@@ -110,7 +162,6 @@ enum Fetched {
     Body {
         status: StatusCode,
         body: Vec<u8>,
-        addr: IpAddr,
     },
     Redirect {
         location: String,
@@ -118,65 +169,93 @@ enum Fetched {
     },
 }
 
+/// The redirect rules of the module documentation, checked in this order: scheme, host,
+/// port, credentials. The reason is fixed text: nothing of the Location header is repeated.
 fn check_redirect(
     inner: &Inner,
     target: &Target,
-    from: &Url,
+    permitted: &Permitted,
     to: &Url,
-) -> Result<(), ValidationError> {
+) -> Result<(), String> {
     let cfg = &inner.cfg;
-    let deny = |why: String| {
-        Err(ValidationError::Connection(format!(
-            "{target}: {from} redirected to {}, which is not allowed: {why}",
-            truncate(to.as_str(), 150)
-        )))
-    };
     let allowed_port = match to.scheme() {
         "http" => cfg.http01_port,
         "https" => cfg.tlsalpn01_port,
-        other => return deny(format!("scheme {other:?} (only http and https)")),
+        _ => return Err("only http and https are followed".into()),
     };
-    match to.host() {
-        Some(Host::Domain(d)) => {
-            if d.trim_end_matches('.').is_empty() {
-                return deny("empty host".into());
-            }
-        }
-        Some(Host::Ipv4(_)) | Some(Host::Ipv6(_)) => {
-            if !matches!(target, Target::Ip(_)) {
-                return deny(
-                    "redirects to IP addresses are allowed only for IP identifiers".into(),
-                );
-            }
-        }
-        None => return deny("no host".into()),
-    }
-    match to.port_or_known_default() {
-        Some(p) if p == allowed_port => {}
-        Some(p) => {
-            return deny(format!(
-                "port {p} (only {} for http and {} for https)",
-                cfg.http01_port, cfg.tlsalpn01_port
-            ))
-        }
-        None => return deny("no port".into()),
+    check_redirect_host(target, permitted, to)?;
+    if to.port_or_known_default() != Some(allowed_port) {
+        return Err(format!(
+            "its port is not {} (http) or {} (https)",
+            cfg.http01_port, cfg.tlsalpn01_port
+        ));
     }
     if !to.username().is_empty() || to.password().is_some() {
-        return deny("credentials in the URL".into());
+        return Err("the URL carries credentials".into());
     }
     Ok(())
 }
 
-/// One request: resolve, connect, (TLS), GET; returns the body or the redirect location.
+/// The identifier's own host, or a name (an address, for IP identifiers) the tenant may issue
+/// for: a redirect cannot take the CA to hosts the account could not order.
+fn check_redirect_host(target: &Target, permitted: &Permitted, to: &Url) -> Result<(), String> {
+    let outside = || {
+        Err(format!(
+            "its host is neither {target} nor a name this CA issues certificates for"
+        ))
+    };
+    match (to.host(), target) {
+        (Some(Host::Domain(d)), _) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if matches!(target, Target::Dns(n) if *n == d) {
+                return Ok(());
+            }
+            // RFC 5280 §4.2.1.10 subtrees, as newOrder applies them (ra::order).
+            match Identifier::parse_dns(&d) {
+                Ok(Identifier::Dns(name)) if !name.is_wildcard() => {
+                    if permitted.check(&Identifier::Dns(name)).is_ok() {
+                        Ok(())
+                    } else {
+                        outside()
+                    }
+                }
+                _ => outside(),
+            }
+        }
+        (Some(Host::Ipv4(_)) | Some(Host::Ipv6(_)), Target::Dns(_)) => {
+            Err("redirects to IP addresses are followed only for IP identifiers".into())
+        }
+        (Some(Host::Ipv4(v4)), Target::Ip(ip)) => {
+            check_ip_host(IpAddr::V4(v4), *ip, permitted).or_else(|_| outside())
+        }
+        (Some(Host::Ipv6(v6)), Target::Ip(ip)) => {
+            check_ip_host(IpAddr::V6(v6), *ip, permitted).or_else(|_| outside())
+        }
+        (None, _) => Err("the URL has no host".into()),
+    }
+}
+
+fn check_ip_host(host: IpAddr, identifier: IpAddr, permitted: &Permitted) -> Result<(), ()> {
+    if host == identifier || permitted.check(&Identifier::Ip(host)).is_ok() {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// One request: resolve, check the addresses, connect, (TLS), GET; returns the body or the
+/// redirect location.
 async fn fetch(
     inner: &Inner,
     target: &Target,
+    hop: Hop<'_>,
     url: &Url,
     host_header: &str,
     deadline: Instant,
     record: &mut ValidationRecord,
 ) -> Result<Fetched, ValidationError> {
     let port = url.port_or_known_default().unwrap_or(80);
+    let first = matches!(hop, Hop::First(_));
     let (hostname, addrs) = match url.host() {
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_string();
@@ -194,16 +273,10 @@ async fn fetch(
         Some(Host::Ipv6(v6)) => (v6.to_string(), vec![IpAddr::V6(v6)]),
         None => {
             return Err(ValidationError::Connection(format!(
-                "{target}: {url} has no host"
+                "{target}: {hop} has no host"
             )))
         }
     };
-    let addrs = super::dns::filter_addresses(addrs);
-    if addrs.is_empty() {
-        return Err(ValidationError::Connection(format!(
-            "{target}: {hostname} is the unspecified address, which is never contacted"
-        )));
-    }
     record.urls.push(url.to_string());
     record.hops.push(HttpHop {
         url: url.to_string(),
@@ -213,15 +286,20 @@ async fn fetch(
         address_used: None,
         status: None,
     });
-    if record.hops.len() == 1 {
+    if first {
         record.hostname = hostname.clone();
         record.addresses_resolved = addrs.clone();
     }
-    let (tcp, addr) = connect_any(target, &hostname, &addrs, port, deadline).await?;
+    let peer = Peer {
+        target,
+        what: hop,
+        show_addresses: first,
+    };
+    let (tcp, addr) = connect_any(&inner.cfg.addresses, &peer, &addrs, port, deadline).await?;
     if let Some(h) = record.hops.last_mut() {
         h.address_used = Some(addr);
     }
-    if record.hops.len() == 1 {
+    if first {
         record.address_used = Some(addr);
     }
     let path = match url.query() {
@@ -232,8 +310,10 @@ async fn fetch(
     let res = if url.scheme() == "https" {
         let server_name = match url.host() {
             Some(Host::Domain(d)) => ServerName::try_from(d.trim_end_matches('.').to_string())
-                .map_err(|e| {
-                    ValidationError::Connection(format!("{target}: bad host in {url}: {e}"))
+                .map_err(|_| {
+                    ValidationError::Connection(format!(
+                        "{target}: {hop} has a host that cannot be sent as TLS SNI"
+                    ))
                 })?,
             _ => ServerName::IpAddress(addr.into()),
         };
@@ -242,18 +322,21 @@ async fn fetch(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(ValidationError::Tls(format!(
-                    "{target}: TLS handshake with {sa} for {url} failed: {e}"
+                    "{target}: TLS handshake for {} failed: {}",
+                    peer.describe(sa),
+                    truncate(&e.to_string(), 120)
                 )))
             }
             Err(_) => {
                 return Err(ValidationError::Connection(format!(
-                    "{target}: TLS handshake with {sa} for {url} timed out"
+                    "{target}: TLS handshake for {} timed out",
+                    peer.describe(sa)
                 )))
             }
         };
-        request(target, url, sa, tls, &path, host_header, deadline).await?
+        request(&peer, sa, tls, &path, host_header, deadline).await?
     } else {
-        request(target, url, sa, tcp, &path, host_header, deadline).await?
+        request(&peer, sa, tcp, &path, host_header, deadline).await?
     };
     if let Some(h) = record.hops.last_mut() {
         h.status = Some(match &res {
@@ -263,9 +346,36 @@ async fn fetch(
     Ok(res)
 }
 
+/// Who is being contacted, for problem details: the identifier, the request (see [`Hop`]),
+/// and whether addresses may be named (only the identifier's own: the addresses of a
+/// redirect target are not disclosed).
+pub(crate) struct Peer<'a> {
+    pub(crate) target: &'a Target,
+    what: Hop<'a>,
+    show_addresses: bool,
+}
+
+impl Peer<'_> {
+    /// tls-alpn-01's connection to the identifier's own addresses.
+    pub(crate) fn tls_alpn(target: &Target) -> Peer<'_> {
+        Peer {
+            target,
+            what: Hop::TlsAlpn,
+            show_addresses: true,
+        }
+    }
+
+    fn describe(&self, sa: SocketAddr) -> String {
+        if self.show_addresses {
+            format!("{} (address {sa})", self.what)
+        } else {
+            self.what.to_string()
+        }
+    }
+}
+
 async fn request<S>(
-    target: &Target,
-    url: &Url,
+    peer: &Peer<'_>,
     sa: SocketAddr,
     io: S,
     path: &str,
@@ -275,15 +385,17 @@ async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let target = peer.target;
+    let at = peer.describe(sa);
+    // hyper's and the OS's own wording (fixed text), never the server's bytes.
     let conn_err = |what: &str, e: &dyn std::fmt::Display| {
         ValidationError::Connection(format!(
-            "{target}: {what} {url} (address {sa}): {}",
-            truncate(&e.to_string(), 200)
+            "{target}: {what} {at}: {}",
+            truncate(&e.to_string(), 120)
         ))
     };
-    let timed_out = |what: &str| {
-        ValidationError::Connection(format!("{target}: timed out {what} {url} (address {sa})"))
-    };
+    let timed_out =
+        |what: &str| ValidationError::Connection(format!("{target}: timed out {what} {at}"));
     let (mut sender, conn) = match timeout_at(
         deadline,
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io)),
@@ -322,8 +434,8 @@ where
             return match location {
                 Some(location) => Ok(Fetched::Redirect { location, status }),
                 None => Err(ValidationError::Connection(format!(
-                    "{target}: {url} (address {sa}) answered HTTP {status} without a usable \
-                     Location header"
+                    "{target}: {at} answered HTTP {} without a usable Location header",
+                    status.as_u16()
                 ))),
             };
         }
@@ -345,44 +457,70 @@ where
                 }
             }
         }
-        Ok(Fetched::Body {
-            status,
-            body,
-            addr: sa.ip(),
-        })
+        Ok(Fetched::Body { status, body })
     }
     .await;
     driver.abort();
     result
 }
 
-/// TCP connect to each address in turn (IPv6 first, as resolved) until one accepts. The time
-/// left is shared out so that a black-holed first address leaves time for the next.
+/// TCP connect to each permitted address in turn (IPv6 first, as resolved) until one accepts.
+/// Addresses the policy refuses are never contacted; when none is left the validation fails
+/// with `connection`, naming only the refused classes. The time left is shared out so that
+/// a black-holed first address leaves time for the next.
 pub(crate) async fn connect_any(
-    target: &Target,
-    hostname: &str,
+    policy: &AddressPolicy,
+    peer: &Peer<'_>,
     addrs: &[IpAddr],
     port: u16,
     deadline: Instant,
 ) -> Result<(TcpStream, IpAddr), ValidationError> {
+    let target = peer.target;
+    let mut refused: Vec<AddressClass> = Vec::new();
+    let mut usable: Vec<IpAddr> = Vec::with_capacity(addrs.len());
+    for ip in addrs {
+        match policy.check(*ip) {
+            Ok(()) => usable.push(*ip),
+            Err(class) => {
+                tracing::debug!(identifier = %target, address = %ip, %class, "VA refused to contact an address");
+                if !refused.contains(&class) {
+                    refused.push(class);
+                }
+            }
+        }
+    }
+    if usable.is_empty() {
+        let classes: Vec<&str> = refused.iter().map(AddressClass::as_str).collect();
+        return Err(ValidationError::Connection(format!(
+            "{target}: {} leads only to addresses this CA does not contact ({})",
+            peer.what,
+            classes.join(", ")
+        )));
+    }
     let mut errors = Vec::new();
-    for (i, ip) in addrs.iter().enumerate() {
+    for (i, ip) in usable.iter().enumerate() {
         let now = Instant::now();
         if now >= deadline {
             errors.push("out of time".to_string());
             break;
         }
-        let left = u32::try_from(addrs.len() - i).unwrap_or(1).max(1);
+        let left = u32::try_from(usable.len() - i).unwrap_or(1).max(1);
         let slot = (deadline - now) / left;
         let sa = SocketAddr::new(*ip, port);
+        let shown = if peer.show_addresses {
+            format!("{sa}: ")
+        } else {
+            String::new()
+        };
         match timeout(slot, TcpStream::connect(sa)).await {
             Ok(Ok(s)) => return Ok((s, *ip)),
-            Ok(Err(e)) => errors.push(format!("{sa}: {e}")),
-            Err(_) => errors.push(format!("{sa}: connection timed out after {slot:?}")),
+            Ok(Err(e)) => errors.push(format!("{shown}{e}")),
+            Err(_) => errors.push(format!("{shown}connection timed out after {slot:?}")),
         }
     }
     Err(ValidationError::Connection(format!(
-        "{target}: could not connect to {hostname} on port {port}: {}",
+        "{target}: could not connect for {} on port {port}: {}",
+        peer.what,
         truncate(&errors.join("; "), 300)
     )))
 }
@@ -403,5 +541,44 @@ mod tests {
         assert_eq!(super::trim_trailing_ws(b"abc \r\n\t"), b"abc");
         assert_eq!(super::trim_trailing_ws(b" abc"), b" abc");
         assert_eq!(super::trim_trailing_ws(b"\n"), b"");
+    }
+
+    #[test]
+    fn redirect_hosts_stay_inside_the_identifier_or_the_permitted_names() {
+        use super::{check_redirect_host, Permitted, Target, Url};
+        let permitted =
+            Permitted::parse(&["routers.example.com".into(), "10.0.0.0/8".into()]).unwrap();
+        let ok = |t: &Target, u: &str| check_redirect_host(t, &permitted, &Url::parse(u).unwrap());
+        let dns = Target::Dns("gw.routers.example.com".into());
+        assert!(ok(&dns, "http://gw.routers.example.com/x").is_ok());
+        assert!(ok(&dns, "http://GW.Routers.Example.com./x").is_ok());
+        assert!(ok(&dns, "http://central.routers.example.com/x").is_ok());
+        assert!(ok(&dns, "http://routers.example.com/x").is_ok());
+        for refused in [
+            "http://evilrouters.example.com/x",
+            "http://routers.example.com.evil.net/x",
+            "http://metadata.google.internal/x",
+            "http://localhost/x",
+            "http://10.0.0.5/x",
+            "http://127.1/x",
+            "http://[::1]/x",
+        ] {
+            assert!(ok(&dns, refused).is_err(), "{refused}");
+        }
+        // An identifier outside the permitted names (issued before a policy change) may still
+        // redirect to itself.
+        let own = Target::Dns("old.example.org".into());
+        assert!(ok(&own, "https://old.example.org/x").is_ok());
+        assert!(ok(&own, "https://other.example.org/x").is_err());
+        // IP identifiers: the address itself or the permitted ranges.
+        let ip = Target::Ip("10.1.2.3".parse().unwrap());
+        assert!(ok(&ip, "http://10.1.2.3/x").is_ok());
+        assert!(ok(&ip, "http://10.9.9.9/x").is_ok());
+        assert!(ok(&ip, "http://gw.routers.example.com/x").is_ok());
+        assert!(ok(&ip, "http://192.168.1.1/x").is_err());
+        assert!(ok(&ip, "http://169.254.169.254/x").is_err());
+        let outside = Target::Ip("192.0.2.7".parse().unwrap());
+        assert!(ok(&outside, "http://192.0.2.7/x").is_ok());
+        assert!(ok(&outside, "http://192.0.2.8/x").is_err());
     }
 }

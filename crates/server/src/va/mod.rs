@@ -6,9 +6,13 @@
 //! * CAA (RFC 8659 with the RFC 8657 `accounturi` / `validationmethods` parameters): see [`caa`].
 //!
 //! Every DNS lookup goes through one hickory resolver with its cache turned off, so each
-//! validation sees the records as they are now. The VA never connects to an unspecified address
-//! (`0.0.0.0`, `::`); anything else DNS returns is contacted (loopback included, which the tests
-//! need).
+//! validation sees the records as they are now. Every address the VA would connect to (after
+//! DNS, for each http-01 hop and for tls-alpn-01) is checked by [`AddressPolicy`] first:
+//! loopback, link-local, metadata endpoints and the like are refused unless the operator
+//! allows them (see [`address`]), and the connection goes to the checked address itself.
+//!
+//! Problem details never repeat what a remote server sent (bodies, headers, Location, TXT
+//! values, certificate names): a status, a count and a fixed reason only.
 //!
 //! Error mapping (each [`ValidationError`] variant is exactly one ACME problem type):
 //! * `unauthorized`: nothing was provisioned where the challenge says it must be (no TXT record
@@ -17,11 +21,13 @@
 //! * `incorrectResponse`: something was provisioned but it is wrong (body, TXT value, certificate
 //!   SAN or acmeIdentifier value);
 //! * `dns`: SERVFAIL, timeouts, no A/AAAA record;
-//! * `connection`: TCP failures, timeouts talking to the server, forbidden redirects;
+//! * `connection`: TCP failures, timeouts talking to the server, forbidden redirects,
+//!   addresses the [`AddressPolicy`] refuses (the detail names only their class);
 //! * `tls`: TLS handshake failures;
 //! * `caa`: CAA forbids issuance;
 //! * `malformed`: the request itself cannot be validated (wildcard with http-01, dns-01 for an IP).
 
+pub mod address;
 mod caa;
 mod dns;
 mod dns01;
@@ -35,6 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use address::{AddressClass, AddressPolicy};
 
 /// Configuration of the validation authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +59,8 @@ pub struct VaConfig {
     pub timeout: Duration,
     /// How many HTTP redirects http-01 follows (10).
     pub max_http_redirects: usize,
+    /// Which addresses may be contacted (`serve --va-allow-address` / `--va-deny-address`).
+    pub addresses: AddressPolicy,
 }
 
 impl Default for VaConfig {
@@ -61,6 +71,7 @@ impl Default for VaConfig {
             tlsalpn01_port: 443,
             timeout: Duration::from_secs(10),
             max_http_redirects: 10,
+            addresses: AddressPolicy::default(),
         }
     }
 }
@@ -134,6 +145,9 @@ pub struct ValidationRequest {
     /// CAA is always checked: with an empty list no `issue` property can match, so any CAA
     /// `issue` record forbids issuance.
     pub caa_identities: Vec<String>,
+    /// The names the tenant may issue for (its issuing CA's permitted subtrees): besides the
+    /// identifier's own host, the only hosts an http-01 redirect may lead to.
+    pub permitted: pki::Permitted,
 }
 
 /// One HTTP request made during http-01 (the first one, then one per redirect).
@@ -311,6 +325,7 @@ impl Va {
                         &req.target,
                         &req.token,
                         &req.key_authorization,
+                        &req.permitted,
                         deadline,
                     )
                     .await
@@ -480,11 +495,6 @@ pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
         }
     }
     out
-}
-
-/// Same as [`truncate`] for raw bytes (lossy UTF-8).
-pub(crate) fn truncate_bytes(b: &[u8], max_chars: usize) -> String {
-    truncate(&String::from_utf8_lossy(b), max_chars)
 }
 
 /// RFC 8738 §6: the reverse-mapping name used as SNI for an IP address.

@@ -48,8 +48,9 @@ pub(crate) async fn validate(
     let server_name = ServerName::try_from(sni.clone()).map_err(|e| {
         ValidationError::Malformed(format!("{target}: {sni} cannot be sent as SNI: {e}"))
     })?;
+    let peer = super::http01::Peer::tls_alpn(target);
     let (tcp, addr) =
-        super::http01::connect_any(target, &record.hostname, &addrs, port, deadline).await?;
+        super::http01::connect_any(&inner.cfg.addresses, &peer, &addrs, port, deadline).await?;
     record.address_used = Some(addr);
     let sa = SocketAddr::new(addr, port);
     let connector = tokio_rustls::TlsConnector::from(inner.tls.alpn.clone());
@@ -63,7 +64,8 @@ pub(crate) async fn validate(
                 )));
             }
             return Err(ValidationError::Tls(format!(
-                "{target}: TLS handshake with {sa} (SNI {sni}, ALPN acme-tls/1) failed: {e}"
+                "{target}: TLS handshake with {sa} (SNI {sni}, ALPN acme-tls/1) failed: {}",
+                super::truncate(&e.to_string(), 120)
             )));
         }
         Err(_) => {
@@ -74,13 +76,10 @@ pub(crate) async fn validate(
     };
     let (_, conn) = tls.get_ref();
     if conn.alpn_protocol() != Some(ACME_TLS_1) {
-        let got = conn
-            .alpn_protocol()
-            .map(|p| format!("{:?}", String::from_utf8_lossy(p)))
-            .unwrap_or_else(|| "no protocol".into());
+        // Which protocol it chose instead is the server's text: not repeated.
         return Err(ValidationError::Unauthorized(format!(
-            "{target}: the TLS server at {sa} did not select the ALPN protocol acme-tls/1 \
-             (selected {got}); is the tls-alpn-01 responder running?"
+            "{target}: the TLS server at {sa} did not select the ALPN protocol acme-tls/1; is \
+             the tls-alpn-01 responder running?"
         )));
     }
     let leaf: CertificateDer<'static> = match conn.peer_certificates().and_then(|c| c.first()) {
@@ -129,7 +128,6 @@ pub(crate) fn check_certificate(
         Ok(None) => return wrong("has no subjectAltName extension".into()),
         Err(e) => return wrong(format!("has an unreadable subjectAltName extension: {e}")),
     };
-    let names: Vec<String> = san.general_names.iter().map(describe_gn).collect();
     let matches = san.general_names.len() == 1
         && match (&san.general_names[0], target) {
             (GeneralName::DNSName(d), Target::Dns(name)) => d.eq_ignore_ascii_case(name),
@@ -142,9 +140,11 @@ pub(crate) fn check_certificate(
             _ => false,
         };
     if !matches {
+        // The names it does carry are the server's content: only their number is reported.
         return wrong(format!(
-            "must name exactly {target} in its subjectAltName, but it names [{}]",
-            super::truncate(&names.join(", "), 150)
+            "must name exactly {target} in its subjectAltName, but it has {} entries and \
+             not exactly that one",
+            san.general_names.len()
         ));
     }
     // acmeIdentifier: critical, OCTET STRING (SIZE (32)) of SHA-256(key authorization).
@@ -162,30 +162,11 @@ pub(crate) fn check_certificate(
     expected.extend_from_slice(digest.as_ref());
     if ext.value != expected.as_slice() {
         return wrong(format!(
-            "has acmeIdentifier {} but SHA-256 of the key authorization is {}",
-            super::truncate(&hex(ext.value), 80),
+            "has an acmeIdentifier that is not the SHA-256 of the key authorization ({})",
             hex(digest.as_ref())
         ));
     }
     Ok(())
-}
-
-fn describe_gn(gn: &GeneralName<'_>) -> String {
-    match gn {
-        GeneralName::DNSName(d) => format!("DNS:{d}"),
-        GeneralName::IPAddress(b) => match b.len() {
-            4 => format!(
-                "IP:{}",
-                IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
-            ),
-            16 => format!(
-                "IP:{}",
-                IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
-            ),
-            _ => format!("IP:{}", hex(b)),
-        },
-        other => format!("{other:?}"),
-    }
 }
 
 fn hex(b: &[u8]) -> String {

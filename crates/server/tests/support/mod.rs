@@ -30,6 +30,14 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// `serve` arguments letting validations reach the test responders on loopback.
+pub(crate) const LOOPBACK_VA_ALLOW: [&str; 4] = [
+    "--va-allow-address",
+    "127.0.0.0/8",
+    "--va-allow-address",
+    "::1/128",
+];
+
 /// Deadline for a server (fleetca, Pebble, challtestsrv) to come up.
 pub(crate) const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// Deadline for a single ACME client invocation.
@@ -863,9 +871,13 @@ impl Fleetca {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
             .args(["--http01-port", &http01_port.to_string()])
-            .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()])
-            .args(extra)
-            .env("RUST_BACKTRACE", "1");
+            .args(["--tlsalpn01-port", &tlsalpn01_port.to_string()]);
+        // The responders are on loopback, which the VA refuses unless told otherwise; a test
+        // that passes its own --va-allow-address gets exactly that.
+        if !extra.contains(&"--va-allow-address") {
+            cmd.args(LOOPBACK_VA_ALLOW);
+        }
+        cmd.args(extra).env("RUST_BACKTRACE", "1");
         self.with_database(&mut cmd);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
