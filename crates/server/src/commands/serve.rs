@@ -79,6 +79,9 @@ pub struct ServeArgs {
     /// Most validations in flight at once.
     #[arg(long, env = "FLEETCA_MAX_VALIDATIONS", default_value_t = 64)]
     pub max_validations: usize,
+    /// LABS AND TESTS ONLY: seconds a validation lease lasts without renewal (default 65).
+    #[arg(long, hide = true, default_value_t = 65)]
+    pub validation_lease_secs: u64,
     /// Spread new certificates over this many partitioned CRLs per issuing CA, each at
     /// `<public_base_url>/crl/<tenant>/<shard>.crl` (RFC 5280 §5.2.5); 0 keeps the single CRL.
     #[arg(long, env = "FLEETCA_CRL_SHARDS", default_value_t = 0)]
@@ -236,6 +239,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
+            validation_lease: Duration::from_secs(args.validation_lease_secs.max(1)),
             skip_validation: args.insecure_skip_validation,
             ..RaConfig::default()
         },

@@ -156,10 +156,9 @@ impl Ra {
         self.get_challenge(tenant, acct, id).await
     }
 
-    /// How long a node may take to validate before another takes the challenge over: the
-    /// validation time limit plus a margin.
+    /// How long a node may take to validate before another takes the challenge over.
     fn lease_until(&self) -> i64 {
-        self.clock.unix() + Self::secs(self.cfg.validation_timeout) * 2 + 5
+        self.clock.unix() + Self::secs(self.cfg.validation_lease).max(1)
     }
 
     /// Validates challenges left in `processing` whose lease ran out (this node crashed, or
@@ -182,7 +181,11 @@ impl Ra {
     pub fn spawn_validation_sweeper(self: &Arc<Self>) {
         let ra = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            let every = (ra.cfg.validation_lease / 2).clamp(
+                std::time::Duration::from_millis(500),
+                std::time::Duration::from_secs(10),
+            );
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 if let Err(e) = ra.resume_validations().await {

@@ -45,6 +45,9 @@ pub struct RaConfig {
     pub max_concurrent_validations: usize,
     /// Time limit for one validation, CAA included.
     pub validation_timeout: Duration,
+    /// How long a validation lease lasts without renewal: when a node stops renewing (it
+    /// died), another node takes the validation over after this long.
+    pub validation_lease: Duration,
     /// How long a challenge POST waits for its validation before answering `processing`.
     /// Most device validations (LAN http-01, tls-alpn-01) finish well inside it, so the
     /// device learns the result in the same round trip instead of polling.
@@ -65,6 +68,7 @@ impl Default for RaConfig {
             max_identifiers: 100,
             max_concurrent_validations: 64,
             validation_timeout: Duration::from_secs(30),
+            validation_lease: Duration::from_secs(65),
             challenge_wait: Duration::from_millis(250),
             orders_page_size: 50,
             skip_validation: false,
