@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// Most validations in flight at once.
     #[arg(long, env = "FLEETCA_MAX_VALIDATIONS", default_value_t = 64)]
     pub max_validations: usize,
+    /// Most validations waiting for a slot beyond --max-validations; a challenge POST beyond
+    /// it is refused with `rateLimited` + Retry-After and its challenge stays pending.
+    #[arg(long, env = "FLEETCA_MAX_QUEUED_VALIDATIONS", default_value_t = 1024)]
+    pub max_queued_validations: usize,
+    /// Most validations of one account in progress (waiting or running) on this node; beyond
+    /// it a challenge POST is refused with `rateLimited` + Retry-After.
+    #[arg(long, env = "FLEETCA_MAX_VALIDATIONS_PER_ACCOUNT", default_value_t = 32)]
+    pub max_validations_per_account: usize,
     /// LABS AND TESTS ONLY: seconds a validation lease lasts without renewal (default 65).
     #[arg(long, hide = true, default_value_t = 65)]
     pub validation_lease_secs: u64,
@@ -239,6 +247,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
+            max_queued_validations: args.max_queued_validations,
+            max_validations_per_account: args.max_validations_per_account.max(1),
             validation_lease: Duration::from_secs(args.validation_lease_secs.max(1)),
             skip_validation: args.insecure_skip_validation,
             ..RaConfig::default()

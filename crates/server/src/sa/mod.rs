@@ -263,12 +263,17 @@ pub trait Storage: Send + Sync {
         now: i64,
     ) -> Result<bool, SaError>;
 
-    /// Moves a pending challenge of a pending authorization to processing, leased to the caller
-    /// until `lease_until`; false otherwise.
-    async fn try_start_challenge(
+    /// Moves a pending challenge of a pending authorization to processing, leased to
+    /// `lease.owner` until `lease.until`; false otherwise.
+    async fn try_start_challenge(&self, challenge_id: &str, lease: &Lease)
+        -> Result<bool, SaError>;
+    /// Extends the lease to `lease.until` if `lease.owner` still holds it and the challenge and
+    /// its authorization are still undecided; false otherwise (the validation was taken over
+    /// or decided, and must not contact its target).
+    async fn renew_challenge_lease(
         &self,
         challenge_id: &str,
-        lease_until: i64,
+        lease: &Lease,
     ) -> Result<bool, SaError>;
     /// Records a validation result for a processing challenge and its authorization: on success
     /// both become valid and the authorization's expiry becomes `authz_expires`; on failure both
@@ -279,12 +284,14 @@ pub trait Storage: Send + Sync {
         challenge_id: &str,
         outcome: ChallengeOutcome,
     ) -> Result<(), SaError>;
-    /// Takes over challenges left in `processing` whose lease ran out (the node validating them
-    /// died), extending the lease to `lease_until`; each is returned to exactly one caller.
+    /// Takes over at most `limit` challenges left in `processing` whose lease ran out before
+    /// `now` (the node validating them died), leasing them to `lease`; each is returned to
+    /// exactly one caller.
     async fn claim_stale_challenges(
         &self,
         now: i64,
-        lease_until: i64,
+        lease: &Lease,
+        limit: u32,
     ) -> Result<Vec<String>, SaError>;
     /// Reads a challenge.
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
@@ -317,6 +324,16 @@ pub trait Storage: Send + Sync {
     async fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError>;
     /// Stores a CRL if its number is higher than the stored one.
     async fn store_crl(&self, tenant: &str, crl: &CrlRecord) -> Result<(), SaError>;
+}
+
+/// A validation lease: who holds it (a token fresh for each claim) and until when (UNIX
+/// seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The claim's token.
+    pub owner: String,
+    /// When another node may take the validation over, unless renewed.
+    pub until: i64,
 }
 
 /// The result of one validation, as [`Storage::finish_challenge`] stores it.

@@ -90,22 +90,14 @@ impl Wfe {
     }
 
     /// Sets the rate limiter (per-tenant `[ca.rate_limits]`) and has the registration
-    /// authority report failed validations to it. Call once, before serving; without it the
-    /// default limits apply to every tenant.
+    /// authority draw each validation it starts from the failed-validation limit. Call once,
+    /// before serving; without it the default limits apply to every tenant.
     pub fn set_rate_limits(&self, limiter: Arc<ratelimit::RateLimiter>) {
         let _ = self.limits.set(limiter);
-        let limiter = Arc::clone(self.limits());
         self.ra
-            .on_validation_failed(Arc::new(move |tenant: &str, account: &str| {
-                // The hook is called from the validation task; recording may be a database
-                // write (shared buckets), so it runs on its own task.
-                let (limiter, tenant) = (Arc::clone(&limiter), tenant.to_string());
-                let charge = [(
-                    ratelimit::Limit::FailedValidationsPerAccount,
-                    account.to_string(),
-                )];
-                tokio::spawn(async move { limiter.record(&tenant, &charge).await });
-            }));
+            .set_validation_budget(Arc::new(ratelimit::FailedValidations(Arc::clone(
+                self.limits(),
+            ))));
     }
 
     /// The front end's configuration.

@@ -32,8 +32,9 @@ const WEEK: f64 = 7.0 * 86400.0;
 pub struct RateLimitConfig {
     /// newOrder requests per account per hour.
     pub new_orders_per_account_per_hour: u32,
-    /// Failed challenge validations per account per hour; once spent, challenge POSTs that
-    /// would start another validation are refused until the bucket refills.
+    /// Failed challenge validations per account per hour. Each validation takes a token when
+    /// it starts and gives it back if it succeeds; once spent, challenge POSTs that would
+    /// start another validation are refused until the bucket refills.
     pub failed_validations_per_account_per_hour: u32,
     /// Accounts created per client IP per hour (generous: a factory line behind one NAT
     /// address onboards many devices).
@@ -374,6 +375,31 @@ impl RateLimiter {
             }
         }
         Ok(())
+    }
+}
+
+/// `failed_validations_per_account_per_hour` as the registration authority draws on it: a
+/// token per validation started, given back when it succeeds.
+pub(crate) struct FailedValidations(pub(crate) Arc<RateLimiter>);
+
+#[async_trait::async_trait]
+impl crate::ra::ValidationBudget for FailedValidations {
+    async fn take(&self, tenant: &str, account: &str) -> Result<(), Error> {
+        self.0
+            .take(
+                tenant,
+                &[(Limit::FailedValidationsPerAccount, account.to_string())],
+            )
+            .await
+    }
+
+    async fn give_back(&self, tenant: &str, account: &str) {
+        self.0
+            .refund(
+                tenant,
+                &[(Limit::FailedValidationsPerAccount, account.to_string())],
+            )
+            .await;
     }
 }
 
