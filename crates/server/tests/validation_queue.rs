@@ -25,15 +25,15 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// http-01 responders on 127.0.0.1..=127.0.0.n, all on one port (the CA's `--http01-port`).
-/// Each answers `/.well-known/acme-challenge/<token>` with `<token>.<thumbprint>` after
-/// `delay`, or with 404 at once when `delay` is `None`; every request is counted per address.
+/// Each answers `/.well-known/acme-challenge/<token>` after `delay`: with `<token>.<thumbprint>`
+/// when `pass`, else with 404. Every request is counted per address.
 struct Targets {
     port: u16,
     hits: Vec<Arc<AtomicUsize>>,
 }
 
 impl Targets {
-    async fn start(n: u8, thumbprint: String, delay: Option<Duration>) -> Targets {
+    async fn start(n: u8, thumbprint: String, delay: Duration, pass: bool) -> Targets {
         'port: for _ in 0..50 {
             let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = first.local_addr().unwrap().port();
@@ -72,16 +72,15 @@ impl Targets {
                                 .and_then(|p| p.strip_prefix("/.well-known/acme-challenge/"))
                                 .unwrap_or("")
                                 .to_string();
-                            let reply = match delay {
-                                Some(d) => {
-                                    tokio::time::sleep(d).await;
-                                    let body = format!("{token}.{thumb}");
-                                    format!(
-                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                        body.len()
-                                    )
-                                }
-                                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                            tokio::time::sleep(delay).await;
+                            let reply = if pass {
+                                let body = format!("{token}.{thumb}");
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                    body.len()
+                                )
+                            } else {
+                                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
                             };
                             let _ = s.write_all(reply.as_bytes()).await;
                             let _ = s.shutdown().await;
@@ -103,6 +102,35 @@ impl Targets {
 /// (RFC 8738) and validated over http-01 against [`Targets`].
 fn ca() -> Fleetca {
     Fleetca::init(&["127.0.0.0/8"])
+}
+
+/// A fresh account key and a client registered with it.
+async fn registered(f: &Fleetca, key: acme_types::sign::AccountKey) -> AcmeClient {
+    let http = http_client(f.root_pem()).unwrap();
+    let mut c = AcmeClient::new(http, &f.directory_url()).await.unwrap();
+    c.key = key;
+    c.register().await.unwrap();
+    c
+}
+
+fn new_key() -> acme_types::sign::AccountKey {
+    acme_types::sign::AccountKey::generate(acme_types::sign::AccountKeyKind::EcdsaP256).unwrap()
+}
+
+/// Sends every ready POST at once and returns the answers in order.
+async fn post_all(c: &Arc<AcmeClient>, challenges: &[String]) -> Vec<Resp> {
+    let posts: Vec<_> = challenges
+        .iter()
+        .map(|ch| {
+            let (c, ch) = (c.clone(), ch.clone());
+            tokio::spawn(async move { c.post_raw(&ch, Some(&json!({}))).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for p in posts {
+        out.push(p.await.unwrap());
+    }
+    out
 }
 
 /// Orders `127.0.0.k` and returns (authorization URL, http-01 challenge URL).
@@ -152,7 +180,8 @@ fn each_target_is_contacted_once_when_validations_wait_longer_than_a_lease() {
     let targets = rt.block_on(Targets::start(
         N,
         thumb.clone(),
-        Some(Duration::from_millis(1500)),
+        Duration::from_millis(1500),
+        true,
     ));
     f.serve_with(
         0,
@@ -220,7 +249,8 @@ fn a_full_validation_queue_refuses_with_rate_limited_and_changes_nothing() {
     let targets = rt.block_on(Targets::start(
         N,
         key.jwk().thumbprint(),
-        Some(Duration::from_millis(1500)),
+        Duration::from_millis(1500),
+        true,
     ));
     f.serve_with(
         0,
@@ -270,6 +300,117 @@ fn a_full_validation_queue_refuses_with_rate_limited_and_changes_nothing() {
             *counts.entry(a["status"].as_str().unwrap().to_string()).or_insert(0) += 1;
         }
         assert_eq!(counts.get("valid"), Some(&2), "{counts:?}");
+        assert_eq!(targets.counts(), vec![1; N as usize]);
+    });
+}
+
+/// `failed_validations_per_account_per_hour = 3` against eight ready POSTs sent at once, all
+/// for targets that will fail: the token is taken when a validation starts, so three
+/// validations run and contact their targets, and the other five POSTs are refused with
+/// `rateLimited` with their challenges and authorizations left exactly as they were.
+#[test]
+fn failed_validation_tokens_are_taken_when_validations_start() {
+    const N: u8 = 8;
+    const K: usize = 3;
+    let mut f = ca();
+    f.set_rate_limits(&format!("failed_validations_per_account_per_hour = {K}"));
+    let rt = rt();
+    let key = new_key();
+    // Slow failures: every validation is still running while the other POSTs arrive.
+    let targets = rt.block_on(Targets::start(
+        N,
+        key.jwk().thumbprint(),
+        Duration::from_millis(1000),
+        false,
+    ));
+    f.serve_with(0, targets.port, 0, &[]);
+    rt.block_on(async {
+        let c = registered(&f, key).await;
+        let mut orders = Vec::new();
+        for k in 1..=N {
+            orders.push(order_ip(&c, k).await);
+        }
+        let c = Arc::new(c);
+        let challenges: Vec<String> = orders.iter().map(|(_, ch)| ch.clone()).collect();
+        let answers = post_all(&c, &challenges).await;
+        let mut started = Vec::new();
+        for (i, r) in answers.iter().enumerate() {
+            match r.status {
+                200 => started.push(i),
+                429 => {
+                    assert_eq!(r.json()["type"], "urn:ietf:params:acme:error:rateLimited");
+                    assert!(r.header("retry-after").is_some());
+                }
+                s => panic!("unexpected {s}: {}", r.json()),
+            }
+        }
+        assert_eq!(started.len(), K, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+        for (i, (authz_url, ch)) in orders.iter().enumerate() {
+            if started.contains(&i) {
+                assert_eq!(poll_decided(&c, authz_url, &f).await["status"], "invalid");
+            } else {
+                let ch = c.post(ch, None).await.unwrap().json();
+                assert_eq!(ch["status"], "pending", "{ch}");
+                assert!(ch.get("error").is_none(), "{ch}");
+                let a = c.post(authz_url, None).await.unwrap().json();
+                assert_eq!(a["status"], "pending", "{a}");
+            }
+        }
+        let counts = targets.counts();
+        assert_eq!(counts.iter().sum::<usize>(), K, "{counts:?}");
+        for (i, n) in counts.iter().enumerate() {
+            assert_eq!(*n, usize::from(started.contains(&i)), "{counts:?}");
+        }
+    });
+}
+
+/// `--max-validations-per-account 2`: a third validation of the account while two are in
+/// progress is refused with `rateLimited` and changes nothing; another account is not held
+/// up, and once the two are decided the third starts.
+#[test]
+fn an_accounts_validations_in_progress_are_capped() {
+    const N: u8 = 4;
+    let mut f = ca();
+    let rt = rt();
+    let key = new_key();
+    let other_key = new_key();
+    // The responders answer any account's token; the thumbprint decides which one passes.
+    let targets = rt.block_on(Targets::start(
+        N,
+        key.jwk().thumbprint(),
+        Duration::from_millis(1500),
+        true,
+    ));
+    f.serve_with(0, targets.port, 0, &["--max-validations-per-account", "2"]);
+    rt.block_on(async {
+        let c = registered(&f, key).await;
+        let mut orders = Vec::new();
+        for k in 1..=3 {
+            orders.push(order_ip(&c, k).await);
+        }
+        for (i, (_, ch)) in orders.iter().enumerate() {
+            let r = c.post_raw(ch, Some(&json!({}))).await.unwrap();
+            if i < 2 {
+                assert_eq!(r.status, 200, "{}", r.json());
+            } else {
+                assert_eq!(r.status, 429, "{}", r.json());
+                assert_eq!(r.json()["type"], "urn:ietf:params:acme:error:rateLimited");
+                assert!(r.header("retry-after").is_some());
+                assert_eq!(c.post(ch, None).await.unwrap().json()["status"], "pending");
+            }
+        }
+        // Another account still gets its validation started (it fails: wrong thumbprint).
+        let other = registered(&f, other_key).await;
+        let (other_authz, other_ch) = order_ip(&other, 4).await;
+        let r = other.post_raw(&other_ch, Some(&json!({}))).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.json());
+        assert_eq!(poll_decided(&other, &other_authz, &f).await["status"], "invalid");
+        for (authz_url, _) in &orders[..2] {
+            assert_eq!(poll_decided(&c, authz_url, &f).await["status"], "valid");
+        }
+        let r = c.post_raw(&orders[2].1, Some(&json!({}))).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.json());
+        assert_eq!(poll_decided(&c, &orders[2].0, &f).await["status"], "valid");
         assert_eq!(targets.counts(), vec![1; N as usize]);
     });
 }

@@ -87,6 +87,15 @@ pub struct ServeArgs {
     /// it a challenge POST is refused with `rateLimited` + Retry-After.
     #[arg(long, env = "FLEETCA_MAX_VALIDATIONS_PER_ACCOUNT", default_value_t = 32)]
     pub max_validations_per_account: usize,
+    /// Seconds a nonce stays redeemable (RFC 8555 §6.5). Clients use a nonce within seconds
+    /// of getting it (every response carries a fresh one); a stale one gets `badNonce`, which
+    /// clients retry with the fresh nonce of that response.
+    #[arg(long, env = "FLEETCA_NONCE_LIFETIME_SECS", default_value_t = 300)]
+    pub nonce_lifetime_secs: u64,
+    /// Most spent nonces a single (SQLite) node remembers; when full, the oldest is forgotten
+    /// and nonces expiring no later than it are refused with `badNonce`.
+    #[arg(long, env = "FLEETCA_MAX_SPENT_NONCES", default_value_t = crate::sa::DEFAULT_MAX_SPENT_NONCES)]
+    pub max_spent_nonces: usize,
     /// LABS AND TESTS ONLY: seconds a validation lease lasts without renewal (default 65).
     #[arg(long, hide = true, default_value_t = 65)]
     pub validation_lease_secs: u64,
@@ -275,10 +284,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_waiting: args.max_waiting,
         overload_wait: Duration::from_millis(args.overload_wait_ms),
         trusted_proxies: crate::wfe::TrustedProxies::new(args.trusted_proxies.clone()),
+        nonce_ttl: Duration::from_secs(args.nonce_lifetime_secs.max(1)),
         ..WfeConfig::default()
     };
     // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).
-    let nonce_store = db.nonce_store();
+    let nonce_store = db.nonce_store(args.max_spent_nonces);
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
     // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through

@@ -31,7 +31,7 @@ pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, R
 pub use metered::MeteredStorage;
 pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
-pub use nonce::{MemoryNonceStore, NonceStore};
+pub use nonce::{MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES};
 pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use seed::{HistorySeeder, SeedSpec};
@@ -52,9 +52,10 @@ pub trait Database:
     + HistorySeeder
     + AdminTokenStore
 {
-    /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
-    /// for PostgreSQL (see `sa::nonce`).
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore>;
+    /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
+    /// of them), in the shared database for PostgreSQL, pruned as they expire (see
+    /// `sa::nonce`).
+    fn nonce_store(&self, max_spent: usize) -> std::sync::Arc<dyn NonceStore>;
     /// Where the slower rate-limit buckets are kept: `None` (this process's memory) for a
     /// single SQLite node, the shared database for PostgreSQL (see `sa::rate`).
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>>;
@@ -64,8 +65,8 @@ pub trait Database:
 
 #[async_trait]
 impl Database for SqliteStorage {
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
-        std::sync::Arc::new(MemoryNonceStore::default())
+    fn nonce_store(&self, max_spent: usize) -> std::sync::Arc<dyn NonceStore> {
+        std::sync::Arc::new(MemoryNonceStore::with_capacity(max_spent))
     }
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {
         None
@@ -77,7 +78,8 @@ impl Database for SqliteStorage {
 
 #[async_trait]
 impl Database for PgStorage {
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
+    fn nonce_store(&self, _max_spent: usize) -> std::sync::Arc<dyn NonceStore> {
+        // A table, not memory: bounded by the nonce lifetime and the per-IP request limit.
         std::sync::Arc::new(self.clone())
     }
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {

@@ -42,7 +42,9 @@ pub struct WfeConfig {
     pub base_url: String,
     /// Largest accepted request body (RFC 8555 leaves the limit to the server).
     pub max_body_bytes: usize,
-    /// How long a nonce stays redeemable.
+    /// How long a nonce stays redeemable (`serve --nonce-lifetime-secs`). Every response
+    /// carries a fresh one (RFC 8555 §7.2), so a client needs a nonce only seconds after it
+    /// got it; a short lifetime keeps the spent set small.
     pub nonce_ttl: Duration,
     /// Most newOrder/finalize/challenge requests running at once (`serve --max-in-flight`);
     /// 0 turns the overload gate off. See [`overload`].
@@ -61,7 +63,7 @@ impl Default for WfeConfig {
         Self {
             base_url: "https://127.0.0.1:8443".into(),
             max_body_bytes: 64 * 1024,
-            nonce_ttl: Duration::from_secs(3600),
+            nonce_ttl: Duration::from_secs(300),
             max_in_flight: 256,
             max_waiting: 1024,
             overload_wait: Duration::from_millis(500),
@@ -115,7 +117,9 @@ impl Wfe {
     pub fn spawn_nonce_pruner(self: &Arc<Self>) {
         let wfe = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            // Several times per lifetime, so spent nonces are kept little longer than it.
+            let every = (wfe.cfg.nonce_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 if let Err(e) = wfe.nonces.prune().await {
