@@ -180,14 +180,14 @@ fn each_target_is_contacted_once_when_validations_wait_longer_than_a_lease() {
     let targets = rt.block_on(Targets::start(
         N,
         thumb.clone(),
-        Duration::from_millis(1500),
+        Duration::from_millis(2500),
         true,
     ));
     f.serve_with(
         0,
         targets.port,
         0,
-        &["--max-validations", "1", "--validation-lease-secs", "1"],
+        &["--max-validations", "1", "--validation-lease-secs", "2"],
     );
     rt.block_on(async {
         let http = http_client(f.root_pem()).unwrap();
@@ -216,8 +216,8 @@ fn each_target_is_contacted_once_when_validations_wait_longer_than_a_lease() {
             assert_eq!(a["status"], "valid", "{a}\n{}", f.log());
         }
         // A duplicate would come from a validation re-claimed while it waited: give one the
-        // time of two more leases and answers to show up before judging.
-        let quiet_until = Instant::now() + Duration::from_secs(4);
+        // time of a lease and an answer to show up before judging.
+        let quiet_until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < quiet_until {
             assert!(
                 targets.counts().iter().all(|&n| n <= 1),
