@@ -536,6 +536,7 @@ mod tests {
         let cfg = RateLimitConfig {
             new_orders_per_account_per_hour: 1,
             requests_per_ip_per_second: 1,
+            requests_per_ip_burst: 1,
             ..Default::default()
         };
         let node = || limiter(cfg.clone()).with_store(Some(store.clone()));
