@@ -297,7 +297,9 @@ fn a_full_validation_queue_refuses_with_rate_limited_and_changes_nothing() {
             let r = c.post_raw(ch, Some(&json!({}))).await.unwrap();
             assert_eq!(r.status, 200, "{}", r.json());
             let a = poll_decided(&c, authz_url, &f).await;
-            *counts.entry(a["status"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            *counts
+                .entry(a["status"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
         }
         assert_eq!(counts.get("valid"), Some(&2), "{counts:?}");
         assert_eq!(targets.counts(), vec![1; N as usize]);
@@ -344,7 +346,12 @@ fn failed_validation_tokens_are_taken_when_validations_start() {
                 s => panic!("unexpected {s}: {}", r.json()),
             }
         }
-        assert_eq!(started.len(), K, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+        assert_eq!(
+            started.len(),
+            K,
+            "{:?}",
+            answers.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
         for (i, (authz_url, ch)) in orders.iter().enumerate() {
             if started.contains(&i) {
                 assert_eq!(poll_decided(&c, authz_url, &f).await["status"], "invalid");
@@ -404,7 +411,10 @@ fn an_accounts_validations_in_progress_are_capped() {
         let (other_authz, other_ch) = order_ip(&other, 4).await;
         let r = other.post_raw(&other_ch, Some(&json!({}))).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.json());
-        assert_eq!(poll_decided(&other, &other_authz, &f).await["status"], "invalid");
+        assert_eq!(
+            poll_decided(&other, &other_authz, &f).await["status"],
+            "invalid"
+        );
         for (authz_url, _) in &orders[..2] {
             assert_eq!(poll_decided(&c, authz_url, &f).await["status"], "valid");
         }

@@ -85,7 +85,11 @@ pub struct ServeArgs {
     pub max_queued_validations: usize,
     /// Most validations of one account in progress (waiting or running) on this node; beyond
     /// it a challenge POST is refused with `rateLimited` + Retry-After.
-    #[arg(long, env = "FLEETCA_MAX_VALIDATIONS_PER_ACCOUNT", default_value_t = 32)]
+    #[arg(
+        long,
+        env = "FLEETCA_MAX_VALIDATIONS_PER_ACCOUNT",
+        default_value_t = 32
+    )]
     pub max_validations_per_account: usize,
     /// Seconds a nonce stays redeemable (RFC 8555 §6.5). Clients use a nonce within seconds
     /// of getting it (every response carries a fresh one); a stale one gets `badNonce`, which

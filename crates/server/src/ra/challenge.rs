@@ -81,8 +81,7 @@ impl Ra {
             lease,
             ticket,
         };
-        let validation =
-            self.spawn_claimed(claim, Some((ch.clone(), authz.clone(), acct.clone())));
+        let validation = self.spawn_claimed(claim, Some((ch.clone(), authz.clone(), acct.clone())));
         if let Ok(Ok(Some(outcome))) =
             tokio::time::timeout(self.cfg.challenge_wait, validation).await
         {
@@ -270,7 +269,10 @@ impl Ra {
     }
 
     /// The challenge, its authorization and account, for a validation taken over.
-    async fn load(&self, challenge_id: &str) -> Result<(ChallengeRecord, AuthzRecord, AccountRecord)> {
+    async fn load(
+        &self,
+        challenge_id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord, AccountRecord)> {
         let ch = self
             .sa
             .get_challenge(challenge_id)

@@ -184,7 +184,10 @@ mod tests {
         assert!(!store.spend_nonce(b"c", 102).await.unwrap());
         assert!(store.spend_nonce(b"d", 103).await.unwrap());
         assert!(!store.spend_nonce(b"d", 103).await.unwrap());
-        assert!(!store.spend_nonce(b"b", 101).await.unwrap(), "forgotten, below the floor");
+        assert!(
+            !store.spend_nonce(b"b", 101).await.unwrap(),
+            "forgotten, below the floor"
+        );
     }
 
     #[tokio::test]

@@ -74,7 +74,8 @@ pub(super) mod stmt {
     /// At most `$4` at a time (what the sweeping node's queue has room for); the outer
     /// condition repeats the inner one so that two nodes sweeping at once on PostgreSQL cannot
     /// both take a row (the second re-checks it after the first's update).
-    pub(crate) const CLAIM_STALE_CHALLENGES: &str = "UPDATE challenges SET lease_until = $2, lease_owner = $3
+    pub(crate) const CLAIM_STALE_CHALLENGES: &str =
+        "UPDATE challenges SET lease_until = $2, lease_owner = $3
          WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
          AND id IN (SELECT id FROM challenges WHERE status = 'processing'
                     AND (lease_until IS NULL OR lease_until < $1) LIMIT $4)

@@ -169,8 +169,14 @@ async fn suite(sa: Arc<dyn Storage>) {
     );
 
     // Challenge: started once, finished once; success validates the authorization.
-    assert!(sa.try_start_challenge("o1-chall", &lease("first", 150)).await.unwrap());
-    assert!(!sa.try_start_challenge("o1-chall", &lease("first", 150)).await.unwrap());
+    assert!(sa
+        .try_start_challenge("o1-chall", &lease("first", 150))
+        .await
+        .unwrap());
+    assert!(!sa
+        .try_start_challenge("o1-chall", &lease("first", 150))
+        .await
+        .unwrap());
     // Still leased: nobody takes it over, and its owner can renew it.
     assert!(sa
         .claim_stale_challenges(149, &lease("sweep", 300), 10)
@@ -414,7 +420,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
             "{i:?} is bound to its order"
         );
     }
-    assert!(sa.try_start_challenge("d1-chall", &lease("first", 150)).await.unwrap());
+    assert!(sa
+        .try_start_challenge("d1-chall", &lease("first", 150))
+        .await
+        .unwrap());
     sa.finish_challenge("d1-chall", outcome(true))
         .await
         .unwrap();
@@ -433,7 +442,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     // A refused attestation takes the templated name down with it.
     let (order, authzs) = device_order("d2", "acct");
     sa.insert_order(&order, &authzs, None).await.unwrap();
-    assert!(sa.try_start_challenge("d2-chall", &lease("first", 150)).await.unwrap());
+    assert!(sa
+        .try_start_challenge("d2-chall", &lease("first", 150))
+        .await
+        .unwrap());
     sa.finish_challenge("d2-chall", outcome(false))
         .await
         .unwrap();
@@ -455,7 +467,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     sa.insert_order(&order, &authzs, None).await.unwrap();
     assert!(sa.try_deactivate_authz("d3-dev").await.unwrap());
     assert_eq!(status("d3-name").await.status, AuthzState::Deactivated);
-    assert!(!sa.try_start_challenge("d3-chall", &lease("first", 150)).await.unwrap());
+    assert!(!sa
+        .try_start_challenge("d3-chall", &lease("first", 150))
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -642,7 +657,10 @@ async fn sqlite_writes_wait_for_durability() {
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Pending);
     sa.insert_order(&order, &[authz], None).await.unwrap();
     step("insert_order", true);
-    assert!(sa.try_start_challenge("o-chall", &lease("first", 10)).await.unwrap());
+    assert!(sa
+        .try_start_challenge("o-chall", &lease("first", 10))
+        .await
+        .unwrap());
     step("try_start_challenge", true);
     sa.finish_challenge(
         "o-chall",

@@ -118,7 +118,8 @@ impl Wfe {
         let wfe = Arc::clone(self);
         tokio::spawn(async move {
             // Several times per lifetime, so spent nonces are kept little longer than it.
-            let every = (wfe.cfg.nonce_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+            let every =
+                (wfe.cfg.nonce_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;

@@ -592,7 +592,10 @@ mod tests {
         // Other spellings of one name are one bucket.
         assert_eq!(l.name_key("other", "DEV1.Home.Arpa."), "dev1.home.arpa");
         assert_eq!(l.name_key("other", "ｄｅｖ１.home.arpa"), "dev1.home.arpa");
-        assert_eq!(l.name_key("other", "Bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(
+            l.name_key("other", "Bücher.example"),
+            "xn--bcher-kva.example"
+        );
         assert_eq!(l.name_key("t", "10.0.0.1"), "10.0.0.1");
         assert_eq!(l.name_key("other", "a.b.c"), "a.b.c");
     }
