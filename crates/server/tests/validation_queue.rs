@@ -424,3 +424,49 @@ fn an_accounts_validations_in_progress_are_capped() {
         assert_eq!(targets.counts(), vec![1; N as usize]);
     });
 }
+
+/// A node that dies mid-validation stops renewing its lease; once the lease has run out the
+/// restarted node takes the validation over and decides it. The target sees one request per
+/// claim: the dead node's and the one that took over.
+#[test]
+fn a_validation_whose_node_died_is_taken_over_once_its_lease_runs_out() {
+    let mut f = ca();
+    let rt = rt();
+    let key = new_key();
+    let targets = rt.block_on(Targets::start(
+        1,
+        key.jwk().thumbprint(),
+        Duration::from_millis(3000),
+        true,
+    ));
+    let key_der = key.to_pkcs8_der().to_vec();
+    let args = ["--validation-lease-secs", "2"];
+    f.serve_with(0, targets.port, 0, &args);
+    let origin = |f: &Fleetca| f.directory_url().replace("/acme/default/directory", "");
+    let old_origin = origin(&f);
+    let authz_url = rt.block_on(async {
+        let c = registered(&f, key).await;
+        let (authz_url, ch) = order_ip(&c, 1).await;
+        let r = c.post_raw(&ch, Some(&json!({}))).await.unwrap();
+        assert_eq!(r.json()["status"], "processing", "{}", r.json());
+        // The node is killed while the target is still answering.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while targets.counts()[0] == 0 {
+            assert!(Instant::now() < deadline, "the target was never contacted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        authz_url
+    });
+    f.stop();
+    // The restarted node listens on another port: same account, same authorization.
+    f.serve_with(0, targets.port, 0, &args);
+    let authz_url = authz_url.replace(&old_origin, &origin(&f));
+    rt.block_on(async {
+        let key = acme_types::sign::AccountKey::from_pkcs8_der(&key_der).unwrap();
+        let c = registered(&f, key).await;
+        let a = poll_decided(&c, &authz_url, &f).await;
+        assert_eq!(a["status"], "valid", "{a}\n{}", f.log());
+        assert!(f.log().contains("taking over a validation"), "{}", f.log());
+        assert_eq!(targets.counts(), vec![2]);
+    });
+}
