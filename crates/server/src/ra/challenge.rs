@@ -64,6 +64,7 @@ impl Ra {
         }
         let ticket = self.admit(&acct.id)?;
         self.take_budget(&tenant.name, &acct.id).await?;
+        let taken = std::time::Instant::now();
         let lease = self.new_lease();
         match self.sa.try_start_challenge(id, &lease).await {
             Ok(true) => {}
@@ -76,11 +77,7 @@ impl Ra {
             }
         }
         ch.status = ChallengeState::Processing;
-        let claim = Claim {
-            id: id.to_string(),
-            lease,
-            ticket,
-        };
+        let claim = Claim::new(id.to_string(), lease, ticket, taken);
         let validation = self.spawn_claimed(claim, Some((ch.clone(), authz.clone(), acct.clone())));
         if let Ok(Ok(Some(outcome))) =
             tokio::time::timeout(self.cfg.challenge_wait, validation).await
@@ -191,6 +188,7 @@ impl Ra {
         if room == 0 {
             return Ok(0);
         }
+        let taken = std::time::Instant::now();
         let lease = self.new_lease();
         let ids = self
             .sa
@@ -199,11 +197,7 @@ impl Ra {
         let n = ids.len();
         for id in ids {
             tracing::info!(challenge = %id, "taking over a validation whose lease expired");
-            let claim = Claim {
-                id,
-                lease: lease.clone(),
-                ticket: self.admit_taken_over(),
-            };
+            let claim = Claim::new(id, lease.clone(), self.admit_taken_over(), taken);
             drop(self.spawn_claimed(claim, None));
         }
         Ok(n)
