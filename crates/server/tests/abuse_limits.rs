@@ -122,6 +122,12 @@ fn an_expired_nonce_is_bad_nonce() {
 #[test]
 fn the_spent_nonce_set_is_capped() {
     let mut f = Fleetca::init(&["routers.example.com"]);
+    if f.database_url().starts_with("postgres") {
+        // Several nodes share the spent set as a table, pruned as nonces expire; the cap is
+        // on one SQLite node's memory.
+        eprintln!("SKIP: --max-spent-nonces caps a single node's in-memory set");
+        return;
+    }
     f.serve_with(0, 0, 0, &["--max-spent-nonces", "2"]);
     rt().block_on(async {
         let c = client(&f).await;
