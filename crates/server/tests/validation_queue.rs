@@ -174,12 +174,10 @@ fn each_target_is_contacted_once_when_validations_wait_longer_than_a_lease() {
     let rt = rt();
     // The responders need the thumbprint before the CA contacts them: the account key is
     // made first.
-    let key = acme_types::sign::AccountKey::generate(acme_types::sign::AccountKeyKind::EcdsaP256)
-        .unwrap();
-    let thumb = key.jwk().thumbprint();
+    let key = new_key();
     let targets = rt.block_on(Targets::start(
         N,
-        thumb.clone(),
+        key.jwk().thumbprint(),
         Duration::from_millis(2500),
         true,
     ));
@@ -190,25 +188,15 @@ fn each_target_is_contacted_once_when_validations_wait_longer_than_a_lease() {
         &["--max-validations", "1", "--validation-lease-secs", "2"],
     );
     rt.block_on(async {
-        let http = http_client(f.root_pem()).unwrap();
-        let mut c = AcmeClient::new(http, &f.directory_url()).await.unwrap();
-        c.key = key;
-        c.register().await.unwrap();
+        let c = registered(&f, key).await;
         let mut pending = Vec::new();
         for k in 1..=N {
             pending.push(order_ip(&c, k).await);
         }
         // All ready POSTs at once: one runs, nine wait for the single slot.
         let c = Arc::new(c);
-        let posts: Vec<_> = pending
-            .iter()
-            .map(|(_, ch)| {
-                let (c, ch) = (c.clone(), ch.clone());
-                tokio::spawn(async move { c.post_raw(&ch, Some(&json!({}))).await.unwrap() })
-            })
-            .collect();
-        for p in posts {
-            let r: Resp = p.await.unwrap();
+        let challenges: Vec<String> = pending.iter().map(|(_, ch)| ch.clone()).collect();
+        for r in post_all(&c, &challenges).await {
             assert_eq!(r.status, 200, "{}", r.json());
         }
         for (authz_url, _) in &pending {
@@ -244,8 +232,7 @@ fn a_full_validation_queue_refuses_with_rate_limited_and_changes_nothing() {
     const N: u8 = 4;
     let mut f = ca();
     let rt = rt();
-    let key = acme_types::sign::AccountKey::generate(acme_types::sign::AccountKeyKind::EcdsaP256)
-        .unwrap();
+    let key = new_key();
     let targets = rt.block_on(Targets::start(
         N,
         key.jwk().thumbprint(),
@@ -259,10 +246,7 @@ fn a_full_validation_queue_refuses_with_rate_limited_and_changes_nothing() {
         &["--max-validations", "1", "--max-queued-validations", "1"],
     );
     rt.block_on(async {
-        let http = http_client(f.root_pem()).unwrap();
-        let mut c = AcmeClient::new(http, &f.directory_url()).await.unwrap();
-        c.key = key;
-        c.register().await.unwrap();
+        let c = registered(&f, key).await;
         let mut orders = Vec::new();
         for k in 1..=N {
             orders.push(order_ip(&c, k).await);
