@@ -271,10 +271,7 @@ fn two_nodes_share_one_rate_limit() {
         return;
     }
     let f = Fleetca::init(&["routers.example.com"]);
-    let cfg = f.data_dir().join("fleetca.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("\n[ca.rate_limits]\nnew_orders_per_account_per_hour = 3\n");
-    std::fs::write(&cfg, text).unwrap();
+    f.set_rate_limits("new_orders_per_account_per_hour = 3");
     let db = support::create_postgres_database();
     let TwoNodes {
         a: node_a,

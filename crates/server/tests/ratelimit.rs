@@ -17,10 +17,7 @@ const SUFFIX: &str = "routers.example.com";
 /// A CA whose `fleetca.toml` carries `[ca.rate_limits]` with `limits`, served with `extra`.
 fn start(limits: &str, extra: &[&str], http01_port: u16) -> Fleetca {
     let mut f = Fleetca::init(&[SUFFIX]);
-    let cfg = f.data_dir().join("fleetca.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!("\n[ca.rate_limits]\n{limits}\n"));
-    std::fs::write(&cfg, text).unwrap();
+    f.set_rate_limits(limits);
     f.serve_with(0, http01_port, 0, extra);
     f
 }
@@ -95,6 +92,35 @@ fn new_orders_per_account_and_per_name() {
         // The refused order did not spend c2's account budget or the new name's.
         assert_eq!(new_order(&c2, &format!("w.{SUFFIX}")).await.status, 201);
         assert_eq!(new_order(&c2, &format!("v.{SUFFIX}")).await.status, 201);
+    });
+}
+
+/// The weekly per-name limit counts the name the order stores, not its spelling: upper-case,
+/// trailing-dot and full-width (IDNA-mapped) spellings of a name already ordered are refused
+/// like the name itself, and store nothing.
+#[test]
+fn names_are_counted_in_canonical_form() {
+    let f = start(
+        "certificates_per_name_per_week = 1",
+        &["--insecure-skip-validation"],
+        0,
+    );
+    rt().block_on(async {
+        let c = client(&f).await;
+        assert_eq!(new_order(&c, &format!("dev1.{SUFFIX}")).await.status, 201);
+        let before = counts(&f).await;
+        for spelling in [
+            format!("DEV1.{}", SUFFIX.to_uppercase()),
+            format!("Dev1.{SUFFIX}."),
+            format!("ｄｅｖ１.{SUFFIX}"),
+            format!("ＤＥＶ１．{SUFFIX}"),
+        ] {
+            let r = new_order(&c, &spelling).await;
+            assert_rate_limited(&r, 600_000..=604_800);
+            assert_eq!(counts(&f).await, before, "{spelling}");
+        }
+        // A different name has its own budget.
+        assert_eq!(new_order(&c, &format!("dev2.{SUFFIX}")).await.status, 201);
     });
 }
 
@@ -191,7 +217,7 @@ fn per_ip_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
 #[test]
 fn requests_per_ip_and_cheap_endpoints_exempt() {
     let f = start(
-        "requests_per_ip_per_second = 3",
+        "requests_per_ip_per_second = 3\nrequests_per_ip_burst = 3",
         &["--insecure-skip-validation"],
         0,
     );

@@ -48,7 +48,14 @@ impl IssuingCa {
         clock: &dyn Clock,
         shard: u32,
     ) -> Result<CrlRecord> {
-        if shard >= MAX_CRL_SHARDS {
+        // Anyone may ask for any shard number, and each new shard is a signature and a row:
+        // only the configured shards are made. A shard beyond today's count is served only if
+        // it was published before (certificates issued under an earlier, larger
+        // `--crl-shards` point at it).
+        if shard >= MAX_CRL_SHARDS
+            || (shard >= self.crl_shards.load(Ordering::Relaxed)
+                && store.get_crl_shard(&self.name, shard).await?.is_none())
+        {
             return Err(Error::not_found("CRL"));
         }
         let _guard = self.crl_lock.lock().await;

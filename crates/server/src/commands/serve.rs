@@ -89,6 +89,30 @@ pub struct ServeArgs {
     /// Most validations in flight at once.
     #[arg(long, env = "FLEETCA_MAX_VALIDATIONS", default_value_t = 64)]
     pub max_validations: usize,
+    /// Most validations waiting for a slot beyond --max-validations; a challenge POST beyond
+    /// it is refused with `rateLimited` + Retry-After and its challenge stays pending.
+    #[arg(long, env = "FLEETCA_MAX_QUEUED_VALIDATIONS", default_value_t = 1024)]
+    pub max_queued_validations: usize,
+    /// Most validations of one account in progress (waiting or running) on this node; beyond
+    /// it a challenge POST is refused with `rateLimited` + Retry-After.
+    #[arg(
+        long,
+        env = "FLEETCA_MAX_VALIDATIONS_PER_ACCOUNT",
+        default_value_t = 32
+    )]
+    pub max_validations_per_account: usize,
+    /// Seconds a nonce stays redeemable (RFC 8555 §6.5). Clients use a nonce within seconds
+    /// of getting it (every response carries a fresh one); a stale one gets `badNonce`, which
+    /// clients retry with the fresh nonce of that response.
+    #[arg(long, env = "FLEETCA_NONCE_LIFETIME_SECS", default_value_t = 300)]
+    pub nonce_lifetime_secs: u64,
+    /// Most spent nonces a single (SQLite) node remembers; when full, the oldest is forgotten
+    /// and nonces expiring no later than it are refused with `badNonce`.
+    #[arg(long, env = "FLEETCA_MAX_SPENT_NONCES", default_value_t = crate::sa::DEFAULT_MAX_SPENT_NONCES)]
+    pub max_spent_nonces: usize,
+    /// LABS AND TESTS ONLY: seconds a validation lease lasts without renewal (default 65).
+    #[arg(long, hide = true, default_value_t = 65)]
+    pub validation_lease_secs: u64,
     /// Spread new certificates over this many partitioned CRLs per issuing CA, each at
     /// `<public_base_url>/crl/<tenant>/<shard>.crl` (RFC 5280 §5.2.5); 0 keeps the single CRL.
     #[arg(long, env = "FLEETCA_CRL_SHARDS", default_value_t = 0)]
@@ -279,6 +303,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
+            max_queued_validations: args.max_queued_validations,
+            max_validations_per_account: args.max_validations_per_account.max(1),
+            validation_lease: Duration::from_secs(args.validation_lease_secs.max(1)),
             skip_validation: args.insecure_skip_validation,
             max_concurrent_signatures: args.max_signatures,
             finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
@@ -311,10 +338,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_waiting: args.max_waiting,
         overload_wait: Duration::from_millis(args.overload_wait_ms),
         trusted_proxies: crate::wfe::TrustedProxies::new(args.trusted_proxies.clone()),
+        nonce_ttl: Duration::from_secs(args.nonce_lifetime_secs.max(1)),
         ..WfeConfig::default()
     };
     // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).
-    let nonce_store = db.nonce_store();
+    let nonce_store = db.nonce_store(args.max_spent_nonces);
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
     // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through

@@ -2,6 +2,7 @@
 //! validation with bounded concurrency and a time limit; the result moves the challenge and
 //! its authorization to valid or invalid together.
 
+use super::validation_queue::Claim;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState};
@@ -40,6 +41,8 @@ impl Ra {
     /// returns the challenge as it now stands. Repeating the POST is harmless. The response
     /// waits up to `challenge_wait` for the validation, so a fast one is reported `valid` or
     /// `invalid` at once; a slower one is reported `processing` and goes on in the background.
+    /// A validation this node has no room for (queue full, the account's in-flight cap, its
+    /// failed-validation budget spent) is refused with `rateLimited` before anything changes.
     pub async fn respond_challenge(
         self: &Arc<Self>,
         tenant: &Tenant,
@@ -55,13 +58,27 @@ impl Ra {
                 "a device-attest-01 response must carry the attestation object in \"attObj\"",
             ));
         }
-        if !self.sa.try_start_challenge(id, self.lease_until()).await? {
-            // Started or decided by an earlier POST (maybe a concurrent one): report it as it
-            // stands now, not as it was read above.
-            return self.get_challenge(tenant, acct, id).await;
+        if ch.status != ChallengeState::Pending {
+            // Started or decided already: nothing to admit, nothing to charge.
+            return Ok((ch, authz));
+        }
+        let ticket = self.admit(&acct.id)?;
+        self.take_budget(&tenant.name, &acct.id).await?;
+        let taken = std::time::Instant::now();
+        let lease = self.new_lease();
+        match self.sa.try_start_challenge(id, &lease).await {
+            Ok(true) => {}
+            other => {
+                // Not started here (a concurrent POST won, or storage failed): the token
+                // was not spent on a validation.
+                self.give_back_budget(&tenant.name, &acct.id).await;
+                other?;
+                return self.get_challenge(tenant, acct, id).await;
+            }
         }
         ch.status = ChallengeState::Processing;
-        let validation = self.spawn_loaded_validation(ch.clone(), authz.clone(), acct.clone());
+        let claim = Claim::new(id.to_string(), lease, ticket, taken);
+        let validation = self.spawn_claimed(claim, Some((ch.clone(), authz.clone(), acct.clone())));
         if let Ok(Ok(Some(outcome))) =
             tokio::time::timeout(self.cfg.challenge_wait, validation).await
         {
@@ -104,8 +121,18 @@ impl Ra {
         let att_obj = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(att_obj_b64.trim_end_matches('='))
             .map_err(|_| Error::malformed("attObj is not base64url"))?;
-        if !self.sa.try_start_challenge(id, self.lease_until()).await? {
-            return self.get_challenge(tenant, acct, id).await;
+        if ch.status != ChallengeState::Pending {
+            return Ok((ch, authz));
+        }
+        self.take_budget(&tenant.name, &acct.id).await?;
+        let lease = self.new_lease();
+        match self.sa.try_start_challenge(id, &lease).await {
+            Ok(true) => {}
+            other => {
+                self.give_back_budget(&tenant.name, &acct.id).await;
+                other?;
+                return self.get_challenge(tenant, acct, id).await;
+            }
         }
         let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
             .map_err(|_| Error::internal("stored account key does not parse"))?;
@@ -124,6 +151,7 @@ impl Ra {
         let outcome = match result {
             Ok(()) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, "device attestation verified");
+                self.give_back_budget(&tenant.name, &acct.id).await;
                 ChallengeOutcome {
                     valid: true,
                     at: now,
@@ -134,9 +162,6 @@ impl Ra {
             }
             Err(detail) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, %detail, "device attestation refused");
-                if let Some(hook) = self.validation_failed.get() {
-                    hook(&authz.tenant, &acct.id);
-                }
                 let mut p = Problem::new(ProblemType::BadAttestationStatement, detail);
                 p.identifier = Some(acme_types::wire::Identifier {
                     r#type: authz.identifier.kind.clone(),
@@ -156,33 +181,38 @@ impl Ra {
         self.get_challenge(tenant, acct, id).await
     }
 
-    /// How long a node may take to validate before another takes the challenge over: the
-    /// validation time limit plus a margin.
-    fn lease_until(&self) -> i64 {
-        self.clock.unix() + Self::secs(self.cfg.validation_timeout) * 2 + 5
-    }
-
-    /// Validates challenges left in `processing` whose lease ran out (this node crashed, or
-    /// another node died mid-validation), so no authorization stays stuck.
+    /// Takes over validations left in `processing` whose lease ran out (their node crashed),
+    /// as many as the queue has room for, so no authorization stays stuck.
     pub async fn resume_validations(self: &Arc<Self>) -> Result<usize> {
+        let room = u32::try_from(self.queue_room()).unwrap_or(u32::MAX);
+        if room == 0 {
+            return Ok(0);
+        }
+        let taken = std::time::Instant::now();
+        let lease = self.new_lease();
         let ids = self
             .sa
-            .claim_stale_challenges(self.clock.unix(), self.lease_until())
+            .claim_stale_challenges(self.clock.unix(), &lease, room)
             .await?;
         let n = ids.len();
         for id in ids {
             tracing::info!(challenge = %id, "taking over a validation whose lease expired");
-            self.spawn_validation(id);
+            let claim = Claim::new(id, lease.clone(), self.admit_taken_over(), taken);
+            drop(self.spawn_claimed(claim, None));
         }
         Ok(n)
     }
 
-    /// Sweeps for expired validation leases every few seconds (several nodes may run it: each
-    /// stale challenge is claimed by exactly one).
+    /// Sweeps for expired validation leases a few times per lease (several nodes may run it:
+    /// each stale challenge is claimed by exactly one).
     pub fn spawn_validation_sweeper(self: &Arc<Self>) {
         let ra = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            let every = (ra.cfg.validation_lease / 2).clamp(
+                std::time::Duration::from_millis(500),
+                std::time::Duration::from_secs(10),
+            );
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 if let Err(e) = ra.resume_validations().await {
@@ -192,41 +222,51 @@ impl Ra {
         });
     }
 
-    fn spawn_validation(self: &Arc<Self>, challenge_id: String) {
-        let ra = Arc::clone(self);
-        tokio::spawn(async move {
-            let Ok(_permit) = ra.validations.clone().acquire_owned().await else {
-                return;
-            };
-            if let Err(e) = ra.validate(&challenge_id).await {
-                tracing::error!(challenge = %challenge_id, error = %e, "validation could not be recorded");
-            }
-        });
-    }
-
-    /// Validates a challenge this request just moved to `processing`, with the rows it
-    /// already read. The handle yields the recorded outcome (`None` if it could not be
-    /// recorded); dropping it leaves the validation running.
-    fn spawn_loaded_validation(
+    /// Runs a claimed validation once it has a slot and still holds its lease, with the rows
+    /// the claiming request already read (`None`: read them here). The handle yields the
+    /// recorded outcome (`None` if it did not run or could not be recorded); dropping it
+    /// leaves the validation running.
+    fn spawn_claimed(
         self: &Arc<Self>,
-        ch: ChallengeRecord,
-        authz: AuthzRecord,
-        acct: AccountRecord,
+        mut claim: Claim,
+        loaded: Option<(ChallengeRecord, AuthzRecord, AccountRecord)>,
     ) -> tokio::task::JoinHandle<Option<ChallengeOutcome>> {
         let ra = Arc::clone(self);
         tokio::spawn(async move {
-            let _permit = ra.validations.clone().acquire_owned().await.ok()?;
-            match ra.validate_loaded(&ch, &authz, &acct).await {
+            let _permit = ra.wait_for_slot(&mut claim).await?;
+            let (ch, authz, acct) = match loaded {
+                Some(rows) => rows,
+                None => match ra.load(&claim.id).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(challenge = %claim.id, error = %e, "validation could not be loaded");
+                        return None;
+                    }
+                },
+            };
+            let id = claim.id.clone();
+            let result = tokio::select! {
+                r = ra.validate_loaded(&ch, &authz, &acct) => r,
+                () = ra.keep_lease(&mut claim) => {
+                    tracing::warn!(challenge = %id, "validation lease lost while validating; result discarded");
+                    return None;
+                }
+            };
+            match result {
                 Ok(outcome) => Some(outcome),
                 Err(e) => {
-                    tracing::error!(challenge = %ch.id, error = %e, "validation could not be recorded");
+                    tracing::error!(challenge = %id, error = %e, "validation could not be recorded");
                     None
                 }
             }
         })
     }
 
-    async fn validate(&self, challenge_id: &str) -> Result<()> {
+    /// The challenge, its authorization and account, for a validation taken over.
+    async fn load(
+        &self,
+        challenge_id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord, AccountRecord)> {
         let ch = self
             .sa
             .get_challenge(challenge_id)
@@ -242,7 +282,7 @@ impl Ra {
             .get_account(&authz.account_id)
             .await?
             .ok_or_else(|| Error::internal("account vanished"))?;
-        self.validate_loaded(&ch, &authz, &acct).await.map(|_| ())
+        Ok((ch, authz, acct))
     }
 
     /// Runs the validation of `ch` and records its outcome (challenge and authorization).
@@ -259,6 +299,8 @@ impl Ra {
         let outcome = match self.run_validation(tenant, ch, authz, acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
+                // The token taken when the validation started was not needed.
+                self.give_back_budget(&authz.tenant, &acct.id).await;
                 ChallengeOutcome {
                     valid: true,
                     at: self.clock.unix(),
@@ -269,9 +311,6 @@ impl Ra {
             }
             Err(problem) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, detail = %problem.detail, "validation failed");
-                if let Some(hook) = self.validation_failed.get() {
-                    hook(&authz.tenant, &acct.id);
-                }
                 ChallengeOutcome {
                     valid: false,
                     at: self.clock.unix(),

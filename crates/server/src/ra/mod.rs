@@ -12,6 +12,7 @@ mod finalize;
 mod name_template;
 mod order;
 mod revoke;
+mod validation_queue;
 
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
@@ -19,6 +20,7 @@ pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_
 pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
+pub use validation_queue::ValidationBudget;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -44,8 +46,16 @@ pub struct RaConfig {
     pub max_identifiers: usize,
     /// Most validations running at once.
     pub max_concurrent_validations: usize,
+    /// Most validations waiting for one of those slots; a challenge POST beyond it is refused
+    /// with `rateLimited` and the challenge stays `pending`.
+    pub max_queued_validations: usize,
+    /// Most validations of one account claimed and not yet finished on this node.
+    pub max_validations_per_account: usize,
     /// Time limit for one validation, CAA included.
     pub validation_timeout: Duration,
+    /// How long a validation lease lasts without renewal: when a node stops renewing (it
+    /// died), another node takes the validation over after this long.
+    pub validation_lease: Duration,
     /// How long a challenge POST waits for its validation before answering `processing`.
     /// Most device validations (LAN http-01, tls-alpn-01) finish well inside it, so the
     /// device learns the result in the same round trip instead of polling.
@@ -75,7 +85,10 @@ impl Default for RaConfig {
             valid_authz_lifetime: Duration::from_secs(30 * 86400),
             max_identifiers: 100,
             max_concurrent_validations: 64,
+            max_queued_validations: 1024,
+            max_validations_per_account: 32,
             validation_timeout: Duration::from_secs(30),
+            validation_lease: Duration::from_secs(65),
             challenge_wait: Duration::from_millis(250),
             orders_page_size: 50,
             skip_validation: false,
@@ -94,16 +107,14 @@ pub struct Ra {
     va: Va,
     validations: Arc<Semaphore>,
     signatures: Arc<Semaphore>,
+    admissions: Arc<validation_queue::Admissions>,
     cfg: RaConfig,
     eab: Option<EabBackend>,
     /// Profiles, `replaces` links and ARI overrides (set once at start-up).
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
-    /// Told (tenant, account id) of every failed validation (the front end's rate limiter).
-    validation_failed: std::sync::OnceLock<ValidationFailedHook>,
+    /// The failed-validation limit (the front end's rate limiter).
+    budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
 }
-
-/// Called with (tenant, account id) when a challenge validation fails.
-pub type ValidationFailedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
 /// Anything else is "not found" to it: RFC 8555 gives an account no access to another's
@@ -142,6 +153,7 @@ impl Ra {
         Arc::new(Self {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             signatures: Arc::new(Semaphore::new(cfg.max_concurrent_signatures.max(1))),
+            admissions: Arc::default(),
             tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
             sa,
             clock,
@@ -149,7 +161,7 @@ impl Ra {
             cfg,
             eab,
             lifecycle: std::sync::OnceLock::new(),
-            validation_failed: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
         })
     }
 
@@ -159,9 +171,10 @@ impl Ra {
         let _ = self.lifecycle.set(store);
     }
 
-    /// Registers the hook told about failed validations (set once, before serving).
-    pub fn on_validation_failed(&self, hook: ValidationFailedHook) {
-        let _ = self.validation_failed.set(hook);
+    /// Sets the failed-validation limit each started validation draws from (set once,
+    /// before serving).
+    pub fn set_validation_budget(&self, budget: Arc<dyn ValidationBudget>) {
+        let _ = self.budget.set(budget);
     }
 
     /// The lifecycle storage, if configured.

@@ -48,9 +48,10 @@ metered! {
     fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, now: i64, min_expires: i64) -> Result<Option<String>, SaError>;
     fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
     fn has_valid_authzs(&self, account_id: &str, authzs: &[(StoredIdentifier, bool)], now: i64) -> Result<bool, SaError>;
-    fn try_start_challenge(&self, challenge_id: &str, lease_until: i64) -> Result<bool, SaError>;
+    fn try_start_challenge(&self, challenge_id: &str, lease: &Lease) -> Result<bool, SaError>;
+    fn renew_challenge_lease(&self, challenge_id: &str, lease: &Lease) -> Result<bool, SaError>;
     fn finish_challenge(&self, challenge_id: &str, outcome: ChallengeOutcome) -> Result<(), SaError>;
-    fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError>;
+    fn claim_stale_challenges(&self, now: i64, lease: &Lease, limit: u32) -> Result<Vec<String>, SaError>;
     fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
     fn get_authz_by_challenge(&self, challenge_id: &str) -> Result<Option<AuthzRecord>, SaError>;
     fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;

@@ -31,7 +31,7 @@ pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, R
 pub use metered::MeteredStorage;
 pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
-pub use nonce::{MemoryNonceStore, NonceStore};
+pub use nonce::{MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES};
 pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use seed::{HistorySeeder, SeedSpec};
@@ -52,9 +52,10 @@ pub trait Database:
     + HistorySeeder
     + AdminTokenStore
 {
-    /// Where spent nonces are kept: in memory for a single SQLite node, in the shared database
-    /// for PostgreSQL (see `sa::nonce`).
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore>;
+    /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
+    /// of them), in the shared database for PostgreSQL, pruned as they expire (see
+    /// `sa::nonce`).
+    fn nonce_store(&self, max_spent: usize) -> std::sync::Arc<dyn NonceStore>;
     /// Where the slower rate-limit buckets are kept: `None` (this process's memory) for a
     /// single SQLite node, the shared database for PostgreSQL (see `sa::rate`).
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>>;
@@ -64,8 +65,8 @@ pub trait Database:
 
 #[async_trait]
 impl Database for SqliteStorage {
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
-        std::sync::Arc::new(MemoryNonceStore::default())
+    fn nonce_store(&self, max_spent: usize) -> std::sync::Arc<dyn NonceStore> {
+        std::sync::Arc::new(MemoryNonceStore::with_capacity(max_spent))
     }
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {
         None
@@ -77,7 +78,8 @@ impl Database for SqliteStorage {
 
 #[async_trait]
 impl Database for PgStorage {
-    fn nonce_store(&self) -> std::sync::Arc<dyn NonceStore> {
+    fn nonce_store(&self, _max_spent: usize) -> std::sync::Arc<dyn NonceStore> {
+        // A table, not memory: bounded by the nonce lifetime and the per-IP request limit.
         std::sync::Arc::new(self.clone())
     }
     fn rate_store(&self) -> Option<std::sync::Arc<dyn RateStore>> {
@@ -289,12 +291,17 @@ pub trait Storage: Send + Sync {
         now: i64,
     ) -> Result<bool, SaError>;
 
-    /// Moves a pending challenge of a pending authorization to processing, leased to the caller
-    /// until `lease_until`; false otherwise.
-    async fn try_start_challenge(
+    /// Moves a pending challenge of a pending authorization to processing, leased to
+    /// `lease.owner` until `lease.until`; false otherwise.
+    async fn try_start_challenge(&self, challenge_id: &str, lease: &Lease)
+        -> Result<bool, SaError>;
+    /// Extends the lease to `lease.until` if `lease.owner` still holds it and the challenge and
+    /// its authorization are still undecided; false otherwise (the validation was taken over
+    /// or decided, and must not contact its target).
+    async fn renew_challenge_lease(
         &self,
         challenge_id: &str,
-        lease_until: i64,
+        lease: &Lease,
     ) -> Result<bool, SaError>;
     /// Records a validation result for a processing challenge and its authorization: on success
     /// both become valid and the authorization's expiry becomes `authz_expires`; on failure both
@@ -305,12 +312,14 @@ pub trait Storage: Send + Sync {
         challenge_id: &str,
         outcome: ChallengeOutcome,
     ) -> Result<(), SaError>;
-    /// Takes over challenges left in `processing` whose lease ran out (the node validating them
-    /// died), extending the lease to `lease_until`; each is returned to exactly one caller.
+    /// Takes over at most `limit` challenges left in `processing` whose lease ran out before
+    /// `now` (the node validating them died), leasing them to `lease`; each is returned to
+    /// exactly one caller.
     async fn claim_stale_challenges(
         &self,
         now: i64,
-        lease_until: i64,
+        lease: &Lease,
+        limit: u32,
     ) -> Result<Vec<String>, SaError>;
     /// Reads a challenge.
     async fn get_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>, SaError>;
@@ -343,6 +352,16 @@ pub trait Storage: Send + Sync {
     async fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError>;
     /// Stores a CRL if its number is higher than the stored one.
     async fn store_crl(&self, tenant: &str, crl: &CrlRecord) -> Result<(), SaError>;
+}
+
+/// A validation lease: who holds it (a token fresh for each claim) and until when (UNIX
+/// seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The claim's token.
+    pub owner: String,
+    /// When another node may take the validation over, unless renewed.
+    pub until: i64,
 }
 
 /// The result of one validation, as [`Storage::finish_challenge`] stores it.

@@ -26,20 +26,48 @@ fn random_key() -> Vec<u8> {
     k
 }
 
-/// Spent nonce ids and, in expiry order, when each can be forgotten.
-type SpentSet = (HashSet<Vec<u8>>, VecDeque<(i64, Vec<u8>)>);
+/// How many spent nonces one node remembers by default (about 60 MB at most). With the
+/// default five-minute lifetime that is over 1,600 spent nonces per second, sustained.
+pub const DEFAULT_MAX_SPENT_NONCES: usize = 500_000;
 
-/// The single-node store: a per-process key and an in-memory spent set.
+/// Spent nonce ids, the order they were spent in (with their expiry), and the floor: the
+/// highest expiry of a nonce forgotten early because the set was full.
+struct SpentSet {
+    ids: HashSet<Vec<u8>>,
+    order: VecDeque<(i64, Vec<u8>)>,
+    floor: i64,
+}
+
+/// The single-node store: a per-process key and an in-memory spent set of bounded size.
+///
+/// When the set is full the oldest spent nonce is forgotten and the floor rises to its
+/// expiry; from then on every nonce expiring at or before the floor is refused (`badNonce`),
+/// spent or not, since the store can no longer tell. Refusing errs on the safe side: a replay
+/// is never accepted, and an honest client that gets `badNonce` retries with the fresh nonce
+/// of that very response (RFC 8555 §6.5), which expires after the floor.
 pub struct MemoryNonceStore {
     key: Vec<u8>,
+    max: usize,
     spent: Mutex<SpentSet>,
 }
 
 impl Default for MemoryNonceStore {
     fn default() -> Self {
+        Self::with_capacity(DEFAULT_MAX_SPENT_NONCES)
+    }
+}
+
+impl MemoryNonceStore {
+    /// A store remembering at most `max` spent nonces (at least one).
+    pub fn with_capacity(max: usize) -> Self {
         Self {
             key: random_key(),
-            spent: Mutex::new((HashSet::new(), VecDeque::new())),
+            max: max.max(1),
+            spent: Mutex::new(SpentSet {
+                ids: HashSet::new(),
+                order: VecDeque::new(),
+                floor: i64::MIN,
+            }),
         }
     }
 }
@@ -52,20 +80,27 @@ impl NonceStore for MemoryNonceStore {
 
     async fn spend_nonce(&self, id: &[u8], expires: i64) -> Result<bool, SaError> {
         let mut g = self.spent.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.0.insert(id.to_vec()) {
+        if expires <= g.floor || !g.ids.insert(id.to_vec()) {
             return Ok(false);
         }
-        g.1.push_back((expires, id.to_vec()));
+        g.order.push_back((expires, id.to_vec()));
+        while g.ids.len() > self.max {
+            let Some((exp, old)) = g.order.pop_front() else {
+                break;
+            };
+            g.ids.remove(&old);
+            g.floor = g.floor.max(exp);
+        }
         Ok(true)
     }
 
     async fn prune_nonces(&self, now: i64) -> Result<u64, SaError> {
         let mut g = self.spent.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
-        // Nonces share one lifetime, so insertion order is expiry order.
-        while g.1.front().is_some_and(|(exp, _)| *exp < now) {
-            if let Some((_, id)) = g.1.pop_front() {
-                g.0.remove(&id);
+        // Nonces share one lifetime, so spending order is close to expiry order.
+        while g.order.front().is_some_and(|(exp, _)| *exp < now) {
+            if let Some((_, id)) = g.order.pop_front() {
+                g.ids.remove(&id);
                 n += 1;
             }
         }
@@ -129,6 +164,30 @@ mod tests {
     #[tokio::test]
     async fn memory_store() {
         spends_once(&MemoryNonceStore::default()).await;
+    }
+
+    /// A full set forgets its oldest spent nonce and from then on refuses every nonce that
+    /// expires no later than the one forgotten, spent or not; later nonces are unaffected.
+    #[tokio::test]
+    async fn memory_store_is_capped_and_refuses_what_it_forgot() {
+        let store = MemoryNonceStore::with_capacity(2);
+        assert!(store.spend_nonce(b"a", 100).await.unwrap());
+        assert!(store.spend_nonce(b"b", 101).await.unwrap());
+        assert!(store.spend_nonce(b"c", 102).await.unwrap());
+        assert_eq!(store.spent.lock().unwrap().ids.len(), 2, "capped at 2");
+        // "a" was forgotten: its replay is still refused, through the floor.
+        assert!(!store.spend_nonce(b"a", 100).await.unwrap());
+        // So is an unspent nonce that expires no later than "a".
+        assert!(!store.spend_nonce(b"z", 99).await.unwrap());
+        assert!(!store.spend_nonce(b"y", 100).await.unwrap());
+        // Remembered ones are refused as replays, newer ones accepted once.
+        assert!(!store.spend_nonce(b"c", 102).await.unwrap());
+        assert!(store.spend_nonce(b"d", 103).await.unwrap());
+        assert!(!store.spend_nonce(b"d", 103).await.unwrap());
+        assert!(
+            !store.spend_nonce(b"b", 101).await.unwrap(),
+            "forgotten, below the floor"
+        );
     }
 
     #[tokio::test]

@@ -52,9 +52,14 @@ pub(super) mod stmt {
     /// Authorization deactivation: the names its attestation granted go with it.
     pub(crate) const DEACTIVATE_ATTESTED: &str =
         "UPDATE authzs SET status = 'deactivated' WHERE attested_by = $1 AND status IN ('pending', 'valid')";
-    /// Challenge POST: start a validation (with its lease).
+    /// Challenge POST: start a validation (with its lease and the lease's owner).
     pub(crate) const START_CHALLENGE: &str =
-        "UPDATE challenges SET status = 'processing', lease_until = $2 WHERE id = $1 AND status = 'pending'
+        "UPDATE challenges SET status = 'processing', lease_until = $2, lease_owner = $3 WHERE id = $1 AND status = 'pending'
+         AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')";
+    /// A validation about to contact its target, or still running: extends the lease only if
+    /// the caller still holds it and the challenge and its authorization are undecided.
+    pub(crate) const RENEW_CHALLENGE_LEASE: &str =
+        "UPDATE challenges SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
          AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = challenges.authz_id AND a.status = 'pending')";
     /// Validation succeeded: the challenge's authorization.
     pub(crate) const AUTHZ_VALID: &str =
@@ -71,8 +76,14 @@ pub(super) mod stmt {
     pub(crate) const ATTESTED_INVALID: &str =
         "UPDATE authzs SET status = 'invalid' WHERE status = 'pending' AND attested_by = (SELECT authz_id FROM challenges WHERE id = $1)";
     /// Lease sweep: take over validations whose node died.
-    pub(crate) const CLAIM_STALE_CHALLENGES: &str = "UPDATE challenges SET lease_until = $2
+    /// At most `$4` at a time (what the sweeping node's queue has room for); the outer
+    /// condition repeats the inner one so that two nodes sweeping at once on PostgreSQL cannot
+    /// both take a row (the second re-checks it after the first's update).
+    pub(crate) const CLAIM_STALE_CHALLENGES: &str =
+        "UPDATE challenges SET lease_until = $2, lease_owner = $3
          WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $1)
+         AND id IN (SELECT id FROM challenges WHERE status = 'processing'
+                    AND (lease_until IS NULL OR lease_until < $1) LIMIT $4)
          RETURNING id";
 
     // The writes below have no plan to go wrong; named so both write paths share them.
@@ -112,14 +123,15 @@ pub(super) mod stmt {
     pub(crate) const FINISH_CHALLENGE: &str =
         "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'";
 
-    /// The statements the plan test checks: the ten above the writes.
+    /// The statements the plan test checks: the eleven above the writes.
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 10] = [
+    pub(crate) const ALL: [&str; 11] = [
         CLAIM_ORDER,
         RELEASE_STALE_ORDER_CLAIMS,
         REUSABLE_AUTHZ,
         DEACTIVATE_ATTESTED,
         START_CHALLENGE,
+        RENEW_CHALLENGE_LEASE,
         AUTHZ_VALID,
         AUTHZ_INVALID,
         ATTESTED_VALID,
@@ -577,11 +589,11 @@ impl Storage for $ty {
         Ok(true)
     }
 
-    async fn try_start_challenge(&self, challenge_id: &str, lease_until: i64) -> Result<bool, SaError> {
+    async fn try_start_challenge(&self, challenge_id: &str, lease: &Lease) -> Result<bool, SaError> {
         if let Some(w) = self.batch_writer() {
-            let id = challenge_id.to_string();
+            let (id, lease) = (challenge_id.to_string(), lease.clone());
             return w
-                .run(move |c| super::sqlite_writes::try_start_challenge(c, &id, lease_until))
+                .run(move |c| super::sqlite_writes::try_start_challenge(c, &id, &lease))
                 .await;
         }
         let pass = self.write_access().await?;
@@ -589,9 +601,28 @@ impl Storage for $ty {
             super::sql::stmt::START_CHALLENGE,
         )
         .bind(challenge_id)
-        .bind(lease_until)
+        .bind(lease.until)
+        .bind(&lease.owner)
         .execute(self.writer(&pass))
         .await?;
+        self.durable().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn renew_challenge_lease(&self, challenge_id: &str, lease: &Lease) -> Result<bool, SaError> {
+        if let Some(w) = self.batch_writer() {
+            let (id, lease) = (challenge_id.to_string(), lease.clone());
+            return w
+                .run(move |c| super::sqlite_writes::renew_challenge_lease(c, &id, &lease))
+                .await;
+        }
+        let pass = self.write_access().await?;
+        let r = sqlx::query(super::sql::stmt::RENEW_CHALLENGE_LEASE)
+            .bind(challenge_id)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .execute(self.writer(&pass))
+            .await?;
         self.durable().await?;
         Ok(r.rows_affected() == 1)
     }
@@ -652,12 +683,14 @@ impl Storage for $ty {
         Ok(())
     }
 
-    async fn claim_stale_challenges(&self, now: i64, lease_until: i64) -> Result<Vec<String>, SaError> {
+    async fn claim_stale_challenges(&self, now: i64, lease: &Lease, limit: u32) -> Result<Vec<String>, SaError> {
         // One statement, so two nodes sweeping at once cannot both take the same challenge.
         let pass = self.write_access().await?;
         let rows = sqlx::query(super::sql::stmt::CLAIM_STALE_CHALLENGES)
         .bind(now)
-        .bind(lease_until)
+        .bind(lease.until)
+        .bind(&lease.owner)
+        .bind(i64::from(limit))
         .fetch_all(self.writer(&pass))
         .await?;
         self.durable().await?;

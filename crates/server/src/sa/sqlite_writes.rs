@@ -122,9 +122,26 @@ pub(super) fn store_certificate(
 pub(super) fn try_start_challenge(
     c: &Connection,
     challenge_id: &str,
-    lease_until: i64,
+    lease: &super::Lease,
 ) -> Result<bool, SaError> {
-    Ok(execute(c, stmt::START_CHALLENGE, &[&challenge_id, &lease_until])? == 1)
+    Ok(execute(
+        c,
+        stmt::START_CHALLENGE,
+        &[&challenge_id, &lease.until, &lease.owner],
+    )? == 1)
+}
+
+/// Extends a lease its owner still holds (see `Storage::renew_challenge_lease`).
+pub(super) fn renew_challenge_lease(
+    c: &Connection,
+    challenge_id: &str,
+    lease: &super::Lease,
+) -> Result<bool, SaError> {
+    Ok(execute(
+        c,
+        stmt::RENEW_CHALLENGE_LEASE,
+        &[&challenge_id, &lease.owner, &lease.until],
+    )? == 1)
 }
 
 /// Stores a validation's outcome with its authorization and the ones it attests (see

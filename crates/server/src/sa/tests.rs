@@ -25,6 +25,13 @@ fn account(id: &str, tp: &str) -> AccountRecord {
     }
 }
 
+fn lease(owner: &str, until: i64) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until,
+    }
+}
+
 fn ident(v: &str) -> StoredIdentifier {
     StoredIdentifier {
         kind: "dns".into(),
@@ -168,23 +175,56 @@ async fn suite(sa: Arc<dyn Storage>) {
     );
 
     // Challenge: started once, finished once; success validates the authorization.
-    assert!(sa.try_start_challenge("o1-chall", 150).await.unwrap());
-    assert!(!sa.try_start_challenge("o1-chall", 150).await.unwrap());
-    // Still leased: nobody takes it over; after the lease, exactly one sweep does.
     assert!(sa
-        .claim_stale_challenges(149, 300)
+        .try_start_challenge("o1-chall", &lease("first", 150))
+        .await
+        .unwrap());
+    assert!(!sa
+        .try_start_challenge("o1-chall", &lease("first", 150))
+        .await
+        .unwrap());
+    // Still leased: nobody takes it over, and its owner can renew it.
+    assert!(sa
+        .claim_stale_challenges(149, &lease("sweep", 300), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(sa
+        .renew_challenge_lease("o1-chall", &lease("first", 150))
+        .await
+        .unwrap());
+    assert!(
+        !sa.renew_challenge_lease("o1-chall", &lease("other", 150))
+            .await
+            .unwrap(),
+        "only the lease's owner renews it"
+    );
+    // A sweep with no room takes nothing; after the lease, exactly one sweep takes it.
+    assert!(sa
+        .claim_stale_challenges(151, &lease("sweep", 300), 0)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        sa.claim_stale_challenges(151, 300).await.unwrap(),
+        sa.claim_stale_challenges(151, &lease("sweep", 300), 10)
+            .await
+            .unwrap(),
         vec!["o1-chall".to_string()]
     );
     assert!(sa
-        .claim_stale_challenges(151, 300)
+        .claim_stale_challenges(151, &lease("sweep2", 300), 10)
         .await
         .unwrap()
         .is_empty());
+    // The first owner lost it: a validation that waited that long must not run.
+    assert!(!sa
+        .renew_challenge_lease("o1-chall", &lease("first", 400))
+        .await
+        .unwrap());
+    assert!(sa
+        .renew_challenge_lease("o1-chall", &lease("sweep", 400))
+        .await
+        .unwrap());
     sa.finish_challenge(
         "o1-chall",
         ChallengeOutcome {
@@ -199,6 +239,12 @@ async fn suite(sa: Arc<dyn Storage>) {
     .unwrap();
     let a = sa.get_authz("o1-authz").await.unwrap().unwrap();
     assert_eq!((a.status, a.expires), (AuthzState::Valid, 9000));
+    assert!(
+        !sa.renew_challenge_lease("o1-chall", &lease("sweep", 500))
+            .await
+            .unwrap(),
+        "a decided validation is not run again"
+    );
     // The authorization found through its challenge is the same, challenge state included.
     let by_ch = sa
         .get_authz_by_challenge("o1-chall")
@@ -410,7 +456,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
             "{i:?} is bound to its order"
         );
     }
-    assert!(sa.try_start_challenge("d1-chall", 150).await.unwrap());
+    assert!(sa
+        .try_start_challenge("d1-chall", &lease("first", 150))
+        .await
+        .unwrap());
     sa.finish_challenge("d1-chall", outcome(true))
         .await
         .unwrap();
@@ -440,7 +489,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     // A refused attestation takes the templated name down with it.
     let (order, authzs) = device_order("d2", "acct");
     sa.insert_order(&order, &authzs, None).await.unwrap();
-    assert!(sa.try_start_challenge("d2-chall", 150).await.unwrap());
+    assert!(sa
+        .try_start_challenge("d2-chall", &lease("first", 150))
+        .await
+        .unwrap());
     sa.finish_challenge("d2-chall", outcome(false))
         .await
         .unwrap();
@@ -469,7 +521,10 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
     sa.insert_order(&order, &authzs, None).await.unwrap();
     assert!(sa.try_deactivate_authz("d3-dev").await.unwrap());
     assert_eq!(status("d3-name").await.status, AuthzState::Deactivated);
-    assert!(!sa.try_start_challenge("d3-chall", 150).await.unwrap());
+    assert!(!sa
+        .try_start_challenge("d3-chall", &lease("first", 150))
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -656,7 +711,10 @@ async fn sqlite_writes_wait_for_durability() {
     let (order, authz) = order_with_authz("o", "acct", AuthzState::Pending);
     sa.insert_order(&order, &[authz], None).await.unwrap();
     step("insert_order", true);
-    assert!(sa.try_start_challenge("o-chall", 10).await.unwrap());
+    assert!(sa
+        .try_start_challenge("o-chall", &lease("first", 10))
+        .await
+        .unwrap());
     step("try_start_challenge", true);
     sa.finish_challenge(
         "o-chall",

@@ -120,16 +120,9 @@ pub(super) async fn challenge(
                     Some(serde_json::Value::String(s)) => Some(s.clone()),
                     Some(_) => return Err(Error::malformed("attObj must be a base64url string")),
                 };
-                // §6.6: an account that keeps failing validations waits before starting more.
-                wfe.limits()
-                    .check(
-                        &t.name,
-                        &[(
-                            super::ratelimit::Limit::FailedValidationsPerAccount,
-                            acct.id.clone(),
-                        )],
-                    )
-                    .await?;
+                // §6.6: the registration authority takes a failed-validation token when it
+                // starts a validation (given back on success), so an account that keeps
+                // failing waits before starting more, however many it starts at once.
                 match att_obj {
                     Some(att) => wfe.ra.respond_attestation(&t, acct, &id, &att).await?,
                     None => wfe.ra.respond_challenge(&t, acct, &id).await?,

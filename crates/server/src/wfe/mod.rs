@@ -42,7 +42,9 @@ pub struct WfeConfig {
     pub base_url: String,
     /// Largest accepted request body (RFC 8555 leaves the limit to the server).
     pub max_body_bytes: usize,
-    /// How long a nonce stays redeemable.
+    /// How long a nonce stays redeemable (`serve --nonce-lifetime-secs`). Every response
+    /// carries a fresh one (RFC 8555 §7.2), so a client needs a nonce only seconds after it
+    /// got it; a short lifetime keeps the spent set small.
     pub nonce_ttl: Duration,
     /// Most newOrder/finalize/challenge requests running at once (`serve --max-in-flight`);
     /// 0 turns the overload gate off. See [`overload`].
@@ -61,7 +63,7 @@ impl Default for WfeConfig {
         Self {
             base_url: "https://127.0.0.1:8443".into(),
             max_body_bytes: 64 * 1024,
-            nonce_ttl: Duration::from_secs(3600),
+            nonce_ttl: Duration::from_secs(300),
             max_in_flight: 256,
             max_waiting: 1024,
             overload_wait: Duration::from_millis(500),
@@ -90,22 +92,14 @@ impl Wfe {
     }
 
     /// Sets the rate limiter (per-tenant `[ca.rate_limits]`) and has the registration
-    /// authority report failed validations to it. Call once, before serving; without it the
-    /// default limits apply to every tenant.
+    /// authority draw each validation it starts from the failed-validation limit. Call once,
+    /// before serving; without it the default limits apply to every tenant.
     pub fn set_rate_limits(&self, limiter: Arc<ratelimit::RateLimiter>) {
         let _ = self.limits.set(limiter);
-        let limiter = Arc::clone(self.limits());
         self.ra
-            .on_validation_failed(Arc::new(move |tenant: &str, account: &str| {
-                // The hook is called from the validation task; recording may be a database
-                // write (shared buckets), so it runs on its own task.
-                let (limiter, tenant) = (Arc::clone(&limiter), tenant.to_string());
-                let charge = [(
-                    ratelimit::Limit::FailedValidationsPerAccount,
-                    account.to_string(),
-                )];
-                tokio::spawn(async move { limiter.record(&tenant, &charge).await });
-            }));
+            .set_validation_budget(Arc::new(ratelimit::FailedValidations(Arc::clone(
+                self.limits(),
+            ))));
     }
 
     /// The front end's configuration.
@@ -123,7 +117,10 @@ impl Wfe {
     pub fn spawn_nonce_pruner(self: &Arc<Self>) {
         let wfe = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            // Several times per lifetime, so spent nonces are kept little longer than it.
+            let every =
+                (wfe.cfg.nonce_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 if let Err(e) = wfe.nonces.prune().await {

@@ -32,15 +32,21 @@ const WEEK: f64 = 7.0 * 86400.0;
 pub struct RateLimitConfig {
     /// newOrder requests per account per hour.
     pub new_orders_per_account_per_hour: u32,
-    /// Failed challenge validations per account per hour; once spent, challenge POSTs that
-    /// would start another validation are refused until the bucket refills.
+    /// Failed challenge validations per account per hour. Each validation takes a token when
+    /// it starts and gives it back if it succeeds; once spent, challenge POSTs that would
+    /// start another validation are refused until the bucket refills.
     pub failed_validations_per_account_per_hour: u32,
     /// Accounts created per client IP per hour (generous: a factory line behind one NAT
     /// address onboards many devices).
     pub new_accounts_per_ip_per_hour: u32,
-    /// Signed ACME POSTs per client IP per second (directory, newNonce and renewalInfo are
-    /// exempt). Also the bucket size, so a client may burst one second's worth.
+    /// Signed ACME POSTs per client IP per second, sustained (directory, newNonce and
+    /// renewalInfo are exempt). A certificate takes about eight, so the default lets one
+    /// address obtain several per second; put devices behind a proxy named with
+    /// `--trusted-proxy`, or raise it, where many devices share one address.
     pub requests_per_ip_per_second: u32,
+    /// How many signed POSTs one client IP may send at once before the per-second rate
+    /// applies (the bucket size); `0`: one second's worth.
+    pub requests_per_ip_burst: u32,
     /// Orders naming the same registered name per week (each order is a would-be certificate;
     /// checked and counted at newOrder, as Let's Encrypt does).
     pub certificates_per_name_per_week: u32,
@@ -56,7 +62,8 @@ impl Default for RateLimitConfig {
             new_orders_per_account_per_hour: 300,
             failed_validations_per_account_per_hour: 60,
             new_accounts_per_ip_per_hour: 20_000,
-            requests_per_ip_per_second: 20_000,
+            requests_per_ip_per_second: 50,
+            requests_per_ip_burst: 250,
             certificates_per_name_per_week: 100,
             name_suffix_labels: 0,
         }
@@ -118,7 +125,14 @@ impl Limit {
             Limit::NewOrdersPerAccount => (c.new_orders_per_account_per_hour, HOUR),
             Limit::FailedValidationsPerAccount => (c.failed_validations_per_account_per_hour, HOUR),
             Limit::NewAccountsPerIp => (c.new_accounts_per_ip_per_hour, HOUR),
-            Limit::RequestsPerIp => (c.requests_per_ip_per_second, 1.0),
+            Limit::RequestsPerIp => {
+                let rate = c.requests_per_ip_per_second;
+                let burst = match c.requests_per_ip_burst {
+                    0 => rate,
+                    b => b,
+                };
+                return (rate > 0).then(|| (f64::from(burst), f64::from(rate)));
+            }
             Limit::CertificatesPerName => (c.certificates_per_name_per_week, WEEK),
         };
         (n > 0).then(|| (f64::from(n), f64::from(n) / period))
@@ -216,9 +230,15 @@ impl RateLimiter {
     }
 
     /// The bucket key of a name under the tenant's `name_suffix_labels` rule; wildcards count
-    /// as their base name.
+    /// as their base name. The name is first put in the canonical form the order stores
+    /// (IDNA A-labels, lower case, no trailing dot), so that no other spelling of it (upper
+    /// case, full-width or other Unicode forms IDNA maps to the same name) is a bucket of its
+    /// own; a name that does not parse is refused by newOrder anyway.
     pub fn name_key(&self, tenant: &str, name: &str) -> String {
-        let name = name.trim_start_matches("*.").trim_end_matches('.');
+        let canonical = pki::identifier::Identifier::parse_any(name)
+            .map(|i| i.value())
+            .unwrap_or_else(|_| name.to_lowercase());
+        let name = canonical.trim_start_matches("*.").trim_end_matches('.');
         let keep = self.config(tenant).name_suffix_labels as usize;
         if keep == 0 || name.parse::<IpAddr>().is_ok() {
             return name.to_ascii_lowercase();
@@ -377,6 +397,31 @@ impl RateLimiter {
     }
 }
 
+/// `failed_validations_per_account_per_hour` as the registration authority draws on it: a
+/// token per validation started, given back when it succeeds.
+pub(crate) struct FailedValidations(pub(crate) Arc<RateLimiter>);
+
+#[async_trait::async_trait]
+impl crate::ra::ValidationBudget for FailedValidations {
+    async fn take(&self, tenant: &str, account: &str) -> Result<(), Error> {
+        self.0
+            .take(
+                tenant,
+                &[(Limit::FailedValidationsPerAccount, account.to_string())],
+            )
+            .await
+    }
+
+    async fn give_back(&self, tenant: &str, account: &str) {
+        self.0
+            .refund(
+                tenant,
+                &[(Limit::FailedValidationsPerAccount, account.to_string())],
+            )
+            .await;
+    }
+}
+
 /// The `rateLimited` answer for `limit`, whose bucket holds a token again after `wait` seconds.
 fn refusal(limit: Limit, wait: f64) -> Error {
     REJECTIONS[limit.index()].fetch_add(1, Ordering::Relaxed);
@@ -491,6 +536,7 @@ mod tests {
         let cfg = RateLimitConfig {
             new_orders_per_account_per_hour: 1,
             requests_per_ip_per_second: 1,
+            requests_per_ip_burst: 1,
             ..Default::default()
         };
         let node = || limiter(cfg.clone()).with_store(Some(store.clone()));
@@ -511,6 +557,25 @@ mod tests {
         b.take("t", &ip).await.unwrap();
     }
 
+    /// The per-IP default: a burst of 250 signed POSTs, then 50 per second.
+    #[tokio::test]
+    async fn per_ip_default_allows_a_burst_then_the_rate() {
+        let l = limiter(RateLimitConfig::default());
+        let ip = [(Limit::RequestsPerIp, "192.0.2.7".to_string())];
+        for _ in 0..250 {
+            l.take("t", &ip).await.unwrap();
+        }
+        let Error::Acme(p) = l.take("t", &ip).await.unwrap_err() else {
+            panic!("expected rateLimited")
+        };
+        assert_eq!(p.kind, ProblemType::RateLimited);
+        assert_eq!(p.retry_after, Some(1));
+        assert_eq!(
+            Limit::RequestsPerIp.shape(&RateLimitConfig::default()),
+            Some((250.0, 50.0))
+        );
+    }
+
     #[tokio::test]
     async fn zero_turns_a_limit_off_and_suffix_labels_group_names() {
         let l = limiter(RateLimitConfig {
@@ -524,6 +589,13 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(l.name_key("t", "*.A.Fleet.Example"), "fleet.example");
+        // Other spellings of one name are one bucket.
+        assert_eq!(l.name_key("other", "DEV1.Home.Arpa."), "dev1.home.arpa");
+        assert_eq!(l.name_key("other", "ｄｅｖ１.home.arpa"), "dev1.home.arpa");
+        assert_eq!(
+            l.name_key("other", "Bücher.example"),
+            "xn--bcher-kva.example"
+        );
         assert_eq!(l.name_key("t", "10.0.0.1"), "10.0.0.1");
         assert_eq!(l.name_key("other", "a.b.c"), "a.b.c");
     }

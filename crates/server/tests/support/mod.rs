@@ -774,6 +774,12 @@ pub(crate) fn create_postgres_database() -> PgTestDb {
     }
 }
 
+/// Every test client connects from 127.0.0.1, so the per-IP request limit would meter a whole
+/// test (dozens of simulated devices) as one client: the harness turns it off explicitly.
+/// `tests/ratelimit.rs` tests that limit with its own setting.
+pub(crate) const HARNESS_RATE_LIMITS: &str =
+    "\n[ca.rate_limits]\n# set by the test harness\nrequests_per_ip_per_second = 0\n";
+
 impl Fleetca {
     /// The `fleetca` binary under test: this crate's build, unless
     /// `FLEETCA_BIN` points at another one.
@@ -785,7 +791,8 @@ impl Fleetca {
     }
 
     /// `fleetca init --data-dir DIR --permit P...`, then fetches the root
-    /// with `fleetca ca root`.
+    /// with `fleetca ca root`. The per-IP request limit is turned off in the config (see
+    /// [`HARNESS_RATE_LIMITS`]); [`Fleetca::set_rate_limits`] sets others.
     pub(crate) fn init(permits: &[&str]) -> Fleetca {
         Self::init_with(permits, &[])
     }
@@ -802,6 +809,10 @@ impl Fleetca {
         }
         let out = run(cmd, Duration::from_secs(60));
         assert!(out.success(), "fleetca init failed\n{out}");
+        let cfg = data_dir.join("fleetca.toml");
+        let mut text = fs::read_to_string(&cfg).expect("read fleetca.toml");
+        text.push_str(HARNESS_RATE_LIMITS);
+        fs::write(&cfg, text).expect("write fleetca.toml");
 
         let mut cmd = Command::new(Self::bin());
         cmd.args(["ca", "root", "--data-dir"]).arg(&data_dir);
@@ -823,6 +834,20 @@ impl Fleetca {
             port: None,
             database,
         }
+    }
+
+    /// Replaces the harness's `[ca.rate_limits]` with `lines` (TOML keys); the per-IP request
+    /// limit stays off unless `lines` sets it.
+    pub(crate) fn set_rate_limits(&self, lines: &str) {
+        let cfg = self.data_dir.join("fleetca.toml");
+        let mut text = fs::read_to_string(&cfg)
+            .expect("read fleetca.toml")
+            .replace(HARNESS_RATE_LIMITS, "");
+        text.push_str(&format!("\n[ca.rate_limits]\n{lines}\n"));
+        if !lines.contains("requests_per_ip_per_second") {
+            text.push_str("requests_per_ip_per_second = 0\n");
+        }
+        fs::write(&cfg, text).expect("write fleetca.toml");
     }
 
     /// Stops the server (SIGKILL via the guard) and waits for it to exit.
