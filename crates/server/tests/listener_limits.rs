@@ -253,7 +253,11 @@ async fn metric(f: &Fleetca, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn report(results: &[Slow]) -> String {
-    let mut open: Vec<&str> = results.iter().filter(|s| !s.closed).map(|s| s.kind).collect();
+    let mut open: Vec<&str> = results
+        .iter()
+        .filter(|s| !s.closed)
+        .map(|s| s.kind)
+        .collect();
     open.sort_unstable();
     let mut counts = std::collections::BTreeMap::new();
     for k in open {
@@ -306,7 +310,13 @@ fn half_open_connections_are_closed_and_do_not_block_issuance() {
             f.log()
         );
         assert!(
-            metric(&f, "fleetca_connections_refused_total", &[("reason", "per_ip")]).await >= 1.0,
+            metric(
+                &f,
+                "fleetca_connections_refused_total",
+                &[("reason", "per_ip")]
+            )
+            .await
+                >= 1.0,
             "no refusal counted"
         );
         assert!(
@@ -339,7 +349,10 @@ fn connections_above_the_per_ip_cap_are_closed_at_once() {
         // Wait until the server has accepted all five (else the sixth might be let in first).
         let deadline = Instant::now() + Duration::from_secs(20);
         while metric(&f, "fleetca_connections_open", &[("listener", "http")]).await < 5.0 {
-            assert!(Instant::now() < deadline, "server never accepted 5 connections");
+            assert!(
+                Instant::now() < deadline,
+                "server never accepted 5 connections"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut sixth = connect_from(from, plain).await.expect("connect");
@@ -393,7 +406,9 @@ fn a_request_body_that_stops_arriving_is_dropped() {
     rt().block_on(async {
         let deadline = Instant::now() + Duration::from_secs(2) + MARGIN;
         // Plain HTTP: an OCSP POST announcing 1000 bytes, of which 10 come.
-        let mut s = connect_from(Ipv4Addr::LOCALHOST, plain).await.expect("connect");
+        let mut s = connect_from(Ipv4Addr::LOCALHOST, plain)
+            .await
+            .expect("connect");
         s.write_all(
             b"POST /ocsp/default HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n\
               Content-Length: 1000\r\n\r\n0123456789",
@@ -405,7 +420,9 @@ fn a_request_body_that_stops_arriving_is_dropped() {
             "plain HTTP: a stalled body was left open"
         );
         // ACME over TLS: a newAccount POST likewise.
-        let tcp = connect_from(Ipv4Addr::LOCALHOST, acme).await.expect("connect");
+        let tcp = connect_from(Ipv4Addr::LOCALHOST, acme)
+            .await
+            .expect("connect");
         let name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
         let mut s = tls.connect(name, tcp).await.expect("TLS handshake");
         s.write_all(

@@ -144,7 +144,8 @@ async fn require_token(
 pub async fn spawn(
     addr: SocketAddr,
     state: Arc<AdminState>,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    serving: &crate::listener::Serving,
 ) -> Option<SocketAddr> {
     if !addr.ip().is_loopback() && tls.is_none() {
         tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: use --admin-tls, a TLS proxy or a private network");
@@ -157,30 +158,6 @@ pub async fn spawn(
         }
     };
     let bound = listener.local_addr().ok()?;
-    let app = router(state);
-    match tls {
-        Some(tls) => {
-            let std_listener = match listener.into_std() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "cannot hand the admin listener to TLS");
-                    return None;
-                }
-            };
-            tokio::spawn(async move {
-                let server = axum_server::from_tcp_rustls(std_listener, tls);
-                if let Err(e) = server.serve(app.into_make_service()).await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            });
-        }
-        None => {
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            });
-        }
-    }
+    serving.spawn("admin", listener, router(state), tls);
     Some(bound)
 }

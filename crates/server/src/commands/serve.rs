@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// Longest a request waits for a slot, in milliseconds, before it gets 503.
     #[arg(long, env = "FLEETCA_OVERLOAD_WAIT_MS", default_value_t = 500)]
     pub overload_wait_ms: u64,
+    /// Listener timeouts and connection caps.
+    #[command(flatten)]
+    pub listeners: super::listen::ListenerArgs,
     /// Expiry hygiene schedule and retention.
     #[command(flatten)]
     pub housekeeping: super::housekeeping::HousekeepingArgs,
@@ -139,6 +142,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.keys.clone(),
         ))?;
     }
+    // Before anything opens descriptors: the connection caps are sized against the limit.
+    let (serving, admin_serving, shutdown) = args.listeners.serving(args.max_validations);
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port.
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
@@ -281,17 +286,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let tls =
         super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
-    let handle = axum_server::Handle::new();
-    let https = {
-        let app = wfe::router(wfe.clone());
-        axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()),
-        )
-        .handle(handle.clone())
-        // The peer address feeds the per-IP rate limits.
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-    };
+    // Every connection carries its TCP peer address, which feeds the per-IP rate limits.
+    let https = serving.spawn(
+        "acme",
+        tokio::net::TcpListener::from_std(listener)?,
+        wfe::router(wfe.clone()),
+        Some(tls.clone()),
+    );
     let http_app = if args.acme_over_http {
         wfe::router(wfe.clone())
     } else {
@@ -302,12 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if let Ok(a) = l.local_addr() {
                 println!("Plain HTTP (CRLs, CA certificates) on http://{a}");
             }
-            tokio::spawn(async move {
-                let app = http_app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!(error = %e, "plain-HTTP listener failed");
-                }
-            });
+            serving.spawn("http", l, http_app, None);
         }
         // The ACME service still works; only relying parties' CRL/caIssuers fetches fail.
         Err(e) => {
@@ -328,11 +324,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
         keyring: eab_keyring,
     });
-    let admin_tls = args
-        .admin_tls
-        .then(|| axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()));
+    let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
-    if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state, admin_tls).await {
+    if let Some(a) =
+        crate::admin::spawn(args.admin_listen, admin_state, admin_tls, &admin_serving).await
+    {
         println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     }
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
@@ -359,12 +355,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(url = %cfg.ca.public_base_url, "certificates point relying parties at a loopback URL for CRLs; set public_base_url in fleetca.toml to a public http:// URL for real deployments");
     }
 
-    let shutdown = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
-        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+        shutdown.shutdown();
     });
+    // Returns once the ACME listener has stopped and its connections have closed (or had
+    // their grace period).
     https.await?;
     Ok(())
 }
