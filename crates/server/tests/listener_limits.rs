@@ -98,13 +98,19 @@ fn tls_connector(root_pem: &str) -> tokio_rustls::TlsConnector {
 /// Reads until the peer closes (end-of-file or an error such as a reset): true, or false if
 /// `deadline` passes first. Whatever the server sends before closing (a 408, say) is ignored.
 async fn closed_by_peer<S: AsyncRead + Unpin>(s: &mut S, deadline: Instant) -> bool {
+    read_until_closed(s, deadline).await.is_some()
+}
+
+/// What the peer sent before it closed the connection, or `None` if `deadline` passed first.
+async fn read_until_closed<S: AsyncRead + Unpin>(s: &mut S, deadline: Instant) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
         }
     }
 }
@@ -415,9 +421,13 @@ fn a_request_body_that_stops_arriving_is_dropped() {
         )
         .await
         .expect("write");
+        let answer = read_until_closed(&mut s, deadline)
+            .await
+            .expect("plain HTTP: a stalled body was left open");
         assert!(
-            closed_by_peer(&mut s, deadline).await,
-            "plain HTTP: a stalled body was left open"
+            answer.starts_with(b"HTTP/1.1 408 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
         );
         // ACME over TLS: a newAccount POST likewise.
         let tcp = connect_from(Ipv4Addr::LOCALHOST, acme)
@@ -431,9 +441,14 @@ fn a_request_body_that_stops_arriving_is_dropped() {
         )
         .await
         .expect("write");
+        let answer = read_until_closed(&mut s, deadline)
+            .await
+            .expect("ACME: a stalled body was left open");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
         assert!(
-            closed_by_peer(&mut s, deadline).await,
-            "ACME: a stalled body was left open"
+            answer.contains("urn:ietf:params:acme:error:malformed"),
+            "{answer}"
         );
         assert!(
             metric(

@@ -65,6 +65,8 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 const H2_MAX_STREAMS: u32 = 64;
 /// How long requests in progress may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a connection closed for a timeout may take to say goodbye (an HTTP/2 GOAWAY).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (out of descriptors, say) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -326,9 +328,17 @@ impl Conn {
         let conn = self.http.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut draining = false;
+        // Set once a timeout has passed: the connection is asked to close politely (HTTP/2
+        // GOAWAY, so clients do not send on a closing connection) and dropped at this instant
+        // if it has not.
+        let mut closing: Option<Instant> = None;
         loop {
-            let deadline = activity.idle_deadline(&self.timeouts);
-            let wake = deadline.map_or_else(|| Instant::now() + self.timeouts.idle, |(d, _)| d);
+            let idle = activity.idle_deadline(&self.timeouts);
+            let wake = match (closing, idle) {
+                (Some(at), _) => at,
+                (None, Some((at, _))) => at,
+                (None, None) => Instant::now() + self.timeouts.idle,
+            };
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
@@ -350,12 +360,19 @@ impl Conn {
                 // A request starting or finishing moves the deadline.
                 _ = activity.changed.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {
-                    if let Some((d, phase)) = activity.idle_deadline(&self.timeouts) {
-                        if Instant::now() >= d {
-                            // Dropping the connection closes the socket.
+                    let now = Instant::now();
+                    match (closing, activity.idle_deadline(&self.timeouts)) {
+                        // Dropping the connection closes the socket.
+                        (Some(at), _) if now >= at => return,
+                        (None, Some((at, phase))) if now >= at => {
                             crate::metrics::connection_timed_out(self.name, phase);
-                            return;
+                            closing = Some(now + CLOSE_GRACE);
+                            if !draining {
+                                draining = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
                         }
+                        _ => {}
                     }
                 }
             }
