@@ -344,6 +344,9 @@ fn connections_above_the_per_ip_cap_are_closed_at_once() {
         "120",
         "--max-connections-per-ip",
         "5",
+        // A load balancer: exempt from the per-IP cap.
+        "--trusted-proxy",
+        "127.0.0.5",
     ]);
     let plain = plain_addr(&f);
     let from = Ipv4Addr::new(127, 0, 0, 4);
@@ -394,6 +397,30 @@ fn connections_above_the_per_ip_cap_are_closed_at_once() {
             .await
             .expect("GET from 127.0.0.1");
         assert_eq!(r.status().as_u16(), 200);
+
+        // The trusted proxy holds more than the cap, and none of them is refused: with four of
+        // the first five still held, twelve are open.
+        let refused = metric(&f, "fleetca_connections_refused_total", &[]).await;
+        let mut balancer = Vec::new();
+        for _ in 0..8 {
+            balancer.push(
+                connect_from(Ipv4Addr::new(127, 0, 0, 5), plain)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(&f, "fleetca_connections_open", &[("listener", "http")]).await < 12.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the trusted proxy's connections were not all accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            metric(&f, "fleetca_connections_refused_total", &[]).await,
+            refused
+        );
     });
 }
 

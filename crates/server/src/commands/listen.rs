@@ -35,8 +35,9 @@ pub struct ListenerArgs {
     #[arg(long, env = "FLEETCA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Most connections open at once from one client address (an IPv6 /64 counts as one), on
-    /// each of the public and admin budgets. The address is the TCP peer: behind a load
-    /// balancer set it at least to the balancer's connection count. 0 = no cap.
+    /// each of the public and admin budgets. The address is the TCP peer; --trusted-proxy
+    /// balancers are exempt, behind others set it at least to the balancer's connection count.
+    /// 0 = no cap.
     #[arg(long, env = "FLEETCA_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
     pub max_connections_per_ip: usize,
 }
@@ -44,7 +45,12 @@ pub struct ListenerArgs {
 impl ListenerArgs {
     /// Raises RLIMIT_NOFILE, settles the caps and logs them: the listeners' shared settings
     /// (for ACME and plain HTTP), the admin listener's, and the shutdown trigger of both.
-    pub(crate) fn serving(&self, max_validations: usize) -> (Serving, Serving, ShutdownTrigger) {
+    /// `trusted_proxies` (`--trusted-proxy`) are exempt from the per-IP cap.
+    pub(crate) fn serving(
+        &self,
+        max_validations: usize,
+        trusted_proxies: &[ipnet::IpNet],
+    ) -> (Serving, Serving, ShutdownTrigger) {
         let nofile = nofile::raise();
         let fitting = nofile::default_cap(nofile, max_validations, ADMIN_MAX_CONNECTIONS);
         let total = self.max_connections.unwrap_or(fitting);
@@ -74,11 +80,12 @@ impl ListenerArgs {
         );
         let (public, trigger) = Serving::new(
             timeouts,
-            ConnectionLimits::new(total, self.max_connections_per_ip),
+            ConnectionLimits::new(total, self.max_connections_per_ip, trusted_proxies.to_vec()),
         );
         let admin = public.with_limits(ConnectionLimits::new(
             ADMIN_MAX_CONNECTIONS,
             self.max_connections_per_ip,
+            Vec::new(),
         ));
         (public, admin, trigger)
     }

@@ -143,7 +143,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ))?;
     }
     // Before anything opens descriptors: the connection caps are sized against the limit.
-    let (serving, admin_serving, shutdown) = args.listeners.serving(args.max_validations);
+    let (serving, admin_serving, shutdown) = args
+        .listeners
+        .serving(args.max_validations, &args.trusted_proxies);
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port.
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;

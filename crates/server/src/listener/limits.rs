@@ -6,8 +6,10 @@
 //! The client is the TCP peer, never `X-Forwarded-For` or PROXY protocol: those name the client
 //! for rate limits once a request has been read, but the cap must decide before reading, and
 //! a header is the attacker's to forge. Behind a load balancer every connection comes from the
-//! balancer, so deployments there set the per-IP cap high.
+//! balancer: the balancers named with `serve --trusted-proxy` are therefore exempt from the
+//! per-IP cap (never from the total one); a deployment behind others sets the per-IP cap high.
 
+use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
@@ -59,16 +61,18 @@ struct Counts {
 pub struct ConnectionLimits {
     max_total: usize,
     max_per_ip: usize,
+    per_ip_exempt: Vec<IpNet>,
     counts: Mutex<Counts>,
 }
 
 impl ConnectionLimits {
-    /// At most `max_total` connections at once, at most `max_per_ip` from one client; 0 means
-    /// no cap of that kind.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+    /// At most `max_total` connections at once, at most `max_per_ip` from one client outside
+    /// `per_ip_exempt` (the trusted load balancers); 0 means no cap of that kind.
+    pub fn new(max_total: usize, max_per_ip: usize, per_ip_exempt: Vec<IpNet>) -> Arc<Self> {
         Arc::new(Self {
             max_total,
             max_per_ip,
+            per_ip_exempt,
             counts: Mutex::new(Counts::default()),
         })
     }
@@ -83,8 +87,12 @@ impl ConnectionLimits {
         if self.max_total > 0 && c.total >= self.max_total {
             return Err(Refusal::Total);
         }
+        let exempt = self
+            .per_ip_exempt
+            .iter()
+            .any(|net| net.contains(&ip.to_canonical()));
         let n = c.per_client.entry(key).or_insert(0);
-        if self.max_per_ip > 0 && *n >= self.max_per_ip {
+        if self.max_per_ip > 0 && *n >= self.max_per_ip && !exempt {
             return Err(Refusal::PerIp);
         }
         *n += 1;
@@ -135,7 +143,7 @@ mod tests {
 
     #[test]
     fn per_ip_cap_then_total_cap_and_release() {
-        let l = ConnectionLimits::new(3, 2);
+        let l = ConnectionLimits::new(3, 2, vec![]);
         let a1 = l.try_acquire(ip("192.0.2.1")).unwrap();
         let _a2 = l.try_acquire(ip("192.0.2.1")).unwrap();
         assert_eq!(
@@ -152,7 +160,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        let l = ConnectionLimits::new(0, 1);
+        let l = ConnectionLimits::new(0, 1, vec![]);
         let _a = l.try_acquire(ip("2001:db8:1:2::1")).unwrap();
         assert_eq!(
             l.try_acquire(ip("2001:db8:1:2:ffff::9")).err(),
@@ -168,8 +176,17 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_skip_the_per_ip_cap_but_not_the_total() {
+        let l = ConnectionLimits::new(3, 1, vec!["10.0.0.0/8".parse().unwrap()]);
+        let _a = l.try_acquire(ip("10.1.2.3")).unwrap();
+        let _b = l.try_acquire(ip("10.1.2.3")).unwrap();
+        let _c = l.try_acquire(ip("::ffff:10.1.2.3")).unwrap();
+        assert_eq!(l.try_acquire(ip("10.1.2.3")).err(), Some(Refusal::Total));
+    }
+
+    #[test]
     fn zero_means_uncapped_and_the_map_forgets_closed_clients() {
-        let l = ConnectionLimits::new(0, 0);
+        let l = ConnectionLimits::new(0, 0, vec![]);
         let permits: Vec<_> = (0..100)
             .map(|_| l.try_acquire(ip("192.0.2.1")).unwrap())
             .collect();
