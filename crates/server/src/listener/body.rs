@@ -136,7 +136,7 @@ mod tests {
             Duration::from_millis(50),
             expired.clone(),
         );
-        let err = b.collect().await.err().expect("deadline error");
+        let err = b.collect().await.expect_err("deadline error");
         assert!(
             err.to_string().contains("request body not received"),
             "{err}"
