@@ -111,11 +111,6 @@ impl Serving {
         }
     }
 
-    /// The timeouts.
-    pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
-    }
-
     /// Serves `app` on `listener` (over TLS with `tls`) until shutdown, as the listener named
     /// `name` in metrics and logs; the task ends once its connections have closed or the grace
     /// period has passed.
