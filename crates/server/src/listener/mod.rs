@@ -329,6 +329,10 @@ impl Conn {
         let mut closing: Option<Instant> = None;
         loop {
             let idle = activity.idle_deadline(&self.timeouts);
+            if draining && closing.is_none() && idle.is_some() {
+                // Shutting down and nothing in progress: say goodbye, briefly.
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
             let wake = match (closing, idle) {
                 (Some(at), _) => at,
                 (None, Some((at, _))) => at,
