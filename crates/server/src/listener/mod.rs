@@ -267,8 +267,10 @@ struct Busy(Arc<Activity>);
 
 impl Busy {
     fn new(a: &Arc<Activity>) -> Self {
-        a.served_any.store(true, Ordering::Release);
+        // Busy first: the watchdog must never see "served a request, none in progress" with
+        // the idle clock of the time before it.
         a.busy.fetch_add(1, Ordering::AcqRel);
+        a.served_any.store(true, Ordering::Release);
         a.changed.notify_one();
         Self(Arc::clone(a))
     }
@@ -276,9 +278,11 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        }
+        // The idle clock restarts before the count can reach zero, for the same reason.
+        // While other requests are still in progress the stamp is not read, and the last one
+        // to finish stamps it again.
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
         self.0.changed.notify_one();
     }
 }
