@@ -29,7 +29,10 @@ impl std::error::Error for BodyTimedOut {}
 pub(super) struct DeadlineBody {
     inner: Body,
     timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    /// Made the first time the body has to wait: most bodies arrive with their head and never
+    /// need a timer.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: Arc<AtomicBool>,
 }
 
@@ -39,7 +42,8 @@ impl DeadlineBody {
         Self {
             inner,
             timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            deadline: tokio::time::Instant::now() + timeout,
+            sleep: None,
             expired,
         }
     }
@@ -57,7 +61,12 @@ impl HttpBody for DeadlineBody {
         // What has arrived is delivered even after the deadline: the deadline is on waiting.
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => Poll::Ready(r.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.deadline)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => {
                     this.expired.store(true, Ordering::Relaxed);
                     Poll::Ready(Some(Err(BodyTimedOut(this.timeout).into())))

@@ -9,7 +9,7 @@ mod body;
 pub mod limits;
 pub mod nofile;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use axum::Router;
@@ -397,11 +397,16 @@ async fn handle(
     let version = req.version();
     let expired = Arc::new(AtomicBool::new(false));
     let mut req = req.map(|b| {
-        Body::new(body::DeadlineBody::new(
-            Body::new(b),
-            timeouts.body_read,
-            Arc::clone(&expired),
-        ))
+        if b.is_end_stream() {
+            // No body (a GET, say): nothing to wait for.
+            Body::new(b)
+        } else {
+            Body::new(body::DeadlineBody::new(
+                Body::new(b),
+                timeouts.body_read,
+                Arc::clone(&expired),
+            ))
+        }
     });
     req.extensions_mut().insert(ConnectInfo(peer));
     let resp = match app.oneshot(req).await {
