@@ -2,7 +2,8 @@
 //! half-open connections (nothing sent, a partial TLS ClientHello, a partial request line or
 //! header block) are each closed by the server once the configured header-read or TLS-handshake
 //! timeout has passed, connections above the per-IP cap are closed at once, a request body that
-//! stops arriving is dropped, and none of it keeps a normal client from getting a certificate.
+//! stops arriving is dropped, HTTP/2 connections with no request in progress are closed, and
+//! none of it keeps a normal client from getting a certificate.
 //!
 //! Addresses: the listeners are on 127.0.0.1; the slow clients connect *from* other loopback
 //! addresses (127.0.0.2, .3, .4: all of 127.0.0.0/8 is local on Linux), so the per-IP cap, which
@@ -485,6 +486,92 @@ fn a_request_body_that_stops_arriving_is_dropped() {
             )
             .await
                 >= 2.0
+        );
+    });
+}
+
+/// An HTTP/2 request for `path` on stream `stream`: a HEADERS frame (END_STREAM, END_HEADERS)
+/// whose block uses only static-table entries and literals (RFC 7541 §6.1, §6.2.2), so no
+/// HPACK encoder is needed.
+fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+    let literal = |name: &str, value: &str| {
+        let mut v = vec![0x00, name.len() as u8];
+        v.extend_from_slice(name.as_bytes());
+        v.push(value.len() as u8);
+        v.extend_from_slice(value.as_bytes());
+        v
+    };
+    // :method GET (static 2), :scheme https (static 7).
+    let mut block = vec![0x82, 0x87];
+    block.extend(literal(":path", path));
+    block.extend(literal(":authority", "127.0.0.1"));
+    let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[0x01, 0x05]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend(block);
+    frame
+}
+
+#[test]
+fn http2_connections_without_a_request_in_progress_are_closed() {
+    let f = start(&["--header-read-timeout", SHORT, "--idle-timeout", SHORT]);
+    let acme = acme_addr(&f);
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pki::cert_info::pem_to_ders(f.root_pem()).expect("root PEM") {
+        roots.add(der.into()).expect("root");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    // The client preface and an empty SETTINGS frame (RFC 9113 §3.4).
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]);
+    rt().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(2) + MARGIN;
+        let name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+        // A connection that never sends a request (pings would be answered by a live client).
+        let tcp = connect_from(Ipv4Addr::LOCALHOST, acme)
+            .await
+            .expect("connect");
+        let mut silent = tls.connect(name.clone(), tcp).await.expect("TLS");
+        assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        silent.write_all(&preface).await.expect("preface");
+        // One that asks for the directory, gets it, and then stays quiet.
+        let tcp = connect_from(Ipv4Addr::LOCALHOST, acme)
+            .await
+            .expect("connect");
+        let mut done = tls.connect(name, tcp).await.expect("TLS");
+        done.write_all(&preface).await.expect("preface");
+        done.write_all(&h2_get(1, "/acme/default/directory"))
+            .await
+            .expect("request");
+        assert!(
+            closed_by_peer(&mut silent, deadline).await,
+            "an HTTP/2 connection without a request was left open"
+        );
+        let got = read_until_closed(&mut done, deadline)
+            .await
+            .expect("an idle HTTP/2 connection was left open");
+        // The answer came (the directory's "newNonce" in a DATA frame) before the close.
+        assert!(
+            got.windows(8).any(|w| w == b"newNonce"),
+            "no directory on the HTTP/2 connection: {} bytes",
+            got.len()
+        );
+        assert!(
+            metric(
+                &f,
+                "fleetca_connections_timed_out_total",
+                &[("phase", "idle")]
+            )
+            .await
+                >= 1.0
         );
     });
 }
