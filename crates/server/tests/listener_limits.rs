@@ -575,3 +575,94 @@ fn http2_connections_without_a_request_in_progress_are_closed() {
         );
     });
 }
+
+/// `text` without ANSI colour sequences (the log is coloured even into a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn serve_raises_its_descriptor_limit_and_sizes_the_cap_below_it() {
+    if !std::path::Path::new("/usr/bin/prlimit").exists() {
+        assert!(!support::in_ci(), "prlimit (util-linux) is missing");
+        eprintln!("SKIP: prlimit (util-linux) is missing");
+        return;
+    }
+    // Started with a soft limit of 512 (hard 4096), as many service managers do with 1024:
+    // without raising it, the 600 connections below would end in EMFILE.
+    let f = Fleetca::init(&[SUFFIX]);
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new("/usr/bin/prlimit");
+    cmd.args(["--nofile=512:4096", "--"])
+        .arg(Fleetca::bin())
+        .args(["serve", "--data-dir"])
+        .arg(f.data_dir())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--header-read-timeout", "120", "--idle-timeout", "120"])
+        .args(["--max-connections-per-ip", "0"])
+        .env("RUST_LOG", "info");
+    f.with_database(&mut cmd);
+    let log = f.scratch().join("fleetca.log");
+    let mut guard = support::ChildGuard::spawn("fleetca", cmd, &log);
+    let url = format!("https://127.0.0.1:{port}/acme/default/directory");
+    support::wait_for(
+        &support::Probe::Https {
+            url: &url,
+            ca_pem: f.root_pem_path(),
+        },
+        support::STARTUP_DEADLINE,
+        Some(&mut guard),
+    )
+    .expect("serve came up");
+    let text = strip_ansi(&std::fs::read_to_string(&log).expect("log"));
+    // 4096 - 256 reserved - 2 x 64 validations - 64 for the admin listener.
+    assert!(
+        text.contains("nofile=Some(4096)") && text.contains("max_connections=3648"),
+        "{text}"
+    );
+    let plain = plain_addr(&f);
+    rt().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..600 {
+            held.push(
+                connect_from(Ipv4Addr::new(127, 0, 0, 6), plain)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&f, "fleetca_connections_open", &[("listener", "http")]).await < 600.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not accept 600 connections:\n{}",
+                guard.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = client::http_client(f.root_pem())
+            .get(format!("http://{plain}/ca/root.cer"))
+            .send()
+            .await
+            .expect("GET with 600 connections held");
+        assert_eq!(r.status().as_u16(), 200);
+    });
+}
