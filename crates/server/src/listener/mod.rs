@@ -45,17 +45,6 @@ pub struct Timeouts {
     pub body_read: Duration,
 }
 
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            header_read: Duration::from_secs(10),
-            tls_handshake: Duration::from_secs(10),
-            idle: Duration::from_secs(30),
-            body_read: Duration::from_secs(20),
-        }
-    }
-}
-
 /// HTTP/2 keep-alive: a PING after this much silence, and the connection closed if the answer
 /// takes longer than [`H2_PING_TIMEOUT`] (a peer that vanished without a FIN).
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
