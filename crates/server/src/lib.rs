@@ -14,6 +14,7 @@ pub mod commands;
 pub mod datadir;
 pub mod error;
 pub mod ids;
+pub mod listener;
 pub mod metrics;
 pub mod ra;
 pub mod sa;

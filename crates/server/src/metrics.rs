@@ -37,6 +37,13 @@ pub const SQLITE_WAL_SYNCS: &str = "fleetca_sqlite_wal_syncs_total";
 pub const SQLITE_WRITE_BATCHES: &str = "fleetca_sqlite_write_batches_total";
 /// Writes those transactions carried (writes / batches = batch size).
 pub const SQLITE_BATCHED_WRITES: &str = "fleetca_sqlite_batched_writes_total";
+/// Connections open now, by `listener` (`acme`, `http`, `admin`).
+pub const CONNECTIONS_OPEN: &str = "fleetca_connections_open";
+/// Connections closed at accept by a cap, by `listener` and `reason` (`total`, `per_ip`).
+pub const CONNECTIONS_REFUSED: &str = "fleetca_connections_refused_total";
+/// Connections the server closed because a timeout passed, by `listener` and `phase`
+/// (`tls_handshake`, `header_read`, `body_read`, `idle`).
+pub const CONNECTIONS_TIMED_OUT: &str = "fleetca_connections_timed_out_total";
 
 /// Records one answered HTTP request.
 pub fn http_request(
@@ -94,6 +101,26 @@ pub fn ocsp_response(tenant: &str, ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(OCSP_RESPONSES, "tenant" => tenant.to_string(), "result" => result)
         .increment(1);
+}
+
+/// Records an accepted connection on `listener`.
+pub fn connection_opened(listener: &'static str) {
+    metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(1.0);
+}
+
+/// Records a connection on `listener` closed (for any reason).
+pub fn connection_closed(listener: &'static str) {
+    metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).decrement(1.0);
+}
+
+/// Records a connection on `listener` closed at accept by the cap named `reason`.
+pub fn connection_refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => reason).increment(1);
+}
+
+/// Records a connection on `listener` closed because its `phase` timeout passed.
+pub fn connection_timed_out(listener: &'static str, phase: &'static str) {
+    metrics::counter!(CONNECTIONS_TIMED_OUT, "listener" => listener, "phase" => phase).increment(1);
 }
 
 /// Records the latency of one storage call.

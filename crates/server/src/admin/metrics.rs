@@ -81,8 +81,21 @@ fn describe() {
         metrics::Unit::Seconds,
         "Storage call latency by operation"
     );
+    metrics::describe_gauge!(m::CONNECTIONS_OPEN, "Connections open, by listener");
+    describe_counter!(
+        m::CONNECTIONS_REFUSED,
+        "Connections closed at accept by the total or per-IP cap, by listener and reason"
+    );
+    describe_counter!(
+        m::CONNECTIONS_TIMED_OUT,
+        "Connections closed by a timeout, by listener and phase"
+    );
     metrics::counter!(m::NONCE_REJECTIONS, "reason" => "unknown").absolute(0);
     metrics::counter!(m::RATE_LIMITED, "limit" => "none").absolute(0);
+    metrics::counter!(m::CONNECTIONS_REFUSED, "listener" => "acme", "reason" => "total")
+        .absolute(0);
+    metrics::counter!(m::CONNECTIONS_TIMED_OUT, "listener" => "acme", "phase" => "header_read")
+        .absolute(0);
 }
 
 /// `GET /metrics`.

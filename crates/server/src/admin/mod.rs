@@ -141,33 +141,17 @@ async fn require_token(
 
 /// Serves the admin routes in the background on `listener`, which `serve` bound at start-up
 /// (a listener that cannot bind stops `serve` there); returns the bound address.
-pub async fn spawn(
+pub fn spawn(
     listener: std::net::TcpListener,
     state: Arc<AdminState>,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    serving: &crate::listener::Serving,
 ) -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() && tls.is_none() {
         tracing::warn!(%addr, "the admin listener (plain HTTP) is not on loopback: use --admin-tls, a TLS proxy or a private network");
     }
-    let app = router(state);
-    match tls {
-        Some(tls) => {
-            tokio::spawn(async move {
-                let server = axum_server::from_tcp_rustls(listener, tls);
-                if let Err(e) = server.serve(app.into_make_service()).await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            });
-        }
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            });
-        }
-    }
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    serving.spawn("admin", listener, router(state), tls);
     Ok(addr)
 }

@@ -8,6 +8,7 @@ mod eab;
 mod fleet;
 mod housekeeping;
 mod init;
+mod listen;
 mod load;
 mod migrate;
 mod renew;

@@ -144,6 +144,9 @@ pub struct ServeArgs {
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
     pub signer_delay_ms: u64,
+    /// Listener timeouts and connection caps.
+    #[command(flatten)]
+    pub listeners: super::listen::ListenerArgs,
     /// Expiry hygiene schedule and retention.
     #[command(flatten)]
     pub housekeeping: super::housekeeping::HousekeepingArgs,
@@ -185,6 +188,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.keys.clone(),
         ))?;
     }
+    // Before anything opens descriptors: the connection caps are sized against the limit.
+    let (serving, admin_serving, shutdown) = args
+        .listeners
+        .serving(args.max_validations, &args.trusted_proxies);
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port, and
     // so a listener that cannot bind stops the server before it does anything.
     let listener = bind("--listen", "FLEETCA_LISTEN", args.listen)?;
@@ -359,17 +366,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let tls =
         super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
-    let handle = axum_server::Handle::new();
-    let https = {
-        let app = wfe::router(wfe.clone());
-        axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()),
-        )
-        .handle(handle.clone())
-        // The peer address feeds the per-IP rate limits.
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-    };
+    // Every connection carries its TCP peer address, which feeds the per-IP rate limits.
+    let https = serving.spawn(
+        "acme",
+        tokio::net::TcpListener::from_std(listener)?,
+        wfe::router(wfe.clone()),
+        Some(tls.clone()),
+    );
     let http_app = if args.acme_over_http {
         wfe::router(wfe.clone())
     } else {
@@ -380,12 +383,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Plain HTTP (CRLs, CA certificates) on http://{}",
         http_listener.local_addr()?
     );
-    tokio::spawn(async move {
-        let app = http_app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(http_listener, app).await {
-            tracing::error!(error = %e, "plain-HTTP listener failed");
-        }
-    });
+    serving.spawn("http", http_listener, http_app, None);
     for t in &tenants {
         spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
     }
@@ -399,12 +397,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
         keyring: eab_keyring,
     });
-    let admin_tls = args
-        .admin_tls
-        .then(|| axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()));
+    let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
-    let a = crate::admin::spawn(admin_listener, admin_state, admin_tls)
-        .await
+    let a = crate::admin::spawn(admin_listener, admin_state, admin_tls, &admin_serving)
         .context("starting the admin listener")?;
     println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
@@ -431,12 +426,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(url = %cfg.ca.public_base_url, "certificates point relying parties at a loopback URL for CRLs; set public_base_url in fleetca.toml to a public http:// URL for real deployments");
     }
 
-    let shutdown = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
-        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+        shutdown.shutdown();
     });
+    // Returns once the ACME listener has stopped and its connections have closed (or had
+    // their grace period).
     https.await?;
     Ok(())
 }
