@@ -1,5 +1,6 @@
 //! `fleetca bench --storm`: a small renewal storm (50 devices) against a load-test server, with
-//! `fleetca renew-early --all` as the operator's trigger. Times are printed, never asserted.
+//! `fleetca renew-early --all` as the operator's trigger. Times are printed, never asserted; the
+//! stored certificates and the server's 503 count are checked, not only the bench's report.
 
 mod support;
 
@@ -40,4 +41,29 @@ fn renewal_storm_after_renew_early_all() {
         "every device renews at once after renew-early --all\n{out}"
     );
     assert!(out.stdout.contains("renewalInfo latency"), "{out}");
+    // The server's side of the story: 50 first certificates and 50 renewals stored, and the
+    // overload gate really shed requests with 503 (the bench retried them after Retry-After).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let counts = rt.block_on(async {
+        let db = fleetca::sa::open_database(&f.database_url())
+            .await
+            .expect("open db");
+        db.counts().await.expect("counts")
+    });
+    assert_eq!(counts.certificates, 100, "{out}");
+    let metrics = support::metrics::scrape(&f);
+    let shed = support::metrics::sum(&metrics, "fleetca_overload_shed_total", &[]);
+    let answered_503 = support::metrics::sum(
+        &metrics,
+        "fleetca_http_requests_total",
+        &["status=\"503\""],
+    );
+    assert!(shed > 0.0, "the storm never met the overload gate\n{metrics}");
+    assert!(
+        answered_503 >= shed,
+        "{shed} requests shed but {answered_503} answered 503\n{metrics}"
+    );
 }
