@@ -95,6 +95,8 @@ impl Ra {
             })
         });
         let started = std::time::Instant::now();
+        // Paired with "certificate issued" below: a crash test counts finalizations in flight.
+        tracing::debug!(order = %order_id, "finalizing");
         let finalized = self
             .sa
             .finalize_order(

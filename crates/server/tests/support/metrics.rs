@@ -1,15 +1,16 @@
 //! Reads a running `fleetca serve`'s Prometheus counters from its admin listener, so a test
 //! can check what the server did rather than what a client reported.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{https_get, Fleetca};
 
-/// The admin listener's base URL, as `serve` printed it.
-fn admin_url(ca: &Fleetca) -> String {
+/// The admin listener's base URL, as the `serve` writing `log` printed it.
+fn admin_url(log: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = std::fs::read_to_string(ca.scratch().join("fleetca.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(url) = text.lines().find_map(|l| {
             l.split_once("Admin (dashboard, /api, /metrics) on ")
                 .map(|(_, u)| u.trim().to_string())
@@ -24,13 +25,17 @@ fn admin_url(ca: &Fleetca) -> String {
     }
 }
 
-/// The `/metrics` text of `ca`.
-pub(crate) fn scrape(ca: &Fleetca) -> String {
-    let url = format!("{}/metrics", admin_url(ca));
-    let (status, body) =
-        https_get(&url, ca.root_pem_path()).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+/// The `/metrics` text of the `serve` writing `log` (its TLS anchored at `root_pem`).
+pub(crate) fn scrape_log(log: &Path, root_pem: &Path) -> String {
+    let url = format!("{}/metrics", admin_url(log));
+    let (status, body) = https_get(&url, root_pem).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(status, 200, "GET {url}: {body}");
     body
+}
+
+/// The `/metrics` text of `ca`.
+pub(crate) fn scrape(ca: &Fleetca) -> String {
+    scrape_log(&ca.scratch().join("fleetca.log"), ca.root_pem_path())
 }
 
 /// The sum of the samples of metric `name` whose labels include every `labels` pair (written
@@ -48,5 +53,5 @@ pub(crate) fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .then(|| value.parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
