@@ -15,6 +15,8 @@ pub mod http;
 pub mod install;
 pub mod keys;
 pub mod log;
+#[cfg(test)]
+mod power_cut;
 pub mod schedule;
 pub mod state;
 pub mod tls;
