@@ -49,7 +49,10 @@ pub(crate) fn recording<T>(f: impl FnOnce() -> T) -> (T, Vec<FsOp>) {
 }
 
 enum Node {
-    File { now: Vec<u8>, durable: Vec<u8> },
+    File {
+        now: Vec<u8>,
+        durable: Vec<u8>,
+    },
     Link(PathBuf),
     Dir {
         now: BTreeMap<String, usize>,

@@ -200,7 +200,10 @@ fn sigkill_at_every_install_step_and_at_random_moments() {
     let (code, _, err) = agent(&force);
     assert_eq!(code, 10, "{err}");
     assert_complete_set(&out, false);
-    assert_eq!(kills, 12, "only {kills} of {attempts} random kills hit a running agent");
+    assert_eq!(
+        kills, 12,
+        "only {kills} of {attempts} random kills hit a running agent"
+    );
     eprintln!(
         "{} paused kills, {kills} random SIGKILLs, random phase {:?}",
         STEPS.len() + RENEWAL_STEPS.len(),

@@ -730,12 +730,19 @@ async fn account_update_key_change_and_deactivation() {
     // The old key no longer signs for the account; the new one does.
     let before = env.counts().await;
     assert_eq!(
-        c.post(&kid, Some(&json!({"contact": ["mailto:old-key@example.com"]})))
-            .await
-            .problem(),
+        c.post(
+            &kid,
+            Some(&json!({"contact": ["mailto:old-key@example.com"]}))
+        )
+        .await
+        .problem(),
         "malformed"
     );
-    assert_eq!(env.counts().await, before, "an update signed by the old key");
+    assert_eq!(
+        env.counts().await,
+        before,
+        "an update signed by the old key"
+    );
     c.key = new_key;
     assert_eq!(c.post(&kid, None).await.status, 200);
 
@@ -748,14 +755,21 @@ async fn account_update_key_change_and_deactivation() {
         "unauthorized"
     );
     assert_eq!(
-        c.post(&kid, Some(&json!({"contact": ["mailto:after@example.com"]})))
-            .await
-            .problem(),
+        c.post(
+            &kid,
+            Some(&json!({"contact": ["mailto:after@example.com"]}))
+        )
+        .await
+        .problem(),
         "unauthorized"
     );
     c.kid = None;
     assert_eq!(c.new_account().await.problem(), "unauthorized");
-    assert_eq!(env.counts().await, before, "requests of a deactivated account");
+    assert_eq!(
+        env.counts().await,
+        before,
+        "requests of a deactivated account"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

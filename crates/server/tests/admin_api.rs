@@ -35,7 +35,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// the one local `api` router may be merged in, so no route is added elsewhere.
 fn router_routes() -> Vec<(String, Vec<String>)> {
     let src = include_str!("../src/admin/mod.rs");
-    let start = src.find("pub fn router(").expect("admin::router in admin/mod.rs");
+    let start = src
+        .find("pub fn router(")
+        .expect("admin::router in admin/mod.rs");
     let body = &src[start..start + src[start..].find("\n}\n").expect("end of router")];
     for call in [".merge(", ".nest("] {
         for (i, _) in body.match_indices(call) {
@@ -55,19 +57,24 @@ fn router_routes() -> Vec<(String, Vec<String>)> {
         let close = open + 1 + rest[open + 1..].find('"').expect("end of path literal");
         let path = rest[open + 1..close].to_string();
         // The handlers: up to the next builder call.
-        let end = [".route(", ".route_layer(", ".merge(", ".fallback(", ".layer("]
-            .iter()
-            .filter_map(|m| rest[close..].find(m))
-            .min()
-            .map_or(rest.len(), |e| close + e);
+        let end = [
+            ".route(",
+            ".route_layer(",
+            ".merge(",
+            ".fallback(",
+            ".layer(",
+        ]
+        .iter()
+        .filter_map(|m| rest[close..].find(m))
+        .min()
+        .map_or(rest.len(), |e| close + e);
         let handlers = &rest[close..end];
         let methods: Vec<String> = ["get", "post", "put", "patch", "delete"]
             .iter()
             .filter(|m| {
                 handlers.match_indices(&format!("{m}(")).any(|(i, _)| {
                     // A method router call (`get(`, `.post(`), not a handler path's tail.
-                    !handlers[..i]
-                        .ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                    !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
                 })
             })
             .map(|m| m.to_string())

@@ -509,7 +509,10 @@ fn agent_bin() -> Option<PathBuf> {
     support::gate(
         "agent_gets_the_templated_names_with_its_attestation",
         found,
-        &format!("{} is missing (cargo build -p fleetca-agent)", bin.display()),
+        &format!(
+            "{} is missing (cargo build -p fleetca-agent)",
+            bin.display()
+        ),
     )
     .then_some(bin)
 }

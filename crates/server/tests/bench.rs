@@ -116,5 +116,8 @@ fn bench_http01_mode_validates_for_real() {
         .find_map(|l| l.strip_prefix("http-01 key authorizations served: "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no responder count in the report\n{out}"));
-    assert!(served >= 6, "the server fetched {served} key authorizations\n{out}");
+    assert!(
+        served >= 6,
+        "the server fetched {served} key authorizations\n{out}"
+    );
 }

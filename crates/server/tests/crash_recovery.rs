@@ -203,7 +203,10 @@ fn sigkill_during_load_loses_nothing() {
     // certificate went through a write batch (whose COMMIT syncs, synchronous=FULL).
     let mut cmd = Command::new(Fleetca::bin());
     cmd.args(["bench", "--mode", "skip", "--clients", "2", "--count", "8"])
-        .args(["--url", &format!("https://127.0.0.1:{port}/acme/default/directory")])
+        .args([
+            "--url",
+            &format!("https://127.0.0.1:{port}/acme/default/directory"),
+        ])
         .arg("--root")
         .arg(f.root_pem_path())
         .args(["--suffix", SUFFIX]);

@@ -436,7 +436,11 @@ fn postgres_outage_answers_retry_later_and_recovers() {
     let (bin, owner) = match prerequisites() {
         Ok(p) => p,
         Err(why) => {
-            support::gate("postgres_outage_answers_retry_later_and_recovers", false, &why);
+            support::gate(
+                "postgres_outage_answers_retry_later_and_recovers",
+                false,
+                &why,
+            );
             return;
         }
     };

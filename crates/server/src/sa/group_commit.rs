@@ -181,7 +181,7 @@ mod tests {
         g.barrier().await.unwrap();
         // The barrier synced, and synced the database file itself (no WAL to sync).
         assert_eq!(g.counts(), (1, 1));
-        assert_eq!(synced_under(dir.path()), [db.clone()]);
+        assert_eq!(synced_under(dir.path()), std::slice::from_ref(&db));
         // With a WAL back, the WAL is what gets synced.
         let mut wal = db.clone().into_os_string();
         wal.push("-wal");

@@ -56,7 +56,10 @@ pub(crate) fn lint(test: &str, tool: &str, args: &[&str], file: &Path) -> Option
     if !super::gate::gate(
         test,
         bin.is_file(),
-        &format!("pkilint not found at {} (set FLEETCA_PKILINT)", bin.display()),
+        &format!(
+            "pkilint not found at {} (set FLEETCA_PKILINT)",
+            bin.display()
+        ),
     ) {
         return None;
     }
@@ -77,7 +80,11 @@ pub(crate) fn lint(test: &str, tool: &str, args: &[&str], file: &Path) -> Option
         )
     };
     for bad in ["usage:", "Traceback", "Failed to load", "error:"] {
-        assert!(!stderr.contains(bad), "not a lint run ({bad}): {}", context());
+        assert!(
+            !stderr.contains(bad),
+            "not a lint run ({bad}): {}",
+            context()
+        );
     }
     assert!(!stdout.trim().is_empty(), "no output: {}", context());
     let doc: serde_json::Value = serde_json::from_str(&stdout)

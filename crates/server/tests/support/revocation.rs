@@ -88,6 +88,9 @@ pub(crate) fn assert_revoked(ca: &Fleetca, leaf_pem: &Path, issuer_pem: &Path) {
     let out = run(cmd, Duration::from_secs(30));
     let text = out.combined();
     assert!(out.success(), "openssl ocsp\n{out}");
-    assert!(text.contains(": revoked"), "OCSP does not say revoked\n{out}");
+    assert!(
+        text.contains(": revoked"),
+        "OCSP does not say revoked\n{out}"
+    );
     assert!(text.contains("Response verify OK"), "{out}");
 }
