@@ -157,12 +157,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         spawn_http01_responder(args.http01_listen, tokens.clone(), served.clone()).await?;
     }
     let served_line = || {
-        (args.mode == Mode::Http01).then(|| {
-            format!(
+        let busy = client::BUSY_ANSWERS.load(std::sync::atomic::Ordering::Relaxed);
+        let mut lines = vec![format!("503 answers retried: {busy}")];
+        if args.mode == Mode::Http01 {
+            lines.push(format!(
                 "http-01 key authorizations served: {}",
                 served.load(std::sync::atomic::Ordering::SeqCst)
-            )
-        })
+            ));
+        }
+        lines
     };
     let server_cpu = || -> Option<f64> {
         if args.server_pid.is_empty() {
