@@ -8,11 +8,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{AgentError, Result};
 
+/// Unit tests replay every operation against a power-cut model (`crate::power_cut`).
+macro_rules! record {
+    ($op:expr) => {
+        #[cfg(test)]
+        crate::power_cut::record($op);
+    };
+}
+
 /// fsyncs a directory so that renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| AgentError::io(dir, e))
+        .map_err(|e| AgentError::io(dir, e))?;
+    record!(crate::power_cut::FsOp::SyncDir {
+        dir: dir.to_path_buf()
+    });
+    Ok(())
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing.
@@ -44,8 +56,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        record!(crate::power_cut::FsOp::Write {
+            path: tmp.clone(),
+            bytes: bytes.to_vec()
+        });
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        record!(crate::power_cut::FsOp::SyncFile { path: tmp.clone() });
+        fs::rename(&tmp, path)?;
+        record!(crate::power_cut::FsOp::Rename {
+            from: tmp.clone(),
+            to: path.to_path_buf()
+        });
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
@@ -73,9 +95,17 @@ pub fn symlink_atomic(target: &Path, link: &Path) -> Result<()> {
     let tmp = temp_name(link);
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| AgentError::io(&tmp, e))?;
+    record!(crate::power_cut::FsOp::Symlink {
+        target: target.to_path_buf(),
+        link: tmp.clone()
+    });
     if let Err(e) = fs::rename(&tmp, link) {
         let _ = fs::remove_file(&tmp);
         return Err(AgentError::io(link, e));
     }
+    record!(crate::power_cut::FsOp::Rename {
+        from: tmp.clone(),
+        to: link.to_path_buf()
+    });
     sync_dir(link.parent().unwrap_or(Path::new(".")))
 }

@@ -18,6 +18,8 @@ pub mod install;
 pub mod jitter;
 pub mod keys;
 pub mod log;
+#[cfg(test)]
+mod power_cut;
 pub mod schedule;
 pub mod state;
 pub mod tls;

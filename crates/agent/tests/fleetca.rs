@@ -224,23 +224,29 @@ fn fleetca_ari_renew_early_drives_renewal() {
     assert!(old_info.not_after > fleetca_agent::http::now_unix());
 
     // The server stored the `replaces` link (order_lifecycle.replaces_cert_id).
-    match (srv.database(), Path::new("/usr/bin/sqlite3").exists()) {
-        (Some(db), true) => {
-            let q = format!(
-                "SELECT old.serial FROM order_lifecycle ol \
-                 JOIN certificates old ON old.id = ol.replaces_cert_id \
-                 JOIN certificates new ON new.order_id = ol.order_id \
-                 WHERE new.serial = '{new_serial}';"
-            );
-            let o = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
-            let got = String::from_utf8_lossy(&o.stdout);
-            assert_eq!(
-                got.trim(),
-                old_serial,
-                "replaces link: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        _ => eprintln!("SKIP replaces link check: no sqlite3 or database file"),
+    // This server runs on a SQLite file in its data dir, so the database is always there;
+    // only the sqlite3 shell may be missing, and that goes through the shared gate.
+    let db = srv
+        .database()
+        .unwrap_or_else(|| panic!("no SQLite database in {}", srv.data.display()));
+    if gate(
+        "fleetca_ari (replaces link)",
+        Path::new("/usr/bin/sqlite3").exists(),
+        "/usr/bin/sqlite3 missing",
+    ) {
+        let q = format!(
+            "SELECT old.serial FROM order_lifecycle ol \
+             JOIN certificates old ON old.id = ol.replaces_cert_id \
+             JOIN certificates new ON new.order_id = ol.order_id \
+             WHERE new.serial = '{new_serial}';"
+        );
+        let o = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
+        let got = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            got.trim(),
+            old_serial,
+            "replaces link: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }

@@ -696,12 +696,19 @@ async fn account_update_key_change_and_deactivation() {
         .post(&kid, Some(&json!({"contact": ["mailto:new@example.com"]})))
         .await;
     assert_eq!(r.json()["contact"], json!(["mailto:new@example.com"]));
+    // Each refused update below leaves every row as it was (a refusal that still wrote the
+    // status or the key would show in the content digests, not only in the row counts).
+    let before = env.counts().await;
     assert_eq!(
-        c.post(&kid, Some(&json!({"status": "valid"})))
-            .await
-            .problem(),
+        c.post(
+            &kid,
+            Some(&json!({"status": "valid", "contact": ["mailto:refused@example.com"]}))
+        )
+        .await
+        .problem(),
         "malformed"
     );
+    assert_eq!(env.counts().await, before, "a refused status update");
 
     // keyChange (§7.3.5).
     let new_key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
@@ -721,19 +728,48 @@ async fn account_update_key_change_and_deactivation() {
     let r = c.post(&url, Some(&inner)).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // The old key no longer signs for the account; the new one does.
-    assert_eq!(c.post(&kid, None).await.problem(), "malformed");
+    let before = env.counts().await;
+    assert_eq!(
+        c.post(
+            &kid,
+            Some(&json!({"contact": ["mailto:old-key@example.com"]}))
+        )
+        .await
+        .problem(),
+        "malformed"
+    );
+    assert_eq!(
+        env.counts().await,
+        before,
+        "an update signed by the old key"
+    );
     c.key = new_key;
     assert_eq!(c.post(&kid, None).await.status, 200);
 
     // Deactivation is final (§7.3.6).
     let r = c.post(&kid, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(r.json()["status"], "deactivated");
+    let before = env.counts().await;
     assert_eq!(
         c.new_order(&["x.routers.example.com"]).await.problem(),
         "unauthorized"
     );
+    assert_eq!(
+        c.post(
+            &kid,
+            Some(&json!({"contact": ["mailto:after@example.com"]}))
+        )
+        .await
+        .problem(),
+        "unauthorized"
+    );
     c.kid = None;
     assert_eq!(c.new_account().await.problem(), "unauthorized");
+    assert_eq!(
+        env.counts().await,
+        before,
+        "requests of a deactivated account"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

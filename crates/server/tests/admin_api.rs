@@ -26,6 +26,66 @@ fn fill(path: &str, serial: &str, account: &str) -> String {
         .replace("{kid}", "eab_unknown")
 }
 
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// `(path, methods)` of every `.route(...)` in `fleetca::admin::router`, from its source. Only
+/// the one local `api` router may be merged in, so no route is added elsewhere.
+fn router_routes() -> Vec<(String, Vec<String>)> {
+    let src = include_str!("../src/admin/mod.rs");
+    let start = src
+        .find("pub fn router(")
+        .expect("admin::router in admin/mod.rs");
+    let body = &src[start..start + src[start..].find("\n}\n").expect("end of router")];
+    for call in [".merge(", ".nest("] {
+        for (i, _) in body.match_indices(call) {
+            let arg = &body[i + call.len()..];
+            assert!(
+                arg.starts_with("api)"),
+                "admin::router adds routes this test cannot see: {}",
+                &body[i..(i + 60).min(body.len())]
+            );
+        }
+    }
+    let mut routes = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        let open = rest.find('"').expect("route path literal");
+        let close = open + 1 + rest[open + 1..].find('"').expect("end of path literal");
+        let path = rest[open + 1..close].to_string();
+        // The handlers: up to the next builder call.
+        let end = [
+            ".route(",
+            ".route_layer(",
+            ".merge(",
+            ".fallback(",
+            ".layer(",
+        ]
+        .iter()
+        .filter_map(|m| rest[close..].find(m))
+        .min()
+        .map_or(rest.len(), |e| close + e);
+        let handlers = &rest[close..end];
+        let methods: Vec<String> = ["get", "post", "put", "patch", "delete"]
+            .iter()
+            .filter(|m| {
+                handlers.match_indices(&format!("{m}(")).any(|(i, _)| {
+                    // A method router call (`get(`, `.post(`), not a handler path's tail.
+                    !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                })
+            })
+            .map(|m| m.to_string())
+            .collect();
+        assert!(!methods.is_empty(), "no method for route {path}");
+        routes.push((path, methods));
+    }
+    assert!(routes.len() >= 12, "{routes:?}");
+    routes
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_api_scopes_openapi_actions_and_metrics() {
     let Some(env) = Env::start("admin_api_scopes_openapi_actions_and_metrics") else {
@@ -93,6 +153,33 @@ async fn admin_api_scopes_openapi_actions_and_metrics() {
                     assert_eq!(status, 403, "POST /api/eab with a write token");
                 }
             }
+        }
+    }
+    // The router's actual routes (read from its source, so a route left out of the OpenAPI
+    // document cannot escape this test): each is documented with the same methods, or is one
+    // of the few public pages, and every other one refuses a request without a token.
+    let public = ["/api/openapi.json", "/", "/dashboard.js", "/metrics"];
+    for (path, methods) in router_routes() {
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let documented: Vec<String> = paths
+            .get(&path)
+            .and_then(Value::as_object)
+            .map(|ops| ops.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            sorted(methods.clone()),
+            sorted(documented),
+            "route {path}: methods in the router vs the OpenAPI document"
+        );
+        let url = fill(&path, &serial, &account);
+        for method in methods {
+            let (status, body) = match method.as_str() {
+                "get" => env.get(&url, None).await,
+                _ => env.post(&url, None, &json!({})).await,
+            };
+            assert_eq!(status, 401, "{method} {url} without a token: {body}");
         }
     }
     assert_eq!(counts(&env).await, before, "refused requests changed state");

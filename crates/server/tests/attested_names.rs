@@ -505,19 +505,16 @@ fn agent_bin() -> Option<PathBuf> {
             let exe = std::env::current_exe().ok()?;
             Some(exe.parent()?.parent()?.join("fleetca-agent"))
         })?;
-    if bin.is_file() {
-        return Some(bin);
-    }
-    assert!(
-        !support::in_ci(),
-        "{} is missing under CI (cargo build -p fleetca-agent)",
-        bin.display()
-    );
-    eprintln!(
-        "SKIP: {} is missing (cargo build -p fleetca-agent)",
-        bin.display()
-    );
-    None
+    let found = bin.is_file();
+    support::gate(
+        "agent_gets_the_templated_names_with_its_attestation",
+        found,
+        &format!(
+            "{} is missing (cargo build -p fleetca-agent)",
+            bin.display()
+        ),
+    )
+    .then_some(bin)
 }
 
 #[test]

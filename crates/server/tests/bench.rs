@@ -1,5 +1,6 @@
 //! `fleetca bench` end to end: a small run against a server in load-test mode, and a real
-//! http-01 run where the bench answers the challenges. Rates are printed, never asserted.
+//! http-01 run where the bench answers the challenges. Rates are printed, never asserted; what
+//! the bench reports is checked against the database and the server's own counters.
 
 mod support;
 
@@ -16,6 +17,43 @@ fn bench(f: &Fleetca, extra: &[&str]) -> support::CmdOutput {
     run(cmd, Duration::from_secs(300))
 }
 
+/// Rows in the server's database: (certificates, valid challenges of `kind`).
+fn stored(f: &Fleetca, kind: &str) -> (i64, i64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = fleetca::sa::open_database(&f.database_url())
+            .await
+            .expect("open db");
+        let certs = db.counts().await.expect("counts").certificates;
+        let url = f.database_url();
+        let valid: i64 = if url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM challenges WHERE status = 'valid' AND type = $1",
+            )
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        } else {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{url}?mode=ro"))
+                .await
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM challenges WHERE status = 'valid' AND type = $1",
+            )
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        (certs, valid)
+    })
+}
+
 #[test]
 fn bench_skip_mode_issues_every_certificate() {
     let mut f = Fleetca::init(&["routers.example.com"]);
@@ -27,6 +65,14 @@ fn bench_skip_mode_issues_every_certificate() {
         "{out}"
     );
     println!("{}", out.stdout);
+    // The server holds what the bench says it obtained.
+    assert_eq!(stored(&f, "http-01").0, 24, "{out}");
+    let metrics = support::metrics::scrape(&f);
+    assert_eq!(
+        support::metrics::sum(&metrics, "fleetca_issuance_total", &["result=\"issued\""]),
+        24.0,
+        "{metrics}"
+    );
     assert!(
         f.log().contains("NOT validated"),
         "the server must warn loudly in this mode"
@@ -61,4 +107,17 @@ fn bench_http01_mode_validates_for_real() {
     );
     assert!(out.success(), "{out}\n{}", f.log());
     assert!(out.stdout.contains("certificates: 6 ok, 0 failed"), "{out}");
+    // Six certificates in the database, each behind a valid http-01 challenge, and the server
+    // really fetched the key authorizations from the bench's responder.
+    assert_eq!(stored(&f, "http-01"), (6, 6), "{out}");
+    let served: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("http-01 key authorizations served: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no responder count in the report\n{out}"));
+    assert!(
+        served >= 6,
+        "the server fetched {served} key authorizations\n{out}"
+    );
 }

@@ -439,11 +439,12 @@ fn assert_retry_later(what: &str, r: &Resp) {
 fn postgres_outage_answers_retry_later_and_recovers() {
     let (bin, owner) = match prerequisites() {
         Ok(p) => p,
-        Err(why) if support::in_ci() => {
-            panic!("postgres_outage_answers_retry_later_and_recovers: {why}; CI is set, so this is a failure")
-        }
         Err(why) => {
-            eprintln!("SKIP postgres_outage_answers_retry_later_and_recovers: {why}");
+            support::gate(
+                "postgres_outage_answers_retry_later_and_recovers",
+                false,
+                &why,
+            );
             return;
         }
     };

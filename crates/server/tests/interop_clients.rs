@@ -58,6 +58,7 @@ fn certbot_http01_issue_verify_revoke() {
     assert!(text.contains("DNS:dev1.routers.example.com"), "{text}");
     certbot_revoke(&ep, &cert)
         .unwrap_or_else(|e| panic!("certbot revoke failed\n{e}\n{}", env.ca.log()));
+    support::revocation::assert_revoked(&env.ca, &cert.cert_path, &cert.chain_path);
 }
 
 /// Shared body of (b)-(d): issue with lego, verify, revoke, revoke again.
@@ -77,6 +78,7 @@ fn lego_issue_verify_revoke(env: &Env, domains: &[&str], challenge: Challenge<'_
         );
     }
     lego_revoke(&ep, &cert).unwrap_or_else(|e| panic!("lego revoke failed\n{e}\n{}", env.ca.log()));
+    support::revocation::assert_revoked(&env.ca, &cert.leaf_path, &cert.issuer_path);
     // RFC 8555 7.6: a second revocation is refused with alreadyRevoked.
     let again = lego_revoke(&ep, &cert).expect_err("second revoke must fail");
     assert!(
@@ -180,4 +182,5 @@ fn ip_identifier_http01_issue_verify_revoke() {
     assert!(text.contains("IP Address:127.0.0.1"), "{text}");
     certbot_revoke(&ep, &cert)
         .unwrap_or_else(|e| panic!("certbot revoke failed\n{e}\n{}", env.ca.log()));
+    support::revocation::assert_revoked(&env.ca, &cert.cert_path, &cert.chain_path);
 }

@@ -305,35 +305,6 @@ async fn renewal_info_replaces_and_renew_early() {
     assert!(!support::run(cmd, std::time::Duration::from_secs(30)).success());
 }
 
-/// pkilint's ERROR/FATAL findings for a CRL or OCSP response (empty when the linter is absent
-/// outside CI, like the pkilint test of the pki crate).
-fn pkilint(tool: &str, args: &[&str], file: &std::path::Path) -> Vec<String> {
-    let bin = std::path::Path::new("/opt/fleetca-venv/bin").join(tool);
-    if !bin.is_file() {
-        assert!(!support::in_ci(), "{} missing and CI is set", bin.display());
-        return Vec::new();
-    }
-    let out = std::process::Command::new(&bin)
-        .arg("lint")
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("pkilint runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("usage:")
-            && !stderr.contains("Traceback")
-            && !stderr.contains("Failed to load"),
-        "{tool} failed on {}: {stderr}",
-        file.display()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("(ERROR)") || l.contains("(FATAL)"))
-        .map(str::to_string)
-        .collect()
-}
-
 fn openssl(args: &[&str]) -> (bool, String) {
     let mut cmd = std::process::Command::new("openssl");
     cmd.args(args);
@@ -507,7 +478,8 @@ async fn ocsp_good_then_revoked_with_openssl() {
     ]);
     assert!(ok, "{text}");
     assert!(text.contains(": revoked"), "{text}");
-    let findings = pkilint(
+    let findings = support::pkilint::serious(
+        "ocsp_good_then_revoked_with_openssl",
         "lint_ocsp_response",
         &["--document-format", "DER"],
         &resp_path,
@@ -622,7 +594,8 @@ async fn partitioned_crls_with_idp_and_revocation() {
     // After: in its shard (re-signed on fetch), in no other shard, and in the full CRL.
     let text = check(&fetch(path.clone()).await, "shard-after.crl");
     assert!(text.contains(&serial_hex), "{text}");
-    let findings = pkilint(
+    let findings = support::pkilint::serious(
+        "partitioned_crls_with_idp_and_revocation",
         "lint_crl",
         &["-t", "CRL", "-p", "BR", "--document-format", "DER"],
         &env.ca.scratch().join("shard-after.crl"),

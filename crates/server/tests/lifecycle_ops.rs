@@ -138,32 +138,6 @@ fn serial_hex(der: &[u8]) -> String {
         .collect()
 }
 
-/// pkilint's ERROR/FATAL findings (empty when the linter is absent outside CI).
-fn pkilint(tool: &str, args: &[&str], file: &Path) -> Vec<String> {
-    let bin = Path::new("/opt/fleetca-venv/bin").join(tool);
-    if !bin.is_file() {
-        assert!(!support::in_ci(), "{} missing and CI is set", bin.display());
-        return Vec::new();
-    }
-    let out = std::process::Command::new(&bin)
-        .arg("lint")
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("pkilint runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("usage:") && !stderr.contains("Traceback"),
-        "{tool} failed on {}: {stderr}",
-        file.display()
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("(ERROR)") || l.contains("(FATAL)"))
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn delegated_ocsp_responder_signs_and_verifies() {
     let Some(env) = Env::start(
@@ -198,7 +172,12 @@ async fn delegated_ocsp_responder_signs_and_verifies() {
     assert!(text.contains("OCSP Responder"), "{text}");
     assert!(text.contains("OCSP Signing"), "{text}");
     assert!(text.contains("OCSP No Check"), "{text}");
-    let findings = pkilint("lint_ocsp_response", &["--document-format", "DER"], &resp);
+    let findings = support::pkilint::serious(
+        "delegated_ocsp_responder_signs_and_verifies",
+        "lint_ocsp_response",
+        &["--document-format", "DER"],
+        &resp,
+    );
     assert!(findings.is_empty(), "pkilint OCSP findings: {findings:?}");
 
     // Revoked by serial through the fleet-wide command: the next answer says so, still
@@ -219,7 +198,12 @@ async fn delegated_ocsp_responder_signs_and_verifies() {
     assert!(text.contains(": revoked"), "{text}");
     assert!(text.contains("Reason: keyCompromise"), "{text}");
     assert!(text.contains("Response verify OK"), "{text}");
-    let findings = pkilint("lint_ocsp_response", &["--document-format", "DER"], &resp);
+    let findings = support::pkilint::serious(
+        "delegated_ocsp_responder_signs_and_verifies",
+        "lint_ocsp_response",
+        &["--document-format", "DER"],
+        &resp,
+    );
     assert!(findings.is_empty(), "pkilint OCSP findings: {findings:?}");
 }
 

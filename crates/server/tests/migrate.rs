@@ -3,20 +3,24 @@
 
 mod support;
 
+use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 use support::{run, Fleetca};
 
 #[test]
 fn sqlite_ca_moves_to_postgres_without_losing_anything() {
-    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_none()
-        || std::env::var("FLEETCA_TEST_BACKEND").is_ok_and(|b| b == "postgres")
-    {
-        assert!(
-            !support::in_ci() || std::env::var_os("FLEETCA_TEST_POSTGRES").is_some(),
-            "FLEETCA_TEST_POSTGRES is required under CI"
+    const TEST: &str = "sqlite_ca_moves_to_postgres_without_losing_anything";
+    if support::postgres_url(TEST).is_none() {
+        return;
+    }
+    // The source is the harness's SQLite file; a run with every test on PostgreSQL has none.
+    // That run is not missing a tool, and the SQLite run of the same suite covers this test.
+    if std::env::var("FLEETCA_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP {TEST}: FLEETCA_TEST_BACKEND=postgres leaves no SQLite source"
         );
-        eprintln!("SKIP sqlite_ca_moves_to_postgres_without_losing_anything: needs FLEETCA_TEST_POSTGRES and a SQLite source");
         return;
     }
     let mut f = Fleetca::init(&["routers.example.com"]);

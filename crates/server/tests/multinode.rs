@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{free_port, run, wait_for, ChildGuard, Fleetca, Probe};
+use support::{free_port, wait_for, ChildGuard, Fleetca, Probe};
 
 /// A TCP round-robin balancer: TLS passes through to a live backend (both nodes hold the same
 /// certificate, as nodes behind a real load balancer would).
@@ -85,6 +85,8 @@ struct TwoNodes {
     base: String,
     /// Connections the balancer passed to each node.
     served: Arc<Mutex<std::collections::HashMap<SocketAddr, usize>>>,
+    /// The nodes' listen addresses (keys of `served`).
+    addrs: (SocketAddr, SocketAddr),
 }
 
 impl TwoNodes {
@@ -97,10 +99,11 @@ impl TwoNodes {
             .enable_all()
             .build()
             .unwrap();
-        let backends = Arc::new(Mutex::new(vec![
+        let addrs = (
             SocketAddr::from(([127, 0, 0, 1], pa)),
             SocketAddr::from(([127, 0, 0, 1], pb)),
-        ]));
+        );
+        let backends = Arc::new(Mutex::new(vec![addrs.0, addrs.1]));
         let served = start_balancer(&rt, lb, backends);
         TwoNodes {
             a,
@@ -108,6 +111,7 @@ impl TwoNodes {
             rt,
             base,
             served,
+            addrs,
         }
     }
 }
@@ -115,15 +119,7 @@ impl TwoNodes {
 /// Whether the shared PostgreSQL cluster is configured; without it the test is skipped,
 /// except under CI, where that is a failure.
 fn have_postgres(test: &str) -> bool {
-    if std::env::var_os("FLEETCA_TEST_POSTGRES").is_some() {
-        return true;
-    }
-    assert!(
-        !support::in_ci(),
-        "FLEETCA_TEST_POSTGRES is required under CI"
-    );
-    eprintln!("SKIP {test}: FLEETCA_TEST_POSTGRES not set");
-    false
+    support::postgres_url(test).is_some()
 }
 
 #[test]
@@ -138,8 +134,10 @@ fn two_nodes_share_postgres_and_survive_a_sigkill() {
         b: node_b,
         rt,
         base,
-        ..
+        served,
+        addrs: (addr_a, addr_b),
     } = TwoNodes::start(&f, &db);
+    let served_by = |addr: SocketAddr| served.lock().unwrap().get(&addr).copied().unwrap_or(0);
 
     let certs = f.scratch().join("certs");
     let total = 60;
@@ -179,12 +177,24 @@ fn two_nodes_share_postgres_and_survive_a_sigkill() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Both nodes carried the load before the kill (the balancer alternates).
+    let (a_before, b_before) = (served_by(addr_a), served_by(addr_b));
+    assert!(
+        a_before > 0 && b_before > 0,
+        "before the kill: node A {a_before} connections, node B {b_before}"
+    );
     let killed = Command::new("kill")
         .args(["-9", &node_a.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
     let out = child.wait_with_output().expect("bench finishes");
+    // The clients that were on node A reconnected, and only node B could take them.
+    let b_after = served_by(addr_b);
+    assert!(
+        b_after > b_before,
+        "the survivor took no new connection after the kill ({b_before} -> {b_after})"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains(&format!("certificates: {total} ok, 0 failed")),
@@ -241,7 +251,6 @@ fn two_nodes_share_postgres_and_survive_a_sigkill() {
         rt.block_on(async { total_valid_orders(&db).await })
     );
     drop(node_b);
-    let _ = run(Command::new("true"), Duration::from_secs(1));
 }
 
 /// Orders by status straight from the shared database (none may stay `processing`).
@@ -279,6 +288,7 @@ fn two_nodes_share_one_rate_limit() {
         rt,
         base,
         served,
+        ..
     } = TwoNodes::start(&f, &db);
     let statuses: Vec<(u16, String)> = rt.block_on(async {
         let url = format!("{base}/acme/default/directory");

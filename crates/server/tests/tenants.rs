@@ -207,6 +207,8 @@ async fn tenants_are_isolated() {
         .cli(&["eab", "create", "--tenant", "vendorb", "--json"]);
     assert!(out.success(), "{out}");
     let cred: Value = serde_json::from_str(&out.stdout).unwrap();
+    // From here on B's credential exists; the refused binding must not consume or change it.
+    let before = env.counts().await;
     let mut c = Client::new(&env.directory("default"), &env.root).await;
     let binding = acme_types::eab::eab_jws(
         cred["kid"].as_str().unwrap(),

@@ -3,7 +3,7 @@
 //! real servers in the test, and a tiny hickory-proto DNS server serves the one CAA record
 //! challtestsrv cannot (a critical flag).
 //!
-//! If `pebble-challtestsrv` is missing the tests print a message and pass, unless `CI` is set.
+//! If `pebble-challtestsrv` is missing the tests print a SKIP line and pass, unless `CI` is set.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +23,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// The tool gate every integration test uses: a visible SKIP outside CI, a failure under CI.
+#[path = "support/gate.rs"]
+mod gate;
 
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 const ACCOUNT: &str = "https://ca.fleetca.test/acme/t1/acct/abc";
@@ -69,11 +73,16 @@ fn free_tcp_port() -> u16 {
 impl ChallTestSrv {
     /// Starts one; None (skip) when the binary is missing outside CI.
     async fn start() -> Option<ChallTestSrv> {
-        if !std::path::Path::new(CHALLTESTSRV).exists() {
-            if std::env::var_os("CI").is_some() {
-                panic!("{CHALLTESTSRV} is missing (Debian package `pebble`) and CI is set");
-            }
-            eprintln!("SKIP: {CHALLTESTSRV} missing (apt-get install pebble)");
+        // The harness names each test's thread after the test, which is what SKIP names.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("va_challenges")
+            .to_string();
+        if !gate::gate(
+            &test,
+            std::path::Path::new(CHALLTESTSRV).exists(),
+            &format!("{CHALLTESTSRV} missing (apt-get install pebble)"),
+        ) {
             return None;
         }
         let dns_port = free_port_udp_tcp();
@@ -517,7 +526,6 @@ async fn http01_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_redirect_followed() {
     let srv = srv_or_skip!();
-    let port = free_tcp_port();
     let h: Handler = Arc::new(move |path, _| {
         if path.starts_with("/.well-known/acme-challenge/") {
             (
@@ -535,7 +543,6 @@ async fn http01_redirect_followed() {
         }
     });
     // The handler needs the port it runs on: wrap it.
-    let _ = port;
     let (port, hosts) = {
         let cell: Arc<Mutex<u16>> = Arc::new(Mutex::new(0));
         let c2 = cell.clone();
@@ -699,14 +706,29 @@ async fn http01_slow_server_times_out() {
     let srv = srv_or_skip!();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Accepts, hands the reading half to the test, and answers correctly only after twice the
+    // VA's timeout: a VA that ignored its timeout would wait and succeed.
+    let (tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut held = Vec::new();
         while let Ok((s, _)) = listener.accept().await {
-            held.push(s); // accept, never answer
+            let (read, mut write) = s.into_split();
+            let _ = tx.send(read);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(3000)).await;
+                let body = KEYAUTHZ;
+                let _ = write
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
         }
     });
     let va = va(srv.dns, port, 1, Duration::from_millis(1500));
-    let start = Instant::now();
     let r = va
         .validate(&req(
             dns_target("slow.http.fleetca.test"),
@@ -714,10 +736,19 @@ async fn http01_slow_server_times_out() {
         ))
         .await;
     expect_err(r, "connection", "timed out");
+    // The timeout fired with the request sent and unanswered (not a connect failure), and the
+    // VA abandoned the connection: the server side reads the request, then end of stream.
+    let mut conn = accepted.try_recv().expect("the VA connected");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut got)).await;
     assert!(
-        start.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        start.elapsed()
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the VA left its connection open after timing out"
+    );
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("GET /.well-known/acme-challenge/"),
+        "request: {:?}",
+        String::from_utf8_lossy(&got)
     );
 }
 
@@ -1094,10 +1125,20 @@ async fn caa_rules_via_challtestsrv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_applies_caa_after_the_challenge() {
     let srv = srv_or_skip!();
-    let (port, _) = http_server(challenge_ok()).await;
+    // One log of what the VA did, in order: its DNS queries (through a recording proxy in
+    // front of challtestsrv) and its challenge fetches.
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ok = challenge_ok();
+    let log = events.clone();
+    let (port, hosts) = http_server(Arc::new(move |path, host| {
+        log.lock().unwrap().push(format!("http {path}"));
+        ok(path, host)
+    }))
+    .await;
+    let dns = recording_dns_proxy(srv.dns, events.clone()).await;
     srv.add_caa("forbidden.caa.fleetca.test", "issue", "letsencrypt.org")
         .await;
-    let va = va(srv.dns, port, 1, Duration::from_secs(5));
+    let va = va(dns, port, 1, Duration::from_secs(5));
     let r = va
         .validate(&req(
             dns_target("forbidden.caa.fleetca.test"),
@@ -1105,6 +1146,57 @@ async fn validate_applies_caa_after_the_challenge() {
         ))
         .await;
     expect_err(r, "caa", "forbidden.caa.fleetca.test");
+    // BR §3.2.2.8: CAA is checked once the challenge has been met, so the fetch comes first.
+    assert_eq!(
+        *hosts.lock().unwrap(),
+        ["forbidden.caa.fleetca.test".to_string()],
+        "the challenge was fetched"
+    );
+    let events = events.lock().unwrap().clone();
+    let fetch = events
+        .iter()
+        .position(|e| e.starts_with("http /.well-known/acme-challenge/"));
+    let caa = events.iter().position(|e| e.starts_with("dns CAA "));
+    assert!(
+        matches!((fetch, caa), (Some(f), Some(c)) if f < c),
+        "CAA must be queried after the challenge fetch: {events:?}"
+    );
+}
+
+/// A UDP DNS proxy in front of `upstream` that appends `dns <TYPE> <name>` to `events` for
+/// each query, before forwarding it.
+async fn recording_dns_proxy(upstream: SocketAddr, events: Arc<Mutex<Vec<String>>>) -> SocketAddr {
+    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let query = buf[..n].to_vec();
+            if let Ok(m) = hickory_proto::op::Message::from_vec(&query) {
+                for q in &m.queries {
+                    events
+                        .lock()
+                        .unwrap()
+                        .push(format!("dns {} {}", q.query_type(), q.name()));
+                }
+            }
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                up.send_to(&query, upstream).await.unwrap();
+                let mut b = [0u8; 4096];
+                if let Ok(Ok((m, _))) =
+                    tokio::time::timeout(Duration::from_secs(5), up.recv_from(&mut b)).await
+                {
+                    let _ = sock.send_to(&b[..m], peer).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,21 +31,14 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free port");
 }
 
-/// True under CI.
-pub(crate) fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
+/// The tool gate shared with the server's tests: a visible SKIP outside CI, a failure under CI.
+#[path = "../../../server/tests/support/gate.rs"]
+mod gate;
+pub(crate) use gate::gate;
 
 /// Whether `bin` exists; prints SKIP (or panics under CI) otherwise.
 pub(crate) fn require(test: &str, bin: &Path) -> bool {
-    if bin.exists() {
-        return true;
-    }
-    if in_ci() {
-        panic!("{test}: {} missing and CI is set", bin.display());
-    }
-    eprintln!("SKIP {test}: {} missing", bin.display());
-    false
+    gate(test, bin.exists(), &format!("{} missing", bin.display()))
 }
 
 /// Kills the child on drop; prints its log while panicking.

@@ -219,7 +219,10 @@ impl AcmeClient {
                 {
                     Ok(r)
                 }
-                Ok(r) if r.status == 503 => Ok(r),
+                Ok(r) if r.status == 503 => {
+                    BUSY_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(r)
+                }
                 Ok(r) => return r.ok(url),
                 Err(ClientError::Http(e)) => Err(ClientError::Http(e)),
                 Err(e) => return Err(e),
@@ -279,6 +282,10 @@ impl AcmeClient {
         }
     }
 }
+
+/// 503 answers the bench's requests got (and retried) in this process: the report prints it,
+/// so a test can hold it against the server's own count.
+pub static BUSY_ANSWERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[cfg(test)]
 mod tests {

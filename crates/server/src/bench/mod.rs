@@ -151,9 +151,22 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let roots = std::fs::read_to_string(&args.root)?;
     let http = http_client(&roots)?;
     let tokens: Tokens = Arc::default();
+    // Key authorizations the responder handed out: the evidence that the server validated.
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     if args.mode == Mode::Http01 {
-        spawn_http01_responder(args.http01_listen, tokens.clone()).await?;
+        spawn_http01_responder(args.http01_listen, tokens.clone(), served.clone()).await?;
     }
+    let served_line = || {
+        let busy = client::BUSY_ANSWERS.load(std::sync::atomic::Ordering::Relaxed);
+        let mut lines = vec![format!("503 answers retried: {busy}")];
+        if args.mode == Mode::Http01 {
+            lines.push(format!(
+                "http-01 key authorizations served: {}",
+                served.load(std::sync::atomic::Ordering::SeqCst)
+            ));
+        }
+        lines
+    };
     let server_cpu = || -> Option<f64> {
         if args.server_pid.is_empty() {
             None
@@ -165,6 +178,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.storm {
         let mut report = storm::run(args, http, tokens).await?;
         report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
+        report.extra.extend(served_line());
         return Ok(report);
     }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -236,6 +250,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     report.elapsed = start.elapsed();
     report.latencies.sort();
+    report.extra.extend(served_line());
     report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
     Ok(report)
 }
@@ -370,25 +385,33 @@ async fn issue_with(
     Ok(pem)
 }
 
-async fn spawn_http01_responder(addr: SocketAddr, tokens: Tokens) -> anyhow::Result<()> {
+async fn spawn_http01_responder(
+    addr: SocketAddr,
+    tokens: Tokens,
+    served: Arc<std::sync::atomic::AtomicUsize>,
+) -> anyhow::Result<()> {
     use axum::extract::{Path, State};
     use axum::http::StatusCode;
+    type Shared = (Tokens, Arc<std::sync::atomic::AtomicUsize>);
     async fn answer(
-        State(t): State<Tokens>,
+        State((t, served)): State<Shared>,
         Path(token): Path<String>,
     ) -> Result<String, StatusCode> {
-        t.lock()
+        let ka = t
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&token)
             .cloned()
-            .ok_or(StatusCode::NOT_FOUND)
+            .ok_or(StatusCode::NOT_FOUND)?;
+        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(ka)
     }
     let app = axum::Router::new()
         .route(
             "/.well-known/acme-challenge/{token}",
             axum::routing::get(answer),
         )
-        .with_state(tokens);
+        .with_state((tokens, served));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -96,6 +96,8 @@ impl Ra {
             ));
         }
         let started = std::time::Instant::now();
+        // Paired with "certificate issued" below: a crash test counts finalizations in flight.
+        tracing::debug!(order = %order_id, "finalizing");
         // Step 2: sign, outside any storage transaction.
         let signed = self
             .sign_claimed(&claim, tenant, csr_der, idents, profile, crl_shard)

@@ -105,16 +105,47 @@ impl GroupSync {
 /// checkpointed it into the database file; syncing that file then covers the commits.
 fn sync_files(wal: &Path, db: &Path) -> std::io::Result<()> {
     match std::fs::File::open(wal) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)?.sync_all(),
+        Ok(f) => f.sync_data().inspect(|()| record_sync(wal)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)?
+            .sync_all()
+            .inspect(|()| record_sync(db)),
         Err(e) => Err(e),
     }
+}
+
+/// The unit tests see which file each sync covered; other builds record nothing.
+#[cfg(not(test))]
+fn record_sync(_: &Path) {}
+
+#[cfg(test)]
+fn record_sync(path: &Path) {
+    tests::synced(path);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// Every file a sync succeeded on, in order (tests filter by their own temp dir).
+    static SYNCED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn synced(path: &Path) {
+        SYNCED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_path_buf());
+    }
+
+    fn synced_under(dir: &Path) -> Vec<PathBuf> {
+        SYNCED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect()
+    }
 
     #[tokio::test]
     async fn concurrent_barriers_share_syncs_and_each_returns() {
@@ -146,7 +177,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("y.sqlite");
         std::fs::write(&db, b"db").unwrap();
-        GroupSync::new(&db).barrier().await.unwrap();
+        let g = GroupSync::new(&db);
+        g.barrier().await.unwrap();
+        // The barrier synced, and synced the database file itself (no WAL to sync).
+        assert_eq!(g.counts(), (1, 1));
+        assert_eq!(synced_under(dir.path()), std::slice::from_ref(&db));
+        // With a WAL back, the WAL is what gets synced.
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::write(&wal, b"wal").unwrap();
+        g.barrier().await.unwrap();
+        assert_eq!(g.counts(), (2, 2));
+        assert_eq!(synced_under(dir.path()), [db, PathBuf::from(wal)]);
     }
 
     #[tokio::test]

@@ -140,7 +140,8 @@ pub(super) mod stmt {
     ];
 }
 
-/// Row counts per table, for operators and tests that check a refused request changed nothing.
+/// Row counts and content digests per table, for operators and tests that check a refused
+/// request changed nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableCounts {
     /// Accounts.
@@ -155,6 +156,83 @@ pub struct TableCounts {
     pub certificates: i64,
     /// Revoked certificates.
     pub revoked: i64,
+    /// SHA-256 (hex) of each table's rows, every column quoted by the database and the rows
+    /// sorted, so a refused request that UPDATEs a row shows here although no count moved.
+    pub contents: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// The tables whose contents [`TableCounts::contents`] digests: the ACME objects and what
+/// binds accounts to tenants.
+const DIGESTED_TABLES: [&str; 8] = [
+    "accounts",
+    "orders",
+    "authzs",
+    "order_authzs",
+    "challenges",
+    "certificates",
+    "eab_keys",
+    "eab_bindings",
+];
+
+/// How a backend lists a table's columns and renders one column as SQL text.
+pub(super) trait RowText {
+    /// Column names of the table bound to `$1`, in declaration order.
+    const COLUMNS: &'static str;
+    /// A function rendering any value (NULL, blobs included) as text.
+    const QUOTE: &'static str;
+}
+
+impl RowText for sqlx::Sqlite {
+    const COLUMNS: &'static str = "SELECT name FROM pragma_table_info($1) ORDER BY cid";
+    const QUOTE: &'static str = "quote";
+}
+
+impl RowText for sqlx::Postgres {
+    const COLUMNS: &'static str = "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
+    const QUOTE: &'static str = "quote_nullable";
+}
+
+/// SHA-256 (hex) of the sorted rows of each of [`DIGESTED_TABLES`].
+pub(super) async fn table_contents<DB>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<std::collections::BTreeMap<&'static str, String>, sqlx::Error>
+where
+    DB: sqlx::Database + RowText,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<<DB as sqlx::Database>::Row>,
+{
+    use sqlx::Row;
+    let mut out = std::collections::BTreeMap::new();
+    for table in DIGESTED_TABLES {
+        let columns: Vec<String> = sqlx::query_scalar(DB::COLUMNS)
+            .bind(table)
+            .fetch_all(pool)
+            .await?;
+        let row = columns
+            .iter()
+            .map(|c| format!("{}(\"{c}\")", DB::QUOTE))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ");
+        // Safe to build: the table is one of the constants above and the columns are the
+        // names this schema declares, read from the database's own catalog.
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {row} FROM {table}"));
+        let mut rows: Vec<String> = Vec::new();
+        for r in sqlx::query(sql).fetch_all(pool).await? {
+            rows.push(r.try_get(0usize)?);
+        }
+        rows.sort();
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for r in &rows {
+            ctx.update(r.as_bytes());
+            ctx.update(b"\n");
+        }
+        out.insert(table, crate::ca::hex(ctx.finish().as_ref()));
+    }
+    Ok(out)
 }
 
 /// Implements [`Storage`](super::Storage) (and `table_counts`) for a struct with a `pool` field.
@@ -181,6 +259,7 @@ impl $ty {
             certificates: count("SELECT COUNT(*) FROM certificates").await?,
             revoked: count("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL")
                 .await?,
+            contents: super::sql::table_contents(&self.pool).await?,
         })
     }
 }

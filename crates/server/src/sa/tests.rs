@@ -545,16 +545,18 @@ pub(crate) async fn postgres() -> Option<Arc<dyn Storage>> {
     postgres_pair().await.map(|(a, _)| a as Arc<dyn Storage>)
 }
 
+/// The tool gate the integration tests use: a visible SKIP outside CI, a failure under CI.
+#[path = "../../tests/support/gate.rs"]
+mod gate;
+
 /// Two independent connections ("nodes") to the same fresh PostgreSQL schema.
 pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> {
-    let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "FLEETCA_TEST_POSTGRES is not set and CI is set"
-        );
-        eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
-        return None;
-    };
+    // The harness names each test's thread after the test, which is what SKIP should name.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("postgres_pair")
+        .to_string();
+    let url = gate::postgres_url(&test)?;
     use sqlx::{Connection, Executor};
     use std::str::FromStr;
     let now = std::time::SystemTime::now()
@@ -617,12 +619,7 @@ pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> 
 /// made a minute ago (maybe a concurrent run's) is kept.
 #[tokio::test]
 async fn test_schemas_left_behind_are_swept() {
-    let Ok(url) = std::env::var("FLEETCA_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "FLEETCA_TEST_POSTGRES is not set and CI is set"
-        );
-        eprintln!("SKIP: FLEETCA_TEST_POSTGRES is not set");
+    let Some(url) = gate::postgres_url("test_schemas_left_behind_are_swept") else {
         return;
     };
     use sqlx::{Connection, Executor};

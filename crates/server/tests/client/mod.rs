@@ -27,7 +27,8 @@ impl Resp {
     pub(crate) fn location(&self) -> String {
         self.header("location").expect("Location header")
     }
-    /// The problem type with its urn prefix stripped, e.g. "badNonce".
+    /// The problem type's ACME name, e.g. "badNonce". The document must carry the full
+    /// `urn:ietf:params:acme:error:` URN (RFC 8555 §6.7): a bare "badNonce" fails the test.
     pub(crate) fn problem(&self) -> String {
         let ct = self.header("content-type").unwrap_or_default();
         assert_eq!(
@@ -37,11 +38,15 @@ impl Resp {
             self.status,
             String::from_utf8_lossy(&self.body)
         );
-        self.json()["type"]
-            .as_str()
-            .unwrap_or("")
-            .trim_start_matches("urn:ietf:params:acme:error:")
-            .to_string()
+        let body = self.json();
+        let ty = body["type"].as_str().unwrap_or_default();
+        match ty.strip_prefix("urn:ietf:params:acme:error:") {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => panic!(
+                "problem type {ty:?} is not an urn:ietf:params:acme:error: URN: {} {body}",
+                self.status
+            ),
+        }
     }
     pub(crate) fn links(&self, rel: &str) -> Vec<String> {
         self.headers
