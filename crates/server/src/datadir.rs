@@ -6,7 +6,8 @@
 //! DIR/fleetca.db              SQLite database (WAL)
 //! DIR/root/{key,cert}.pem     private-trust root (absent in public-trust mode)
 //! DIR/root/crl.der            the root's CRL
-//! DIR/ca/default/key.pem      issuing CA key (0600)
+//! DIR/ca/default/key.pem      issuing CA key (0600); absent when the key is in a PKCS#11
+//!                             token (`[ca.pkcs11]` in the tenant's configuration)
 //! DIR/ca/default/cert.pem     issuing CA certificate
 //! DIR/ca/default/chain.pem    certificates above it up to the root (public trust)
 //! DIR/ca/default/request.csr  the CSR sent to the outside root (public trust)
@@ -94,6 +95,33 @@ pub struct CaSection {
     /// `permit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attested_names: Vec<String>,
+    /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Section>,
+}
+
+/// Where a tenant's issuing CA key lives in a PKCS#11 token (HSM). Only these three names are
+/// recorded; the PIN comes from `--pkcs11-pin-file` at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// The token label.
+    pub token: String,
+    /// The key pair's label (CKA_LABEL) inside the token.
+    pub key: String,
+}
+
+impl Pkcs11Section {
+    /// The `pki` key reference.
+    pub fn key_ref(&self) -> pki::pkcs11::Pkcs11KeyRef {
+        pki::pkcs11::Pkcs11KeyRef {
+            module: self.module.clone(),
+            token_label: self.token.clone(),
+            key_label: self.key.clone(),
+        }
+    }
 }
 
 fn default_challenges() -> Vec<String> {

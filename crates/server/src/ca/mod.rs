@@ -209,8 +209,10 @@ impl IssuingCa {
             IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
             IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
             IssueError::Policy(d) => Error::acme(ProblemType::RejectedIdentifier, d.to_string()),
+            IssueError::Internal(e @ pki::PkiError::Signing(_)) => self.signer_failed(e),
             other => Error::Internal(Box::new(other)),
         })?;
+        crate::metrics::signer_available(&self.name, true);
         Ok(Issued {
             serial_hex: hex(&issued.serial),
             der: issued.der,
@@ -257,7 +259,10 @@ impl IssuingCa {
             number as u64,
             Some(&idp),
         )
-        .map_err(|e| Error::Internal(Box::new(e)))?;
+        .map_err(|e| match e {
+            pki::PkiError::Signing(_) => self.signer_failed(e),
+            other => Error::Internal(Box::new(other)),
+        })?;
         let rec = CrlRecord {
             number,
             der,
@@ -267,6 +272,22 @@ impl IssuingCa {
         sa.store_crl(&self.name, &rec).await?;
         crate::metrics::crl_generated(&self.name);
         Ok(rec)
+    }
+
+    /// Records that the CA key could not sign and builds the error the client sees
+    /// (`serverInternal` with Retry-After).
+    fn signer_failed(&self, e: pki::PkiError) -> Error {
+        crate::metrics::signer_available(&self.name, false);
+        Error::SignerUnavailable(Box::new(e))
+    }
+
+    /// Checks, without signing, that the CA key can sign now (an HSM token may have gone),
+    /// and records the answer in `fleetca_signer_available`. Blocks on the token: call it
+    /// from a blocking task.
+    pub fn check_signer(&self) -> std::result::Result<(), pki::PkiError> {
+        let r = self.signer.check_available();
+        crate::metrics::signer_available(&self.name, r.is_ok());
+        r
     }
 
     /// The current CRL, re-signed first if none exists or half its validity has passed.

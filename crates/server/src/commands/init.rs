@@ -1,7 +1,7 @@
 //! `fleetca init`: creates a private root, a technically constrained issuing CA (BR §7.1.2.5)
 //! for the `default` tenant, the root's CRL, and the server's HTTPS certificate.
 
-use super::KeyProtection;
+use super::{KeyProtection, Pkcs11Args};
 use crate::ca::tls_cert;
 use crate::datadir::{write_atomic, CaConfig, CaSection, DataDir, Trust, DEFAULT_TENANT};
 use anyhow::Context;
@@ -60,6 +60,9 @@ pub struct InitArgs {
     /// Key encryption.
     #[command(flatten)]
     pub keys: KeyProtection,
+    /// Issuing CA key in a PKCS#11 token (HSM) instead of a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
 }
 
 impl InitArgs {
@@ -79,6 +82,7 @@ impl InitArgs {
             eab_required: false,
             ocsp_signer: false,
             keys,
+            pkcs11: Pkcs11Args::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ pub(super) fn new_section(
         rate_limits: Default::default(),
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
+        pkcs11: None,
     }
 }
 
@@ -173,7 +178,7 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
             a.lifetime_days,
         )
     };
-    let (cfg, profile) = prepare(&dd, section)?;
+    let (mut cfg, profile) = prepare(&dd, section)?;
     let pass = a.keys.passphrase()?;
     let pass = pass.as_deref();
 
@@ -192,9 +197,15 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
         0o644,
     )?;
 
-    let ca_key = pki::keys::generate(a.issuing_key_type)?;
-    pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &ca_key, pass)?;
-    let ca_signer = FileSigner::new(ca_key);
+    let (ca_signer, pkcs11) = super::ca_key::create_issuing_key(
+        &dd,
+        DEFAULT_TENANT,
+        a.issuing_key_type,
+        pass,
+        &a.pkcs11,
+        a.keys.pkcs11_pin_file.as_deref(),
+    )?;
+    cfg.ca.pkcs11 = pkcs11;
     let ca_der =
         pki::ca::create_issuing_ca(&root_der, &root, ca_signer.public_key_der(), &profile, None)?;
     write_atomic(
@@ -206,7 +217,7 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
         crate::ca::ocsp_signer::create(
             &dd.ca_dir(DEFAULT_TENANT),
             &ca_der,
-            &ca_signer,
+            ca_signer.as_ref(),
             pass,
             OffsetDateTime::now_utc(),
         )?;
@@ -225,15 +236,19 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
 }
 
 /// Creates another tenant's name-constrained issuing CA under the private root (`fleetca
-/// tenant add`): a new key in `DIR/ca/NAME/key.pem` (encrypted with `pass` when given) and its
-/// certificate signed by the root. Kept here with `init` so the root key is handled in one place.
+/// tenant add`): a new key in `DIR/ca/NAME/key.pem` (encrypted with `pass` when given) or in
+/// the PKCS#11 token `p11` names, and its certificate signed by the root. Returns the token
+/// section to record, if any. Kept here with `init` so the root key is handled in one place.
 pub(super) fn create_tenant_ca(
     dd: &DataDir,
     cfg: &CaConfig,
     issuing_key_type: KeyType,
-    pass: Option<&[u8]>,
+    keys: &KeyProtection,
+    p11: &Pkcs11Args,
     ocsp_signer: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<crate::datadir::Pkcs11Section>> {
+    let pass = keys.passphrase()?;
+    let pass = pass.as_deref();
     let name = &cfg.ca.name;
     let permitted = Permitted::parse(&cfg.ca.permit).context("invalid --permit")?;
     let profile = profile_for(cfg, permitted);
@@ -255,9 +270,14 @@ pub(super) fn create_tenant_ca(
     let dir = dd.ca_dir(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let ca_key = pki::keys::generate(issuing_key_type)?;
-    pki::keys::write_key_pem(&dd.ca_key(name), &ca_key, pass)?;
-    let ca_signer = FileSigner::new(ca_key);
+    let (ca_signer, pkcs11) = super::ca_key::create_issuing_key(
+        dd,
+        name,
+        issuing_key_type,
+        pass,
+        p11,
+        keys.pkcs11_pin_file.as_deref(),
+    )?;
     let ca_der =
         pki::ca::create_issuing_ca(&root_der, &root, ca_signer.public_key_der(), &profile, None)?;
     write_atomic(
@@ -266,9 +286,15 @@ pub(super) fn create_tenant_ca(
         0o644,
     )?;
     if ocsp_signer {
-        crate::ca::ocsp_signer::create(&dir, &ca_der, &ca_signer, pass, OffsetDateTime::now_utc())?;
+        crate::ca::ocsp_signer::create(
+            &dir,
+            &ca_der,
+            ca_signer.as_ref(),
+            pass,
+            OffsetDateTime::now_utc(),
+        )?;
     }
-    Ok(())
+    Ok(pkcs11)
 }
 
 /// The root's CRL (BR §4.9.7: a root's CRL is valid for at most 12 months). It lists no

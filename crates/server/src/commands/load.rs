@@ -4,7 +4,7 @@ use crate::ca::{IssuingCa, IssuingCaParts};
 use crate::datadir::{CaConfig, DataDir, Trust};
 use anyhow::Context;
 use pki::policy::Permitted;
-use pki::signer::{FileSigner, Signer};
+use pki::signer::FileSigner;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub(crate) fn load_issuing_ca(
     dd: &DataDir,
     cfg: &CaConfig,
     passphrase: Option<&[u8]>,
+    pkcs11_pin_file: Option<&Path>,
 ) -> anyhow::Result<IssuingCa> {
     let name = &cfg.ca.name;
     if !dd.ca_cert(name).exists() {
@@ -30,19 +31,19 @@ pub(crate) fn load_issuing_ca(
             dd.path().display()
         );
     }
-    let signer: Arc<dyn Signer> = Arc::new(
-        FileSigner::load(&dd.ca_key(name), passphrase)
-            .with_context(|| format!("loading {}", dd.ca_key(name).display()))?,
-    );
+    let signer = super::ca_key::open_issuing_key(dd, cfg, passphrase, pkcs11_pin_file)?;
     let cert_der = read_pem_ders(&dd.ca_cert(name))?
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
     if pki::cert_info::spki_der_of(&cert_der)? != signer.public_key_der() {
         anyhow::bail!(
-            "{} does not match the key in {}",
+            "{} does not match the issuing CA key{}",
             dd.ca_cert(name).display(),
-            dd.ca_key(name).display()
+            match &cfg.ca.pkcs11 {
+                Some(p) => format!(" {:?} in PKCS#11 token {:?}", p.key, p.token),
+                None => format!(" in {}", dd.ca_key(name).display()),
+            }
         );
     }
     let permitted = Permitted::parse(&cfg.ca.permit).context("fleetca.toml: invalid permit")?;
@@ -253,6 +254,7 @@ mod tests {
                 rate_limits: Default::default(),
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
+                pkcs11: None,
             },
         }
     }

@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod ca;
+mod ca_key;
 mod cert;
 mod eab;
 mod fleet;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 pub use account::AccountCommand;
 pub(crate) use admin::parse_duration;
+pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use eab::EabCommand;
@@ -139,6 +141,9 @@ pub struct KeyProtection {
     /// Encrypt CA keys with the passphrase in this file (first line).
     #[arg(long)]
     pub key_passphrase_file: Option<PathBuf>,
+    /// PIN of the PKCS#11 token holding an issuing CA key (first line of this file).
+    #[arg(long, env = "FLEETCA_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
 }
 
 impl KeyProtection {

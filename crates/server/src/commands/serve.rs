@@ -185,10 +185,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let pin_file = args.keys.pkcs11_pin_file.as_deref();
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
         &cfg,
         passphrase.as_deref(),
+        pin_file,
     )?);
     let tenant = Arc::new(crate::tenant::Tenant {
         name: cfg.ca.name.clone(),
@@ -205,7 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
     for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
-        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref())
+        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {
             name: tcfg.ca.name.clone(),
@@ -316,6 +318,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     for t in &tenants {
         spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
+        super::housekeeping::spawn_signer_monitor(t.clone());
     }
     // Dashboard, admin API and metrics; like the plain-HTTP listener, failing to bind it
     // leaves the ACME service running.

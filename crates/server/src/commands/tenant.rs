@@ -4,7 +4,7 @@
 //! (policy, EAB requirement), its own directory `/acme/NAME/directory` and its own accounts.
 
 use super::admin::{cli_actor, now_unix, AdminContext};
-use super::KeyProtection;
+use super::{KeyProtection, Pkcs11Args};
 use crate::datadir::{CaConfig, CaSection, DataDir, Trust};
 use crate::sa::AuditEntry;
 use clap::{Args, Subcommand};
@@ -54,6 +54,9 @@ pub struct AddArgs {
     /// Key encryption (the root key's passphrase, also used for the new key).
     #[command(flatten)]
     pub keys: KeyProtection,
+    /// This tenant's issuing CA key in a PKCS#11 token (HSM) instead of a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
@@ -145,7 +148,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
     if !(1..=max).contains(&lifetime_days) {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
-    let cfg = CaConfig {
+    let mut cfg = CaConfig {
         ca: CaSection {
             name: a.name.clone(),
             trust: a.trust,
@@ -155,11 +158,18 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             eab_required: a.eab_required,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
+            pkcs11: None,
             ..main.ca.clone()
         },
     };
-    let pass = a.keys.passphrase()?;
-    super::init::create_tenant_ca(dd, &cfg, a.issuing_key_type, pass.as_deref(), a.ocsp_signer)?;
+    cfg.ca.pkcs11 = super::init::create_tenant_ca(
+        dd,
+        &cfg,
+        a.issuing_key_type,
+        &a.keys,
+        &a.pkcs11,
+        a.ocsp_signer,
+    )?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
     dd.save_tenant_config(&cfg)?;
     let summary = tenant_json(&cfg);
