@@ -483,3 +483,70 @@ async fn refused_while_the_token_is_gone(ca: &Fleetca, token_dir: &Path) {
         ca.log()
     );
 }
+
+#[test]
+fn tenant_add_and_subca_csr_generate_their_keys_in_the_token() {
+    const TEST: &str = "tenant_add_and_subca_csr_generate_their_keys_in_the_token";
+    let Some(hsm) = softhsm(TEST) else {
+        return;
+    };
+    if !support::require(TEST, &[Tool::Openssl]) {
+        return;
+    }
+    hsm.token("tenants");
+    // The default tenant keeps a file key; the new tenant's key goes to the token.
+    let mut ca = Fleetca::init(PERMITS);
+    let mut args = vec!["tenant", "add", "vendor", "--permit", "vendor.example.com"];
+    args.extend(hsm.init_args("tenants"));
+    let out = ca.cli(&args);
+    assert!(out.success(), "{out}");
+    let tenant_dir = ca.data_dir().join("ca/vendor");
+    assert!(!tenant_dir.join("key.pem").exists());
+    let cfg = std::fs::read_to_string(tenant_dir.join("tenant.toml")).unwrap();
+    assert!(
+        cfg.contains("[ca.pkcs11]") && cfg.contains("token = \"tenants\""),
+        "{cfg}"
+    );
+    assert!(ca.data_dir().join("ca/default/key.pem").exists());
+    // Without the PIN, serve refuses clearly; with it, both tenants load.
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(ca.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env_remove("FLEETCA_PKCS11_PIN_FILE");
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(!out.success());
+    assert!(
+        out.combined().contains("--pkcs11-pin-file") && out.combined().contains("\"vendor\""),
+        "{out}"
+    );
+    ca.serve_with(
+        free_port(),
+        free_port(),
+        free_port(),
+        &["--pkcs11-pin-file", hsm.pin_file.to_str().unwrap()],
+    );
+    assert!(ca.log().contains("Tenant \"vendor\""), "{}", ca.log());
+
+    // Public trust: the CSR for the outside root is signed by the token key.
+    let dir = temp_dir("subca");
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.args(["subca", "csr", "--data-dir"])
+        .arg(&data)
+        .args(["--permit", "public.example.com", "--key-type", "p384"])
+        .args(hsm.init_args("tenants"));
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    assert!(!data.join("ca/default/key.pem").exists());
+    let (ok, text) = openssl(&[
+        "req",
+        "-in",
+        data.join("ca/default/request.csr").to_str().unwrap(),
+        "-verify",
+        "-noout",
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+}
