@@ -99,7 +99,7 @@ pub(crate) fn load_issuing_ca(
 }
 
 /// The rustls configuration for the HTTPS listener: the given certificate, or the one in the
-/// data directory (re-issued from the private root when it nears expiry).
+/// data directory (re-issued by the server TLS CA when it nears expiry or is missing).
 pub(crate) fn server_tls_config(
     dd: &DataDir,
     cert: Option<&Path>,
@@ -131,19 +131,43 @@ pub(crate) fn server_tls_config(
 }
 
 fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
-    let Some(leaf) = read_pem_ders(&dd.tls_cert())
+    let leaf = read_pem_ders(&dd.tls_cert())
         .ok()
-        .and_then(|c| c.into_iter().next())
-    else {
+        .and_then(|c| c.into_iter().next());
+    let due = match &leaf {
+        Some(leaf) => {
+            let remaining = pki::cert_info::not_after_of(leaf)? - time::OffsetDateTime::now_utc();
+            remaining <= time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3)
+        }
+        None => true,
+    };
+    if !due {
+        return Ok(());
+    }
+    if dd.tls_ca_cert().exists() {
+        // The server TLS CA re-issues for the names it is constrained to; the root key is
+        // not involved (it may be offline).
+        let ca_der = read_pem_ders(&dd.tls_ca_cert())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                anyhow::anyhow!("{} holds no certificate", dd.tls_ca_cert().display())
+            })?;
+        let ca = FileSigner::load(&dd.tls_ca_key(), None)
+            .with_context(|| format!("loading {}", dd.tls_ca_key().display()))?;
+        let names = crate::ca::tls_cert::permitted_names(&ca_der)?;
+        tracing::info!("issuing the server's HTTPS certificate from the server TLS CA");
+        return super::init::write_server_tls(dd, &ca_der, &ca, &names);
+    }
+    if leaf.is_none() {
         anyhow::bail!(
             "{} is missing; pass --tls-cert/--tls-key",
             dd.tls_cert().display()
         );
-    };
-    let remaining = pki::cert_info::not_after_of(&leaf)? - time::OffsetDateTime::now_utc();
-    if remaining > time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3)
-        || !dd.root_key().exists()
-    {
+    }
+    // Data directories made before the server TLS CA existed: their certificate was issued by
+    // the root, and only the root can renew it.
+    if !dd.root_key().exists() {
         return Ok(());
     }
     let root_der = read_pem_ders(&dd.root_cert())?
@@ -163,8 +187,13 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    tracing::info!("renewing the server's HTTPS certificate");
-    super::init::write_server_tls(dd, &root_der, &root, &[])
+    tracing::info!("renewing the server's HTTPS certificate with the root key (this data directory has no server TLS CA)");
+    super::init::write_server_tls(
+        dd,
+        &root_der,
+        &root,
+        &crate::ca::tls_cert::server_names(&[]),
+    )
 }
 
 /// Whether a certificate's subject equals its issuer (a root, in a chain file).

@@ -12,6 +12,7 @@ mod init;
 mod load;
 mod migrate;
 mod renew;
+mod root;
 mod seed;
 mod select;
 mod serve;
@@ -30,6 +31,7 @@ pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
+pub use root::RootCommand;
 pub use select::CertSelection;
 pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
@@ -59,6 +61,12 @@ pub enum Command {
         /// What to show.
         #[command(subcommand)]
         cmd: CaCommand,
+    },
+    /// The offline root (`init --root-key-out`): sign the root's CRL with the root key.
+    Root {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: RootCommand,
     },
     /// Public-trust issuing CA: make a key and CSR for an outside root, then import its answer.
     Subca {
@@ -182,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Subca {
             cmd: SubcaCommand::Import(a),
         }) => subca::import(&a),
+        Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),

@@ -96,7 +96,12 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
         pki::cert_info::der_to_pem("CERTIFICATE", &tls_root).as_bytes(),
         0o644,
     )?;
-    super::init::write_server_tls(&dd, &tls_root, &FileSigner::new(tls_root_key), &[])?;
+    super::init::write_server_tls(
+        &dd,
+        &tls_root,
+        &FileSigner::new(tls_root_key),
+        &crate::ca::tls_cert::server_names(&[]),
+    )?;
     dd.save_config(&cfg)?;
     eprintln!("Wrote the issuing CA key and {}; have the outside root sign it, then run `fleetca subca import`.", dd.ca_csr(DEFAULT_TENANT).display());
     print!("{csr}");

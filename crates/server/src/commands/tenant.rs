@@ -57,6 +57,10 @@ pub struct AddArgs {
     /// This tenant's issuing CA key in a PKCS#11 token (HSM) instead of a file.
     #[command(flatten)]
     pub pkcs11: Pkcs11Args,
+    /// The root key, when it is offline (`init --root-key-out`): the new issuing CA is
+    /// signed with it. Default: the data directory's root/key.pem.
+    #[arg(long, value_name = "FILE")]
+    pub root_key: Option<PathBuf>,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
@@ -168,6 +172,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
         a.issuing_key_type,
         &a.keys,
         &a.pkcs11,
+        a.root_key.as_deref(),
         a.ocsp_signer,
     )?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
