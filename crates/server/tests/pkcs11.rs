@@ -172,16 +172,14 @@ fn check_key_in_token(hsm: &SoftHsm, token: &str, ca: &Fleetca) {
     );
     assert!(!config.contains(PIN), "the PIN is not in the configuration");
 
-    // No issuing-CA key file: the only private keys left are the root's and the HTTPS key.
+    // No issuing-CA key file: the only private keys left are the root's and the server
+    // TLS CA's and HTTPS keys.
     assert!(!ca.data_dir().join("ca/default/key.pem").exists());
     let mut keys = private_key_files(ca.data_dir());
     keys.sort();
     assert_eq!(
         keys,
-        vec![
-            ca.data_dir().join("root/key.pem"),
-            ca.data_dir().join("tls/key.pem")
-        ]
+        ["root/key.pem", "tls/ca-key.pem", "tls/key.pem"].map(|k| ca.data_dir().join(k))
     );
 
     // The token's own view (pkcs11-tool, not fleetca): a sensitive, never-extractable private
