@@ -157,7 +157,13 @@ fn serve_runs_issues_and_renews_its_https_certificate_without_the_root_key() {
         free_port(),
         free_port(),
         free_port(),
-        &["--insecure-skip-validation", "--key-passphrase-file", pass],
+        &[
+            "--insecure-skip-validation",
+            "--key-passphrase-file",
+            pass,
+            "--tls-renew-check-secs",
+            "1",
+        ],
     );
     let renewed = ders(&data.join("tls/cert.pem"));
     assert_ne!(renewed[0], initial[0], "a new certificate was issued");
@@ -173,18 +179,39 @@ fn serve_runs_issues_and_renews_its_https_certificate_without_the_root_key() {
         .next()
         .unwrap()
         .to_string();
-    let (ok, text) = openssl(&[
-        "s_client",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-showcerts",
-        "-verify_return_error",
-        "-CAfile",
-        ca.root_pem_path().to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
-    let served = pki::cert_info::pem_to_ders(&text).unwrap();
-    assert_eq!(served, renewed, "{text}");
+    let served = || {
+        let (ok, text) = openssl(&[
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-showcerts",
+            "-verify_return_error",
+            "-CAfile",
+            ca.root_pem_path().to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        pki::cert_info::pem_to_ders(&text).unwrap()
+    };
+    assert_eq!(served(), renewed);
+
+    // While serving: the certificate is re-issued when due (here: gone) and served at once.
+    std::fs::remove_file(data.join("tls/cert.pem")).unwrap();
+    std::fs::remove_file(data.join("tls/key.pem")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let live = loop {
+        let now_served = served();
+        if now_served[0] != renewed[0] {
+            break now_served;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTPS certificate was not re-issued while serving\n{}",
+            ca.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(live, ders(&data.join("tls/cert.pem")));
+    check_server_chain(&live, &root_der, &names);
 
     // Issuance, CRL and OCSP work without the root key.
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -263,6 +263,7 @@ impl IssuingCa {
             pki::PkiError::Signing(_) => self.signer_failed(e),
             other => Error::Internal(Box::new(other)),
         })?;
+        crate::metrics::signer_available(&self.name, true);
         let rec = CrlRecord {
             number,
             der,

@@ -112,12 +112,27 @@ pub(crate) fn server_tls_config(
             (dd.tls_cert(), dd.tls_key())
         }
     };
-    let chain = read_pem_ders(&cert_path)?
+    rustls_config(&cert_path, &key_path)
+}
+
+/// For a running `serve` (certificate from the data directory): re-issues the HTTPS
+/// certificate when it is due, and returns the configuration to switch to if it did.
+pub(crate) fn refresh_server_tls(
+    dd: &DataDir,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if !renew_server_cert_if_needed(dd)? {
+        return Ok(None);
+    }
+    rustls_config(&dd.tls_cert(), &dd.tls_key()).map(Some)
+}
+
+fn rustls_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let chain = read_pem_ders(cert_path)?
         .into_iter()
         .map(rustls_pki_types::CertificateDer::from)
         .collect::<Vec<_>>();
     let key_pem =
-        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+        std::fs::read(key_path).with_context(|| format!("reading {}", key_path.display()))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
         .ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -130,7 +145,9 @@ pub(crate) fn server_tls_config(
     Ok(Arc::new(cfg))
 }
 
-fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
+/// Re-issues the data directory's HTTPS certificate when a third or less of its validity is
+/// left, or it is missing; true when it did.
+fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<bool> {
     let leaf = read_pem_ders(&dd.tls_cert())
         .ok()
         .and_then(|c| c.into_iter().next());
@@ -142,7 +159,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
         None => true,
     };
     if !due {
-        return Ok(());
+        return Ok(false);
     }
     if dd.tls_ca_cert().exists() {
         // The server TLS CA re-issues for the names it is constrained to; the root key is
@@ -157,7 +174,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
             .with_context(|| format!("loading {}", dd.tls_ca_key().display()))?;
         let names = crate::ca::tls_cert::permitted_names(&ca_der)?;
         tracing::info!("issuing the server's HTTPS certificate from the server TLS CA");
-        return super::init::write_server_tls(dd, &ca_der, &ca, &names);
+        return super::init::write_server_tls(dd, &ca_der, &ca, &names).map(|()| true);
     }
     if leaf.is_none() {
         anyhow::bail!(
@@ -168,7 +185,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
     // Data directories made before the server TLS CA existed: their certificate was issued by
     // the root, and only the root can renew it.
     if !dd.root_key().exists() {
-        return Ok(());
+        return Ok(false);
     }
     let root_der = read_pem_ders(&dd.root_cert())?
         .into_iter()
@@ -185,7 +202,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
         tracing::warn!(
             "the server certificate expires soon and the root key could not be loaded to renew it"
         );
-        return Ok(());
+        return Ok(false);
     };
     tracing::info!("renewing the server's HTTPS certificate with the root key (this data directory has no server TLS CA)");
     super::init::write_server_tls(
@@ -194,6 +211,7 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
         &root,
         &crate::ca::tls_cert::server_names(&[]),
     )
+    .map(|()| true)
 }
 
 /// Whether a certificate's subject equals its issuer (a root, in a chain file).
