@@ -433,10 +433,32 @@ fn a_removed_token_refuses_issuance_with_retry_after_and_stores_nothing() {
 
 async fn refused_while_the_token_is_gone(ca: &Fleetca, token_dir: &Path) {
     let first = ready_order(ca, "one.routers.example.com").await;
-    first
+    let (chain, _) = first
         .client
         .finalize_and_download(&first.order_url, &first.order, &[&first.name])
         .await;
+    let issuing_pem = ca.scratch().join("issuing.pem");
+    let leaf_pem = ca.scratch().join("leaf.pem");
+    std::fs::write(&issuing_pem, pki::der_to_pem("CERTIFICATE", &chain[1])).unwrap();
+    std::fs::write(&leaf_pem, pki::der_to_pem("CERTIFICATE", &chain[0])).unwrap();
+    let base = ca.plain_http_url().expect("plain HTTP URL");
+    let ocsp = || {
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            issuing_pem.to_str().unwrap(),
+            "-cert",
+            leaf_pem.to_str().unwrap(),
+            "-url",
+            &format!("{base}/ocsp/default"),
+            "-CAfile",
+            ca.root_pem_path().to_str().unwrap(),
+            "-verify_other",
+            issuing_pem.to_str().unwrap(),
+        ])
+    };
+    let (ok, text) = ocsp();
+    assert!(ok && text.contains(": good"), "{text}");
     assert_eq!(signer_gauge(&metrics(ca).await), Some(1.0));
 
     let r = ready_order(ca, "two.routers.example.com").await;
@@ -475,6 +497,9 @@ async fn refused_while_the_token_is_gone(ca: &Fleetca, token_dir: &Path) {
     let certs: Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(certs.as_array().map(Vec::len), Some(1), "{certs}");
     assert_eq!(signer_gauge(&metrics(ca).await), Some(0.0));
+    // OCSP asks relying parties to come back (RFC 6960 §2.3 tryLater) instead of failing.
+    let (_, text) = ocsp();
+    assert!(text.to_lowercase().contains("trylater"), "{text}");
     assert!(
         ca.log().contains("CA signer unavailable") && ca.log().contains("\"removable\""),
         "the log names the token:\n{}",
