@@ -8,6 +8,9 @@ pub mod ocsp_signer;
 pub mod profile;
 pub mod tls_cert;
 
+#[cfg(test)]
+mod tests;
+
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{CrlRecord, Storage};
@@ -292,13 +295,24 @@ impl IssuingCa {
     }
 
     /// The current CRL, re-signed first if none exists or half its validity has passed.
+    /// While the CA key cannot sign, the stored CRL is served until its nextUpdate.
     pub async fn current_crl(&self, sa: &dyn Storage, clock: &dyn Clock) -> Result<CrlRecord> {
-        if let Some(c) = sa.get_crl(&self.name).await? {
+        let stored = sa.get_crl(&self.name).await?;
+        if let Some(c) = &stored {
             if clock.unix() < c.this_update + (c.next_update - c.this_update) / 2 {
-                return Ok(c);
+                return Ok(c.clone());
             }
         }
-        self.publish_crl(sa, clock).await
+        match self.publish_crl(sa, clock).await {
+            Err(Error::SignerUnavailable(e)) => match stored {
+                Some(c) if clock.unix() < c.next_update => {
+                    tracing::warn!(tenant = %self.name, error = %e, "the CA key cannot re-sign the CRL; serving the previous one until its nextUpdate");
+                    Ok(c)
+                }
+                _ => Err(Error::SignerUnavailable(e)),
+            },
+            other => other,
+        }
     }
 }
 
