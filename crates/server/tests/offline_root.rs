@@ -332,3 +332,27 @@ fn serve_runs_issues_and_renews_its_https_certificate_without_the_root_key() {
         "{out}"
     );
 }
+
+#[test]
+fn a_data_directory_without_a_server_tls_ca_gets_one_from_its_online_root() {
+    // As made before the server TLS CA existed: root key online, no tls/ca-*.pem; the
+    // certificate is due (here: gone).
+    let mut ca = Fleetca::init(PERMITS);
+    let data = ca.data_dir().to_path_buf();
+    for f in [
+        "tls/ca-key.pem",
+        "tls/ca-cert.pem",
+        "tls/cert.pem",
+        "tls/key.pem",
+    ] {
+        std::fs::remove_file(data.join(f)).unwrap();
+    }
+    ca.serve(free_port(), free_port(), free_port());
+    assert!(data.join("tls/ca-key.pem").exists());
+    let root_der = ders(ca.root_pem_path()).remove(0);
+    check_server_chain(
+        &ders(&data.join("tls/cert.pem")),
+        &root_der,
+        &["localhost", "127.0.0.1", "::1"],
+    );
+}

@@ -145,6 +145,37 @@ pub fn permitted_names(tls_ca_der: &[u8]) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The DNS names and IP addresses in a certificate's subjectAltName.
+pub fn san_names(cert_der: &[u8]) -> anyhow::Result<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| anyhow::anyhow!("parsing the server certificate: {e}"))?;
+    let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| anyhow::anyhow!("server certificate subjectAltName: {e}"))?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect())
+}
+
 /// A self-signed root used only to anchor the server certificate in public-trust mode.
 pub fn create_tls_root(key: &KeyPair) -> anyhow::Result<Vec<u8>> {
     let mut params = CertificateParams::default();

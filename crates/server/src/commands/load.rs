@@ -176,15 +176,16 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<bool> {
         tracing::info!("issuing the server's HTTPS certificate from the server TLS CA");
         return super::init::write_server_tls(dd, &ca_der, &ca, &names).map(|()| true);
     }
-    if leaf.is_none() {
-        anyhow::bail!(
-            "{} is missing; pass --tls-cert/--tls-key",
-            dd.tls_cert().display()
-        );
-    }
     // Data directories made before the server TLS CA existed: their certificate was issued by
-    // the root, and only the root can renew it.
+    // the root, whose key is then in the data directory. The root makes the server TLS CA
+    // once, for the names of the current certificate, and signs no server certificate itself.
     if !dd.root_key().exists() {
+        if leaf.is_none() {
+            anyhow::bail!(
+                "{} is missing; pass --tls-cert/--tls-key",
+                dd.tls_cert().display()
+            );
+        }
         return Ok(false);
     }
     let root_der = read_pem_ders(&dd.root_cert())?
@@ -204,14 +205,12 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<bool> {
         );
         return Ok(false);
     };
-    tracing::info!("renewing the server's HTTPS certificate with the root key (this data directory has no server TLS CA)");
-    super::init::write_server_tls(
-        dd,
-        &root_der,
-        &root,
-        &crate::ca::tls_cert::server_names(&[]),
-    )
-    .map(|()| true)
+    let names = match &leaf {
+        Some(leaf) => crate::ca::tls_cert::san_names(leaf)?,
+        None => Vec::new(),
+    };
+    tracing::info!("creating the server TLS CA (this data directory has none) and issuing the server's HTTPS certificate from it");
+    super::init::write_server_tls_ca(dd, &root_der, &root, &names).map(|()| true)
 }
 
 /// Whether a certificate's subject equals its issuer (a root, in a chain file).
