@@ -16,7 +16,6 @@
 //! more; if that fails too the error says so, with the token's code as its source.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -206,7 +205,6 @@ pub struct Pkcs11Signer {
     spki: Vec<u8>,
     pool: Mutex<Pool>,
     freed: Condvar,
-    available: AtomicBool,
 }
 
 impl std::fmt::Debug for Pkcs11Signer {
@@ -234,7 +232,6 @@ impl Pkcs11Signer {
             spki,
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
-            available: AtomicBool::new(true),
         };
         signer.release(Held { session, key }, true);
         signer.lock().open = 1;
@@ -387,10 +384,7 @@ impl Pkcs11Signer {
             });
             match result {
                 Err(e) if e.is_reset() && tries < 2 => self.drop_idle(),
-                other => {
-                    self.available.store(other.is_ok(), Ordering::Relaxed);
-                    return other;
-                }
+                other => return other,
             }
         }
     }
