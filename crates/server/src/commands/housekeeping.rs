@@ -234,26 +234,24 @@ pub(crate) fn spawn_signer_monitor(tenant: Arc<crate::tenant::Tenant>) {
 }
 
 /// Re-issues the HTTPS certificate from the server TLS CA when it is due (a third of its
-/// validity left, or its file missing), checking every `every`, and switches `listeners` to
-/// it without a restart.
+/// validity left, or its file missing), checking every `every`, and swaps it into `current`,
+/// which every TLS listener's handshakes read: no restart.
 pub(crate) fn spawn_tls_renewer(
     dd: DataDir,
-    listeners: Vec<axum_server::tls_rustls::RustlsConfig>,
+    current: Arc<super::load::ServerCert>,
     every: Duration,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
-            let dir = dd.clone();
-            match tokio::task::spawn_blocking(move || super::load::refresh_server_tls(&dir)).await {
-                Ok(Ok(Some(cfg))) => {
-                    for l in &listeners {
-                        l.reload_from_config(cfg.clone());
-                    }
-                    tracing::info!("serving the re-issued HTTPS certificate");
-                }
-                Ok(Ok(None)) | Err(_) => {}
+            let (dir, cert) = (dd.clone(), current.clone());
+            let refreshed =
+                tokio::task::spawn_blocking(move || super::load::refresh_server_tls(&dir, &cert))
+                    .await;
+            match refreshed {
+                Ok(Ok(true)) => tracing::info!("serving the re-issued HTTPS certificate"),
+                Ok(Ok(false)) | Err(_) => {}
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "re-issuing the HTTPS certificate failed")
                 }

@@ -98,13 +98,29 @@ pub(crate) fn load_issuing_ca(
     }))
 }
 
+/// The HTTPS certificate of a running server. Every listener sharing the rustls configuration
+/// asks it for the certificate at each handshake, so a re-issued one (see
+/// [`refresh_server_tls`]) is served at once, whatever listener implementation runs.
+#[derive(Debug)]
+pub(crate) struct ServerCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
 /// The rustls configuration for the HTTPS listener: the given certificate, or the one in the
-/// data directory (re-issued by the server TLS CA when it nears expiry or is missing).
+/// data directory (re-issued by the server TLS CA when it nears expiry or is missing), and
+/// the handle through which a running server swaps that certificate.
 pub(crate) fn server_tls_config(
     dd: &DataDir,
     cert: Option<&Path>,
     key: Option<&Path>,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<ServerCert>)> {
     let (cert_path, key_path) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
         _ => {
@@ -112,21 +128,30 @@ pub(crate) fn server_tls_config(
             (dd.tls_cert(), dd.tls_key())
         }
     };
-    rustls_config(&cert_path, &key_path)
+    let current = Arc::new(ServerCert(std::sync::RwLock::new(Arc::new(certified_key(
+        &cert_path, &key_path,
+    )?))));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(current.clone());
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), current))
 }
 
 /// For a running `serve` (certificate from the data directory): re-issues the HTTPS
-/// certificate when it is due, and returns the configuration to switch to if it did.
-pub(crate) fn refresh_server_tls(
-    dd: &DataDir,
-) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+/// certificate when it is due and swaps it into `current`; true when it did.
+pub(crate) fn refresh_server_tls(dd: &DataDir, current: &ServerCert) -> anyhow::Result<bool> {
     if !renew_server_cert_if_needed(dd)? {
-        return Ok(None);
+        return Ok(false);
     }
-    rustls_config(&dd.tls_cert(), &dd.tls_key()).map(Some)
+    let renewed = certified_key(&dd.tls_cert(), &dd.tls_key())?;
+    *current.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(renewed);
+    Ok(true)
 }
 
-fn rustls_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn certified_key(cert_path: &Path, key_path: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
     let chain = read_pem_ders(cert_path)?
         .into_iter()
         .map(rustls_pki_types::CertificateDer::from)
@@ -135,14 +160,8 @@ fn rustls_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<Arc<rustls
         std::fs::read(key_path).with_context(|| format!("reading {}", key_path.display()))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
         .ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the server certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::aws_lc_rs::default_provider())
+        .context("the server certificate and key do not match")
 }
 
 /// Re-issues the data directory's HTTPS certificate when a third or less of its validity is

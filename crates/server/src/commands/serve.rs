@@ -285,16 +285,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     wfe.spawn_nonce_pruner();
 
-    let tls =
+    let (tls, server_cert) =
         super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    if args.tls_cert.is_none() {
+        let every = Duration::from_secs(args.tls_renew_check_secs.max(1));
+        super::housekeeping::spawn_tls_renewer(dd.clone(), server_cert, every);
+    }
     let handle = axum_server::Handle::new();
-    let https_tls = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
     let https = {
         let app = wfe::router(wfe.clone());
-        axum_server::from_tcp_rustls(listener, https_tls.clone())
-            .handle(handle.clone())
-            // The peer address feeds the per-IP rate limits.
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()),
+        )
+        .handle(handle.clone())
+        // The peer address feeds the per-IP rate limits.
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
     };
     let http_app = if args.acme_over_http {
         wfe::router(wfe.clone())
@@ -336,13 +342,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_tls = args
         .admin_tls
         .then(|| axum_server::tls_rustls::RustlsConfig::from_config(tls.clone()));
-    if args.tls_cert.is_none() {
-        let listeners = std::iter::once(https_tls)
-            .chain(admin_tls.clone())
-            .collect();
-        let every = Duration::from_secs(args.tls_renew_check_secs.max(1));
-        super::housekeeping::spawn_tls_renewer(dd.clone(), listeners, every);
-    }
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
     if let Some(a) = crate::admin::spawn(args.admin_listen, admin_state, admin_tls).await {
         println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
