@@ -16,9 +16,13 @@ pub mod identifier;
 pub mod issue;
 pub mod keys;
 pub mod ocsp;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub mod policy;
 mod serial;
 pub mod signer;
+#[cfg(test)]
+mod signer_suite;
 
 pub use ca::{
     check_imported_issuing_ca, check_imported_issuing_ca_at, create_issuing_ca, create_root,

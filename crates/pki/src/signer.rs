@@ -24,6 +24,11 @@ pub trait Signer: Send + Sync {
     /// The result is in X.509 form: DER `ECDSA-Sig-Value` for ECDSA (RFC 3279 §2.2.3),
     /// PKCS#1 v1.5 for RSA.
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PkiError>;
+    /// Checks that the key can sign now (an HSM token may be removed or reset), without
+    /// signing. A key in memory always can.
+    fn check_available(&self) -> Result<(), PkiError> {
+        Ok(())
+    }
 }
 
 /// A signer backed by a key file (or any rcgen [`KeyPair`] held in memory).

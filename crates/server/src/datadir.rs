@@ -4,15 +4,18 @@
 //! ```text
 //! DIR/fleetca.toml            CA configuration written by init (editable)
 //! DIR/fleetca.db              SQLite database (WAL)
-//! DIR/root/{key,cert}.pem     private-trust root (absent in public-trust mode)
+//! DIR/root/{key,cert}.pem     private-trust root (absent in public-trust mode; key.pem is
+//!                             absent too after `init --root-key-out FILE`: offline root)
 //! DIR/root/crl.der            the root's CRL
-//! DIR/ca/default/key.pem      issuing CA key (0600)
+//! DIR/ca/default/key.pem      issuing CA key (0600); absent when the key is in a PKCS#11
+//!                             token (`[ca.pkcs11]` in the tenant's configuration)
 //! DIR/ca/default/cert.pem     issuing CA certificate
 //! DIR/ca/default/chain.pem    certificates above it up to the root (public trust)
 //! DIR/ca/default/request.csr  the CSR sent to the outside root (public trust)
 //! DIR/ca/NAME/tenant.toml     another tenant's configuration (`fleetca tenant add`), same
 //!                             `[ca]` schema as fleetca.toml; its key and cert beside it
-//! DIR/tls/{key,cert}.pem      the server's own HTTPS certificate
+//! DIR/tls/{key,cert}.pem      the server's own HTTPS certificate (chain: leaf, server TLS CA)
+//! DIR/tls/ca-{key,cert}.pem   server TLS CA: under the root, constrained to the server's names
 //! DIR/tls/root.pem            anchor of that certificate in public-trust mode
 //! DIR/eab.key                 secret sealing the stored EAB HMAC keys (0600, made on first use)
 //! ```
@@ -94,6 +97,33 @@ pub struct CaSection {
     /// `permit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attested_names: Vec<String>,
+    /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Section>,
+}
+
+/// Where a tenant's issuing CA key lives in a PKCS#11 token (HSM). Only these three names are
+/// recorded; the PIN comes from `--pkcs11-pin-file` at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// The token label.
+    pub token: String,
+    /// The key pair's label (CKA_LABEL) inside the token.
+    pub key: String,
+}
+
+impl Pkcs11Section {
+    /// The `pki` key reference.
+    pub fn key_ref(&self) -> pki::pkcs11::Pkcs11KeyRef {
+        pki::pkcs11::Pkcs11KeyRef {
+            module: self.module.clone(),
+            token_label: self.token.clone(),
+            key_label: self.key.clone(),
+        }
+    }
 }
 
 fn default_challenges() -> Vec<String> {
@@ -172,6 +202,15 @@ impl DataDir {
     /// Server TLS certificate.
     pub fn tls_cert(&self) -> PathBuf {
         self.root.join("tls/cert.pem")
+    }
+    /// The server TLS CA's key (0600): name-constrained to the server's own names, it
+    /// re-issues the HTTPS certificate without the root key.
+    pub fn tls_ca_key(&self) -> PathBuf {
+        self.root.join("tls/ca-key.pem")
+    }
+    /// The server TLS CA's certificate (issued by the root).
+    pub fn tls_ca_cert(&self) -> PathBuf {
+        self.root.join("tls/ca-cert.pem")
     }
     /// Anchor of the TLS certificate when it is not the CA root (public trust).
     pub fn tls_root(&self) -> PathBuf {

@@ -47,6 +47,11 @@ pub enum Error {
     /// [`SaError::is_unavailable`]: crate::sa::SaError::is_unavailable
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The CA key could not sign (an HSM token removed, reset or unreachable): logged with its
+    /// source, answered as `serverInternal` with `Retry-After`. Nothing was stored: signing
+    /// runs before (or inside) the transaction that would store its result.
+    #[error("CA signer unavailable: {0}")]
+    SignerUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -126,7 +131,9 @@ impl Error {
     pub fn kind(&self) -> ProblemType {
         match self {
             Error::Acme(a) => a.kind,
-            Error::Internal(_) | Error::Unavailable(_) => ProblemType::ServerInternal,
+            Error::Internal(_) | Error::Unavailable(_) | Error::SignerUnavailable(_) => {
+                ProblemType::ServerInternal
+            }
         }
     }
 }

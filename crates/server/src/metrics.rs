@@ -25,6 +25,9 @@ pub const RATE_LIMITED: &str = "fleetca_rate_limited_total";
 pub const OVERLOAD_SHED: &str = "fleetca_overload_shed_total";
 /// CRLs signed, by `tenant`.
 pub const CRLS_GENERATED: &str = "fleetca_crl_generated_total";
+/// 1 when the tenant's issuing CA key can sign, 0 when its last signature or health check
+/// failed (an HSM token removed, reset or unreachable), by `tenant`.
+pub const SIGNER_AVAILABLE: &str = "fleetca_signer_available";
 /// OCSP responses produced, by `tenant` and `result` (`ok`, `error`).
 pub const OCSP_RESPONSES: &str = "fleetca_ocsp_responses_total";
 /// Storage call latency in seconds, by `op` (the `Storage` method name).
@@ -94,6 +97,15 @@ pub fn overload_shed() {
 /// Records a signed CRL.
 pub fn crl_generated(tenant: &str) {
     metrics::counter!(CRLS_GENERATED, "tenant" => tenant.to_string()).increment(1);
+}
+
+/// Records whether the tenant's CA key could sign just now.
+pub fn signer_available(tenant: &str, available: bool) {
+    metrics::gauge!(SIGNER_AVAILABLE, "tenant" => tenant.to_string()).set(if available {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// Records an OCSP response.

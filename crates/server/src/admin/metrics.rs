@@ -68,6 +68,10 @@ fn describe() {
         "Requests refused by a rate limit, by limit"
     );
     describe_counter!(m::CRLS_GENERATED, "CRLs signed, by tenant");
+    metrics::describe_gauge!(
+        m::SIGNER_AVAILABLE,
+        "1 when the tenant's CA key can sign, 0 when the last signature or check failed"
+    );
     describe_counter!(
         m::OVERLOAD_SHED,
         "Expensive requests refused with 503 while overloaded"

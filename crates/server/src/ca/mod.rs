@@ -8,6 +8,9 @@ pub mod ocsp_signer;
 pub mod profile;
 pub mod tls_cert;
 
+#[cfg(test)]
+mod tests;
+
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{CrlRecord, Storage};
@@ -209,8 +212,10 @@ impl IssuingCa {
             IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
             IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
             IssueError::Policy(d) => Error::acme(ProblemType::RejectedIdentifier, d.to_string()),
+            IssueError::Internal(e @ pki::PkiError::Signing(_)) => self.signer_failed(e),
             other => Error::Internal(Box::new(other)),
         })?;
+        crate::metrics::signer_available(&self.name, true);
         Ok(Issued {
             serial_hex: hex(&issued.serial),
             der: issued.der,
@@ -257,7 +262,11 @@ impl IssuingCa {
             number as u64,
             Some(&idp),
         )
-        .map_err(|e| Error::Internal(Box::new(e)))?;
+        .map_err(|e| match e {
+            pki::PkiError::Signing(_) => self.signer_failed(e),
+            other => Error::Internal(Box::new(other)),
+        })?;
+        crate::metrics::signer_available(&self.name, true);
         let rec = CrlRecord {
             number,
             der,
@@ -269,14 +278,41 @@ impl IssuingCa {
         Ok(rec)
     }
 
+    /// Records that the CA key could not sign and builds the error the client sees
+    /// (`serverInternal` with Retry-After).
+    fn signer_failed(&self, e: pki::PkiError) -> Error {
+        crate::metrics::signer_available(&self.name, false);
+        Error::SignerUnavailable(Box::new(e))
+    }
+
+    /// Checks, without signing, that the CA key can sign now (an HSM token may have gone),
+    /// and records the answer in `fleetca_signer_available`. Blocks on the token: call it
+    /// from a blocking task.
+    pub fn check_signer(&self) -> std::result::Result<(), pki::PkiError> {
+        let r = self.signer.check_available();
+        crate::metrics::signer_available(&self.name, r.is_ok());
+        r
+    }
+
     /// The current CRL, re-signed first if none exists or half its validity has passed.
+    /// While the CA key cannot sign, the stored CRL is served until its nextUpdate.
     pub async fn current_crl(&self, sa: &dyn Storage, clock: &dyn Clock) -> Result<CrlRecord> {
-        if let Some(c) = sa.get_crl(&self.name).await? {
+        let stored = sa.get_crl(&self.name).await?;
+        if let Some(c) = &stored {
             if clock.unix() < c.this_update + (c.next_update - c.this_update) / 2 {
-                return Ok(c);
+                return Ok(c.clone());
             }
         }
-        self.publish_crl(sa, clock).await
+        match self.publish_crl(sa, clock).await {
+            Err(Error::SignerUnavailable(e)) => match stored {
+                Some(c) if clock.unix() < c.next_update => {
+                    tracing::warn!(tenant = %self.name, error = %e, "the CA key cannot re-sign the CRL; serving the previous one until its nextUpdate");
+                    Ok(c)
+                }
+                _ => Err(Error::SignerUnavailable(e)),
+            },
+            other => other,
+        }
     }
 }
 

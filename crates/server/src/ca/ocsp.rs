@@ -30,8 +30,8 @@ pub struct OcspAnswer {
 impl IssuingCa {
     /// Answers a DER OCSPRequest for this CA: `good`, `revoked` (time and reason) or `unknown`
     /// from storage as it is now; `unauthorized` for certificates of other issuers (§2.3),
-    /// `malformedRequest` for garbage, `tryLater` while the database is unreachable,
-    /// `internalError` if storage or signing fails otherwise.
+    /// `malformedRequest` for garbage, `tryLater` while the database or the CA key is
+    /// unreachable, `internalError` if storage or signing fails otherwise.
     pub async fn ocsp_response(
         &self,
         sa: &dyn Storage,
@@ -125,7 +125,16 @@ impl IssuingCa {
                 &statuses,
                 now,
                 next,
-            )?,
+            )
+            .map_err(|e| match e {
+                // The CA key is away (an HSM token removed or reset): "ask again shortly"
+                // (RFC 6960 §2.3 tryLater), and fleetca_signer_available drops to 0.
+                OcspError::Signing(p @ pki::PkiError::Signing(_)) => {
+                    crate::metrics::signer_available(&self.name, false);
+                    OcspError::TryLater(p.to_string())
+                }
+                other => other,
+            })?,
         };
         Ok(OcspAnswer {
             der,

@@ -226,8 +226,13 @@ fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
     // Load the issuing CA first: a revocation whose CRL cannot be re-signed is refused
     // rather than left unpublished.
     let pass = a.keys.passphrase()?;
-    let ca = super::load::load_issuing_ca(&ctx.dd, &cfg, pass.as_deref())
-        .with_context(|| format!("loading the issuing CA of tenant {:?}", c.tenant))?;
+    let ca = super::load::load_issuing_ca(
+        &ctx.dd,
+        &cfg,
+        pass.as_deref(),
+        a.keys.pkcs11_pin_file.as_deref(),
+    )
+    .with_context(|| format!("loading the issuing CA of tenant {:?}", c.tenant))?;
     let crl_number = ctx
         .block_on(crate::admin::ops::revoke_cert(
             ctx.db.as_ref(),

@@ -123,8 +123,13 @@ pub(crate) fn revoke_many(a: &RevokeManyArgs) -> anyhow::Result<()> {
             .iter()
             .find(|c| &c.ca.name == t)
             .ok_or_else(|| anyhow::anyhow!("tenant {t:?} is not configured"))?;
-        let ca = super::load::load_issuing_ca(&ctx.dd, cfg, pass.as_deref())
-            .with_context(|| format!("loading the issuing CA of tenant {t:?}"))?;
+        let ca = super::load::load_issuing_ca(
+            &ctx.dd,
+            cfg,
+            pass.as_deref(),
+            a.keys.pkcs11_pin_file.as_deref(),
+        )
+        .with_context(|| format!("loading the issuing CA of tenant {t:?}"))?;
         cas.insert(t.clone(), ca);
     }
     let actor = cli_actor();

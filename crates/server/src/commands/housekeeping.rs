@@ -201,3 +201,61 @@ pub(crate) fn start_ocsp_responders(
     });
     Ok(())
 }
+
+/// How often `serve` checks that each tenant's CA key can sign (an HSM token can be removed
+/// or reset at any time; `fleetca_signer_available` shows it between signatures too).
+const SIGNER_CHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// Checks the tenant's CA key now and every [`SIGNER_CHECK_EVERY`], logging each change.
+pub(crate) fn spawn_signer_monitor(tenant: Arc<crate::tenant::Tenant>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SIGNER_CHECK_EVERY);
+        let mut was_ok = true;
+        loop {
+            tick.tick().await;
+            let ca = tenant.ca.clone();
+            // The check talks to the token: off the async workers.
+            let r = match tokio::task::spawn_blocking(move || ca.check_signer()).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            match (&r, was_ok) {
+                (Err(e), true) => {
+                    tracing::error!(tenant = %tenant.name, error = %e, source = ?std::error::Error::source(e), "the CA signing key is unavailable")
+                }
+                (Ok(()), false) => {
+                    tracing::info!(tenant = %tenant.name, "the CA signing key is available again")
+                }
+                _ => {}
+            }
+            was_ok = r.is_ok();
+        }
+    });
+}
+
+/// Re-issues the HTTPS certificate from the server TLS CA when it is due (a third of its
+/// validity left, or its file missing), checking every `every`, and swaps it into `current`,
+/// which every TLS listener's handshakes read: no restart.
+pub(crate) fn spawn_tls_renewer(
+    dd: DataDir,
+    current: Arc<super::load::ServerCert>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let (dir, cert) = (dd.clone(), current.clone());
+            let refreshed =
+                tokio::task::spawn_blocking(move || super::load::refresh_server_tls(&dir, &cert))
+                    .await;
+            match refreshed {
+                Ok(Ok(true)) => tracing::info!("serving the re-issued HTTPS certificate"),
+                Ok(Ok(false)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "re-issuing the HTTPS certificate failed")
+                }
+            }
+        }
+    });
+}

@@ -1,7 +1,7 @@
 //! `fleetca init`: creates a private root, a technically constrained issuing CA (BR §7.1.2.5)
 //! for the `default` tenant, the root's CRL, and the server's HTTPS certificate.
 
-use super::KeyProtection;
+use super::{KeyProtection, Pkcs11Args};
 use crate::ca::tls_cert;
 use crate::datadir::{write_atomic, CaConfig, CaSection, DataDir, Trust, DEFAULT_TENANT};
 use anyhow::Context;
@@ -10,7 +10,7 @@ use pki::ca::{CaProfile, CaSubject};
 use pki::keys::KeyType;
 use pki::policy::Permitted;
 use pki::signer::{FileSigner, Signer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
 /// `fleetca init` options.
@@ -60,6 +60,15 @@ pub struct InitArgs {
     /// Key encryption.
     #[command(flatten)]
     pub keys: KeyProtection,
+    /// Issuing CA key in a PKCS#11 token (HSM) instead of a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
+    /// Offline root: write the root key (encrypted with the key passphrase, which is then
+    /// required) to this file instead of the data directory. `serve` never needs it; root
+    /// CRLs and new tenants are signed with `fleetca root sign-crl` / `fleetca tenant add`
+    /// and `--root-key FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub root_key_out: Option<PathBuf>,
 }
 
 impl InitArgs {
@@ -79,6 +88,8 @@ impl InitArgs {
             eab_required: false,
             ocsp_signer: false,
             keys,
+            pkcs11: Pkcs11Args::default(),
+            root_key_out: None,
         }
     }
 }
@@ -143,6 +154,7 @@ pub(super) fn new_section(
         rate_limits: Default::default(),
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
+        pkcs11: None,
     }
 }
 
@@ -173,12 +185,21 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
             a.lifetime_days,
         )
     };
-    let (cfg, profile) = prepare(&dd, section)?;
     let pass = a.keys.passphrase()?;
     let pass = pass.as_deref();
+    if let Some(out) = &a.root_key_out {
+        if pass.is_none() {
+            anyhow::bail!("--root-key-out writes the root key outside the data directory, encrypted: pass --key-passphrase-file or --key-passphrase-env (or FLEETCA_KEY_PASSPHRASE)");
+        }
+        if out.exists() {
+            anyhow::bail!("{} exists; refusing to overwrite a key", out.display());
+        }
+    }
+    let (mut cfg, profile) = prepare(&dd, section)?;
 
     let root_key = pki::keys::generate(a.root_key_type)?;
-    pki::keys::write_key_pem(&dd.root_key(), &root_key, pass)?;
+    let root_key_path = a.root_key_out.clone().unwrap_or_else(|| dd.root_key());
+    pki::keys::write_key_pem(&root_key_path, &root_key, pass)?;
     let root = FileSigner::new(root_key);
     let subject = CaSubject {
         common_name: "fleetca root CA".into(),
@@ -192,9 +213,15 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
         0o644,
     )?;
 
-    let ca_key = pki::keys::generate(a.issuing_key_type)?;
-    pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &ca_key, pass)?;
-    let ca_signer = FileSigner::new(ca_key);
+    let (ca_signer, pkcs11) = super::ca_key::create_issuing_key(
+        &dd,
+        DEFAULT_TENANT,
+        a.issuing_key_type,
+        pass,
+        &a.pkcs11,
+        a.keys.pkcs11_pin_file.as_deref(),
+    )?;
+    cfg.ca.pkcs11 = pkcs11;
     let ca_der =
         pki::ca::create_issuing_ca(&root_der, &root, ca_signer.public_key_der(), &profile, None)?;
     write_atomic(
@@ -206,14 +233,14 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
         crate::ca::ocsp_signer::create(
             &dd.ca_dir(DEFAULT_TENANT),
             &ca_der,
-            &ca_signer,
+            ca_signer.as_ref(),
             pass,
             OffsetDateTime::now_utc(),
         )?;
     }
 
     write_root_crl(&dd, &root_der, &root)?;
-    write_server_tls(&dd, &root_der, &root, &a.tls_names)?;
+    write_server_tls_ca(&dd, &root_der, &root, &a.tls_names)?;
     dd.save_config(&cfg)?;
     println!(
         "Created a private root and the issuing CA \"{DEFAULT_TENANT}\" in {}",
@@ -221,31 +248,44 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     );
     println!("Permitted: {}", a.permit.join(", "));
     println!("Root certificate: {}", dd.root_cert().display());
+    if let Some(out) = &a.root_key_out {
+        println!(
+            "Root key (encrypted): {}; keep it offline. `serve` does not need it.",
+            out.display()
+        );
+    }
     Ok(())
 }
 
 /// Creates another tenant's name-constrained issuing CA under the private root (`fleetca
-/// tenant add`): a new key in `DIR/ca/NAME/key.pem` (encrypted with `pass` when given) and its
-/// certificate signed by the root. Kept here with `init` so the root key is handled in one place.
+/// tenant add`): a new key in `DIR/ca/NAME/key.pem` (encrypted with `pass` when given) or in
+/// the PKCS#11 token `p11` names, and its certificate signed by the root. Returns the token
+/// section to record, if any. Kept here with `init` so the root key is handled in one place.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create_tenant_ca(
     dd: &DataDir,
     cfg: &CaConfig,
     issuing_key_type: KeyType,
-    pass: Option<&[u8]>,
+    keys: &KeyProtection,
+    p11: &Pkcs11Args,
+    root_key: Option<&Path>,
     ocsp_signer: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<crate::datadir::Pkcs11Section>> {
+    let pass = keys.passphrase()?;
+    let pass = pass.as_deref();
     let name = &cfg.ca.name;
     let permitted = Permitted::parse(&cfg.ca.permit).context("invalid --permit")?;
     let profile = profile_for(cfg, permitted);
-    if !dd.root_key().exists() {
+    let root_key = root_key.map_or_else(|| dd.root_key(), Path::to_path_buf);
+    if !root_key.exists() {
         anyhow::bail!(
-            "{} has no private root key ({}); a private-trust tenant needs one",
+            "{} has no private root key ({}); a new private-trust tenant is signed by the root: pass --root-key FILE (the key `init --root-key-out` wrote)",
             dd.path().display(),
-            dd.root_key().display()
+            root_key.display()
         );
     }
-    let root = FileSigner::load(&dd.root_key(), pass)
-        .with_context(|| format!("loading {}", dd.root_key().display()))?;
+    let root = FileSigner::load(&root_key, pass)
+        .with_context(|| format!("loading the root key {}", root_key.display()))?;
     let root_pem = std::fs::read_to_string(dd.root_cert())
         .with_context(|| format!("reading {}", dd.root_cert().display()))?;
     let root_der = pki::cert_info::pem_to_ders(&root_pem)?
@@ -255,9 +295,14 @@ pub(super) fn create_tenant_ca(
     let dir = dd.ca_dir(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let ca_key = pki::keys::generate(issuing_key_type)?;
-    pki::keys::write_key_pem(&dd.ca_key(name), &ca_key, pass)?;
-    let ca_signer = FileSigner::new(ca_key);
+    let (ca_signer, pkcs11) = super::ca_key::create_issuing_key(
+        dd,
+        name,
+        issuing_key_type,
+        pass,
+        p11,
+        keys.pkcs11_pin_file.as_deref(),
+    )?;
     let ca_der =
         pki::ca::create_issuing_ca(&root_der, &root, ca_signer.public_key_der(), &profile, None)?;
     write_atomic(
@@ -266,9 +311,15 @@ pub(super) fn create_tenant_ca(
         0o644,
     )?;
     if ocsp_signer {
-        crate::ca::ocsp_signer::create(&dir, &ca_der, &ca_signer, pass, OffsetDateTime::now_utc())?;
+        crate::ca::ocsp_signer::create(
+            &dir,
+            &ca_der,
+            ca_signer.as_ref(),
+            pass,
+            OffsetDateTime::now_utc(),
+        )?;
     }
-    Ok(())
+    Ok(pkcs11)
 }
 
 /// The root's CRL (BR §4.9.7: a root's CRL is valid for at most 12 months). It lists no
@@ -291,17 +342,35 @@ pub(super) fn write_root_crl(
     write_atomic(&dd.root_crl(), &crl, 0o644)
 }
 
-/// Generates the server key and a certificate for localhost, loopback and `extra` names.
+/// Creates the server TLS CA under the root (see [`tls_cert`]), constrained to localhost,
+/// loopback and `extra` names, then the server's HTTPS certificate under it.
+pub(super) fn write_server_tls_ca(
+    dd: &DataDir,
+    root_der: &[u8],
+    root: &dyn Signer,
+    extra: &[String],
+) -> anyhow::Result<()> {
+    let names = tls_cert::server_names(extra);
+    let key = pki::keys::generate(KeyType::EcdsaP256)?;
+    let ca_der = tls_cert::create_server_tls_ca(root_der, root, &key, &names)?;
+    pki::keys::write_key_pem(&dd.tls_ca_key(), &key, None)?;
+    write_atomic(
+        &dd.tls_ca_cert(),
+        pki::cert_info::der_to_pem("CERTIFICATE", &ca_der).as_bytes(),
+        0o644,
+    )?;
+    write_server_tls(dd, &ca_der, &FileSigner::new(key), &names)
+}
+
+/// Generates the server key and a certificate for `names`, issued by `anchor`.
 pub(super) fn write_server_tls(
     dd: &DataDir,
     anchor_der: &[u8],
     anchor: &dyn Signer,
-    extra: &[String],
+    names: &[String],
 ) -> anyhow::Result<()> {
     let key = pki::keys::generate(KeyType::EcdsaP256)?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    names.extend(extra.iter().cloned());
-    let cert = tls_cert::issue_server_cert(anchor_der, anchor, &key, &names)?;
+    let cert = tls_cert::issue_server_cert(anchor_der, anchor, &key, names)?;
     if dd.tls_key().exists() {
         std::fs::remove_file(dd.tls_key())?;
     }

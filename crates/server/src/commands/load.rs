@@ -4,7 +4,7 @@ use crate::ca::{IssuingCa, IssuingCaParts};
 use crate::datadir::{CaConfig, DataDir, Trust};
 use anyhow::Context;
 use pki::policy::Permitted;
-use pki::signer::{FileSigner, Signer};
+use pki::signer::FileSigner;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub(crate) fn load_issuing_ca(
     dd: &DataDir,
     cfg: &CaConfig,
     passphrase: Option<&[u8]>,
+    pkcs11_pin_file: Option<&Path>,
 ) -> anyhow::Result<IssuingCa> {
     let name = &cfg.ca.name;
     if !dd.ca_cert(name).exists() {
@@ -30,19 +31,19 @@ pub(crate) fn load_issuing_ca(
             dd.path().display()
         );
     }
-    let signer: Arc<dyn Signer> = Arc::new(
-        FileSigner::load(&dd.ca_key(name), passphrase)
-            .with_context(|| format!("loading {}", dd.ca_key(name).display()))?,
-    );
+    let signer = super::ca_key::open_issuing_key(dd, cfg, passphrase, pkcs11_pin_file)?;
     let cert_der = read_pem_ders(&dd.ca_cert(name))?
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
     if pki::cert_info::spki_der_of(&cert_der)? != signer.public_key_der() {
         anyhow::bail!(
-            "{} does not match the key in {}",
+            "{} does not match the issuing CA key{}",
             dd.ca_cert(name).display(),
-            dd.ca_key(name).display()
+            match &cfg.ca.pkcs11 {
+                Some(p) => format!(" {:?} in PKCS#11 token {:?}", p.key, p.token),
+                None => format!(" in {}", dd.ca_key(name).display()),
+            }
         );
     }
     let permitted = Permitted::parse(&cfg.ca.permit).context("fleetca.toml: invalid permit")?;
@@ -97,13 +98,29 @@ pub(crate) fn load_issuing_ca(
     }))
 }
 
+/// The HTTPS certificate of a running server. Every listener sharing the rustls configuration
+/// asks it for the certificate at each handshake, so a re-issued one (see
+/// [`refresh_server_tls`]) is served at once, whatever listener implementation runs.
+#[derive(Debug)]
+pub(crate) struct ServerCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
 /// The rustls configuration for the HTTPS listener: the given certificate, or the one in the
-/// data directory (re-issued from the private root when it nears expiry).
+/// data directory (re-issued by the server TLS CA when it nears expiry or is missing), and
+/// the handle through which a running server swaps that certificate.
 pub(crate) fn server_tls_config(
     dd: &DataDir,
     cert: Option<&Path>,
     key: Option<&Path>,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<ServerCert>)> {
     let (cert_path, key_path) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
         _ => {
@@ -111,39 +128,84 @@ pub(crate) fn server_tls_config(
             (dd.tls_cert(), dd.tls_key())
         }
     };
-    let chain = read_pem_ders(&cert_path)?
-        .into_iter()
-        .map(rustls_pki_types::CertificateDer::from)
-        .collect::<Vec<_>>();
-    let key_pem =
-        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
-        .ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
+    let current = Arc::new(ServerCert(std::sync::RwLock::new(Arc::new(certified_key(
+        &cert_path, &key_path,
+    )?))));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the server certificate and key do not match")?;
+        .with_cert_resolver(current.clone());
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), current))
 }
 
-fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
-    let Some(leaf) = read_pem_ders(&dd.tls_cert())
+/// For a running `serve` (certificate from the data directory): re-issues the HTTPS
+/// certificate when it is due and swaps it into `current`; true when it did.
+pub(crate) fn refresh_server_tls(dd: &DataDir, current: &ServerCert) -> anyhow::Result<bool> {
+    if !renew_server_cert_if_needed(dd)? {
+        return Ok(false);
+    }
+    let renewed = certified_key(&dd.tls_cert(), &dd.tls_key())?;
+    *current.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(renewed);
+    Ok(true)
+}
+
+fn certified_key(cert_path: &Path, key_path: &Path) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let chain = read_pem_ders(cert_path)?
+        .into_iter()
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect::<Vec<_>>();
+    let key_pem =
+        std::fs::read(key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no private key", key_path.display()))?;
+    rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::aws_lc_rs::default_provider())
+        .context("the server certificate and key do not match")
+}
+
+/// Re-issues the data directory's HTTPS certificate when a third or less of its validity is
+/// left, or it is missing; true when it did.
+fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<bool> {
+    let leaf = read_pem_ders(&dd.tls_cert())
         .ok()
-        .and_then(|c| c.into_iter().next())
-    else {
-        anyhow::bail!(
-            "{} is missing; pass --tls-cert/--tls-key",
-            dd.tls_cert().display()
-        );
+        .and_then(|c| c.into_iter().next());
+    let due = match &leaf {
+        Some(leaf) => {
+            let remaining = pki::cert_info::not_after_of(leaf)? - time::OffsetDateTime::now_utc();
+            remaining <= time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3)
+        }
+        None => true,
     };
-    let remaining = pki::cert_info::not_after_of(&leaf)? - time::OffsetDateTime::now_utc();
-    if remaining > time::Duration::days(crate::ca::tls_cert::SERVER_CERT_DAYS / 3)
-        || !dd.root_key().exists()
-    {
-        return Ok(());
+    if !due {
+        return Ok(false);
+    }
+    if dd.tls_ca_cert().exists() {
+        // The server TLS CA re-issues for the names it is constrained to; the root key is
+        // not involved (it may be offline).
+        let ca_der = read_pem_ders(&dd.tls_ca_cert())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                anyhow::anyhow!("{} holds no certificate", dd.tls_ca_cert().display())
+            })?;
+        let ca = FileSigner::load(&dd.tls_ca_key(), None)
+            .with_context(|| format!("loading {}", dd.tls_ca_key().display()))?;
+        let names = crate::ca::tls_cert::permitted_names(&ca_der)?;
+        tracing::info!("issuing the server's HTTPS certificate from the server TLS CA");
+        return super::init::write_server_tls(dd, &ca_der, &ca, &names).map(|()| true);
+    }
+    // Data directories made before the server TLS CA existed: their certificate was issued by
+    // the root, whose key is then in the data directory. The root makes the server TLS CA
+    // once, for the names of the current certificate, and signs no server certificate itself.
+    if !dd.root_key().exists() {
+        if leaf.is_none() {
+            anyhow::bail!(
+                "{} is missing; pass --tls-cert/--tls-key",
+                dd.tls_cert().display()
+            );
+        }
+        return Ok(false);
     }
     let root_der = read_pem_ders(&dd.root_cert())?
         .into_iter()
@@ -160,10 +222,14 @@ fn renew_server_cert_if_needed(dd: &DataDir) -> anyhow::Result<()> {
         tracing::warn!(
             "the server certificate expires soon and the root key could not be loaded to renew it"
         );
-        return Ok(());
+        return Ok(false);
     };
-    tracing::info!("renewing the server's HTTPS certificate");
-    super::init::write_server_tls(dd, &root_der, &root, &[])
+    let names = match &leaf {
+        Some(leaf) => crate::ca::tls_cert::san_names(leaf)?,
+        None => Vec::new(),
+    };
+    tracing::info!("creating the server TLS CA (this data directory has none) and issuing the server's HTTPS certificate from it");
+    super::init::write_server_tls_ca(dd, &root_der, &root, &names).map(|()| true)
 }
 
 /// Whether a certificate's subject equals its issuer (a root, in a chain file).
@@ -253,6 +319,7 @@ mod tests {
                 rate_limits: Default::default(),
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
+                pkcs11: None,
             },
         }
     }

@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod ca;
+mod ca_key;
 mod cert;
 mod eab;
 mod fleet;
@@ -12,6 +13,7 @@ mod listen;
 mod load;
 mod migrate;
 mod renew;
+mod root;
 mod seed;
 mod select;
 mod serve;
@@ -25,10 +27,12 @@ use std::path::PathBuf;
 
 pub use account::AccountCommand;
 pub(crate) use admin::parse_duration;
+pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
+pub use root::RootCommand;
 pub use select::CertSelection;
 pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
@@ -58,6 +62,12 @@ pub enum Command {
         /// What to show.
         #[command(subcommand)]
         cmd: CaCommand,
+    },
+    /// The offline root (`init --root-key-out`): sign the root's CRL with the root key.
+    Root {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: RootCommand,
     },
     /// Public-trust issuing CA: make a key and CSR for an outside root, then import its answer.
     Subca {
@@ -140,6 +150,9 @@ pub struct KeyProtection {
     /// Encrypt CA keys with the passphrase in this file (first line).
     #[arg(long)]
     pub key_passphrase_file: Option<PathBuf>,
+    /// PIN of the PKCS#11 token holding an issuing CA key (first line of this file).
+    #[arg(long, env = "FLEETCA_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
 }
 
 impl KeyProtection {
@@ -178,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Subca {
             cmd: SubcaCommand::Import(a),
         }) => subca::import(&a),
+        Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Key (PEM) for --tls-cert.
     #[arg(long, env = "FLEETCA_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How often, in seconds, the HTTPS certificate from the data directory is checked and
+    /// re-issued by the server TLS CA when due (tests shorten it).
+    #[arg(long, env = "FLEETCA_TLS_RENEW_CHECK_SECS", default_value_t = 6 * 3600, hide = true)]
+    pub tls_renew_check_secs: u64,
     /// Permitted names when serve initialises a new data directory (default home.arpa).
     #[arg(long)]
     pub permit: Vec<String>,
@@ -248,10 +252,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let clock: Arc<dyn Clock> = crate::clock::server_clock();
+    let pin_file = args.keys.pkcs11_pin_file.as_deref();
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
         &cfg,
         passphrase.as_deref(),
+        pin_file,
     )?);
     let tenant = Arc::new(crate::tenant::Tenant {
         name: cfg.ca.name.clone(),
@@ -268,7 +274,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
     for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
-        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref())
+        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {
             name: tcfg.ca.name.clone(),
@@ -364,8 +370,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     wfe.spawn_nonce_pruner();
 
-    let tls =
+    let (tls, server_cert) =
         super::load::server_tls_config(&dd, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    if args.tls_cert.is_none() {
+        let every = Duration::from_secs(args.tls_renew_check_secs.max(1));
+        super::housekeeping::spawn_tls_renewer(dd.clone(), server_cert, every);
+    }
     // Every connection carries its TCP peer address, which feeds the per-IP rate limits.
     let https = serving.spawn(
         "acme",
@@ -386,6 +396,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     serving.spawn("http", http_listener, http_app, None);
     for t in &tenants {
         spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
+        super::housekeeping::spawn_signer_monitor(t.clone());
     }
     // Dashboard, admin API and metrics, on the listener bound at start-up.
     let tokens = crate::admin::auth::TokenStore::new(db.clone());

@@ -1,7 +1,7 @@
 //! Public trust: `fleetca subca csr` makes the issuing CA key and a CSR carrying the intended
 //! constraints; `fleetca subca import` installs what the outside root signed, after checking it.
 
-use super::KeyProtection;
+use super::{KeyProtection, Pkcs11Args};
 use crate::datadir::{write_atomic, DataDir, Trust, DEFAULT_TENANT};
 use anyhow::Context;
 use clap::Args;
@@ -40,6 +40,9 @@ pub struct CsrArgs {
     /// Key encryption.
     #[command(flatten)]
     pub keys: KeyProtection,
+    /// Issuing CA key in a PKCS#11 token (HSM) instead of a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
 }
 
 /// `fleetca subca import` options.
@@ -60,7 +63,7 @@ pub struct ImportArgs {
 /// Runs `subca csr`.
 pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let (cfg, profile) = super::init::prepare(
+    let (mut cfg, profile) = super::init::prepare(
         &dd,
         super::init::new_section(
             Trust::Public,
@@ -73,10 +76,16 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
         ),
     )?;
     let pass = a.keys.passphrase()?;
-    let key = pki::keys::generate(a.key_type)?;
-    pki::keys::write_key_pem(&dd.ca_key(DEFAULT_TENANT), &key, pass.as_deref())?;
-    let signer = FileSigner::new(key);
-    let csr = pki::ca::subca_csr(&signer, &profile)?;
+    let (signer, pkcs11) = super::ca_key::create_issuing_key(
+        &dd,
+        DEFAULT_TENANT,
+        a.key_type,
+        pass.as_deref(),
+        &a.pkcs11,
+        a.keys.pkcs11_pin_file.as_deref(),
+    )?;
+    cfg.ca.pkcs11 = pkcs11;
+    let csr = pki::ca::subca_csr(signer.as_ref(), &profile)?;
     write_atomic(&dd.ca_csr(DEFAULT_TENANT), csr.as_bytes(), 0o644)?;
     // The HTTPS listener needs a certificate before the outside root answers; a local TLS
     // root anchors it (clients trust tls/root.pem, printed by `fleetca ca root`).
@@ -87,7 +96,12 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
         pki::cert_info::der_to_pem("CERTIFICATE", &tls_root).as_bytes(),
         0o644,
     )?;
-    super::init::write_server_tls(&dd, &tls_root, &FileSigner::new(tls_root_key), &[])?;
+    super::init::write_server_tls(
+        &dd,
+        &tls_root,
+        &FileSigner::new(tls_root_key),
+        &crate::ca::tls_cert::server_names(&[]),
+    )?;
     dd.save_config(&cfg)?;
     eprintln!("Wrote the issuing CA key and {}; have the outside root sign it, then run `fleetca subca import`.", dd.ca_csr(DEFAULT_TENANT).display());
     print!("{csr}");
@@ -118,10 +132,15 @@ pub(crate) fn import(a: &ImportArgs) -> anyhow::Result<()> {
         Some(p) => read(p)?,
         None => Vec::new(),
     };
-    let signer = FileSigner::load(&dd.ca_key(&name), a.keys.passphrase()?.as_deref())?;
+    let signer = super::ca_key::open_issuing_key(
+        &dd,
+        &cfg,
+        a.keys.passphrase()?.as_deref(),
+        a.keys.pkcs11_pin_file.as_deref(),
+    )?;
     let permitted = Permitted::parse(&cfg.ca.permit)?;
     let profile = super::init::profile_for(&cfg, permitted);
-    pki::ca::check_imported_issuing_ca(&cert, &chain, &signer, &profile)
+    pki::ca::check_imported_issuing_ca(&cert, &chain, signer.as_ref(), &profile)
         .context("the certificate cannot be used as this issuing CA")?;
     write_atomic(
         &dd.ca_cert(&name),

@@ -4,7 +4,7 @@
 //! (policy, EAB requirement), its own directory `/acme/NAME/directory` and its own accounts.
 
 use super::admin::{cli_actor, now_unix, AdminContext};
-use super::KeyProtection;
+use super::{KeyProtection, Pkcs11Args};
 use crate::datadir::{CaConfig, CaSection, DataDir, Trust};
 use crate::sa::AuditEntry;
 use clap::{Args, Subcommand};
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create another issuing CA with its own ACME directory, policy and accounts.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the tenants.
     List(ListArgs),
 }
@@ -58,6 +58,13 @@ pub struct AddArgs {
     /// Key encryption (the root key's passphrase, also used for the new key).
     #[command(flatten)]
     pub keys: KeyProtection,
+    /// This tenant's issuing CA key in a PKCS#11 token (HSM) instead of a file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
+    /// The root key, when it is offline (`init --root-key-out`): the new issuing CA is
+    /// signed with it. Default: the data directory's root/key.pem.
+    #[arg(long, value_name = "FILE")]
+    pub root_key: Option<PathBuf>,
     /// JSON output.
     #[arg(long)]
     pub json: bool,
@@ -174,7 +181,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
     if !(1..=max).contains(&lifetime_days) {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
-    let cfg = CaConfig {
+    let mut cfg = CaConfig {
         ca: CaSection {
             name: a.name.clone(),
             trust: a.trust,
@@ -185,11 +192,19 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             caa_identities,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
+            pkcs11: None,
             ..main.ca.clone()
         },
     };
-    let pass = a.keys.passphrase()?;
-    super::init::create_tenant_ca(dd, &cfg, a.issuing_key_type, pass.as_deref(), a.ocsp_signer)?;
+    cfg.ca.pkcs11 = super::init::create_tenant_ca(
+        dd,
+        &cfg,
+        a.issuing_key_type,
+        &a.keys,
+        &a.pkcs11,
+        a.root_key.as_deref(),
+        a.ocsp_signer,
+    )?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
     dd.save_tenant_config(&cfg)?;
     let summary = tenant_json(&cfg);

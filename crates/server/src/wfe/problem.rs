@@ -54,6 +54,16 @@ impl IntoResponse for Error {
                 let secs = 3 + u64::from(rand::random::<u8>() % 4);
                 (p, 500, None, Some(secs))
             }
+            Error::SignerUnavailable(e) => {
+                // The token's error names the module and token, never the PIN.
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&*e), "CA signer unavailable");
+                let mut p = Problem::new(
+                    acme_types::problem::ProblemType::ServerInternal,
+                    "the CA's signing key is temporarily unavailable; retry after the Retry-After delay",
+                );
+                p.status = Some(500);
+                (p, 500, None, Some(30))
+            }
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (
