@@ -82,3 +82,8 @@ mod tests {
         assert!(ones.iter().chain(zeros.iter()).all(|x| *x));
     }
 }
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

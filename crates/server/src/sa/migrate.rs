@@ -67,7 +67,7 @@ where
         ctx.update(r.try_get::<String, _>(1)?.as_bytes());
         ctx.update(&r.try_get::<Vec<u8>, _>(2)?);
     }
-    Ok(crate::ca::hex(ctx.finish().as_ref()))
+    Ok(crate::ids::hex(ctx.finish().as_ref()))
 }
 
 /// Copies everything from `src` into the empty database `dst`. Nothing is committed unless every

@@ -66,7 +66,7 @@ fn multi_insert(table: &str, cols: &[&str], rows: usize) -> String {
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
-    crate::ca::hex(&b)
+    crate::ids::hex(&b)
 }
 
 macro_rules! history_seeder {

@@ -230,7 +230,7 @@ where
             ctx.update(r.as_bytes());
             ctx.update(b"\n");
         }
-        out.insert(table, crate::ca::hex(ctx.finish().as_ref()));
+        out.insert(table, crate::ids::hex(ctx.finish().as_ref()));
     }
     Ok(out)
 }

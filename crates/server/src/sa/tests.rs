@@ -921,3 +921,29 @@ async fn postgres_lifecycle_rows_are_atomic() {
         lifecycle_rows_commit_with_their_rows(sa.as_ref()).await;
     }
 }
+
+/// Storage is a leaf (DESIGN: the RA directs, storage only persists): nothing under `sa/`
+/// reaches up into the CA, the RA, the front end or the server's error type.
+#[test]
+fn storage_imports_nothing_from_the_roles_above_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sa");
+    let mut offending = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("src/sa") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("source");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for role in ["ca", "ra", "wfe", "error"] {
+                if code.contains(&format!("crate::{role}::"))
+                    || code.contains(&format!("use crate::{role};"))
+                {
+                    offending.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(offending.is_empty(), "sa/ reaches up: {offending:#?}");
+}
