@@ -20,6 +20,8 @@ pub struct Session {
     pub key: AccountKey,
     /// The account URL.
     pub kid: String,
+    /// The account's orders list URL (RFC 8555 §7.1.2.1), if the server gave one.
+    pub orders: Option<String>,
 }
 
 /// External account binding settings (RFC 8555 §7.3.4).
@@ -61,7 +63,15 @@ impl Session {
         if resp.status == 201 {
             log::info(format!("account created: {kid}"));
         }
-        Ok(Session { http, key, kid })
+        let orders = serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("orders")?.as_str().map(str::to_owned));
+        Ok(Session {
+            http,
+            key,
+            kid,
+            orders,
+        })
     }
 
     fn post(&mut self, url: &str, payload: Option<&Value>) -> Result<Response> {
@@ -89,7 +99,18 @@ impl Session {
         replaces: Option<String>,
         timeout: Duration,
     ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
+        let order_url = self.new_order(names, responders, replaces.as_deref())?;
+        self.complete(&order_url, csr, responders, timeout)
+    }
+
+    /// Places a newOrder for `names` (and the device's permanent-identifier
+    /// when attesting); returns the order URL.
+    pub fn new_order(
+        &mut self,
+        names: &[String],
+        responders: &Responders<'_>,
+        replaces: Option<&str>,
+    ) -> Result<String> {
         let mut identifiers: Vec<Identifier> = names
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
@@ -106,33 +127,77 @@ impl Session {
             });
         }
         let mut payload = json!({ "identifiers": identifiers });
-        if let Some(r) = &replaces {
+        if let Some(r) = replaces {
             payload["replaces"] = json!(r);
         }
         let new_order = self.http.directory.new_order.clone();
-        let (mut order, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;
+        let (_, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;
         let order_url = resp.location.clone().ok_or_else(|| AgentError::Server {
             url: new_order.clone(),
             status: Some(resp.status),
             detail: "newOrder answer has no Location".into(),
         })?;
         log::info(format!("order {order_url} for {}", names.join(",")));
+        Ok(order_url)
+    }
+
+    /// Reads an order (POST-as-GET).
+    pub fn fetch_order(&mut self, url: &str) -> Result<Order> {
+        Ok(self.post_json::<Order>(url, None)?.0)
+    }
+
+    /// The account's orders list (RFC 8555 §7.1.2.1), following up to
+    /// `max_pages` `rel="next"` links; empty when the server gave no `orders`
+    /// URL.
+    pub fn list_orders_pages(&mut self, max_pages: usize) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut next = self.orders.clone();
+        for _ in 0..max_pages {
+            let Some(url) = next.take() else { break };
+            let (list, resp): (acme_types::wire::OrdersList, Response) =
+                self.post_json(&url, None)?;
+            out.extend(list.orders);
+            next = resp
+                .links
+                .iter()
+                .find(|(rel, _)| rel == "next")
+                .map(|(_, u)| u.clone());
+        }
+        Ok(out)
+    }
+
+    /// Drives the order at `order_url` from whatever state it is in to a
+    /// certificate: answers pending authorizations, finalizes a ready order
+    /// with `csr`, waits while processing, downloads when valid. Used for a
+    /// fresh order and to resume one after a restart.
+    pub fn complete(
+        &mut self,
+        order_url: &str,
+        csr: &[u8],
+        responders: &mut Responders<'_>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let order_url = order_url.to_owned();
+        let mut order = self.fetch_order(&order_url)?;
 
         // Authorizations without a challenge are granted by the server on the strength of
         // another one (fleetca: names its templates derive from the attested serial); they are
         // waited for after every challenge has been answered.
-        let mut granted = Vec::new();
-        for authz_url in order.authorizations.clone() {
-            if !self.authorize(&authz_url, responders, deadline)? {
-                granted.push(authz_url);
+        if order.status.as_str() == "pending" {
+            let mut granted = Vec::new();
+            for authz_url in order.authorizations.clone() {
+                if !self.authorize(&authz_url, responders, deadline)? {
+                    granted.push(authz_url);
+                }
             }
+            for authz_url in granted {
+                self.await_authz(&authz_url, deadline, "granted with the device attestation")?;
+            }
+            // Wait for ready (the server may still be processing authz results).
+            order = self.poll_order(&order_url, deadline, |s| s != "pending")?;
         }
-        for authz_url in granted {
-            self.await_authz(&authz_url, deadline, "granted with the device attestation")?;
-        }
-
-        // Wait for ready (the server may still be processing authz results).
-        order = self.poll_order(&order_url, deadline, |s| s != "pending")?;
+        crate::install::test_pause("after-challenge");
         if order.status.as_str() == "ready" {
             let body = json!({ "csr": acme_types::b64::encode(csr) });
             let finalize = order.finalize.clone();
@@ -154,6 +219,7 @@ impl Session {
                     order = now;
                 }
             }
+            crate::install::test_pause("after-finalize");
         }
         if order.status.as_str() != "valid" {
             order = self.poll_order(&order_url, deadline, |s| s != "processing" && s != "ready")?;
@@ -194,6 +260,7 @@ impl Session {
                 ),
             });
         }
+        crate::install::test_pause("after-download");
         Ok(pem)
     }
 

@@ -8,22 +8,50 @@ use crate::config::Settings;
 use crate::error::{exit, AgentError, Result};
 use crate::http::{now_unix, AcmeHttp};
 use crate::install::{self, CertSet};
+use crate::journal;
 use crate::keys;
 use crate::log;
+use crate::rollback;
 use crate::schedule::{effective_now, fmt_time, CertInfo};
 use crate::state::State;
 
-/// The installed certificate, parsed.
+/// The installed certificate, parsed. A set whose certificate does not
+/// parse or does not match its key counts as not installed (with a
+/// warning), so the agent issues a fresh one instead of stopping.
 pub fn installed(settings: &Settings) -> Result<Option<(CertSet, CertInfo)>> {
     let Some(set) = install::read_current(settings.out_dir()?) else {
         return Ok(None);
     };
-    let der = keys::pem_certs(&set.cert_pem)
+    let parsed = keys::pem_certs(&set.cert_pem)
         .into_iter()
         .next()
-        .ok_or_else(|| AgentError::Key("installed cert.pem holds no certificate".into()))?;
-    let info = CertInfo::parse(&der)?;
-    Ok(Some((set, info)))
+        .ok_or_else(|| AgentError::Key("cert.pem holds no certificate".into()))
+        .and_then(|der| CertInfo::parse(&der))
+        .and_then(|info| {
+            let key = keys::parse_cert_key(&set.key_pem)?;
+            if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
+                return Err(AgentError::Key("key.pem does not match cert.pem".into()));
+            }
+            Ok(info)
+        });
+    match parsed {
+        Ok(info) => Ok(Some((set, info))),
+        Err(e) => {
+            log::warn(format!(
+                "installed certificate unusable ({e}); a new one will be issued"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// After an unreadable state file was rebuilt nobody knows whether a reload
+/// was pending: reload once more (harmless) rather than leave the service
+/// on an old certificate.
+fn heal(settings: &Settings, state: &mut State) {
+    if state.rebuilt && rollback::post_install_steps(settings) {
+        state.reload_pending = true;
+    }
 }
 
 fn domains(settings: &Settings, current: Option<&CertInfo>) -> Result<Vec<String>> {
@@ -65,7 +93,11 @@ fn connect(
         floor,
     )?;
     if let Some(d) = http.server_date {
-        state.last_server_date = Some(state.last_server_date.map_or(d, |o| o.max(d)));
+        // Moved only by a day or more: a no-op check must not rewrite the
+        // state file (flash wear), and a floor a day old is as good.
+        if state.last_server_date.is_none_or(|o| d >= o + 86_400) {
+            state.last_server_date = Some(d);
+        }
     }
     Ok(http)
 }
@@ -114,83 +146,31 @@ fn obtain_and_install(
     };
     let mut responders = Responders::new(settings)?;
     let mut session = open_session(settings, http, state)?;
-    let key = match current {
-        Some((set, _)) if !fresh_key => keys::parse_cert_key(&set.key_pem)?,
-        _ => keys::generate_cert_key(settings.key_type.unwrap_or_default())?,
+    let reuse = match current {
+        Some((set, _)) if !fresh_key => Some(set.key_pem.clone()),
+        _ => None,
     };
-    let csr = keys::build_csr(&key, &names)?;
-    let pem = session.obtain(
-        &names,
-        &csr,
-        &mut responders,
+    let request = journal::Request {
+        names: &names,
         replaces,
-        settings.order_timeout(),
-    )?;
+        reuse,
+    };
+    journal::obtain_staged(settings, &mut session, &mut responders, state, request)?;
     drop(responders);
-    let certs = keys::pem_certs(&pem);
-    let leaf = certs.first().ok_or_else(|| AgentError::Server {
-        url: session.http.directory_url.clone(),
-        status: None,
-        detail: "empty certificate chain".into(),
-    })?;
-    let info = CertInfo::parse(leaf)?;
-    if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
-        return Err(AgentError::Server {
-            url: session.http.directory_url.clone(),
-            status: None,
-            detail: "issued certificate does not match the certificate key".into(),
-        });
-    }
-    let set = CertSet {
-        key_pem: key.serialize_pem(),
-        cert_pem: keys::pem_encode("CERTIFICATE", leaf),
-        chain_pem: certs[1..]
-            .iter()
-            .map(|c| keys::pem_encode("CERTIFICATE", c))
-            .collect(),
-    };
-    install::install(settings.out_dir()?, &set)?;
-    log::info(format!(
-        "installed certificate for {} (notAfter {})",
-        info.names.join(","),
-        fmt_time(info.not_after)
-    ));
-    state.revoked_serial = None;
-    state.ari_window = None;
-    state.ari_next_check = None;
-    state.reload_pending = settings.reload_cmd.is_some();
-    state.store(&settings.state_dir()?)?;
-    run_reload(settings, state)
-}
-
-/// Runs the reload command if one is pending; failure keeps it pending.
-pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
-    let Some(cmd) = settings
-        .reload_cmd
-        .as_deref()
-        .filter(|_| state.reload_pending)
-    else {
-        return Ok(());
-    };
-    let status = std::process::Command::new("sh").arg("-c").arg(cmd).status();
-    match status {
-        Ok(s) if s.success() => {
-            state.reload_pending = false;
-            state.store(&settings.state_dir()?)?;
-            log::info("reload command succeeded");
-            Ok(())
-        }
-        Ok(s) => Err(AgentError::Reload(format!(
-            "`{cmd}` exited with {s}; will retry"
-        ))),
-        Err(e) => Err(AgentError::Reload(format!("`{cmd}`: {e}; will retry"))),
-    }
+    rollback::finish(settings, state)?;
+    Ok(())
 }
 
 /// `issue` / `rotate-key`: always obtains a new certificate with a new key.
 pub fn issue(settings: &Settings) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
+    heal(settings, &mut state);
+    // A staged certificate of an interrupted run is installed first: it is
+    // already issued, and ordering another would waste it.
+    if rollback::finish(settings, &mut state)? {
+        return Ok(exit::RENEWED);
+    }
     let current = installed(settings)?;
     let http = connect(settings, &mut state, current.as_ref())?;
     obtain_and_install(settings, http, &mut state, current.as_ref(), true)?;
@@ -229,6 +209,12 @@ fn due_time(state: &State, info: &CertInfo) -> Due {
 pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
+    heal(settings, &mut state);
+    // An interrupted renewal is finished before anything else, and with
+    // --force too: it is the renewal asked for, so no second certificate.
+    if rollback::finish(settings, &mut state)? {
+        return Ok(exit::RENEWED);
+    }
     let current = installed(settings)?;
     let mut http = connect(settings, &mut state, current.as_ref())?;
     let Some(cur) = current.as_ref() else {
@@ -236,7 +222,12 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
         obtain_and_install(settings, http, &mut state, None, true)?;
         return Ok(exit::RENEWED);
     };
+    if state.journal.as_ref().is_some_and(|j| j.in_flight()) {
+        obtain_and_install(settings, http, &mut state, Some(cur), !settings.reuse_key)?;
+        return Ok(exit::RENEWED);
+    }
     let mut ari_retry = None;
+    let window_before = state.ari_window;
     if let Some(id) = cur.1.ari_cert_id() {
         match fetch_renewal_info(&mut http, &id) {
             Ok(Some((s, e, retry))) => {
@@ -258,13 +249,19 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
     if !force && now < due.at {
         // RFC 9773 §4.3.2: check renewalInfo again after its Retry-After
         // (default 6 h), kept between a minute and a day.
-        state.ari_next_check = ari_retry.map(|r| {
-            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, 86_400));
-            now + secs as i64
-        });
+        // A next check still ahead for an unchanged window is kept:
+        // recomputing it from `now` would rewrite the state file on every
+        // check (flash wear).
+        let keep =
+            state.ari_window == window_before && state.ari_next_check.is_some_and(|c| c > now);
+        if !keep {
+            state.ari_next_check = ari_retry.map(|r| {
+                let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, 86_400));
+                now + secs as i64
+            });
+        }
         state.next_attempt = Some(state.ari_next_check.map_or(due.at, |c| c.min(due.at)));
         state.store(&state_dir)?;
-        run_reload(settings, &mut state)?;
         log::info(format!(
             "not due until {} ({})",
             fmt_time(due.at),
@@ -299,9 +296,10 @@ pub fn status(settings: &Settings) -> Result<i32> {
     let current = installed(settings)?;
     let (now, clock) = effective_now(now_unix(), None, current.as_ref().map(|c| &c.1));
     let out = match &current {
-        None => {
-            serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error})
-        }
+        None => serde_json::json!({
+            "installed": false,
+            "next_attempt": state.next_attempt.map(fmt_time),
+        }),
         Some((_, info)) => {
             let due = due_time(&state, info);
             serde_json::json!({
@@ -316,13 +314,36 @@ pub fn status(settings: &Settings) -> Result<i32> {
                 "next_attempt": fmt_time(state.next_attempt.unwrap_or(due.at)),
                 "reload_pending": state.reload_pending,
                 "revoked": due.source == "revoked",
-                "last_error": state.last_error,
                 "next_ari_check": state.ari_next_check.map(fmt_time),
                 "schedule_clock": state.schedule_clock,
                 "clock_note": clock.note(),
             })
         }
     };
+    let mut out = out;
+    // Health, in every mode (one-shot commands record it too, see
+    // `outcome.rs`).
+    if let serde_json::Value::Object(m) = &mut out {
+        m.insert("last_error".into(), serde_json::json!(state.last_error));
+        m.insert(
+            "consecutive_failures".into(),
+            serde_json::json!(state.failures),
+        );
+        m.insert(
+            "last_success".into(),
+            serde_json::json!(state.last_success.map(fmt_time)),
+        );
+        m.insert("rolled_back".into(), serde_json::json!(state.rolled_back));
+        m.insert(
+            "renewal_in_progress".into(),
+            serde_json::json!(state.journal.as_ref().and_then(|j| match j.step {
+                journal::Step::Ordering => Some("ordering"),
+                journal::Step::Ordered => Some("ordered"),
+                journal::Step::Staged if state.rolled_back => Some("staged (rolled back)"),
+                journal::Step::Staged => None,
+            })),
+        );
+    }
     if settings.json {
         println!("{out}");
     } else if let serde_json::Value::Object(m) = &out {
@@ -344,24 +365,32 @@ pub fn run(settings: &Settings) -> Result<i32> {
         let state_dir = settings.state_dir()?;
         let sleep = match renew(settings, false) {
             Ok(_) => {
-                let mut st = State::load(&state_dir)?;
+                let mut st = State::load(&state_dir).unwrap_or_default();
+                if st.failures > 0 {
+                    st.last_success = Some(now_unix());
+                }
                 st.failures = 0;
                 st.last_error = None;
-                st.store(&state_dir)?;
+                if let Err(e) = st.store(&state_dir) {
+                    log::warn(format!("state: {e}"));
+                }
                 // next_attempt is on the clock the schedule was made with.
                 let now = now_unix() + st.schedule_skew.unwrap_or(0);
                 let next = st.next_attempt.unwrap_or(now + 3600);
                 (next - now).clamp(60, 12 * 3600) as u64
             }
             Err(e) if e.is_transient() => {
-                let mut st = State::load(&state_dir)?;
+                let mut st = State::load(&state_dir).unwrap_or_default();
                 st.failures = st.failures.saturating_add(1);
                 let backoff = BASE.saturating_mul(1u64 << st.failures.min(16)).min(CAP);
                 let jitter = (now_unix().unsigned_abs() * 7919) % (backoff / 2 + 1);
                 let wait = backoff / 2 + jitter;
                 st.last_error = Some(e.to_string());
                 st.next_attempt = Some(now_unix() + wait as i64);
-                st.store(&state_dir)?;
+                // A full disk must not end the daemon: it retries anyway.
+                if let Err(e) = st.store(&state_dir) {
+                    log::warn(format!("state: {e}"));
+                }
                 log::error(format!("{e}; retrying in {wait}s"));
                 wait
             }

@@ -26,6 +26,9 @@ pub mod exit {
     pub const KEY: i32 = 25;
     /// The order did not finish before the deadline.
     pub const TIMEOUT: i32 = 26;
+    /// The new certificate failed its health check (`--check-cmd`,
+    /// `--check-tls`); the previous one was put back where there was one.
+    pub const CHECK: i32 = 27;
 }
 
 /// Why an agent operation failed.
@@ -64,6 +67,8 @@ pub enum AgentError {
     Key(String),
     /// A deadline passed while waiting for the server.
     Timeout(String),
+    /// The health check after an install failed.
+    Check(String),
 }
 
 impl AgentError {
@@ -78,6 +83,7 @@ impl AgentError {
             AgentError::Reload(_) => exit::RELOAD,
             AgentError::Key(_) => exit::KEY,
             AgentError::Timeout(_) => exit::TIMEOUT,
+            AgentError::Check(_) => exit::CHECK,
         }
     }
 
@@ -89,16 +95,12 @@ impl AgentError {
         }
     }
 
-    /// Whether retrying later may help (network, server, timeouts).
+    /// Whether retrying later may help: everything but a usage error. Local
+    /// faults heal too (space is freed, a corrupt file is replaced by a fresh
+    /// issuance), so the daemon backs off and retries them like network
+    /// errors instead of exiting.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            AgentError::Network { .. }
-                | AgentError::Server { .. }
-                | AgentError::Timeout(_)
-                | AgentError::Challenge(_)
-                | AgentError::Reload(_)
-        )
+        !matches!(self, AgentError::Config(_))
     }
 }
 
@@ -120,6 +122,7 @@ impl fmt::Display for AgentError {
             AgentError::Reload(m) => write!(f, "reload command failed: {m}"),
             AgentError::Key(m) => write!(f, "key: {m}"),
             AgentError::Timeout(m) => write!(f, "timeout: {m}"),
+            AgentError::Check(m) => write!(f, "health check failed: {m}"),
         }
     }
 }
