@@ -69,6 +69,10 @@ pub struct Journal {
     /// its health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<u64>,
+    /// The install was already reported (exit 24, reload failed): finishing
+    /// its reload later is not a new renewal (exit 0, not 10).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
 }
 
 impl fmt::Debug for Journal {
@@ -80,6 +84,7 @@ impl fmt::Debug for Journal {
             .field("order_url", &self.order_url)
             .field("version", &self.version)
             .field("previous", &self.previous)
+            .field("reported", &self.reported)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +183,7 @@ pub fn obtain_staged(
                 order_url: None,
                 version: None,
                 previous: None,
+                reported: false,
             }
         }
     };
@@ -371,6 +377,7 @@ mod tests {
             order_url: None,
             version: None,
             previous: None,
+            reported: false,
         };
         assert!(!format!("{j:?}").contains("secret"));
         let back: Journal = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();

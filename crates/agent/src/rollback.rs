@@ -39,8 +39,9 @@ pub fn post_install_steps(settings: &Settings) -> bool {
 
 /// Finishes what an earlier install left: swaps in a staged version that is
 /// not in use (interrupted before the swap, or rolled back last time), and
-/// runs the pending reload and health check. Returns whether it swapped or
-/// reloaded. Needs no network.
+/// runs the pending reload and health check. Returns whether a renewal was
+/// completed now (to report with exit 10): not when only the reload of an
+/// install already reported (exit 24) was retried. Needs no network.
 pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
     let out = settings.out_dir()?;
     let state_dir = settings.state_dir()?;
@@ -56,7 +57,6 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
             reload(settings)?;
             state.reload_pending = false;
             state.store(&state_dir)?;
-            return Ok(true);
         }
         return Ok(false);
     };
@@ -93,10 +93,18 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
         ));
     }
     install::test_pause("after-swap");
+    let swapped = current != Some(n);
     if !state.reload_pending {
         return Ok(true);
     }
-    reload(settings)?;
+    if let Err(e) = reload(settings) {
+        if let Some(j) = state.journal.as_mut().filter(|j| !j.reported) {
+            j.reported = true;
+            state.store(&state_dir)?;
+        }
+        return Err(e);
+    }
+    let reported = state.journal.as_ref().is_some_and(|j| j.reported);
     match check(settings, out, n) {
         Ok(()) => {
             state.reload_pending = false;
@@ -104,7 +112,7 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
             state.journal = None;
             state.last_success = Some(now_unix());
             state.store(&state_dir)?;
-            Ok(true)
+            Ok(swapped || !reported)
         }
         Err(why) => {
             let Some(p) = back.filter(|p| install::read_version(out, *p).is_some()) else {
