@@ -88,21 +88,6 @@ impl Session {
         Ok((resp.json(url)?, resp))
     }
 
-    /// Runs one order for `names` to a certificate: returns the PEM chain
-    /// (leaf first). `csr` is the DER CSR; `replaces` the ARI certID of the
-    /// certificate this one replaces.
-    pub fn obtain(
-        &mut self,
-        names: &[String],
-        csr: &[u8],
-        responders: &mut Responders<'_>,
-        replaces: Option<String>,
-        timeout: Duration,
-    ) -> Result<String> {
-        let order_url = self.new_order(names, responders, replaces.as_deref())?;
-        self.complete(&order_url, csr, responders, timeout)
-    }
-
     /// Places a newOrder for `names` (and the device's permanent-identifier
     /// when attesting); returns the order URL.
     pub fn new_order(

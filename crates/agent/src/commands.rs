@@ -104,7 +104,21 @@ fn connect(
 
 fn open_session(settings: &Settings, http: AcmeHttp, state: &mut State) -> Result<Session> {
     let state_dir = settings.state_dir()?;
-    let (key, _) = keys::load_or_create_account_key(&state_dir, settings.account_key_type())?;
+    let (key, _) = match keys::load_or_create_account_key(&state_dir, settings.account_key_type()) {
+        Err(AgentError::Key(why)) => {
+            // An unreadable account key cannot be repaired and would stop the
+            // agent for good: keep it aside and register a new account.
+            let path = state_dir.join(keys::ACCOUNT_KEY_FILE);
+            let aside = state_dir.join(format!("{}.corrupt", keys::ACCOUNT_KEY_FILE));
+            log::warn(format!(
+                "{why}; moved to {} and making a new account",
+                aside.display()
+            ));
+            std::fs::rename(&path, &aside).map_err(|e| AgentError::io(&path, e))?;
+            keys::load_or_create_account_key(&state_dir, settings.account_key_type())?
+        }
+        r => r?,
+    };
     let eab = match (&settings.eab_kid, &settings.eab_hmac_key_file) {
         (Some(kid), Some(file)) => {
             let text = std::fs::read_to_string(file).map_err(|e| AgentError::io(file, e))?;

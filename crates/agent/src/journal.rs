@@ -273,8 +273,9 @@ fn checked_set(pem: &str, key: &rcgen::KeyPair, url: &str) -> Result<(CertSet, C
 /// - `alreadyReplaced` (another order already replaces the certificate: one
 ///   whose journal was lost): finish that order if the account's orders
 ///   list shows it still open, else order without `replaces`;
-/// - `malformed` (e.g. the names no longer overlap the certificate's):
-///   order without `replaces`.
+/// - `malformed` (e.g. the names no longer overlap the certificate's) or
+///   `unauthorized` (the certificate is another account's): order without
+///   `replaces`.
 ///
 /// Ordering without `replaces` loses only the ARI rate-limit exemption
 /// (RFC 9773 §5); refusing to renew would lock the device out.
@@ -298,7 +299,9 @@ fn place_order(
             log::warn("no open order for these names; ordering without replaces");
             session.new_order(names, responders, None)
         }
-        Err(e) if problem(&e) == Some("malformed") => {
+        // `unauthorized`: the certificate belongs to another account (the
+        // account key was lost and a new account made).
+        Err(e) if matches!(problem(&e), Some("malformed" | "unauthorized")) => {
             log::warn(format!("{e}; ordering without replaces"));
             session.new_order(names, responders, None)
         }

@@ -288,3 +288,23 @@ fn a_no_op_check_does_not_rewrite_the_state_file_and_a_renewal_stays_in_budget()
     assert!(written.len() <= 5, "files written per renewal: {written:?}");
     eprintln!("renewal: {fsyncs} fsyncs, files {written:?}");
 }
+
+#[test]
+fn corrupt_account_key_makes_a_new_account_and_renews() {
+    let Some(srv) = Server::start("heal_account_key") else {
+        return;
+    };
+    let name = "h5.routers.example.com";
+    let out = srv.tmp.path().join("out");
+    let (code, _, err) = srv.run(&out, &["--domain", name, "issue"]);
+    assert_eq!(code, 10, "{err}");
+    let key = out.join(".state/account.key");
+    std::fs::write(&key, b"-----BEGIN PRIVATE KEY-----\ntorn\n").unwrap();
+    // The installed certificate belongs to the lost account, so `replaces`
+    // is refused (unauthorized) and the agent orders without it.
+    let (code, _, err) = srv.run(&out, &["--domain", name, "renew", "--force"]);
+    assert_eq!(code, 10, "renew with a corrupt account key: {err}");
+    assert!(out.join(".state/account.key.corrupt").exists());
+    assert_complete_set(&out, false);
+    assert_eq!(srv.issued(name), 2);
+}
