@@ -154,31 +154,30 @@ fn usable(out: &std::path::Path, n: u64) -> Option<CertInfo> {
     .then_some(info)
 }
 
+/// Runs a hook command (`sh -c`); the reason on failure.
+fn run_hook(cmd: &str) -> std::result::Result<(), String> {
+    match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{cmd}` exited with {s}")),
+        Err(e) => Err(format!("`{cmd}`: {e}")),
+    }
+}
+
 /// Runs the reload command (if any).
 fn reload(settings: &Settings) -> Result<()> {
     let Some(cmd) = settings.reload_cmd.as_deref() else {
         return Ok(());
     };
-    match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
-        Ok(s) if s.success() => {
-            log::info("reload command succeeded");
-            Ok(())
-        }
-        Ok(s) => Err(AgentError::Reload(format!(
-            "`{cmd}` exited with {s}; will retry"
-        ))),
-        Err(e) => Err(AgentError::Reload(format!("`{cmd}`: {e}; will retry"))),
-    }
+    run_hook(cmd).map_err(|why| AgentError::Reload(format!("{why}; will retry")))?;
+    log::info("reload command succeeded");
+    Ok(())
 }
 
 /// Runs the configured health checks for version `n`; the reason on failure.
 fn check(settings: &Settings, out: &std::path::Path, n: u64) -> std::result::Result<(), String> {
     if let Some(cmd) = settings.check_cmd.as_deref() {
-        match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
-            Ok(s) if s.success() => log::info("health check command succeeded"),
-            Ok(s) => return Err(format!("`{cmd}` exited with {s}")),
-            Err(e) => return Err(format!("`{cmd}`: {e}")),
-        }
+        run_hook(cmd)?;
+        log::info("health check command succeeded");
     }
     if let Some(addr) = settings.check_tls.as_deref() {
         let set = install::read_version(out, n).ok_or("the staged set is gone")?;
