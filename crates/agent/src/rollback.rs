@@ -53,7 +53,7 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
     let current = install::current_version(out);
     let Some((n, previous)) = staged else {
         // A state file from before the journal, or rebuilt: reload only.
-        if state.reload_pending && settings.reload_cmd.is_some() {
+        if state.reload_pending {
             reload(settings)?;
             state.reload_pending = false;
             state.store(&state_dir)?;
