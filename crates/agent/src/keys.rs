@@ -68,7 +68,10 @@ pub fn build_csr(key: &KeyPair, names: &[String]) -> Result<Vec<u8>> {
 }
 
 /// Loads the account key from `state_dir`, or generates and stores one
-/// (0600, atomic write). Returns the key and whether it is new.
+/// (0600, atomic write). Returns the key and whether it is new. A key file
+/// that does not parse cannot be repaired and would stop the agent for good:
+/// it is moved aside (`account.key.corrupt`) and a new key (a new account)
+/// is made.
 pub fn load_or_create_account_key(
     state_dir: &Path,
     kind: AccountKeyType,
@@ -76,32 +79,35 @@ pub fn load_or_create_account_key(
     let path = state_dir.join(ACCOUNT_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(pem) => {
-            let der = pem_decode(&pem, "PRIVATE KEY").ok_or_else(|| {
-                AgentError::Key(format!("{}: not a PKCS#8 PEM key", path.display()))
-            })?;
-            let key = AccountKey::from_pkcs8_der(&der)
-                .map_err(|e| AgentError::Key(format!("{}: {e}", path.display())))?;
-            Ok((key, false))
+            if let Some(key) =
+                pem_decode(&pem, "PRIVATE KEY").and_then(|d| AccountKey::from_pkcs8_der(&d).ok())
+            {
+                return Ok((key, false));
+            }
+            let aside = state_dir.join("account.key.corrupt");
+            crate::log::warn(format!(
+                "{}: not a usable PKCS#8 key; moved to {} and making a new account",
+                path.display(),
+                aside.display()
+            ));
+            std::fs::rename(&path, &aside).map_err(|e| AgentError::io(&path, e))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let akind = match kind {
-                AccountKeyType::P256 => AccountKeyKind::EcdsaP256,
-                AccountKeyType::P384 => AccountKeyKind::EcdsaP384,
-                AccountKeyType::Ed25519 => AccountKeyKind::Ed25519,
-                AccountKeyType::Rsa2048 if !RSA_KEYGEN => {
-                    return Err(no_rsa("--account-key-type rsa2048"))
-                }
-                AccountKeyType::Rsa2048 => AccountKeyKind::Rsa2048,
-            };
-            let key = AccountKey::generate(akind)
-                .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
-            fsutil::create_dir_private(state_dir)?;
-            let pem = pem_encode("PRIVATE KEY", key.to_pkcs8_der());
-            fsutil::write_atomic(&path, pem.as_bytes(), 0o600)?;
-            Ok((key, true))
-        }
-        Err(e) => Err(AgentError::io(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AgentError::io(&path, e)),
     }
+    let akind = match kind {
+        AccountKeyType::P256 => AccountKeyKind::EcdsaP256,
+        AccountKeyType::P384 => AccountKeyKind::EcdsaP384,
+        AccountKeyType::Ed25519 => AccountKeyKind::Ed25519,
+        AccountKeyType::Rsa2048 if !RSA_KEYGEN => return Err(no_rsa("--account-key-type rsa2048")),
+        AccountKeyType::Rsa2048 => AccountKeyKind::Rsa2048,
+    };
+    let key = AccountKey::generate(akind)
+        .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
+    fsutil::create_dir_private(state_dir)?;
+    let pem = pem_encode("PRIVATE KEY", key.to_pkcs8_der());
+    fsutil::write_atomic(&path, pem.as_bytes(), 0o600)?;
+    Ok((key, true))
 }
 
 /// PEM-encodes `der` with `label`.
