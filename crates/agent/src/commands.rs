@@ -185,7 +185,7 @@ fn obtain_and_install(
     };
     journal::obtain_staged(settings, &mut session, &mut responders, state, request)?;
     drop(responders);
-    rollback::finish(settings, state)?;
+    rollback::finish(settings, state, true)?;
     Ok(())
 }
 
@@ -196,7 +196,7 @@ pub fn issue(settings: &Settings) -> Result<i32> {
     heal(settings, &mut state);
     // A staged certificate of an interrupted run is installed first: it is
     // already issued, and ordering another would waste it.
-    if rollback::finish(settings, &mut state)? {
+    if rollback::finish(settings, &mut state, false)? {
         return Ok(exit::RENEWED);
     }
     let current = installed(settings)?;
@@ -243,7 +243,7 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
 /// last session's offset when that lands nearer the last server `Date` than
 /// the raw clock does (a clock years ahead stays corrected, so a valid
 /// certificate does not show as expired; a clock fixed since is used as is).
-fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule::Clock) {
+pub fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule::Clock) {
     let local = now_unix();
     let skew = match (state.schedule_skew, state.last_server_date) {
         (Some(s), Some(d)) if (local + s - d).abs() < (local - d).abs() => Some(s),
@@ -314,7 +314,7 @@ pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Resul
     heal(settings, &mut state);
     // An interrupted renewal is finished before anything else, and with
     // --force too: it is the renewal asked for, so no second certificate.
-    if rollback::finish(settings, &mut state)? {
+    if rollback::finish(settings, &mut state, false)? {
         return Ok(exit::RENEWED);
     }
     let current = installed(settings)?;

@@ -42,7 +42,10 @@ pub fn post_install_steps(settings: &Settings) -> bool {
 /// runs the pending reload and health check. Returns whether a renewal was
 /// completed now (to report with exit 10): not when only the reload of an
 /// install already reported (exit 24) was retried. Needs no network.
-pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
+/// `just_issued`: the staged set was downloaded in this run, so it is not
+/// checked for expiry against the local clock (which may run ahead, see
+/// `tls.rs`).
+pub fn finish(settings: &Settings, state: &mut State, just_issued: bool) -> Result<bool> {
     let out = settings.out_dir()?;
     let state_dir = settings.state_dir()?;
     let staged = state
@@ -63,7 +66,7 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
     if current == Some(n) && !state.reload_pending {
         return Ok(false);
     }
-    let Some(info) = usable(out, n) else {
+    let Some(info) = usable(state, out, n, just_issued) else {
         log::warn(format!("staged version {n} is unusable; dropping it"));
         state.journal = None;
         state.rolled_back = false;
@@ -143,15 +146,16 @@ pub fn finish(settings: &Settings, state: &mut State) -> Result<bool> {
 }
 
 /// The staged version's leaf, if the set is complete, matches its key and
-/// has not expired (an expired staged certificate is not worth retrying).
-fn usable(out: &std::path::Path, n: u64) -> Option<CertInfo> {
+/// has not expired (an expired staged certificate is not worth retrying;
+/// the local clock is corrected as for `status`).
+fn usable(state: &State, out: &std::path::Path, n: u64, just_issued: bool) -> Option<CertInfo> {
     let set = install::read_version(out, n)?;
     let key = keys::parse_cert_key(&set.key_pem).ok()?;
     let der = keys::pem_certs(&set.cert_pem).into_iter().next()?;
     let info = CertInfo::parse(&der).ok()?;
     (info.spki == rcgen::PublicKeyData::subject_public_key_info(&key)
-        && info.not_after > now_unix())
-    .then_some(info)
+        && (just_issued || info.not_after > crate::commands::offline_now(state, Some(&info)).0))
+        .then_some(info)
 }
 
 /// Runs a hook command with `--hook-timeout` (see `hooks.rs`: one that runs

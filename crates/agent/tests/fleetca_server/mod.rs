@@ -75,9 +75,14 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--http-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
-            .args(["--http01-port", &http_port.to_string()]);
+            .args(["--http01-port", &http_port.to_string()])
+            // The challenge responders are on loopback, which the VA
+            // refuses unless allowed.
+            .args(["--va-allow-address", "127.0.0.0/8"]);
         let guard = ChildGuard::spawn(cmd, &tmp.path().join("fleetca.log"));
         wait_port(port);
         Some(Server {
