@@ -127,6 +127,42 @@ fn failing_check_cmd_serves_the_previous_certificate_again() {
     assert!(st["last_success"].is_string(), "{st}");
 }
 
+/// `--hook-timeout` applies to `--check-cmd`: a check that hangs is killed
+/// and counts as failed, so the previous certificate is put back.
+#[test]
+fn hanging_check_cmd_is_killed_and_rolls_back() {
+    let Some(srv) = Server::start("rollback_check_timeout") else {
+        return;
+    };
+    let name = "r4.routers.example.com";
+    let out = srv.tmp.path().join("out");
+    let flags = ["--domain", name];
+    let (code, _, err) = srv.run(&out, &[&flags[..], &["issue"]].concat());
+    assert_eq!(code, 10, "{err}");
+    let old_serial = installed_serial(&out);
+    // Long enough to tell a kill from a check that ended by itself.
+    let (code, _, err) = srv.run(
+        &out,
+        &[
+            &flags[..],
+            &[
+                "--check-cmd",
+                "sleep 20",
+                "--hook-timeout",
+                "1",
+                "renew",
+                "--force",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 27, "a hanging check must fail the install: {err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(installed_serial(&out), old_serial);
+    assert_eq!(status(&srv, &out)["rolled_back"], true);
+}
+
 /// A TLS service on 127.0.0.1 that serves `out`'s certificate: read once at
 /// start (`live` false: a service whose reload does nothing) or at every
 /// connection (`live` true: a service that reloads at once).
