@@ -2,6 +2,7 @@
 //! nonces, signed POSTs (RFC 8555 §6.2-§6.5), `badNonce` retry, Retry-After
 //! and the server's `Date` (for clock sanity).
 
+use crate::timefmt::parse_http_date;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,23 +130,13 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
         .map(str::to_owned)
 }
 
-fn parse_http_date(s: &str) -> Option<i64> {
-    // IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &fmt)
-        .ok()
-        .map(|t| t.assume_utc().unix_timestamp())
-}
-
 /// Current Unix time from the local clock.
 ///
 /// Debug builds only (the test binary): `FLEETCA_AGENT_FAKE_NOW=<unix>` makes
 /// the clock start at that time and advance normally, to test a device that
 /// booted at 1970 or 2000. Release builds ignore it.
 pub fn now_unix() -> i64 {
-    let real = time::OffsetDateTime::now_utc().unix_timestamp();
+    let real = now_real().0;
     if cfg!(debug_assertions) {
         static FAKE: std::sync::OnceLock<Option<(i64, i64)>> = std::sync::OnceLock::new();
         let fake = FAKE.get_or_init(|| {
@@ -157,6 +148,23 @@ pub fn now_unix() -> i64 {
         }
     }
     real
+}
+
+/// The system clock: Unix seconds and the nanoseconds into that second
+/// (negative seconds before 1970).
+pub fn now_real() -> (i64, u32) {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 {
+                (-s, 0)
+            } else {
+                (-s - 1, 1_000_000_000 - n)
+            }
+        }
+    }
 }
 
 fn parse_links(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {

@@ -23,4 +23,5 @@ pub mod outcome;
 pub mod rollback;
 pub mod schedule;
 pub mod state;
+pub mod timefmt;
 pub mod tls;
