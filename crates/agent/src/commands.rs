@@ -24,19 +24,7 @@ pub fn installed(settings: &Settings) -> Result<Option<(CertSet, CertInfo)>> {
     let Some(set) = install::read_current(settings.out_dir()?) else {
         return Ok(None);
     };
-    let parsed = keys::pem_certs(&set.cert_pem)
-        .into_iter()
-        .next()
-        .ok_or_else(|| AgentError::Key("cert.pem holds no certificate".into()))
-        .and_then(|der| CertInfo::parse(&der))
-        .and_then(|info| {
-            let key = keys::parse_cert_key(&set.key_pem)?;
-            if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
-                return Err(AgentError::Key("key.pem does not match cert.pem".into()));
-            }
-            Ok(info)
-        });
-    match parsed {
+    match set.leaf() {
         Ok(info) => Ok(Some((set, info))),
         Err(e) => {
             log::warn(format!(
@@ -119,8 +107,8 @@ fn check_profile(settings: &Settings, http: &AcmeHttp) -> Result<()> {
     {
         Some(p) if p.contains_key(want) => Ok(()),
         Some(p) => Err(AgentError::Config(format!(
-            "--profile {want}: the server offers only {:?}",
-            p.keys().collect::<Vec<_>>()
+            "--profile {want}: the server offers only {}",
+            p.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
         ))),
         None => Err(AgentError::Config(format!(
             "--profile {want}: the server advertises no certificate profiles"
@@ -496,51 +484,41 @@ pub fn run(settings: &Settings) -> Result<i32> {
     };
     crate::boot::before_first_attempt(settings, &jitter)?;
     loop {
-        let sleep = match renew_with(settings, false, false) {
+        let result = renew_with(settings, false, false);
+        if result.as_ref().is_err_and(|e| !e.is_transient()) {
+            return result;
+        }
+        let mut st = State::load(&state_dir).unwrap_or_default();
+        outcome::apply(&mut st, &result);
+        let sleep = match &result {
             Ok(_) => {
-                let mut st = State::load(&state_dir).unwrap_or_default();
-                if st.failures > 0 {
-                    st.last_success = Some(now_unix());
-                }
-                st.failures = 0;
-                st.last_error = None;
-                if let Err(e) = st.store(&state_dir) {
-                    log::warn(format!("state: {e}"));
-                }
                 // next_attempt is on the clock the schedule was made with.
                 let now = now_unix() + st.schedule_skew.unwrap_or(0);
                 let next = st.next_attempt.unwrap_or(now + 3600);
                 (next - now).clamp(60, 12 * 3600) as u64
             }
-            Err(e) if e.is_transient() => {
-                let mut st = State::load(&state_dir).unwrap_or_default();
-                st.failures = st.failures.saturating_add(1);
+            Err(e) => {
                 let now = now_unix();
                 // Re-read: the account key may have been made (or remade)
                 // since start-up.
                 let jitter = Jitter::existing(&state_dir);
-                let wait = match &e {
-                    AgentError::RetryLater { retry_after, .. } => {
-                        let after = outcome::retry_after_secs(*retry_after);
-                        st.retry_not_before = Some(now + after as i64);
-                        jitter.after_retry_after(after, st.failures)
-                    }
+                let wait = match e {
+                    AgentError::RetryLater { retry_after, .. } => jitter
+                        .after_retry_after(outcome::retry_after_secs(*retry_after), st.failures),
                     _ => jitter.backoff(st.failures, BASE, CAP),
                 };
-                st.last_error = Some(e.to_string());
                 st.next_attempt = Some(now + wait as i64);
-                // A full disk must not end the daemon: it retries anyway.
-                if let Err(e) = st.store(&state_dir) {
-                    log::warn(format!("state: {e}"));
-                }
                 log::error(format!(
                     "{e}; retrying in {wait}s (at {})",
                     fmt_time(now + wait as i64)
                 ));
                 wait
             }
-            Err(e) => return Err(e),
         };
+        // A full disk must not end the daemon: it retries anyway.
+        if let Err(e) = st.store(&state_dir) {
+            log::warn(format!("state: {e}"));
+        }
         std::thread::sleep(Duration::from_secs(sleep));
     }
 }

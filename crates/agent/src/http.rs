@@ -11,7 +11,6 @@ use acme_types::sign::{sign_jws, AccountKey, JwsHeader, JwsKey};
 use acme_types::wire::Directory;
 use acme_types::Problem;
 use rustls_pki_types::CertificateDer;
-use ureq::tls::Certificate;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, TcpConnector};
 
@@ -82,15 +81,13 @@ pub struct AcmeHttp {
     pub clock_note: Option<String>,
 }
 
-fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
-    let mut out = Vec::new();
-    fn add(out: &mut Vec<Certificate<'static>>, pem: &[u8]) {
-        for item in ureq::tls::parse_pem(pem).flatten() {
-            if let ureq::tls::PemItem::Certificate(c) = item {
-                out.push(c);
-            }
-        }
+fn load_roots(server_root: Option<&Path>) -> Result<Vec<CertificateDer<'static>>> {
+    // The agent's own PEM reader (keys.rs), not a second one from ureq.
+    fn add(out: &mut Vec<CertificateDer<'static>>, pem: &[u8]) {
+        let certs = crate::keys::pem_certs(&String::from_utf8_lossy(pem));
+        out.extend(certs.into_iter().map(CertificateDer::from));
     }
+    let mut out = Vec::new();
     if let Some(p) = server_root {
         let pem = std::fs::read(p).map_err(|e| AgentError::io(p, e))?;
         add(&mut out, &pem);
@@ -200,10 +197,6 @@ impl AcmeHttp {
                 "no trust anchors: pass --server-root or install a CA bundle".into(),
             ));
         }
-        let roots: Vec<CertificateDer<'static>> = roots
-            .iter()
-            .map(|c| CertificateDer::from(c.der().to_vec()))
-            .collect();
         let session_clock = Arc::new(crate::tls::SessionClock::default());
         let tls = crate::tls::client_config(&roots, floor, now_unix, session_clock.clone())?;
         let config = ureq::Agent::config_builder()

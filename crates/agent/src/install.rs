@@ -31,6 +31,21 @@ pub struct CertSet {
 }
 
 impl CertSet {
+    /// The leaf certificate, parsed, if it is there, parses and certifies
+    /// the set's key.
+    pub fn leaf(&self) -> Result<crate::schedule::CertInfo> {
+        let der = crate::keys::pem_certs(&self.cert_pem)
+            .into_iter()
+            .next()
+            .ok_or_else(|| AgentError::Key("cert.pem holds no certificate".into()))?;
+        let info = crate::schedule::CertInfo::parse(&der)?;
+        let key = crate::keys::parse_cert_key(&self.key_pem)?;
+        if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
+            return Err(AgentError::Key("key.pem does not match cert.pem".into()));
+        }
+        Ok(info)
+    }
+
     /// Leaf followed by the chain.
     pub fn fullchain_pem(&self) -> String {
         format!("{}{}", self.cert_pem, self.chain_pem)

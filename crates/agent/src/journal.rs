@@ -179,7 +179,7 @@ pub fn obtain_staged(
             Journal {
                 step: Step::Ordering,
                 names: req.names.to_vec(),
-                key_pem: Some(key.serialize_pem()),
+                key_pem: Some(keys::cert_key_pem(&key)),
                 order_url: None,
                 version: None,
                 previous: None,
@@ -247,26 +247,24 @@ pub fn obtain_staged(
 /// The downloaded chain as a set, checked to certify `key`.
 fn checked_set(pem: &str, key: &rcgen::KeyPair, url: &str) -> Result<(CertSet, CertInfo)> {
     let certs = keys::pem_certs(pem);
-    let bad = |detail: &str| AgentError::Server {
-        url: url.to_owned(),
-        status: None,
-        detail: detail.to_owned(),
-    };
-    let leaf = certs
-        .first()
-        .ok_or_else(|| bad("empty certificate chain"))?;
-    let info = CertInfo::parse(leaf)?;
-    if info.spki != rcgen::PublicKeyData::subject_public_key_info(key) {
-        return Err(bad("issued certificate does not match the certificate key"));
-    }
     let set = CertSet {
-        key_pem: key.serialize_pem(),
-        cert_pem: keys::pem_encode("CERTIFICATE", leaf),
-        chain_pem: certs[1..]
+        key_pem: keys::cert_key_pem(key),
+        cert_pem: certs
+            .first()
+            .map(|c| keys::pem_encode("CERTIFICATE", c))
+            .unwrap_or_default(),
+        chain_pem: certs
             .iter()
+            .skip(1)
             .map(|c| keys::pem_encode("CERTIFICATE", c))
             .collect(),
     };
+    // No HTTP status: `order_is_dead` then orders again.
+    let info = set.leaf().map_err(|e| AgentError::Server {
+        url: url.to_owned(),
+        status: None,
+        detail: format!("unusable certificate chain: {e}"),
+    })?;
     Ok((set, info))
 }
 

@@ -19,20 +19,14 @@ pub fn retry_after_secs(d: Duration) -> u64 {
     d.as_secs().min(MAX_RETRY_AFTER)
 }
 
-/// Records `result` of a one-shot command and passes it through. A success
-/// writes only when it ends a run of failures (a healthy no-op check leaves
-/// the state file alone: flash wear). A server's Retry-After (429/503) is
-/// remembered so that the next one-shot `renew` does not come back earlier
-/// (RFC 8555 §6.6); it is kept on the local clock: only the interval matters.
-pub fn record(settings: &Settings, result: Result<i32>) -> Result<i32> {
-    let Ok(state_dir) = settings.state_dir() else {
-        return result;
-    };
-    let Ok(mut state) = State::load(&state_dir) else {
-        return result;
-    };
-    match &result {
-        Ok(_) if state.failures == 0 && state.last_error.is_none() => return result,
+/// Applies `result` to the health fields of `state` (`failures`,
+/// `last_error`, `last_success`, and `retry_not_before` for a server's
+/// Retry-After, RFC 8555 §6.6, kept on the local clock: only the interval
+/// matters); whether they changed. A success changes them only when it ends
+/// a run of failures.
+pub fn apply(state: &mut State, result: &Result<i32>) -> bool {
+    match result {
+        Ok(_) if state.failures == 0 && state.last_error.is_none() => return false,
         Ok(_) => {
             state.failures = 0;
             state.last_error = None;
@@ -46,8 +40,22 @@ pub fn record(settings: &Settings, result: Result<i32>) -> Result<i32> {
             }
         }
     }
-    if let Err(e) = state.store(&state_dir) {
-        log::warn(format!("could not record the outcome: {e}"));
+    true
+}
+
+/// Records `result` of a one-shot command (see [`apply`]) and passes it
+/// through. A healthy no-op check leaves the state file alone (flash wear).
+pub fn record(settings: &Settings, result: Result<i32>) -> Result<i32> {
+    let Ok(state_dir) = settings.state_dir() else {
+        return result;
+    };
+    let Ok(mut state) = State::load(&state_dir) else {
+        return result;
+    };
+    if apply(&mut state, &result) {
+        if let Err(e) = state.store(&state_dir) {
+            log::warn(format!("could not record the outcome: {e}"));
+        }
     }
     result
 }

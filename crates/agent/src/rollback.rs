@@ -149,12 +149,8 @@ pub fn finish(settings: &Settings, state: &mut State, just_issued: bool) -> Resu
 /// has not expired (an expired staged certificate is not worth retrying;
 /// the local clock is corrected as for `status`).
 fn usable(state: &State, out: &std::path::Path, n: u64, just_issued: bool) -> Option<CertInfo> {
-    let set = install::read_version(out, n)?;
-    let key = keys::parse_cert_key(&set.key_pem).ok()?;
-    let der = keys::pem_certs(&set.cert_pem).into_iter().next()?;
-    let info = CertInfo::parse(&der).ok()?;
-    (info.spki == rcgen::PublicKeyData::subject_public_key_info(&key)
-        && (just_issued || info.not_after > crate::commands::offline_now(state, Some(&info)).0))
+    let info = install::read_version(out, n)?.leaf().ok()?;
+    (just_issued || info.not_after > crate::commands::offline_now(state, Some(&info)).0)
         .then_some(info)
 }
 
