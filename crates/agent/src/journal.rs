@@ -69,6 +69,10 @@ pub struct Journal {
     /// its health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<u64>,
+    /// The certificate profile (draft-aaron-acme-profiles) the order was
+    /// placed with: an order is resumed only under the same `--profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// The install was already reported (exit 24, reload failed): finishing
     /// its reload later is not a new renewal (exit 0, not 10).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -84,6 +88,7 @@ impl fmt::Debug for Journal {
             .field("order_url", &self.order_url)
             .field("version", &self.version)
             .field("previous", &self.previous)
+            .field("profile", &self.profile)
             .field("reported", &self.reported)
             .finish_non_exhaustive()
     }
@@ -159,10 +164,12 @@ pub fn obtain_staged(
     let resumed = state.journal.take().filter(|j| {
         j.in_flight()
             && same_names(&j.names, req.names)
+            && j.profile == settings.profile
             && j.key_pem
                 .as_deref()
                 .is_some_and(|k| keys::parse_cert_key(k).is_ok())
     });
+    let was_resumed = resumed.is_some();
     let mut journal = match resumed {
         Some(j) => {
             log::info(format!(
@@ -183,6 +190,7 @@ pub fn obtain_staged(
                 order_url: None,
                 version: None,
                 previous: None,
+                profile: settings.profile.clone(),
                 reported: false,
             }
         }
@@ -206,6 +214,17 @@ pub fn obtain_staged(
         .and_then(|pem| checked_set(&pem, &key, &order_url));
     let (set, info) = match fetched {
         Ok(v) => v,
+        Err(e) if order_is_dead(&e) && was_resumed => {
+            // The interrupted order died meanwhile (e.g. its challenge was
+            // tried while the agent was down): this attempt orders afresh
+            // instead of failing once more. No loop: the journal is gone.
+            log::warn(format!(
+                "interrupted order {order_url} cannot finish ({e}); ordering again"
+            ));
+            state.journal = None;
+            state.store(&state_dir)?;
+            return obtain_staged(settings, session, responders, state, req);
+        }
         Err(e) => {
             state.journal = if order_is_dead(&e) {
                 log::warn(format!(
@@ -228,9 +247,9 @@ pub fn obtain_staged(
     journal.key_pem = None;
     journal.version = Some(version);
     journal.previous = previous;
+    state.profile = journal.profile.clone();
     state.journal = Some(journal);
     state.revoked_serial = None;
-    state.profile = settings.profile.clone();
     state.ari_window = None;
     state.ari_next_check = None;
     state.rolled_back = false;
@@ -313,7 +332,8 @@ const MAX_ORDERS_SCANNED: usize = 20;
 /// How many pages of the orders list are followed.
 const MAX_ORDER_PAGES: usize = 10;
 
-/// An order of this account for exactly `names` that can still be finished
+/// An order of this account for exactly `names` (and the `--profile`, if
+/// one is set) that can still be finished
 /// with a new CSR (pending, ready, or processing). A `valid` one cannot be
 /// used: its certificate is for a key this device no longer has.
 fn find_open_order(session: &mut Session, names: &[String]) -> Result<Option<String>> {
@@ -328,7 +348,11 @@ fn find_open_order(session: &mut Session, names: &[String]) -> Result<Option<Str
             .filter(|i| i.r#type == "dns" || i.r#type == "ip")
             .map(|i| i.value.to_ascii_lowercase())
             .collect();
+        // Under `--profile`, only an order for that profile (one placed
+        // before the profile was changed would certify the old one).
+        let profile_ok = session.profile.is_none() || order.profile == session.profile;
         if same_names(&ordered, names)
+            && profile_ok
             && matches!(order.status.as_str(), "pending" | "ready" | "processing")
         {
             return Ok(Some(url.clone()));
@@ -379,6 +403,7 @@ mod tests {
             order_url: None,
             version: None,
             previous: None,
+            profile: None,
             reported: false,
         };
         assert!(!format!("{j:?}").contains("secret"));

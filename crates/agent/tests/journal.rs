@@ -142,3 +142,48 @@ fn changed_names_order_without_replaces() {
     let info = fleetca_agent::schedule::CertInfo::parse(&der).unwrap();
     assert_eq!(info.names, ["j3-new.routers.example.com"]);
 }
+
+/// A renewal interrupted after newOrder and retried under another
+/// `--profile` is not finished with the journaled order (nor with that open
+/// order found through `alreadyReplaced`): the certificate and `status`
+/// have the profile asked for.
+#[test]
+fn interrupted_order_is_not_resumed_under_another_profile() {
+    let Some(srv) = Server::start("journal_profile") else {
+        return;
+    };
+    let name = "j4.routers.example.com";
+    let out = srv.tmp.path().join("out");
+    let (code, _, err) = srv.run(&out, &["--domain", name, "issue"]);
+    assert_eq!(code, 10, "issue: {err}");
+    let cmd = srv.command(&out, &["--domain", name, "renew", "--force"]);
+    let (paused, log) = kill_at(cmd, "after-new-order");
+    assert!(paused, "{log}");
+    let (code, _, err) = srv.run(
+        &out,
+        &[
+            "--domain",
+            name,
+            "--profile",
+            "shortlived",
+            "renew",
+            "--force",
+        ],
+    );
+    assert_eq!(
+        code,
+        10,
+        "renew under --profile: {err}\n{}",
+        srv.guard.log()
+    );
+    let pem = assert_complete_set(&out, false).unwrap();
+    let der = fleetca_agent::keys::pem_certs(&pem).remove(0);
+    let info = fleetca_agent::schedule::CertInfo::parse(&der).unwrap();
+    // fleetca's shortlived profile: 160 h (BR short-lived: under 7 days).
+    let life = info.not_after - info.not_before;
+    assert!(
+        life <= 7 * 86_400,
+        "lifetime {life}s: the old order was finished"
+    );
+    assert_eq!(status(&srv, &out)["profile"], "shortlived");
+}
