@@ -22,6 +22,8 @@ pub struct Session {
     pub kid: String,
     /// Certificate profile named in newOrder (draft-aaron-acme-profiles).
     pub profile: Option<String>,
+    /// The account's orders list URL (RFC 8555 §7.1.2.1), if the server gave one.
+    pub orders: Option<String>,
 }
 
 /// External account binding settings (RFC 8555 §7.3.4).
@@ -63,11 +65,15 @@ impl Session {
         if resp.status == 201 {
             log::info(format!("account created: {kid}"));
         }
+        let orders = serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("orders")?.as_str().map(str::to_owned));
         Ok(Session {
             http,
             key,
             kid,
             profile: None,
+            orders,
         })
     }
 
@@ -85,18 +91,14 @@ impl Session {
         Ok((resp.json(url)?, resp))
     }
 
-    /// Runs one order for `names` to a certificate: returns the PEM chain
-    /// (leaf first). `csr` is the DER CSR; `replaces` the ARI certID of the
-    /// certificate this one replaces.
-    pub fn obtain(
+    /// Places a newOrder for `names` (and the device's permanent-identifier
+    /// when attesting); returns the order URL.
+    pub fn new_order(
         &mut self,
         names: &[String],
-        csr: &[u8],
-        responders: &mut Responders<'_>,
-        replaces: Option<String>,
-        timeout: Duration,
+        responders: &Responders<'_>,
+        replaces: Option<&str>,
     ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
         let mut identifiers: Vec<Identifier> = names
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
@@ -113,36 +115,80 @@ impl Session {
             });
         }
         let mut payload = json!({ "identifiers": identifiers });
-        if let Some(r) = &replaces {
+        if let Some(r) = replaces {
             payload["replaces"] = json!(r);
         }
         if let Some(p) = &self.profile {
             payload["profile"] = json!(p);
         }
         let new_order = self.http.directory.new_order.clone();
-        let (mut order, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;
+        let (_, resp): (Order, Response) = self.post_json(&new_order, Some(&payload))?;
         let order_url = resp.location.clone().ok_or_else(|| AgentError::Server {
             url: new_order.clone(),
             status: Some(resp.status),
             detail: "newOrder answer has no Location".into(),
         })?;
         log::info(format!("order {order_url} for {}", names.join(",")));
+        Ok(order_url)
+    }
+
+    /// Reads an order (POST-as-GET).
+    pub fn fetch_order(&mut self, url: &str) -> Result<Order> {
+        Ok(self.post_json::<Order>(url, None)?.0)
+    }
+
+    /// The account's orders list (RFC 8555 §7.1.2.1), following up to
+    /// `max_pages` `rel="next"` links; empty when the server gave no `orders`
+    /// URL.
+    pub fn list_orders_pages(&mut self, max_pages: usize) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut next = self.orders.clone();
+        for _ in 0..max_pages {
+            let Some(url) = next.take() else { break };
+            let (list, resp): (acme_types::wire::OrdersList, Response) =
+                self.post_json(&url, None)?;
+            out.extend(list.orders);
+            next = resp
+                .links
+                .iter()
+                .find(|(rel, _)| rel == "next")
+                .map(|(_, u)| u.clone());
+        }
+        Ok(out)
+    }
+
+    /// Drives the order at `order_url` from whatever state it is in to a
+    /// certificate: answers pending authorizations, finalizes a ready order
+    /// with `csr`, waits while processing, downloads when valid. Used for a
+    /// fresh order and to resume one after a restart.
+    pub fn complete(
+        &mut self,
+        order_url: &str,
+        csr: &[u8],
+        responders: &mut Responders<'_>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let order_url = order_url.to_owned();
+        let mut order = self.fetch_order(&order_url)?;
 
         // Authorizations without a challenge are granted by the server on the strength of
         // another one (fleetca: names its templates derive from the attested serial); they are
         // waited for after every challenge has been answered.
-        let mut granted = Vec::new();
-        for authz_url in order.authorizations.clone() {
-            if !self.authorize(&authz_url, responders, deadline)? {
-                granted.push(authz_url);
+        if order.status.as_str() == "pending" {
+            let mut granted = Vec::new();
+            for authz_url in order.authorizations.clone() {
+                if !self.authorize(&authz_url, responders, deadline)? {
+                    granted.push(authz_url);
+                }
             }
+            for authz_url in granted {
+                self.await_authz(&authz_url, deadline, "granted with the device attestation")?;
+            }
+            // Wait for ready (the server may still be processing authz results).
+            order = self.poll_order(&order_url, deadline, |s| s != "pending")?;
         }
-        for authz_url in granted {
-            self.await_authz(&authz_url, deadline, "granted with the device attestation")?;
-        }
-
-        // Wait for ready (the server may still be processing authz results).
-        order = self.poll_order(&order_url, deadline, |s| s != "pending")?;
+        crate::install::test_pause("after-challenge");
         if order.status.as_str() == "ready" {
             let body = json!({ "csr": acme_types::b64::encode(csr) });
             let finalize = order.finalize.clone();
@@ -164,6 +210,7 @@ impl Session {
                     order = now;
                 }
             }
+            crate::install::test_pause("after-finalize");
         }
         if order.status.as_str() != "valid" {
             order = self.poll_order(&order_url, deadline, |s| s != "processing" && s != "ready")?;
@@ -204,6 +251,7 @@ impl Session {
                 ),
             });
         }
+        crate::install::test_pause("after-download");
         Ok(pem)
     }
 

@@ -9,22 +9,39 @@ use crate::error::{exit, AgentError, Result};
 use crate::http::{now_unix, AcmeHttp};
 use crate::install::{self, CertSet};
 use crate::jitter::Jitter;
+use crate::journal;
 use crate::keys;
 use crate::log;
+use crate::outcome;
+use crate::rollback;
 use crate::schedule::{effective_now, fmt_time, CertInfo};
 use crate::state::State;
 
-/// The installed certificate, parsed.
+/// The installed certificate, parsed. A set whose certificate does not
+/// parse or does not match its key counts as not installed (with a
+/// warning), so the agent issues a fresh one instead of stopping.
 pub fn installed(settings: &Settings) -> Result<Option<(CertSet, CertInfo)>> {
     let Some(set) = install::read_current(settings.out_dir()?) else {
         return Ok(None);
     };
-    let der = keys::pem_certs(&set.cert_pem)
-        .into_iter()
-        .next()
-        .ok_or_else(|| AgentError::Key("installed cert.pem holds no certificate".into()))?;
-    let info = CertInfo::parse(&der)?;
-    Ok(Some((set, info)))
+    match set.leaf() {
+        Ok(info) => Ok(Some((set, info))),
+        Err(e) => {
+            log::warn(format!(
+                "installed certificate unusable ({e}); a new one will be issued"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// After an unreadable state file was rebuilt nobody knows whether a reload
+/// was pending: reload once more (harmless) rather than leave the service
+/// on an old certificate.
+fn heal(settings: &Settings, state: &mut State) {
+    if state.rebuilt && rollback::post_install_steps(settings) {
+        state.reload_pending = true;
+    }
 }
 
 fn domains(settings: &Settings, current: Option<&CertInfo>) -> Result<Vec<String>> {
@@ -66,7 +83,11 @@ fn connect(
         floor,
     )?;
     if let Some(d) = http.server_date {
-        state.last_server_date = Some(state.last_server_date.map_or(d, |o| o.max(d)));
+        // Moved only by a day or more: a no-op check must not rewrite the
+        // state file (flash wear), and a floor a day old is as good.
+        if state.last_server_date.is_none_or(|o| d >= o + 86_400) {
+            state.last_server_date = Some(d);
+        }
     }
     Ok(http)
 }
@@ -86,8 +107,8 @@ fn check_profile(settings: &Settings, http: &AcmeHttp) -> Result<()> {
     {
         Some(p) if p.contains_key(want) => Ok(()),
         Some(p) => Err(AgentError::Config(format!(
-            "--profile {want}: the server offers only {:?}",
-            p.keys().collect::<Vec<_>>()
+            "--profile {want}: the server offers only {}",
+            p.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
         ))),
         None => Err(AgentError::Config(format!(
             "--profile {want}: the server advertises no certificate profiles"
@@ -141,106 +162,31 @@ fn obtain_and_install(
     };
     let mut responders = Responders::new(settings)?;
     let mut session = open_session(settings, http, state)?;
-    let key = match current {
-        Some((set, _)) if !fresh_key => keys::parse_cert_key(&set.key_pem)?,
-        _ => keys::generate_cert_key(settings.key_type.unwrap_or_default())?,
+    let reuse = match current {
+        Some((set, _)) if !fresh_key => Some(set.key_pem.clone()),
+        _ => None,
     };
-    let csr = keys::build_csr(&key, &names)?;
-    let pem = session.obtain(
-        &names,
-        &csr,
-        &mut responders,
+    let request = journal::Request {
+        names: &names,
         replaces,
-        settings.order_timeout(),
-    )?;
+        reuse,
+    };
+    journal::obtain_staged(settings, &mut session, &mut responders, state, request)?;
     drop(responders);
-    let certs = keys::pem_certs(&pem);
-    let leaf = certs.first().ok_or_else(|| AgentError::Server {
-        url: session.http.directory_url.clone(),
-        status: None,
-        detail: "empty certificate chain".into(),
-    })?;
-    let info = CertInfo::parse(leaf)?;
-    if info.spki != rcgen::PublicKeyData::subject_public_key_info(&key) {
-        return Err(AgentError::Server {
-            url: session.http.directory_url.clone(),
-            status: None,
-            detail: "issued certificate does not match the certificate key".into(),
-        });
-    }
-    let set = CertSet {
-        key_pem: key.serialize_pem(),
-        cert_pem: keys::pem_encode("CERTIFICATE", leaf),
-        chain_pem: certs[1..]
-            .iter()
-            .map(|c| keys::pem_encode("CERTIFICATE", c))
-            .collect(),
-    };
-    install::install(settings.out_dir()?, &set)?;
-    log::info(format!(
-        "installed certificate for {} (notAfter {})",
-        info.names.join(","),
-        fmt_time(info.not_after)
-    ));
-    state.revoked_serial = None;
-    state.profile = settings.profile.clone();
-    state.ari_window = None;
-    state.ari_next_check = None;
-    state.reload_pending = settings.reload_cmd.is_some();
-    state.store(&settings.state_dir()?)?;
-    run_reload(settings, state)
-}
-
-/// Runs the reload command if one is pending; failure keeps it pending.
-pub fn run_reload(settings: &Settings, state: &mut State) -> Result<()> {
-    let Some(cmd) = settings
-        .reload_cmd
-        .as_deref()
-        .filter(|_| state.reload_pending)
-    else {
-        return Ok(());
-    };
-    let output = crate::hooks::Output::Inherit;
-    match crate::hooks::run(cmd, &[], settings.hook_timeout(), output) {
-        Ok(r) if r.success() => {
-            state.reload_pending = false;
-            state.store(&settings.state_dir()?)?;
-            log::info("reload command succeeded");
-            Ok(())
-        }
-        Ok(r) => Err(AgentError::Reload(format!(
-            "`{cmd}` {}; will retry",
-            r.describe()
-        ))),
-        Err(e) => Err(AgentError::Reload(format!("`{cmd}`: {e}; will retry"))),
-    }
-}
-
-/// The longest Retry-After honoured (a week): a wrong or hostile value must
-/// not silence a device for good.
-const MAX_RETRY_AFTER: u64 = 7 * 86_400;
-
-/// Remembers a server's Retry-After (429/503) so that a one-shot `renew`
-/// does not come back earlier (RFC 8555 §6.6). Kept on the local clock:
-/// only the interval matters.
-fn note_retry_after<T>(settings: &Settings, r: Result<T>) -> Result<T> {
-    if let Err(AgentError::RetryLater { retry_after, .. }) = &r {
-        let state_dir = settings.state_dir()?;
-        let mut st = State::load(&state_dir)?;
-        st.retry_not_before = Some(now_unix() + retry_after.as_secs().min(MAX_RETRY_AFTER) as i64);
-        st.store(&state_dir)?;
-    }
-    r
+    rollback::finish(settings, state, true)?;
+    Ok(())
 }
 
 /// `issue` / `rotate-key`: always obtains a new certificate with a new key.
 pub fn issue(settings: &Settings) -> Result<i32> {
-    note_retry_after(settings, issue_now(settings))
-}
-
-fn issue_now(settings: &Settings) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
+    heal(settings, &mut state);
+    // A staged certificate of an interrupted run is installed first: it is
+    // already issued, and ordering another would waste it.
+    if rollback::finish(settings, &mut state, false)? {
+        return Ok(exit::RENEWED);
+    }
     let current = installed(settings)?;
     let http = connect(settings, &mut state, current.as_ref())?;
     obtain_and_install(settings, http, &mut state, current.as_ref(), true)?;
@@ -277,7 +223,7 @@ fn due_time(state: &State, info: &CertInfo, jitter: &Jitter) -> Due {
 
 /// `renew`: renews when due (or forced). Returns 0 or 10.
 pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
-    note_retry_after(settings, renew_with(settings, force, !force))
+    renew_with(settings, force, !force)
 }
 
 /// The time for decisions made without contacting the server (`status`,
@@ -285,7 +231,7 @@ pub fn renew(settings: &Settings, force: bool) -> Result<i32> {
 /// last session's offset when that lands nearer the last server `Date` than
 /// the raw clock does (a clock years ahead stays corrected, so a valid
 /// certificate does not show as expired; a clock fixed since is used as is).
-fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule::Clock) {
+pub fn offline_now(state: &State, cert: Option<&CertInfo>) -> (i64, crate::schedule::Clock) {
     let local = now_unix();
     let skew = match (state.schedule_skew, state.last_server_date) {
         (Some(s), Some(d)) if (local + s - d).abs() < (local - d).abs() => Some(s),
@@ -302,7 +248,7 @@ const ARI_RECHECK_MAX: i64 = 86_400;
 /// §4.3.2) while the saved window is not open. `Some(exit code)` to stop.
 fn saved_wait(
     settings: &Settings,
-    state: &mut State,
+    state: &State,
     current: Option<&(CertSet, CertInfo)>,
 ) -> Result<Option<i32>> {
     // Both waits are bounded, so a clock stepped back since they were saved
@@ -311,7 +257,7 @@ fn saved_wait(
     let pending = |t: i64, max: u64| local < t && t - local <= max as i64;
     if let Some(t) = state
         .retry_not_before
-        .filter(|t| pending(*t, MAX_RETRY_AFTER))
+        .filter(|t| pending(*t, outcome::MAX_RETRY_AFTER))
     {
         let msg = format!(
             "the server asked not to be contacted before {} (Retry-After); not contacting it \
@@ -321,7 +267,6 @@ fn saved_wait(
         return match current {
             Some(_) => {
                 log::info(msg);
-                run_reload(settings, state)?;
                 Ok(Some(exit::NOTHING_TO_DO))
             }
             None => Err(AgentError::Server {
@@ -344,7 +289,6 @@ fn saved_wait(
             due.source,
             fmt_time(check)
         ));
-        run_reload(settings, state)?;
         return Ok(Some(exit::NOTHING_TO_DO));
     }
     Ok(None)
@@ -355,9 +299,15 @@ fn saved_wait(
 pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Result<i32> {
     let state_dir = settings.state_dir()?;
     let mut state = State::load(&state_dir)?;
+    heal(settings, &mut state);
+    // An interrupted renewal is finished before anything else, and with
+    // --force too: it is the renewal asked for, so no second certificate.
+    if rollback::finish(settings, &mut state, false)? {
+        return Ok(exit::RENEWED);
+    }
     let current = installed(settings)?;
     if honour_saved {
-        if let Some(code) = saved_wait(settings, &mut state, current.as_ref())? {
+        if let Some(code) = saved_wait(settings, &state, current.as_ref())? {
             return Ok(code);
         }
     }
@@ -369,7 +319,12 @@ pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Resul
         obtain_and_install(settings, http, &mut state, None, true)?;
         return Ok(exit::RENEWED);
     };
+    if state.journal.as_ref().is_some_and(|j| j.in_flight()) {
+        obtain_and_install(settings, http, &mut state, Some(cur), !settings.reuse_key)?;
+        return Ok(exit::RENEWED);
+    }
     let mut ari_retry = None;
+    let window_before = state.ari_window;
     if let Some(id) = cur.1.ari_cert_id() {
         match fetch_renewal_info(&mut http, &id) {
             Ok(Some((s, e, retry))) => {
@@ -396,13 +351,19 @@ pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Resul
     if !force && now < due.at {
         // RFC 9773 §4.3.2: check renewalInfo again after its Retry-After
         // (default 6 h), kept between a minute and a day.
-        state.ari_next_check = ari_retry.map(|r| {
-            let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, ARI_RECHECK_MAX as u64));
-            now + secs as i64
-        });
+        // A next check still ahead for an unchanged window is kept:
+        // recomputing it from `now` would rewrite the state file on every
+        // check (flash wear).
+        let keep =
+            state.ari_window == window_before && state.ari_next_check.is_some_and(|c| c > now);
+        if !keep {
+            state.ari_next_check = ari_retry.map(|r| {
+                let secs = r.map_or(6 * 3600, |d| d.as_secs().clamp(60, ARI_RECHECK_MAX as u64));
+                now + secs as i64
+            });
+        }
         state.next_attempt = Some(state.ari_next_check.map_or(due.at, |c| c.min(due.at)));
         state.store(&state_dir)?;
-        run_reload(settings, &mut state)?;
         log::info(format!(
             "not due until {} ({})",
             fmt_time(due.at),
@@ -439,9 +400,12 @@ pub fn status(settings: &Settings) -> Result<i32> {
     let jitter = Jitter::existing(&state_dir);
     let (now, clock) = offline_now(&state, current.as_ref().map(|c| &c.1));
     let out = match &current {
-        None => {
-            serde_json::json!({"installed": false, "next_attempt": state.next_attempt.map(fmt_time), "last_error": state.last_error, "retry_not_before": state.retry_not_before.map(fmt_time), "profile": settings.profile})
-        }
+        None => serde_json::json!({
+            "installed": false,
+            "next_attempt": state.next_attempt.map(fmt_time),
+            "retry_not_before": state.retry_not_before.map(fmt_time),
+            "profile": settings.profile,
+        }),
         Some((_, info)) => {
             let due = due_time(&state, info, &jitter);
             serde_json::json!({
@@ -456,7 +420,6 @@ pub fn status(settings: &Settings) -> Result<i32> {
                 "next_attempt": fmt_time(state.next_attempt.unwrap_or(due.at)),
                 "reload_pending": state.reload_pending,
                 "revoked": due.source == "revoked",
-                "last_error": state.last_error,
                 "next_ari_check": state.ari_next_check.map(fmt_time),
                 "schedule_clock": state.schedule_clock,
                 "clock_note": clock.note(),
@@ -465,6 +428,30 @@ pub fn status(settings: &Settings) -> Result<i32> {
             })
         }
     };
+    let mut out = out;
+    // Health, in every mode (one-shot commands record it too, see
+    // `outcome.rs`).
+    if let serde_json::Value::Object(m) = &mut out {
+        m.insert("last_error".into(), serde_json::json!(state.last_error));
+        m.insert(
+            "consecutive_failures".into(),
+            serde_json::json!(state.failures),
+        );
+        m.insert(
+            "last_success".into(),
+            serde_json::json!(state.last_success.map(fmt_time)),
+        );
+        m.insert("rolled_back".into(), serde_json::json!(state.rolled_back));
+        m.insert(
+            "renewal_in_progress".into(),
+            serde_json::json!(state.journal.as_ref().and_then(|j| match j.step {
+                journal::Step::Ordering => Some("ordering"),
+                journal::Step::Ordered => Some("ordered"),
+                journal::Step::Staged if state.rolled_back => Some("staged (rolled back)"),
+                journal::Step::Staged => None,
+            })),
+        );
+    }
     if settings.json {
         println!("{out}");
     } else if let serde_json::Value::Object(m) = &out {
@@ -485,43 +472,53 @@ pub fn run(settings: &Settings) -> Result<i32> {
     const BASE: u64 = 60;
     const CAP: u64 = 6 * 3600;
     let state_dir = settings.state_dir()?;
-    let jitter = Jitter::for_device(&state_dir, settings.account_key_type())?;
+    // The daemon ends only on a usage error: a state dir it cannot write
+    // yet (full disk) is retried by the first attempt like any local fault.
+    let jitter = match Jitter::for_device(&state_dir, settings.account_key_type()) {
+        Ok(j) => j,
+        Err(e) if e.is_transient() => {
+            log::warn(format!("{e}; start-up splay without the device seed"));
+            Jitter::existing(&state_dir)
+        }
+        Err(e) => return Err(e),
+    };
     crate::boot::before_first_attempt(settings, &jitter)?;
     loop {
-        let sleep = match renew_with(settings, false, false) {
+        let result = renew_with(settings, false, false);
+        if result.as_ref().is_err_and(|e| !e.is_transient()) {
+            return result;
+        }
+        let mut st = State::load(&state_dir).unwrap_or_default();
+        outcome::apply(&mut st, &result);
+        let sleep = match &result {
             Ok(_) => {
-                let mut st = State::load(&state_dir)?;
-                st.failures = 0;
-                st.last_error = None;
-                st.store(&state_dir)?;
                 // next_attempt is on the clock the schedule was made with.
                 let now = now_unix() + st.schedule_skew.unwrap_or(0);
                 let next = st.next_attempt.unwrap_or(now + 3600);
                 (next - now).clamp(60, 12 * 3600) as u64
             }
-            Err(e) if e.is_transient() => {
-                let mut st = State::load(&state_dir)?;
-                st.failures = st.failures.saturating_add(1);
+            Err(e) => {
                 let now = now_unix();
-                let wait = match &e {
-                    AgentError::RetryLater { retry_after, .. } => {
-                        let after = retry_after.as_secs().min(MAX_RETRY_AFTER);
-                        st.retry_not_before = Some(now + after as i64);
-                        jitter.after_retry_after(after, st.failures)
-                    }
+                // Re-read: the account key may have been made (or remade)
+                // since start-up.
+                let jitter = Jitter::existing(&state_dir);
+                let wait = match e {
+                    AgentError::RetryLater { retry_after, .. } => jitter
+                        .after_retry_after(outcome::retry_after_secs(*retry_after), st.failures),
                     _ => jitter.backoff(st.failures, BASE, CAP),
                 };
-                st.last_error = Some(e.to_string());
                 st.next_attempt = Some(now + wait as i64);
-                st.store(&state_dir)?;
                 log::error(format!(
                     "{e}; retrying in {wait}s (at {})",
                     fmt_time(now + wait as i64)
                 ));
                 wait
             }
-            Err(e) => return Err(e),
         };
+        // A full disk must not end the daemon: it retries anyway.
+        if let Err(e) = st.store(&state_dir) {
+            log::warn(format!("state: {e}"));
+        }
         std::thread::sleep(Duration::from_secs(sleep));
     }
 }

@@ -12,8 +12,8 @@ use crate::error::{AgentError, Result};
 /// fleetca-agent: obtains, installs and renews this device's certificate over ACME.
 ///
 /// Exit codes: 0 nothing to do, 10 issued/renewed, 2 usage, 20 network,
-/// 21 server error, 22 challenge failed, 23 local I/O, 24 reload failed,
-/// 25 key/state unusable, 26 timeout.
+/// 21 server error (also a refusal with Retry-After), 22 challenge failed, 23 local I/O, 24 reload failed,
+/// 25 key/state unusable, 26 timeout, 27 health check failed (rolled back).
 #[derive(Debug, Parser)]
 #[command(name = "fleetca-agent", version)]
 pub struct Cli {
@@ -206,6 +206,14 @@ pub struct Settings {
     /// Command run (via sh -c) after a new certificate is installed.
     #[arg(long, global = true)]
     pub reload_cmd: Option<String>,
+    /// Health check run (via sh -c) after the reload; exit 0 = healthy,
+    /// else the previous certificate is put back.
+    #[arg(long, global = true)]
+    pub check_cmd: Option<String>,
+    /// Health check: HOST:PORT must serve the new certificate over TLS after
+    /// the reload, else the previous certificate is put back.
+    #[arg(long, global = true)]
+    pub check_tls: Option<String>,
     /// Certificate key type.
     #[arg(long, value_enum, global = true)]
     pub key_type: Option<KeyType>,
@@ -239,8 +247,8 @@ pub struct Settings {
     /// certificate: its PermanentIdentifier otherName, else subject serialNumber).
     #[arg(long, global = true)]
     pub permanent_id: Option<String>,
-    /// Seconds `--reload-cmd` and `--dns-hook` may run before their process
-    /// group is killed and the hook counts as failed (default 60).
+    /// Seconds `--reload-cmd`, `--check-cmd` and `--dns-hook` may run before
+    /// their process group is killed and the hook counts as failed (default 60).
     #[arg(long, global = true)]
     pub hook_timeout: Option<u64>,
     /// Certificate profile to ask for in newOrder (draft-aaron-acme-profiles),
@@ -301,6 +309,8 @@ impl Settings {
             eab_kid: self.eab_kid.or(file.eab_kid),
             eab_hmac_key_file: self.eab_hmac_key_file.or(file.eab_hmac_key_file),
             reload_cmd: self.reload_cmd.or(file.reload_cmd),
+            check_cmd: self.check_cmd.or(file.check_cmd),
+            check_tls: self.check_tls.or(file.check_tls),
             key_type: self.key_type.or(file.key_type),
             account_key_type: self.account_key_type.or(file.account_key_type),
             contact: self.contact.or(file.contact),

@@ -26,6 +26,9 @@ pub mod exit {
     pub const KEY: i32 = 25;
     /// The order did not finish before the deadline.
     pub const TIMEOUT: i32 = 26;
+    /// The new certificate failed its health check (`--check-cmd`,
+    /// `--check-tls`); the previous one was put back where there was one.
+    pub const CHECK: i32 = 27;
 }
 
 /// Why an agent operation failed.
@@ -72,6 +75,8 @@ pub enum AgentError {
         /// The refusal.
         error: Box<AgentError>,
     },
+    /// The health check after an install failed.
+    Check(String),
 }
 
 impl AgentError {
@@ -87,6 +92,7 @@ impl AgentError {
             AgentError::Key(_) => exit::KEY,
             AgentError::Timeout(_) => exit::TIMEOUT,
             AgentError::RetryLater { error, .. } => error.exit_code(),
+            AgentError::Check(_) => exit::CHECK,
         }
     }
 
@@ -98,17 +104,12 @@ impl AgentError {
         }
     }
 
-    /// Whether retrying later may help (network, server, timeouts).
+    /// Whether retrying later may help: everything but a usage error. Local
+    /// faults heal too (space is freed, a corrupt file is replaced by a fresh
+    /// issuance), so the daemon backs off and retries them like network
+    /// errors instead of exiting.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            AgentError::Network { .. }
-                | AgentError::Server { .. }
-                | AgentError::Timeout(_)
-                | AgentError::Challenge(_)
-                | AgentError::Reload(_)
-                | AgentError::RetryLater { .. }
-        )
+        !matches!(self, AgentError::Config(_))
     }
 }
 
@@ -135,6 +136,7 @@ impl fmt::Display for AgentError {
                 "{error} (the server asks to retry after {}s)",
                 retry_after.as_secs()
             ),
+            AgentError::Check(m) => write!(f, "health check failed: {m}"),
         }
     }
 }

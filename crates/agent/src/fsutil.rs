@@ -76,6 +76,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Creates `path` (which must not exist) with `bytes` and `mode`, fsynced.
+/// The caller fsyncs the directory; meant for a directory nothing reads yet.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            record!(crate::power_cut::FsOp::Write {
+                path: path.to_path_buf(),
+                bytes: bytes.to_vec()
+            });
+            f.sync_all()?;
+            record!(crate::power_cut::FsOp::SyncFile {
+                path: path.to_path_buf()
+            });
+            Ok(())
+        })
+        .map_err(|e| AgentError::io(path, e))
+}
+
 /// [`write_atomic`], skipped when the file already holds `bytes` (flash
 /// wear). Returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {

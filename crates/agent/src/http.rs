@@ -2,6 +2,7 @@
 //! nonces, signed POSTs (RFC 8555 §6.2-§6.5), `badNonce` retry, Retry-After
 //! and the server's `Date` (for clock sanity).
 
+use crate::timefmt::parse_http_date;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use acme_types::sign::{sign_jws, AccountKey, JwsHeader, JwsKey};
 use acme_types::wire::Directory;
 use acme_types::Problem;
 use rustls_pki_types::CertificateDer;
-use ureq::tls::Certificate;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, TcpConnector};
 
@@ -81,15 +81,13 @@ pub struct AcmeHttp {
     pub clock_note: Option<String>,
 }
 
-fn load_roots(server_root: Option<&Path>) -> Result<Vec<Certificate<'static>>> {
-    let mut out = Vec::new();
-    fn add(out: &mut Vec<Certificate<'static>>, pem: &[u8]) {
-        for item in ureq::tls::parse_pem(pem).flatten() {
-            if let ureq::tls::PemItem::Certificate(c) = item {
-                out.push(c);
-            }
-        }
+fn load_roots(server_root: Option<&Path>) -> Result<Vec<CertificateDer<'static>>> {
+    // The agent's own PEM reader (keys.rs), not a second one from ureq.
+    fn add(out: &mut Vec<CertificateDer<'static>>, pem: &[u8]) {
+        let certs = crate::keys::pem_certs(&String::from_utf8_lossy(pem));
+        out.extend(certs.into_iter().map(CertificateDer::from));
     }
+    let mut out = Vec::new();
     if let Some(p) = server_root {
         let pem = std::fs::read(p).map_err(|e| AgentError::io(p, e))?;
         add(&mut out, &pem);
@@ -129,23 +127,13 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
         .map(str::to_owned)
 }
 
-fn parse_http_date(s: &str) -> Option<i64> {
-    // IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &fmt)
-        .ok()
-        .map(|t| t.assume_utc().unix_timestamp())
-}
-
 /// Current Unix time from the local clock.
 ///
 /// Debug builds only (the test binary): `FLEETCA_AGENT_FAKE_NOW=<unix>` makes
 /// the clock start at that time and advance normally, to test a device that
 /// booted at 1970 or 2000. Release builds ignore it.
 pub fn now_unix() -> i64 {
-    let real = time::OffsetDateTime::now_utc().unix_timestamp();
+    let real = now_real().0;
     if cfg!(debug_assertions) {
         static FAKE: std::sync::OnceLock<Option<(i64, i64)>> = std::sync::OnceLock::new();
         let fake = FAKE.get_or_init(|| {
@@ -157,6 +145,23 @@ pub fn now_unix() -> i64 {
         }
     }
     real
+}
+
+/// The system clock: Unix seconds and the nanoseconds into that second
+/// (negative seconds before 1970).
+pub fn now_real() -> (i64, u32) {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 {
+                (-s, 0)
+            } else {
+                (-s - 1, 1_000_000_000 - n)
+            }
+        }
+    }
 }
 
 fn parse_links(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {
@@ -192,10 +197,6 @@ impl AcmeHttp {
                 "no trust anchors: pass --server-root or install a CA bundle".into(),
             ));
         }
-        let roots: Vec<CertificateDer<'static>> = roots
-            .iter()
-            .map(|c| CertificateDer::from(c.der().to_vec()))
-            .collect();
         let session_clock = Arc::new(crate::tls::SessionClock::default());
         let tls = crate::tls::client_config(&roots, floor, now_unix, session_clock.clone())?;
         let config = ureq::Agent::config_builder()

@@ -53,15 +53,11 @@ impl Jitter {
     /// The device's jitter if its account key exists (read-only commands
     /// such as `status` never create keys); else a fixed seed.
     pub fn existing(state_dir: &Path) -> Jitter {
-        let path = state_dir.join(keys::ACCOUNT_KEY_FILE);
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|pem| keys::pem_decode(&pem, "PRIVATE KEY"))
-            .and_then(|der| acme_types::sign::AccountKey::from_pkcs8_der(&der).ok())
-            .map_or_else(
-                || Jitter::from_seed(""),
-                |k| Jitter::from_seed(k.jwk().thumbprint()),
-            )
+        Jitter::from_seed(
+            keys::read_account_key(state_dir)
+                .map(|k| k.jwk().thumbprint())
+                .unwrap_or_default(),
+        )
     }
 
     /// A stable value in [0, 1) for `purpose` and `extra` on this device.

@@ -50,9 +50,17 @@ fn generate_rsa(_kind: KeyType) -> Result<KeyPair> {
     Err(no_rsa("--key-type rsa2048/rsa3072"))
 }
 
-/// Parses a PKCS#8 PEM certificate key.
+/// Parses a PKCS#8 PEM certificate key (with the agent's PEM reader, not
+/// rcgen's, so that one PEM codec is linked).
 pub fn parse_cert_key(pem: &str) -> Result<KeyPair> {
-    KeyPair::from_pem(pem).map_err(|e| AgentError::Key(format!("certificate key: {e}")))
+    let der = pem_decode(pem, "PRIVATE KEY")
+        .ok_or_else(|| AgentError::Key("certificate key: not a PKCS#8 PEM key".into()))?;
+    KeyPair::try_from(der.as_slice()).map_err(|e| AgentError::Key(format!("certificate key: {e}")))
+}
+
+/// A certificate key as PKCS#8 PEM.
+pub fn cert_key_pem(key: &KeyPair) -> String {
+    pem_encode("PRIVATE KEY", &key.serialize_der())
 }
 
 /// A DER CSR for `names` signed by `key` (names go in subjectAltName; the
@@ -67,8 +75,20 @@ pub fn build_csr(key: &KeyPair, names: &[String]) -> Result<Vec<u8>> {
     Ok(csr.der().to_vec())
 }
 
+fn parse_account_key(pem: &str) -> Option<AccountKey> {
+    AccountKey::from_pkcs8_der(&pem_decode(pem, "PRIVATE KEY")?).ok()
+}
+
+/// The account key in `state_dir`, if there is a usable one (read-only).
+pub fn read_account_key(state_dir: &Path) -> Option<AccountKey> {
+    parse_account_key(&std::fs::read_to_string(state_dir.join(ACCOUNT_KEY_FILE)).ok()?)
+}
+
 /// Loads the account key from `state_dir`, or generates and stores one
-/// (0600, atomic write). Returns the key and whether it is new.
+/// (0600, atomic write). Returns the key and whether it is new. A key file
+/// that does not parse cannot be repaired and would stop the agent for good:
+/// it is moved aside (`account.key.corrupt`) and a new key (a new account)
+/// is made.
 pub fn load_or_create_account_key(
     state_dir: &Path,
     kind: AccountKeyType,
@@ -76,32 +96,33 @@ pub fn load_or_create_account_key(
     let path = state_dir.join(ACCOUNT_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(pem) => {
-            let der = pem_decode(&pem, "PRIVATE KEY").ok_or_else(|| {
-                AgentError::Key(format!("{}: not a PKCS#8 PEM key", path.display()))
-            })?;
-            let key = AccountKey::from_pkcs8_der(&der)
-                .map_err(|e| AgentError::Key(format!("{}: {e}", path.display())))?;
-            Ok((key, false))
+            if let Some(key) = parse_account_key(&pem) {
+                return Ok((key, false));
+            }
+            let aside = state_dir.join("account.key.corrupt");
+            crate::log::warn(format!(
+                "{}: not a usable PKCS#8 key; moved to {} and making a new account",
+                path.display(),
+                aside.display()
+            ));
+            std::fs::rename(&path, &aside).map_err(|e| AgentError::io(&path, e))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let akind = match kind {
-                AccountKeyType::P256 => AccountKeyKind::EcdsaP256,
-                AccountKeyType::P384 => AccountKeyKind::EcdsaP384,
-                AccountKeyType::Ed25519 => AccountKeyKind::Ed25519,
-                AccountKeyType::Rsa2048 if !RSA_KEYGEN => {
-                    return Err(no_rsa("--account-key-type rsa2048"))
-                }
-                AccountKeyType::Rsa2048 => AccountKeyKind::Rsa2048,
-            };
-            let key = AccountKey::generate(akind)
-                .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
-            fsutil::create_dir_private(state_dir)?;
-            let pem = pem_encode("PRIVATE KEY", key.to_pkcs8_der());
-            fsutil::write_atomic(&path, pem.as_bytes(), 0o600)?;
-            Ok((key, true))
-        }
-        Err(e) => Err(AgentError::io(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AgentError::io(&path, e)),
     }
+    let akind = match kind {
+        AccountKeyType::P256 => AccountKeyKind::EcdsaP256,
+        AccountKeyType::P384 => AccountKeyKind::EcdsaP384,
+        AccountKeyType::Ed25519 => AccountKeyKind::Ed25519,
+        AccountKeyType::Rsa2048 if !RSA_KEYGEN => return Err(no_rsa("--account-key-type rsa2048")),
+        AccountKeyType::Rsa2048 => AccountKeyKind::Rsa2048,
+    };
+    let key = AccountKey::generate(akind)
+        .map_err(|e| AgentError::Key(format!("generating account key: {e}")))?;
+    fsutil::create_dir_private(state_dir)?;
+    let pem = pem_encode("PRIVATE KEY", key.to_pkcs8_der());
+    fsutil::write_atomic(&path, pem.as_bytes(), 0o600)?;
+    Ok((key, true))
 }
 
 /// PEM-encodes `der` with `label`.

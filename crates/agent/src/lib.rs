@@ -16,10 +16,14 @@ pub mod hooks;
 pub mod http;
 pub mod install;
 pub mod jitter;
+pub mod journal;
 pub mod keys;
 pub mod log;
+pub mod outcome;
 #[cfg(test)]
 mod power_cut;
+pub mod rollback;
 pub mod schedule;
 pub mod state;
+pub mod timefmt;
 pub mod tls;

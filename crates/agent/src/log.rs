@@ -22,9 +22,8 @@ pub fn event(level: &str, msg: &str) {
     if level == "info" && QUIET.load(Ordering::Relaxed) {
         return;
     }
-    let ts = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let (secs, nanos) = crate::http::now_real();
+    let ts = crate::timefmt::rfc3339(secs, nanos);
     let line = if JSON.load(Ordering::Relaxed) {
         serde_json::json!({"ts": ts, "level": level, "msg": msg}).to_string()
     } else {

@@ -4,6 +4,7 @@ use clap::Parser;
 use fleetca_agent::commands;
 use fleetca_agent::config::{Cli, Command};
 use fleetca_agent::log;
+use fleetca_agent::outcome;
 
 fn main() {
     let cli = Cli::parse();
@@ -16,8 +17,12 @@ fn main() {
             log::set_json(settings.json);
             let r = match cli.command {
                 Command::Run => commands::run(&settings),
-                Command::Issue | Command::RotateKey => commands::issue(&settings),
-                Command::Renew { force } => commands::renew(&settings, force),
+                Command::Issue | Command::RotateKey => {
+                    outcome::record(&settings, commands::issue(&settings))
+                }
+                Command::Renew { force } => {
+                    outcome::record(&settings, commands::renew(&settings, force))
+                }
                 Command::Revoke { reason } => commands::revoke(&settings, reason.map(|r| r.code())),
                 Command::Status => commands::status(&settings),
             };

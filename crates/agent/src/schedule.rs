@@ -163,22 +163,11 @@ pub fn effective_now(
     (local, Clock::Local)
 }
 
-/// Parses an RFC 3339 time to Unix seconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    ::time::OffsetDateTime::parse(s, &::time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
+pub use crate::timefmt::parse_rfc3339;
 
 /// Formats Unix seconds as RFC 3339.
 pub fn fmt_time(t: i64) -> String {
-    ::time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&::time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
+    crate::timefmt::rfc3339(t, 0)
 }
 
 #[cfg(test)]

@@ -44,6 +44,19 @@ pub struct State {
     /// The certificate profile (draft-aaron-acme-profiles) the installed
     /// certificate was ordered with.
     pub profile: Option<String>,
+    /// The renewal in flight (see `journal.rs`): resumed after a restart.
+    pub journal: Option<crate::journal::Journal>,
+    /// The last staged certificate failed its health check and the previous
+    /// one was put back (see `rollback.rs`).
+    pub rolled_back: bool,
+    /// When a certificate was last installed or a run of failures ended
+    /// (Unix seconds). A no-op check does not refresh it: that would
+    /// rewrite the state file on every check (flash wear).
+    pub last_success: Option<i64>,
+    /// Set when the file on disk was unreadable and this state was rebuilt
+    /// (never stored).
+    #[serde(skip)]
+    pub rebuilt: bool,
 }
 
 /// Where the state file lives.
@@ -52,12 +65,24 @@ pub fn path(state_dir: &Path) -> PathBuf {
 }
 
 impl State {
-    /// Loads the state (missing file: default state).
+    /// Loads the state (missing file: default state). A file that does not
+    /// parse (torn by a broken flash, edited by hand) is not fatal: the state
+    /// is rebuilt from what is on disk (the account is found again with the
+    /// account key, the certificate is read from the out-dir) and `rebuilt`
+    /// is set; the next store replaces the file.
     pub fn load(state_dir: &Path) -> Result<State> {
         let p = path(state_dir);
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| AgentError::Key(format!("{}: {e}", p.display()))),
+            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_else(|e| {
+                crate::log::warn(format!(
+                    "{}: unreadable ({e}); rebuilding the state",
+                    p.display()
+                ));
+                State {
+                    rebuilt: true,
+                    ..State::default()
+                }
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(AgentError::io(&p, e)),
         }

@@ -42,6 +42,11 @@ pub fn new_token() -> String {
     new_id()
 }
 
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,9 +86,4 @@ mod tests {
         }
         assert!(ones.iter().chain(zeros.iter()).all(|x| *x));
     }
-}
-
-/// Lower-case hex.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
