@@ -444,6 +444,10 @@ impl Signer for Pkcs11Signer {
             .map_err(|e| PkiError::Signing(Box::new(e)))
     }
 
+    fn blocks(&self) -> bool {
+        true
+    }
+
     fn check_available(&self) -> Result<(), PkiError> {
         self.with_session(|h| {
             h.session

@@ -29,6 +29,11 @@ pub trait Signer: Send + Sync {
     fn check_available(&self) -> Result<(), PkiError> {
         Ok(())
     }
+    /// Whether a signature waits on I/O (an HSM, a network): such a signer is called from a
+    /// thread that may block. A key in memory signs in microseconds and does not.
+    fn blocks(&self) -> bool {
+        false
+    }
 }
 
 /// A signer backed by a key file (or any rcgen [`KeyPair`] held in memory).

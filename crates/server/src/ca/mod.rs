@@ -185,6 +185,12 @@ impl IssuingCa {
         self.issue_in_shard(csr_der, identifiers, now, profile, None)
     }
 
+    /// Whether this CA's signer waits on I/O (an HSM), so signing belongs on a thread that may
+    /// block.
+    pub fn signer_blocks(&self) -> bool {
+        self.signer.blocks()
+    }
+
     /// [`IssuingCa::issue_with_profile`] naming CRL shard `crl_shard` (see [`crl_shard`]) in
     /// the CRL distribution point instead of the single CRL.
     pub fn issue_in_shard(

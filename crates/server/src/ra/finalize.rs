@@ -196,6 +196,10 @@ impl Ra {
         }
         let ca = Arc::clone(&tenant.ca);
         let delay = self.cfg.signer_delay;
+        if delay.is_zero() && !ca.signer_blocks() {
+            // A key in memory: ~0.1 ms of CPU, cheaper here than a hop to the blocking pool.
+            return ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard);
+        }
         tokio::task::spawn_blocking(move || {
             if !delay.is_zero() {
                 // Lab/bench only (`serve --signer-delay-ms`): stands in for a remote HSM.
