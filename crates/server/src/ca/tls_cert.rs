@@ -43,15 +43,7 @@ pub fn issue_server_cert(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let signer = RcgenSigner::new(root)?;
-    let issuer = rcgen::Issuer::from_ca_cert_der(&root_cert_der.to_vec().into(), &signer)?;
-    let cert = params
-        .signed_by(key, &issuer)
-        .map_err(|e| match signer.take_error() {
-            Some(inner) => anyhow::Error::new(inner),
-            None => anyhow::Error::new(e),
-        })?;
-    Ok(cert.der().to_vec())
+    sign_by(&params, key, root_cert_der, root)
 }
 
 /// Lifetime of the server TLS CA (bounded by the root's notAfter).
@@ -106,15 +98,7 @@ pub fn create_server_tls_ca(
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let signer = RcgenSigner::new(root)?;
-    let issuer = rcgen::Issuer::from_ca_cert_der(&root_cert_der.to_vec().into(), &signer)?;
-    let cert = params
-        .signed_by(key, &issuer)
-        .map_err(|e| match signer.take_error() {
-            Some(inner) => anyhow::Error::new(inner),
-            None => anyhow::Error::new(e),
-        })?;
-    Ok(cert.der().to_vec())
+    sign_by(&params, key, root_cert_der, root)
 }
 
 /// The names a server TLS CA permits (its Name Constraints), in certificate order: what a
@@ -197,4 +181,23 @@ fn random_serial() -> rcgen::SerialNumber {
     rand::rng().fill_bytes(&mut b);
     b[0] &= 0x7f; // positive INTEGER (RFC 5280 §4.1.2.2)
     rcgen::SerialNumber::from_slice(&b)
+}
+
+/// Signs `params` for `key` by the CA whose certificate is `issuer_der` and whose key `signer`
+/// holds, keeping the signer's own error (rcgen would reduce it to `RemoteKeyError`).
+fn sign_by(
+    params: &CertificateParams,
+    key: &impl rcgen::PublicKeyData,
+    issuer_der: &[u8],
+    signer: &dyn Signer,
+) -> anyhow::Result<Vec<u8>> {
+    let signer = RcgenSigner::new(signer)?;
+    let issuer = rcgen::Issuer::from_ca_cert_der(&issuer_der.to_vec().into(), &signer)?;
+    let cert = params
+        .signed_by(key, &issuer)
+        .map_err(|e| match signer.take_error() {
+            Some(inner) => anyhow::Error::new(inner),
+            None => anyhow::Error::new(e),
+        })?;
+    Ok(cert.der().to_vec())
 }
