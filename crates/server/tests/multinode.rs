@@ -61,7 +61,10 @@ fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> Child
             "--admin-listen",
             "127.0.0.1:0",
         ])
-        .args(["--base-url", base_url, "--insecure-skip-validation"]);
+        .args(["--base-url", base_url, "--insecure-skip-validation"])
+        // A finalize cut off by the SIGKILL between claim and store leaves its order
+        // `processing` until the claim's lease ends; then the client finalizes it again.
+        .args(["--finalize-lease-secs", "5"]);
     let mut guard = ChildGuard::spawn("fleetca-node", cmd, log);
     let url = format!("https://127.0.0.1:{listen}/acme/default/directory");
     wait_for(

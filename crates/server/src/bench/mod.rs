@@ -345,33 +345,42 @@ async fn issue_with(
     let csr = params
         .serialize_request(&key)
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    let fin = match c
-        .post(
-            order["finalize"].as_str().unwrap_or_default(),
-            Some(&json!({"csr": acme_types::b64::encode(csr.der())})),
-        )
-        .await
-    {
-        Ok(r) => r.json(),
-        // The finalize may have been carried out although its answer was lost (a node killed
-        // after its commit, then the request retried elsewhere answers orderNotReady): the
-        // order itself says whether a certificate exists.
-        Err(e) => {
-            let now = c.post(&order_url, None).await?.json();
-            if now["status"] == "valid" || now["status"] == "processing" {
-                now
-            } else {
-                return Err(e);
+    // A node that dies between its finalize claim and its store leaves the order `processing`
+    // until the claim's lease runs out; the order is then `ready` again and is finalized anew.
+    let mut attempts = 0;
+    let fin = loop {
+        attempts += 1;
+        let fin = match c
+            .post(
+                order["finalize"].as_str().unwrap_or_default(),
+                Some(&json!({"csr": acme_types::b64::encode(csr.der())})),
+            )
+            .await
+        {
+            Ok(r) => r.json(),
+            // The finalize may have been carried out although its answer was lost (a node
+            // killed after its commit, then the request retried elsewhere answers
+            // orderNotReady): the order itself says whether a certificate exists.
+            Err(e) => {
+                let now = c.post(&order_url, None).await?.json();
+                let retry = now["status"] == "ready" && attempts < 3;
+                if now["status"] == "valid" || now["status"] == "processing" || retry {
+                    now
+                } else {
+                    return Err(e);
+                }
             }
+        };
+        let fin = if fin["status"] == "valid" {
+            fin
+        } else {
+            c.poll(&order_url, deadline, |o| o["status"] != "processing")
+                .await?
+        };
+        if fin["status"] == "ready" && attempts < 3 {
+            continue;
         }
-    };
-    let fin = if fin["status"] == "valid" {
-        fin
-    } else {
-        c.poll(&order_url, deadline, |o| {
-            o["status"] == "valid" || o["status"] == "invalid"
-        })
-        .await?
+        break fin;
     };
     let cert_url = fin["certificate"]
         .as_str()
