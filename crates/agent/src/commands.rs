@@ -294,7 +294,7 @@ fn saved_wait(
     Ok(None)
 }
 
-/// `renew` with `honour_saved` (one-shot runs): stop early per [`saved_wait`].
+/// `renew` with `honour_saved` (one-shot runs): stop early per `saved_wait`.
 /// The daemon schedules its own waits and passes `false`.
 pub fn renew_with(settings: &Settings, force: bool, honour_saved: bool) -> Result<i32> {
     let state_dir = settings.state_dir()?;

@@ -1,6 +1,6 @@
 //! Issuing end-entity TLS certificates from a CSR (BR §7.1.2.7), lint first, then sign.
 //!
-//! Boulder's order: the certificate is built once with an empty signature (see [`draft`]),
+//! Boulder's order: the certificate is built once with an empty signature (see `draft`),
 //! parsed back and checked against the rules below, and only then is that TBSCertificate
 //! signed by the CA key. A certificate that breaks a rule is never signed.
 

@@ -348,7 +348,7 @@ const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 /// `responder_spki_der`, signed by the CA in `issuer_cert_der`: extKeyUsage id-kp-OCSPSigning
 /// only, keyUsage digitalSignature, id-pkix-ocsp-nocheck (so it carries no revocation
 /// pointers and must stay short-lived), authority and subject key identifiers, valid from
-/// `not_before` to `not_after`, subject "<issuer CN> OCSP Responder" with the issuer's
+/// `not_before` to `not_after`, subject "`<issuer CN>` OCSP Responder" with the issuer's
 /// organization.
 pub fn create_responder_cert(
     issuer_cert_der: &[u8],

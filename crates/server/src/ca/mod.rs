@@ -137,7 +137,7 @@ impl IssuingCa {
         self.root_crl.clone()
     }
 
-    /// PEM chains to append after the leaf; [0] is the default chain (RFC 8555 §7.4.2).
+    /// PEM chains to append after the leaf; index 0 is the default chain (RFC 8555 §7.4.2).
     pub fn chains(&self) -> &[String] {
         &self.chains
     }

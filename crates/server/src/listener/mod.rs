@@ -1,7 +1,7 @@
 //! Serving HTTP connections on every listener of `fleetca serve` (ACME HTTPS, plain HTTP for
 //! CRLs/OCSP/CA certificates, admin) so that no client can hold one open: the accept loop
 //! applies the connection caps ([`limits`]), the TLS handshake has a deadline, HTTP/1 request
-//! heads have hyper's header-read timeout, request bodies a deadline ([`body`]), and a
+//! heads have hyper's header-read timeout, request bodies a deadline (`body`), and a
 //! watchdog closes connections with no request in progress. Graceful shutdown: accepting
 //! stops, idle connections close, requests in progress get a grace period.
 

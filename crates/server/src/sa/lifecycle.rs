@@ -2,7 +2,7 @@
 //! (draft-aaron-acme-profiles, RFC 9773 §5), per-certificate profile and CRL shard, operator
 //! overrides of the ARI window (RFC 9773 §4.2) and partitioned CRLs (RFC 5280 §5.2.5).
 //!
-//! A narrow trait of its own (CONVENTIONS "narrow interfaces per role"): the main
+//! A narrow trait of its own (one narrow interface per role): the main
 //! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
 
 use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStorage};

@@ -922,7 +922,7 @@ async fn postgres_lifecycle_rows_are_atomic() {
     }
 }
 
-/// Storage is a leaf (DESIGN: the RA directs, storage only persists): nothing under `sa/`
+/// Storage is a leaf (the RA directs, storage only persists): nothing under `sa/`
 /// reaches up into the CA, the RA, the front end or the server's error type.
 #[test]
 fn storage_imports_nothing_from_the_roles_above_it() {

@@ -1,9 +1,9 @@
 //! Validation authority (VA): proves control of identifiers and checks CAA.
 //!
-//! * `http-01` (RFC 8555 §8.3, RFC 8738 §4 for IP identifiers): see [`http01`].
-//! * `dns-01` (RFC 8555 §8.4): see [`dns01`].
-//! * `tls-alpn-01` (RFC 8737, RFC 8738 §6 for IP identifiers): see [`tlsalpn01`].
-//! * CAA (RFC 8659 with the RFC 8657 `accounturi` / `validationmethods` parameters): see [`caa`].
+//! * `http-01` (RFC 8555 §8.3, RFC 8738 §4 for IP identifiers): see `http01`.
+//! * `dns-01` (RFC 8555 §8.4): see `dns01`.
+//! * `tls-alpn-01` (RFC 8737, RFC 8738 §6 for IP identifiers): see `tlsalpn01`.
+//! * CAA (RFC 8659 with the RFC 8657 `accounturi` / `validationmethods` parameters): see `caa`.
 //!
 //! Every DNS lookup goes through one hickory resolver with its cache turned off, so each
 //! validation sees the records as they are now. Every address the VA would connect to (after
