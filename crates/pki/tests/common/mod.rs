@@ -29,6 +29,7 @@ pub fn profile(permits: &[&str], client_auth: bool) -> CaProfile {
         organization: Some("Example Devices Inc".into()),
         common_name: "Example Devices Issuing CA".into(),
         country: Some("US".into()),
+        trust: Default::default(),
     }
 }
 
