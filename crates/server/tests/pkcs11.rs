@@ -565,6 +565,7 @@ fn tenant_add_and_subca_csr_generate_their_keys_in_the_token() {
     cmd.args(["subca", "csr", "--data-dir"])
         .arg(&data)
         .args(["--permit", "public.example.com", "--key-type", "p384"])
+        .args(["--organization", "Example Public Ltd", "--country", "GB"])
         .args(hsm.init_args("tenants"));
     let out = run(cmd, Duration::from_secs(60));
     assert!(out.success(), "{out}");
