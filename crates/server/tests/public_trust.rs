@@ -333,3 +333,74 @@ fn fetch(url: &str) -> Vec<u8> {
             r.bytes().await.unwrap().to_vec()
         })
 }
+
+/// Seconds from now to `2027-03-16T00:00:00Z`, when BR §6.3.2 allows 100 days at most.
+fn offset_to_2027_03_16() -> i64 {
+    let target = 1_805_155_200; // 2027-03-16T00:00:00Z
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (target - now).max(0)
+}
+
+/// A public-trust tenant whose lifetime the BR schedule allowed when it was added stops the
+/// server once the schedule shortens (the server clock moved with the debug-build offset),
+/// and `tenant add` refuses it at that date. Until its certificate is imported, `serve`
+/// serves the other tenants and says what the public one waits for.
+#[test]
+fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
+    const TEST: &str = "public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock";
+    if !support::require(TEST, &[Tool::ChallTestSrv]) {
+        return;
+    }
+    let cts = ChallTestSrv::start();
+    let mut ca = Fleetca::init(&["home.arpa"]);
+    let add = |name: &str, offset: i64| {
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["tenant", "add", name, "--trust", "public"])
+            .args(["--country", "NL", "--organization", "Vendor C B.V."])
+            .args(["--permit", "c-devices.example.org", "--lifetime-days", "150"])
+            .arg("--data-dir")
+            .arg(ca.data_dir())
+            .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
+        ca.with_database(&mut cmd);
+        run(cmd, Duration::from_secs(60))
+    };
+    let out = add("vendor-c", 0);
+    assert!(out.success(), "150 days is allowed before 2027-03-15\n{out}");
+    let offset = offset_to_2027_03_16();
+    let out = add("vendor-d", offset);
+    assert!(
+        !out.success() && out.combined().contains("at most 100 days"),
+        "{out}"
+    );
+    assert!(!ca.data_dir().join("ca/vendor-d").exists());
+
+    // Today: serve starts; the tenant without a certificate is not served yet.
+    ca.serve(cts.dns_port(), free_port(), free_port());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ca.log().contains("not served yet") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ca.log().contains("not served yet"), "{}", ca.log());
+    ca.stop();
+
+    // On 2027-03-16 the same configuration is refused at start, with the reason.
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(ca.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
+    ca.with_database(&mut cmd);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.combined().contains("\"vendor-c\"")
+            && out.combined().contains("BR §6.3.2 allows at most 100 days")
+            && out.combined().contains("lifetime_days = 99"),
+        "{out}"
+    );
+}
