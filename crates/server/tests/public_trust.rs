@@ -161,17 +161,30 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
             "--country and --organization",
         ),
         (
-            vec!["--country", "GB", "--organization", "X Ltd", "--lifetime-days", "200"],
+            vec![
+                "--country",
+                "GB",
+                "--organization",
+                "X Ltd",
+                "--lifetime-days",
+                "200",
+            ],
             "lifetime_days = 199",
         ),
-        (vec!["--country", "gb", "--organization", "X Ltd"], "ISO 3166-1"),
+        (
+            vec!["--country", "gb", "--organization", "X Ltd"],
+            "ISO 3166-1",
+        ),
     ];
     for (extra, why) in refused {
         let mut args = vec!["tenant", "add", "vendor-x", "--trust", "public"];
         args.extend(["--permit", "x.example.com"]);
         args.extend(extra);
         let out = ca.cli(&args);
-        assert!(!out.success() && out.combined().contains(why), "{why}\n{out}");
+        assert!(
+            !out.success() && out.combined().contains(why),
+            "{why}\n{out}"
+        );
         assert!(!ca.data_dir().join("ca/vendor-x").exists(), "{why}");
     }
 
@@ -187,17 +200,33 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         assert!(out.success(), "{out}");
         let csr = ca.data_dir().join(format!("ca/{}/request.csr", v.name));
         let text = openssl(
-            &["req", "-in", csr.to_str().unwrap(), "-noout", "-verify", "-text"],
+            &[
+                "req",
+                "-in",
+                csr.to_str().unwrap(),
+                "-noout",
+                "-verify",
+                "-text",
+            ],
             &w,
         );
-        assert!(text.contains("DirName:"), "CSR without directoryName\n{text}");
+        assert!(
+            text.contains("DirName:"),
+            "CSR without directoryName\n{text}"
+        );
         let key = ca.data_dir().join(format!("ca/{}/key.pem", v.name));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        certs.push(root_signs(&w, &csr, ROOT_ADDS, true, &format!("{}.pem", v.name)));
+        certs.push(root_signs(
+            &w,
+            &csr,
+            ROOT_ADDS,
+            true,
+            &format!("{}.pem", v.name),
+        ));
     }
 
     // What `subca import` must refuse, installing nothing: another vendor's certificate, a
@@ -285,7 +314,10 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         assert_eq!(first_der(&lg.issuer_path), first_der(issuing));
         let text = openssl_text(&lg.leaf_path);
         assert!(text.contains(&format!("DNS:{lg_name}")), "{text}");
-        assert!(text.contains("Subject: \n") || text.contains("Subject:\n"), "{text}");
+        assert!(
+            text.contains("Subject: \n") || text.contains("Subject:\n"),
+            "{text}"
+        );
 
         // This vendor cannot get a name of the other vendor's namespace.
         let other = VENDORS.iter().find(|o| o.name != v.name).unwrap();
@@ -360,7 +392,12 @@ fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
         let mut cmd = Command::new(Fleetca::bin());
         cmd.args(["tenant", "add", name, "--trust", "public"])
             .args(["--country", "NL", "--organization", "Vendor C B.V."])
-            .args(["--permit", "c-devices.example.org", "--lifetime-days", "150"])
+            .args([
+                "--permit",
+                "c-devices.example.org",
+                "--lifetime-days",
+                "150",
+            ])
             .arg("--data-dir")
             .arg(ca.data_dir())
             .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
@@ -368,7 +405,10 @@ fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
         run(cmd, Duration::from_secs(60))
     };
     let out = add("vendor-c", 0);
-    assert!(out.success(), "150 days is allowed before 2027-03-15\n{out}");
+    assert!(
+        out.success(),
+        "150 days is allowed before 2027-03-15\n{out}"
+    );
     let offset = offset_to_2027_03_16();
     let out = add("vendor-d", offset);
     assert!(

@@ -212,7 +212,9 @@ fn check_name_constraints(cert: &X509Certificate<'_>, profile: &CaProfile) -> Re
                 permits_dir = true;
                 if let Some(want) = &want_dir {
                     if !same_country_and_organization(name, want) {
-                        return Err(ImportError::DirectoryNameOutsideProfile(name.to_string()).into());
+                        return Err(
+                            ImportError::DirectoryNameOutsideProfile(name.to_string()).into()
+                        );
                     }
                 }
             }

@@ -45,8 +45,6 @@ fn directory_subtrees(nc: &x509_parser::extensions::NameConstraints<'_>) -> Vec<
 #[test]
 fn public_trust_constrains_the_directory_name_and_private_trust_does_not() {
     let (root, root_der, sub, _, _) = hierarchy(&["routers.example.com"]);
-    let _ = sub;
-    let sub = signer(KeyType::EcdsaP256);
     let public = create_issuing_ca(
         &root_der,
         &root,
@@ -58,9 +56,12 @@ fn public_trust_constrains_the_directory_name_and_private_trust_does_not() {
     let c = parse(&public);
     let nc = c.name_constraints().unwrap().unwrap();
     assert!(nc.critical);
-    assert_eq!(directory_subtrees(&nc.value), ["C=DE, O=Example"]);
+    assert_eq!(directory_subtrees(nc.value), ["C=DE, O=Example"]);
     // The subtree covers the CA's own subject (its C and O come first).
-    assert_eq!(c.subject().to_string(), "C=DE, O=Example, CN=Example Issuing CA");
+    assert_eq!(
+        c.subject().to_string(),
+        "C=DE, O=Example, CN=Example Issuing CA"
+    );
 
     let private = create_issuing_ca(
         &root_der,
@@ -71,7 +72,7 @@ fn public_trust_constrains_the_directory_name_and_private_trust_does_not() {
     )
     .unwrap();
     let c = parse(&private);
-    assert!(directory_subtrees(&c.name_constraints().unwrap().unwrap().value).is_empty());
+    assert!(directory_subtrees(c.name_constraints().unwrap().unwrap().value).is_empty());
 
     // The CSR asks for the same subtree.
     let pem_text = subca_csr(&sub, &public_profile(&["routers.example.com"])).unwrap();
@@ -129,9 +130,13 @@ fn imported_public_ca_needs_the_directory_name_subtree() {
         country: Some("DE".into()),
     };
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |c| {
-        c.name_constraints = Some(extensions::name_constraints(&permitted, Some(&other_org)).unwrap())
+        c.name_constraints =
+            Some(extensions::name_constraints(&permitted, Some(&other_org)).unwrap())
     })));
-    assert!(matches!(e, ImportError::DirectoryNameOutsideProfile(_)), "{e}");
+    assert!(
+        matches!(e, ImportError::DirectoryNameOutsideProfile(_)),
+        "{e}"
+    );
     let ours = p.permitted_directory_name().unwrap().unwrap();
     let good = |c: &mut CertificateParams| {
         c.name_constraints = Some(extensions::name_constraints(&permitted, Some(&ours)).unwrap())

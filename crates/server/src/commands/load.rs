@@ -113,9 +113,8 @@ pub(crate) fn check_lifetime(cfg: &CaConfig, now: time::OffsetDateTime) -> anyho
     }
     let not_before = now - BACKDATE;
     let max = pki::issue::max_leaf_lifetime(not_before).min(pki::issue::MAX_LEAF_LIFETIME);
-    let period = time::Duration::days(i64::from(cfg.ca.lifetime_days))
-        + BACKDATE
-        + time::Duration::SECOND;
+    let period =
+        time::Duration::days(i64::from(cfg.ca.lifetime_days)) + BACKDATE + time::Duration::SECOND;
     if period > max {
         let allowed = (max - BACKDATE - time::Duration::SECOND).whole_days();
         anyhow::bail!(
