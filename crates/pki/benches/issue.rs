@@ -29,6 +29,7 @@ fn main() {
         organization: Some("Example Devices".into()),
         common_name: "Example Devices Issuing CA".into(),
         country: Some("US".into()),
+        trust: Default::default(),
     };
     let root = FileSigner::new(generate(KeyType::EcdsaP256).expect("root key"));
     let root_der = create_root("Bench Root", &root, None).expect("root");

@@ -8,6 +8,7 @@ use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax, CertificatePolicies};
 
+use crate::ca::CaSubject;
 use crate::policy::Permitted;
 use crate::PkiError;
 
@@ -89,8 +90,13 @@ pub(crate) fn authority_info_access_with_ocsp(
 /// Name Constraints for a technically constrained TLS subordinate CA (BR §7.1.2.5.2):
 /// the permitted DNS subtrees and IP ranges; when no IP range is permitted, all of IPv4
 /// (0.0.0.0/0) and IPv6 (::/0) are excluded; when no DNS subtree is permitted, the
-/// zero-length dNSName (every name) is excluded.
-pub(crate) fn name_constraints(permitted: &Permitted) -> NameConstraints {
+/// zero-length dNSName (every name) is excluded. With `directory` (public trust), also a
+/// permitted directoryName subtree: BR §7.1.2.5.2 requires the directoryName form to be
+/// constrained too, and the sub-CA's own organisation is the natural subtree.
+pub(crate) fn name_constraints(
+    permitted: &Permitted,
+    directory: Option<&CaSubject>,
+) -> Result<NameConstraints, PkiError> {
     let mut permitted_subtrees: Vec<GeneralSubtree> = permitted
         .dns
         .iter()
@@ -107,16 +113,22 @@ pub(crate) fn name_constraints(permitted: &Permitted) -> NameConstraints {
         excluded_subtrees.push(GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])));
         excluded_subtrees.push(GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])));
     }
-    NameConstraints {
+    if let Some(dir) = directory {
+        permitted_subtrees.push(GeneralSubtree::DirectoryName(
+            dir.country_and_organization()?,
+        ));
+    }
+    Ok(NameConstraints {
         permitted_subtrees,
         excluded_subtrees,
-    }
+    })
 }
 
 /// The same Name Constraints as [`name_constraints`], as a critical custom extension for a
 /// CSR (rcgen refuses name constraints in CSRs).
 pub(crate) fn name_constraints_extension(
     permitted: &Permitted,
+    directory: Option<&CaSubject>,
 ) -> Result<CustomExtension, PkiError> {
     use x509_cert::ext::pkix::constraints::name::{
         GeneralSubtree as Subtree, NameConstraints as Nc,
@@ -145,6 +157,9 @@ pub(crate) fn name_constraints_extension(
         bytes.extend(ip_bytes(n.netmask()));
         permitted_subtrees.push(subtree(ip(bytes)?));
     }
+    if let Some(dir) = directory {
+        permitted_subtrees.push(subtree(GeneralName::DirectoryName(directory_name(dir)?)));
+    }
     let mut excluded_subtrees = Vec::new();
     if !permitted.permits_any_dns() {
         excluded_subtrees.push(subtree(dns("")?));
@@ -161,6 +176,41 @@ pub(crate) fn name_constraints_extension(
     let mut ext = CustomExtension::from_oid_content(OID_NAME_CONSTRAINTS, der);
     ext.set_criticality(true);
     Ok(ext)
+}
+
+/// countryName (PrintableString) then organizationName (UTF8String) as an X.501 Name,
+/// encoded as rcgen encodes the CA subject, so the subtree and the subject compare equal.
+fn directory_name(dir: &CaSubject) -> Result<x509_cert::name::Name, PkiError> {
+    use der::asn1::{Any, PrintableStringRef, Utf8StringRef};
+    use der::Decode;
+    use x509_cert::attr::AttributeTypeAndValue;
+    use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+    const COUNTRY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
+    const ORGANIZATION: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
+    let rdn = |oid, value: Any| {
+        RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue { oid, value }])
+            .map_err(PkiError::der("directoryName"))
+    };
+    let mut rdns = Vec::new();
+    if let Some(c) = &dir.country {
+        let v = PrintableStringRef::new(c).map_err(PkiError::der("countryName"))?;
+        rdns.push(rdn(
+            COUNTRY,
+            Any::encode_from(&v).map_err(PkiError::der("countryName"))?,
+        )?);
+    }
+    if let Some(o) = &dir.organization {
+        let v = Utf8StringRef::new(o).map_err(PkiError::der("organizationName"))?;
+        rdns.push(rdn(
+            ORGANIZATION,
+            Any::encode_from(&v).map_err(PkiError::der("organizationName"))?,
+        )?);
+    }
+    // The same DER as a Name (it has no public constructor from an RDNSequence).
+    let der = RdnSequence::from(rdns)
+        .to_der()
+        .map_err(PkiError::der("directoryName"))?;
+    Name::from_der(&der).map_err(PkiError::der("directoryName"))
 }
 
 /// basicConstraints `cA: TRUE, pathLenConstraint: 0`, critical, for a CSR.

@@ -14,7 +14,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::CaProfile;
+use crate::ca::{CaProfile, CaTrust};
 use crate::csr::parse_csr;
 use crate::extensions::{self, POLICY_DOMAIN_VALIDATED};
 use crate::identifier::Identifier;
@@ -32,7 +32,25 @@ pub(crate) use key_check::check_public_key;
 
 /// BR §6.3.2 as amended by ballot SC-081: subscriber certificates issued on or after
 /// 2026-03-15 are valid for at most 200 days (100 days from 2027-03-15, 47 from 2029-03-15).
+/// The absolute cap for every tenant; public trust follows [`max_leaf_lifetime`] by date.
 pub const MAX_LEAF_LIFETIME: Duration = Duration::days(200);
+
+/// The longest validity period (notBefore to notAfter inclusive) BR §6.3.2 allows for a
+/// subscriber certificate whose notBefore is `at` (ballot SC-081's schedule; linters such as
+/// pkilint date a certificate by its notBefore too): 398 days before 2026-03-15, 200 days
+/// from then, 100 days from 2027-03-15, 47 days from 2029-03-15.
+pub fn max_leaf_lifetime(at: OffsetDateTime) -> Duration {
+    use time::macros::datetime;
+    const SCHEDULE: [(OffsetDateTime, i64); 3] = [
+        (datetime!(2029-03-15 00:00 UTC), 47),
+        (datetime!(2027-03-15 00:00 UTC), 100),
+        (datetime!(2026-03-15 00:00 UTC), 200),
+    ];
+    SCHEDULE
+        .iter()
+        .find(|(from, _)| at >= *from)
+        .map_or(Duration::days(398), |(_, days)| Duration::days(*days))
+}
 
 /// Why a certificate was not issued. Each variant maps to one ACME problem.
 #[derive(Debug, thiserror::Error)]
@@ -254,11 +272,15 @@ impl Issuer {
                 "notAfter must be after notBefore".into(),
             ));
         }
+        let max = match self.profile.trust {
+            CaTrust::Private => MAX_LEAF_LIFETIME,
+            CaTrust::Public => max_leaf_lifetime(not_before).min(MAX_LEAF_LIFETIME),
+        };
         // RFC 5280 §4.1.2.5: the period includes both ends, hence the extra second.
-        if not_after - not_before + Duration::SECOND > MAX_LEAF_LIFETIME {
+        if not_after - not_before + Duration::SECOND > max {
             return Err(IssueError::Validity(format!(
                 "lifetime exceeds {} days (BR §6.3.2)",
-                MAX_LEAF_LIFETIME.whole_days()
+                max.whole_days()
             )));
         }
         if !opts.include_crl_dp && not_after - not_before + Duration::SECOND > SHORT_LIVED_MAX {
@@ -305,6 +327,11 @@ impl Issuer {
             ),
             None => None,
         };
+        // Under a public-trust CA the directoryName constraint (C and O of the CA) covers
+        // the subject too; a DV subject may not carry O (BR §7.1.2.7.2), so the only subject
+        // inside it is the empty one (RFC 5280 §4.2.1.10). The CSR's commonName is one of
+        // the SANs anyway (checked above), so nothing the client asked for is lost.
+        let common_name = common_name.filter(|_| self.profile.trust == CaTrust::Private);
         let serial = random_serial()?;
         let mut params = self.leaf_params(
             &identifiers,

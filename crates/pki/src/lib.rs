@@ -26,7 +26,7 @@ mod signer_suite;
 
 pub use ca::{
     check_imported_issuing_ca, check_imported_issuing_ca_at, create_issuing_ca, create_root,
-    create_root_with_subject, subca_csr, CaProfile, CaSubject, ImportError, Validity,
+    create_root_with_subject, subca_csr, CaProfile, CaSubject, CaTrust, ImportError, Validity,
 };
 pub use cert_info::{der_to_pem, not_after_of, pem_to_ders, serial_of, spki_der_of};
 pub use crl::{build_crl, RevokedEntry};

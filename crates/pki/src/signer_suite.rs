@@ -28,6 +28,7 @@ fn profile() -> CaProfile {
         organization: Some("Example Devices".into()),
         common_name: "Example Devices Issuing CA".into(),
         country: None,
+        trust: Default::default(),
     }
 }
 

@@ -192,3 +192,25 @@ fn crls_parse_and_verify_with_openssl() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("certificate revoked"), "{text}");
 }
+
+/// Public trust adds a directoryName permitted subtree (BR §7.1.2.5.2). OpenSSL enforces it
+/// and accepts the empty leaf subject inside it; rustls-webpki does not implement
+/// directoryName constraints and refuses every chain below one, which is why private-trust
+/// tenants (rustls devices) keep none.
+#[test]
+fn directory_name_constraint_openssl_accepts_and_webpki_refuses() {
+    let h = common::hierarchy_for(pki::CaProfile {
+        trust: pki::CaTrust::Public,
+        ..common::profile(&["routers.example.com"], false)
+    });
+    let leaf = h.issue(&["r1.routers.example.com"], pki::KeyType::EcdsaP256);
+    let dir = tempfile::tempdir().unwrap();
+    h.write_pems(dir.path(), &[("leaf.pem", &leaf)]);
+    let (ok, text) = openssl_verify(dir.path(), "leaf.pem");
+    assert!(ok && text.contains("OK"), "{text}");
+    let err = webpki_verify(&h, &leaf, "r1.routers.example.com").unwrap_err();
+    assert!(
+        matches!(err, webpki::Error::NameConstraintViolation),
+        "{err:?}"
+    );
+}

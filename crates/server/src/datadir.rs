@@ -66,6 +66,13 @@ pub struct CaSection {
     /// Organization name in the CA certificates' subjects.
     #[serde(default)]
     pub organization: Option<String>,
+    /// countryName (two upper-case letters, ISO 3166-1) in the CA certificates' subjects;
+    /// required with `organization` for public trust (BR §7.1.2.10.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// commonName of the issuing CA (default `fleetca NAME issuing CA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
     /// Terms of service URL for the directory's `meta`.
     #[serde(default)]
     pub terms_of_service: Option<String>,

@@ -476,7 +476,8 @@ fn templates_are_refused_for_public_trust_and_when_they_could_escape() {
     let mut cmd = Command::new(Fleetca::bin());
     cmd.args(["subca", "csr", "--data-dir"])
         .arg(&data)
-        .args(["--permit", PERMIT]);
+        .args(["--permit", PERMIT])
+        .args(["--organization", "Example Routers Ltd", "--country", "GB"]);
     let out = support::run(cmd, Duration::from_secs(60));
     assert!(out.success(), "{out}");
     configure(&data, &root, &["{serial}.routers.example.com".into()]);

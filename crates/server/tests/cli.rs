@@ -252,9 +252,14 @@ fn public_trust_subca_csr_import_and_issue() {
     let w = dir.path();
     let data = w.join("ca");
     let mut cmd = fleetca();
-    cmd.args(["subca", "csr", "--data-dir"])
-        .arg(&data)
-        .args(["--permit", "routers.example.com"]);
+    cmd.args(["subca", "csr", "--data-dir"]).arg(&data).args([
+        "--permit",
+        "routers.example.com",
+        "--organization",
+        "Example Routers Ltd",
+        "--country",
+        "GB",
+    ]);
     let out = run(cmd, Duration::from_secs(60));
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains("BEGIN CERTIFICATE REQUEST"));
@@ -294,7 +299,9 @@ fn public_trust_subca_csr_import_and_issue() {
         ],
         w,
     );
-    let constrained = "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\nnameConstraints=critical,permitted;DNS:routers.example.com,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid";
+    // Public trust: the directoryName subtree (the CA's C and O) is required next to the DNS
+    // and IP ones (BR §7.1.2.5.2).
+    let constrained = "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\nnameConstraints=critical,permitted;DNS:routers.example.com,permitted;dirName:nc_dir,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n[nc_dir]\nC=GB\nO=Example Routers Ltd";
 
     // Certificates the importer must refuse: no name constraints, a wider namespace, not a CA.
     let refusals = [
@@ -414,6 +421,8 @@ fn revocation_reaches_the_crl_over_plain_http() {
         "routers.example.com",
         "--organization",
         "Example Routers Ltd",
+        "--country",
+        "GB",
         "--public-base-url",
         &format!("http://127.0.0.1:{http_port}"),
     ]);
@@ -565,14 +574,11 @@ fn revocation_reaches_the_crl_over_plain_http() {
     // produces). Excused, and nothing else:
     // - the test's CRL/caIssuers/OCSP URLs point at 127.0.0.1, which pkilint rightly calls an
     //   internal name; a deployment sets --public-base-url to a public host;
-    // - the CA subjects carry no countryName (BR §7.1.2.10.2): `fleetca init` offers
-    //   --organization but no way to set a country;
     // - the issuing CA's name constraints omit a directoryName on purpose (see the pki
     //   crate's pkilint test).
     assert_eq!(chain.len(), 2, "leaf and issuing CA");
     let excused = |cert_type: &str, f: &support::pkilint::Finding| match f.code.as_str() {
         "cabf.internal_domain_name" => f.message.contains("\"127.0.0.1\""),
-        "cabf.serverauth.ca.country_attribute_absent" => cert_type != "DV-FINAL-CERTIFICATE",
         "cabf.serverauth.ca.incomplete_name_constraints" => {
             cert_type == "INTERNAL-CONSTRAINED-TLS-CA"
         }

@@ -565,6 +565,7 @@ fn tenant_add_and_subca_csr_generate_their_keys_in_the_token() {
     cmd.args(["subca", "csr", "--data-dir"])
         .arg(&data)
         .args(["--permit", "public.example.com", "--key-type", "p384"])
+        .args(["--organization", "Example Public Ltd", "--country", "GB"])
         .args(hsm.init_args("tenants"));
     let out = run(cmd, Duration::from_secs(60));
     assert!(out.success(), "{out}");
@@ -577,4 +578,30 @@ fn tenant_add_and_subca_csr_generate_their_keys_in_the_token() {
         "-noout",
     ]);
     assert!(ok && text.contains("verify OK"), "{text}");
+
+    // A public-trust vendor tenant: its key is made in the token too, and its CSR (signed by
+    // that key) asks for the vendor's subject and directoryName constraint.
+    let mut args = vec!["tenant", "add", "vendor-pub", "--trust", "public"];
+    args.extend(["--country", "GB", "--organization", "Vendor Pub Ltd"]);
+    args.extend(["--permit", "pub.example.com"]);
+    args.extend(hsm.init_args("tenants"));
+    let out = ca.cli(&args);
+    assert!(out.success(), "{out}");
+    let tenant_dir = ca.data_dir().join("ca/vendor-pub");
+    assert!(!tenant_dir.join("key.pem").exists());
+    let cfg = std::fs::read_to_string(tenant_dir.join("tenant.toml")).unwrap();
+    assert!(cfg.contains("[ca.pkcs11]"), "{cfg}");
+    let (ok, text) = openssl(&[
+        "req",
+        "-in",
+        tenant_dir.join("request.csr").to_str().unwrap(),
+        "-verify",
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    assert!(
+        text.contains("DirName:C = GB, O = Vendor Pub Ltd"),
+        "{text}"
+    );
 }

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
-use super::CaProfile;
+use super::{CaProfile, CaSubject};
 use crate::identifier::DnsName;
 use crate::signer::Signer;
 use crate::PkiError;
@@ -59,6 +59,17 @@ pub enum ImportError {
     /// ::/0 excluded (BR §7.1.2.5.2).
     #[error("IP addresses are unconstrained: permit ranges or exclude 0.0.0.0/0 and ::/0")]
     IpUnconstrained,
+    /// Public trust: no permitted directoryName subtree (BR §7.1.2.5.2 requires one next to
+    /// dNSName and iPAddress).
+    #[error("the Name Constraints permit no directoryName subtree (BR §7.1.2.5.2 requires one for a publicly trusted sub-CA)")]
+    DirectoryNameUnconstrained,
+    /// Public trust: a permitted directoryName subtree is not the tenant's country and
+    /// organisation.
+    #[error("permitted directoryName subtree {0:?} is not this tenant's countryName and organizationName")]
+    DirectoryNameOutsideProfile(String),
+    /// Public trust: the certificate's subject is not the one the CSR asked for.
+    #[error("the certificate's subject {0:?} is not the subject of the CSR (BR §7.1.2.10.2)")]
+    SubjectMismatch(String),
     /// notBefore is in the future.
     #[error("the certificate is not valid before {0}")]
     NotYetValid(OffsetDateTime),
@@ -141,6 +152,7 @@ pub fn check_imported_issuing_ca_at(
         return Err(ImportError::MissingServerAuth.into());
     }
     check_name_constraints(&cert, profile)?;
+    check_subject(&cert, profile)?;
 
     let not_before = cert.validity().not_before.to_datetime();
     let not_after = cert.validity().not_after.to_datetime();
@@ -176,6 +188,8 @@ fn check_name_constraints(cert: &X509Certificate<'_>, profile: &CaProfile) -> Re
         .value;
     let mut permits_dns = false;
     let mut permits_ip = false;
+    let mut permits_dir = false;
+    let want_dir = profile.permitted_directory_name()?;
     for subtree in nc.permitted_subtrees.iter().flatten() {
         match &subtree.base {
             GeneralName::DNSName(name) => {
@@ -194,8 +208,18 @@ fn check_name_constraints(cert: &X509Certificate<'_>, profile: &CaProfile) -> Re
                     return Err(ImportError::IpSubtreeOutsideProfile(net.to_string()).into());
                 }
             }
-            // Other name forms (directoryName, rfc822Name) do not widen what TLS names the
-            // CA can certify.
+            GeneralName::DirectoryName(name) => {
+                permits_dir = true;
+                if let Some(want) = &want_dir {
+                    if !same_country_and_organization(name, want) {
+                        return Err(
+                            ImportError::DirectoryNameOutsideProfile(name.to_string()).into()
+                        );
+                    }
+                }
+            }
+            // Other name forms (rfc822Name, URI) do not widen what TLS names the CA can
+            // certify.
             _ => {}
         }
     }
@@ -223,7 +247,48 @@ fn check_name_constraints(cert: &X509Certificate<'_>, profile: &CaProfile) -> Re
     if !permits_ip && !excludes_all_ip {
         return Err(ImportError::IpUnconstrained.into());
     }
+    if want_dir.is_some() && !permits_dir {
+        return Err(ImportError::DirectoryNameUnconstrained.into());
+    }
     Ok(())
+}
+
+/// Whether `name` is exactly countryName `want.country` and organizationName
+/// `want.organization`, nothing else.
+fn same_country_and_organization(name: &X509Name<'_>, want: &CaSubject) -> bool {
+    let attrs: Vec<_> = name.iter_attributes().collect();
+    let value = |oid: &x509_parser::oid_registry::Oid<'_>| {
+        attrs
+            .iter()
+            .filter(|a| a.attr_type() == oid)
+            .map(|a| a.as_str().ok().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    attrs.len() == 2
+        && value(&x509_parser::oid_registry::OID_X509_COUNTRY_NAME) == vec![want.country.clone()]
+        && value(&x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME)
+            == vec![want.organization.clone()]
+}
+
+/// Public trust: the subject must carry the countryName, organizationName and commonName the
+/// CSR asked for (BR §7.1.2.10.2), or the directoryName constraint would not cover it.
+fn check_subject(cert: &X509Certificate<'_>, profile: &CaProfile) -> Result<(), PkiError> {
+    let Some(want) = profile.permitted_directory_name()? else {
+        return Ok(());
+    };
+    let subject = cert.subject();
+    let one = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        let v: Vec<_> = it.map(|a| a.as_str().ok().map(str::to_string)).collect();
+        (v.len() == 1).then(|| v[0].clone()).flatten()
+    };
+    let ok = one(&mut subject.iter_country()) == want.country
+        && one(&mut subject.iter_organization()) == want.organization
+        && one(&mut subject.iter_common_name()).as_deref() == Some(profile.common_name.as_str());
+    if ok {
+        Ok(())
+    } else {
+        Err(ImportError::SubjectMismatch(subject.to_string()).into())
+    }
 }
 
 /// An iPAddress subtree is address || mask (RFC 5280 §4.2.1.10); the mask must be a prefix.

@@ -74,6 +74,13 @@ impl CaSubject {
         if self.common_name.trim().is_empty() {
             return Err(PkiError::InvalidProfile("commonName is empty".into()));
         }
+        let mut dn = self.country_and_organization()?;
+        dn.push(DnType::CommonName, self.common_name.as_str());
+        Ok(dn)
+    }
+
+    /// The countryName and organizationName RDNs alone (a directoryName subtree).
+    pub(crate) fn country_and_organization(&self) -> Result<DistinguishedName, PkiError> {
         let mut dn = DistinguishedName::new();
         if let Some(c) = &self.country {
             if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -91,9 +98,24 @@ impl CaSubject {
         if let Some(o) = &self.organization {
             dn.push(DnType::OrganizationName, o.as_str());
         }
-        dn.push(DnType::CommonName, self.common_name.as_str());
         Ok(dn)
     }
+}
+
+/// Who anchors the issuing CA, which decides the shape of its Name Constraints and of the
+/// subjects it issues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaTrust {
+    /// Under a private root that fleetca made. Name Constraints carry dNSName/iPAddress only:
+    /// rustls-webpki (many devices) rejects a certificate whose issuer constrains a name form
+    /// it does not implement, and it does not implement directoryName.
+    #[default]
+    Private,
+    /// Under a publicly trusted root: a BR technically constrained sub-CA. countryName and
+    /// organizationName are required (BR §7.1.2.10.2), Name Constraints add a directoryName
+    /// permitted subtree for that organisation (BR §7.1.2.5.2), leaves get an empty subject
+    /// (inside that subtree, RFC 5280 §4.2.1.10) and the dated BR §6.3.2 lifetime schedule.
+    Public,
 }
 
 /// Everything that shapes a tenant's issuing CA and the certificates it issues.
@@ -112,9 +134,32 @@ pub struct CaProfile {
     pub common_name: String,
     /// countryName of the issuing CA (BR §7.1.2.10.2).
     pub country: Option<String>,
+    /// Private or public trust.
+    pub trust: CaTrust,
 }
 
 impl CaProfile {
+    /// For public trust, the directoryName every name under this CA must lie in (BR
+    /// §7.1.2.5.2): the CA subject's countryName and organizationName, in that order and
+    /// encoding. `None` for private trust. Fails when public trust lacks either attribute
+    /// (BR §7.1.2.10.2 requires both in a CA subject).
+    pub fn permitted_directory_name(&self) -> Result<Option<CaSubject>, PkiError> {
+        if self.trust == CaTrust::Private {
+            return Ok(None);
+        }
+        match (&self.country, &self.organization) {
+            (Some(c), Some(o)) if !o.trim().is_empty() => Ok(Some(CaSubject {
+                common_name: String::new(),
+                organization: Some(o.clone()),
+                country: Some(c.clone()),
+            })),
+            _ => Err(PkiError::InvalidProfile(
+                "a public-trust issuing CA needs countryName and organizationName (BR §7.1.2.10.2)"
+                    .into(),
+            )),
+        }
+    }
+
     /// The issuing CA's subject.
     pub fn subject(&self) -> CaSubject {
         CaSubject {
@@ -254,7 +299,10 @@ pub fn create_issuing_ca(
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = ca_key_usages();
     params.extended_key_usages = profile.extended_key_usages();
-    params.name_constraints = Some(extensions::name_constraints(&profile.permitted));
+    params.name_constraints = Some(extensions::name_constraints(
+        &profile.permitted,
+        profile.permitted_directory_name()?.as_ref(),
+    )?);
     params.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![profile.crl_url("root")?],
     }];
@@ -284,7 +332,10 @@ pub fn subca_csr(signer: &dyn Signer, profile: &CaProfile) -> Result<String, Pki
     params.extended_key_usages = profile.extended_key_usages();
     params.custom_extensions = vec![
         extensions::ca_path_len_zero_extension()?,
-        extensions::name_constraints_extension(&profile.permitted)?,
+        extensions::name_constraints_extension(
+            &profile.permitted,
+            profile.permitted_directory_name()?.as_ref(),
+        )?,
     ];
     let key = RcgenSigner::new(signer)?;
     let csr = params

@@ -19,7 +19,143 @@ fn profile(permits: &[&str]) -> CaProfile {
         organization: Some("Example".into()),
         common_name: "Example Issuing CA".into(),
         country: Some("DE".into()),
+        trust: CaTrust::Private,
     }
+}
+
+fn public_profile(permits: &[&str]) -> CaProfile {
+    CaProfile {
+        trust: CaTrust::Public,
+        ..profile(permits)
+    }
+}
+
+/// The directoryName subtrees of a certificate's or CSR's Name Constraints, as strings.
+fn directory_subtrees(nc: &x509_parser::extensions::NameConstraints<'_>) -> Vec<String> {
+    nc.permitted_subtrees
+        .iter()
+        .flatten()
+        .filter_map(|s| match &s.base {
+            GeneralName::DirectoryName(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn public_trust_constrains_the_directory_name_and_private_trust_does_not() {
+    let (root, root_der, sub, _, _) = hierarchy(&["routers.example.com"]);
+    let public = create_issuing_ca(
+        &root_der,
+        &root,
+        sub.public_key_der(),
+        &public_profile(&["routers.example.com"]),
+        None,
+    )
+    .unwrap();
+    let c = parse(&public);
+    let nc = c.name_constraints().unwrap().unwrap();
+    assert!(nc.critical);
+    assert_eq!(directory_subtrees(nc.value), ["C=DE, O=Example"]);
+    // The subtree covers the CA's own subject (its C and O come first).
+    assert_eq!(
+        c.subject().to_string(),
+        "C=DE, O=Example, CN=Example Issuing CA"
+    );
+
+    let private = create_issuing_ca(
+        &root_der,
+        &root,
+        sub.public_key_der(),
+        &profile(&["routers.example.com"]),
+        None,
+    )
+    .unwrap();
+    let c = parse(&private);
+    assert!(directory_subtrees(c.name_constraints().unwrap().unwrap().value).is_empty());
+
+    // The CSR asks for the same subtree.
+    let pem_text = subca_csr(&sub, &public_profile(&["routers.example.com"])).unwrap();
+    let der = crate::cert_info::pem_to_ders(&pem_text).unwrap().remove(0);
+    let (_, csr) = X509CertificationRequest::from_der(&der).unwrap();
+    let dirs: Vec<_> = csr
+        .requested_extensions()
+        .unwrap()
+        .filter_map(|e| match e {
+            ParsedExtension::NameConstraints(nc) => Some(directory_subtrees(nc)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dirs, [vec!["C=DE, O=Example".to_string()]]);
+}
+
+#[test]
+fn public_trust_requires_country_and_organization() {
+    let sub = signer(KeyType::EcdsaP256);
+    for p in [
+        CaProfile {
+            country: None,
+            ..public_profile(&["routers.example.com"])
+        },
+        CaProfile {
+            organization: None,
+            ..public_profile(&["routers.example.com"])
+        },
+    ] {
+        let e = subca_csr(&sub, &p).unwrap_err();
+        assert!(e.to_string().contains("BR §7.1.2.10.2"), "{e}");
+    }
+}
+
+#[test]
+fn imported_public_ca_needs_the_directory_name_subtree() {
+    let root = signer(KeyType::EcdsaP256);
+    let root_der = create_root("Outside Root", &root, None).unwrap();
+    let sub = signer(KeyType::EcdsaP256);
+    let p = public_profile(&["routers.example.com", "10.0.0.0/8"]);
+    let chain = vec![root_der.clone()];
+    let check = |der: &[u8]| check_imported_issuing_ca(der, &chain, &sub, &p);
+    let import_err = |r: Result<(), PkiError>| match r {
+        Err(PkiError::Import(e)) => e,
+        other => panic!("expected an import error, got {other:?}"),
+    };
+    let permitted = Permitted::parse(&["a.routers.example.com".into()]).unwrap();
+    // What the private profile accepts lacks the directoryName for public trust.
+    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |_| {})));
+    assert!(matches!(e, ImportError::DirectoryNameUnconstrained), "{e}");
+    // Another organisation's subtree.
+    let other_org = CaSubject {
+        common_name: String::new(),
+        organization: Some("Someone Else".into()),
+        country: Some("DE".into()),
+    };
+    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |c| {
+        c.name_constraints =
+            Some(extensions::name_constraints(&permitted, Some(&other_org)).unwrap())
+    })));
+    assert!(
+        matches!(e, ImportError::DirectoryNameOutsideProfile(_)),
+        "{e}"
+    );
+    let ours = p.permitted_directory_name().unwrap().unwrap();
+    let good = |c: &mut CertificateParams| {
+        c.name_constraints = Some(extensions::name_constraints(&permitted, Some(&ours)).unwrap())
+    };
+    check(&outside_ca(&root, &root_der, &sub, good)).unwrap();
+    // A subject other than the CSR's (here without its organisation).
+    let e = import_err(check(&outside_ca(&root, &root_der, &sub, |c| {
+        good(c);
+        c.distinguished_name = CaSubject {
+            organization: None,
+            ..p.subject()
+        }
+        .distinguished_name()
+        .unwrap();
+    })));
+    assert!(matches!(e, ImportError::SubjectMismatch(_)), "{e}");
+    // fleetca's own public-profile issuing CA passes.
+    let own = create_issuing_ca(&root_der, &root, sub.public_key_der(), &p, None).unwrap();
+    check(&own).unwrap();
 }
 
 fn parse(der: &[u8]) -> X509Certificate<'_> {
@@ -184,9 +320,13 @@ fn outside_ca(
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = ca_key_usages();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.name_constraints = Some(extensions::name_constraints(
-        &Permitted::parse(&["a.routers.example.com".into()]).unwrap(),
-    ));
+    params.name_constraints = Some(
+        extensions::name_constraints(
+            &Permitted::parse(&["a.routers.example.com".into()]).unwrap(),
+            None,
+        )
+        .unwrap(),
+    );
     tweak(&mut params);
     let issuer =
         rcgen::Issuer::from_ca_cert_der(&root_der.to_vec().into(), root.key_pair()).unwrap();
@@ -245,15 +385,17 @@ fn imported_ca_checks() {
     })));
     assert!(matches!(e, ImportError::MissingNameConstraints), "{e}");
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
-        p.name_constraints = Some(extensions::name_constraints(
-            &Permitted::parse(&["example.com".into()]).unwrap(),
-        ))
+        p.name_constraints = Some(
+            extensions::name_constraints(&Permitted::parse(&["example.com".into()]).unwrap(), None)
+                .unwrap(),
+        )
     })));
     assert!(matches!(e, ImportError::DnsSubtreeOutsideProfile(_)), "{e}");
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {
-        p.name_constraints = Some(extensions::name_constraints(
-            &Permitted::parse(&["11.0.0.0/8".into()]).unwrap(),
-        ))
+        p.name_constraints = Some(
+            extensions::name_constraints(&Permitted::parse(&["11.0.0.0/8".into()]).unwrap(), None)
+                .unwrap(),
+        )
     })));
     assert!(matches!(e, ImportError::IpSubtreeOutsideProfile(_)), "{e}");
     let e = import_err(check(&outside_ca(&root, &root_der, &sub, |p| {

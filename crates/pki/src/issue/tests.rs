@@ -25,10 +25,25 @@ fn profile() -> CaProfile {
         organization: Some("Example Devices".into()),
         common_name: "Example Devices Issuing CA".into(),
         country: Some("US".into()),
+        trust: Default::default(),
     }
 }
 
 fn fixture_with(allowed: Vec<KeyType>) -> Fixture {
+    fixture_for(profile(), allowed)
+}
+
+fn public_fixture() -> Fixture {
+    fixture_for(
+        CaProfile {
+            trust: crate::ca::CaTrust::Public,
+            ..profile()
+        },
+        Vec::new(),
+    )
+}
+
+fn fixture_for(profile: CaProfile, allowed: Vec<KeyType>) -> Fixture {
     let root = Arc::new(FileSigner::new(generate(KeyType::EcdsaP384).unwrap()));
     let subject = CaSubject {
         common_name: "Example Root".into(),
@@ -41,7 +56,7 @@ fn fixture_with(allowed: Vec<KeyType>) -> Fixture {
         &root_der,
         root.as_ref(),
         ca.public_key_der(),
-        &profile(),
+        &profile,
         None,
     )
     .unwrap();
@@ -50,7 +65,7 @@ fn fixture_with(allowed: Vec<KeyType>) -> Fixture {
         ca_der,
         vec![root_der],
         ca.clone(),
-        profile(),
+        profile,
         allowed,
     )
     .unwrap();
@@ -123,6 +138,61 @@ fn issues_dns_ip_and_wildcard_with_empty_subject() {
     let (_, ca) = X509Certificate::from_der(f.issuer.cert_der()).unwrap();
     x.verify_signature(Some(ca.public_key())).unwrap();
     assert_eq!(x.validity().not_after.to_datetime(), cert.not_after);
+}
+
+#[test]
+fn public_trust_leaves_have_an_empty_subject_even_when_the_csr_names_a_common_name() {
+    let f = public_fixture();
+    let names = ["r1.routers.example.com"];
+    let cert = f
+        .issuer
+        .issue(&request(
+            csr(&leaf_key(), &names, Some("r1.routers.example.com")),
+            ids(&names),
+        ))
+        .unwrap();
+    let (_, x) = X509Certificate::from_der(&cert.der).unwrap();
+    // BR §7.1.2.7.2 forbids O in a DV subject, so nothing but the empty subject lies inside
+    // the CA's directoryName subtree (C and O).
+    assert_eq!(x.subject().iter_attributes().count(), 0);
+    assert!(x.subject_alternative_name().unwrap().unwrap().critical);
+}
+
+#[test]
+fn br_lifetime_schedule_by_date() {
+    use time::macros::datetime;
+    for (at, days) in [
+        (datetime!(2026-03-14 23:59:59 UTC), 398),
+        (datetime!(2026-03-15 00:00 UTC), 200),
+        (datetime!(2027-03-14 23:59:59 UTC), 200),
+        (datetime!(2027-03-15 00:00 UTC), 100),
+        (datetime!(2029-03-15 00:00 UTC), 47),
+        (datetime!(2040-01-01 00:00 UTC), 47),
+    ] {
+        assert_eq!(max_leaf_lifetime(at), Duration::days(days), "{at}");
+    }
+}
+
+#[test]
+fn public_trust_issuance_follows_the_schedule_by_not_before() {
+    let f = public_fixture();
+    let names = ["r1.routers.example.com"];
+    // 150 days is fine for private trust whenever, and for public trust only before
+    // 2027-03-15; the CA certificate here is valid for 5 years from now.
+    let at = |nb: OffsetDateTime, days: i64| IssueRequest {
+        csr_der: csr(&leaf_key(), &names, None),
+        identifiers: ids(&names),
+        not_before: nb,
+        not_after: nb + Duration::days(days) - Duration::SECOND,
+    };
+    let next_year = time::macros::datetime!(2027-03-16 00:00 UTC).max(OffsetDateTime::now_utc());
+    let e = f.issuer.issue(&at(next_year, 150)).unwrap_err();
+    assert!(
+        matches!(&e, IssueError::Validity(m) if m.contains("100 days")),
+        "{e}"
+    );
+    f.issuer.issue(&at(next_year, 100)).unwrap();
+    fixture().issuer.issue(&at(next_year, 150)).unwrap();
 }
 
 #[test]

@@ -29,10 +29,15 @@ pub fn profile(permits: &[&str], client_auth: bool) -> CaProfile {
         organization: Some("Example Devices Inc".into()),
         common_name: "Example Devices Issuing CA".into(),
         country: Some("US".into()),
+        trust: Default::default(),
     }
 }
 
 pub fn hierarchy(permits: &[&str], client_auth: bool) -> Hierarchy {
+    hierarchy_for(profile(permits, client_auth))
+}
+
+pub fn hierarchy_for(profile: CaProfile) -> Hierarchy {
     let root = Arc::new(FileSigner::new(generate(KeyType::EcdsaP384).unwrap()));
     let subject = CaSubject {
         common_name: "Example Devices Root CA".into(),
@@ -41,7 +46,6 @@ pub fn hierarchy(permits: &[&str], client_auth: bool) -> Hierarchy {
     };
     let root_der = create_root_with_subject(&subject, root.as_ref(), None).unwrap();
     let ca = Arc::new(FileSigner::new(generate(KeyType::EcdsaP256).unwrap()));
-    let profile = profile(permits, client_auth);
     let ca_der = create_issuing_ca(
         &root_der,
         root.as_ref(),

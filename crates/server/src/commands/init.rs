@@ -34,6 +34,10 @@ pub struct InitArgs {
     /// Organization name for the CA certificates.
     #[arg(long)]
     pub organization: Option<String>,
+    /// Country (two upper-case letters, ISO 3166-1) for the CA certificates' subjects
+    /// (BR §7.1.2.10.2).
+    #[arg(long, value_parser = parse_country)]
+    pub country: Option<String>,
     /// Plain-HTTP base URL for CRL and caIssuers pointers in certificates.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub public_base_url: String,
@@ -81,6 +85,7 @@ impl InitArgs {
             issuing_key_type: KeyType::EcdsaP256,
             client_auth: false,
             organization: None,
+            country: None,
             public_base_url: "http://127.0.0.1:8080".into(),
             caa_identities: vec!["fleetca.invalid".into()],
             lifetime_days: 30,
@@ -91,6 +96,18 @@ impl InitArgs {
             pkcs11: Pkcs11Args::default(),
             root_key_out: None,
         }
+    }
+}
+
+/// A `--country`: an ISO 3166-1 alpha-2 code as BR §7.1.4.2 wants it in countryName, two
+/// upper-case letters (checked before any key is made).
+pub(super) fn parse_country(s: &str) -> Result<String, String> {
+    if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?}: use the two upper-case letters of an ISO 3166-1 country code"
+        ))
     }
 }
 
@@ -147,6 +164,8 @@ pub(super) fn new_section(
         caa_identities: caa.to_vec(),
         lifetime_days,
         organization: organization.clone(),
+        country: None,
+        common_name: None,
         terms_of_service: None,
         website: None,
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
@@ -165,8 +184,16 @@ pub(super) fn profile_for(cfg: &CaConfig, permitted: Permitted) -> CaProfile {
         client_auth: cfg.ca.client_auth,
         crl_base_url: cfg.ca.public_base_url.clone(),
         organization: cfg.ca.organization.clone(),
-        common_name: format!("fleetca {} issuing CA", cfg.ca.name),
-        country: None,
+        common_name: cfg
+            .ca
+            .common_name
+            .clone()
+            .unwrap_or_else(|| format!("fleetca {} issuing CA", cfg.ca.name)),
+        country: cfg.ca.country.clone(),
+        trust: match cfg.ca.trust {
+            Trust::Private => pki::ca::CaTrust::Private,
+            Trust::Public => pki::ca::CaTrust::Public,
+        },
     }
 }
 
@@ -175,6 +202,7 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
     let section = CaSection {
         eab_required: a.eab_required,
+        country: a.country.clone(),
         ..new_section(
             Trust::Private,
             &a.permit,
@@ -204,7 +232,7 @@ pub(crate) fn run(a: &InitArgs) -> anyhow::Result<()> {
     let subject = CaSubject {
         common_name: "fleetca root CA".into(),
         organization: a.organization.clone(),
-        country: None,
+        country: a.country.clone(),
     };
     let root_der = pki::ca::create_root_with_subject(&subject, &root, None)?;
     write_atomic(

@@ -94,8 +94,38 @@ pub(crate) fn load_issuing_ca(
         root_der,
         root_crl,
         lifetime: Duration::from_secs(u64::from(cfg.ca.lifetime_days) * 86400),
-        backdate: Duration::from_secs(3600),
+        backdate: BACKDATE,
     }))
+}
+
+/// How far notBefore is set before the moment of issuance (clock skew on devices).
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// Public trust: refuses a configured lifetime whose certificates, issued at `now`, would be
+/// valid longer than BR §6.3.2 allows on that date (ballot SC-081: 200 days from 2026-03-15,
+/// 100 from 2027-03-15, 47 from 2029-03-15), counting the notBefore backdate and both ends
+/// of the period (RFC 5280 §4.1.2.5). `tenant add` and `serve` call it with the server clock,
+/// so a tenant that was fine last year stops at the next start instead of failing every
+/// finalize. Private trust keeps the fixed [`pki::issue::MAX_LEAF_LIFETIME`] cap.
+pub(crate) fn check_lifetime(cfg: &CaConfig, now: time::OffsetDateTime) -> anyhow::Result<()> {
+    if cfg.ca.trust != Trust::Public {
+        return Ok(());
+    }
+    let not_before = now - BACKDATE;
+    let max = pki::issue::max_leaf_lifetime(not_before).min(pki::issue::MAX_LEAF_LIFETIME);
+    let period =
+        time::Duration::days(i64::from(cfg.ca.lifetime_days)) + BACKDATE + time::Duration::SECOND;
+    if period > max {
+        let allowed = (max - BACKDATE - time::Duration::SECOND).whole_days();
+        anyhow::bail!(
+            "tenant {:?}: lifetime_days = {} is too long for public trust on {}: BR §6.3.2 allows at most {} days of validity, and with the 1-hour notBefore backdate that is lifetime_days = {allowed} at most",
+            cfg.ca.name,
+            cfg.ca.lifetime_days,
+            now.date(),
+            max.whole_days(),
+        );
+    }
+    Ok(())
 }
 
 /// The HTTPS certificate of a running server. Every listener sharing the rustls configuration
@@ -312,6 +342,8 @@ mod tests {
                 caa_identities: vec![],
                 lifetime_days: 30,
                 organization: None,
+                country: None,
+                common_name: None,
                 terms_of_service: None,
                 website: None,
                 challenge_types: vec!["http-01".into()],
@@ -322,6 +354,29 @@ mod tests {
                 pkcs11: None,
             },
         }
+    }
+
+    #[test]
+    fn public_lifetime_follows_the_br_schedule_by_date() {
+        use time::macros::datetime;
+        let cfg = |trust, days| {
+            let mut c = config(trust, &[], &[]);
+            c.ca.lifetime_days = days;
+            c
+        };
+        let in_2026 = datetime!(2026-12-03 12:00 UTC);
+        let in_2027 = datetime!(2027-03-16 12:00 UTC);
+        let in_2029 = datetime!(2029-03-16 12:00 UTC);
+        check_lifetime(&cfg(Trust::Public, 199), in_2026).unwrap();
+        let e = check_lifetime(&cfg(Trust::Public, 200), in_2026).unwrap_err();
+        assert!(e.to_string().contains("lifetime_days = 199"), "{e}");
+        let e = check_lifetime(&cfg(Trust::Public, 150), in_2027).unwrap_err();
+        assert!(e.to_string().contains("at most 100 days"), "{e}");
+        check_lifetime(&cfg(Trust::Public, 99), in_2027).unwrap();
+        check_lifetime(&cfg(Trust::Public, 46), in_2029).unwrap();
+        assert!(check_lifetime(&cfg(Trust::Public, 47), in_2029).is_err());
+        // Private trust is not bound by the public schedule.
+        check_lifetime(&cfg(Trust::Private, 150), in_2029).unwrap();
     }
 
     #[test]

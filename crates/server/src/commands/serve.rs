@@ -209,10 +209,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_string();
     let cfg = dd.load_config()?;
-    // Name templates are checked before anything is opened, so a tenant whose templates are
-    // refused (public trust, no roots, escaping the permitted names) never serves.
+    // Name templates and public-trust lifetimes are checked before anything is opened, so a
+    // tenant whose templates are refused (public trust, no roots, escaping the permitted
+    // names) or whose lifetime BR §6.3.2 no longer allows never serves.
+    let clock: Arc<dyn Clock> = crate::clock::server_clock();
     for c in dd.load_tenant_configs()? {
         super::load::load_attested_names(&c)?;
+        super::load::check_lifetime(&c, clock.now())?;
     }
     if args.insecure_skip_validation {
         if cfg.ca.trust == crate::datadir::Trust::Public {
@@ -251,7 +254,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
-    let clock: Arc<dyn Clock> = crate::clock::server_clock();
     let pin_file = args.keys.pkcs11_pin_file.as_deref();
     let ca = Arc::new(super::load::load_issuing_ca(
         &dd,
@@ -274,6 +276,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
     for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
+        if tcfg.ca.trust == crate::datadir::Trust::Public && !dd.ca_cert(&tcfg.ca.name).exists() {
+            tracing::warn!(tenant = %tcfg.ca.name, csr = %dd.ca_csr(&tcfg.ca.name).display(), "public-trust tenant not served yet: its certificate has not been imported (`fleetca subca import --tenant NAME`)");
+            continue;
+        }
         let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {

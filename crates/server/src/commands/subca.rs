@@ -25,9 +25,15 @@ pub struct CsrArgs {
     /// Also request clientAuth.
     #[arg(long)]
     pub client_auth: bool,
-    /// Organization name for the CA subject.
-    #[arg(long)]
+    /// organizationName of the CA subject; required (BR §7.1.2.10.2).
+    #[arg(long, required = true)]
     pub organization: Option<String>,
+    /// countryName of the CA subject, two upper-case letters; required (BR §7.1.2.10.2).
+    #[arg(long, required = true, value_parser = super::init::parse_country)]
+    pub country: Option<String>,
+    /// commonName of the CA subject (default `fleetca default issuing CA`).
+    #[arg(long)]
+    pub common_name: Option<String>,
     /// Plain-HTTP base URL for CRL and caIssuers pointers in issued certificates.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub public_base_url: String,
@@ -48,12 +54,23 @@ pub struct CsrArgs {
 /// `fleetca subca import` options.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Data directory made by `subca csr`.
+    /// Data directory made by `subca csr` or holding a `tenant add --trust public` tenant.
     #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
     pub data_dir: PathBuf,
+    /// The public-trust tenant whose certificate this is (default: the data directory's main
+    /// tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// The issuing CA certificate (PEM) the outside root returned.
-    pub cert: PathBuf,
+    #[arg(long = "cert", value_name = "FILE", conflicts_with = "cert")]
+    pub cert_file: Option<PathBuf>,
     /// The chain above it (PEM), issuer first, up to and including the root.
+    #[arg(long = "chain", value_name = "FILE", conflicts_with = "chain")]
+    pub chain_file: Option<PathBuf>,
+    /// As `--cert` (positional form).
+    #[arg(required_unless_present = "cert_file")]
+    pub cert: Option<PathBuf>,
+    /// As `--chain` (positional form).
     pub chain: Option<PathBuf>,
     /// Passphrase for the encrypted issuing CA key.
     #[command(flatten)]
@@ -63,9 +80,10 @@ pub struct ImportArgs {
 /// Runs `subca csr`.
 pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let (mut cfg, profile) = super::init::prepare(
-        &dd,
-        super::init::new_section(
+    let section = crate::datadir::CaSection {
+        country: a.country.clone(),
+        common_name: a.common_name.clone(),
+        ..super::init::new_section(
             Trust::Public,
             &a.permit,
             a.client_auth,
@@ -73,8 +91,23 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
             &a.public_base_url,
             &a.caa_identities,
             a.lifetime_days,
-        ),
+        )
+    };
+    super::load::check_lifetime(
+        &crate::datadir::CaConfig {
+            ca: section.clone(),
+        },
+        crate::clock::server_clock().now(),
     )?;
+    // The subject is checked before any key is made (BR §7.1.2.10.2).
+    super::init::profile_for(
+        &crate::datadir::CaConfig {
+            ca: section.clone(),
+        },
+        Permitted::parse(&a.permit)?,
+    )
+    .permitted_directory_name()?;
+    let (mut cfg, profile) = super::init::prepare(&dd, section)?;
     let pass = a.keys.passphrase()?;
     let (signer, pkcs11) = super::ca_key::create_issuing_key(
         &dd,
@@ -111,24 +144,40 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
 /// Runs `subca import`.
 pub(crate) fn import(a: &ImportArgs) -> anyhow::Result<()> {
     let dd = DataDir::new(&a.data_dir);
-    let cfg = dd.load_config()?;
+    let cfg = match &a.tenant {
+        None => dd.load_config()?,
+        Some(t) => {
+            super::tenant::require_tenant(&dd, t)?;
+            dd.load_tenant_configs()?
+                .into_iter()
+                .find(|c| &c.ca.name == t)
+                .ok_or_else(|| anyhow::anyhow!("no tenant {t:?}"))?
+        }
+    };
     if cfg.ca.trust != Trust::Public {
         anyhow::bail!(
-            "{} holds a private-trust CA; subca import is for CAs made with `subca csr`",
+            "tenant {:?} of {} is a private-trust CA; subca import is for CAs made with `subca csr` or `tenant add --trust public`",
+            cfg.ca.name,
             dd.path().display()
         );
     }
     let name = cfg.ca.name.clone();
+    let cert_path = a
+        .cert_file
+        .as_ref()
+        .or(a.cert.as_ref())
+        .ok_or_else(|| anyhow::anyhow!("pass the certificate with --cert FILE"))?;
+    let chain_path = a.chain_file.as_ref().or(a.chain.as_ref());
     let read = |p: &PathBuf| -> anyhow::Result<Vec<Vec<u8>>> {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         Ok(pki::cert_info::pem_to_ders(&text)?)
     };
-    let cert = read(&a.cert)?
+    let cert = read(cert_path)?
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", a.cert.display()))?;
-    let chain = match &a.chain {
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", cert_path.display()))?;
+    let chain = match chain_path {
         Some(p) => read(p)?,
         None => Vec::new(),
     };
@@ -153,7 +202,7 @@ pub(crate) fn import(a: &ImportArgs) -> anyhow::Result<()> {
         .collect();
     write_atomic(&dd.ca_chain(&name), chain_pem.as_bytes(), 0o644)?;
     println!(
-        "Imported the issuing CA certificate; `fleetca serve --data-dir {}` can now issue.",
+        "Imported the issuing CA certificate of tenant {name:?}; restart `fleetca serve --data-dir {}` to issue with it.",
         dd.path().display()
     );
     Ok(())

@@ -7,6 +7,7 @@ use super::admin::{cli_actor, now_unix, AdminContext};
 use super::{KeyProtection, Pkcs11Args};
 use crate::datadir::{CaConfig, CaSection, DataDir, Trust};
 use crate::sa::AuditEntry;
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use pki::keys::KeyType;
 use serde_json::json;
@@ -39,10 +40,23 @@ pub struct AddArgs {
     /// §4.2; its `meta.caaIdentities`); repeatable. Default: the main tenant's.
     #[arg(long = "caa-identity")]
     pub caa_identities: Vec<String>,
-    /// `private` (under this data directory's root). `public` is not available for extra
-    /// tenants yet (use `fleetca subca` for the default tenant).
+    /// `private` (signed now by this data directory's root) or `public` (a key and a CSR
+    /// for a publicly trusted root to sign; install its answer with `fleetca subca import
+    /// --tenant NAME`).
     #[arg(long, default_value = "private", value_parser = parse_trust)]
     pub trust: Trust,
+    /// organizationName of the issuing CA (private trust: default the main tenant's);
+    /// required for public trust (BR §7.1.2.10.2), where it is also the directoryName Name
+    /// Constraint.
+    #[arg(long)]
+    pub organization: Option<String>,
+    /// countryName of the issuing CA, two upper-case letters (private trust: default the
+    /// main tenant's); required for public trust (BR §7.1.2.10.2).
+    #[arg(long, value_parser = super::init::parse_country)]
+    pub country: Option<String>,
+    /// commonName of the issuing CA (default `fleetca NAME issuing CA`).
+    #[arg(long)]
+    pub common_name: Option<String>,
     /// Issuing CA key type.
     #[arg(long, default_value = "p256")]
     pub issuing_key_type: KeyType,
@@ -154,11 +168,8 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             a.name
         );
     }
-    if a.trust == Trust::Public {
-        anyhow::bail!("--trust public is not available for additional tenants yet");
-    }
     let main = dd.load_config()?;
-    if main.ca.trust != Trust::Private {
+    if a.trust == Trust::Private && main.ca.trust != Trust::Private {
         anyhow::bail!("this data directory has no private root (it was set up with `fleetca subca`); additional tenants need one");
     }
     if tenant_names(dd)?.contains(&a.name) || dd.ca_dir(&a.name).exists() {
@@ -181,6 +192,15 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
     if !(1..=max).contains(&lifetime_days) {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
+    // A public-trust tenant's subject names the vendor it issues for, so it never inherits
+    // the main tenant's.
+    let (organization, country) = match a.trust {
+        Trust::Private => (
+            a.organization.clone().or(main.ca.organization.clone()),
+            a.country.clone().or(main.ca.country.clone()),
+        ),
+        Trust::Public => (a.organization.clone(), a.country.clone()),
+    };
     let mut cfg = CaConfig {
         ca: CaSection {
             name: a.name.clone(),
@@ -193,9 +213,15 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
             pkcs11: None,
+            organization,
+            country,
+            common_name: a.common_name.clone(),
             ..main.ca.clone()
         },
     };
+    if a.trust == Trust::Public {
+        return add_public(&ctx, a, cfg);
+    }
     cfg.ca.pkcs11 = super::init::create_tenant_ca(
         dd,
         &cfg,
@@ -207,16 +233,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
     )?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
     dd.save_tenant_config(&cfg)?;
-    let summary = tenant_json(&cfg);
-    ctx.block_on(ctx.db.append_audit(&AuditEntry {
-        at: now_unix(),
-        actor: cli_actor(),
-        action: "tenant.add".into(),
-        tenant: Some(a.name.clone()),
-        object: Some(a.name.clone()),
-        before: None,
-        after: Some(summary.to_string()),
-    }))?;
+    let summary = audit_added(&ctx, &cfg)?;
     if a.json {
         println!("{summary}");
     } else {
@@ -225,6 +242,75 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             a.name,
             dd.ca_cert(&a.name).display(),
             a.permit.join(", "),
+            a.name
+        );
+    }
+    Ok(())
+}
+
+/// Records `tenant.add` in the audit log; returns the tenant's summary.
+fn audit_added(ctx: &AdminContext, cfg: &CaConfig) -> anyhow::Result<serde_json::Value> {
+    let summary = tenant_json(cfg);
+    ctx.block_on(ctx.db.append_audit(&AuditEntry {
+        at: now_unix(),
+        actor: cli_actor(),
+        action: "tenant.add".into(),
+        tenant: Some(cfg.ca.name.clone()),
+        object: Some(cfg.ca.name.clone()),
+        before: None,
+        after: Some(summary.to_string()),
+    }))?;
+    Ok(summary)
+}
+
+/// `tenant add --trust public`: the issuing CA key (in the token when `--pkcs11-*` is given)
+/// and `ca/NAME/request.csr` with the subject and constraints the outside root must sign
+/// (BR §7.1.2.10.2 subject, §7.1.2.5.2 Name Constraints with the directoryName). Nothing is
+/// written when a check fails. `serve` skips the tenant until `subca import --tenant NAME`.
+fn add_public(ctx: &AdminContext, a: &AddArgs, mut cfg: CaConfig) -> anyhow::Result<()> {
+    let dd = &ctx.dd;
+    if a.root_key.is_some() || a.ocsp_signer {
+        anyhow::bail!("--root-key and --ocsp-signer are for private trust: an outside root signs a public-trust tenant");
+    }
+    if cfg.ca.country.is_none() || cfg.ca.organization.is_none() {
+        anyhow::bail!("--trust public needs --country and --organization: BR §7.1.2.10.2 requires countryName and organizationName in a CA subject, and they are also its directoryName Name Constraint (BR §7.1.2.5.2)");
+    }
+    super::load::check_lifetime(&cfg, crate::clock::server_clock().now())?;
+    let permitted = pki::policy::Permitted::parse(&cfg.ca.permit).context("invalid --permit")?;
+    let profile = super::init::profile_for(&cfg, permitted);
+    profile.permitted_directory_name()?;
+    let dir = dd.ca_dir(&a.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let made = (|| -> anyhow::Result<()> {
+        let pass = a.keys.passphrase()?;
+        let (signer, pkcs11) = super::ca_key::create_issuing_key(
+            dd,
+            &a.name,
+            a.issuing_key_type,
+            pass.as_deref(),
+            &a.pkcs11,
+            a.keys.pkcs11_pin_file.as_deref(),
+        )?;
+        cfg.ca.pkcs11 = pkcs11;
+        let csr = pki::ca::subca_csr(signer.as_ref(), &profile)?;
+        crate::datadir::write_atomic(&dd.ca_csr(&a.name), csr.as_bytes(), 0o644)?;
+        dd.save_tenant_config(&cfg)
+    })();
+    if let Err(e) = made {
+        // Leave no half-made tenant behind (a token key, if made, stays in the token).
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    let summary = audit_added(ctx, &cfg)?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "Created public-trust tenant {:?} permitted {}. Have the outside root sign {}, then run `fleetca subca import --tenant {} --cert FILE --chain FILE` and restart `fleetca serve`.",
+            a.name,
+            a.permit.join(", "),
+            dd.ca_csr(&a.name).display(),
             a.name
         );
     }

@@ -1,0 +1,446 @@
+//! Public trust end to end: a real `openssl` CLI root plays the publicly trusted root. Two
+//! vendor tenants are made with `fleetca tenant add --trust public` (key and CSR), signed by
+//! that root, installed with `fleetca subca import --tenant`, and served beside the private
+//! `default` tenant. certbot and lego get certificates from each; every chain verifies with
+//! `openssl verify` to the openssl root; a vendor cannot issue inside another vendor's
+//! constraints; pkilint lints the issuing CAs, the leaves and the CRLs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    certbot_certonly, free_port, lego_run, openssl_text, openssl_verify_strict, run, AcmeEndpoint,
+    ChallTestSrv, Challenge, Fleetca, Tool,
+};
+
+const TEST: &str = "two_public_vendor_tenants_under_an_openssl_root";
+
+fn openssl(args: &[&str], cwd: &Path) -> String {
+    let mut cmd = Command::new(Tool::Openssl.path());
+    cmd.args(args).current_dir(cwd);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.success(), "openssl {args:?}\n{out}");
+    out.stdout
+}
+
+/// What the outside root adds itself; the CA's own constraints (basicConstraints, keyUsage,
+/// extKeyUsage, Name Constraints with the directoryName) are copied from the CSR.
+const ROOT_ADDS: &str = "[v3]
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+certificatePolicies = 2.23.140.1.2.1
+crlDistributionPoints = URI:http://pki.root.example.com/root.crl
+authorityInfoAccess = caIssuers;URI:http://pki.root.example.com/root.cer
+";
+
+/// The openssl root signs `csr` into `out`: with the CSR's extensions (`copy`), or only with
+/// the extensions in `ext` (what a careless root might do).
+fn root_signs(dir: &Path, csr: &Path, ext: &str, copy: bool, out: &str) -> PathBuf {
+    std::fs::write(dir.join("ext.cnf"), ext).unwrap();
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-days",
+        "1825",
+        "-sha384",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "v3",
+        "-out",
+        out,
+    ];
+    if copy {
+        args.extend(["-copy_extensions", "copyall"]);
+    }
+    openssl(&args, dir);
+    dir.join(out)
+}
+
+struct Vendor {
+    name: &'static str,
+    country: &'static str,
+    organization: &'static str,
+    permit: &'static str,
+    eab: bool,
+}
+
+const VENDORS: [Vendor; 2] = [
+    Vendor {
+        name: "vendor-a",
+        country: "GB",
+        organization: "Vendor A Devices Ltd",
+        permit: "a-devices.example.com",
+        eab: true,
+    },
+    Vendor {
+        name: "vendor-b",
+        country: "DE",
+        organization: "Vendor B Geräte GmbH",
+        permit: "b-devices.example.net",
+        eab: false,
+    },
+];
+
+fn first_der(path: &Path) -> Vec<u8> {
+    pki::cert_info::pem_to_ders(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+/// pkilint ERROR/FATAL findings on `file`, minus the one excused: the test's CRL, caIssuers
+/// and OCSP URLs point at 127.0.0.1, which pkilint rightly calls an internal name (a
+/// deployment sets `public_base_url` to a public host).
+fn lint(tool: &str, args: &[&str], file: &Path) -> Vec<String> {
+    support::pkilint::lint(TEST, tool, args, file)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.is_serious())
+        .filter(|f| !(f.code == "cabf.internal_domain_name" && f.message.contains("127.0.0.1")))
+        .map(|f| format!("{}: {f}", file.display()))
+        .collect()
+}
+
+#[test]
+fn two_public_vendor_tenants_under_an_openssl_root() {
+    if !support::require(
+        TEST,
+        &[Tool::Openssl, Tool::ChallTestSrv, Tool::Certbot, Tool::Lego],
+    ) {
+        return;
+    }
+    let cts = ChallTestSrv::start();
+    let http01 = free_port();
+    let mut ca = Fleetca::init_with(
+        &["home.arpa"],
+        &["--country", "GB", "--organization", "Fleet Operator Ltd"],
+    );
+    let w = ca.scratch().join("root");
+    std::fs::create_dir_all(&w).unwrap();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/C=US/O=Example Public Trust/CN=Example Public Root R1",
+            "-addext",
+            "basicConstraints=critical,CA:true",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        &w,
+    );
+    let root = w.join("root.pem");
+
+    // Refused before anything is written: no country (BR §7.1.2.10.2), a lifetime BR §6.3.2
+    // does not allow today (200 days plus the notBefore backdate).
+    let refused = [
+        (
+            vec!["--organization", "X Ltd"],
+            "--country and --organization",
+        ),
+        (
+            vec![
+                "--country",
+                "GB",
+                "--organization",
+                "X Ltd",
+                "--lifetime-days",
+                "200",
+            ],
+            "lifetime_days = 199",
+        ),
+        (
+            vec!["--country", "gb", "--organization", "X Ltd"],
+            "ISO 3166-1",
+        ),
+    ];
+    for (extra, why) in refused {
+        let mut args = vec!["tenant", "add", "vendor-x", "--trust", "public"];
+        args.extend(["--permit", "x.example.com"]);
+        args.extend(extra);
+        let out = ca.cli(&args);
+        assert!(
+            !out.success() && out.combined().contains(why),
+            "{why}\n{out}"
+        );
+        assert!(!ca.data_dir().join("ca/vendor-x").exists(), "{why}");
+    }
+
+    let mut certs = Vec::new();
+    for v in &VENDORS {
+        let mut args = vec!["tenant", "add", v.name, "--trust", "public"];
+        args.extend(["--country", v.country, "--organization", v.organization]);
+        args.extend(["--permit", v.permit, "--lifetime-days", "90"]);
+        if v.eab {
+            args.push("--eab-required");
+        }
+        let out = ca.cli(&args);
+        assert!(out.success(), "{out}");
+        let csr = ca.data_dir().join(format!("ca/{}/request.csr", v.name));
+        let text = openssl(
+            &[
+                "req",
+                "-in",
+                csr.to_str().unwrap(),
+                "-noout",
+                "-verify",
+                "-text",
+            ],
+            &w,
+        );
+        assert!(
+            text.contains("DirName:"),
+            "CSR without directoryName\n{text}"
+        );
+        let key = ca.data_dir().join(format!("ca/{}/key.pem", v.name));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        certs.push(root_signs(
+            &w,
+            &csr,
+            ROOT_ADDS,
+            true,
+            &format!("{}.pem", v.name),
+        ));
+    }
+
+    // What `subca import` must refuse, installing nothing: another vendor's certificate, a
+    // certificate without the directoryName constraint, one whose chain is not its issuer.
+    let csr_a = ca.data_dir().join("ca/vendor-a/request.csr");
+    let no_dirname = format!(
+        "{ROOT_ADDS}basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,digitalSignature,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\nnameConstraints=critical,permitted;DNS:a-devices.example.com,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0\n"
+    );
+    let bad = root_signs(&w, &csr_a, &no_dirname, false, "no-dirname.pem");
+    for (cert, chain, why) in [
+        (&certs[1], &root, "does not certify the issuing CA's key"),
+        (&bad, &root, "directoryName"),
+        (&certs[0], &certs[1], "not the issuer"),
+    ] {
+        let out = ca.cli(&[
+            "subca",
+            "import",
+            "--tenant",
+            "vendor-a",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--chain",
+            chain.to_str().unwrap(),
+        ]);
+        assert!(!out.success(), "{why}\n{out}");
+        assert!(out.combined().contains(why), "{why}\n{out}");
+        assert!(!ca.data_dir().join("ca/vendor-a/cert.pem").exists());
+    }
+    for (v, cert) in VENDORS.iter().zip(&certs) {
+        let out = ca.cli(&[
+            "subca",
+            "import",
+            "--tenant",
+            v.name,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--chain",
+            root.to_str().unwrap(),
+        ]);
+        assert!(out.success(), "{out}");
+    }
+
+    ca.serve(cts.dns_port(), http01, free_port());
+    for (v, issuing) in VENDORS.iter().zip(&certs) {
+        let mut ep = AcmeEndpoint {
+            directory: ca
+                .directory_url()
+                .replace("/acme/default/", &format!("/acme/{}/", v.name)),
+            tls_ca: ca.root_pem_path().to_path_buf(),
+            issuing_root: root.clone(),
+            eab: None,
+        };
+        if v.eab {
+            // Without a binding this vendor refuses the account.
+            let name = format!("noeab.{}", v.permit);
+            let e = lego_run(&ep, &[&name], Challenge::Http01 { port: http01 })
+                .err()
+                .expect("newAccount without EAB must fail");
+            // lego reads `meta.externalAccountRequired` and stops before newAccount.
+            assert!(
+                e.combined().contains("requires External Account Binding"),
+                "{e}"
+            );
+            let (kid, hmac) = ca.eab_create(v.name, 3);
+            ep = ep.with_eab(&kid, &hmac);
+        }
+        let cb_name = format!("cb.{}", v.permit);
+        let cb = certbot_certonly(&ep, &[&cb_name], http01)
+            .unwrap_or_else(|e| panic!("certbot ({}) failed\n{e}\n{}", v.name, ca.log()));
+        assert!(
+            openssl_verify_strict(&root, &cb.chain_path, &cb.cert_path),
+            "certbot's chain from {} does not verify to the openssl root",
+            v.name
+        );
+        let lg_name = format!("lg.{}", v.permit);
+        let lg = lego_run(&ep, &[&lg_name], Challenge::Http01 { port: http01 })
+            .unwrap_or_else(|e| panic!("lego ({}) failed\n{e}\n{}", v.name, ca.log()));
+        assert!(
+            openssl_verify_strict(&root, &lg.issuer_path, &lg.leaf_path),
+            "lego's chain from {} does not verify to the openssl root",
+            v.name
+        );
+        // The served chain's issuing CA is the imported one; the leaf's subject is empty
+        // (inside the directoryName subtree) and names the host only in the SAN.
+        assert_eq!(first_der(&lg.issuer_path), first_der(issuing));
+        let text = openssl_text(&lg.leaf_path);
+        assert!(text.contains(&format!("DNS:{lg_name}")), "{text}");
+        assert!(
+            text.contains("Subject: \n") || text.contains("Subject:\n"),
+            "{text}"
+        );
+
+        // This vendor cannot get a name of the other vendor's namespace.
+        let other = VENDORS.iter().find(|o| o.name != v.name).unwrap();
+        let foreign = format!("x.{}", other.permit);
+        let e = lego_run(&ep, &[&foreign], Challenge::Http01 { port: http01 })
+            .err()
+            .unwrap_or_else(|| panic!("{} issued {foreign}", v.name));
+        assert!(e.combined().contains("rejectedIdentifier"), "{e}");
+
+        // pkilint: the issuing CA as a BR §7.1.2.5 technically constrained TLS sub-CA run by
+        // someone other than the root's operator, the leaves as DV, and the CRL.
+        let mut findings = lint(
+            "lint_cabf_serverauth_cert",
+            &["-t", "EXTERNAL-CONSTRAINED-TLS-CA"],
+            issuing,
+        );
+        for leaf in [&cb.cert_path, &lg.leaf_path] {
+            findings.extend(lint(
+                "lint_cabf_serverauth_cert",
+                &["-t", "DV-FINAL-CERTIFICATE"],
+                leaf,
+            ));
+        }
+        let plain = ca.plain_http_url().expect("plain HTTP URL");
+        let crl = fetch(&format!("{plain}/crl/{}.crl", v.name));
+        let crl_path = ca.scratch().join(format!("{}.crl", v.name));
+        std::fs::write(&crl_path, &crl).unwrap();
+        findings.extend(lint(
+            "lint_crl",
+            &["-t", "CRL", "-p", "BR", "--document-format", "DER"],
+            &crl_path,
+        ));
+        assert!(findings.is_empty(), "pkilint findings: {findings:#?}");
+    }
+}
+
+fn fetch(url: &str) -> Vec<u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let r = reqwest::get(url).await.expect("GET");
+            assert_eq!(r.status(), 200, "{url}");
+            r.bytes().await.unwrap().to_vec()
+        })
+}
+
+/// Seconds from now to `2027-03-16T00:00:00Z`, when BR §6.3.2 allows 100 days at most.
+fn offset_to_2027_03_16() -> i64 {
+    let target = 1_805_155_200; // 2027-03-16T00:00:00Z
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (target - now).max(0)
+}
+
+/// A public-trust tenant whose lifetime the BR schedule allowed when it was added stops the
+/// server once the schedule shortens (the server clock moved with the debug-build offset),
+/// and `tenant add` refuses it at that date. Until its certificate is imported, `serve`
+/// serves the other tenants and says what the public one waits for.
+#[test]
+fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
+    const TEST: &str = "public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock";
+    if !support::require(TEST, &[Tool::ChallTestSrv]) {
+        return;
+    }
+    let cts = ChallTestSrv::start();
+    let mut ca = Fleetca::init(&["home.arpa"]);
+    let add = |name: &str, offset: i64| {
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["tenant", "add", name, "--trust", "public"])
+            .args(["--country", "NL", "--organization", "Vendor C B.V."])
+            .args([
+                "--permit",
+                "c-devices.example.org",
+                "--lifetime-days",
+                "150",
+            ])
+            .arg("--data-dir")
+            .arg(ca.data_dir())
+            .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
+        ca.with_database(&mut cmd);
+        run(cmd, Duration::from_secs(60))
+    };
+    let out = add("vendor-c", 0);
+    assert!(
+        out.success(),
+        "150 days is allowed before 2027-03-15\n{out}"
+    );
+    let offset = offset_to_2027_03_16();
+    let out = add("vendor-d", offset);
+    assert!(
+        !out.success() && out.combined().contains("at most 100 days"),
+        "{out}"
+    );
+    assert!(!ca.data_dir().join("ca/vendor-d").exists());
+
+    // Today: serve starts; the tenant without a certificate is not served yet.
+    ca.serve(cts.dns_port(), free_port(), free_port());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ca.log().contains("not served yet") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ca.log().contains("not served yet"), "{}", ca.log());
+    ca.stop();
+
+    // On 2027-03-16 the same configuration is refused at start, with the reason.
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(ca.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
+    ca.with_database(&mut cmd);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.combined().contains("\"vendor-c\"")
+            && out.combined().contains("BR §6.3.2 allows at most 100 days")
+            && out.combined().contains("lifetime_days = 99"),
+        "{out}"
+    );
+}
