@@ -18,8 +18,7 @@ fn version_names_the_commit_and_the_crypto_provider() {
         .find_map(|l| l.strip_prefix("commit: "))
         .unwrap_or_else(|| panic!("no commit line: {text}"));
     assert!(
-        commit == "unknown"
-            || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{commit}"
     );
     let features = text
@@ -28,7 +27,9 @@ fn version_names_the_commit_and_the_crypto_provider() {
         .unwrap_or_else(|| panic!("no features line: {text}"));
     // One of the two providers is always on (the default is ring).
     assert!(
-        features.split(", ").any(|f| f == "ring" || f == "aws-lc-rs"),
+        features
+            .split(", ")
+            .any(|f| f == "ring" || f == "aws-lc-rs"),
         "{features}"
     );
 }
