@@ -9,13 +9,24 @@ use serde::Deserialize;
 
 use crate::error::{AgentError, Result};
 
+/// What `fleetca-agent --version` prints after the name: the package version,
+/// the git commit and the enabled cargo features (the crypto provider), from
+/// build.rs.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("FLEETCA_AGENT_GIT_COMMIT"),
+    "\nfeatures: ",
+    env!("FLEETCA_AGENT_FEATURES")
+);
+
 /// fleetca-agent: obtains, installs and renews this device's certificate over ACME.
 ///
 /// Exit codes: 0 nothing to do, 10 issued/renewed, 2 usage, 20 network,
 /// 21 server error (also a refusal with Retry-After), 22 challenge failed, 23 local I/O, 24 reload failed,
 /// 25 key/state unusable, 26 timeout, 27 health check failed (rolled back).
 #[derive(Debug, Parser)]
-#[command(name = "fleetca-agent", version)]
+#[command(name = "fleetca-agent", version, long_version = LONG_VERSION)]
 pub struct Cli {
     /// Settings shared by all commands.
     #[command(flatten)]

@@ -5,6 +5,7 @@ mod admin;
 mod ca;
 mod ca_key;
 mod cert;
+mod doctor;
 mod eab;
 mod fleet;
 mod housekeeping;
@@ -30,6 +31,7 @@ pub(crate) use admin::parse_duration;
 pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
+pub use doctor::{DoctorArgs, Finding, Status};
 pub use eab::EabCommand;
 pub use init::InitArgs;
 pub use root::RootCommand;
@@ -38,9 +40,21 @@ pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
 pub use token::{AdminCommand, TokenCommand};
 
+/// What `fleetca --version` prints after the name: the package version, the git commit and
+/// the enabled cargo features (from build.rs), and the storage and key backends every build
+/// has.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("FLEETCA_GIT_COMMIT"),
+    "\nfeatures: ",
+    env!("FLEETCA_FEATURES"),
+    "\nbuilt in: sqlite, postgres, pkcs11"
+);
+
 /// fleetca: a technically constrained ACME issuing CA for device fleets.
 #[derive(Debug, Parser)]
-#[command(name = "fleetca", version, about)]
+#[command(name = "fleetca", version, long_version = LONG_VERSION, about)]
 pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "FLEETCA_LOG_JSON")]
@@ -118,6 +132,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AdminCommand,
     },
+    /// Check a deployment (key files, HSM token, public URLs, clock, database schema, disk,
+    /// listeners) and print what to fix; exits non-zero when something must be fixed.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// `fleetca ca ...`
@@ -201,6 +218,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Tenant { cmd }) => tenant::run(&cmd),
         Some(Command::Account { cmd }) => account::run(&cmd),
         Some(Command::Cert { cmd }) => cert::run(&cmd),
+        Some(Command::Doctor(a)) => doctor::run(&a),
         Some(Command::Bench(a)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -15,7 +15,7 @@ use std::time::Duration;
 /// How long a query waits for a pooled connection (or for the server to accept one).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// PostgreSQL implementation of [`Storage`].
 #[derive(Clone)]
