@@ -182,6 +182,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
     let mut cfg = CaConfig {
+        mpic: None,
         ca: CaSection {
             name: a.name.clone(),
             trust: a.trust,
