@@ -147,6 +147,10 @@ impl Perspective {
     fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
+
+    fn dns_ref(&self) -> &ChallTestSrv {
+        &self.dns
+    }
 }
 
 /// The primary's DNS, five perspectives, an http-01 responder port and `fleetca serve`.
@@ -549,4 +553,130 @@ impl Http01Responder {
             .unwrap()
             .insert(token.to_string(), key_authorization.to_string());
     }
+}
+
+// ------------------------------------------------------------------ the VA API
+
+/// The VA-level API other parts of the CA call (the finalize CAA recheck, a parent-domain TXT
+/// proof): `check_caa` and `check_dns_txt` decide here, then need the perspectives' quorum.
+#[tokio::test(flavor = "multi_thread")]
+async fn va_api_corroborates_caa_and_txt_checks() {
+    use fleetca::va::mpic::{MpicSection, PerspectiveEntry, Perspectives};
+    use fleetca::va::{AddressPolicy, ChallengeKind, Va, VaConfig};
+    if !gate("va_api_corroborates_caa_and_txt_checks") {
+        return;
+    }
+    let tls = Arc::new(Mtls::new());
+    let (primary_dns, perspectives) = blocking({
+        let tls = tls.clone();
+        move || {
+            let dns = ChallTestSrv::start();
+            let p: Vec<Perspective> = REGIONS
+                .iter()
+                .map(|r| Perspective::start(r, &tls, 1))
+                .collect();
+            (dns, p)
+        }
+    });
+    let section = MpicSection {
+        client_cert: tls.client_cert.clone(),
+        client_key: tls.client_key.clone(),
+        ca: tls.ca.clone(),
+        timeout_secs: 5,
+        perspectives: perspectives
+            .iter()
+            .zip(REGIONS)
+            .map(|(p, r)| PerspectiveEntry {
+                url: p.url(),
+                region: r.parse().unwrap(),
+            })
+            .collect(),
+    };
+    let va = Va::new(VaConfig {
+        dns_resolver: Some(primary_dns.dns_addr().parse().unwrap()),
+        timeout: std::time::Duration::from_secs(5),
+        addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], vec![]),
+        ..VaConfig::default()
+    })
+    .unwrap()
+    .with_perspectives(Perspectives::from_config(&section, Path::new("/")).unwrap());
+    let ids = vec!["fleetca.test".to_string()];
+    let acct = "https://ca.fleetca.test/acme/default/acct/1";
+    let caa = |name: &'static str| {
+        let va = va.clone();
+        let ids = ids.clone();
+        async move {
+            va.check_caa(name, false, acct, ChallengeKind::Dns01, &ids)
+                .await
+        }
+    };
+
+    // CAA: nothing published anywhere, then one perspective forbids, then two do.
+    assert_eq!(caa("free.routers.example.com").await, Ok(()));
+    add_caa(perspectives[0].dns_ref(), "one.routers.example.com", "issue", "other-ca.example");
+    assert_eq!(caa("one.routers.example.com").await, Ok(()));
+    for p in &perspectives[2..4] {
+        add_caa(p.dns_ref(), "two.routers.example.com", "issue", "other-ca.example");
+    }
+    let err = caa("two.routers.example.com").await.unwrap_err();
+    assert_eq!(err.acme_type(), "caa", "{err}");
+    assert!(err.detail().contains("perspective 3 (RIPE): caa"), "{err}");
+    assert!(err.detail().contains("perspective 4 (RIPE): caa"), "{err}");
+    assert!(!err.detail().contains("other-ca.example"), "{err}");
+    // The primary's own refusal needs no corroboration.
+    add_caa(&primary_dns, "primary.routers.example.com", "issue", "other-ca.example");
+    let err = caa("primary.routers.example.com").await.unwrap_err();
+    assert!(!err.detail().contains("perspective"), "{err}");
+
+    // A TXT proof (as a tenant's parent-domain check would use): evidence from all five.
+    let record = "_fleetca-proof.routers.example.com";
+    primary_dns.set_txt(record, "proof-1");
+    for p in &perspectives {
+        p.dns_ref().set_txt(record, "proof-1");
+    }
+    let ev = va
+        .check_dns_txt(record, "proof-1")
+        .await
+        .expect("corroborated")
+        .expect("evidence");
+    assert!(ev.corroborated);
+    assert_eq!(ev.perspectives.len(), 5);
+    // Two perspectives do not see it: refused.
+    let record = "_fleetca-proof.other.routers.example.com";
+    primary_dns.set_txt(record, "proof-2");
+    for p in &perspectives[..3] {
+        p.dns_ref().set_txt(record, "proof-2");
+    }
+    let err = va.check_dns_txt(record, "proof-2").await.unwrap_err();
+    assert_eq!(err.acme_type(), "unauthorized", "{err}");
+    assert!(err.detail().contains("perspective 5 (APNIC)"), "{err}");
+}
+
+/// A public-trust tenant does not start with fewer perspectives than the BR phase-in requires
+/// today; the hidden test-only flag replaces the figure.
+#[test]
+fn public_trust_needs_the_br_minimum_of_perspectives() {
+    let f = Fleetca::init(PERMITS);
+    let cfg = f.data_dir().join("fleetca.toml");
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("trust = \"private\""), "{text}");
+    fs::write(&cfg, text.replace("trust = \"private\"", "trust = \"public\"")).unwrap();
+    let serve = |extra: &[&str]| {
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(f.data_dir())
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(extra);
+        f.with_database(&mut cmd);
+        support::run(cmd, std::time::Duration::from_secs(60))
+    };
+    let out = serve(&[]);
+    assert!(!out.success(), "a public tenant without perspectives started\n{out}");
+    let text = out.combined();
+    assert!(text.contains("remote network perspectives"), "{text}");
+    assert!(text.contains("BR 3.2.2.9"), "{text}");
+    let out = serve(&["--insecure-mpic-minimum", "1"]);
+    assert!(!out.success(), "{out}");
+    assert!(out.combined().contains("--insecure-mpic-minimum (tests only)"), "{out}");
 }

@@ -219,6 +219,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for c in dd.load_tenant_configs()? {
         super::load::load_attested_names(&c)?;
     }
+    // Likewise the BR 3.2.2.9 minimum of remote perspectives for public-trust tenants.
+    check_perspective_minimum(&dd, &cfg, args.insecure_mpic_minimum)?;
     if args.insecure_skip_validation {
         if cfg.ca.trust == crate::datadir::Trust::Public {
             anyhow::bail!("--insecure-skip-validation is refused for a public-trust CA");
@@ -306,7 +308,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.va_deny_addresses.clone(),
         ),
     })?;
-    let va = with_perspectives(va, &dd, &cfg, args.insecure_mpic_minimum)?;
+    let va = with_perspectives(va, &dd, &cfg)?;
     if !args.va_allow_addresses.is_empty() {
         let ranges: Vec<String> = args
             .va_allow_addresses
@@ -490,14 +492,13 @@ fn spawn_crl_refresher(
     });
 }
 
-/// Makes `va` a primary VA when `[mpic]` lists perspectives, after checking that every
-/// public-trust tenant has as many as the BR require today (BR §3.2.2.9 phase-in).
-fn with_perspectives(
-    va: Va,
+/// Refuses to start when a public-trust tenant has fewer remote perspectives than the BR
+/// require today (BR §3.2.2.9 phase-in), or when a tenant file carries its own `[mpic]`.
+fn check_perspective_minimum(
     dd: &DataDir,
     cfg: &crate::datadir::CaConfig,
     test_minimum: Option<usize>,
-) -> anyhow::Result<Va> {
+) -> anyhow::Result<()> {
     let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
     let today = time::OffsetDateTime::now_utc().date();
     for (i, t) in dd.load_tenant_configs()?.into_iter().enumerate() {
@@ -515,6 +516,16 @@ fn with_perspectives(
     if test_minimum.is_some() {
         tracing::warn!("--insecure-mpic-minimum: the BR 3.2.2.9 minimum of perspectives is not enforced; tests only");
     }
+    Ok(())
+}
+
+/// Makes `va` a primary VA when `[mpic]` lists perspectives.
+fn with_perspectives(
+    va: Va,
+    dd: &DataDir,
+    cfg: &crate::datadir::CaConfig,
+) -> anyhow::Result<Va> {
+    let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
     let Some(section) = cfg.mpic.as_ref().filter(|m| !m.perspectives.is_empty()) else {
         return Ok(va);
     };
