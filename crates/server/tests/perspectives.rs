@@ -58,7 +58,12 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 
 /// Writes a leaf signed by `ca` (`server`: serverAuth for 127.0.0.1, else clientAuth); the key
 /// file is mode 0600.
-fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, dir: &Path, name: &str, server: bool) -> (PathBuf, PathBuf) {
+fn leaf(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    dir: &Path,
+    name: &str,
+    server: bool,
+) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, name);
@@ -134,8 +139,12 @@ impl Perspective {
             cmd,
             &dir.path().join("perspective.log"),
         );
-        support::wait_for(&Probe::Port(port), support::STARTUP_DEADLINE, Some(&mut guard))
-            .unwrap_or_else(|e| panic!("perspective did not start: {e}"));
+        support::wait_for(
+            &Probe::Port(port),
+            support::STARTUP_DEADLINE,
+            Some(&mut guard),
+        )
+        .unwrap_or_else(|e| panic!("perspective did not start: {e}"));
         Perspective {
             guard: Some(guard),
             dns,
@@ -235,7 +244,8 @@ async fn dns01(c: &Client, name: &str, publish: impl Fn(&str, &str)) -> (Value, 
         .find(|c| c["type"] == "dns-01")
         .expect("dns-01")
         .clone();
-    let value = acme_types::keyauth::dns01_txt_value(&c.key_authorization(ch["token"].as_str().unwrap()));
+    let value =
+        acme_types::keyauth::dns01_txt_value(&c.key_authorization(ch["token"].as_str().unwrap()));
     publish(&format!("_acme-challenge.{name}"), &value);
     let url = ch["url"].as_str().unwrap();
     let r = c.post(url, Some(&json!({}))).await;
@@ -250,7 +260,11 @@ async fn stored_record(f: &Fleetca, id: &str) -> Value {
     let db = fleetca::sa::open_database(&f.database_url())
         .await
         .expect("open db");
-    let ch = db.get_challenge(id).await.expect("read").expect("challenge");
+    let ch = db
+        .get_challenge(id)
+        .await
+        .expect("read")
+        .expect("challenge");
     serde_json::from_str(ch.record.as_deref().expect("a stored record")).expect("record JSON")
 }
 
@@ -306,7 +320,8 @@ async fn dns01_and_caa_need_the_quorum() {
         for d in lab.honest_dns(&[3]) {
             d.set_txt(n, v);
         }
-        lab.perspective_dns(3).set_txt(n, "forged-value-from-a-hijacked-resolver");
+        lab.perspective_dns(3)
+            .set_txt(n, "forged-value-from-a-hijacked-resolver");
     })
     .await;
     assert_eq!(authz["status"], "valid", "{authz}");
@@ -320,7 +335,12 @@ async fn dns01_and_caa_need_the_quorum() {
         for d in lab.honest_dns(&[]) {
             d.set_txt(n, v);
         }
-        add_caa(lab.perspective_dns(5), "caa-one.routers.example.com", "issue", "other-ca.example");
+        add_caa(
+            lab.perspective_dns(5),
+            "caa-one.routers.example.com",
+            "issue",
+            "other-ca.example",
+        );
     })
     .await;
     assert_eq!(authz["status"], "valid", "{authz}");
@@ -331,8 +351,14 @@ async fn dns01_and_caa_need_the_quorum() {
         for d in lab.honest_dns(&[4]) {
             d.set_txt(n, v);
         }
-        lab.perspective_dns(4).set_txt(n, "forged-value-from-a-hijacked-resolver");
-        add_caa(lab.perspective_dns(5), "two-lie.routers.example.com", "issue", "other-ca.example");
+        lab.perspective_dns(4)
+            .set_txt(n, "forged-value-from-a-hijacked-resolver");
+        add_caa(
+            lab.perspective_dns(5),
+            "two-lie.routers.example.com",
+            "issue",
+            "other-ca.example",
+        );
     })
     .await;
     assert_eq!(authz["status"], "invalid", "{authz}");
@@ -343,7 +369,10 @@ async fn dns01_and_caa_need_the_quorum() {
     assert!(detail.contains("BR 3.2.2.9 allows 1"), "{detail}");
     assert!(!detail.contains("forged-value"), "{detail}");
     assert!(!detail.contains("other-ca.example"), "{detail}");
-    assert!(!detail.contains("127.0.0.1"), "perspective URLs stay internal: {detail}");
+    assert!(
+        !detail.contains("127.0.0.1"),
+        "perspective URLs stay internal: {detail}"
+    );
     let rec = stored_record(&lab.fleetca, &id).await;
     assert_eq!(rec["mpic"]["corroborated"], false, "{rec}");
     assert_eq!(rec["mpic"]["perspectives"][4]["problem"], "caa", "{rec}");
@@ -370,7 +399,10 @@ async fn dns01_and_caa_need_the_quorum() {
     assert_eq!(authz["status"], "invalid", "{authz}");
     let (_, detail) = challenge_error(&authz);
     assert!(detail.contains("perspective 1 (ARIN)"), "{detail}");
-    assert!(detail.contains("perspective 2 (ARIN): connection"), "{detail}");
+    assert!(
+        detail.contains("perspective 2 (ARIN): connection"),
+        "{detail}"
+    );
 }
 
 /// http-01: one perspective's resolver gives another A record (127.0.0.2, where nothing
@@ -390,7 +422,8 @@ async fn http01_with_a_different_a_record() {
         ("a-two.routers.example.com", vec![2, 5], "invalid"),
     ] {
         for n in &liars {
-            lab.perspective_dns(*n).add_a(name, Ipv4Addr::new(127, 0, 0, 2));
+            lab.perspective_dns(*n)
+                .add_a(name, Ipv4Addr::new(127, 0, 0, 2));
         }
         let r = c.new_order(&[name]).await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -442,10 +475,16 @@ async fn perspective_refuses_callers_without_the_right_client_certificate() {
     };
     // No client certificate: the handshake fails, nothing is answered.
     let anonymous = client_with(&ca_pem, None);
-    assert!(post(anonymous).await.is_err(), "an anonymous caller got an answer");
+    assert!(
+        post(anonymous).await.is_err(),
+        "an anonymous caller got an answer"
+    );
     // A client certificate from another CA: refused likewise.
     let rogue = client_with(&ca_pem, Some((&tls.rogue_cert, &tls.rogue_key)));
-    assert!(post(rogue).await.is_err(), "a caller with a foreign certificate got an answer");
+    assert!(
+        post(rogue).await.is_err(),
+        "a caller with a foreign certificate got an answer"
+    );
     // The CA nodes' certificate: an answer (the TXT record does not exist there).
     let good = client_with(&ca_pem, Some((&tls.client_cert, &tls.client_key)));
     let resp = post(good).await.expect("the CA node is answered");
@@ -613,10 +652,20 @@ async fn va_api_corroborates_caa_and_txt_checks() {
 
     // CAA: nothing published anywhere, then one perspective forbids, then two do.
     assert_eq!(caa("free.routers.example.com").await, Ok(()));
-    add_caa(perspectives[0].dns_ref(), "one.routers.example.com", "issue", "other-ca.example");
+    add_caa(
+        perspectives[0].dns_ref(),
+        "one.routers.example.com",
+        "issue",
+        "other-ca.example",
+    );
     assert_eq!(caa("one.routers.example.com").await, Ok(()));
     for p in &perspectives[2..4] {
-        add_caa(p.dns_ref(), "two.routers.example.com", "issue", "other-ca.example");
+        add_caa(
+            p.dns_ref(),
+            "two.routers.example.com",
+            "issue",
+            "other-ca.example",
+        );
     }
     let err = caa("two.routers.example.com").await.unwrap_err();
     assert_eq!(err.acme_type(), "caa", "{err}");
@@ -624,7 +673,12 @@ async fn va_api_corroborates_caa_and_txt_checks() {
     assert!(err.detail().contains("perspective 4 (RIPE): caa"), "{err}");
     assert!(!err.detail().contains("other-ca.example"), "{err}");
     // The primary's own refusal needs no corroboration.
-    add_caa(&primary_dns, "primary.routers.example.com", "issue", "other-ca.example");
+    add_caa(
+        &primary_dns,
+        "primary.routers.example.com",
+        "issue",
+        "other-ca.example",
+    );
     let err = caa("primary.routers.example.com").await.unwrap_err();
     assert!(!err.detail().contains("perspective"), "{err}");
 
@@ -660,7 +714,11 @@ fn public_trust_needs_the_br_minimum_of_perspectives() {
     let cfg = f.data_dir().join("fleetca.toml");
     let text = fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("trust = \"private\""), "{text}");
-    fs::write(&cfg, text.replace("trust = \"private\"", "trust = \"public\"")).unwrap();
+    fs::write(
+        &cfg,
+        text.replace("trust = \"private\"", "trust = \"public\""),
+    )
+    .unwrap();
     let serve = |extra: &[&str]| {
         let mut cmd = Command::new(Fleetca::bin());
         cmd.args(["serve", "--data-dir"])
@@ -672,11 +730,18 @@ fn public_trust_needs_the_br_minimum_of_perspectives() {
         support::run(cmd, std::time::Duration::from_secs(60))
     };
     let out = serve(&[]);
-    assert!(!out.success(), "a public tenant without perspectives started\n{out}");
+    assert!(
+        !out.success(),
+        "a public tenant without perspectives started\n{out}"
+    );
     let text = out.combined();
     assert!(text.contains("remote network perspectives"), "{text}");
     assert!(text.contains("BR 3.2.2.9"), "{text}");
     let out = serve(&["--insecure-mpic-minimum", "1"]);
     assert!(!out.success(), "{out}");
-    assert!(out.combined().contains("--insecure-mpic-minimum (tests only)"), "{out}");
+    assert!(
+        out.combined()
+            .contains("--insecure-mpic-minimum (tests only)"),
+        "{out}"
+    );
 }

@@ -393,9 +393,7 @@ impl Ra {
                 let kind = format!("urn:ietf:params:acme:error:{}", e.acme_type())
                     .parse()
                     .unwrap_or(ProblemType::ServerInternal);
-                let evidence = evidence.map(|ev| {
-                    serde_json::json!({ "mpic": ev }).to_string()
-                });
+                let evidence = evidence.map(|ev| serde_json::json!({ "mpic": ev }).to_string());
                 Err((problem(kind, e.to_string()), evidence))
             }
             Ok((Ok(record), _)) => Ok(serde_json::to_string(&record).unwrap_or_default()),

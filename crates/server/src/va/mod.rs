@@ -390,7 +390,11 @@ impl Va {
     }
 
     /// [`Va::check_dns_txt`] from this network only.
-    pub async fn check_dns_txt_here(&self, name: &str, expected: &str) -> Result<(), ValidationError> {
+    pub async fn check_dns_txt_here(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<(), ValidationError> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         // Owner names of proof records start with an underscore label (`_acme-challenge`).
         let labels: Vec<&str> = name

@@ -117,8 +117,7 @@ pub enum Check {
 impl Check {
     /// The remote form of a challenge validation.
     pub fn challenge(req: &ValidationRequest) -> Check {
-        let mut permitted: Vec<String> =
-            req.permitted.dns.iter().map(|d| d.to_string()).collect();
+        let mut permitted: Vec<String> = req.permitted.dns.iter().map(|d| d.to_string()).collect();
         permitted.extend(req.permitted.ip.iter().map(|n| n.to_string()));
         Check::Challenge {
             identifier: req.target.clone(),
@@ -140,7 +139,10 @@ impl Check {
                 wildcard,
                 kind,
                 ..
-            } => format!("{kind} for {}{identifier}", if *wildcard { "*." } else { "" }),
+            } => format!(
+                "{kind} for {}{identifier}",
+                if *wildcard { "*." } else { "" }
+            ),
             Check::Caa { name, wildcard, .. } => {
                 format!("CAA for {}{name}", if *wildcard { "*." } else { "" })
             }
@@ -211,8 +213,11 @@ impl Corroboration {
     /// type among the dissenters, naming which perspectives (number and region) disagreed and
     /// how, never what they saw.
     pub fn to_error(&self) -> ValidationError {
-        let dissent: Vec<&PerspectiveResult> =
-            self.perspectives.iter().filter(|p| !p.corroborates).collect();
+        let dissent: Vec<&PerspectiveResult> = self
+            .perspectives
+            .iter()
+            .filter(|p| !p.corroborates)
+            .collect();
         let mut kinds: Vec<(&str, usize)> = Vec::new();
         for p in &dissent {
             let k = p.problem.as_deref().unwrap_or("connection");
@@ -369,9 +374,7 @@ impl Perspectives {
                 let started = Instant::now();
                 let outcome = tokio::time::timeout(budget, ask(&http, &entry, &check))
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(format!("no answer within {}s", budget.as_secs()))
-                    });
+                    .unwrap_or_else(|_| Err(format!("no answer within {}s", budget.as_secs())));
                 let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 (i, entry, outcome, millis)
             });
@@ -444,7 +447,11 @@ impl Perspectives {
 }
 
 /// One request to one perspective; the error is a fixed description (no remote content).
-async fn ask(http: &reqwest::Client, entry: &PerspectiveEntry, check: &Check) -> Result<Answer, String> {
+async fn ask(
+    http: &reqwest::Client,
+    entry: &PerspectiveEntry,
+    check: &Check,
+) -> Result<Answer, String> {
     let url = format!("{}{VALIDATE_PATH}", entry.url.trim_end_matches('/'));
     let resp = http.post(&url).json(check).send().await.map_err(|e| {
         if e.is_timeout() {
@@ -474,7 +481,9 @@ async fn ask(http: &reqwest::Client, entry: &PerspectiveEntry, check: &Check) ->
     serde_json::from_slice(&body).map_err(|_| "the answer is not a perspective answer".into())
 }
 
-pub(crate) fn read_certs(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, VaError> {
+pub(crate) fn read_certs(
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, VaError> {
     let text = std::fs::read(path)
         .map_err(|e| VaError::Tls(format!("reading {}: {e}", path.display())))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut text.as_slice())

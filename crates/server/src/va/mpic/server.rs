@@ -40,7 +40,11 @@ async fn validate(
     body: Result<Json<Check>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(check)) = body else {
-        return (StatusCode::BAD_REQUEST, "the body is not a perspective check").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "the body is not a perspective check",
+        )
+            .into_response();
     };
     let result = match &check {
         Check::Challenge {
@@ -116,10 +120,12 @@ pub fn tls_config(
             .map_err(|e| VaError::Tls(format!("--client-ca: {e}")))?;
     }
     // No `allow_unauthenticated`: a handshake without a valid client certificate fails.
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| VaError::Tls(format!("--client-ca: {e}")))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| VaError::Tls(format!("--client-ca: {e}")))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| VaError::Tls(e.to_string()))?
