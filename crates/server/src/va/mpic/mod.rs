@@ -505,3 +505,73 @@ pub(crate) fn read_key(path: &Path) -> Result<rustls_pki_types::PrivateKeyDer<'s
         .map_err(|e| VaError::Tls(format!("{}: {e}", path.display())))?
         .ok_or_else(|| VaError::Tls(format!("{} holds no PEM private key", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(index: usize, region: Rir, problem: Option<&str>) -> PerspectiveResult {
+        PerspectiveResult {
+            index,
+            url: format!("https://10.9.8.{index}:8444"),
+            region,
+            corroborates: problem.is_none(),
+            problem: problem.map(str::to_string),
+            reason: problem.map(|_| "TXT value hijacked-secret-value seen".to_string()),
+            millis: 1,
+        }
+    }
+
+    #[test]
+    fn problem_names_dissenters_by_number_and_region_only() {
+        let ev = Corroboration {
+            check: "dns-01 for a.example".into(),
+            at: 0,
+            max_non_corroborating: 1,
+            min_regions: 2,
+            corroborated: false,
+            failure: Some("2 remote network perspective(s) did not corroborate".into()),
+            perspectives: vec![
+                result(1, Rir::Arin, None),
+                result(2, Rir::Ripe, Some("caa")),
+                result(3, Rir::Apnic, Some("caa")),
+                result(4, Rir::Arin, Some("connection")),
+            ],
+        };
+        let e = ev.to_error();
+        assert_eq!(e.acme_type(), "caa");
+        let d = e.detail();
+        assert!(d.contains("perspective 2 (RIPE): caa"), "{d}");
+        assert!(d.contains("perspective 4 (ARIN): connection"), "{d}");
+        assert!(!d.contains("perspective 1"), "{d}");
+        assert!(!d.contains("10.9.8"), "{d}");
+        assert!(!d.contains("hijacked"), "{d}");
+    }
+
+    #[test]
+    fn unknown_problem_names_are_not_trusted() {
+        assert_eq!(known_problem("caa"), "caa");
+        assert_eq!(known_problem("<script>"), "serverInternal");
+        assert!(matches!(
+            error_of_kind("serverInternal", String::new()),
+            ValidationError::Connection(_)
+        ));
+    }
+
+    #[test]
+    fn check_wire_format_is_stable() {
+        let c = Check::DnsTxt {
+            name: "_p.a.example".into(),
+            expected: "v".into(),
+        };
+        let j = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"check": "dns-txt", "name": "_p.a.example", "expected": "v"})
+        );
+        assert!(serde_json::from_value::<Check>(serde_json::json!({"check": "shell"})).is_err());
+        let a: Answer =
+            serde_json::from_value(serde_json::json!({"region": "RIPE", "pass": true})).unwrap();
+        assert_eq!(a.region, Rir::Ripe);
+    }
+}
