@@ -41,6 +41,11 @@ pub enum Trust {
 pub struct CaConfig {
     /// The issuing CA.
     pub ca: CaSection,
+    /// `[mpic]` (main `fleetca.toml` only; every tenant's validations use it): the remote
+    /// network perspectives that corroborate validations and CAA checks (BR §3.2.2.9,
+    /// docs/perspectives.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpic: Option<crate::va::mpic::MpicSection>,
 }
 
 /// The `[ca]` section.

@@ -126,6 +126,7 @@ pub(super) fn prepare(dd: &DataDir, ca: CaSection) -> anyhow::Result<(CaConfig, 
     }
     let permitted = Permitted::parse(&ca.permit).context("invalid --permit")?;
     let cfg = CaConfig {
+        mpic: None,
         ca: CaSection {
             public_base_url: ca.public_base_url.trim_end_matches('/').to_string(),
             ..ca

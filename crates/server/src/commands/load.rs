@@ -333,6 +333,7 @@ mod tests {
 
     fn config(trust: Trust, roots: &[&str], names: &[&str]) -> CaConfig {
         CaConfig {
+            mpic: None,
             ca: CaSection {
                 name: "default".into(),
                 trust,

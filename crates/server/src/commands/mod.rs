@@ -13,6 +13,7 @@ mod init;
 mod listen;
 mod load;
 mod migrate;
+mod perspective;
 mod renew;
 mod root;
 mod seed;
@@ -126,6 +127,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: EabCommand,
     },
+    /// Run a remote network perspective (mutual TLS) that corroborates the CA's validations
+    /// and CAA checks from its own network (CA/B Forum BR 3.2.2.9; docs/perspectives.md).
+    Perspective(Box<perspective::PerspectiveArgs>),
     /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
     Admin {
         /// What to do.
@@ -211,6 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
+        Some(Command::Perspective(a)) => perspective::run(&a),
         Some(Command::RenewEarly(a)) => renew::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::BenchSeed(a)) => seed::run(&a),

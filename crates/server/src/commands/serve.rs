@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
     pub signer_delay_ms: u64,
+    /// TESTS ONLY: the number of remote network perspectives a public-trust tenant needs to
+    /// start, instead of the CA/B Forum BR 3.2.2.9 minimum in force today. Never set it on a
+    /// production CA: its certificates would not meet the Baseline Requirements.
+    #[arg(long, hide = true)]
+    pub insecure_mpic_minimum: Option<usize>,
     /// Listener timeouts and connection caps.
     #[command(flatten)]
     pub listeners: super::listen::ListenerArgs,
@@ -217,6 +222,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         super::load::load_attested_names(&c)?;
         super::load::check_lifetime(&c, clock.now())?;
     }
+    // Likewise the BR 3.2.2.9 minimum of remote perspectives for public-trust tenants.
+    check_perspective_minimum(&dd, &cfg, args.insecure_mpic_minimum)?;
     if args.insecure_skip_validation {
         if cfg.ca.trust == crate::datadir::Trust::Public {
             anyhow::bail!("--insecure-skip-validation is refused for a public-trust CA");
@@ -307,6 +314,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.va_deny_addresses.clone(),
         ),
     })?;
+    let va = with_perspectives(va, &dd, &cfg)?;
     if !args.va_allow_addresses.is_empty() {
         let ranges: Vec<String> = args
             .va_allow_addresses
@@ -490,7 +498,56 @@ fn spawn_crl_refresher(
     });
 }
 
-async fn shutdown_signal() {
+/// Refuses to start when a public-trust tenant has fewer remote perspectives than the BR
+/// require today (BR §3.2.2.9 phase-in), or when a tenant file carries its own `[mpic]`.
+fn check_perspective_minimum(
+    dd: &DataDir,
+    cfg: &crate::datadir::CaConfig,
+    test_minimum: Option<usize>,
+) -> anyhow::Result<()> {
+    let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
+    let today = time::OffsetDateTime::now_utc().date();
+    for (i, t) in dd.load_tenant_configs()?.into_iter().enumerate() {
+        if i > 0 && t.mpic.is_some() {
+            anyhow::bail!(
+                "tenant {:?}: [mpic] belongs in the main fleetca.toml (all tenants share the VA)",
+                t.ca.name
+            );
+        }
+        if t.ca.trust == crate::datadir::Trust::Public {
+            crate::va::mpic::quorum::check_minimum(configured, today, test_minimum)
+                .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", t.ca.name))?;
+        }
+    }
+    if test_minimum.is_some() {
+        tracing::warn!("--insecure-mpic-minimum: the BR 3.2.2.9 minimum of perspectives is not enforced; tests only");
+    }
+    Ok(())
+}
+
+/// Makes `va` a primary VA when `[mpic]` lists perspectives.
+fn with_perspectives(va: Va, dd: &DataDir, cfg: &crate::datadir::CaConfig) -> anyhow::Result<Va> {
+    let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
+    let Some(section) = cfg.mpic.as_ref().filter(|m| !m.perspectives.is_empty()) else {
+        return Ok(va);
+    };
+    let key = if section.client_key.is_absolute() {
+        section.client_key.clone()
+    } else {
+        dd.path().join(&section.client_key)
+    };
+    super::perspective::check_key_mode(&key)?;
+    let perspectives = crate::va::mpic::Perspectives::from_config(section, dd.path())?;
+    let regions: Vec<String> = section
+        .perspectives
+        .iter()
+        .map(|p| p.region.to_string())
+        .collect();
+    tracing::info!(count = configured, regions = %regions.join(","), "validations are corroborated by remote network perspectives");
+    Ok(va.with_perspectives(perspectives))
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -202,6 +202,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
         Trust::Public => (a.organization.clone(), a.country.clone()),
     };
     let mut cfg = CaConfig {
+        mpic: None,
         ca: CaSection {
             name: a.name.clone(),
             trust: a.trust,

@@ -309,14 +309,15 @@ impl Ra {
                     record: Some(record),
                 }
             }
-            Err(problem) => {
+            Err((problem, evidence)) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, detail = %problem.detail, "validation failed");
                 ChallengeOutcome {
                     valid: false,
                     at: self.clock.unix(),
                     authz_expires: authz.expires,
                     error: Some(serde_json::to_string(&problem).unwrap_or_default()),
-                    record: None,
+                    // A failed corroboration is audit evidence too (BR §3.2.2.9).
+                    record: evidence,
                 }
             }
         };
@@ -331,8 +332,8 @@ impl Ra {
         ch: &ChallengeRecord,
         authz: &AuthzRecord,
         acct: &AccountRecord,
-    ) -> std::result::Result<String, Problem> {
-        let internal = |d: &str| Problem::new(ProblemType::ServerInternal, d);
+    ) -> std::result::Result<String, (Problem, Option<String>)> {
+        let internal = |d: &str| (Problem::new(ProblemType::ServerInternal, d), None);
         if self.cfg.skip_validation {
             return Ok(
                 r#"{"skipped":"serve --insecure-skip-validation (load tests only)"}"#.into(),
@@ -376,21 +377,26 @@ impl Ra {
             });
             p
         };
-        match tokio::time::timeout(self.cfg.validation_timeout, self.va.validate(&req)).await {
-            Err(_) => Err(problem(
-                ProblemType::Connection,
-                format!(
-                    "validation of {} timed out after {:?}",
-                    authz.identifier.value, self.cfg.validation_timeout
+        let validation = self.va.validate_audited(&req);
+        match tokio::time::timeout(self.cfg.validation_timeout, validation).await {
+            Err(_) => Err((
+                problem(
+                    ProblemType::Connection,
+                    format!(
+                        "validation of {} timed out after {:?}",
+                        authz.identifier.value, self.cfg.validation_timeout
+                    ),
                 ),
+                None,
             )),
-            Ok(Err(e)) => {
+            Ok((Err(e), evidence)) => {
                 let kind = format!("urn:ietf:params:acme:error:{}", e.acme_type())
                     .parse()
                     .unwrap_or(ProblemType::ServerInternal);
-                Err(problem(kind, e.to_string()))
+                let evidence = evidence.map(|ev| serde_json::json!({ "mpic": ev }).to_string());
+                Err((problem(kind, e.to_string()), evidence))
             }
-            Ok(Ok(record)) => Ok(serde_json::to_string(&record).unwrap_or_default()),
+            Ok((Ok(record), _)) => Ok(serde_json::to_string(&record).unwrap_or_default()),
         }
     }
 }

@@ -23,7 +23,17 @@ pub(crate) async fn validate(
     let expected = expected_txt(key_authorization);
     let mut record = ValidationRecord::new(ChallengeKind::Dns01, &Target::Dns(name.to_string()));
     record.hostname = qname.clone();
-    let rdatas = match inner.resolver.lookup(&qname, RecordType::TXT).await {
+    check_txt(inner, &qname, &expected).await?;
+    Ok(record)
+}
+
+/// A TXT record at `qname` must hold exactly `expected`.
+pub(crate) async fn check_txt(
+    inner: &Inner,
+    qname: &str,
+    expected: &str,
+) -> Result<(), ValidationError> {
+    let rdatas = match inner.resolver.lookup(qname, RecordType::TXT).await {
         Ok(r) => r,
         Err(DnsFailure::NxDomain) | Err(DnsFailure::NoData) => {
             return Err(ValidationError::Unauthorized(format!(
@@ -45,7 +55,7 @@ pub(crate) async fn validate(
                 .flat_map(|s| s.iter().copied())
                 .collect();
             if value == expected.as_bytes() {
-                return Ok(record);
+                return Ok(());
             }
             found += 1;
         }

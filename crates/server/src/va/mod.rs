@@ -32,6 +32,7 @@ mod caa;
 mod dns;
 mod dns01;
 mod http01;
+pub mod mpic;
 mod tls;
 mod tlsalpn01;
 
@@ -190,6 +191,9 @@ pub struct ValidationRecord {
     pub sni: Option<String>,
     /// CAA was checked and allows issuance (always for DNS names; never for IPs).
     pub caa_checked: bool,
+    /// What the remote network perspectives answered (BR §3.2.2.9), when any are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpic: Option<mpic::Corroboration>,
 }
 
 impl ValidationRecord {
@@ -205,6 +209,7 @@ impl ValidationRecord {
             hops: Vec::new(),
             sni: None,
             caa_checked: false,
+            mpic: None,
         }
     }
 }
@@ -279,11 +284,17 @@ pub enum VaError {
 #[derive(Clone)]
 pub struct Va {
     inner: Arc<Inner>,
+    /// Remote network perspectives that must corroborate every result (none: this VA decides
+    /// alone, as a perspective itself does).
+    perspectives: Option<Arc<mpic::Perspectives>>,
 }
 
 impl fmt::Debug for Va {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Va").field("cfg", &self.inner.cfg).finish()
+        f.debug_struct("Va")
+            .field("cfg", &self.inner.cfg)
+            .field("perspectives", &self.perspectives)
+            .finish()
     }
 }
 
@@ -300,7 +311,20 @@ impl Va {
         let tls = tls::TlsClients::new()?;
         Ok(Va {
             inner: Arc::new(Inner { cfg, resolver, tls }),
+            perspectives: None,
         })
+    }
+
+    /// This VA as a primary: every validation and CAA check must then be corroborated by
+    /// `perspectives` (an empty list turns corroboration off).
+    pub fn with_perspectives(mut self, perspectives: mpic::Perspectives) -> Va {
+        self.perspectives = (!perspectives.is_empty()).then(|| Arc::new(perspectives));
+        self
+    }
+
+    /// The remote perspectives configured, if any.
+    pub fn perspectives(&self) -> Option<&mpic::Perspectives> {
+        self.perspectives.as_deref()
     }
 
     /// The configuration in use.
@@ -308,8 +332,92 @@ impl Va {
         &self.inner.cfg
     }
 
-    /// Validates one challenge; for DNS names, then checks CAA (RFC 8659) for the method used.
+    /// Validates one challenge; for DNS names, then checks CAA (RFC 8659) for the method used;
+    /// then has the remote perspectives corroborate both (BR §3.2.2.9) when any are configured.
     pub async fn validate(
+        &self,
+        req: &ValidationRequest,
+    ) -> Result<ValidationRecord, ValidationError> {
+        self.validate_audited(req).await.0
+    }
+
+    /// [`Va::validate`], also returning the corroboration evidence when the perspectives were
+    /// asked (whether or not they corroborated): the caller stores it as the audit record.
+    pub async fn validate_audited(
+        &self,
+        req: &ValidationRequest,
+    ) -> (
+        Result<ValidationRecord, ValidationError>,
+        Option<mpic::Corroboration>,
+    ) {
+        let mut record = match self.validate_here(req).await {
+            Ok(r) => r,
+            Err(e) => return (Err(e), None),
+        };
+        let Some(evidence) = self.corroborate(&mpic::Check::challenge(req)).await else {
+            return (Ok(record), None);
+        };
+        if !evidence.corroborated {
+            return (Err(evidence.to_error()), Some(evidence));
+        }
+        record.mpic = Some(evidence.clone());
+        (Ok(record), Some(evidence))
+    }
+
+    /// Asks the remote perspectives to make `check` (the primary's own check is the caller's);
+    /// `None` when no perspectives are configured.
+    pub async fn corroborate(&self, check: &mpic::Check) -> Option<mpic::Corroboration> {
+        let p = self.perspectives.as_ref()?;
+        Some(p.corroborate(check).await)
+    }
+
+    /// A TXT record at `name` must hold exactly `expected` (a proof of control placed for
+    /// something other than a challenge), here and, when configured, at the perspectives.
+    pub async fn check_dns_txt(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<mpic::Corroboration>, ValidationError> {
+        self.check_dns_txt_here(name, expected).await?;
+        let check = mpic::Check::DnsTxt {
+            name: name.to_string(),
+            expected: expected.to_string(),
+        };
+        match self.corroborate(&check).await {
+            Some(ev) if !ev.corroborated => Err(ev.to_error()),
+            other => Ok(other),
+        }
+    }
+
+    /// [`Va::check_dns_txt`] from this network only.
+    pub async fn check_dns_txt_here(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<(), ValidationError> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        // Owner names of proof records start with an underscore label (`_acme-challenge`).
+        let labels: Vec<&str> = name
+            .split('.')
+            .map(|l| l.strip_prefix('_').unwrap_or(l))
+            .collect();
+        check_dns_name(&labels.join("."))?;
+        match tokio::time::timeout(
+            self.inner.cfg.timeout,
+            dns01::check_txt(&self.inner, &name, expected),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ValidationError::Dns(format!(
+                "TXT lookup for {name} did not finish within {:?}",
+                self.inner.cfg.timeout
+            ))),
+        }
+    }
+
+    /// [`Va::validate`] from this network only (what a perspective does).
+    pub async fn validate_here(
         &self,
         req: &ValidationRequest,
     ) -> Result<ValidationRecord, ValidationError> {
@@ -355,7 +463,7 @@ impl Va {
             }
         };
         if let Target::Dns(name) = &req.target {
-            self.check_caa(
+            self.check_caa_here(
                 name,
                 req.wildcard,
                 &req.account_uri,
@@ -372,7 +480,32 @@ impl Va {
     /// RFC 8659 CAA check for `name` (without `*.`; `wildcard` selects `issuewild`), with the
     /// RFC 8657 `accounturi` and `validationmethods` parameters, for the CA known to domain
     /// owners by `identities` (the tenant's `caaIdentities`). Fails closed on DNS errors.
+    /// When perspectives are configured they must corroborate that CAA allows issuance.
     pub async fn check_caa(
+        &self,
+        name: &str,
+        wildcard: bool,
+        account_uri: &str,
+        method: ChallengeKind,
+        identities: &[String],
+    ) -> Result<(), ValidationError> {
+        self.check_caa_here(name, wildcard, account_uri, method, identities)
+            .await?;
+        let check = mpic::Check::Caa {
+            name: name.to_string(),
+            wildcard,
+            account_uri: account_uri.to_string(),
+            method,
+            caa_identities: identities.to_vec(),
+        };
+        match self.corroborate(&check).await {
+            Some(ev) if !ev.corroborated => Err(ev.to_error()),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Va::check_caa`] from this network only.
+    pub async fn check_caa_here(
         &self,
         name: &str,
         wildcard: bool,
