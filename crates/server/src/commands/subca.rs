@@ -96,6 +96,7 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     super::load::check_lifetime(
         &crate::datadir::CaConfig {
             ca: section.clone(),
+            mpic: None,
         },
         crate::clock::server_clock().now(),
     )?;
@@ -103,6 +104,7 @@ pub(crate) fn csr(a: &CsrArgs) -> anyhow::Result<()> {
     super::init::profile_for(
         &crate::datadir::CaConfig {
             ca: section.clone(),
+            mpic: None,
         },
         Permitted::parse(&a.permit)?,
     )
