@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod backup;
 mod ca;
 mod ca_key;
 mod cert;
@@ -13,6 +14,7 @@ mod listen;
 mod load;
 mod migrate;
 mod renew;
+mod rollover;
 mod root;
 mod seed;
 mod select;
@@ -89,7 +91,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: CertCommand,
     },
-    /// Issuing CAs (tenants): add, list.
+    /// Issuing CAs (tenants): add, list, rollover.
     Tenant {
         /// What to do.
         #[command(subcommand)]
@@ -112,6 +114,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: EabCommand,
     },
+    /// Back up a data directory (configuration, keys, a consistent copy of the SQLite
+    /// database) into one file, while `serve` runs.
+    Backup(backup::BackupArgs),
+    /// Restore a `fleetca backup` file into a new, empty data directory.
+    Restore(backup::RestoreArgs),
     /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
     Admin {
         /// What to do.
@@ -194,6 +201,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
+        Some(Command::Backup(a)) => backup::backup(&a),
+        Some(Command::Restore(a)) => backup::restore(&a),
         Some(Command::RenewEarly(a)) => renew::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::BenchSeed(a)) => seed::run(&a),

@@ -106,10 +106,12 @@ impl Ra {
             ));
         }
         tracing::info!(serial = %cert.serial, reason = ?reason, "certificate revoked");
-        tenant
-            .ca
-            .publish_crl(self.sa.as_ref(), self.clock.as_ref())
-            .await?;
+        // The CRL of the CA that signed it, which may be a retired one (RFC 5280 §5: a CRL
+        // lists certificates of its own issuer).
+        if let Some(ca) = tenant.issuer_of(&cert) {
+            ca.publish_crl(self.sa.as_ref(), self.clock.as_ref())
+                .await?;
+        }
         Ok(())
     }
 }
