@@ -1,0 +1,316 @@
+//! Issuing-CA rollover (`fleetca tenant rollover`) and backup/restore (`fleetca backup`,
+//! `fleetca restore`), end to end against real `fleetca serve` processes: certificates of the
+//! retired CA keep verifying and keep their own CRL, OCSP responder, ARI and chain; new ones
+//! chain to the new CA; a restored data directory serves the same certificates, CRLs and
+//! accounts.
+
+mod client;
+mod support;
+
+use client::Client;
+use acme_types::sign::{AccountKey, AccountKeyKind};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{free_port, run, Fleetca, Tool};
+use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+
+const PERMITS: &[&str] = &["routers.example.com"];
+
+fn ders(path: &Path) -> Vec<Vec<u8>> {
+    pki::cert_info::pem_to_ders(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn serve(ca: &mut Fleetca) {
+    ca.serve_with(
+        free_port(),
+        free_port(),
+        free_port(),
+        &["--insecure-skip-validation"],
+    );
+}
+
+/// Orders `name`, (skipped) validation, finalizes; returns the downloaded chain and order.
+async fn issue(c: &Client, name: &str, extra: Value) -> (Vec<Vec<u8>>, Value) {
+    let mut body = json!({"identifiers": [{"type": "dns", "value": name}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = c.post(&c.url("newOrder"), Some(&body)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let order_url = r.location();
+    let order = r.json();
+    for authz in order["authorizations"].as_array().unwrap() {
+        let a = c.post(authz.as_str().unwrap(), None).await.json();
+        let ch = a["challenges"][0]["url"].as_str().unwrap().to_string();
+        c.post(&ch, Some(&json!({}))).await;
+    }
+    let order = c.poll(&order_url, |o| o["status"] == "ready").await;
+    c.finalize_and_download(&order_url, &order, &[name]).await
+}
+
+/// RFC 9773 §4.1 certID of a certificate.
+fn cert_id(der: &[u8]) -> String {
+    let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
+    let aki = x
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .expect("AKI");
+    acme_types::ari::CertId::from_unsigned_serial(&aki, x.raw_serial()).to_string()
+}
+
+/// The suggested window's end (UNIX seconds) that renewalInfo answers for `leaf`.
+async fn ari_window_end(c: &Client, leaf: &[u8]) -> i64 {
+    let url = format!("{}/{}", c.url("renewalInfo"), cert_id(leaf));
+    let r = c.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    let v: Value = r.json().await.unwrap();
+    let end = v["suggestedWindow"]["end"].as_str().unwrap();
+    time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+/// The CRL distribution point URI of a certificate.
+fn crl_dp(der: &[u8]) -> String {
+    let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
+    let uri = x
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(d) => d.points.iter().find_map(|p| {
+                match &p.distribution_point {
+                    Some(DistributionPointName::FullName(names)) => {
+                        names.iter().find_map(|n| match n {
+                            GeneralName::URI(u) => Some(u.to_string()),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                }
+            }),
+            _ => None,
+        })
+        .expect("CRL distribution point");
+    uri
+}
+
+/// Fetches `/crl/<file>` and returns the serials it lists after checking its signature
+/// against `issuer_der`.
+async fn crl_serials(base: &str, file: &str, issuer_der: &[u8]) -> Vec<Vec<u8>> {
+    let r = reqwest::get(format!("{base}/crl/{file}")).await.unwrap();
+    assert_eq!(r.status(), 200, "{file}");
+    let der = r.bytes().await.unwrap().to_vec();
+    let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+    let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).unwrap();
+    crl.verify_signature(issuer.public_key())
+        .unwrap_or_else(|e| panic!("{file} is not signed by the expected CA: {e:?}"));
+    crl.iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect()
+}
+
+fn serial(der: &[u8]) -> Vec<u8> {
+    x509_parser::parse_x509_certificate(der)
+        .unwrap()
+        .1
+        .raw_serial()
+        .to_vec()
+}
+
+/// `openssl ocsp` for `leaf` issued by `issuer` at `url`: whether it succeeded, and what it
+/// printed.
+fn ocsp_query(
+    work: &Path,
+    root: &Path,
+    issuer: &[u8],
+    leaf: &[u8],
+    url: &str,
+) -> (bool, String) {
+    let issuer_pem = work.join("ocsp-issuer.pem");
+    let leaf_pem = work.join("ocsp-leaf.pem");
+    std::fs::write(&issuer_pem, pki::der_to_pem("CERTIFICATE", issuer)).unwrap();
+    std::fs::write(&leaf_pem, pki::der_to_pem("CERTIFICATE", leaf)).unwrap();
+    let mut cmd = Command::new(Tool::Openssl.path());
+    cmd.args(["ocsp", "-issuer"])
+        .arg(&issuer_pem)
+        .arg("-cert")
+        .arg(&leaf_pem)
+        .args(["-url", url, "-CAfile"])
+        .arg(root)
+        .arg("-verify_other")
+        .arg(&issuer_pem);
+    let out = run(cmd, Duration::from_secs(30));
+    (out.success(), out.combined())
+}
+
+/// [`ocsp_query`] that must get a verified answer; the status it printed.
+fn ocsp_status(work: &Path, root: &Path, issuer: &[u8], leaf: &[u8], url: &str) -> String {
+    let (ok, text) = ocsp_query(work, root, issuer, leaf, url);
+    assert!(ok, "{text}");
+    text
+}
+
+fn verifies(work: &Path, root: &Path, issuer: &[u8], leaf: &[u8]) -> bool {
+    let chain = work.join("verify-chain.pem");
+    let leaf_pem = work.join("verify-leaf.pem");
+    std::fs::write(&chain, pki::der_to_pem("CERTIFICATE", issuer)).unwrap();
+    std::fs::write(&leaf_pem, pki::der_to_pem("CERTIFICATE", leaf)).unwrap();
+    support::openssl_verify(root, &chain, &leaf_pem)
+}
+
+#[test]
+fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certificates() {
+    const TEST: &str =
+        "rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certificates";
+    if !support::require(TEST, &[Tool::Openssl]) {
+        return;
+    }
+    let mut ca = Fleetca::init(PERMITS);
+    let data = ca.data_dir().to_path_buf();
+    let work = ca.scratch().to_path_buf();
+    let root = ca.root_pem_path().to_path_buf();
+    let old_ca = ders(&data.join("ca/default/cert.pem")).remove(0);
+    serve(&mut ca);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key_der = AccountKey::generate(AccountKeyKind::EcdsaP256)
+        .unwrap()
+        .to_pkcs8_der()
+        .to_vec();
+    let account_key = || AccountKey::from_pkcs8_der(&key_der).unwrap();
+    // Two certificates from the first CA: one to revoke after the rollover, one to renew.
+    let (before_a, before_b) = rt.block_on(async {
+        let mut c = Client::with_key(
+            &ca.directory_url(),
+            ca.root_pem(),
+            account_key(),
+        )
+        .await;
+        assert_eq!(c.new_account().await.status, 201);
+        let (a, order) = issue(&c, "a.routers.example.com", json!({})).await;
+        let (b, _) = issue(&c, "b.routers.example.com", json!({})).await;
+        assert_eq!((a[1].clone(), b[1].clone()), (old_ca.clone(), old_ca.clone()));
+        let id = order["certificate"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        ((a, id), b)
+    });
+    let ((before_a, before_a_id), before_b) = (before_a, before_b);
+    ca.stop();
+
+    let out = ca.cli(&["tenant", "rollover", "default", "--renew-all", "--json"]);
+    assert!(out.success(), "{out}");
+    let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(summary["issuer"], "default_g2", "{summary}");
+    assert_eq!(summary["retired"], "default", "{summary}");
+    assert_eq!(summary["live_certificates_of_older_cas"], 2, "{summary}");
+    let new_ca = ders(&data.join("ca/default/cert.pem")).remove(0);
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(
+        ders(&data.join("ca/default/retired/default/cert.pem")).remove(0),
+        old_ca
+    );
+    for key in ["ca/default/key.pem", "ca/default/retired/default/key.pem"] {
+        let mode = std::fs::metadata(data.join(key)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let root_der = ders(&root).remove(0);
+    let (_, new_x) = x509_parser::parse_x509_certificate(&new_ca).unwrap();
+    let (_, old_x) = x509_parser::parse_x509_certificate(&old_ca).unwrap();
+    let (_, root_x) = x509_parser::parse_x509_certificate(&root_der).unwrap();
+    new_x.verify_signature(Some(root_x.public_key())).unwrap();
+    assert_ne!(new_x.subject().as_raw(), old_x.subject().as_raw());
+    assert_eq!(
+        new_x.name_constraints().unwrap().map(|n| n.value.clone()),
+        old_x.name_constraints().unwrap().map(|n| n.value.clone()),
+        "same constraints"
+    );
+    serve(&mut ca);
+    let base = ca.plain_http_url().expect("plain HTTP URL");
+    let after = rt.block_on(async {
+        let mut c = Client::with_key(&ca.directory_url(), ca.root_pem(), account_key()).await;
+        assert_eq!(c.new_account().await.status, 200, "the same account");
+
+        // New certificates chain to the new CA and point at its CRL.
+        let (after, _) = issue(&c, "c.routers.example.com", json!({})).await;
+        assert_eq!(after[1], new_ca, "issued by the new CA");
+        assert!(
+            crl_dp(&after[0]).ends_with("/crl/default_g2.crl"),
+            "{}",
+            crl_dp(&after[0])
+        );
+        assert!(crl_dp(&before_a[0]).ends_with("/crl/default.crl"));
+
+        // --renew-all: the old CA's certificates are due now; the new one's are not.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(ari_window_end(&c, &before_b[0]).await <= now + 1);
+        assert!(ari_window_end(&c, &after[0]).await > now + 86400);
+
+        // Downloaded again after the rollover, the old certificate still comes with its own
+        // issuer's chain (the retired CA), as the new one comes with the new CA's.
+        let url = ca
+            .directory_url()
+            .replace("directory", &format!("cert/{before_a_id}"));
+        let r = c.post(&url, None).await;
+        assert_eq!(r.status, 200);
+        let got = pki::cert_info::pem_to_ders(&String::from_utf8(r.body).unwrap()).unwrap();
+        assert_eq!(got, before_a);
+
+        // The CA certificates are served by id for AIA caIssuers.
+        for (id, want) in [("default", &old_ca), ("default_g2", &new_ca)] {
+            let r = reqwest::get(format!("{base}/ca/{id}.cer")).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(&r.bytes().await.unwrap().to_vec(), want, "{id}");
+        }
+
+        // Renewal the way an ARI client does it (`replaces`, RFC 9773 §5) lands on the new CA.
+        let (renewed, _) = issue(
+            &c,
+            "b.routers.example.com",
+            json!({"replaces": cert_id(&before_b[0])}),
+        )
+        .await;
+        assert_eq!(renewed[1], new_ca);
+        after
+    });
+
+    // Old and new certificates verify against the same root, each through its own CA.
+    assert!(verifies(&work, &root, &old_ca, &before_a[0]));
+    assert!(verifies(&work, &root, &new_ca, &after[0]));
+    assert!(!verifies(&work, &root, &new_ca, &before_a[0]));
+
+    // OCSP: each CA answers for its own certificates, and only for those.
+    let old_url = format!("{base}/ocsp/default");
+    let new_url = format!("{base}/ocsp/default_g2");
+    let status = ocsp_status(&work, &root, &old_ca, &before_a[0], &old_url);
+    assert!(status.contains(": good"), "{status}");
+    let status = ocsp_status(&work, &root, &new_ca, &after[0], &new_url);
+    assert!(status.contains(": good"), "{status}");
+
+    // Revoking an old certificate (operator command, while serving) re-signs the OLD CA's
+    // CRL; the new CA's CRL does not list it.
+    let serial_hex = fleetca::ca::hex(&pki::cert_info::serial_of(&before_a[0]).unwrap());
+    let out = ca.cli(&["cert", "revoke", &serial_hex, "--reason", "superseded"]);
+    assert!(out.success(), "{out}");
+    rt.block_on(async {
+        let old_list = crl_serials(&base, "default.crl", &old_ca).await;
+        assert!(old_list.contains(&serial(&before_a[0])), "listed by the old CA");
+        let new_list = crl_serials(&base, "default_g2.crl", &new_ca).await;
+        assert!(!new_list.contains(&serial(&before_a[0])));
+    });
+    let status = ocsp_status(&work, &root, &old_ca, &before_a[0], &old_url);
+    assert!(status.contains(": revoked"), "{status}");
+    // The new CA's responder does not vouch for the old CA's certificates (RFC 6960 §2.3
+    // `unauthorized`), however the request names the issuer.
+    for issuer in [&old_ca, &new_ca] {
+        let (_, text) = ocsp_query(&work, &root, issuer, &before_a[0], &new_url);
+        assert!(
+            !text.contains(": good") && !text.contains(": revoked"),
+            "{text}"
+        );
+    }
+}
