@@ -237,7 +237,7 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
 
         // New certificates chain to the new CA and point at its CRL.
         let (after, _) = issue(&c, "c.routers.example.com", json!({})).await;
-        assert_eq!(after[1], new_ca, "issued by the new CA");
+        assert!(after[1] == new_ca, "issued by the new CA");
         assert!(
             crl_dp(&after[0]).ends_with("/crl/default_g2.crl"),
             "{}",
@@ -258,7 +258,7 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         let r = c.post(&url, None).await;
         assert_eq!(r.status, 200);
         let got = pki::cert_info::pem_to_ders(&String::from_utf8(r.body).unwrap()).unwrap();
-        assert_eq!(got, before_a);
+        assert!(got == before_a, "the old certificate is served with the retired CA");
 
         // The CA certificates are served by id for AIA caIssuers.
         for (id, want) in [("default", &old_ca), ("default_g2", &new_ca)] {
@@ -274,7 +274,7 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
             json!({"replaces": cert_id(&before_b[0])}),
         )
         .await;
-        assert_eq!(renewed[1], new_ca);
+        assert!(renewed[1] == new_ca, "renewed onto the new CA");
         after
     });
 
@@ -304,13 +304,26 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
     });
     let status = ocsp_status(&work, &root, &old_ca, &before_a[0], &old_url);
     assert!(status.contains(": revoked"), "{status}");
-    // The new CA's responder does not vouch for the old CA's certificates (RFC 6960 §2.3
-    // `unauthorized`), however the request names the issuer.
+    // The new CA's responder does not vouch for the old CA's certificates: a CertID naming
+    // the old CA is `unauthorized` (RFC 6960 §2.3) ...
     for issuer in [&old_ca, &new_ca] {
         let (_, text) = ocsp_query(&work, &root, issuer, &before_a[0], &new_url);
-        assert!(
-            !text.contains(": good") && !text.contains(": revoked"),
-            "{text}"
-        );
+        assert!(text.contains("unauthorized"), "{text}");
     }
+    // ... and one naming the new CA with the old certificate's serial is `unknown`: the serial
+    // is the tenant's, but not this CA's.
+    let issuer_pem = work.join("ocsp-new-ca.pem");
+    std::fs::write(&issuer_pem, pki::der_to_pem("CERTIFICATE", &new_ca)).unwrap();
+    let mut cmd = Command::new(Tool::Openssl.path());
+    cmd.args(["ocsp", "-issuer"])
+        .arg(&issuer_pem)
+        .args(["-serial", &format!("0x{serial_hex}"), "-url", &new_url, "-CAfile"])
+        .arg(&root)
+        .arg("-verify_other")
+        .arg(&issuer_pem);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(
+        out.success() && out.combined().contains(": unknown"),
+        "{out}"
+    );
 }
