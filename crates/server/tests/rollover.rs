@@ -327,3 +327,144 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         "{out}"
     );
 }
+
+/// Every regular file under `dir` (relative path, mode, content), the database excepted.
+fn files(dir: &Path, base: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let rel = p.strip_prefix(base).unwrap().display().to_string();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            files(&p, base, out);
+        } else if !rel.starts_with("fleetca.db") {
+            out.push((rel, meta.permissions().mode() & 0o777, std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_state() {
+    const TEST: &str =
+        "a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_state";
+    if !support::require(TEST, &[Tool::Openssl]) {
+        return;
+    }
+    if std::env::var("FLEETCA_TEST_BACKEND").as_deref() == Ok("postgres") {
+        eprintln!("{TEST}: SQLite only (PostgreSQL is backed up with pg_dump)");
+        return;
+    }
+    let mut ca = Fleetca::init(PERMITS);
+    let data = ca.data_dir().to_path_buf();
+    let work = ca.scratch().to_path_buf();
+    let root = ca.root_pem_path().to_path_buf();
+    let issuing = ders(&data.join("ca/default/cert.pem")).remove(0);
+    serve(&mut ca);
+    let key_der = AccountKey::generate(AccountKeyKind::EcdsaP256)
+        .unwrap()
+        .to_pkcs8_der()
+        .to_vec();
+    let account_key = || AccountKey::from_pkcs8_der(&key_der).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (kept, revoked, kept_id) = rt.block_on(async {
+        let mut c = Client::with_key(&ca.directory_url(), ca.root_pem(), account_key()).await;
+        assert_eq!(c.new_account().await.status, 201);
+        let (kept, order) = issue(&c, "kept.routers.example.com", json!({})).await;
+        let (revoked, _) = issue(&c, "gone.routers.example.com", json!({})).await;
+        let id = order["certificate"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        (kept, revoked, id)
+    });
+    let revoked_serial = fleetca::ca::hex(&pki::cert_info::serial_of(&revoked[0]).unwrap());
+    let out = ca.cli(&["cert", "revoke", &revoked_serial, "--reason", "superseded"]);
+    assert!(out.success(), "{out}");
+
+    // Backed up while `serve` runs (and holds the database open in WAL mode).
+    let backup = work.join("ca.backup");
+    let backup_s = backup.to_str().unwrap();
+    let out = ca.cli(&["backup", "--to", backup_s]);
+    assert!(out.success(), "{out}");
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the backup holds keys");
+    // Never overwritten.
+    let out = ca.cli(&["backup", "--to", backup_s]);
+    assert!(!out.success() && out.combined().contains("must not exist"), "{out}");
+    // A PostgreSQL deployment is pointed at pg_dump, and nothing is written.
+    let pg_target = work.join("pg.backup");
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.args(["backup", "--to"])
+        .arg(&pg_target)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("FLEETCA_DATABASE", "postgres://127.0.0.1:9/fleetca");
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(!out.success() && out.combined().contains("pg_dump"), "{out}");
+    assert!(!pg_target.exists());
+
+    let restore = |target: &Path| {
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["restore", "--from", backup_s, "--data-dir"])
+            .arg(target);
+        run(cmd, Duration::from_secs(60))
+    };
+    // A non-empty target is refused and left as it was.
+    let busy = work.join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("keep"), "x").unwrap();
+    let out = restore(&busy);
+    assert!(!out.success() && out.combined().contains("not empty"), "{out}");
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+
+    let restored = work.join("restored");
+    let out = restore(&restored);
+    assert!(out.success(), "{out}");
+    // The same files with the same modes (keys 0600).
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    files(&data, &data, &mut a);
+    files(&restored, &restored, &mut b);
+    assert_eq!(
+        a.iter().map(|(p, m, _)| (p, m)).collect::<Vec<_>>(),
+        b.iter().map(|(p, m, _)| (p, m)).collect::<Vec<_>>()
+    );
+    assert!(a == b, "same contents");
+    assert!(b
+        .iter()
+        .any(|(p, m, _)| p == "ca/default/key.pem" && *m == 0o600));
+
+    // The original goes away, the restored directory takes its place: nothing the restored
+    // server serves can come from the original.
+    ca.stop();
+    std::fs::rename(&data, work.join("original")).unwrap();
+    std::fs::rename(&restored, &data).unwrap();
+    serve(&mut ca);
+    let base = ca.plain_http_url().expect("plain HTTP URL");
+    rt.block_on(async {
+        // The same account (an old account key still places orders) ...
+        let mut c = Client::with_key(&ca.directory_url(), ca.root_pem(), account_key()).await;
+        assert_eq!(c.new_account().await.status, 200, "the account was restored");
+        // ... with its certificate ...
+        let url = ca
+            .directory_url()
+            .replace("directory", &format!("cert/{kept_id}"));
+        let r = c.post(&url, None).await;
+        assert_eq!(r.status, 200);
+        let got = pki::cert_info::pem_to_ders(&String::from_utf8(r.body).unwrap()).unwrap();
+        assert!(got == kept, "the same certificate and chain");
+        let (new, _) = issue(&c, "new.routers.example.com", json!({})).await;
+        assert!(new[1] == issuing, "issued by the restored CA");
+        // ... and the same revocations in the CRL.
+        let listed = crl_serials(&base, "default.crl", &issuing).await;
+        assert!(listed.contains(&serial(&revoked[0])));
+        assert!(!listed.contains(&serial(&kept[0])));
+    });
+    let ocsp = format!("{base}/ocsp/default");
+    let status = ocsp_status(&work, &root, &issuing, &revoked[0], &ocsp);
+    assert!(status.contains(": revoked"), "{status}");
+    let status = ocsp_status(&work, &root, &issuing, &kept[0], &ocsp);
+    assert!(status.contains(": good"), "{status}");
+}
