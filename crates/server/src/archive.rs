@@ -144,7 +144,11 @@ fn safe_path(raw: &str) -> std::io::Result<PathBuf> {
         match c {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
-            _ => return Err(invalid(format!("entry {raw:?} would leave the target directory"))),
+            _ => {
+                return Err(invalid(format!(
+                    "entry {raw:?} would leave the target directory"
+                )))
+            }
         }
     }
     if out.as_os_str().is_empty() {
@@ -168,7 +172,10 @@ impl<R: Read> Reader<R> {
 
     /// The next entry, `None` at the end; skips what the caller left of the previous one.
     pub fn next_entry(&mut self) -> std::io::Result<Option<Entry>> {
-        std::io::copy(&mut (&mut self.input).take(self.pending), &mut std::io::sink())?;
+        std::io::copy(
+            &mut (&mut self.input).take(self.pending),
+            &mut std::io::sink(),
+        )?;
         self.pending = 0;
         let mut h = [0u8; BLOCK];
         self.input.read_exact(&mut h)?;

@@ -7,8 +7,8 @@
 mod client;
 mod support;
 
-use client::Client;
 use acme_types::sign::{AccountKey, AccountKeyKind};
+use client::Client;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -84,8 +84,8 @@ fn crl_dp(der: &[u8]) -> String {
     let uri = x
         .iter_extensions()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::CRLDistributionPoints(d) => d.points.iter().find_map(|p| {
-                match &p.distribution_point {
+            ParsedExtension::CRLDistributionPoints(d) => {
+                d.points.iter().find_map(|p| match &p.distribution_point {
                     Some(DistributionPointName::FullName(names)) => {
                         names.iter().find_map(|n| match n {
                             GeneralName::URI(u) => Some(u.to_string()),
@@ -93,8 +93,8 @@ fn crl_dp(der: &[u8]) -> String {
                         })
                     }
                     _ => None,
-                }
-            }),
+                })
+            }
             _ => None,
         })
         .expect("CRL distribution point");
@@ -126,13 +126,7 @@ fn serial(der: &[u8]) -> Vec<u8> {
 
 /// `openssl ocsp` for `leaf` issued by `issuer` at `url`: whether it succeeded, and what it
 /// printed.
-fn ocsp_query(
-    work: &Path,
-    root: &Path,
-    issuer: &[u8],
-    leaf: &[u8],
-    url: &str,
-) -> (bool, String) {
+fn ocsp_query(work: &Path, root: &Path, issuer: &[u8], leaf: &[u8], url: &str) -> (bool, String) {
     let issuer_pem = work.join("ocsp-issuer.pem");
     let leaf_pem = work.join("ocsp-leaf.pem");
     std::fs::write(&issuer_pem, pki::der_to_pem("CERTIFICATE", issuer)).unwrap();
@@ -186,17 +180,21 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
     let account_key = || AccountKey::from_pkcs8_der(&key_der).unwrap();
     // Two certificates from the first CA: one to revoke after the rollover, one to renew.
     let (before_a, before_b) = rt.block_on(async {
-        let mut c = Client::with_key(
-            &ca.directory_url(),
-            ca.root_pem(),
-            account_key(),
-        )
-        .await;
+        let mut c = Client::with_key(&ca.directory_url(), ca.root_pem(), account_key()).await;
         assert_eq!(c.new_account().await.status, 201);
         let (a, order) = issue(&c, "a.routers.example.com", json!({})).await;
         let (b, _) = issue(&c, "b.routers.example.com", json!({})).await;
-        assert_eq!((a[1].clone(), b[1].clone()), (old_ca.clone(), old_ca.clone()));
-        let id = order["certificate"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        assert_eq!(
+            (a[1].clone(), b[1].clone()),
+            (old_ca.clone(), old_ca.clone())
+        );
+        let id = order["certificate"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
         ((a, id), b)
     });
     let ((before_a, before_a_id), before_b) = (before_a, before_b);
@@ -215,7 +213,10 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         old_ca
     );
     for key in ["ca/default/key.pem", "ca/default/retired/default/key.pem"] {
-        let mode = std::fs::metadata(data.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
     let root_der = ders(&root).remove(0);
@@ -258,7 +259,10 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         let r = c.post(&url, None).await;
         assert_eq!(r.status, 200);
         let got = pki::cert_info::pem_to_ders(&String::from_utf8(r.body).unwrap()).unwrap();
-        assert!(got == before_a, "the old certificate is served with the retired CA");
+        assert!(
+            got == before_a,
+            "the old certificate is served with the retired CA"
+        );
 
         // The CA certificates are served by id for AIA caIssuers.
         for (id, want) in [("default", &old_ca), ("default_g2", &new_ca)] {
@@ -298,7 +302,10 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
     assert!(out.success(), "{out}");
     rt.block_on(async {
         let old_list = crl_serials(&base, "default.crl", &old_ca).await;
-        assert!(old_list.contains(&serial(&before_a[0])), "listed by the old CA");
+        assert!(
+            old_list.contains(&serial(&before_a[0])),
+            "listed by the old CA"
+        );
         let new_list = crl_serials(&base, "default_g2.crl", &new_ca).await;
         assert!(!new_list.contains(&serial(&before_a[0])));
     });
@@ -317,7 +324,13 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
     let mut cmd = Command::new(Tool::Openssl.path());
     cmd.args(["ocsp", "-issuer"])
         .arg(&issuer_pem)
-        .args(["-serial", &format!("0x{serial_hex}"), "-url", &new_url, "-CAfile"])
+        .args([
+            "-serial",
+            &format!("0x{serial_hex}"),
+            "-url",
+            &new_url,
+            "-CAfile",
+        ])
         .arg(&root)
         .arg("-verify_other")
         .arg(&issuer_pem);
@@ -337,7 +350,11 @@ fn files(dir: &Path, base: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
         if meta.is_dir() {
             files(&p, base, out);
         } else if !rel.starts_with("fleetca.db") {
-            out.push((rel, meta.permissions().mode() & 0o777, std::fs::read(&p).unwrap()));
+            out.push((
+                rel,
+                meta.permissions().mode() & 0o777,
+                std::fs::read(&p).unwrap(),
+            ));
         }
     }
     out.sort();
@@ -393,7 +410,10 @@ fn a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_st
     assert_eq!(mode & 0o777, 0o600, "the backup holds keys");
     // Never overwritten.
     let out = ca.cli(&["backup", "--to", backup_s]);
-    assert!(!out.success() && out.combined().contains("must not exist"), "{out}");
+    assert!(
+        !out.success() && out.combined().contains("must not exist"),
+        "{out}"
+    );
     // A PostgreSQL deployment is pointed at pg_dump, and nothing is written.
     let pg_target = work.join("pg.backup");
     let mut cmd = Command::new(Fleetca::bin());
@@ -403,7 +423,10 @@ fn a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_st
         .arg(&data)
         .env("FLEETCA_DATABASE", "postgres://127.0.0.1:9/fleetca");
     let out = run(cmd, Duration::from_secs(30));
-    assert!(!out.success() && out.combined().contains("pg_dump"), "{out}");
+    assert!(
+        !out.success() && out.combined().contains("pg_dump"),
+        "{out}"
+    );
     assert!(!pg_target.exists());
 
     let restore = |target: &Path| {
@@ -417,7 +440,10 @@ fn a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_st
     std::fs::create_dir(&busy).unwrap();
     std::fs::write(busy.join("keep"), "x").unwrap();
     let out = restore(&busy);
-    assert!(!out.success() && out.combined().contains("not empty"), "{out}");
+    assert!(
+        !out.success() && out.combined().contains("not empty"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
 
     let restored = work.join("restored");
@@ -446,7 +472,11 @@ fn a_backup_taken_while_serving_restores_into_a_fresh_directory_with_the_same_st
     rt.block_on(async {
         // The same account (an old account key still places orders) ...
         let mut c = Client::with_key(&ca.directory_url(), ca.root_pem(), account_key()).await;
-        assert_eq!(c.new_account().await.status, 200, "the account was restored");
+        assert_eq!(
+            c.new_account().await.status,
+            200,
+            "the account was restored"
+        );
         // ... with its certificate ...
         let url = ca
             .directory_url()

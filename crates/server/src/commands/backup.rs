@@ -169,8 +169,8 @@ pub(crate) fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let input = std::fs::File::open(&a.from)
-        .with_context(|| format!("opening {}", a.from.display()))?;
+    let input =
+        std::fs::File::open(&a.from).with_context(|| format!("opening {}", a.from.display()))?;
     std::fs::create_dir_all(target)?;
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o700))?;
     let result = unpack(input, target);

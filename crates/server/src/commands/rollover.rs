@@ -64,9 +64,7 @@ pub(crate) fn run(a: &RolloverArgs) -> anyhow::Result<()> {
         .load_tenant_configs()?
         .into_iter()
         .find(|c| c.ca.name == a.name)
-        .ok_or_else(|| {
-            anyhow::anyhow!("no tenant {:?} in {}", a.name, dd.path().display())
-        })?;
+        .ok_or_else(|| anyhow::anyhow!("no tenant {:?} in {}", a.name, dd.path().display()))?;
     if cfg.ca.trust != Trust::Private {
         anyhow::bail!(
             "tenant {:?} is publicly trusted: its new issuing CA must be signed by the outside root, which `tenant rollover` does not do yet (see docs/rollover-backup.md)",

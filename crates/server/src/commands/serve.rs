@@ -278,9 +278,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
         let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
-        let retired =
-            super::load::load_retired_cas(&dd, &tcfg, passphrase.as_deref(), pin_file)
-                .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
+        let retired = super::load::load_retired_cas(&dd, &tcfg, passphrase.as_deref(), pin_file)
+            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {
             name: tcfg.ca.name.clone(),
             base_url: base_url.clone(),

@@ -14,8 +14,7 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path) -> Result<(), SaError> {
     let from = rusqlite::Connection::open_with_flags(
         src,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    ?;
+    )?;
     from.busy_timeout(std::time::Duration::from_secs(5))?;
     let mut to = rusqlite::Connection::open(dst)?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o600))
@@ -33,7 +32,11 @@ pub fn sqlite_snapshot(src: &Path, dst: &Path) -> Result<(), SaError> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            _ => return Err(SaError::Corrupt("unexpected SQLite backup step result".into())),
+            _ => {
+                return Err(SaError::Corrupt(
+                    "unexpected SQLite backup step result".into(),
+                ))
+            }
         }
     }
     drop(backup);

@@ -331,7 +331,10 @@ async fn suite(sa: Arc<dyn Storage>) {
     let revoked = sa.revoked_certs("default", "default", 1000).await.unwrap();
     assert_eq!((revoked.len(), revoked[0].reason), (1, Some(1)));
     assert!(
-        sa.revoked_certs("default", "default", 6000).await.unwrap().is_empty(),
+        sa.revoked_certs("default", "default", 6000)
+            .await
+            .unwrap()
+            .is_empty(),
         "expired entries drop off"
     );
 

@@ -24,13 +24,12 @@ async fn download(
             v.require_post_as_get()?;
             let cert = wfe.ra.get_cert(&t, v.account()?, &id).await?;
             // Each certificate is served with its own issuer's chain, also after a rollover.
-            let ca =
-                t.issuer_of(&cert).ok_or_else(|| {
-                    Error::internal(format!(
-                        "the issuing CA {:?} of this certificate is not loaded",
-                        cert.issuer_id()
-                    ))
-                })?;
+            let ca = t.issuer_of(&cert).ok_or_else(|| {
+                Error::internal(format!(
+                    "the issuing CA {:?} of this certificate is not loaded",
+                    cert.issuer_id()
+                ))
+            })?;
             let chains = ca.chains();
             let index = match alt.as_deref() {
                 None => 0,
