@@ -198,6 +198,14 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         ((a, id), b)
     });
     let ((before_a, before_a_id), before_b) = (before_a, before_b);
+    // A certificate lego obtained from the old CA, renewed by lego after the rollover.
+    let lego = support::lego_run(
+        &ca.endpoint(),
+        &["lego.routers.example.com"],
+        support::Challenge::Http01 { port: free_port() },
+    )
+    .unwrap_or_else(|o| panic!("lego run: {o}"));
+    assert!(ders(&lego.issuer_path)[0] == old_ca);
     ca.stop();
 
     let out = ca.cli(&["tenant", "rollover", "default", "--renew-all", "--json"]);
@@ -205,7 +213,7 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
     let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(summary["issuer"], "default_g2", "{summary}");
     assert_eq!(summary["retired"], "default", "{summary}");
-    assert_eq!(summary["live_certificates_of_older_cas"], 2, "{summary}");
+    assert_eq!(summary["live_certificates_of_older_cas"], 3, "{summary}");
     let new_ca = ders(&data.join("ca/default/cert.pem")).remove(0);
     assert_ne!(new_ca, old_ca);
     assert_eq!(
@@ -281,6 +289,64 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         assert!(renewed[1] == new_ca, "renewed onto the new CA");
         after
     });
+
+    // lego renews its certificate onto the new CA (`--days 45`: a 30-day certificate is due).
+    // lego files its account under the server's host and port, which the restart changed:
+    // the same account, moved to the new address.
+    let accounts = lego.lego_path.join("accounts");
+    let old_dir = std::fs::read_dir(&accounts)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let old_port = old_dir.file_name().unwrap().to_str().unwrap()["127.0.0.1_".len()..].to_string();
+    let new_port = ca
+        .directory_url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let new_dir = accounts.join(format!("127.0.0.1_{new_port}"));
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(&old_dir)
+        .arg(&new_dir)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let account_json = new_dir.join(support::EMAIL).join("account.json");
+    let text = std::fs::read_to_string(&account_json).unwrap();
+    std::fs::write(
+        &account_json,
+        text.replace(
+            &format!("127.0.0.1:{old_port}"),
+            &format!("127.0.0.1:{new_port}"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(Tool::Lego.path());
+    cmd.env("LEGO_CA_CERTIFICATES", &root)
+        .arg("--path")
+        .arg(&lego.lego_path)
+        .args(["--accept-tos", "--email", support::EMAIL])
+        .args(["--server", &ca.directory_url()])
+        .args(["--domains", "lego.routers.example.com"])
+        .args([
+            "--http",
+            "--http.port",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["renew", "--days", "45", "--no-random-sleep"]);
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(out.success(), "{out}");
+    assert!(
+        ders(&lego.issuer_path)[0] == new_ca,
+        "lego's renewed certificate comes from the new CA"
+    );
 
     // Old and new certificates verify against the same root, each through its own CA.
     assert!(verifies(&work, &root, &old_ca, &before_a[0]));
