@@ -14,6 +14,8 @@
 //! DIR/ca/default/request.csr  the CSR sent to the outside root (public trust)
 //! DIR/ca/NAME/tenant.toml     another tenant's configuration (`fleetca tenant add`), same
 //!                             `[ca]` schema as fleetca.toml; its key and cert beside it
+//! DIR/ca/NAME/retired/ID/     an issuing CA replaced by `fleetca tenant rollover`:
+//!                             issuer.toml, cert.pem, key.pem (unless in a PKCS#11 token)
 //! DIR/tls/{key,cert}.pem      the server's own HTTPS certificate (chain: leaf, server TLS CA)
 //! DIR/tls/ca-{key,cert}.pem   server TLS CA: under the root, constrained to the server's names
 //! DIR/tls/root.pem            anchor of that certificate in public-trust mode
@@ -112,6 +114,29 @@ pub struct CaSection {
     /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Section>,
+    /// The id of the active issuing CA (`ca/NAME/{key,cert}.pem`) after `fleetca tenant
+    /// rollover` (`NAME_g2`, ...); absent: the tenant's first CA, whose id is its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+impl CaSection {
+    /// The id of the active issuing CA (names its CRL, OCSP and caIssuers URLs).
+    pub fn issuer_id(&self) -> &str {
+        self.issuer.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// `ca/NAME/retired/ID/issuer.toml`: a retired issuing CA (see `commands::rollover`). Its
+/// certificate and, for a file key, its key sit beside this file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredIssuer {
+    /// The CA's id, as its certificates record it.
+    pub id: String,
+    /// Where its key is, when it is in a PKCS#11 token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Section>,
 }
 
 /// Where a tenant's issuing CA key lives in a PKCS#11 token (HSM). Only these three names are
@@ -206,6 +231,10 @@ impl DataDir {
     /// CSR for the outside root (public trust).
     pub fn ca_csr(&self, tenant: &str) -> PathBuf {
         self.ca_dir(tenant).join("request.csr")
+    }
+    /// Where a tenant's retired issuing CAs are kept, one directory per CA id.
+    pub fn retired_dir(&self, tenant: &str) -> PathBuf {
+        self.ca_dir(tenant).join("retired")
     }
     /// Server TLS key.
     pub fn tls_key(&self) -> PathBuf {

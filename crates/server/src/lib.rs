@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod archive;
 pub mod bench;
 pub mod ca;
 pub mod clock;

@@ -1,5 +1,5 @@
-//! A tenant is one issuing CA with its own directory, policy and accounts. This issue ships
-//! the `default` tenant; the routes and storage are already keyed by tenant name.
+//! A tenant is one issuing CA with its own directory, policy and accounts (plus, after a
+//! rollover, the retired CAs that still answer for what they issued).
 
 use crate::ca::IssuingCa;
 use std::sync::Arc;
@@ -10,8 +10,11 @@ pub struct Tenant {
     pub name: String,
     /// External base URL of the ACME server (`https://host:port`).
     pub base_url: String,
-    /// The issuing CA that signs for this tenant.
+    /// The issuing CA that signs for this tenant (the active one).
     pub ca: Arc<IssuingCa>,
+    /// Issuing CAs replaced by `fleetca tenant rollover`: they sign nothing new but keep
+    /// serving CRLs, OCSP, ARI and chains for the certificates they issued until those expire.
+    pub retired: Vec<Arc<IssuingCa>>,
     /// `meta.termsOfService`: if set, newAccount requires `termsOfServiceAgreed`.
     pub terms_of_service: Option<String>,
     /// `meta.website`.
@@ -31,6 +34,22 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Every issuing CA of this tenant, the active one first.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<IssuingCa>> {
+        std::iter::once(&self.ca).chain(self.retired.iter())
+    }
+
+    /// The issuing CA with this id, active or retired.
+    pub fn issuer(&self, id: &str) -> Option<&Arc<IssuingCa>> {
+        self.issuers().find(|ca| ca.id() == id)
+    }
+
+    /// The issuing CA that signed `cert` (its CRL, OCSP responder and chain). `None` only when
+    /// that CA's files were removed from the data directory.
+    pub fn issuer_of(&self, cert: &crate::sa::CertRecord) -> Option<&Arc<IssuingCa>> {
+        self.issuer(cert.issuer_id())
+    }
+
     /// The URL of an ACME resource of this tenant (`<base>/acme/<name>/<path>`).
     pub fn url(&self, path: &str) -> String {
         format!("{}/acme/{}/{}", self.base_url, self.name, path)

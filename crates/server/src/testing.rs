@@ -48,6 +48,7 @@ pub async fn ra_with_tenant(
     .expect("issuer");
     let ca = Arc::new(IssuingCa::new(IssuingCaParts {
         name: "default".into(),
+        tenant: "default".into(),
         issuer,
         signer,
         cert_der,
@@ -68,6 +69,7 @@ pub async fn ra_with_tenant(
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
         attestation_roots,
         attested_names: Vec::new(),
+        retired: Vec::new(),
     });
     let clock = Arc::new(OffsetClock::default());
     let sa: Arc<dyn Storage> = Arc::new(

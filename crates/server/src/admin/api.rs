@@ -276,7 +276,14 @@ pub(super) async fn certificate_revoke(
     };
     let c = find_one(&st, &serial, b.tenant).await?;
     let tenant = st.tenant(&c.tenant)?;
-    match ops::revoke_cert(st.db.as_ref(), &tenant.ca, &c, reason, &actor(&tok)).await {
+    // The CRL to re-sign is that of the CA that signed it, which may be a retired one.
+    let ca = tenant.issuer(c.issuer_id()).ok_or_else(|| {
+        ApiError::internal(format!(
+            "the issuing CA {:?} of this certificate is not loaded",
+            c.issuer_id()
+        ))
+    })?;
+    match ops::revoke_cert(st.db.as_ref(), ca, &c, reason, &actor(&tok)).await {
         Ok(crl_number) => ok(json!({
             "serial": c.serial, "status": "revoked", "reason": reason, "crl_number": crl_number
         })),

@@ -61,7 +61,7 @@ impl IssuingCa {
         let _guard = self.crl_lock.lock().await;
         let now = clock.now();
         let entries = store
-            .revoked_certs_in_shard(&self.name, shard, now.unix_timestamp())
+            .revoked_certs_in_shard(&self.tenant, &self.name, shard, now.unix_timestamp())
             .await?;
         let prev = store.get_crl_shard(&self.name, shard).await?;
         if let Some(p) = &prev {

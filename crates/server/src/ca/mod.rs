@@ -40,9 +40,14 @@ pub struct Issued {
     pub not_after: i64,
 }
 
-/// One issuing CA: its certificate, signer, policy and chains.
+/// One issuing CA: its certificate, signer, policy and chains. A tenant has one active CA and,
+/// after `fleetca tenant rollover`, retired ones that still answer for what they issued.
 pub struct IssuingCa {
+    /// The CA's id: names its CRL, OCSP and caIssuers URLs and its stored CRLs. The tenant's
+    /// first CA has the tenant's name; later ones `<tenant>_g<N>` (see `commands::rollover`).
     name: String,
+    /// The tenant whose certificates (`certificates.tenant`) this CA signs.
+    tenant: String,
     issuer: Issuer,
     signer: Arc<dyn Signer>,
     cert_der: Vec<u8>,
@@ -63,8 +68,10 @@ pub struct IssuingCa {
 
 /// Everything needed to build an [`IssuingCa`].
 pub struct IssuingCaParts {
-    /// Tenant name; also names the CRL and caIssuers files.
+    /// The CA's id (the tenant name for its first CA); names the CRL and caIssuers files.
     pub name: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// The `pki` issuer (certificate, signer, profile).
     pub issuer: Issuer,
     /// The same signer, for CRLs.
@@ -102,6 +109,7 @@ impl IssuingCa {
         );
         Self {
             name: p.name,
+            tenant: p.tenant,
             issuer: p.issuer,
             signer: p.signer,
             cert_der: p.cert_der,
@@ -115,6 +123,16 @@ impl IssuingCa {
             backdate: p.backdate,
             crl_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The CA's id (see [`IssuingCa`]); certificates record it (`CertRecord::issuer_id`).
+    pub fn id(&self) -> &str {
+        &self.name
+    }
+
+    /// The tenant this CA belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The names this CA may certify.
@@ -234,7 +252,9 @@ impl IssuingCa {
     pub async fn publish_crl(&self, sa: &dyn Storage, clock: &dyn Clock) -> Result<CrlRecord> {
         let _guard = self.crl_lock.lock().await;
         let now = clock.now();
-        let entries = sa.revoked_certs(&self.name, now.unix_timestamp()).await?;
+        let entries = sa
+            .revoked_certs(&self.tenant, &self.name, now.unix_timestamp())
+            .await?;
         let prev = sa.get_crl(&self.name).await?;
         // CRL numbers must increase (RFC 5280 §5.2.3); seconds since the epoch do across
         // restarts and nodes, and prev+1 covers two CRLs within one second.

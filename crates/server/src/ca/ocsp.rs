@@ -73,7 +73,7 @@ impl IssuingCa {
         for c in &query.certs {
             let serial = super::hex(&c.serial);
             let rec = sa
-                .get_cert_by_serial(&self.name, &serial)
+                .get_cert_by_serial(&self.tenant, &serial)
                 .await
                 .map_err(|e| {
                     // An outage is "ask again shortly" (tryLater), not a responder fault.
@@ -83,6 +83,9 @@ impl IssuingCa {
                         OcspError::Internal(e.to_string())
                     }
                 })?;
+            // A serial of the same tenant signed by another of its CAs (before or after a
+            // rollover) is not this CA's to vouch for.
+            let rec = rec.filter(|r| r.issuer_id() == self.name);
             statuses.push(match rec {
                 None => CertStatus::Unknown,
                 Some(r) => match r.revoked_at {

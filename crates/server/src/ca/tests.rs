@@ -54,6 +54,7 @@ fn ca_with(signer: Arc<Switchable>) -> IssuingCa {
     .unwrap();
     IssuingCa::new(IssuingCaParts {
         name: "default".into(),
+        tenant: "default".into(),
         issuer,
         signer,
         cert_der,

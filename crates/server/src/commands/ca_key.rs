@@ -47,9 +47,28 @@ pub(super) fn create_issuing_key(
     p11: &Pkcs11Args,
     pin_file: Option<&Path>,
 ) -> anyhow::Result<(Arc<dyn Signer>, Option<Pkcs11Section>)> {
+    create_key_at(
+        &dd.ca_key(tenant),
+        tenant,
+        key_type,
+        passphrase,
+        p11,
+        pin_file,
+    )
+}
+
+/// [`create_issuing_key`] writing a file key to `key_file`.
+pub(super) fn create_key_at(
+    key_file: &Path,
+    tenant: &str,
+    key_type: KeyType,
+    passphrase: Option<&[u8]>,
+    p11: &Pkcs11Args,
+    pin_file: Option<&Path>,
+) -> anyhow::Result<(Arc<dyn Signer>, Option<Pkcs11Section>)> {
     let (Some(module), Some(token)) = (&p11.pkcs11_module, &p11.pkcs11_token) else {
         let key = pki::keys::generate(key_type)?;
-        pki::keys::write_key_pem(&dd.ca_key(tenant), &key, passphrase)?;
+        pki::keys::write_key_pem(key_file, &key, passphrase)?;
         return Ok((Arc::new(FileSigner::new(key)), None));
     };
     let pin = pin(
@@ -75,8 +94,25 @@ pub(crate) fn open_issuing_key(
     passphrase: Option<&[u8]>,
     pin_file: Option<&Path>,
 ) -> anyhow::Result<Arc<dyn Signer>> {
-    let name = &cfg.ca.name;
-    match &cfg.ca.pkcs11 {
+    open_key(
+        &cfg.ca.name,
+        &dd.ca_key(&cfg.ca.name),
+        cfg.ca.pkcs11.as_ref(),
+        passphrase,
+        pin_file,
+    )
+}
+
+/// Opens an issuing CA key of tenant `name`: in the token `pkcs11` names, else the file
+/// `key_file` (a retired CA's key sits in its own directory, see `commands::rollover`).
+pub(crate) fn open_key(
+    name: &str,
+    key_file: &Path,
+    pkcs11: Option<&Pkcs11Section>,
+    passphrase: Option<&[u8]>,
+    pin_file: Option<&Path>,
+) -> anyhow::Result<Arc<dyn Signer>> {
+    match pkcs11 {
         Some(p11) => {
             let pin = pin(pin_file, &format!("the issuing CA key of tenant {name:?}"))?;
             let signer = Pkcs11Signer::open(&p11.key_ref(), &pin).with_context(|| {
@@ -88,8 +124,8 @@ pub(crate) fn open_issuing_key(
             Ok(Arc::new(signer))
         }
         None => Ok(Arc::new(
-            FileSigner::load(&dd.ca_key(name), passphrase)
-                .with_context(|| format!("loading {}", dd.ca_key(name).display()))?,
+            FileSigner::load(key_file, passphrase)
+                .with_context(|| format!("loading {}", key_file.display()))?,
         )),
     }
 }

@@ -226,9 +226,11 @@ fn revoke(a: &RevokeArgs) -> anyhow::Result<()> {
     // Load the issuing CA first: a revocation whose CRL cannot be re-signed is refused
     // rather than left unpublished.
     let pass = a.keys.passphrase()?;
-    let ca = super::load::load_issuing_ca(
+    // The CA that signed it, which may be one retired by `tenant rollover`.
+    let ca = super::load::load_issuer_by_id(
         &ctx.dd,
         &cfg,
+        c.issuer_id(),
         pass.as_deref(),
         a.keys.pkcs11_pin_file.as_deref(),
     )

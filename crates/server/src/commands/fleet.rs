@@ -115,22 +115,27 @@ pub(crate) fn revoke_many(a: &RevokeManyArgs) -> anyhow::Result<()> {
     // Load every issuing CA involved first: revocations whose CRL cannot be re-signed are
     // refused up front rather than left unpublished.
     let pass = a.keys.passphrase()?;
-    let tenants: BTreeMap<String, ()> = todo.iter().map(|c| (c.tenant.clone(), ())).collect();
+    // Keyed by issuing CA id: after a rollover one tenant has several CAs, each with its CRL.
+    let issuers: BTreeMap<String, String> = todo
+        .iter()
+        .map(|c| (c.issuer_id().to_string(), c.tenant.clone()))
+        .collect();
     let configs = ctx.dd.load_tenant_configs()?;
     let mut cas = BTreeMap::new();
-    for t in tenants.keys() {
+    for (id, t) in &issuers {
         let cfg = configs
             .iter()
             .find(|c| &c.ca.name == t)
             .ok_or_else(|| anyhow::anyhow!("tenant {t:?} is not configured"))?;
-        let ca = super::load::load_issuing_ca(
+        let ca = super::load::load_issuer_by_id(
             &ctx.dd,
             cfg,
+            id,
             pass.as_deref(),
             a.keys.pkcs11_pin_file.as_deref(),
         )
-        .with_context(|| format!("loading the issuing CA of tenant {t:?}"))?;
-        cas.insert(t.clone(), ca);
+        .with_context(|| format!("loading the issuing CA {id:?} of tenant {t:?}"))?;
+        cas.insert(id.clone(), ca);
     }
     let actor = cli_actor();
     let selection = a.select.describe();
@@ -161,7 +166,7 @@ pub(crate) fn revoke_many(a: &RevokeManyArgs) -> anyhow::Result<()> {
     for (t, ca) in &cas {
         let crl = ctx
             .block_on(ca.publish_crl(ctx.db.as_ref(), &SystemClock))
-            .with_context(|| format!("the certificates are revoked, but re-signing the CRL of tenant {t:?} failed (serve re-signs it within 5 minutes)"))?;
+            .with_context(|| format!("the certificates are revoked, but re-signing the CRL of issuing CA {t:?} failed (serve re-signs it within 5 minutes)"))?;
         crls.insert(t.clone(), crl.number);
     }
     ctx.block_on(ctx.db.append_audit(&AuditEntry {

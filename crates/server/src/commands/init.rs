@@ -175,6 +175,7 @@ pub(super) fn new_section(
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
         pkcs11: None,
+        issuer: None,
     }
 }
 
@@ -305,22 +306,7 @@ pub(super) fn create_tenant_ca(
     let name = &cfg.ca.name;
     let permitted = Permitted::parse(&cfg.ca.permit).context("invalid --permit")?;
     let profile = profile_for(cfg, permitted);
-    let root_key = root_key.map_or_else(|| dd.root_key(), Path::to_path_buf);
-    if !root_key.exists() {
-        anyhow::bail!(
-            "{} has no private root key ({}); a new private-trust tenant is signed by the root: pass --root-key FILE (the key `init --root-key-out` wrote)",
-            dd.path().display(),
-            root_key.display()
-        );
-    }
-    let root = FileSigner::load(&root_key, pass)
-        .with_context(|| format!("loading the root key {}", root_key.display()))?;
-    let root_pem = std::fs::read_to_string(dd.root_cert())
-        .with_context(|| format!("reading {}", dd.root_cert().display()))?;
-    let root_der = pki::cert_info::pem_to_ders(&root_pem)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.root_cert().display()))?;
+    let (root, root_der) = load_root(dd, root_key, pass)?;
     let dir = dd.ca_dir(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
@@ -349,6 +335,32 @@ pub(super) fn create_tenant_ca(
         )?;
     }
     Ok(pkcs11)
+}
+
+/// The private root's key (`root_key`, else the data directory's; an offline root needs the
+/// option) and certificate, for signing a new issuing CA.
+pub(super) fn load_root(
+    dd: &DataDir,
+    root_key: Option<&Path>,
+    pass: Option<&[u8]>,
+) -> anyhow::Result<(FileSigner, Vec<u8>)> {
+    let root_key = root_key.map_or_else(|| dd.root_key(), Path::to_path_buf);
+    if !root_key.exists() {
+        anyhow::bail!(
+            "{} has no private root key ({}); a new private-trust issuing CA is signed by the root: pass --root-key FILE (the key `init --root-key-out` wrote)",
+            dd.path().display(),
+            root_key.display()
+        );
+    }
+    let root = FileSigner::load(&root_key, pass)
+        .with_context(|| format!("loading the root key {}", root_key.display()))?;
+    let root_pem = std::fs::read_to_string(dd.root_cert())
+        .with_context(|| format!("reading {}", dd.root_cert().display()))?;
+    let root_der = pki::cert_info::pem_to_ders(&root_pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.root_cert().display()))?;
+    Ok((root, root_der))
 }
 
 /// The root's CRL (BR §4.9.7: a root's CRL is valid for at most 12 months). It lists no

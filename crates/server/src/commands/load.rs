@@ -1,10 +1,10 @@
 //! Loading what `init` made: the issuing CA for `serve` and the server's TLS configuration.
 
 use crate::ca::{IssuingCa, IssuingCaParts};
-use crate::datadir::{CaConfig, DataDir, Trust};
+use crate::datadir::{CaConfig, DataDir, Pkcs11Section, RetiredIssuer, Trust};
 use anyhow::Context;
 use pki::policy::Permitted;
-use pki::signer::FileSigner;
+use pki::signer::{FileSigner, Signer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,8 @@ fn read_pem_ders(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(pki::cert_info::pem_to_ders(&text)?)
 }
 
-/// Loads the tenant's issuing CA: key (decrypting with `passphrase` if needed), certificate,
-/// chain, and the private root when there is one.
+/// Loads the tenant's active issuing CA: key (decrypting with `passphrase` if needed),
+/// certificate, chain, and the private root when there is one.
 pub(crate) fn load_issuing_ca(
     dd: &DataDir,
     cfg: &CaConfig,
@@ -31,18 +31,122 @@ pub(crate) fn load_issuing_ca(
             dd.path().display()
         );
     }
-    let signer = super::ca_key::open_issuing_key(dd, cfg, passphrase, pkcs11_pin_file)?;
-    let cert_der = read_pem_ders(&dd.ca_cert(name))?
+    let key = super::ca_key::open_issuing_key(dd, cfg, passphrase, pkcs11_pin_file)?;
+    load_ca_in(
+        dd,
+        cfg,
+        cfg.ca.issuer_id(),
+        &dd.ca_dir(name),
+        cfg.ca.pkcs11.as_ref(),
+        key,
+    )
+}
+
+/// Loads the tenant's retired issuing CAs (`fleetca tenant rollover`), in id order. Each
+/// still signs its CRLs and OCSP answers, so its key is opened like the active one's.
+pub(crate) fn load_retired_cas(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    passphrase: Option<&[u8]>,
+    pkcs11_pin_file: Option<&Path>,
+) -> anyhow::Result<Vec<IssuingCa>> {
+    let mut out = Vec::new();
+    for (meta, dir) in retired_issuers(dd, &cfg.ca.name)? {
+        let key = super::ca_key::open_key(
+            &cfg.ca.name,
+            &dir.join("key.pem"),
+            meta.pkcs11.as_ref(),
+            passphrase,
+            pkcs11_pin_file,
+        )?;
+        let ca = load_ca_in(dd, cfg, &meta.id, &dir, meta.pkcs11.as_ref(), key)
+            .with_context(|| format!("loading the retired issuing CA {:?}", meta.id))?;
+        out.push(ca);
+    }
+    Ok(out)
+}
+
+/// Loads the issuing CA `id` of the tenant, active or retired (operator commands that re-sign
+/// the CRL of the CA that signed a certificate).
+pub(crate) fn load_issuer_by_id(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    id: &str,
+    passphrase: Option<&[u8]>,
+    pkcs11_pin_file: Option<&Path>,
+) -> anyhow::Result<IssuingCa> {
+    if id == cfg.ca.issuer_id() {
+        return load_issuing_ca(dd, cfg, passphrase, pkcs11_pin_file);
+    }
+    let (meta, dir) = retired_issuers(dd, &cfg.ca.name)?
+        .into_iter()
+        .find(|(m, _)| m.id == id)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "tenant {:?} has no issuing CA {id:?} (neither active nor in {})",
+                cfg.ca.name,
+                dd.retired_dir(&cfg.ca.name).display()
+            )
+        })?;
+    let key = super::ca_key::open_key(
+        &cfg.ca.name,
+        &dir.join("key.pem"),
+        meta.pkcs11.as_ref(),
+        passphrase,
+        pkcs11_pin_file,
+    )?;
+    load_ca_in(dd, cfg, &meta.id, &dir, meta.pkcs11.as_ref(), key)
+}
+
+/// The retired CAs of a tenant: each `ca/NAME/retired/ID/issuer.toml` and its directory.
+pub(crate) fn retired_issuers(
+    dd: &DataDir,
+    tenant: &str,
+) -> anyhow::Result<Vec<(RetiredIssuer, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dd.retired_dir(tenant)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for e in entries {
+        let dir = e?.path();
+        let meta_path = dir.join("issuer.toml");
+        if !meta_path.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        let meta: RetiredIssuer =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", meta_path.display()))?;
+        out.push((meta, dir));
+    }
+    out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    Ok(out)
+}
+
+/// One issuing CA from `dir` (its `cert.pem`, and `chain.pem` for public trust) and its key.
+fn load_ca_in(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    id: &str,
+    dir: &Path,
+    pkcs11: Option<&Pkcs11Section>,
+    signer: Arc<dyn Signer>,
+) -> anyhow::Result<IssuingCa> {
+    let name = &cfg.ca.name;
+    let cert_path = dir.join("cert.pem");
+    let cert_der = read_pem_ders(&cert_path)?
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", dd.ca_cert(name).display()))?;
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", cert_path.display()))?;
     if pki::cert_info::spki_der_of(&cert_der)? != signer.public_key_der() {
         anyhow::bail!(
             "{} does not match the issuing CA key{}",
-            dd.ca_cert(name).display(),
-            match &cfg.ca.pkcs11 {
+            cert_path.display(),
+            match pkcs11 {
                 Some(p) => format!(" {:?} in PKCS#11 token {:?}", p.key, p.token),
-                None => format!(" in {}", dd.ca_key(name).display()),
+                None => format!(" in {}", dir.join("key.pem").display()),
             }
         );
     }
@@ -60,8 +164,9 @@ pub(crate) fn load_issuing_ca(
             (Vec::new(), Some(root), crl)
         }
         Trust::Public => {
-            let mut chain = if dd.ca_chain(name).exists() {
-                read_pem_ders(&dd.ca_chain(name))?
+            let chain_path = dir.join("chain.pem");
+            let mut chain = if chain_path.exists() {
+                read_pem_ders(&chain_path)?
             } else {
                 Vec::new()
             };
@@ -78,7 +183,7 @@ pub(crate) fn load_issuing_ca(
     above.extend(root_der.iter().cloned());
     // The chain lets the issuer refuse CSRs that reuse any CA key above it too.
     let issuer = pki::issue::Issuer::new(
-        name,
+        id,
         cert_der.clone(),
         above,
         signer.clone(),
@@ -86,7 +191,8 @@ pub(crate) fn load_issuing_ca(
         Vec::new(),
     )?;
     Ok(IssuingCa::new(IssuingCaParts {
-        name: name.clone(),
+        name: id.to_string(),
+        tenant: name.clone(),
         issuer,
         signer,
         cert_der,
@@ -353,6 +459,7 @@ mod tests {
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
                 pkcs11: None,
+                issuer: None,
             },
         }
     }

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod backup;
 mod ca;
 mod ca_key;
 mod cert;
@@ -15,6 +16,7 @@ mod load;
 mod migrate;
 mod perspective;
 mod renew;
+mod rollover;
 mod root;
 mod seed;
 mod select;
@@ -104,7 +106,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: CertCommand,
     },
-    /// Issuing CAs (tenants): add, list.
+    /// Issuing CAs (tenants): add, list, rollover.
     Tenant {
         /// What to do.
         #[command(subcommand)]
@@ -130,6 +132,11 @@ pub enum Command {
     /// Run a remote network perspective (mutual TLS) that corroborates the CA's validations
     /// and CAA checks from its own network (CA/B Forum BR 3.2.2.9; docs/perspectives.md).
     Perspective(Box<perspective::PerspectiveArgs>),
+    /// Back up a data directory (configuration, keys, a consistent copy of the SQLite
+    /// database) into one file, while `serve` runs.
+    Backup(backup::BackupArgs),
+    /// Restore a `fleetca backup` file into a new, empty data directory.
+    Restore(backup::RestoreArgs),
     /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
     Admin {
         /// What to do.
@@ -216,6 +223,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::Perspective(a)) => perspective::run(&a),
+        Some(Command::Backup(a)) => backup::backup(&a),
+        Some(Command::Restore(a)) => backup::restore(&a),
         Some(Command::RenewEarly(a)) => renew::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::BenchSeed(a)) => seed::run(&a),

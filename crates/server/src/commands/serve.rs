@@ -268,10 +268,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         passphrase.as_deref(),
         pin_file,
     )?);
+    let retired = super::load::load_retired_cas(&dd, &cfg, passphrase.as_deref(), pin_file)?;
     let tenant = Arc::new(crate::tenant::Tenant {
         name: cfg.ca.name.clone(),
         base_url: base_url.clone(),
         ca,
+        retired: retired.into_iter().map(Arc::new).collect(),
         terms_of_service: cfg.ca.terms_of_service.clone(),
         website: cfg.ca.website.clone(),
         caa_identities: cfg.ca.caa_identities.clone(),
@@ -289,10 +291,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
+        let retired = super::load::load_retired_cas(&dd, &tcfg, passphrase.as_deref(), pin_file)
+            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {
             name: tcfg.ca.name.clone(),
             base_url: base_url.clone(),
             ca: Arc::new(ca),
+            retired: retired.into_iter().map(Arc::new).collect(),
             terms_of_service: tcfg.ca.terms_of_service.clone(),
             website: tcfg.ca.website.clone(),
             caa_identities: tcfg.ca.caa_identities.clone(),
@@ -343,7 +348,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     ra.set_lifecycle_store(lifecycle_store);
     for t in &tenants {
-        t.ca.set_crl_shards(args.crl_shards);
+        for ca in t.issuers() {
+            ca.set_crl_shards(args.crl_shards);
+        }
     }
     // Delegated OCSP responders (RFC 6960 §4.2.2.2) where `init --ocsp-signer` made one.
     super::housekeeping::start_ocsp_responders(&dd, &tenants, passphrase.clone(), clock.clone())?;
@@ -357,7 +364,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }
     for t in &tenants {
-        t.ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
+        for ca in t.issuers() {
+            ca.current_crl(sa.as_ref(), clock.as_ref()).await?;
+        }
     }
     let wfe_cfg = WfeConfig {
         base_url: base_url.clone(),
@@ -491,8 +500,11 @@ fn spawn_crl_refresher(
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
-            if let Err(e) = tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await {
-                tracing::error!(error = %e, "CRL refresh failed");
+            // Retired CAs too: their certificates are still live until they expire.
+            for ca in tenant.issuers() {
+                if let Err(e) = ca.current_crl(sa.as_ref(), clock.as_ref()).await {
+                    tracing::error!(error = %e, issuer = %ca.id(), "CRL refresh failed");
+                }
             }
         }
     });

@@ -1,4 +1,4 @@
-//! `fleetca tenant add|list`: the issuing CAs (tenants) of a data directory. The tenant in
+//! `fleetca tenant add|list` (and `rollover`, in its own module): the issuing CAs (tenants) of a data directory. The tenant in
 //! `fleetca.toml` (normally `default`) comes from `init`; each further tenant has its own
 //! name-constrained issuing CA under the same private root, its own `ca/NAME/tenant.toml`
 //! (policy, EAB requirement), its own directory `/acme/NAME/directory` and its own accounts.
@@ -20,6 +20,9 @@ pub enum TenantCommand {
     Add(Box<AddArgs>),
     /// List the tenants.
     List(ListArgs),
+    /// Replace the tenant's issuing CA with a new one (new key, same constraints); the old
+    /// one keeps serving CRLs, OCSP and ARI for its certificates until they expire.
+    Rollover(Box<super::rollover::RolloverArgs>),
 }
 
 /// `fleetca tenant add` options.
@@ -108,6 +111,7 @@ pub(crate) fn run(cmd: &TenantCommand) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Add(a) => add(a),
         TenantCommand::List(a) => list(a),
+        TenantCommand::Rollover(a) => super::rollover::run(a),
     }
 }
 
@@ -217,6 +221,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             organization,
             country,
             common_name: a.common_name.clone(),
+            issuer: None,
             ..main.ca.clone()
         },
     };

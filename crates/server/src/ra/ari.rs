@@ -47,9 +47,9 @@ fn serial_hex(id: &CertId) -> String {
     crate::ca::hex(&id.serial[start..])
 }
 
-/// The issuing CA's subjectKeyIdentifier, which its certificates carry as AKI keyIdentifier.
-fn ca_key_id(tenant: &Tenant) -> Result<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(tenant.ca.cert_der())
+/// An issuing CA's subjectKeyIdentifier, which its certificates carry as AKI keyIdentifier.
+fn ca_key_id(ca: &crate::ca::IssuingCa) -> Result<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(ca.cert_der())
         .map_err(|e| Error::internal(format!("issuing CA certificate does not parse: {e}")))?;
     let ski = cert
         .iter_extensions()
@@ -61,17 +61,27 @@ fn ca_key_id(tenant: &Tenant) -> Result<Vec<u8>> {
 }
 
 impl Ra {
-    /// Finds the certificate a certID names in this tenant; `None` if this CA did not issue it.
+    /// Finds the certificate a certID names in this tenant; `None` if none of its CAs issued it.
     /// A certID that does not parse is `malformed` (RFC 9773 §4.1).
     async fn cert_for_cert_id(&self, tenant: &Tenant, cert_id: &str) -> Result<Option<CertRecord>> {
         let id = CertId::parse(cert_id).map_err(|e| Error::malformed(e.to_string()))?;
-        if id.aki_keyid != ca_key_id(tenant)? {
-            return Ok(None);
+        // Any of the tenant's CAs, retired ones included: their certificates need renewal
+        // information most of all after a rollover.
+        let mut issuer = None;
+        for ca in tenant.issuers() {
+            if id.aki_keyid == ca_key_id(ca)? {
+                issuer = Some(ca);
+                break;
+            }
         }
+        let Some(issuer) = issuer else {
+            return Ok(None);
+        };
         Ok(self
             .sa
             .get_cert_by_serial(&tenant.name, &serial_hex(&id))
-            .await?)
+            .await?
+            .filter(|c| c.issuer_id() == issuer.id()))
     }
 
     /// renewalInfo (RFC 9773 §4.2): the operator's window if one was set (`renew-early`), an

@@ -127,6 +127,9 @@ impl Ra {
             issued_at: now.unix_timestamp(),
             revoked_at: None,
             revocation_reason: None,
+            // `sign_claimed` signs with `tenant.ca`: the record names that CA, so its CRL,
+            // OCSP responder and chain answer for the certificate after a rollover too.
+            issuer: Some(tenant.ca.id().to_string()),
         };
         // Step 3: store, if the claim still holds.
         let stored = self

@@ -192,6 +192,12 @@ impl Ra {
         self.tenants.values()
     }
 
+    /// The issuing CA, active or retired, whose id (`IssuingCa::id`) names a CRL, OCSP or
+    /// caIssuers URL.
+    pub fn issuing_ca(&self, id: &str) -> Option<Arc<crate::ca::IssuingCa>> {
+        self.tenants().find_map(|t| t.issuer(id).cloned())
+    }
+
     /// The storage handle (for the front end's read-only lookups such as account-by-key).
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.sa

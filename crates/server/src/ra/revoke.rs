@@ -106,10 +106,19 @@ impl Ra {
             ));
         }
         tracing::info!(serial = %cert.serial, reason = ?reason, "certificate revoked");
-        tenant
-            .ca
-            .publish_crl(self.sa.as_ref(), self.clock.as_ref())
-            .await?;
+        // The CRL of the CA that signed it, which may be a retired one (RFC 5280 §5: a CRL
+        // lists certificates of its own issuer).
+        match tenant.issuer_of(&cert) {
+            Some(ca) => {
+                ca.publish_crl(self.sa.as_ref(), self.clock.as_ref())
+                    .await?;
+            }
+            // Its directory under ca/NAME/retired/ was removed: the revocation is stored, but
+            // no CRL of that CA is served any more.
+            None => {
+                tracing::warn!(serial = %cert.serial, issuer = %cert.issuer_id(), "revoked a certificate whose issuing CA is not loaded; no CRL re-signed")
+            }
+        }
         Ok(())
     }
 }

@@ -53,9 +53,19 @@ pub struct AdminCert {
     pub revoked_at: Option<i64>,
     /// CRL reason code (RFC 5280 §5.3.1).
     pub revocation_reason: Option<u8>,
+    /// Id of the issuing CA that signed it (`None`: the tenant's first CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// DER.
     #[serde(skip)]
     pub der: Vec<u8>,
+}
+
+impl AdminCert {
+    /// The id of the issuing CA that signed it (see `CertRecord::issuer_id`).
+    pub fn issuer_id(&self) -> &str {
+        self.issuer.as_deref().unwrap_or(&self.tenant)
+    }
 }
 
 /// Filters for [`AdminStore::find_certs`]; unset fields match everything.
@@ -161,6 +171,7 @@ fn cert(r: &$row) -> Result<AdminCert, SaError> {
         revocation_reason: r
             .try_get::<Option<i64>, _>("revocation_reason")?
             .map(|v| v as u8),
+        issuer: r.try_get("issuer")?,
         der: r.try_get("der")?,
     })
 }

@@ -133,10 +133,12 @@ pub trait LifecycleStore: Send + Sync {
         now: i64,
     ) -> Result<Vec<CertRecord>, SaError>;
 
-    /// Revoked, not yet expired (notAfter >= `not_after_min`) certificates in one CRL shard.
+    /// Revoked, not yet expired (notAfter >= `not_after_min`) certificates in one CRL shard
+    /// of the tenant's issuing CA `issuer`.
     async fn revoked_certs_in_shard(
         &self,
         tenant: &str,
+        issuer: &str,
         shard: u32,
         not_after_min: i64,
     ) -> Result<Vec<RevokedEntry>, SaError>;
@@ -326,6 +328,7 @@ impl LifecycleStore for $ty {
     async fn revoked_certs_in_shard(
         &self,
         tenant: &str,
+        issuer: &str,
         shard: u32,
         not_after_min: i64,
     ) -> Result<Vec<RevokedEntry>, SaError> {
@@ -333,11 +336,12 @@ impl LifecycleStore for $ty {
             "SELECT c.serial, c.revoked_at, c.revocation_reason FROM certificates c
              JOIN cert_lifecycle l ON l.cert_id = c.id
              WHERE c.tenant = $1 AND l.crl_shard = $2 AND c.revoked_at IS NOT NULL
-               AND c.not_after >= $3 ORDER BY c.serial",
+               AND c.not_after >= $3 AND COALESCE(c.issuer, c.tenant) = $4 ORDER BY c.serial",
         )
         .bind(tenant)
         .bind(i64::from(shard))
         .bind(not_after_min)
+        .bind(issuer)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -503,6 +507,7 @@ mod tests {
             issued_at: 5,
             revoked_at: None,
             revocation_reason: None,
+            issuer: None,
         }
     }
 

@@ -57,7 +57,7 @@ metered! {
     fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;
     fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError>;
     fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError>;
-    fn revoked_certs(&self, tenant: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError>;
+    fn revoked_certs(&self, tenant: &str, issuer: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError>;
     fn get_crl(&self, tenant: &str) -> Result<Option<CrlRecord>, SaError>;
     fn store_crl(&self, tenant: &str, crl: &CrlRecord) -> Result<(), SaError>;
 }

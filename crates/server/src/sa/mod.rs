@@ -17,6 +17,7 @@ mod rate;
 mod rows;
 mod schema;
 mod seed;
+mod snapshot;
 mod sql;
 mod sqlite;
 mod sqlite_batch;
@@ -37,6 +38,7 @@ pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};
 pub use seed::{HistorySeeder, SeedSpec};
+pub use snapshot::sqlite_snapshot;
 pub use sql::TableCounts;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
@@ -343,10 +345,12 @@ pub trait Storage: Send + Sync {
     /// Marks an unrevoked certificate revoked; false if it already was.
     async fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>)
         -> Result<bool, SaError>;
-    /// Revoked certificates of a tenant that have not expired before `not_after_min`.
+    /// Revoked certificates of a tenant signed by its issuing CA `issuer` (see
+    /// [`CertRecord::issuer_id`]) that have not expired before `not_after_min`.
     async fn revoked_certs(
         &self,
         tenant: &str,
+        issuer: &str,
         not_after_min: i64,
     ) -> Result<Vec<RevokedEntry>, SaError>;
 

@@ -190,6 +190,16 @@ pub struct CertRecord {
     pub revoked_at: Option<i64>,
     /// RFC 5280 §5.3.1 reason code, if revoked with one.
     pub revocation_reason: Option<u8>,
+    /// Id of the issuing CA that signed it (`fleetca tenant rollover`); `None` for the
+    /// tenant's first CA, whose id is the tenant name.
+    pub issuer: Option<String>,
+}
+
+impl CertRecord {
+    /// The id of the issuing CA that signed it: its CRL, OCSP responder and chain.
+    pub fn issuer_id(&self) -> &str {
+        self.issuer.as_deref().unwrap_or(&self.tenant)
+    }
 }
 
 /// One entry of a CRL.

@@ -142,6 +142,7 @@ pub(super) fn cert(r: &impl Cols) -> Result<CertRecord, SaError> {
         issued_at: r.int("issued_at")?,
         revoked_at: r.opt_int("revoked_at")?,
         revocation_reason: r.opt_int("revocation_reason")?.map(|v| v as u8),
+        issuer: r.opt_text("issuer")?,
     })
 }
 

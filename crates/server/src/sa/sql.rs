@@ -109,8 +109,8 @@ pub(super) mod stmt {
         "INSERT INTO cert_lifecycle (cert_id, profile, crl_shard) VALUES ($1, $2, $3)";
     /// finalize: the certificate.
     pub(crate) const INSERT_CERT: &str =
-        "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        "INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before, not_after, issued_at, issuer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     /// finalize, step 3: the order now has its certificate, if this request still holds it.
     pub(crate) const ORDER_VALID: &str =
         "UPDATE orders SET status = 'valid', cert_id = $1, claim_token = NULL, claim_until = NULL
@@ -557,6 +557,7 @@ impl Storage for $ty {
             .bind(cert.not_before)
             .bind(cert.not_after)
             .bind(cert.issued_at)
+            .bind(&cert.issuer)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -847,14 +848,18 @@ impl Storage for $ty {
     async fn revoked_certs(
         &self,
         tenant: &str,
+        issuer: &str,
         not_after_min: i64,
     ) -> Result<Vec<RevokedEntry>, SaError> {
+        // The tenant's partial index on revoked rows narrows first; the issuer test is a filter.
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
-             WHERE tenant = $1 AND revoked_at IS NOT NULL AND not_after >= $2 ORDER BY serial",
+             WHERE tenant = $1 AND revoked_at IS NOT NULL AND not_after >= $2
+               AND COALESCE(issuer, tenant) = $3 ORDER BY serial",
         )
         .bind(tenant)
         .bind(not_after_min)
+        .bind(issuer)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -113,6 +113,7 @@ pub(super) fn store_certificate(
             &cert.not_before,
             &cert.not_after,
             &cert.issued_at,
+            &cert.issuer,
         ],
     )?;
     Ok(true)

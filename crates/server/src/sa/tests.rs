@@ -91,6 +91,7 @@ fn cert(id: &str, order: &str) -> CertRecord {
         issued_at: 100,
         revoked_at: None,
         revocation_reason: None,
+        issuer: None,
     }
 }
 
@@ -327,12 +328,22 @@ async fn suite(sa: Arc<dyn Storage>) {
     // Revocation is one-shot and feeds the CRL until expiry.
     assert!(sa.try_revoke_cert("c1", 300, Some(1)).await.unwrap());
     assert!(!sa.try_revoke_cert("c1", 301, None).await.unwrap());
-    let revoked = sa.revoked_certs("default", 1000).await.unwrap();
+    let revoked = sa.revoked_certs("default", "default", 1000).await.unwrap();
     assert_eq!((revoked.len(), revoked[0].reason), (1, Some(1)));
     assert!(
-        sa.revoked_certs("default", 6000).await.unwrap().is_empty(),
+        sa.revoked_certs("default", "default", 6000)
+            .await
+            .unwrap()
+            .is_empty(),
         "expired entries drop off"
     );
+    // A certificate stored without an issuer id belongs to the tenant's first CA only: the
+    // CRL of a CA made by a rollover does not list it.
+    assert!(sa
+        .revoked_certs("default", "default_g2", 1000)
+        .await
+        .unwrap()
+        .is_empty());
 
     // CRLs only move forward.
     sa.store_crl(

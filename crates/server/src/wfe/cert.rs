@@ -23,7 +23,14 @@ async fn download(
             let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
             v.require_post_as_get()?;
             let cert = wfe.ra.get_cert(&t, v.account()?, &id).await?;
-            let chains = t.ca.chains();
+            // Each certificate is served with its own issuer's chain, also after a rollover.
+            let ca = t.issuer_of(&cert).ok_or_else(|| {
+                Error::internal(format!(
+                    "the issuing CA {:?} of this certificate is not loaded",
+                    cert.issuer_id()
+                ))
+            })?;
+            let chains = ca.chains();
             let index = match alt.as_deref() {
                 None => 0,
                 Some(s) => s

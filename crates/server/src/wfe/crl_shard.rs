@@ -19,15 +19,15 @@ pub(super) async fn shard_crl(
                 .strip_suffix(".crl")
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| Error::not_found("CRL"))?;
-            let t = wfe
+            let ca = wfe
                 .ra
-                .tenant(&tenant)
+                .issuing_ca(&tenant)
                 .ok_or_else(|| Error::not_found("CRL"))?;
             let store = wfe.ra.lifecycle().ok_or_else(|| Error::not_found("CRL"))?;
             let clock = wfe.ra.clock();
-            let crl =
-                t.ca.current_shard_crl(store.as_ref(), clock.as_ref(), shard)
-                    .await?;
+            let crl = ca
+                .current_shard_crl(store.as_ref(), clock.as_ref(), shard)
+                .await?;
             // Short: the shard is re-signed on the first fetch after a revocation.
             let max_age = (crl.next_update - clock.unix()).clamp(0, 60);
             let mut resp = (StatusCode::OK, Body::from(crl.der)).into_response();

@@ -58,11 +58,15 @@ fn ocsp_http(a: OcspAnswer, now: i64, get: bool) -> Response {
 }
 
 async fn answer(wfe: &Wfe, tenant: &str, der: &[u8], get: bool) -> Result<Response, Error> {
-    let t = wfe.tenant(tenant)?;
+    // `tenant` is the id of an issuing CA, active or retired (`IssuingCa::id`).
+    let ca = wfe
+        .ra
+        .issuing_ca(tenant)
+        .ok_or_else(|| Error::not_found("OCSP responder"))?;
     let clock = wfe.ra.clock();
-    let a =
-        t.ca.ocsp_response(wfe.ra.storage().as_ref(), clock.as_ref(), der)
-            .await;
+    let a = ca
+        .ocsp_response(wfe.ra.storage().as_ref(), clock.as_ref(), der)
+        .await;
     Ok(ocsp_http(a, clock.unix(), get))
 }
 

@@ -34,10 +34,13 @@ pub(super) async fn crl(State(wfe): State<Arc<Wfe>>, Path(file): Path<String>) -
                     .ok_or_else(|| Error::not_found("CRL"))?;
                 return Ok(der_response(der, "application/pkix-crl", 3600));
             }
-            let t = wfe.ra.tenant(name).ok_or_else(|| Error::not_found("CRL"))?;
-            let crl =
-                t.ca.current_crl(wfe.ra.storage().as_ref(), clock.as_ref())
-                    .await?;
+            let ca = wfe
+                .ra
+                .issuing_ca(name)
+                .ok_or_else(|| Error::not_found("CRL"))?;
+            let crl = ca
+                .current_crl(wfe.ra.storage().as_ref(), clock.as_ref())
+                .await?;
             // Caches may keep it until shortly before nextUpdate, but not longer than an hour.
             let max_age = (crl.next_update - clock.unix()).min(3600);
             Ok(der_response(crl.der, "application/pkix-crl", max_age))
@@ -58,8 +61,8 @@ pub(super) async fn ca_cert(State(wfe): State<Arc<Wfe>>, Path(file): Path<String
                 .ok_or_else(|| Error::not_found("CA certificate"))?
         } else {
             wfe.ra
-                .tenant(name)
-                .map(|t| t.ca.cert_der().to_vec())
+                .issuing_ca(name)
+                .map(|ca| ca.cert_der().to_vec())
                 .ok_or_else(|| Error::not_found("CA certificate"))?
         };
         Ok(der_response(der, "application/pkix-cert", 86400))
