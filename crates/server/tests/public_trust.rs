@@ -16,6 +16,10 @@ use support::{
     ChallTestSrv, Challenge, Fleetca, Tool,
 };
 
+/// These tests are about the sub-CAs; corroboration by remote perspectives (BR §3.2.2.9) has
+/// its own tests (tests/perspectives.rs), so the startup minimum is lifted here.
+const NO_PERSPECTIVES: &[&str] = &["--insecure-mpic-minimum", "0"];
+
 const TEST: &str = "two_public_vendor_tenants_under_an_openssl_root";
 
 fn openssl(args: &[&str], cwd: &Path) -> String {
@@ -269,7 +273,7 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         assert!(out.success(), "{out}");
     }
 
-    ca.serve(cts.dns_port(), http01, free_port());
+    ca.serve_with(cts.dns_port(), http01, free_port(), NO_PERSPECTIVES);
     for (v, issuing) in VENDORS.iter().zip(&certs) {
         let mut ep = AcmeEndpoint {
             directory: ca
@@ -418,7 +422,7 @@ fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
     assert!(!ca.data_dir().join("ca/vendor-d").exists());
 
     // Today: serve starts; the tenant without a certificate is not served yet.
-    ca.serve(cts.dns_port(), free_port(), free_port());
+    ca.serve_with(cts.dns_port(), free_port(), free_port(), NO_PERSPECTIVES);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !ca.log().contains("not served yet") && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -433,6 +437,7 @@ fn public_lifetime_is_checked_against_the_br_schedule_on_the_server_clock() {
         .arg(ca.data_dir())
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(["--admin-listen", "127.0.0.1:0"])
+        .args(NO_PERSPECTIVES)
         .env(fleetca::clock::TEST_CLOCK_OFFSET_ENV, offset.to_string());
     ca.with_database(&mut cmd);
     let out = run(cmd, Duration::from_secs(60));

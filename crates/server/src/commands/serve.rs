@@ -518,7 +518,7 @@ fn check_perspective_minimum(
     test_minimum: Option<usize>,
 ) -> anyhow::Result<()> {
     let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = crate::clock::server_clock().now().date();
     for (i, t) in dd.load_tenant_configs()?.into_iter().enumerate() {
         if i > 0 && t.mpic.is_some() {
             anyhow::bail!(
