@@ -155,6 +155,7 @@ pub(super) fn new_section(
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
         pkcs11: None,
+        disabled: false,
     }
 }
 

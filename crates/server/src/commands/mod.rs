@@ -12,6 +12,7 @@ mod init;
 mod listen;
 mod load;
 mod migrate;
+mod reload;
 mod renew;
 mod root;
 mod seed;
@@ -32,10 +33,12 @@ pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
+pub(crate) use reload::Reloader;
 pub use root::RootCommand;
 pub use select::CertSelection;
 pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
+pub(crate) use tenant::{create as create_tenant, NewTenant};
 pub use token::{AdminCommand, TokenCommand};
 
 /// fleetca: a technically constrained ACME issuing CA for device fleets.
@@ -89,7 +92,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: CertCommand,
     },
-    /// Issuing CAs (tenants): add, list.
+    /// Issuing CAs (tenants): add, update, disable, enable, list.
     Tenant {
         /// What to do.
         #[command(subcommand)]

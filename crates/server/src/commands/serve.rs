@@ -148,6 +148,10 @@ pub struct ServeArgs {
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
     pub signer_delay_ms: u64,
+    /// With a PostgreSQL database: how often, in seconds, a node compares the tenant files
+    /// with the tenants it serves, in case it missed another node's change notice.
+    #[arg(long, env = "FLEETCA_TENANT_CHECK_SECS", default_value_t = 60)]
+    pub tenant_check_secs: u64,
     /// Listener timeouts and connection caps.
     #[command(flatten)]
     pub listeners: super::listen::ListenerArgs,
@@ -253,43 +257,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let clock: Arc<dyn Clock> = crate::clock::server_clock();
     let pin_file = args.keys.pkcs11_pin_file.as_deref();
-    let ca = Arc::new(super::load::load_issuing_ca(
-        &dd,
-        &cfg,
-        passphrase.as_deref(),
-        pin_file,
-    )?);
-    let tenant = Arc::new(crate::tenant::Tenant {
-        name: cfg.ca.name.clone(),
-        base_url: base_url.clone(),
-        ca,
-        terms_of_service: cfg.ca.terms_of_service.clone(),
-        website: cfg.ca.website.clone(),
-        caa_identities: cfg.ca.caa_identities.clone(),
-        external_account_required: cfg.ca.eab_required,
-        challenge_types: cfg.ca.challenge_types.clone(),
-        attestation_roots: super::load::load_attestation_roots(&dd, &cfg)?,
-        attested_names: super::load::load_attested_names(&cfg)?,
-    });
-    // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
-    let mut tenants = vec![tenant.clone()];
-    for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
-        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
-            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
-        tenants.push(Arc::new(crate::tenant::Tenant {
-            name: tcfg.ca.name.clone(),
-            base_url: base_url.clone(),
-            ca: Arc::new(ca),
-            terms_of_service: tcfg.ca.terms_of_service.clone(),
-            website: tcfg.ca.website.clone(),
-            caa_identities: tcfg.ca.caa_identities.clone(),
-            external_account_required: tcfg.ca.eab_required,
-            challenge_types: tcfg.ca.challenge_types.clone(),
-            attestation_roots: super::load::load_attestation_roots(&dd, &tcfg)
-                .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?,
-            attested_names: super::load::load_attested_names(&tcfg)?,
-        }));
-    }
     let va = Va::new(VaConfig {
         dns_resolver: args.dns_resolver,
         http01_port: args.http01_port,
@@ -312,7 +279,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ra = Ra::new_with_eab(
         sa.clone(),
         clock.clone(),
-        tenants.clone(),
+        Vec::new(),
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
@@ -328,11 +295,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(eab),
     );
     ra.set_lifecycle_store(lifecycle_store);
-    for t in &tenants {
-        t.ca.set_crl_shards(args.crl_shards);
-    }
-    // Delegated OCSP responders (RFC 6960 §4.2.2.2) where `init --ocsp-signer` made one.
-    super::housekeeping::start_ocsp_responders(&dd, &tenants, passphrase.clone(), clock.clone())?;
+    // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
+    // PostgreSQL, the rest are per node (see wfe::ratelimit). A reload replaces the limits.
+    let limiter = Arc::new(
+        crate::wfe::ratelimit::RateLimiter::new(Default::default()).with_store(db.rate_store()),
+    );
+    // Every tenant (`fleetca.toml`'s, then `fleetca tenant add`'s): each its own issuing CA,
+    // policy and EAB rule, served through the Ra's one swap point and reloadable.
+    let loader = super::reload::TenantLoader {
+        dd: dd.clone(),
+        base_url: base_url.clone(),
+        passphrase: passphrase.clone(),
+        pin_file: pin_file.map(Into::into),
+        crl_shards: args.crl_shards,
+        clock: clock.clone(),
+        lab_flag: if args.insecure_skip_validation {
+            Some("--insecure-skip-validation")
+        } else if args.signer_delay_ms > 0 {
+            Some("--signer-delay-ms")
+        } else {
+            None
+        },
+    };
+    let reloader = super::reload::Reloader::start(
+        loader,
+        ra.tenant_set().clone(),
+        limiter.clone(),
+        &database,
+    )?;
+    let tenants = ra.tenants();
+    limiter.set_configs(
+        dd.load_tenant_configs()?
+            .into_iter()
+            .map(|c| (c.ca.name, c.ca.rate_limits))
+            .collect(),
+    );
+    super::housekeeping::spawn_ocsp_refresher(
+        dd.clone(),
+        ra.tenant_set().clone(),
+        passphrase.clone(),
+        clock.clone(),
+    );
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
     if !crate::sa::is_postgres_url(&database) {
@@ -358,16 +361,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let nonce_store = db.nonce_store(args.max_spent_nonces);
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
-    // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
-    // PostgreSQL, the rest are per node (see wfe::ratelimit).
-    let limits = dd
-        .load_tenant_configs()?
-        .into_iter()
-        .map(|c| (c.ca.name, c.ca.rate_limits))
-        .collect();
-    wfe.set_rate_limits(Arc::new(
-        crate::wfe::ratelimit::RateLimiter::new(limits).with_store(db.rate_store()),
-    ));
+    wfe.set_rate_limits(limiter);
     wfe.spawn_nonce_pruner();
 
     let (tls, server_cert) =
@@ -394,17 +388,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http_listener.local_addr()?
     );
     serving.spawn("http", http_listener, http_app, None);
-    for t in &tenants {
-        spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
-        super::housekeeping::spawn_signer_monitor(t.clone());
-    }
+    spawn_crl_refresher(ra.tenant_set().clone(), sa.clone(), clock.clone());
+    super::housekeeping::spawn_signer_monitor(ra.tenant_set().clone());
     // Dashboard, admin API and metrics, on the listener bound at start-up.
     let tokens = crate::admin::auth::TokenStore::new(db.clone());
     tokens.import_legacy_file(&dd).await?;
     let admin_state = Arc::new(crate::admin::AdminState {
         db: db.clone(),
         dd: dd.clone(),
-        tenants: tenants.clone(),
+        tenants: ra.tenant_set().clone(),
+        reloader: reloader.clone(),
+        keys: args.keys.clone(),
         tokens,
         keyring: eab_keyring,
     });
@@ -437,6 +431,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(url = %cfg.ca.public_base_url, "certificates point relying parties at a loopback URL for CRLs; set public_base_url in fleetca.toml to a public http:// URL for real deployments");
     }
 
+    // Tenants without a restart (docs/zero-downtime.md).
+    reloader.spawn_sighup()?;
+    reloader.spawn_followers(Duration::from_secs(args.tenant_check_secs.max(1)));
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -467,9 +464,10 @@ fn trust_anchor(dd: &DataDir) -> PathBuf {
     }
 }
 
-/// Re-signs the CRL before half its validity passes, even when nothing is revoked.
+/// Re-signs every served tenant's CRL before half its validity passes, even when nothing is
+/// revoked (a tenant added by a reload included).
 fn spawn_crl_refresher(
-    tenant: Arc<crate::tenant::Tenant>,
+    tenants: Arc<crate::tenant::TenantSet>,
     sa: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
 ) {
@@ -477,8 +475,10 @@ fn spawn_crl_refresher(
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
-            if let Err(e) = tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await {
-                tracing::error!(error = %e, "CRL refresh failed");
+            for tenant in tenants.all() {
+                if let Err(e) = tenant.ca.current_crl(sa.as_ref(), clock.as_ref()).await {
+                    tracing::error!(tenant = %tenant.name, error = %e, "CRL refresh failed");
+                }
             }
         }
     });

@@ -296,7 +296,7 @@ impl Ra {
             .tenant(&authz.tenant)
             .ok_or_else(|| Error::internal("tenant vanished"))?;
         let started = std::time::Instant::now();
-        let outcome = match self.run_validation(tenant, ch, authz, acct).await {
+        let outcome = match self.run_validation(&tenant, ch, authz, acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
                 // The token taken when the validation started was not needed.

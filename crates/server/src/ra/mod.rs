@@ -25,9 +25,8 @@ pub use validation_queue::ValidationBudget;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{AccountRecord, AccountState, Storage};
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantSet};
 use crate::va::Va;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -103,7 +102,7 @@ impl Default for RaConfig {
 pub struct Ra {
     sa: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    tenants: HashMap<String, Arc<Tenant>>,
+    tenants: Arc<TenantSet>,
     va: Va,
     validations: Arc<Semaphore>,
     signatures: Arc<Semaphore>,
@@ -154,7 +153,7 @@ impl Ra {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             signatures: Arc::new(Semaphore::new(cfg.max_concurrent_signatures.max(1))),
             admissions: Arc::default(),
-            tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            tenants: TenantSet::new(tenants),
             sa,
             clock,
             va,
@@ -182,14 +181,19 @@ impl Ra {
         self.lifecycle.get()
     }
 
-    /// The tenant (issuing CA) named in a URL.
-    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+    /// The tenant (issuing CA) named in a URL, as served now (a disabled one included).
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
         self.tenants.get(name)
     }
 
-    /// All tenants.
-    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
-        self.tenants.values()
+    /// All tenants served now.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants.all()
+    }
+
+    /// The swap point a reload replaces the tenants through.
+    pub fn tenant_set(&self) -> &Arc<TenantSet> {
+        &self.tenants
     }
 
     /// The storage handle (for the front end's read-only lookups such as account-by-key).

@@ -58,7 +58,7 @@ fn ocsp_http(a: OcspAnswer, now: i64, get: bool) -> Response {
 }
 
 async fn answer(wfe: &Wfe, tenant: &str, der: &[u8], get: bool) -> Result<Response, Error> {
-    let t = wfe.tenant(tenant)?;
+    let t = wfe.issuing_tenant(tenant)?;
     let clock = wfe.ra.clock();
     let a =
         t.ca.ocsp_response(wfe.ra.storage().as_ref(), clock.as_ref(), der)
