@@ -163,7 +163,7 @@ pub struct ServeArgs {
     pub keys: KeyProtection,
 }
 
-/// Runs the server until SIGINT/SIGTERM.
+/// Runs the server until SIGINT/SIGTERM, then drains it.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -202,9 +202,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .serving(args.max_validations, &args.trusted_proxies);
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port, and
     // so a listener that cannot bind stops the server before it does anything.
-    let listener = bind("--listen", "FLEETCA_LISTEN", args.listen)?;
-    let http_listener = bind("--http-listen", "FLEETCA_HTTP_LISTEN", args.http_listen)?;
-    let admin_listener = bind("--admin-listen", "FLEETCA_ADMIN_LISTEN", args.admin_listen)?;
+    // Sockets passed by systemd (socket activation) are used as they are: the service
+    // manager keeps them open across restarts, so connections queue instead of being refused.
+    let mut inherited = crate::listener::sockets::Inherited::from_env()?;
+    let reuse = args.listeners.reuse_port;
+    let mut listen = |name, flag, env, addr| match inherited.take(name) {
+        Some(l) => Ok(l),
+        None => bind(flag, env, addr, reuse),
+    };
+    let listener = listen("acme", "--listen", "FLEETCA_LISTEN", args.listen)?;
+    let http_listener = listen(
+        "http",
+        "--http-listen",
+        "FLEETCA_HTTP_LISTEN",
+        args.http_listen,
+    )?;
+    let admin_listener = listen(
+        "admin",
+        "--admin-listen",
+        "FLEETCA_ADMIN_LISTEN",
+        args.admin_listen,
+    )?;
     let bound = listener.local_addr()?;
     let base_url = args
         .base_url
@@ -387,7 +405,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Plain HTTP (CRLs, CA certificates) on http://{}",
         http_listener.local_addr()?
     );
-    serving.spawn("http", http_listener, http_app, None);
+    let http = serving.spawn("http", http_listener, http_app, None);
     spawn_crl_refresher(ra.tenant_set().clone(), sa.clone(), clock.clone());
     super::housekeeping::spawn_signer_monitor(ra.tenant_set().clone());
     // Dashboard, admin API and metrics, on the listener bound at start-up.
@@ -434,26 +452,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tenants without a restart (docs/zero-downtime.md).
     reloader.spawn_sighup()?;
     reloader.spawn_followers(Duration::from_secs(args.tenant_check_secs.max(1)));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        shutdown.shutdown();
-    });
-    // Returns once the ACME listener has stopped and its connections have closed (or had
-    // their grace period).
-    https.await?;
+    let drain_timeout = Duration::from_secs(args.listeners.drain_timeout);
+    shutdown_signal().await;
+    // Drain (SIGTERM): stop accepting, let requests, validations and finalizations in
+    // progress finish within --drain-timeout, hand back what did not, exit 0.
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    tracing::info!(timeout_s = drain_timeout.as_secs(), "draining");
+    shutdown.shutdown();
+    // Each listener task ends once its connections have closed or the timeout has passed.
+    let _ = tokio::join!(https, http);
+    let left = ra.drain(deadline).await;
+    tracing::info!(
+        validations_released = left.validations_released,
+        finalizes_released = left.finalizes_released,
+        "drained; exiting"
+    );
     Ok(())
 }
 
 /// Binds a listener `serve` was asked for. Failing fast: the error names the flag, its
 /// environment variable and the address, and `serve` exits non-zero instead of running
 /// without the listener (no admin API, no metrics, no CRLs).
-fn bind(flag: &str, env: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)")
-    })?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+fn bind(
+    flag: &str,
+    env: &str,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> anyhow::Result<std::net::TcpListener> {
+    crate::listener::sockets::bind(addr, reuse_port)
+        .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)"))
 }
 
 fn trust_anchor(dd: &DataDir) -> PathBuf {

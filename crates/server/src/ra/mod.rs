@@ -7,6 +7,7 @@ mod ari;
 mod attest;
 mod caa_recheck;
 mod challenge;
+mod drain;
 mod eab;
 mod finalize;
 mod name_template;
@@ -16,6 +17,7 @@ mod validation_queue;
 
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
+pub use drain::DrainReport;
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
 pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
@@ -113,6 +115,8 @@ pub struct Ra {
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
+    /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
+    held: Arc<drain::Held>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -161,6 +165,7 @@ impl Ra {
             eab,
             lifecycle: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
+            held: Arc::default(),
         })
     }
 
