@@ -356,7 +356,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
-    if !crate::sa::is_postgres_url(&database) {
+    // A single node's finalize claims left in the database are its predecessor's; they are
+    // released at once only if that process is gone. During a zero-downtime restart it is
+    // still draining (finishing the very finalizations those claims hold) and releases what it
+    // leaves itself; a crashed one's claims run out through the sweeper.
+    if !crate::sa::is_postgres_url(&database) && only_serve_of(&dd)? {
         ra.release_claims_of_a_dead_single_node().await?;
     }
     ra.spawn_finalize_sweeper();
@@ -481,6 +485,39 @@ fn bind(
 ) -> anyhow::Result<std::net::TcpListener> {
     crate::listener::sockets::bind(addr, reuse_port)
         .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)"))
+}
+
+/// Whether no other `fleetca serve` runs on `dd`: an exclusive lock on `DIR/serve.lock`, which
+/// each serve holds for the rest of its life (the kernel drops it at any exit, a crash
+/// included). If another process holds it (a predecessor still draining), this one takes it
+/// over once that process exits.
+fn only_serve_of(dd: &DataDir) -> anyhow::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dd.path().join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            // Held until the process exits.
+            std::mem::forget(file);
+            Ok(true)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            tracing::info!("another fleetca serve of this data directory is still running (draining); its finalize claims stay its own");
+            // A detached thread, so that waiting never delays this process's own exit.
+            std::thread::spawn(move || {
+                if flock(&file, FlockOperation::LockExclusive).is_ok() {
+                    std::mem::forget(file);
+                }
+            });
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+    }
 }
 
 fn trust_anchor(dd: &DataDir) -> PathBuf {

@@ -3,8 +3,9 @@
 //! applies the connection caps ([`limits`]), the TLS handshake has a deadline, HTTP/1 request
 //! heads have hyper's header-read timeout, request bodies a deadline ([`body`]), and a
 //! watchdog closes connections with no request in progress. Graceful shutdown (drain): accepting
-//! stops after the connections already queued, idle connections close, a connection that has
-//! not sent its first request gets it answered, requests in progress get `--drain-timeout`.
+//! stops after the connections already queued, requests in progress get `--drain-timeout` and
+//! close their connection after their response, idle connections answer one more request
+//! within a short grace and then close.
 //! The sockets come from [`sockets`] (socket activation or `SO_REUSEPORT`).
 
 mod body;
@@ -58,6 +59,10 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (hyper's default is 200); ACME clients
 /// use a handful.
 const H2_MAX_STREAMS: u32 = 64;
+/// Once shutdown begins, how long an idle keep-alive connection stays open: a client's next
+/// request on it is answered (with `Connection: close`) instead of racing the close, which
+/// would cost the client a request that may not be safe to repeat (RFC 9112 §9.3.1).
+const IDLE_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection closed for a timeout may take to say goodbye (an HTTP/2 GOAWAY).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (out of descriptors, say) so the loop does not spin.
@@ -333,15 +338,20 @@ impl Conn {
         let conn = self.http.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut draining = false;
-        let mut shutdown_seen = false;
+        // Set when shutdown begins: until then an idle connection stays open (see
+        // `IDLE_DRAIN_GRACE`); a request in progress, or one starting meanwhile, is answered
+        // with `Connection: close` (HTTP/1) or a GOAWAY (HTTP/2) follows it.
+        let mut lame_until: Option<Instant> = None;
         // Set once a timeout has passed: the connection is asked to close politely (HTTP/2
         // GOAWAY, so clients do not send on a closing connection) and dropped at this instant
         // if it has not.
         let mut closing: Option<Instant> = None;
         loop {
-            if shutdown_seen && !draining && activity.served_any.load(Ordering::Acquire) {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+            if let (Some(until), false) = (lame_until, draining) {
+                if activity.busy.load(Ordering::Acquire) > 0 || Instant::now() >= until {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
             let idle = activity.idle_deadline(&self.timeouts);
             if draining && closing.is_none() && idle.is_some() {
@@ -352,6 +362,10 @@ impl Conn {
                 (Some(at), _) => at,
                 (None, Some((at, _))) => at,
                 (None, None) => Instant::now() + self.timeouts.idle,
+            };
+            let wake = match lame_until {
+                Some(until) if !draining => wake.min(until),
+                _ => wake,
             };
             tokio::select! {
                 r = conn.as_mut() => {
@@ -367,14 +381,8 @@ impl Conn {
                     }
                     return;
                 }
-                _ = shutdown_requested(&mut self.shutdown), if !draining && !shutdown_seen => {
-                    shutdown_seen = true;
-                    // A connection accepted just before (or while) the stop gets its first
-                    // request answered (with `Connection: close`), not a close before it.
-                    if activity.served_any.load(Ordering::Acquire) {
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+                _ = shutdown_requested(&mut self.shutdown), if !draining && lame_until.is_none() => {
+                    lame_until = Some(Instant::now() + IDLE_DRAIN_GRACE);
                 }
                 // A request starting or finishing moves the deadline.
                 _ = activity.changed.notified() => {}
