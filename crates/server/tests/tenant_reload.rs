@@ -257,3 +257,107 @@ async fn an_invalid_tenant_file_is_refused_and_the_old_set_keeps_serving() {
     let (_, metrics) = env.get("/metrics", None).await;
     assert_eq!(metric(&metrics, "fleetca_tenant_config_valid"), Some(1.0));
 }
+
+/// `fleetca serve` node of `f` on the shared PostgreSQL database `db`; returns the guard, its
+/// ACME port and its admin URL.
+fn pg_node(
+    f: &support::Fleetca,
+    db: &str,
+    log: &std::path::Path,
+) -> (support::ChildGuard, u16, String) {
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(support::Fleetca::bin());
+    cmd.args(["serve", "--data-dir"])
+        .arg(f.data_dir())
+        .args(["--database", db, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--insecure-skip-validation"])
+        .env("RUST_LOG", "info");
+    let mut guard = support::ChildGuard::spawn("fleetca-node", cmd, log);
+    let url = format!("https://127.0.0.1:{port}/acme/default/directory");
+    support::wait_for(
+        &support::Probe::Https {
+            url: &url,
+            ca_pem: f.root_pem_path(),
+        },
+        support::STARTUP_DEADLINE,
+        Some(&mut guard),
+    )
+    .expect("node up");
+    let admin = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.split_once("Admin (dashboard, /api, /metrics) on ")
+                .map(|(_, u)| u.trim().to_string())
+        })
+        .expect("admin URL in the log");
+    (guard, port, admin)
+}
+
+#[test]
+fn a_tenant_created_on_one_postgres_node_is_served_by_the_other() {
+    let test = "a_tenant_created_on_one_postgres_node_is_served_by_the_other";
+    if support::postgres_url(test).is_none() {
+        return;
+    }
+    let f = support::Fleetca::init(&["routers.example.com"]);
+    let db = support::create_postgres_database();
+    let (a, _, admin_a) = pg_node(&f, &db, &f.scratch().join("a.log"));
+    let (b, port_b, _) = pg_node(&f, &db, &f.scratch().join("b.log"));
+    let mut cmd = std::process::Command::new(support::Fleetca::bin());
+    cmd.args([
+        "admin",
+        "token",
+        "create",
+        "--scopes",
+        "admin",
+        "--json",
+        "--data-dir",
+    ])
+    .arg(f.data_dir())
+    .env("FLEETCA_DATABASE", &*db);
+    let out = support::run(cmd, Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    let token: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_rt = rt.enter();
+    let http = client::http_client(f.root_pem());
+    let on_b = format!("https://127.0.0.1:{port_b}/acme/vendorb/directory");
+    let status = |url: String| {
+        let http = http.clone();
+        rt.block_on(async move { http.get(url).send().await.unwrap().status().as_u16() })
+    };
+    assert_eq!(status(on_b.clone()), 404);
+    // Created through node A's API; node B learns of it from A's notice, long before its
+    // periodic check (60 s) would.
+    let r = rt.block_on(
+        http.post(format!("{admin_a}/api/tenants"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "vendorb", "permit": ["cams.example.net"]}))
+            .send(),
+    );
+    let r = r.unwrap();
+    assert_eq!(r.status(), 201, "{}", a.log());
+    let deadline = Instant::now() + RELOAD_DEADLINE;
+    while status(on_b.clone()) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "node B never served vendorb\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        b.log().contains("another node changed the tenants"),
+        "{}",
+        b.log()
+    );
+}
