@@ -71,6 +71,7 @@ pub(super) async fn tenants(State(st): State<Arc<AdminState>>) -> ApiResult {
                     "eab_required": c.ca.eab_required,
                     "lifetime_days": c.ca.lifetime_days,
                     "challenge_types": c.ca.challenge_types,
+                    "disabled": c.ca.disabled,
                 })
             })
             .collect(),

@@ -132,3 +132,64 @@ impl Ra {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acme_types::sign::{AccountKey, AccountKeyKind};
+
+    /// A validation still running at the drain's deadline: its lease ends then, so another
+    /// node (or the next process) takes it over at once instead of after the lease.
+    #[tokio::test]
+    async fn a_drain_ends_the_validation_leases_left_at_its_deadline() {
+        let (ra, _clock, t) = crate::testing::ra_with_tenant(Vec::new()).await;
+        let key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
+        let acct = ra
+            .new_account(&t, key.jwk(), super::super::NewAccount::default())
+            .await
+            .unwrap()
+            .0;
+        let order = ra
+            .new_order(&t, &acct, &[("dns".into(), "a.routers.example.com".into())])
+            .await
+            .unwrap();
+        let authz = ra
+            .get_authz(&t, &acct, &order.order.authz_ids[0])
+            .await
+            .unwrap();
+        let ch = authz.authz.challenges[0].id.clone();
+        // This node starts the validation and holds its lease (as a running validation does).
+        let lease = ra.new_lease();
+        assert!(ra.sa.try_start_challenge(&ch, &lease).await.unwrap());
+        let _running = ra.held.validation(&ch, &lease);
+        let other = ra.new_lease();
+        let now = ra.clock.unix();
+        assert!(
+            ra.sa
+                .claim_stale_challenges(now, &other, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a live lease is not taken over"
+        );
+
+        let report = ra.drain(Instant::now()).await;
+        assert_eq!(report.validations_released, 1);
+        assert_eq!(
+            ra.sa.claim_stale_challenges(now, &other, 10).await.unwrap(),
+            vec![ch],
+            "the ended lease is taken over at once"
+        );
+    }
+
+    /// With nothing held, a drain returns at once.
+    #[tokio::test]
+    async fn a_drain_with_nothing_held_returns_at_once() {
+        let (ra, _clock, _t) = crate::testing::ra_with_tenant(Vec::new()).await;
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        let report = tokio::time::timeout(std::time::Duration::from_secs(5), ra.drain(far))
+            .await
+            .expect("returns without waiting for the deadline");
+        assert_eq!(report.validations_released + report.finalizes_released, 0);
+    }
+}
