@@ -111,6 +111,11 @@ pub struct CaSection {
     /// `permit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attested_names: Vec<String>,
+    /// `fleetca tenant disable`: no ACME service (the directory answers 404), while the CA
+    /// keeps publishing its CRL, OCSP and certificate for what it issued. Not for the tenant
+    /// of `fleetca.toml`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Section>,

@@ -48,6 +48,23 @@ pub const CONNECTIONS_REFUSED: &str = "fleetca_connections_refused_total";
 /// (`tls_handshake`, `header_read`, `body_read`, `idle`).
 pub const CONNECTIONS_TIMED_OUT: &str = "fleetca_connections_timed_out_total";
 
+/// Tenant reloads (SIGHUP, `POST /api/reload`, `POST /api/tenants`, another node's notice, the
+/// periodic check), by `result` (`ok`, `refused`).
+pub const TENANT_RELOADS: &str = "fleetca_tenant_reloads_total";
+/// 1 when the tenant configuration on disk loaded at the last reload attempt, 0 when it was
+/// refused (the server keeps serving the previous set; alert on 0).
+pub const TENANT_CONFIG_VALID: &str = "fleetca_tenant_config_valid";
+/// Tenants served now (disabled ones included: they still publish CRLs and OCSP).
+pub const TENANTS: &str = "fleetca_tenants";
+
+/// Records a tenant reload attempt; `served` is the number of tenants served afterwards.
+pub fn tenant_reload(ok: bool, served: usize) {
+    let result = if ok { "ok" } else { "refused" };
+    metrics::counter!(TENANT_RELOADS, "result" => result).increment(1);
+    metrics::gauge!(TENANT_CONFIG_VALID).set(if ok { 1.0 } else { 0.0 });
+    metrics::gauge!(TENANTS).set(served as f64);
+}
+
 /// Records one answered HTTP request.
 pub fn http_request(
     listener: &'static str,

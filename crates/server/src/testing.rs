@@ -59,6 +59,7 @@ pub async fn ra_with_tenant(
         backdate: Duration::from_secs(3600),
     }));
     let tenant = Arc::new(Tenant {
+        disabled: false,
         name: "default".into(),
         base_url: "https://ca.test".into(),
         ca,

@@ -71,10 +71,101 @@ pub(super) async fn tenants(State(st): State<Arc<AdminState>>) -> ApiResult {
                     "eab_required": c.ca.eab_required,
                     "lifetime_days": c.ca.lifetime_days,
                     "challenge_types": c.ca.challenge_types,
+                    "disabled": c.ca.disabled,
                 })
             })
             .collect(),
     ))
+}
+
+/// `POST /api/tenants` body: as `fleetca tenant add` (file keys; a PKCS#11 tenant is made on
+/// the command line).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantCreate {
+    name: String,
+    permit: Vec<String>,
+    #[serde(default)]
+    eab_required: bool,
+    #[serde(default)]
+    caa_identities: Vec<String>,
+    #[serde(default)]
+    client_auth: bool,
+    lifetime_days: Option<u32>,
+}
+
+/// `POST /api/tenants`: creates a tenant and serves it at once. If the tenants do not load
+/// with it, the new tenant's files are removed again and the answer says why: a refused
+/// request changes nothing.
+pub(super) async fn tenant_create(
+    State(st): State<Arc<AdminState>>,
+    Extension(tok): Extension<TokenRecord>,
+    Json(b): Json<TenantCreate>,
+) -> ApiResult {
+    // The API makes private-trust tenants (a public one needs its CSR signed outside and
+    // imported: `fleetca tenant add --trust public`, then `subca import`).
+    let new = crate::commands::NewTenant {
+        name: b.name,
+        trust: crate::datadir::Trust::Private,
+        organization: None,
+        country: None,
+        common_name: None,
+        permit: b.permit,
+        eab_required: b.eab_required,
+        caa_identities: b.caa_identities,
+        client_auth: b.client_auth,
+        lifetime_days: b.lifetime_days,
+        issuing_key_type: pki::keys::KeyType::EcdsaP256,
+        ocsp_signer: false,
+    };
+    let name = new.name.clone();
+    let (dd, keys) = (st.dd.clone(), st.keys.clone());
+    let cfg = tokio::task::spawn_blocking(move || {
+        crate::commands::create_tenant(&dd, &new, &keys, &Default::default(), None)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    if let Err(e) = st.reloader.reload("POST /api/tenants").await {
+        let dir = st.dd.ca_dir(&name);
+        if let Err(rm) = std::fs::remove_dir_all(&dir) {
+            tracing::error!(dir = %dir.display(), error = %rm, "removing a refused tenant failed");
+        }
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the tenants do not load with {name:?}, which was not created: {e:#}"),
+        ));
+    }
+    let summary = json!({
+        "name": cfg.ca.name,
+        "permit": cfg.ca.permit,
+        "eab_required": cfg.ca.eab_required,
+        "lifetime_days": cfg.ca.lifetime_days,
+    });
+    st.db
+        .append_audit(&crate::sa::AuditEntry {
+            at: now_unix(),
+            actor: actor(&tok),
+            action: "tenant.add".into(),
+            tenant: Some(name.clone()),
+            object: Some(name),
+            before: None,
+            after: Some(summary.to_string()),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// `POST /api/reload`: loads the data directory's tenants again; 422 with the reason, and the
+/// previous tenants still served, if they do not load.
+pub(super) async fn reload(State(st): State<Arc<AdminState>>) -> ApiResult {
+    match st.reloader.reload("POST /api/reload").await {
+        Ok(report) => ok(json!(report)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("tenant reload refused; the previous tenants keep serving: {e:#}"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ mod stats;
 use crate::datadir::DataDir;
 use crate::ra::EabKeyring;
 use crate::sa::Database;
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantSet};
 use auth::{AuthError, Scope, TokenStore};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -30,8 +30,13 @@ pub struct AdminState {
     pub db: Arc<dyn Database>,
     /// The data directory (tenant configs, token file).
     pub dd: DataDir,
-    /// Loaded tenants, whose issuing CAs re-sign CRLs after a revocation.
-    pub tenants: Vec<Arc<Tenant>>,
+    /// Served tenants, whose issuing CAs re-sign CRLs after a revocation.
+    pub tenants: Arc<TenantSet>,
+    /// Loads the tenants again (`POST /api/reload`, `POST /api/tenants`).
+    pub(crate) reloader: Arc<crate::commands::Reloader>,
+    /// How `serve` reads encrypted keys: a tenant created through the API signs its issuing
+    /// CA with the root key the same way.
+    pub(crate) keys: crate::commands::KeyProtection,
     /// Admin API tokens.
     pub tokens: TokenStore,
     /// Seals new EAB HMAC keys.
@@ -39,10 +44,9 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    fn tenant(&self, name: &str) -> Result<&Arc<Tenant>, api::ApiError> {
+    fn tenant(&self, name: &str) -> Result<Arc<Tenant>, api::ApiError> {
         self.tenants
-            .iter()
-            .find(|t| t.name == name)
+            .get(name)
             .ok_or_else(|| api::ApiError::new(StatusCode::NOT_FOUND, format!("no tenant {name:?}")))
     }
 }
@@ -53,7 +57,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// The admin listener's routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
-        .route("/api/tenants", get(api::tenants))
+        .route("/api/tenants", get(api::tenants).post(api::tenant_create))
+        .route("/api/reload", post(api::reload))
         .route("/api/eab", get(api::eab_list).post(api::eab_create))
         .route("/api/eab/{kid}/revoke", post(api::eab_revoke))
         .route("/api/accounts", get(api::accounts))
@@ -86,12 +91,13 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The scope a request needs: reads need `read`, minting EAB credentials needs `admin`, every
-/// other change needs `write`.
+/// The scope a request needs: reads need `read`; minting EAB credentials, creating a tenant
+/// (a new issuing CA) and reloading the tenants need `admin`; every other change needs
+/// `write`.
 fn needed_scope(method: &Method, path: &str) -> Scope {
     if method == Method::GET || method == Method::HEAD {
         Scope::Read
-    } else if path == "/api/eab" {
+    } else if matches!(path, "/api/eab" | "/api/tenants" | "/api/reload") {
         Scope::Admin
     } else {
         Scope::Write

@@ -33,7 +33,7 @@ pub(super) async fn stats(
     let today = now / 86_400 * 86_400;
     let until = today + days * 86_400;
 
-    let mut tenants: Vec<String> = st.tenants.iter().map(|t| t.name.clone()).collect();
+    let mut tenants: Vec<String> = st.tenants.all().iter().map(|t| t.name.clone()).collect();
     let counts = st.db.cert_counts(now).await?;
     for c in &counts {
         if !tenants.contains(&c.tenant) {

@@ -156,38 +156,25 @@ pub(crate) fn spawn_pruner(db: Arc<dyn Database>, clock: Arc<dyn Clock>, args: &
     });
 }
 
-/// Installs each tenant's delegated OCSP responder (re-issuing it when a third of its
-/// validity remains) now, then checks again every 6 hours.
-pub(crate) fn start_ocsp_responders(
-    dd: &DataDir,
-    tenants: &[Arc<crate::tenant::Tenant>],
+/// Re-issues each served tenant's delegated OCSP responder certificate when a third of its
+/// validity remains, checking every 6 hours (the tenant loader installs it at load).
+pub(crate) fn spawn_ocsp_refresher(
+    dd: DataDir,
+    tenants: Arc<crate::tenant::TenantSet>,
     passphrase: Option<Vec<u8>>,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
-    let refresh = |dd: &DataDir, t: &crate::tenant::Tenant, pass: Option<&[u8]>, now| {
-        t.ca.refresh_ocsp_responder(&dd.ca_dir(&t.name), pass, now)
-    };
-    let mut any = false;
-    for t in tenants {
-        let (installed, renewed) = refresh(dd, t, passphrase.as_deref(), clock.now())
-            .map_err(|e| anyhow::anyhow!("tenant {:?}: OCSP responder: {e:#}", t.name))?;
-        if installed {
-            any = true;
-            tracing::info!(tenant = %t.name, renewed, "OCSP responses signed by a delegated responder");
-        }
-    }
-    if !any {
-        return Ok(());
-    }
-    let dd = DataDir::new(dd.path());
-    let tenants = tenants.to_vec();
+) {
     tokio::spawn(async move {
         let every = Duration::from_secs(6 * 3600);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
-            for t in &tenants {
-                match refresh(&dd, t, passphrase.as_deref(), clock.now()) {
+            for t in tenants.all() {
+                match t.ca.refresh_ocsp_responder(
+                    &dd.ca_dir(&t.name),
+                    passphrase.as_deref(),
+                    clock.now(),
+                ) {
                     Ok((_, true)) => {
                         tracing::info!(tenant = %t.name, "re-issued the OCSP responder certificate")
                     }
@@ -199,38 +186,45 @@ pub(crate) fn start_ocsp_responders(
             }
         }
     });
-    Ok(())
 }
 
 /// How often `serve` checks that each tenant's CA key can sign (an HSM token can be removed
 /// or reset at any time; `fleetca_signer_available` shows it between signatures too).
 const SIGNER_CHECK_EVERY: Duration = Duration::from_secs(15);
 
-/// Checks the tenant's CA key now and every [`SIGNER_CHECK_EVERY`], logging each change.
-pub(crate) fn spawn_signer_monitor(tenant: Arc<crate::tenant::Tenant>) {
+/// Checks every served tenant's CA key now and every [`SIGNER_CHECK_EVERY`], logging each
+/// change.
+pub(crate) fn spawn_signer_monitor(tenants: Arc<crate::tenant::TenantSet>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SIGNER_CHECK_EVERY);
-        let mut was_ok = true;
+        let mut was_ok: std::collections::HashMap<String, bool> = Default::default();
         loop {
             tick.tick().await;
-            let ca = tenant.ca.clone();
-            // The check talks to the token: off the async workers.
-            let r = match tokio::task::spawn_blocking(move || ca.check_signer()).await {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
-            match (&r, was_ok) {
-                (Err(e), true) => {
-                    tracing::error!(tenant = %tenant.name, error = %e, source = ?std::error::Error::source(e), "the CA signing key is unavailable")
-                }
-                (Ok(()), false) => {
-                    tracing::info!(tenant = %tenant.name, "the CA signing key is available again")
-                }
-                _ => {}
+            for tenant in tenants.all() {
+                let ok = was_ok.entry(tenant.name.clone()).or_insert(true);
+                check_signer(&tenant, ok).await;
             }
-            was_ok = r.is_ok();
         }
     });
+}
+
+/// One check of `tenant`'s CA key; `was_ok` is the previous result, updated.
+async fn check_signer(tenant: &crate::tenant::Tenant, was_ok: &mut bool) {
+    let ca = tenant.ca.clone();
+    // The check talks to the token: off the async workers.
+    let Ok(r) = tokio::task::spawn_blocking(move || ca.check_signer()).await else {
+        return;
+    };
+    match (&r, *was_ok) {
+        (Err(e), true) => {
+            tracing::error!(tenant = %tenant.name, error = %e, source = ?std::error::Error::source(e), "the CA signing key is unavailable")
+        }
+        (Ok(()), false) => {
+            tracing::info!(tenant = %tenant.name, "the CA signing key is available again")
+        }
+        _ => {}
+    }
+    *was_ok = r.is_ok();
 }
 
 /// Re-issues the HTTPS certificate from the server TLS CA when it is due (a third of its

@@ -176,6 +176,7 @@ pub(super) fn new_section(
         attested_names: Vec::new(),
         pkcs11: None,
         issuer: None,
+        disabled: false,
     }
 }
 

@@ -40,6 +40,15 @@ pub struct ListenerArgs {
     /// 0 = no cap.
     #[arg(long, env = "FLEETCA_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
     pub max_connections_per_ip: usize,
+    /// On SIGTERM: seconds requests in progress, validations and finalizations may take to
+    /// finish before the server exits (what is left is handed back to other nodes).
+    #[arg(long, env = "FLEETCA_DRAIN_TIMEOUT", default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Bind the listeners with SO_REUSEPORT, so that a new `fleetca serve` binds the same
+    /// addresses before the old one stops (zero-downtime restart without socket activation).
+    /// Every process sharing a port must set it; run them as the same user.
+    #[arg(long, env = "FLEETCA_REUSE_PORT")]
+    pub reuse_port: bool,
 }
 
 impl ListenerArgs {
@@ -66,6 +75,7 @@ impl ListenerArgs {
             tls_handshake: Duration::from_secs(self.tls_handshake_timeout),
             idle: Duration::from_secs(self.idle_timeout),
             body_read: Duration::from_secs(self.body_read_timeout),
+            drain: Duration::from_secs(self.drain_timeout),
         };
         tracing::info!(
             nofile = ?nofile,

@@ -460,6 +460,7 @@ mod tests {
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
                 pkcs11: None,
                 issuer: None,
+                disabled: false,
             },
         }
     }

@@ -15,6 +15,7 @@ mod listen;
 mod load;
 mod migrate;
 mod perspective;
+mod reload;
 mod renew;
 mod rollover;
 mod root;
@@ -37,10 +38,12 @@ pub use cert::CertCommand;
 pub use doctor::{DoctorArgs, Finding, Status};
 pub use eab::EabCommand;
 pub use init::InitArgs;
+pub(crate) use reload::Reloader;
 pub use root::RootCommand;
 pub use select::CertSelection;
 pub use serve::ServeArgs;
 pub use tenant::TenantCommand;
+pub(crate) use tenant::{create as create_tenant, NewTenant};
 pub use token::{AdminCommand, TokenCommand};
 
 /// What `fleetca --version` prints after the name: the package version, the git commit and
@@ -106,7 +109,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: CertCommand,
     },
-    /// Issuing CAs (tenants): add, list, rollover.
+    /// Issuing CAs (tenants): add, update, disable, enable, list, rollover.
     Tenant {
         /// What to do.
         #[command(subcommand)]

@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// production CA: its certificates would not meet the Baseline Requirements.
     #[arg(long, hide = true)]
     pub insecure_mpic_minimum: Option<usize>,
+    /// With a PostgreSQL database: how often, in seconds, a node compares the tenant files
+    /// with the tenants it serves, in case it missed another node's change notice.
+    #[arg(long, env = "FLEETCA_TENANT_CHECK_SECS", default_value_t = 60)]
+    pub tenant_check_secs: u64,
     /// Listener timeouts and connection caps.
     #[command(flatten)]
     pub listeners: super::listen::ListenerArgs,
@@ -164,7 +168,7 @@ pub struct ServeArgs {
     pub keys: KeyProtection,
 }
 
-/// Runs the server until SIGINT/SIGTERM.
+/// Runs the server until SIGINT/SIGTERM, then drains it.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,9 +207,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .serving(args.max_validations, &args.trusted_proxies);
     // Bind first, so `--listen 127.0.0.1:0` works and the printed URL has the real port, and
     // so a listener that cannot bind stops the server before it does anything.
-    let listener = bind("--listen", "FLEETCA_LISTEN", args.listen)?;
-    let http_listener = bind("--http-listen", "FLEETCA_HTTP_LISTEN", args.http_listen)?;
-    let admin_listener = bind("--admin-listen", "FLEETCA_ADMIN_LISTEN", args.admin_listen)?;
+    // Sockets passed by systemd (socket activation) are used as they are: the service
+    // manager keeps them open across restarts, so connections queue instead of being refused.
+    let mut inherited = crate::listener::sockets::Inherited::from_env()?;
+    let reuse = args.listeners.reuse_port;
+    let mut listen = |name, flag, env, addr| match inherited.take(name) {
+        Some(l) => Ok(l),
+        None => bind(flag, env, addr, reuse),
+    };
+    let listener = listen("acme", "--listen", "FLEETCA_LISTEN", args.listen)?;
+    let http_listener = listen(
+        "http",
+        "--http-listen",
+        "FLEETCA_HTTP_LISTEN",
+        args.http_listen,
+    )?;
+    let admin_listener = listen(
+        "admin",
+        "--admin-listen",
+        "FLEETCA_ADMIN_LISTEN",
+        args.admin_listen,
+    )?;
     let bound = listener.local_addr()?;
     let base_url = args
         .base_url
@@ -262,52 +284,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let pin_file = args.keys.pkcs11_pin_file.as_deref();
-    let ca = Arc::new(super::load::load_issuing_ca(
-        &dd,
-        &cfg,
-        passphrase.as_deref(),
-        pin_file,
-    )?);
-    let retired = super::load::load_retired_cas(&dd, &cfg, passphrase.as_deref(), pin_file)?;
-    let tenant = Arc::new(crate::tenant::Tenant {
-        name: cfg.ca.name.clone(),
-        base_url: base_url.clone(),
-        ca,
-        retired: retired.into_iter().map(Arc::new).collect(),
-        terms_of_service: cfg.ca.terms_of_service.clone(),
-        website: cfg.ca.website.clone(),
-        caa_identities: cfg.ca.caa_identities.clone(),
-        external_account_required: cfg.ca.eab_required,
-        challenge_types: cfg.ca.challenge_types.clone(),
-        attestation_roots: super::load::load_attestation_roots(&dd, &cfg)?,
-        attested_names: super::load::load_attested_names(&cfg)?,
-    });
-    // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
-    let mut tenants = vec![tenant.clone()];
-    for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
-        if tcfg.ca.trust == crate::datadir::Trust::Public && !dd.ca_cert(&tcfg.ca.name).exists() {
-            tracing::warn!(tenant = %tcfg.ca.name, csr = %dd.ca_csr(&tcfg.ca.name).display(), "public-trust tenant not served yet: its certificate has not been imported (`fleetca subca import --tenant NAME`)");
-            continue;
-        }
-        let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
-            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
-        let retired = super::load::load_retired_cas(&dd, &tcfg, passphrase.as_deref(), pin_file)
-            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
-        tenants.push(Arc::new(crate::tenant::Tenant {
-            name: tcfg.ca.name.clone(),
-            base_url: base_url.clone(),
-            ca: Arc::new(ca),
-            retired: retired.into_iter().map(Arc::new).collect(),
-            terms_of_service: tcfg.ca.terms_of_service.clone(),
-            website: tcfg.ca.website.clone(),
-            caa_identities: tcfg.ca.caa_identities.clone(),
-            external_account_required: tcfg.ca.eab_required,
-            challenge_types: tcfg.ca.challenge_types.clone(),
-            attestation_roots: super::load::load_attestation_roots(&dd, &tcfg)
-                .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?,
-            attested_names: super::load::load_attested_names(&tcfg)?,
-        }));
-    }
     let va = Va::new(VaConfig {
         dns_resolver: args.dns_resolver,
         http01_port: args.http01_port,
@@ -331,7 +307,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ra = Ra::new_with_eab(
         sa.clone(),
         clock.clone(),
-        tenants.clone(),
+        Vec::new(),
         va,
         RaConfig {
             max_concurrent_validations: args.max_validations,
@@ -347,16 +323,54 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(eab),
     );
     ra.set_lifecycle_store(lifecycle_store);
-    for t in &tenants {
-        for ca in t.issuers() {
-            ca.set_crl_shards(args.crl_shards);
-        }
-    }
-    // Delegated OCSP responders (RFC 6960 §4.2.2.2) where `init --ocsp-signer` made one.
-    super::housekeeping::start_ocsp_responders(&dd, &tenants, passphrase.clone(), clock.clone())?;
+    // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
+    // PostgreSQL, the rest are per node (see wfe::ratelimit). A reload replaces the limits.
+    let limiter = Arc::new(
+        crate::wfe::ratelimit::RateLimiter::new(Default::default()).with_store(db.rate_store()),
+    );
+    // Every tenant (`fleetca.toml`'s, then `fleetca tenant add`'s): each its own issuing CA,
+    // policy and EAB rule, served through the Ra's one swap point and reloadable.
+    let loader = super::reload::TenantLoader {
+        dd: dd.clone(),
+        base_url: base_url.clone(),
+        passphrase: passphrase.clone(),
+        pin_file: pin_file.map(Into::into),
+        crl_shards: args.crl_shards,
+        clock: clock.clone(),
+        lab_flag: if args.insecure_skip_validation {
+            Some("--insecure-skip-validation")
+        } else if args.signer_delay_ms > 0 {
+            Some("--signer-delay-ms")
+        } else {
+            None
+        },
+    };
+    let reloader = super::reload::Reloader::start(
+        loader,
+        ra.tenant_set().clone(),
+        limiter.clone(),
+        &database,
+    )?;
+    let tenants = ra.tenants();
+    limiter.set_configs(
+        dd.load_tenant_configs()?
+            .into_iter()
+            .map(|c| (c.ca.name, c.ca.rate_limits))
+            .collect(),
+    );
+    super::housekeeping::spawn_ocsp_refresher(
+        dd.clone(),
+        ra.tenant_set().clone(),
+        passphrase.clone(),
+        clock.clone(),
+    );
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
-    if !crate::sa::is_postgres_url(&database) {
+    // A single node's finalize claims left in the database are its predecessor's; they are
+    // released at once only if that process is gone. During a zero-downtime restart it is
+    // still draining (finishing the very finalizations those claims hold) and releases what it
+    // leaves itself; a crashed one's claims run out through the sweeper.
+    if !crate::sa::is_postgres_url(&database) && only_serve_of(&dd)? {
         ra.release_claims_of_a_dead_single_node().await?;
     }
     ra.spawn_finalize_sweeper();
@@ -381,16 +395,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let nonce_store = db.nonce_store(args.max_spent_nonces);
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
     let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
-    // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
-    // PostgreSQL, the rest are per node (see wfe::ratelimit).
-    let limits = dd
-        .load_tenant_configs()?
-        .into_iter()
-        .map(|c| (c.ca.name, c.ca.rate_limits))
-        .collect();
-    wfe.set_rate_limits(Arc::new(
-        crate::wfe::ratelimit::RateLimiter::new(limits).with_store(db.rate_store()),
-    ));
+    wfe.set_rate_limits(limiter);
     wfe.spawn_nonce_pruner();
 
     let (tls, server_cert) =
@@ -416,18 +421,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Plain HTTP (CRLs, CA certificates) on http://{}",
         http_listener.local_addr()?
     );
-    serving.spawn("http", http_listener, http_app, None);
-    for t in &tenants {
-        spawn_crl_refresher(t.clone(), sa.clone(), clock.clone());
-        super::housekeeping::spawn_signer_monitor(t.clone());
-    }
+    let http = serving.spawn("http", http_listener, http_app, None);
+    spawn_crl_refresher(ra.tenant_set().clone(), sa.clone(), clock.clone());
+    super::housekeeping::spawn_signer_monitor(ra.tenant_set().clone());
     // Dashboard, admin API and metrics, on the listener bound at start-up.
     let tokens = crate::admin::auth::TokenStore::new(db.clone());
     tokens.import_legacy_file(&dd).await?;
     let admin_state = Arc::new(crate::admin::AdminState {
         db: db.clone(),
         dd: dd.clone(),
-        tenants: tenants.clone(),
+        tenants: ra.tenant_set().clone(),
+        reloader: reloader.clone(),
+        keys: args.keys.clone(),
         tokens,
         keyring: eab_keyring,
     });
@@ -460,26 +465,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(url = %cfg.ca.public_base_url, "certificates point relying parties at a loopback URL for CRLs; set public_base_url in fleetca.toml to a public http:// URL for real deployments");
     }
 
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        shutdown.shutdown();
-    });
-    // Returns once the ACME listener has stopped and its connections have closed (or had
-    // their grace period).
-    https.await?;
+    // Tenants without a restart (docs/zero-downtime.md).
+    reloader.spawn_sighup()?;
+    reloader.spawn_followers(Duration::from_secs(args.tenant_check_secs.max(1)));
+    let drain_timeout = Duration::from_secs(args.listeners.drain_timeout);
+    shutdown_signal().await;
+    // Drain (SIGTERM): stop accepting, let requests, validations and finalizations in
+    // progress finish within --drain-timeout, hand back what did not, exit 0.
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    tracing::info!(timeout_s = drain_timeout.as_secs(), "draining");
+    shutdown.shutdown();
+    // Each listener task ends once its connections have closed or the timeout has passed.
+    let _ = tokio::join!(https, http);
+    let left = ra.drain(deadline).await;
+    tracing::info!(
+        validations_released = left.validations_released,
+        finalizes_released = left.finalizes_released,
+        "drained; exiting"
+    );
     Ok(())
 }
 
 /// Binds a listener `serve` was asked for. Failing fast: the error names the flag, its
 /// environment variable and the address, and `serve` exits non-zero instead of running
 /// without the listener (no admin API, no metrics, no CRLs).
-fn bind(flag: &str, env: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)")
-    })?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+fn bind(
+    flag: &str,
+    env: &str,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> anyhow::Result<std::net::TcpListener> {
+    crate::listener::sockets::bind(addr, reuse_port)
+        .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e} (set {flag} or {env} to a free address)"))
+}
+
+/// Whether no other `fleetca serve` runs on `dd`: an exclusive lock on `DIR/serve.lock`, which
+/// each serve holds for the rest of its life (the kernel drops it at any exit, a crash
+/// included). If another process holds it (a predecessor still draining), this one takes it
+/// over once that process exits.
+fn only_serve_of(dd: &DataDir) -> anyhow::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dd.path().join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            // Held until the process exits.
+            std::mem::forget(file);
+            Ok(true)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            tracing::info!("another fleetca serve of this data directory is still running (draining); its finalize claims stay its own");
+            // A detached thread, so that waiting never delays this process's own exit.
+            std::thread::spawn(move || {
+                if flock(&file, FlockOperation::LockExclusive).is_ok() {
+                    std::mem::forget(file);
+                }
+            });
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+    }
 }
 
 fn trust_anchor(dd: &DataDir) -> PathBuf {
@@ -490,9 +540,10 @@ fn trust_anchor(dd: &DataDir) -> PathBuf {
     }
 }
 
-/// Re-signs the CRL before half its validity passes, even when nothing is revoked.
+/// Re-signs every served tenant's CRL before half its validity passes, even when nothing is
+/// revoked (a tenant added by a reload included).
 fn spawn_crl_refresher(
-    tenant: Arc<crate::tenant::Tenant>,
+    tenants: Arc<crate::tenant::TenantSet>,
     sa: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
 ) {
@@ -501,9 +552,11 @@ fn spawn_crl_refresher(
         loop {
             tick.tick().await;
             // Retired CAs too: their certificates are still live until they expire.
-            for ca in tenant.issuers() {
-                if let Err(e) = ca.current_crl(sa.as_ref(), clock.as_ref()).await {
-                    tracing::error!(error = %e, issuer = %ca.id(), "CRL refresh failed");
+            for tenant in tenants.all() {
+                for ca in tenant.issuers() {
+                    if let Err(e) = ca.current_crl(sa.as_ref(), clock.as_ref()).await {
+                        tracing::error!(tenant = %tenant.name, issuer = %ca.id(), error = %e, "CRL refresh failed");
+                    }
                 }
             }
         }

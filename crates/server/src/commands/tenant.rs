@@ -1,4 +1,4 @@
-//! `fleetca tenant add|list` (and `rollover`, in its own module): the issuing CAs (tenants) of a data directory. The tenant in
+//! `fleetca tenant add|update|disable|enable|list` (and `rollover`, in its own module): the issuing CAs (tenants) of a data directory. The tenant in
 //! `fleetca.toml` (normally `default`) comes from `init`; each further tenant has its own
 //! name-constrained issuing CA under the same private root, its own `ca/NAME/tenant.toml`
 //! (policy, EAB requirement), its own directory `/acme/NAME/directory` and its own accounts.
@@ -18,11 +18,52 @@ use std::path::PathBuf;
 pub enum TenantCommand {
     /// Create another issuing CA with its own ACME directory, policy and accounts.
     Add(Box<AddArgs>),
+    /// Change a tenant's policy (EAB requirement, CAA identities, attestation roots).
+    Update(UpdateArgs),
+    /// Stop a tenant's ACME service; its CRL, OCSP and CA certificate stay published.
+    Disable(StateArgs),
+    /// Serve a disabled tenant's ACME directory again.
+    Enable(StateArgs),
     /// List the tenants.
     List(ListArgs),
     /// Replace the tenant's issuing CA with a new one (new key, same constraints); the old
     /// one keeps serving CRLs, OCSP and ARI for its certificates until they expire.
     Rollover(Box<super::rollover::RolloverArgs>),
+}
+
+/// `fleetca tenant update` options; what is not given stays as it is. A running `serve`
+/// applies the change on SIGHUP or `POST /api/reload`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
+    /// Require (true) or stop requiring (false) an External Account Binding for newAccount
+    /// (RFC 8555 §7.3.4).
+    #[arg(long)]
+    pub eab_required: Option<bool>,
+    /// Replace the CAA issuer domain names (RFC 8659 §4.2); repeatable.
+    #[arg(long = "caa-identity")]
+    pub caa_identities: Vec<String>,
+    /// Replace the manufacturing CA roots for `device-attest-01` (PEM files; relative paths
+    /// are under the data directory); repeatable.
+    #[arg(long = "attestation-root")]
+    pub attestation_roots: Vec<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetca tenant disable|enable` options.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Tenant name (not the tenant of fleetca.toml).
+    pub name: String,
+    /// Data directory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    pub data_dir: PathBuf,
 }
 
 /// `fleetca tenant add` options.
@@ -110,6 +151,9 @@ fn parse_trust(s: &str) -> Result<Trust, String> {
 pub(crate) fn run(cmd: &TenantCommand) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Add(a) => add(a),
+        TenantCommand::Update(a) => update(a),
+        TenantCommand::Disable(a) => set_disabled(a, true),
+        TenantCommand::Enable(a) => set_disabled(a, false),
         TenantCommand::List(a) => list(a),
         TenantCommand::Rollover(a) => super::rollover::run(a),
     }
@@ -163,31 +207,60 @@ fn caa_identity(s: &str) -> anyhow::Result<String> {
     Ok(s.to_ascii_lowercase())
 }
 
-fn add(a: &AddArgs) -> anyhow::Result<()> {
-    let ctx = AdminContext::open(&a.data_dir)?;
-    let dd = &ctx.dd;
-    if !valid_name(&a.name) {
+/// What a new tenant is made of (`tenant add`, `POST /api/tenants`).
+pub(crate) struct NewTenant {
+    pub(crate) name: String,
+    /// Private (signed here, by the private root) or public (a CSR for an outside root).
+    pub(crate) trust: Trust,
+    /// Subject organizationName / countryName / commonName; a private tenant inherits the
+    /// main tenant's when not given.
+    pub(crate) organization: Option<String>,
+    pub(crate) country: Option<String>,
+    pub(crate) common_name: Option<String>,
+    pub(crate) permit: Vec<String>,
+    pub(crate) eab_required: bool,
+    pub(crate) caa_identities: Vec<String>,
+    pub(crate) client_auth: bool,
+    pub(crate) lifetime_days: Option<u32>,
+    pub(crate) issuing_key_type: KeyType,
+    pub(crate) ocsp_signer: bool,
+}
+
+/// Creates tenant `t` in `dd`: its configuration, then (private trust) its issuing CA under
+/// the private root and its `tenant.toml`. A public-trust configuration is returned unsaved:
+/// [`add_public`] makes its key and CSR. Nothing is written if a check fails.
+pub(crate) fn create(
+    dd: &DataDir,
+    t: &NewTenant,
+    keys: &KeyProtection,
+    pkcs11: &Pkcs11Args,
+    root_key: Option<&std::path::Path>,
+) -> anyhow::Result<CaConfig> {
+    if !valid_name(&t.name) {
         anyhow::bail!(
             "tenant name {:?}: use 1-32 lower-case letters, digits and '-'",
-            a.name
+            t.name
         );
     }
+    if t.permit.is_empty() {
+        anyhow::bail!("a tenant needs at least one permitted name (--permit)");
+    }
     let main = dd.load_config()?;
-    if a.trust == Trust::Private && main.ca.trust != Trust::Private {
+    if t.trust == Trust::Private && main.ca.trust != Trust::Private {
         anyhow::bail!("this data directory has no private root (it was set up with `fleetca subca`); additional tenants need one");
     }
-    if tenant_names(dd)?.contains(&a.name) || dd.ca_dir(&a.name).exists() {
+    if tenant_names(dd)?.contains(&t.name) || dd.ca_dir(&t.name).exists() {
         anyhow::bail!(
             "tenant {:?} already exists in {}",
-            a.name,
+            t.name,
             dd.path().display()
         );
     }
-    let lifetime_days = a.lifetime_days.unwrap_or(main.ca.lifetime_days);
-    let caa_identities = if a.caa_identities.is_empty() {
+    let lifetime_days = t.lifetime_days.unwrap_or(main.ca.lifetime_days);
+    let caa_identities = if t.caa_identities.is_empty() {
         main.ca.caa_identities.clone()
     } else {
-        a.caa_identities
+        t.caa_identities
             .iter()
             .map(|i| caa_identity(i))
             .collect::<anyhow::Result<Vec<_>>>()?
@@ -196,55 +269,83 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
     if !(1..=max).contains(&lifetime_days) {
         anyhow::bail!("--lifetime-days must be between 1 and {max} (BR §6.3.2)");
     }
+    // The permitted names must parse before any key is made.
+    pki::policy::Permitted::parse(&t.permit)
+        .map_err(|e| anyhow::anyhow!("invalid permitted name: {e}"))?;
     // A public-trust tenant's subject names the vendor it issues for, so it never inherits
     // the main tenant's.
-    let (organization, country) = match a.trust {
+    let (organization, country) = match t.trust {
         Trust::Private => (
-            a.organization.clone().or(main.ca.organization.clone()),
-            a.country.clone().or(main.ca.country.clone()),
+            t.organization.clone().or(main.ca.organization.clone()),
+            t.country.clone().or(main.ca.country.clone()),
         ),
-        Trust::Public => (a.organization.clone(), a.country.clone()),
+        Trust::Public => (t.organization.clone(), t.country.clone()),
     };
     let mut cfg = CaConfig {
         mpic: None,
         ca: CaSection {
-            name: a.name.clone(),
-            trust: a.trust,
-            permit: a.permit.clone(),
-            client_auth: a.client_auth,
+            name: t.name.clone(),
+            trust: t.trust,
+            permit: t.permit.clone(),
+            client_auth: t.client_auth,
             lifetime_days,
-            eab_required: a.eab_required,
+            eab_required: t.eab_required,
             caa_identities,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
             pkcs11: None,
             organization,
             country,
-            common_name: a.common_name.clone(),
+            common_name: t.common_name.clone(),
             issuer: None,
+            disabled: false,
             ..main.ca.clone()
         },
     };
-    if a.trust == Trust::Public {
-        return add_public(&ctx, a, cfg);
+    if t.trust == Trust::Public {
+        return Ok(cfg);
     }
     cfg.ca.pkcs11 = super::init::create_tenant_ca(
         dd,
         &cfg,
-        a.issuing_key_type,
-        &a.keys,
-        &a.pkcs11,
-        a.root_key.as_deref(),
-        a.ocsp_signer,
+        t.issuing_key_type,
+        keys,
+        pkcs11,
+        root_key,
+        t.ocsp_signer,
     )?;
     // tenant.toml last: its presence is what makes the tenant exist for `serve`.
     dd.save_tenant_config(&cfg)?;
+    Ok(cfg)
+}
+
+fn add(a: &AddArgs) -> anyhow::Result<()> {
+    let ctx = AdminContext::open(&a.data_dir)?;
+    let dd = &ctx.dd;
+    let new = NewTenant {
+        name: a.name.clone(),
+        trust: a.trust,
+        organization: a.organization.clone(),
+        country: a.country.clone(),
+        common_name: a.common_name.clone(),
+        permit: a.permit.clone(),
+        eab_required: a.eab_required,
+        caa_identities: a.caa_identities.clone(),
+        client_auth: a.client_auth,
+        lifetime_days: a.lifetime_days,
+        issuing_key_type: a.issuing_key_type,
+        ocsp_signer: a.ocsp_signer,
+    };
+    let cfg = create(dd, &new, &a.keys, &a.pkcs11, a.root_key.as_deref())?;
+    if a.trust == Trust::Public {
+        return add_public(&ctx, a, cfg);
+    }
     let summary = audit_added(&ctx, &cfg)?;
     if a.json {
         println!("{summary}");
     } else {
         println!(
-            "Created tenant {:?} (issuing CA {}) permitted {}; ACME directory /acme/{}/directory. Restart `fleetca serve` to load it.",
+            "Created tenant {:?} (issuing CA {}) permitted {}; ACME directory /acme/{}/directory. A running `fleetca serve` loads it on SIGHUP (systemctl reload) or POST /api/reload.",
             a.name,
             dd.ca_cert(&a.name).display(),
             a.permit.join(", "),
@@ -313,13 +414,108 @@ fn add_public(ctx: &AdminContext, a: &AddArgs, mut cfg: CaConfig) -> anyhow::Res
         println!("{summary}");
     } else {
         println!(
-            "Created public-trust tenant {:?} permitted {}. Have the outside root sign {}, then run `fleetca subca import --tenant {} --cert FILE --chain FILE` and restart `fleetca serve`.",
+            "Created public-trust tenant {:?} permitted {}. Have the outside root sign {}, then run `fleetca subca import --tenant {} --cert FILE --chain FILE` and reload `fleetca serve` (SIGHUP or POST /api/reload).",
             a.name,
             a.permit.join(", "),
             dd.ca_csr(&a.name).display(),
             a.name
         );
     }
+    Ok(())
+}
+
+/// Rewrites `name`'s `tenant.toml` with `change` applied, and audits it as `action`.
+fn change_tenant(
+    data_dir: &std::path::Path,
+    name: &str,
+    action: &str,
+    change: impl FnOnce(&mut CaConfig) -> anyhow::Result<()>,
+) -> anyhow::Result<CaConfig> {
+    let ctx = AdminContext::open(data_dir)?;
+    let dd = &ctx.dd;
+    require_tenant(dd, name)?;
+    if dd.load_config()?.ca.name == name {
+        anyhow::bail!("tenant {name:?} is configured in fleetca.toml; edit that file instead");
+    }
+    let mut cfg = dd
+        .load_tenant_configs()?
+        .into_iter()
+        .find(|c| c.ca.name == name)
+        .ok_or_else(|| anyhow::anyhow!("no tenant {name:?}"))?;
+    let before = tenant_json(&cfg);
+    change(&mut cfg)?;
+    dd.save_tenant_config(&cfg)?;
+    let after = tenant_json(&cfg);
+    ctx.block_on(ctx.db.append_audit(&AuditEntry {
+        at: now_unix(),
+        actor: cli_actor(),
+        action: action.into(),
+        tenant: Some(name.to_string()),
+        object: Some(name.to_string()),
+        before: Some(before.to_string()),
+        after: Some(after.to_string()),
+    }))?;
+    Ok(cfg)
+}
+
+fn update(a: &UpdateArgs) -> anyhow::Result<()> {
+    let caa = a
+        .caa_identities
+        .iter()
+        .map(|i| caa_identity(i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let dd = DataDir::new(&a.data_dir);
+    for r in &a.attestation_roots {
+        let path = dd.path().join(r);
+        if !path.is_file() {
+            anyhow::bail!("--attestation-root {r}: {} is not a file", path.display());
+        }
+    }
+    let cfg = change_tenant(&a.data_dir, &a.name, "tenant.update", |cfg| {
+        if let Some(eab) = a.eab_required {
+            cfg.ca.eab_required = eab;
+        }
+        if !caa.is_empty() {
+            cfg.ca.caa_identities = caa;
+        }
+        if !a.attestation_roots.is_empty() {
+            cfg.ca.attestation_roots = a.attestation_roots.clone();
+        }
+        // The loader's own checks (roots readable, templates inside the permitted names).
+        super::load::load_attestation_roots(&dd, cfg)?;
+        super::load::load_attested_names(cfg)?;
+        Ok(())
+    })?;
+    if a.json {
+        println!("{}", tenant_json(&cfg));
+    } else {
+        println!(
+            "Updated tenant {:?}. A running `fleetca serve` applies it on SIGHUP or POST /api/reload.",
+            a.name
+        );
+    }
+    Ok(())
+}
+
+fn set_disabled(a: &StateArgs, disabled: bool) -> anyhow::Result<()> {
+    let action = if disabled {
+        "tenant.disable"
+    } else {
+        "tenant.enable"
+    };
+    change_tenant(&a.data_dir, &a.name, action, |cfg| {
+        cfg.ca.disabled = disabled;
+        Ok(())
+    })?;
+    println!(
+        "Tenant {:?} {}. A running `fleetca serve` applies it on SIGHUP or POST /api/reload.",
+        a.name,
+        if disabled {
+            "disabled (its CRL and OCSP stay published)"
+        } else {
+            "enabled"
+        }
+    );
     Ok(())
 }
 
@@ -332,6 +528,7 @@ fn tenant_json(cfg: &CaConfig) -> serde_json::Value {
         "caa_identities": cfg.ca.caa_identities,
         "lifetime_days": cfg.ca.lifetime_days,
         "challenge_types": cfg.ca.challenge_types,
+        "disabled": cfg.ca.disabled,
     })
 }
 

@@ -2,12 +2,16 @@
 //! CRLs/OCSP/CA certificates, admin) so that no client can hold one open: the accept loop
 //! applies the connection caps ([`limits`]), the TLS handshake has a deadline, HTTP/1 request
 //! heads have hyper's header-read timeout, request bodies a deadline (`body`), and a
-//! watchdog closes connections with no request in progress. Graceful shutdown: accepting
-//! stops, idle connections close, requests in progress get a grace period.
+//! watchdog closes connections with no request in progress. Graceful shutdown (drain): accepting
+//! stops after the connections already queued, requests in progress get `--drain-timeout` and
+//! close their connection after their response, idle connections answer one more request
+//! within a short grace and then close.
+//! The sockets come from [`sockets`] (socket activation or `SO_REUSEPORT`).
 
 mod body;
 pub mod limits;
 pub mod nofile;
+pub mod sockets;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
@@ -43,6 +47,9 @@ pub struct Timeouts {
     pub idle: Duration,
     /// A request body must arrive completely within this from the end of its head.
     pub body_read: Duration,
+    /// Once shutdown begins (SIGTERM), requests in progress may take this long to finish
+    /// (`serve --drain-timeout`).
+    pub drain: Duration,
 }
 
 /// HTTP/2 keep-alive: a PING after this much silence, and the connection closed if the answer
@@ -52,8 +59,10 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (hyper's default is 200); ACME clients
 /// use a handful.
 const H2_MAX_STREAMS: u32 = 64;
-/// How long requests in progress may take to finish once shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Once shutdown begins, how long an idle keep-alive connection stays open: a client's next
+/// request on it is answered (with `Connection: close`) instead of racing the close, which
+/// would cost the client a request that may not be safe to repeat (RFC 9112 §9.3.1).
+const IDLE_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection closed for a timeout may take to say goodbye (an HTTP/2 GOAWAY).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (out of descriptors, say) so the loop does not spin.
@@ -135,10 +144,23 @@ impl Serving {
         let http = Arc::new(http);
         // Each connection task holds a sender; when all are gone, every connection has closed.
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
+        let mut stopping = false;
         loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown_requested(&mut self.shutdown) => break,
+            let accepted = if stopping {
+                // Connections the kernel completed before the stop are served, not reset
+                // when the socket closes (with SO_REUSEPORT each process has its own queue).
+                match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+                    Ok(a) => a,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    a = listener.accept() => a,
+                    _ = shutdown_requested(&mut self.shutdown) => {
+                        stopping = true;
+                        continue;
+                    }
+                }
             };
             let (tcp, peer) = match accepted {
                 Ok(a) => a,
@@ -184,7 +206,7 @@ impl Serving {
         }
         drop(listener);
         drop(alive);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv()).await;
+        let _ = tokio::time::timeout(self.timeouts.drain, all_closed.recv()).await;
     }
 }
 
@@ -316,11 +338,21 @@ impl Conn {
         let conn = self.http.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut draining = false;
+        // Set when shutdown begins: until then an idle connection stays open (see
+        // `IDLE_DRAIN_GRACE`); a request in progress, or one starting meanwhile, is answered
+        // with `Connection: close` (HTTP/1) or a GOAWAY (HTTP/2) follows it.
+        let mut lame_until: Option<Instant> = None;
         // Set once a timeout has passed: the connection is asked to close politely (HTTP/2
         // GOAWAY, so clients do not send on a closing connection) and dropped at this instant
         // if it has not.
         let mut closing: Option<Instant> = None;
         loop {
+            if let (Some(until), false) = (lame_until, draining) {
+                if activity.busy.load(Ordering::Acquire) > 0 || Instant::now() >= until {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
             let idle = activity.idle_deadline(&self.timeouts);
             if draining && closing.is_none() && idle.is_some() {
                 // Shutting down and nothing in progress: say goodbye, briefly.
@@ -330,6 +362,10 @@ impl Conn {
                 (Some(at), _) => at,
                 (None, Some((at, _))) => at,
                 (None, None) => Instant::now() + self.timeouts.idle,
+            };
+            let wake = match lame_until {
+                Some(until) if !draining => wake.min(until),
+                _ => wake,
             };
             tokio::select! {
                 r = conn.as_mut() => {
@@ -345,9 +381,8 @@ impl Conn {
                     }
                     return;
                 }
-                _ = shutdown_requested(&mut self.shutdown), if !draining => {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
+                _ = shutdown_requested(&mut self.shutdown), if !draining && lame_until.is_none() => {
+                    lame_until = Some(Instant::now() + IDLE_DRAIN_GRACE);
                 }
                 // A request starting or finishing moves the deadline.
                 _ = activity.changed.notified() => {}

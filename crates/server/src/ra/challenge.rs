@@ -77,7 +77,8 @@ impl Ra {
             }
         }
         ch.status = ChallengeState::Processing;
-        let claim = Claim::new(id.to_string(), lease, ticket, taken);
+        let held = self.held.validation(id, &lease);
+        let claim = Claim::new(id.to_string(), lease, ticket, taken, held);
         let validation = self.spawn_claimed(claim, Some((ch.clone(), authz.clone(), acct.clone())));
         if let Ok(Ok(Some(outcome))) =
             tokio::time::timeout(self.cfg.challenge_wait, validation).await
@@ -197,7 +198,8 @@ impl Ra {
         let n = ids.len();
         for id in ids {
             tracing::info!(challenge = %id, "taking over a validation whose lease expired");
-            let claim = Claim::new(id, lease.clone(), self.admit_taken_over(), taken);
+            let held = self.held.validation(&id, &lease);
+            let claim = Claim::new(id, lease.clone(), self.admit_taken_over(), taken, held);
             drop(self.spawn_claimed(claim, None));
         }
         Ok(n)
@@ -296,7 +298,7 @@ impl Ra {
             .tenant(&authz.tenant)
             .ok_or_else(|| Error::internal("tenant vanished"))?;
         let started = std::time::Instant::now();
-        let outcome = match self.run_validation(tenant, ch, authz, acct).await {
+        let outcome = match self.run_validation(&tenant, ch, authz, acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
                 // The token taken when the validation started was not needed.

@@ -95,6 +95,8 @@ impl Ra {
                 "the order was finalized by another request",
             ));
         }
+        // Until this request ends (stored, given back, or abandoned), a drain may release it.
+        let _held = self.held.finalize(order_id, &claim.token);
         let started = std::time::Instant::now();
         // Paired with "certificate issued" below: a crash test counts finalizations in flight.
         tracing::debug!(order = %order_id, "finalizing");

@@ -7,6 +7,7 @@ mod ari;
 mod attest;
 mod caa_recheck;
 mod challenge;
+mod drain;
 mod eab;
 mod finalize;
 mod name_template;
@@ -16,6 +17,7 @@ mod validation_queue;
 
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
+pub use drain::DrainReport;
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
 pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
@@ -25,9 +27,8 @@ pub use validation_queue::ValidationBudget;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{AccountRecord, AccountState, Storage};
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantSet};
 use crate::va::Va;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -103,7 +104,7 @@ impl Default for RaConfig {
 pub struct Ra {
     sa: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    tenants: HashMap<String, Arc<Tenant>>,
+    tenants: Arc<TenantSet>,
     va: Va,
     validations: Arc<Semaphore>,
     signatures: Arc<Semaphore>,
@@ -114,6 +115,8 @@ pub struct Ra {
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
+    /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
+    held: Arc<drain::Held>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -154,7 +157,7 @@ impl Ra {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             signatures: Arc::new(Semaphore::new(cfg.max_concurrent_signatures.max(1))),
             admissions: Arc::default(),
-            tenants: tenants.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            tenants: TenantSet::new(tenants),
             sa,
             clock,
             va,
@@ -162,6 +165,7 @@ impl Ra {
             eab,
             lifecycle: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
+            held: Arc::default(),
         })
     }
 
@@ -182,20 +186,25 @@ impl Ra {
         self.lifecycle.get()
     }
 
-    /// The tenant (issuing CA) named in a URL.
-    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+    /// The tenant (issuing CA) named in a URL, as served now (a disabled one included).
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
         self.tenants.get(name)
     }
 
-    /// All tenants.
-    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
-        self.tenants.values()
+    /// All tenants served now.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants.all()
+    }
+
+    /// The swap point a reload replaces the tenants through.
+    pub fn tenant_set(&self) -> &Arc<TenantSet> {
+        &self.tenants
     }
 
     /// The issuing CA, active or retired, whose id (`IssuingCa::id`) names a CRL, OCSP or
     /// caIssuers URL.
     pub fn issuing_ca(&self, id: &str) -> Option<Arc<crate::ca::IssuingCa>> {
-        self.tenants().find_map(|t| t.issuer(id).cloned())
+        self.tenants().into_iter().find_map(|t| t.issuer(id).cloned())
     }
 
     /// The storage handle (for the front end's read-only lookups such as account-by-key).

@@ -81,16 +81,25 @@ pub(super) struct Claim {
     pub(super) ticket: Ticket,
     /// When the lease was last taken or renewed.
     pub(super) held_since: Instant,
+    /// Lists the lease among what this node holds while the claim lives.
+    _held: super::drain::HeldGuard,
 }
 
 impl Claim {
     /// A claim whose lease was taken at `taken` (an instant before the lease was made).
-    pub(super) fn new(id: String, lease: Lease, ticket: Ticket, taken: Instant) -> Self {
+    pub(super) fn new(
+        id: String,
+        lease: Lease,
+        ticket: Ticket,
+        taken: Instant,
+        held: super::drain::HeldGuard,
+    ) -> Self {
         Claim {
             id,
             lease,
             ticket,
             held_since: taken,
+            _held: held,
         }
     }
 }

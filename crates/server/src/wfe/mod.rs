@@ -130,10 +130,11 @@ impl Wfe {
         });
     }
 
+    /// The tenant of an ACME request: a disabled tenant has no ACME directory any more.
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
         self.ra
             .tenant(name)
-            .cloned()
+            .filter(|t| !t.disabled)
             .ok_or_else(|| Error::not_found("ACME directory"))
     }
 }
@@ -236,7 +237,7 @@ async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> 
     if let Ok(v) = HeaderValue::from_str(&wfe.nonces.issue()) {
         h.insert("replay-nonce", v);
     }
-    if wfe.ra.tenant(&tenant).is_some() {
+    if wfe.ra.tenant(&tenant).is_some_and(|t| !t.disabled) {
         if let Ok(v) = HeaderValue::from_str(&format!(
             "<{}/acme/{tenant}/directory>;rel=\"index\"",
             wfe.cfg.base_url

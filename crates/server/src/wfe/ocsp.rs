@@ -58,7 +58,8 @@ fn ocsp_http(a: OcspAnswer, now: i64, get: bool) -> Response {
 }
 
 async fn answer(wfe: &Wfe, tenant: &str, der: &[u8], get: bool) -> Result<Response, Error> {
-    // `tenant` is the id of an issuing CA, active or retired (`IssuingCa::id`).
+    // `tenant` is the id of an issuing CA, active or retired (`IssuingCa::id`); a disabled
+    // tenant's CAs still answer for the certificates they issued.
     let ca = wfe
         .ra
         .issuing_ca(tenant)

@@ -30,6 +30,7 @@ pub(super) async fn crl(State(wfe): State<Arc<Wfe>>, Path(file): Path<String>) -
                 let der = wfe
                     .ra
                     .tenants()
+                    .iter()
                     .find_map(|t| t.ca.root_crl())
                     .ok_or_else(|| Error::not_found("CRL"))?;
                 return Ok(der_response(der, "application/pkix-crl", 3600));
@@ -57,6 +58,7 @@ pub(super) async fn ca_cert(State(wfe): State<Arc<Wfe>>, Path(file): Path<String
         let der = if name == "root" {
             wfe.ra
                 .tenants()
+                .iter()
                 .find_map(|t| t.ca.root_der())
                 .ok_or_else(|| Error::not_found("CA certificate"))?
         } else {

@@ -185,7 +185,8 @@ type Key = (Limit, String, String);
 
 /// The token buckets of one process, for all tenants.
 pub struct RateLimiter {
-    configs: HashMap<String, RateLimitConfig>,
+    /// Replaced whole when `serve` reloads its tenants; the buckets stay.
+    configs: std::sync::RwLock<Arc<HashMap<String, RateLimitConfig>>>,
     default: RateLimitConfig,
     buckets: Mutex<Buckets>,
     /// The database keeping the shared limits' buckets (PostgreSQL); `None`: all in memory.
@@ -207,7 +208,7 @@ impl RateLimiter {
     /// Limits per tenant name; tenants not listed get [`RateLimitConfig::default`].
     pub fn new(configs: HashMap<String, RateLimitConfig>) -> Self {
         Self {
-            configs,
+            configs: std::sync::RwLock::new(Arc::new(configs)),
             default: RateLimitConfig::default(),
             buckets: Mutex::new(Buckets {
                 map: HashMap::new(),
@@ -225,8 +226,18 @@ impl RateLimiter {
     }
 
     /// The limits of `tenant`.
-    pub fn config(&self, tenant: &str) -> &RateLimitConfig {
-        self.configs.get(tenant).unwrap_or(&self.default)
+    pub fn config(&self, tenant: &str) -> RateLimitConfig {
+        let configs = self
+            .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        configs.get(tenant).unwrap_or(&self.default).clone()
+    }
+
+    /// The limits of the tenants after a reload (a tenant not listed gets the defaults).
+    pub fn set_configs(&self, configs: HashMap<String, RateLimitConfig>) {
+        *self.configs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(configs);
     }
 
     /// The bucket key of a name under the tenant's `name_suffix_labels` rule; wildcards count
@@ -309,7 +320,7 @@ impl RateLimiter {
         let mut limits = Vec::with_capacity(charges.len());
         let mut buckets = Vec::with_capacity(charges.len());
         for (limit, subject) in charges {
-            if let Some((size, per_sec)) = limit.shape(cfg) {
+            if let Some((size, per_sec)) = limit.shape(&cfg) {
                 limits.push(*limit);
                 buckets.push(SharedBucket {
                     limit: limit.name(),
@@ -339,7 +350,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for (limit, subject) in charges {
-            let Some(shape) = limit.shape(cfg) else {
+            let Some(shape) = limit.shape(&cfg) else {
                 continue;
             };
             let key = (*limit, tenant.to_string(), subject.clone());
@@ -360,7 +371,7 @@ impl RateLimiter {
         let mut refused: Option<(Limit, f64)> = None;
         let mut fresh = Vec::with_capacity(charges.len());
         for (limit, subject) in charges {
-            let Some(shape) = limit.shape(cfg) else {
+            let Some(shape) = limit.shape(&cfg) else {
                 continue;
             };
             let key = (*limit, tenant.to_string(), subject.clone());
@@ -439,10 +450,10 @@ fn refusal(limit: Limit, wait: f64) -> Error {
 }
 
 /// Forgets buckets that have refilled completely (they behave exactly like absent ones).
-fn sweep<'a>(b: &mut Buckets, cfg: impl Fn(&str) -> &'a RateLimitConfig, now: Instant) {
+fn sweep(b: &mut Buckets, cfg: impl Fn(&str) -> RateLimitConfig, now: Instant) {
     b.map.retain(|(limit, tenant, _), bucket| {
         limit
-            .shape(cfg(tenant))
+            .shape(&cfg(tenant))
             .is_some_and(|shape| bucket.refilled(now, shape).tokens < shape.0)
     });
     b.sweep_at = (b.map.len() * 2).max(10_000);

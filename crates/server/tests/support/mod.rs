@@ -962,6 +962,16 @@ impl Fleetca {
         self.server.as_ref().map(|s| s.log()).unwrap_or_default()
     }
 
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the running server with kill(1).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.server.as_ref().expect("call serve() first").id();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// The plain-HTTP listener's base URL (`http://ADDR`) as `serve` printed it, once it has.
     pub(crate) fn plain_http_url(&self) -> Option<String> {
         let text = fs::read_to_string(self.dir.path().join("fleetca.log")).ok()?;
