@@ -5,6 +5,7 @@ mod admin;
 mod ca;
 mod ca_key;
 mod cert;
+mod coverage;
 mod eab;
 mod fleet;
 mod housekeeping;
@@ -30,6 +31,7 @@ pub(crate) use admin::parse_duration;
 pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
+pub use coverage::{CoverageArgs, CoveragePolicyArgs, CoverageServeArgs};
 pub use eab::EabCommand;
 pub use init::InitArgs;
 pub use root::RootCommand;
@@ -101,6 +103,9 @@ pub enum Command {
     /// Add synthetic issuance history to the database (benchmarks with 100k or 1M
     /// certificates already stored; never for a production CA).
     BenchSeed(seed::SeedArgs),
+    /// Continuous coverage: certificates by state (ok, due, overdue, expiring, silent,
+    /// revoked, expired), to find devices about to lose their certificate.
+    Coverage(coverage::CoverageArgs),
     /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
     RenewEarly(renew::RenewEarlyArgs),
     /// Delete expired orders, authorizations and challenges (and old certificates, if asked)
@@ -195,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Eab { cmd }) => eab::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),
+        Some(Command::Coverage(a)) => coverage::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::BenchSeed(a)) => seed::run(&a),
         Some(Command::Prune(a)) => housekeeping::run_prune(&a),

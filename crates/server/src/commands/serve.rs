@@ -154,6 +154,9 @@ pub struct ServeArgs {
     /// Expiry hygiene schedule and retention.
     #[command(flatten)]
     pub housekeeping: super::housekeeping::HousekeepingArgs,
+    /// Continuous coverage (thresholds, refresher, explanationURL).
+    #[command(flatten)]
+    pub coverage: super::coverage::CoverageServeArgs,
     /// Passphrase for encrypted CA keys.
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -328,6 +331,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(eab),
     );
     ra.set_lifecycle_store(lifecycle_store);
+    ra.set_coverage(args.coverage.config(db.clone()));
     for t in &tenants {
         t.ca.set_crl_shards(args.crl_shards);
     }
@@ -407,6 +411,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenants: tenants.clone(),
         tokens,
         keyring: eab_keyring,
+        coverage: args.coverage.policy.policy(),
+        clock: clock.clone(),
     });
     let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
@@ -414,6 +420,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the admin listener")?;
     println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
+    super::coverage::spawn_refresher(
+        db.clone(),
+        clock.clone(),
+        args.coverage.policy.policy(),
+        tenants.iter().map(|t| t.name.clone()).collect(),
+        args.coverage.coverage_refresh,
+    );
 
     println!(
         "fleetca issuing CA \"{}\" permitted: {}",

@@ -7,6 +7,7 @@ mod ari;
 mod attest;
 mod caa_recheck;
 mod challenge;
+pub mod coverage;
 mod eab;
 mod finalize;
 mod name_template;
@@ -114,6 +115,8 @@ pub struct Ra {
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
+    /// Continuous coverage: poll tracking and ARI steering (set once at start-up).
+    coverage: std::sync::OnceLock<coverage::CoverageConfig>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -162,6 +165,7 @@ impl Ra {
             eab,
             lifecycle: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
+            coverage: std::sync::OnceLock::new(),
         })
     }
 
@@ -175,6 +179,16 @@ impl Ra {
     /// before serving).
     pub fn set_validation_budget(&self, budget: Arc<dyn ValidationBudget>) {
         let _ = self.budget.set(budget);
+    }
+
+    /// Turns on renewalInfo poll tracking and ARI steering of certificates in trouble.
+    pub fn set_coverage(&self, cfg: coverage::CoverageConfig) {
+        let _ = self.coverage.set(cfg);
+    }
+
+    /// The coverage configuration, if set.
+    pub fn coverage(&self) -> Option<&coverage::CoverageConfig> {
+        self.coverage.get()
     }
 
     /// The lifecycle storage, if configured.
