@@ -20,7 +20,7 @@ const PERMITS: &[&str] = &["routers.example.com"];
 const DAY: i64 = 86_400;
 
 struct Server {
-    guard: ChildGuard,
+    _guard: ChildGuard,
     log: PathBuf,
     offset: i64,
 }
@@ -57,7 +57,11 @@ fn serve(f: &Fleetca, port: u16, dns: u16, http01: u16, offset: i64, n: u32) -> 
         Some(&mut guard),
     )
     .unwrap_or_else(|e| panic!("fleetca serve did not come up: {e}"));
-    Server { guard, log, offset }
+    Server {
+        _guard: guard,
+        log,
+        offset,
+    }
 }
 
 impl Server {
@@ -275,7 +279,12 @@ fn lego_certificates_move_through_the_coverage_states() {
         let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
         v["token"].as_str().unwrap().to_string()
     };
-    let ep = f.endpoint();
+    let ep = support::AcmeEndpoint {
+        directory: format!("https://127.0.0.1:{port}/acme/default/directory"),
+        tls_ca: f.root_pem_path().to_path_buf(),
+        issuing_root: f.root_pem_path().to_path_buf(),
+        eab: None,
+    };
     let challenge = support::Challenge::Http01 { port: http01 };
     let a = support::lego_run(&ep, &["cov-a.routers.example.com"], challenge)
         .unwrap_or_else(|o| panic!("lego run failed\n{o}"));
@@ -352,6 +361,7 @@ fn lego_certificates_move_through_the_coverage_states() {
     let (status, text) = support::https_get(explanation, f.root_pem_path()).unwrap();
     assert_eq!(status, 200);
     assert!(text.contains("renew"), "{text}");
+    dashboard_shows(&srv, &token, sa);
     // `renew-early --state overdue` selects exactly A.
     let mut cmd = Command::new(Fleetca::bin());
     cmd.args(["renew-early", "--all", "--state", "overdue", "--data-dir"])
@@ -399,4 +409,66 @@ impl RenewedPath for support::LegoCert {
         std::fs::write(&p, leaf).unwrap();
         p
     }
+}
+
+/// Chromium, if installed (`FLEETCA_CHROMIUM` or on PATH); see tests/dashboard.rs.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FLEETCA_CHROMIUM").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// The dashboard's coverage panel in headless Chromium shows the overdue certificate among
+/// the worst offenders and the same counts as the API.
+fn dashboard_shows(srv: &Server, token: &str, overdue_serial: &str) {
+    let Some(browser) = chromium() else {
+        support::gate(
+            "lego_certificates_move_through_the_coverage_states (dashboard)",
+            false,
+            "chromium is not installed (apt-get install chromium; .ci/run does)",
+        );
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(["--dump-dom", &format!("{}/#token={token}", srv.admin())]);
+    let out = support::run(cmd, Duration::from_secs(90));
+    assert!(out.success(), "chromium failed\n{out}");
+    let dom = &out.stdout;
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "page did not load\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "class=\"worst\" data-serial=\"{overdue_serial}\" data-state=\"overdue\""
+        )),
+        "the overdue certificate is not among the worst offenders\n{dom}"
+    );
+    assert!(
+        dom.contains("data-state=\"overdue\">1</td>"),
+        "overdue count cell\n{dom}"
+    );
+    assert!(
+        dom.contains("id=\"coverage-at-risk\">1<"),
+        "at-risk total\n{dom}"
+    );
+    assert!(!dom.contains(token), "the token stayed in the page");
 }

@@ -1,7 +1,7 @@
 //! `GET /api/coverage` (the `fleetca coverage --json` objects, paginated) and
 //! `GET /api/coverage/summary` (what the dashboard's coverage panel draws: counts per tenant and
 //! state, and the worst offenders). Both read the coverage table the refresher keeps, through
-//! its indexes (docs/coverage.md).
+//! its indexes (docs/coverage.md), after the same catch-up pass the refresher runs.
 
 use super::api::ApiError;
 use super::AdminState;
@@ -64,6 +64,9 @@ pub(super) async fn list(
         st.tenant(t)?;
     }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // Catch up with the refresher (cheap when nothing is new), so a certificate issued a
+    // moment ago is listed, as `fleetca coverage` lists it.
+    crate::ra::coverage::sync(st.db.as_ref()).await?;
     let after = q.after.as_deref().map(parse_cursor).transpose()?;
     let now = st.clock.unix();
     let rows = st
@@ -109,6 +112,7 @@ pub(super) async fn list(
 /// `GET /api/coverage/summary`: `{now, policy, tenants: [{tenant, counts: {state: n}}],
 /// worst: [row]}`; worst offenders are the at-risk certificates that expire first.
 pub(super) async fn summary(State(st): State<Arc<AdminState>>) -> Result<Response, ApiError> {
+    crate::ra::coverage::sync(st.db.as_ref()).await?;
     let now = st.clock.unix();
     let counts = st.db.coverage_counts(now, &st.coverage).await?;
     let mut per: BTreeMap<String, BTreeMap<&'static str, i64>> = st

@@ -97,7 +97,7 @@ pub struct CoverageArgs {
     pub tenant: Option<String>,
     /// Only these states (comma-separated: ok, due, overdue, expiring, silent, revoked,
     /// expired; default: all).
-    #[arg(long, value_parser = parse_states)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_state)]
     pub state: Option<Vec<CoverageState>>,
     /// Counts per tenant and state instead of certificates.
     #[arg(long)]
@@ -114,8 +114,9 @@ pub struct CoverageArgs {
     pub policy: CoveragePolicyArgs,
 }
 
-fn parse_states(s: &str) -> Result<Vec<CoverageState>, String> {
-    CoverageState::parse_list(s)
+/// One state of a `--state a,b` list.
+pub(crate) fn parse_state(s: &str) -> Result<CoverageState, String> {
+    s.trim().parse()
 }
 
 /// Page size of the listing walk.
@@ -275,4 +276,34 @@ async fn refresh(
         crate::metrics::coverage(&tenant, state.as_str(), n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::{Cli, Command};
+    use crate::sa::CoverageState;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn state_lists_parse_on_coverage_and_renew_early() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["fleetca", "coverage", "--state", "due,overdue"]).unwrap();
+        let Some(Command::Coverage(a)) = cli.command else {
+            panic!("not coverage")
+        };
+        assert_eq!(
+            a.state,
+            Some(vec![CoverageState::Due, CoverageState::Overdue])
+        );
+        let cli = Cli::try_parse_from(["fleetca", "renew-early", "--all", "--state", "expiring"])
+            .unwrap();
+        let Some(Command::RenewEarly(a)) = cli.command else {
+            panic!("not renew-early")
+        };
+        assert_eq!(a.state, Some(vec![CoverageState::Expiring]));
+        assert!(Cli::try_parse_from(["fleetca", "coverage", "--state", "late"]).is_err());
+        assert!(
+            Cli::try_parse_from(["fleetca", "coverage", "--coverage-silent-after", "1h"]).is_err()
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub struct RenewEarlyArgs {
     pub spread: Option<std::time::Duration>,
     /// Only the selected certificates in these coverage states (comma-separated, e.g.
     /// `overdue,expiring`; docs/coverage.md), judged with the thresholds below.
-    #[arg(long, value_parser = crate::sa::CoverageState::parse_list)]
+    #[arg(long, value_delimiter = ',', value_parser = super::coverage::parse_state)]
     pub state: Option<Vec<crate::sa::CoverageState>>,
     /// Coverage thresholds (the same as `serve`'s).
     #[command(flatten)]
