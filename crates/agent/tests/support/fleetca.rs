@@ -147,7 +147,7 @@ fn spawn_serve(
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(&data)
+            .arg(data)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
