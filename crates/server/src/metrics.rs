@@ -28,6 +28,9 @@ pub const CRLS_GENERATED: &str = "fleetca_crl_generated_total";
 /// 1 when the tenant's issuing CA key can sign, 0 when its last signature or health check
 /// failed (an HSM token removed, reset or unreachable), by `tenant`.
 pub const SIGNER_AVAILABLE: &str = "fleetca_signer_available";
+/// Certificates by `tenant` and coverage `state` (docs/coverage.md), recomputed by the coverage
+/// refresher, not per scrape.
+pub const CERTIFICATES: &str = "fleetca_certificates";
 /// OCSP responses produced, by `tenant` and `result` (`ok`, `error`).
 pub const OCSP_RESPONSES: &str = "fleetca_ocsp_responses_total";
 /// Storage call latency in seconds, by `op` (the `Storage` method name).
@@ -123,6 +126,12 @@ pub fn signer_available(tenant: &str, available: bool) {
     } else {
         0.0
     });
+}
+
+/// Sets the number of `tenant`'s certificates in coverage `state`.
+pub fn coverage(tenant: &str, state: &'static str, count: i64) {
+    metrics::gauge!(CERTIFICATES, "tenant" => tenant.to_string(), "state" => state)
+        .set(count as f64);
 }
 
 /// Records an OCSP response.

@@ -27,10 +27,21 @@ pub(crate) struct Server {
     pub(crate) dir_url: String,
     pub(crate) http_port: u16,
     pub(crate) tls_port: u16,
+    /// The ACME listener's port (kept across [`Server::restart`]).
+    pub(crate) port: u16,
+    /// Extra `serve` arguments (kept across [`Server::restart`]).
+    pub(crate) extra: Vec<String>,
+    /// The server clock's offset (`FLEETCA_TEST_CLOCK_OFFSET_SECS`, debug builds only).
+    pub(crate) offset: i64,
 }
 
 impl Server {
     pub(crate) fn start(bin: &Path) -> Server {
+        Self::start_with(bin, &[])
+    }
+
+    /// [`Server::start`] with extra `serve` arguments.
+    pub(crate) fn start_with(bin: &Path, extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let out = Command::new(bin)
@@ -58,29 +69,15 @@ impl Server {
 
         let cts = ChallTestSrv::start(tmp.path());
         let (http_port, tls_port, port) = (free_port(), free_port(), free_port());
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--http-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            // The agent answers challenges on loopback, which the VA refuses by default.
-            .args(["--va-allow-address", "127.0.0.0/8"])
-            .args(["--dns-resolver", &format!("127.0.0.1:{}", cts.dns_port)])
-            .args([
-                "--http01-port",
-                &http_port.to_string(),
-                "--tlsalpn01-port",
-                &tls_port.to_string(),
-            ]);
-        let guard = ChildGuard::spawn(cmd, &tmp.path().join("fleetca.log"));
-        wait_port(port);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let guard = spawn_serve(
+            bin,
+            &data,
+            &tmp.path().join("fleetca.log"),
+            [port, cts.dns_port, http_port, tls_port],
+            &extra,
+            0,
+        );
         Server {
             bin: bin.to_owned(),
             guard,
@@ -91,9 +88,92 @@ impl Server {
             root,
             http_port,
             tls_port,
+            port,
+            extra,
+            offset: 0,
         }
     }
 
+    /// Restarts `serve` on the same ports and data with its clock `offset` seconds ahead.
+    pub(crate) fn restart(&mut self, offset: i64) {
+        let n = offset.unsigned_abs();
+        let log = self.tmp.path().join(format!("fleetca-{n}.log"));
+        // The old process goes first: the new one binds the same port.
+        self.guard = spawn_serve(&self.bin, &self.data, &log, [0, 0, 0, 0], &[], i64::MIN);
+        self.guard = spawn_serve(
+            &self.bin,
+            &self.data,
+            &log,
+            [self.port, self.cts.dns_port, self.http_port, self.tls_port],
+            &self.extra,
+            offset,
+        );
+        self.offset = offset;
+    }
+
+    /// `fleetca <args> --data-dir D` on the server's clock, asserting success; its stdout.
+    pub(crate) fn admin_now(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("FLEETCA_TEST_CLOCK_OFFSET_SECS", self.offset.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fleetca {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `fleetca serve` on `[acme, dns, http-01, tls-alpn-01]` ports; `offset` `i64::MIN` spawns a
+/// process that exits at once (`true`), to stop the previous one before a restart.
+fn spawn_serve(
+    bin: &Path,
+    data: &Path,
+    log: &Path,
+    ports: [u16; 4],
+    extra: &[String],
+    offset: i64,
+) -> ChildGuard {
+    if offset == i64::MIN {
+        return ChildGuard::spawn(Command::new("true"), log);
+    }
+    let [port, dns_port, http_port, tls_port] = ports;
+    {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            // The agent answers challenges on loopback, which the VA refuses by default.
+            .args(["--va-allow-address", "127.0.0.0/8"])
+            .args(["--dns-resolver", &format!("127.0.0.1:{dns_port}")])
+            .args([
+                "--http01-port",
+                &http_port.to_string(),
+                "--tlsalpn01-port",
+                &tls_port.to_string(),
+            ])
+            .args(extra)
+            .env("FLEETCA_TEST_CLOCK_OFFSET_SECS", offset.to_string());
+        let guard = ChildGuard::spawn(cmd, log);
+        wait_port(port);
+        guard
+    }
+}
+
+impl Server {
     /// Agent flags for `out`, then `extra`.
     pub(crate) fn args(&self, out: &Path, extra: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = [

@@ -395,6 +395,8 @@ pub(super) struct RenewEarlyBody {
     issued_before: Option<String>,
     #[serde(default)]
     all: bool,
+    /// Only certificates in these coverage states (comma-separated).
+    state: Option<String>,
 }
 
 /// `POST /api/renew-early`: the selectors of `fleetca renew-early`, exactly one of them.
@@ -432,6 +434,12 @@ pub(super) async fn renew_early(
     let selector = sel
         .selector()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let states = b
+        .state
+        .as_deref()
+        .map(crate::sa::CoverageState::parse_list)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let serials = ops::renew_early(
         st.db.as_ref(),
         sel.tenant.as_deref(),
@@ -439,6 +447,11 @@ pub(super) async fn renew_early(
         &sel.describe(),
         &actor(&tok),
         None,
+        states.as_deref().map(|states| ops::CoverageSelect {
+            states,
+            policy: &st.coverage,
+            now: st.clock.unix(),
+        }),
     )
     .await
     .map_err(ApiError::internal)?;

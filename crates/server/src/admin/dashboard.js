@@ -87,6 +87,25 @@ async function loadStats() {
   document.getElementById("total-valid").textContent = total;
 }
 
+const COVERAGE_STATES = ["ok", "due", "overdue", "expiring", "silent", "revoked", "expired"];
+const AT_RISK = ["due", "overdue", "expiring", "silent"];
+
+async function loadCoverage() {
+  const s = await api("/api/coverage/summary");
+  const tbody = document.querySelector("#coverage tbody");
+  let atRisk = 0;
+  tbody.replaceChildren(...s.tenants.map((t) => {
+    for (const st of AT_RISK) atRisk += t.counts[st] || 0;
+    return el("tr", { "data-coverage-tenant": t.tenant }, el("td", {}, t.tenant),
+      ...COVERAGE_STATES.map((st) => el("td", { class: "n", "data-state": st }, t.counts[st] || 0)));
+  }));
+  document.getElementById("coverage-at-risk").textContent = atRisk;
+  document.querySelector("#coverage-worst tbody").replaceChildren(...s.worst.map((r) =>
+    el("tr", { class: "worst", "data-serial": r.serial, "data-state": r.state },
+      el("td", {}, r.state), el("td", {}, r.names.join(", ")), el("td", {}, r.serial),
+      el("td", {}, r.tenant), el("td", {}, when(r.not_after)), el("td", {}, when(r.last_seen)))));
+}
+
 async function loadAudit() {
   const entries = await api("/api/audit?limit=20");
   const tbody = document.querySelector("#audit tbody");
@@ -111,7 +130,7 @@ async function refresh() {
   const status = document.getElementById("status");
   if (!token()) { status.textContent = "enter an admin token (scope read)"; return; }
   try {
-    await Promise.all([loadStats(), loadAudit()]);
+    await Promise.all([loadStats(), loadCoverage(), loadAudit()]);
     status.textContent = "";
     document.body.setAttribute("data-loaded", "true");
   } catch (e) {

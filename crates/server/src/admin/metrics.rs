@@ -76,6 +76,10 @@ fn describe() {
         m::OVERLOAD_SHED,
         "Expensive requests refused with 503 while overloaded"
     );
+    metrics::describe_gauge!(
+        m::CERTIFICATES,
+        "Certificates by tenant and coverage state (ok, due, overdue, expiring, silent, revoked, expired)"
+    );
     describe_counter!(
         m::OCSP_RESPONSES,
         "OCSP responses produced, by tenant and result"

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod auth;
+mod coverage;
 mod dashboard;
 pub mod metrics;
 pub mod ops;
@@ -41,6 +42,10 @@ pub struct AdminState {
     pub tokens: TokenStore,
     /// Seals new EAB HMAC keys.
     pub keyring: Arc<EabKeyring>,
+    /// Coverage thresholds (the same as the refresher's, so the API and the gauges agree).
+    pub coverage: crate::sa::CoveragePolicy,
+    /// The server's clock (coverage states are relative to it).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl AdminState {
@@ -75,6 +80,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/renew-early", post(api::renew_early))
         .route("/api/audit", get(api::audit))
         .route("/api/stats", get(stats::stats))
+        .route("/api/coverage", get(coverage::list))
+        .route("/api/coverage/summary", get(coverage::summary))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)

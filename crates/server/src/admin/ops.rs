@@ -6,7 +6,10 @@ use crate::ca::IssuingCa;
 use crate::clock::SystemClock;
 use crate::ids::new_id;
 use crate::ra::{generate_hmac_key, EabKeyring};
-use crate::sa::{AdminAccount, AdminCert, AuditEntry, CertSelector, Database, EabKeyRecord};
+use crate::sa::{
+    AdminAccount, AdminCert, AuditEntry, CertSelector, CoveragePolicy, CoverageState, Database,
+    EabKeyRecord,
+};
 use anyhow::Context;
 use serde_json::json;
 
@@ -193,6 +196,17 @@ pub async fn revoke_cert(
     Ok(crl.number)
 }
 
+/// Narrows a `renew-early` selection to certificates in some coverage states
+/// (docs/coverage.md), judged at `now` on the server's clock with the server's thresholds.
+pub struct CoverageSelect<'a> {
+    /// The wanted states.
+    pub states: &'a [CoverageState],
+    /// The thresholds.
+    pub policy: &'a CoveragePolicy,
+    /// When the states are judged.
+    pub now: i64,
+}
+
 /// Moves the ARI window (RFC 9773 §4.2) of the selected unexpired certificates to
 /// [now - 1 h, now]; returns their serials. `describe` names the selection in the audit log.
 pub async fn renew_early(
@@ -202,9 +216,22 @@ pub async fn renew_early(
     describe: &str,
     actor: &str,
     spread: Option<std::time::Duration>,
+    coverage: Option<CoverageSelect<'_>>,
 ) -> anyhow::Result<Vec<String>> {
     let now = now_unix();
-    let certs = db.select_certs(tenant, sel, now).await?;
+    let mut certs = db.select_certs(tenant, sel, now).await?;
+    if let Some(cs) = &coverage {
+        // Catch the coverage table up first, so a certificate issued a moment ago is judged.
+        crate::ra::coverage::sync(db).await?;
+        let mut keep = Vec::with_capacity(certs.len());
+        for c in certs {
+            let row = db.coverage_of(&c.id, cs.now, cs.policy).await?;
+            if row.is_some_and(|r| cs.states.contains(&r.state)) {
+                keep.push(c);
+            }
+        }
+        certs = keep;
+    }
     let ids: Vec<String> = certs.iter().map(|c| c.id.clone()).collect();
     // Without a spread the window lies wholly in the past: every client is due at its next
     // poll. With one it is [now, now + spread]: RFC 9773 §4.2 has each client pick a uniformly
@@ -218,6 +245,8 @@ pub async fn renew_early(
         _ => (now - RENEW_EARLY_WINDOW_SECS, now),
     };
     let n = db.set_renewal_overrides(&ids, start, end, now).await?;
+    // The coverage table keeps the window the server answers with (its states depend on it).
+    db.set_coverage_windows(&ids, start, end).await?;
     let serials: Vec<String> = certs.iter().map(|c| c.serial.clone()).collect();
     db.append_audit(&AuditEntry {
         at: now,
@@ -227,7 +256,13 @@ pub async fn renew_early(
         object: Some(describe.to_string()),
         before: None,
         after: Some(
-            json!({ "certificates": n, "serials": serials, "window": [start, end] }).to_string(),
+            json!({
+                "certificates": n,
+                "serials": serials,
+                "window": [start, end],
+                "coverage_states": coverage.as_ref().map(|c| c.states.to_vec()),
+            })
+            .to_string(),
         ),
     })
     .await?;

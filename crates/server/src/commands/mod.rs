@@ -7,6 +7,7 @@ mod ca;
 mod ca_key;
 mod cert;
 mod doctor;
+mod coverage;
 mod eab;
 mod fleet;
 mod housekeeping;
@@ -36,6 +37,7 @@ pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use doctor::{DoctorArgs, Finding, Status};
+pub use coverage::{CoverageArgs, CoveragePolicyArgs, CoverageServeArgs};
 pub use eab::EabCommand;
 pub use init::InitArgs;
 pub(crate) use reload::Reloader;
@@ -121,6 +123,9 @@ pub enum Command {
     /// Add synthetic issuance history to the database (benchmarks with 100k or 1M
     /// certificates already stored; never for a production CA).
     BenchSeed(seed::SeedArgs),
+    /// Continuous coverage: certificates by state (ok, due, overdue, expiring, silent,
+    /// revoked, expired), to find devices about to lose their certificate.
+    Coverage(coverage::CoverageArgs),
     /// Move the ACME Renewal Information window (RFC 9773) of selected certificates to now.
     RenewEarly(renew::RenewEarlyArgs),
     /// Delete expired orders, authorizations and challenges (and old certificates, if asked)
@@ -229,6 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Backup(a)) => backup::backup(&a),
         Some(Command::Restore(a)) => backup::restore(&a),
         Some(Command::RenewEarly(a)) => renew::run(&a),
+        Some(Command::Coverage(a)) => coverage::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
         Some(Command::BenchSeed(a)) => seed::run(&a),
         Some(Command::Prune(a)) => housekeeping::run_prune(&a),

@@ -21,6 +21,13 @@ pub struct RenewEarlyArgs {
     /// fleet-wide renewal arrives evenly over the spread instead of as one storm.
     #[arg(long, value_parser = super::admin::parse_duration)]
     pub spread: Option<std::time::Duration>,
+    /// Only the selected certificates in these coverage states (comma-separated, e.g.
+    /// `overdue,expiring`; docs/coverage.md), judged with the thresholds below.
+    #[arg(long, value_delimiter = ',', value_parser = super::coverage::parse_state)]
+    pub state: Option<Vec<crate::sa::CoverageState>>,
+    /// Coverage thresholds (the same as `serve`'s).
+    #[command(flatten)]
+    pub coverage: super::coverage::CoveragePolicyArgs,
 }
 
 /// Sets the selected certificates' ARI window to [now - 1 h, now] (or [now, now + spread])
@@ -28,6 +35,15 @@ pub struct RenewEarlyArgs {
 pub(crate) fn run(a: &RenewEarlyArgs) -> anyhow::Result<()> {
     let sel = a.select.selector()?;
     let ctx = AdminContext::open(&a.data_dir)?;
+    let policy = a.coverage.policy();
+    let coverage = a
+        .state
+        .as_deref()
+        .map(|states| crate::admin::ops::CoverageSelect {
+            states,
+            policy: &policy,
+            now: crate::clock::server_clock().unix(),
+        });
     // Shared with `POST /api/renew-early`; the window is [now - 1 h, now] (see `admin::ops`).
     let serials = ctx.block_on(crate::admin::ops::renew_early(
         ctx.db.as_ref(),
@@ -36,6 +52,7 @@ pub(crate) fn run(a: &RenewEarlyArgs) -> anyhow::Result<()> {
         &a.select.describe(),
         &cli_actor(),
         a.spread,
+        coverage,
     ))?;
     for s in &serials {
         println!("{s}");

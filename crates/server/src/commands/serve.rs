@@ -163,6 +163,9 @@ pub struct ServeArgs {
     /// Expiry hygiene schedule and retention.
     #[command(flatten)]
     pub housekeeping: super::housekeeping::HousekeepingArgs,
+    /// Continuous coverage (thresholds, refresher, explanationURL).
+    #[command(flatten)]
+    pub coverage: super::coverage::CoverageServeArgs,
     /// Passphrase for encrypted CA keys.
     #[command(flatten)]
     pub keys: KeyProtection,
@@ -364,6 +367,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         passphrase.clone(),
         clock.clone(),
     );
+    ra.set_coverage(args.coverage.config(db.clone()));
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
     // A single node's finalize claims left in the database are its predecessor's; they are
@@ -435,6 +439,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keys: args.keys.clone(),
         tokens,
         keyring: eab_keyring,
+        coverage: args.coverage.policy.policy(),
+        clock: clock.clone(),
     });
     let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };
@@ -442,6 +448,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the admin listener")?;
     println!("Admin (dashboard, /api, /metrics) on {scheme}://{a}");
     super::housekeeping::spawn_pruner(db.clone(), clock.clone(), &args.housekeeping);
+    super::coverage::spawn_refresher(
+        db.clone(),
+        clock.clone(),
+        args.coverage.policy.policy(),
+        tenants.iter().map(|t| t.name.clone()).collect(),
+        args.coverage.coverage_refresh,
+    );
 
     println!(
         "fleetca issuing CA \"{}\" permitted: {}",

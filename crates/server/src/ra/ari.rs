@@ -20,6 +20,9 @@ pub struct RenewalWindow {
     pub end: i64,
     /// Seconds the client should wait before polling again.
     pub retry_after: u64,
+    /// Set when coverage steers the answer (`overdue`, `expiring`): the page explaining why
+    /// the window lies in the past (RFC 9773 §4.2 `explanationURL`).
+    pub explanation_url: Option<String>,
 }
 
 /// The default window (RFC 9773 §4.2 leaves it to the server): a slice a quarter as wide as
@@ -103,11 +106,60 @@ impl Ra {
         } else {
             default_window(cert.not_before, cert.not_after, &cert.serial)
         };
-        Ok(RenewalWindow {
+        let mut window = RenewalWindow {
             start,
             end: end.max(start + 1),
             retry_after: ARI_RETRY_AFTER_SECS,
-        })
+            explanation_url: None,
+        };
+        if let Some(cov) = self.coverage() {
+            self.note_poll(cov, &cert.id);
+            self.steer(cov, tenant, &cert.id, &mut window).await?;
+        }
+        Ok(window)
+    }
+
+    /// Records the poll as the certificate's sign of life, off the request path (a failed
+    /// write costs the device nothing; the next poll after the interval tries again).
+    fn note_poll(&self, cov: &super::coverage::CoverageConfig, cert_id: &str) {
+        let store = cov.store.clone();
+        let id = cert_id.to_string();
+        let now = self.clock.unix();
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_poll(&id, now, super::coverage::POLL_WRITE_INTERVAL_SECS)
+                .await
+            {
+                tracing::warn!(error = %e, cert = %id, "recording a renewalInfo poll failed");
+            }
+        });
+    }
+
+    /// Closes the loop of continuous coverage: an `overdue` or `expiring` certificate gets a
+    /// window that has already ended, which RFC 9773 §4.2 tells clients to act on at once,
+    /// with an `explanationURL` saying why.
+    async fn steer(
+        &self,
+        cov: &super::coverage::CoverageConfig,
+        tenant: &Tenant,
+        cert_id: &str,
+        w: &mut RenewalWindow,
+    ) -> Result<()> {
+        use crate::sa::CoverageState;
+        let now = self.clock.unix();
+        let Some(row) = cov.store.coverage_of(cert_id, now, &cov.policy).await? else {
+            return Ok(());
+        };
+        if matches!(row.state, CoverageState::Overdue | CoverageState::Expiring) {
+            w.end = w.end.min(now);
+            w.start = w.start.min(w.end - 1);
+            w.explanation_url = Some(
+                cov.explanation_url
+                    .clone()
+                    .unwrap_or_else(|| tenant.url("renewal-explanation")),
+            );
+        }
+        Ok(())
     }
 
     /// Checks a newOrder's `replaces` (RFC 9773 §5) and returns the replaced certificate's id:

@@ -8,6 +8,7 @@ mod attest;
 mod caa_recheck;
 mod challenge;
 mod drain;
+pub mod coverage;
 mod eab;
 mod finalize;
 mod name_template;
@@ -117,6 +118,8 @@ pub struct Ra {
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
     /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
     held: Arc<drain::Held>,
+    /// Continuous coverage: poll tracking and ARI steering (set once at start-up).
+    coverage: std::sync::OnceLock<coverage::CoverageConfig>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -166,6 +169,7 @@ impl Ra {
             lifecycle: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             held: Arc::default(),
+            coverage: std::sync::OnceLock::new(),
         })
     }
 
@@ -179,6 +183,16 @@ impl Ra {
     /// before serving).
     pub fn set_validation_budget(&self, budget: Arc<dyn ValidationBudget>) {
         let _ = self.budget.set(budget);
+    }
+
+    /// Turns on renewalInfo poll tracking and ARI steering of certificates in trouble.
+    pub fn set_coverage(&self, cfg: coverage::CoverageConfig) {
+        let _ = self.coverage.set(cfg);
+    }
+
+    /// The coverage configuration, if set.
+    pub fn coverage(&self) -> Option<&coverage::CoverageConfig> {
+        self.coverage.get()
     }
 
     /// The lifecycle storage, if configured.

@@ -416,6 +416,7 @@ impl LifecycleStore for $ty {
                    (SELECT id FROM certificates WHERE not_after < $1)",
                 "DELETE FROM cert_lifecycle WHERE cert_id IN
                    (SELECT id FROM certificates WHERE not_after < $1)",
+                "DELETE FROM cert_coverage WHERE not_after < $1",
             ] {
                 sqlx::query(sql).bind(cc).execute(&mut *tx).await?;
             }

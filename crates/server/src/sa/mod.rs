@@ -5,6 +5,7 @@
 mod admin;
 mod admin_tokens;
 mod audit;
+mod coverage;
 mod eab;
 mod group_commit;
 mod lifecycle;
@@ -28,6 +29,10 @@ mod stats;
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
 pub use admin_tokens::{AdminTokenRow, AdminTokenStore};
 pub use audit::{AuditEntry, AuditStore};
+pub use coverage::{
+    CoverageCount, CoverageFilter, CoveragePolicy, CoverageRow, CoverageState, CoverageStore,
+    NewCoverage, PendingCert,
+};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
 pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
 pub use metered::MeteredStorage;
@@ -55,6 +60,7 @@ pub trait Database:
     + StatsStore
     + HistorySeeder
     + AdminTokenStore
+    + CoverageStore
 {
     /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
     /// of them), in the shared database for PostgreSQL, pruned as they expire (see

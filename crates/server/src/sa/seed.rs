@@ -332,11 +332,18 @@ mod tests {
             now: 1_800_000_000,
         };
         db.seed_history(&spec, &|_| {}).await.unwrap();
+        // The coverage refresher's table, filled and with statistics of its own.
+        crate::ra::coverage::sync(&db).await.unwrap();
+        sqlx::query("ANALYZE cert_coverage")
+            .execute(db.pool())
+            .await
+            .unwrap();
         // Statistics reach a connection when it opens (as they reach `serve` after a seed or
         // a restart), so plan on a fresh one.
         drop(db);
         let db = SqliteStorage::open(&dir.path().join("h.db")).await.unwrap();
-        for sql in crate::sa::sql::stmt::ALL {
+        let coverage = crate::sa::coverage::PLANNED;
+        for sql in crate::sa::sql::stmt::ALL.iter().chain(coverage.iter()) {
             // The planner does not look at parameter values, so NULL stands in for each.
             let params = sql
                 .split('$')
@@ -348,6 +355,7 @@ mod tests {
                 .max()
                 .unwrap_or(0);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            // (Coverage statements use integers and text alike; NULL plans the same.)
             for _ in 0..params {
                 q = q.bind(None::<String>);
             }

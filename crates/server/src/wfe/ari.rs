@@ -24,13 +24,47 @@ pub(super) async fn renewal_info(
                     start: rfc3339(w.start),
                     end: rfc3339(w.end),
                 },
-                explanation_url: None,
+                explanation_url: w.explanation_url.clone(),
             };
             let body = serde_json::to_value(&body)
                 .map_err(|e| crate::error::Error::internal(e.to_string()))?;
             let mut resp = json_response(StatusCode::OK, &body, None);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(w.retry_after));
+            Ok(resp)
+        }
+        .await,
+    )
+}
+
+/// What a "renew now" answer's default `explanationURL` shows (RFC 9773 §4.2: a page that
+/// explains the window). Static text: nothing of the request is echoed.
+pub(super) const RENEWAL_EXPLANATION: &str = "\
+This certificate authority asks for renewal now.
+
+The certificate this renewalInfo answer is about has passed the end of its
+renewal window without being replaced, or has less than a set share of its
+lifetime left. Its suggested window therefore lies in the past, which RFC 9773
+section 4.2 asks clients to treat as \"renew immediately\".
+
+If your client keeps failing to renew, check its logs: the order, the
+challenge or installing the new certificate is failing. The operator of this
+CA sees the certificate as \"overdue\" or \"expiring\" in its coverage view.
+";
+
+/// `GET <tenant>/renewal-explanation`: the default `explanationURL` of steered answers.
+pub(super) async fn renewal_explanation(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+) -> Response {
+    reply(
+        async {
+            wfe.tenant(&tenant)?;
+            let mut resp = Response::new(axum::body::Body::from(RENEWAL_EXPLANATION));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(resp)
         }
         .await,

@@ -184,6 +184,10 @@ pub fn router(wfe: Arc<Wfe>) -> Router {
             "/acme/{tenant}/renewal-info/{cert_id}",
             get(ari::renewal_info),
         )
+        .route(
+            "/acme/{tenant}/renewal-explanation",
+            get(ari::renewal_explanation),
+        )
         .merge(signed)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(wfe.clone(), acme_headers));
