@@ -100,6 +100,38 @@ pub struct CaSection {
     /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Section>,
+    /// Certificate Transparency logs this tenant submits precertificates to (RFC 6962 §4.1;
+    /// docs/ct.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ct_logs: Vec<CtLogSection>,
+    /// Whether every certificate must carry SCTs; absent: [`CaSection::ct_required`]'s
+    /// default for the tenant's trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct_required: Option<bool>,
+}
+
+impl CaSection {
+    /// Whether this tenant's certificates must carry SCTs. The default follows trust: browsers
+    /// require SCTs on publicly trusted certificates (Chrome and Apple CT policies), private
+    /// trust has no such relying party, so it opts in with `ct_required = true`.
+    pub fn ct_required(&self) -> bool {
+        self.ct_required.unwrap_or(match self.trust {
+            Trust::Public => true,
+            Trust::Private => false,
+        })
+    }
+}
+
+/// One `[[ca.ct_logs]]` entry: `{ url, public_key, operator }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtLogSection {
+    /// The log's base URL (`https://log.example/2026h1/`); `ct/v1/add-pre-chain` is appended.
+    pub url: String,
+    /// The log's key: base64 of its DER SubjectPublicKeyInfo (the log id is its SHA-256).
+    pub public_key: String,
+    /// Who runs the log; CT policies count distinct operators.
+    pub operator: String,
 }
 
 /// Where a tenant's issuing CA key lives in a PKCS#11 token (HSM). Only these three names are

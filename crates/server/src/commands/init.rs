@@ -155,6 +155,8 @@ pub(super) fn new_section(
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
         pkcs11: None,
+        ct_logs: Vec::new(),
+        ct_required: None,
     }
 }
 

@@ -320,6 +320,8 @@ mod tests {
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
                 pkcs11: None,
+                ct_logs: Vec::new(),
+                ct_required: None,
             },
         }
     }

@@ -193,6 +193,8 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
             pkcs11: None,
+            ct_logs: Vec::new(),
+            ct_required: None,
             ..main.ca.clone()
         },
     };

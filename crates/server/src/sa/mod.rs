@@ -5,6 +5,7 @@
 mod admin;
 mod admin_tokens;
 mod audit;
+mod ct;
 mod eab;
 mod group_commit;
 mod lifecycle;
@@ -26,6 +27,7 @@ mod stats;
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
 pub use admin_tokens::{AdminTokenRow, AdminTokenStore};
 pub use audit::{AuditEntry, AuditStore};
+pub use ct::{CtStore, PrecertRecord};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
 pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
 pub use metered::MeteredStorage;
