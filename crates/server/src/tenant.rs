@@ -28,6 +28,9 @@ pub struct Tenant {
     /// DNS name templates granted by a device's attestation (`attested_names`; private trust
     /// only, checked against the permitted names at load). See `ra::name_template`.
     pub attested_names: Vec<crate::ra::NameTemplate>,
+    /// The CT logs every certificate is submitted to when the tenant requires SCTs
+    /// (`[ca] ct_required`, docs/ct.md); `None`: certificates are issued without CT.
+    pub ct: Option<Arc<crate::ct::CtLogs>>,
 }
 
 impl Tenant {

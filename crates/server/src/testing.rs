@@ -68,6 +68,7 @@ pub async fn ra_with_tenant(
         challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
         attestation_roots,
         attested_names: Vec::new(),
+        ct: None,
     });
     let clock = Arc::new(OffsetClock::default());
     let sa: Arc<dyn Storage> = Arc::new(

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// the order is `ready` again after this long.
     #[arg(long, env = "FLEETCA_FINALIZE_LEASE_SECS", default_value_t = 60)]
     pub finalize_lease_secs: u64,
+    /// Seconds between attempts to get SCTs for orders whose CT logs gave too few; those
+    /// orders stay `processing` meanwhile (docs/ct.md).
+    #[arg(long, env = "FLEETCA_CT_RETRY_SECS", default_value_t = 30)]
+    pub ct_retry_secs: u64,
     /// LAB AND BENCHMARKS ONLY: wait this many milliseconds before every certificate signature,
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -259,6 +263,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         passphrase.as_deref(),
         pin_file,
     )?);
+    let ct = super::load::load_ct(&cfg, &ca)?;
     let tenant = Arc::new(crate::tenant::Tenant {
         name: cfg.ca.name.clone(),
         base_url: base_url.clone(),
@@ -270,11 +275,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         challenge_types: cfg.ca.challenge_types.clone(),
         attestation_roots: super::load::load_attestation_roots(&dd, &cfg)?,
         attested_names: super::load::load_attested_names(&cfg)?,
+        ct,
     });
     // Further tenants (`fleetca tenant add`): each its own issuing CA, policy and EAB rule.
     let mut tenants = vec![tenant.clone()];
     for tcfg in dd.load_tenant_configs()?.into_iter().skip(1) {
         let ca = super::load::load_issuing_ca(&dd, &tcfg, passphrase.as_deref(), pin_file)
+            .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
+        let ct = super::load::load_ct(&tcfg, &ca)
             .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?;
         tenants.push(Arc::new(crate::tenant::Tenant {
             name: tcfg.ca.name.clone(),
@@ -288,6 +296,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             attestation_roots: super::load::load_attestation_roots(&dd, &tcfg)
                 .with_context(|| format!("loading tenant {:?}", tcfg.ca.name))?,
             attested_names: super::load::load_attested_names(&tcfg)?,
+            ct,
         }));
     }
     let va = Va::new(VaConfig {
@@ -323,11 +332,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent_signatures: args.max_signatures,
             finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
             signer_delay: Duration::from_millis(args.signer_delay_ms),
+            ct_retry_interval: Duration::from_secs(args.ct_retry_secs.max(1)),
             ..RaConfig::default()
         },
         Some(eab),
     );
     ra.set_lifecycle_store(lifecycle_store);
+    let ct_store: Arc<dyn crate::sa::CtStore> = db.clone();
+    ra.set_ct_store(ct_store);
     for t in &tenants {
         t.ca.set_crl_shards(args.crl_shards);
     }
@@ -339,6 +351,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ra.release_claims_of_a_dead_single_node().await?;
     }
     ra.spawn_finalize_sweeper();
+    if tenants.iter().any(|t| t.ct.is_some()) {
+        ra.spawn_ct_retry();
+    }
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }

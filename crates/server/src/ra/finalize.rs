@@ -82,6 +82,10 @@ impl Ra {
         let cert_lifecycle = self
             .lifecycle()
             .map(|_| (profile_for_record.clone(), crl_shard));
+        let ct_logs = tenant.ct.clone();
+        if ct_logs.is_some() {
+            self.ct_store()?;
+        }
         let now = self.clock.now();
 
         // Step 1: claim. The lease covers the wait for a signing slot and the signature.
@@ -100,7 +104,15 @@ impl Ra {
         tracing::debug!(order = %order_id, "finalizing");
         // Step 2: sign, outside any storage transaction.
         let signed = self
-            .sign_claimed(&claim, tenant, csr_der, idents, profile, crl_shard)
+            .sign_claimed(
+                &claim,
+                tenant,
+                csr_der,
+                idents,
+                profile,
+                crl_shard,
+                ct_logs.is_some(),
+            )
             .await;
         let issued = match signed {
             Ok(issued) => issued,
@@ -128,6 +140,12 @@ impl Ra {
             revoked_at: None,
             revocation_reason: None,
         };
+        if let Some(logs) = ct_logs {
+            let lc = cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s));
+            return self
+                .finalize_with_ct(view, tenant, &logs, &claim, cert, lc, started)
+                .await;
+        }
         // Step 3: store, if the claim still holds.
         let stored = self
             .sa
@@ -179,6 +197,7 @@ impl Ra {
         idents: Vec<Identifier>,
         profile: crate::ca::profile::CertProfile,
         crl_shard: Option<u32>,
+        precert: bool,
     ) -> Result<crate::ca::Issued> {
         let _permit = self
             .signatures
@@ -198,17 +217,86 @@ impl Ra {
         let delay = self.cfg.signer_delay;
         if delay.is_zero() && !ca.signer_blocks() {
             // A key in memory: ~0.1 ms of CPU, cheaper here than a hop to the blocking pool.
-            return ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard);
+            return Self::issue_on(&ca, &csr_der, &idents, now, &profile, crl_shard, precert);
         }
         tokio::task::spawn_blocking(move || {
             if !delay.is_zero() {
                 // Lab/bench only (`serve --signer-delay-ms`): stands in for a remote HSM.
                 std::thread::sleep(delay);
             }
-            ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard)
+            Self::issue_on(&ca, &csr_der, &idents, now, &profile, crl_shard, precert)
         })
         .await
         .map_err(|e| Error::internal(format!("the signing task failed: {e}")))?
+    }
+
+    /// A certificate, or with `precert` a precertificate (RFC 6962 §3.1), from `ca`.
+    fn issue_on(
+        ca: &crate::ca::IssuingCa,
+        csr_der: &[u8],
+        idents: &[Identifier],
+        now: time::OffsetDateTime,
+        profile: &crate::ca::profile::CertProfile,
+        crl_shard: Option<u32>,
+        precert: bool,
+    ) -> Result<crate::ca::Issued> {
+        if precert {
+            ca.issue_precert_in_shard(csr_der, idents, now, profile, crl_shard)
+        } else {
+            ca.issue_in_shard(csr_der, idents, now, profile, crl_shard)
+        }
+    }
+
+    /// Step 3 for a tenant that requires CT: store the precertificate `pre` (a binding
+    /// commitment, BR §7.1.2.9), then ask the logs ([`Ra::complete_precert`]). The answer is
+    /// the valid order, or the order still `processing` when the logs gave too few SCTs.
+    #[allow(clippy::too_many_arguments)]
+    async fn finalize_with_ct(
+        &self,
+        view: OrderView,
+        tenant: &Arc<Tenant>,
+        logs: &crate::ct::CtLogs,
+        claim: &OrderClaim,
+        pre: CertRecord,
+        cert_lifecycle: Option<(&str, Option<u32>)>,
+        started: std::time::Instant,
+    ) -> Result<OrderView> {
+        let order_id = view.order.id.clone();
+        let stored = self
+            .ct_store()?
+            .store_precertificate(&order_id, &claim.token, &pre, cert_lifecycle)
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::metrics::issuance(&tenant.name, false, started.elapsed());
+                tracing::warn!(serial = %pre.serial, order = %order_id, "finalize claim expired before the precertificate was stored; precertificate discarded");
+                return Err(Error::acme(
+                    ProblemType::OrderNotReady,
+                    "finalization took longer than its lease and was abandoned; finalize the order again",
+                ));
+            }
+            Err(e) => {
+                crate::metrics::issuance(&tenant.name, false, started.elapsed());
+                tracing::warn!(serial = %pre.serial, order = %order_id, error = %e, "storing a precertificate failed");
+                return Err(e.into());
+            }
+        }
+        tracing::info!(serial = %pre.serial, order = %order_id, "precertificate stored; asking CT logs");
+        let issued = self
+            .complete_precert(tenant, logs, &order_id, claim, &pre)
+            .await?;
+        crate::metrics::issuance(&tenant.name, issued, started.elapsed());
+        let mut view = view;
+        if issued {
+            view.order.status = OrderState::Valid;
+            view.order.cert_id = Some(pre.id);
+            view.status = "valid";
+        } else {
+            view.order.status = OrderState::Processing;
+            view.status = "processing";
+        }
+        Ok(view)
     }
 
     /// Releases finalize claims whose lease ran out (their node died between claim and

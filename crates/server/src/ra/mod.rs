@@ -7,6 +7,7 @@ mod ari;
 mod attest;
 mod caa_recheck;
 mod challenge;
+mod ct;
 mod eab;
 mod finalize;
 mod name_template;
@@ -75,6 +76,8 @@ pub struct RaConfig {
     /// Added before every certificate signature. Lab and benchmark only
     /// (`serve --signer-delay-ms`): stands in for a remote HSM; zero otherwise.
     pub signer_delay: Duration,
+    /// How often orders waiting for SCTs (their logs gave too few) are tried again.
+    pub ct_retry_interval: Duration,
 }
 
 impl Default for RaConfig {
@@ -95,6 +98,7 @@ impl Default for RaConfig {
             max_concurrent_signatures: 16,
             finalize_lease: Duration::from_secs(60),
             signer_delay: Duration::ZERO,
+            ct_retry_interval: Duration::from_secs(30),
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Ra {
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
+    /// Precertificates and their final certificates (set once at start-up; `ra::ct`).
+    ct_store: std::sync::OnceLock<Arc<dyn crate::sa::CtStore>>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -162,6 +168,7 @@ impl Ra {
             eab,
             lifecycle: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
+            ct_store: std::sync::OnceLock::new(),
         })
     }
 

@@ -53,6 +53,7 @@ pub trait Database:
     + StatsStore
     + HistorySeeder
     + AdminTokenStore
+    + CtStore
 {
     /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
     /// of them), in the shared database for PostgreSQL, pruned as they expire (see
