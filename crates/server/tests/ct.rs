@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use support::ct_log::{CtLog, Mode};
 use support::{
-    certbot_certonly, free_port, lego_revoke, lego_run, openssl_text, run, ChallTestSrv,
-    Challenge, Fleetca, Tool,
+    certbot_certonly, free_port, lego_revoke, lego_run, openssl_text, run, ChallTestSrv, Challenge,
+    Fleetca, Tool,
 };
 
 const PERMITS: &[&str] = &["routers.example.com"];
@@ -37,7 +37,11 @@ fn start(test: &str, client: Tool, modes: [Mode; 3]) -> Option<Env> {
             .status()
             .is_ok_and(|s| s.success());
     if !support::require(test, &[Tool::ChallTestSrv, Tool::Openssl, client])
-        || !support::gate(test, python, "no Python with `cryptography` at /opt/fleetca-venv")
+        || !support::gate(
+            test,
+            python,
+            "no Python with `cryptography` at /opt/fleetca-venv",
+        )
     {
         return None;
     }
@@ -58,7 +62,12 @@ fn start(test: &str, client: Tool, modes: [Mode; 3]) -> Option<Env> {
         text.push_str(&l.toml());
     }
     std::fs::write(&cfg, text).unwrap();
-    ca.serve_with(cts.dns_port(), http01, free_port(), &["--ct-retry-secs", "1"]);
+    ca.serve_with(
+        cts.dns_port(),
+        http01,
+        free_port(),
+        &["--ct-retry-secs", "1"],
+    );
     Some(Env {
         ca,
         cts,
@@ -122,8 +131,14 @@ fn check_scts(env: &Env, leaf: &Path, issuer: &Path, n: usize) -> BTreeSet<usize
         })
         .collect();
     assert_eq!(used.len(), n, "SCTs from distinct logs: {out}");
-    let operators: BTreeSet<&str> = used.iter().map(|&i| env.logs[i].operator.as_str()).collect();
-    assert!(operators.len() >= 2, "SCTs from distinct operators: {operators:?}");
+    let operators: BTreeSet<&str> = used
+        .iter()
+        .map(|&i| env.logs[i].operator.as_str())
+        .collect();
+    assert!(
+        operators.len() >= 2,
+        "SCTs from distinct operators: {operators:?}"
+    );
 
     // The CA's records: the precertificate has the same serial, and the certificate is the
     // precertificate's TBS with the poison swapped for the SCT list.
@@ -134,9 +149,15 @@ fn check_scts(env: &Env, leaf: &Path, issuer: &Path, n: usize) -> BTreeSet<usize
     let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
     assert_eq!(v["scts"].as_array().map(Vec::len), Some(n), "{v}");
     assert_eq!(v["precertificate"]["awaiting_final"], false, "{v}");
-    let pre_pem = v["precertificate"]["pem"].as_str().expect("stored precertificate");
+    let pre_pem = v["precertificate"]["pem"]
+        .as_str()
+        .expect("stored precertificate");
     let pre = pki::cert_info::pem_to_ders(pre_pem).unwrap().remove(0);
-    assert_eq!(serial_hex(&pre), serial, "the precertificate's serial is the certificate's");
+    assert_eq!(
+        serial_hex(&pre),
+        serial,
+        "the precertificate's serial is the certificate's"
+    );
     assert_eq!(
         pki::ct::precert_tbs_without_poison(&pre).unwrap(),
         pki::ct::cert_tbs_without_sct_list(&der).unwrap()
@@ -229,5 +250,9 @@ fn issuance_waits_for_scts_and_never_embeds_bad_ones() {
     })
     .unwrap_or_else(|e| panic!("lego run failed\n{e}\n{}", env.ca.log()));
     let used = check_scts(&env, &cert.leaf_path, &cert.issuer_path, 2);
-    assert_eq!(used, BTreeSet::from([0, 2]), "the bad-signature log's SCT is never embedded");
+    assert_eq!(
+        used,
+        BTreeSet::from([0, 2]),
+        "the bad-signature log's SCT is never embedded"
+    );
 }

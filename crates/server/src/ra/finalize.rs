@@ -19,6 +19,32 @@ use acme_types::problem::ProblemType;
 use pki::identifier::Identifier;
 use std::sync::Arc;
 
+/// What step 2 of finalize signs: a certificate, or with `precert` a precertificate
+/// (RFC 6962 §3.1), for the CSR and the order's identifiers under `profile`.
+struct SignRequest {
+    csr_der: Vec<u8>,
+    idents: Vec<Identifier>,
+    profile: crate::ca::profile::CertProfile,
+    crl_shard: Option<u32>,
+    precert: bool,
+}
+
+impl SignRequest {
+    fn issue_on(
+        &self,
+        ca: &crate::ca::IssuingCa,
+        now: time::OffsetDateTime,
+    ) -> Result<crate::ca::Issued> {
+        let (csr, ids, profile, shard) =
+            (&self.csr_der, &self.idents, &self.profile, self.crl_shard);
+        if self.precert {
+            ca.issue_precert_in_shard(csr, ids, now, profile, shard)
+        } else {
+            ca.issue_in_shard(csr, ids, now, profile, shard)
+        }
+    }
+}
+
 impl Ra {
     /// finalize (§7.4): only a `ready` order can be finalized (`orderNotReady` otherwise).
     pub async fn finalize(
@@ -107,11 +133,13 @@ impl Ra {
             .sign_claimed(
                 &claim,
                 tenant,
-                csr_der,
-                idents,
-                profile,
-                crl_shard,
-                ct_logs.is_some(),
+                SignRequest {
+                    csr_der,
+                    idents,
+                    profile,
+                    crl_shard,
+                    precert: ct_logs.is_some(),
+                },
             )
             .await;
         let issued = match signed {
@@ -140,10 +168,10 @@ impl Ra {
             revoked_at: None,
             revocation_reason: None,
         };
-        if let Some(logs) = ct_logs {
+        if ct_logs.is_some() {
             let lc = cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s));
             return self
-                .finalize_with_ct(view, tenant, &logs, &claim, cert, lc, started)
+                .finalize_with_ct(view, tenant, &claim, cert, lc, started)
                 .await;
         }
         // Step 3: store, if the claim still holds.
@@ -193,11 +221,7 @@ impl Ra {
         &self,
         claim: &OrderClaim,
         tenant: &Arc<Tenant>,
-        csr_der: Vec<u8>,
-        idents: Vec<Identifier>,
-        profile: crate::ca::profile::CertProfile,
-        crl_shard: Option<u32>,
-        precert: bool,
+        req: SignRequest,
     ) -> Result<crate::ca::Issued> {
         let _permit = self
             .signatures
@@ -217,51 +241,36 @@ impl Ra {
         let delay = self.cfg.signer_delay;
         if delay.is_zero() && !ca.signer_blocks() {
             // A key in memory: ~0.1 ms of CPU, cheaper here than a hop to the blocking pool.
-            return Self::issue_on(&ca, &csr_der, &idents, now, &profile, crl_shard, precert);
+            return req.issue_on(&ca, now);
         }
         tokio::task::spawn_blocking(move || {
             if !delay.is_zero() {
                 // Lab/bench only (`serve --signer-delay-ms`): stands in for a remote HSM.
                 std::thread::sleep(delay);
             }
-            Self::issue_on(&ca, &csr_der, &idents, now, &profile, crl_shard, precert)
+            req.issue_on(&ca, now)
         })
         .await
         .map_err(|e| Error::internal(format!("the signing task failed: {e}")))?
     }
 
-    /// A certificate, or with `precert` a precertificate (RFC 6962 §3.1), from `ca`.
-    fn issue_on(
-        ca: &crate::ca::IssuingCa,
-        csr_der: &[u8],
-        idents: &[Identifier],
-        now: time::OffsetDateTime,
-        profile: &crate::ca::profile::CertProfile,
-        crl_shard: Option<u32>,
-        precert: bool,
-    ) -> Result<crate::ca::Issued> {
-        if precert {
-            ca.issue_precert_in_shard(csr_der, idents, now, profile, crl_shard)
-        } else {
-            ca.issue_in_shard(csr_der, idents, now, profile, crl_shard)
-        }
-    }
-
     /// Step 3 for a tenant that requires CT: store the precertificate `pre` (a binding
     /// commitment, BR §7.1.2.9), then ask the logs ([`Ra::complete_precert`]). The answer is
     /// the valid order, or the order still `processing` when the logs gave too few SCTs.
-    #[allow(clippy::too_many_arguments)]
     async fn finalize_with_ct(
         &self,
         view: OrderView,
         tenant: &Arc<Tenant>,
-        logs: &crate::ct::CtLogs,
         claim: &OrderClaim,
         pre: CertRecord,
         cert_lifecycle: Option<(&str, Option<u32>)>,
         started: std::time::Instant,
     ) -> Result<OrderView> {
         let order_id = view.order.id.clone();
+        let logs = tenant
+            .ct
+            .clone()
+            .ok_or_else(|| Error::internal("finalize with CT for a tenant without CT logs"))?;
         let stored = self
             .ct_store()?
             .store_precertificate(&order_id, &claim.token, &pre, cert_lifecycle)
@@ -284,7 +293,7 @@ impl Ra {
         }
         tracing::info!(serial = %pre.serial, order = %order_id, "precertificate stored; asking CT logs");
         let issued = self
-            .complete_precert(tenant, logs, &order_id, claim, &pre)
+            .complete_precert(tenant, &logs, &order_id, claim, &pre)
             .await?;
         crate::metrics::issuance(&tenant.name, issued, started.elapsed());
         let mut view = view;

@@ -145,13 +145,16 @@ fn serve(s: &Shared, mut conn: TcpStream) {
         return;
     }
     if !request_line.starts_with("POST /ct/v1/add-pre-chain ") {
-        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     }
     let answer = match sct_for(s, &body, mode == Mode::BadSignature as u8) {
         Some(a) => a,
         None => {
-            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             return;
         }
     };
