@@ -344,3 +344,38 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(trust: &str, extra: &str) -> CaSection {
+        let text = format!(
+            "[ca]\nname = \"default\"\ntrust = \"{trust}\"\npermit = [\"routers.example.com\"]\n\
+             public_base_url = \"http://ca.example.com\"\ncaa_identities = []\n\
+             lifetime_days = 30\n{extra}"
+        );
+        toml::from_str::<CaConfig>(&text).unwrap().ca
+    }
+
+    /// The CT default is keyed on trust alone: public tenants require SCTs unless they say
+    /// otherwise, private ones only when they opt in.
+    #[test]
+    fn ct_required_defaults_to_the_trust() {
+        assert!(section("public", "").ct_required());
+        assert!(!section("private", "").ct_required());
+        assert!(section("private", "ct_required = true").ct_required());
+        assert!(!section("public", "ct_required = false").ct_required());
+        let logs = section(
+            "public",
+            "[[ca.ct_logs]]\nurl = \"https://log.example/\"\npublic_key = \"AAAA\"\noperator = \"A\"\n",
+        );
+        assert_eq!(logs.ct_logs.len(), 1);
+        assert_eq!(logs.ct_logs[0].operator, "A");
+        // A misspelt key is an error, not a silently ignored log.
+        let bad = "[ca]\nname = \"d\"\ntrust = \"public\"\npermit = []\npublic_base_url = \"x\"\n\
+                   caa_identities = []\nlifetime_days = 1\n[[ca.ct_logs]]\nurl = \"u\"\n\
+                   public_key = \"k\"\noperator = \"o\"\nkey = \"k\"\n";
+        assert!(toml::from_str::<CaConfig>(bad).is_err());
+    }
+}

@@ -256,3 +256,48 @@ fn issuance_waits_for_scts_and_never_embeds_bad_ones() {
         "the bad-signature log's SCT is never embedded"
     );
 }
+
+/// `serve` refuses a tenant whose logs cannot meet the CT policy: fewer than 2 logs or one
+/// operator, or a profile longer than 180 days with fewer than 3 logs. No order could ever
+/// complete under such a configuration.
+#[test]
+fn serve_refuses_ct_configurations_that_cannot_meet_the_policy() {
+    let logs: Vec<CtLog> = ["Operator A", "Operator A", "Operator B"]
+        .iter()
+        .map(|op| CtLog::start(op, Mode::Ok))
+        .collect();
+    let ca = Fleetca::init(PERMITS);
+    let cfg = ca.data_dir().join("fleetca.toml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    let cases: [(&[usize], u32, &str); 3] = [
+        (&[0], 30, "at least 2 logs from at least 2 operators"),
+        (&[0, 1], 30, "at least 2 logs from at least 2 operators"),
+        (&[0, 2], 190, "need 3 SCTs"),
+    ];
+    for (which, days, expect) in cases {
+        let mut text = original.replacen("[ca]\n", "[ca]\nct_required = true\n", 1);
+        let at = text.find("lifetime_days = ").unwrap();
+        let end = at + text[at..].find('\n').unwrap();
+        text.replace_range(at..end, &format!("lifetime_days = {days}"));
+        for &i in which {
+            text.push_str(&logs[i].toml());
+        }
+        std::fs::write(&cfg, text).unwrap();
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(ca.data_dir())
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"]);
+        ca.with_database(&mut cmd);
+        let out = run(cmd, Duration::from_secs(60));
+        assert!(
+            !out.success(),
+            "serve started with {which:?}, {days} days\n{out}"
+        );
+        assert!(out.combined().contains(expect), "{expect:?} not in\n{out}");
+    }
+    // A refused configuration contacts no log.
+    for l in &logs {
+        assert_eq!(l.submissions(), 0);
+    }
+}
