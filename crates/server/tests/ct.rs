@@ -255,6 +255,22 @@ fn issuance_waits_for_scts_and_never_embeds_bad_ones() {
         BTreeSet::from([0, 2]),
         "the bad-signature log's SCT is never embedded"
     );
+
+    // Per-log metrics say which log failed how.
+    let m = support::metrics::scrape(&env.ca);
+    let count = |log: usize, result: &str| {
+        let l = format!("log=\"{}\"", env.logs[log].url());
+        let r = format!("result=\"{result}\"");
+        support::metrics::sum(&m, "fleetca_ct_submissions_total", &[&l, &r])
+    };
+    assert!(count(1, "bad_signature") >= 1.0, "{m}");
+    assert!(count(2, "connect") >= 1.0, "{m}");
+    assert!(count(0, "ok") >= 1.0 && count(2, "ok") >= 1.0, "{m}");
+    assert!(
+        support::metrics::sum(&m, "fleetca_ct_shortfalls_total", &["tenant=\"default\""]) >= 1.0,
+        "{m}"
+    );
+    assert!(m.contains("fleetca_ct_submission_duration_seconds"), "{m}");
 }
 
 /// `serve` refuses a tenant whose logs cannot meet the CT policy: fewer than 2 logs or one
