@@ -27,6 +27,7 @@ use crate::{cert_info, PkiError};
 mod draft;
 mod key_check;
 mod lint;
+mod precert;
 
 pub(crate) use key_check::check_public_key;
 
@@ -265,6 +266,16 @@ impl Issuer {
         req: &IssueRequest,
         opts: &LeafOptions,
     ) -> Result<IssuedCert, IssueError> {
+        self.issue_inner(req, opts, false)
+    }
+
+    /// Builds, lints and signs the certificate (`precert`: with the CT poison, RFC 6962 §3.1).
+    fn issue_inner(
+        &self,
+        req: &IssueRequest,
+        opts: &LeafOptions,
+        precert: bool,
+    ) -> Result<IssuedCert, IssueError> {
         let not_before = truncate(req.not_before);
         let not_after = truncate(req.not_after);
         if not_after <= not_before {
@@ -341,6 +352,9 @@ impl Issuer {
             (not_before, not_after),
             opts,
         )?;
+        if precert {
+            params.custom_extensions.push(precert::poison_extension());
+        }
         params.key_identifier_method = extensions::key_identifier(&csr.spki_der)?;
         let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
             .map_err(|e| IssueError::BadPublicKey(format!("unsupported key: {e}")))?;
@@ -360,6 +374,7 @@ impl Issuer {
             permitted: &self.profile.permitted,
             crl_dp: opts.include_crl_dp,
             ocsp_url: opts.ocsp_url.as_deref(),
+            precert,
         };
         let draft = params
             .signed_by(&subject_key, &self.drafts)

@@ -10,6 +10,7 @@ pub mod ca;
 pub mod cert_info;
 pub mod crl;
 pub mod csr;
+pub mod ct;
 mod error;
 mod extensions;
 pub mod identifier;

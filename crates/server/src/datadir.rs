@@ -123,6 +123,14 @@ pub struct CaSection {
     /// rollover` (`NAME_g2`, ...); absent: the tenant's first CA, whose id is its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// Certificate Transparency logs this tenant submits precertificates to (RFC 6962 §4.1;
+    /// docs/ct.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ct_logs: Vec<CtLogSection>,
+    /// Whether every certificate must carry SCTs; absent: [`CaSection::ct_required`]'s
+    /// default for the tenant's trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct_required: Option<bool>,
 }
 
 impl CaSection {
@@ -130,6 +138,28 @@ impl CaSection {
     pub fn issuer_id(&self) -> &str {
         self.issuer.as_deref().unwrap_or(&self.name)
     }
+
+    /// Whether this tenant's certificates must carry SCTs. The default follows trust: browsers
+    /// require SCTs on publicly trusted certificates (Chrome and Apple CT policies), private
+    /// trust has no such relying party, so it opts in with `ct_required = true`.
+    pub fn ct_required(&self) -> bool {
+        self.ct_required.unwrap_or(match self.trust {
+            Trust::Public => true,
+            Trust::Private => false,
+        })
+    }
+}
+
+/// One `[[ca.ct_logs]]` entry: `{ url, public_key, operator }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtLogSection {
+    /// The log's base URL (`https://log.example/2026h1/`); `ct/v1/add-pre-chain` is appended.
+    pub url: String,
+    /// The log's key: base64 of its DER SubjectPublicKeyInfo (the log id is its SHA-256).
+    pub public_key: String,
+    /// Who runs the log; CT policies count distinct operators.
+    pub operator: String,
 }
 
 /// `ca/NAME/retired/ID/issuer.toml`: a retired issuing CA (see `commands::rollover`). Its
@@ -357,4 +387,39 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(trust: &str, extra: &str) -> CaSection {
+        let text = format!(
+            "[ca]\nname = \"default\"\ntrust = \"{trust}\"\npermit = [\"routers.example.com\"]\n\
+             public_base_url = \"http://ca.example.com\"\ncaa_identities = []\n\
+             lifetime_days = 30\n{extra}"
+        );
+        toml::from_str::<CaConfig>(&text).unwrap().ca
+    }
+
+    /// The CT default is keyed on trust alone: public tenants require SCTs unless they say
+    /// otherwise, private ones only when they opt in.
+    #[test]
+    fn ct_required_defaults_to_the_trust() {
+        assert!(section("public", "").ct_required());
+        assert!(!section("private", "").ct_required());
+        assert!(section("private", "ct_required = true").ct_required());
+        assert!(!section("public", "ct_required = false").ct_required());
+        let logs = section(
+            "public",
+            "[[ca.ct_logs]]\nurl = \"https://log.example/\"\npublic_key = \"AAAA\"\noperator = \"A\"\n",
+        );
+        assert_eq!(logs.ct_logs.len(), 1);
+        assert_eq!(logs.ct_logs[0].operator, "A");
+        // A misspelt key is an error, not a silently ignored log.
+        let bad = "[ca]\nname = \"d\"\ntrust = \"public\"\npermit = []\npublic_base_url = \"x\"\n\
+                   caa_identities = []\nlifetime_days = 1\n[[ca.ct_logs]]\nurl = \"u\"\n\
+                   public_key = \"k\"\noperator = \"o\"\nkey = \"k\"\n";
+        assert!(toml::from_str::<CaConfig>(bad).is_err());
+    }
 }

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod ca;
 pub mod clock;
 pub mod commands;
+pub mod ct;
 pub mod datadir;
 pub mod error;
 pub mod ids;

@@ -33,6 +33,13 @@ pub const SIGNER_AVAILABLE: &str = "fleetca_signer_available";
 pub const CERTIFICATES: &str = "fleetca_certificates";
 /// OCSP responses produced, by `tenant` and `result` (`ok`, `error`).
 pub const OCSP_RESPONSES: &str = "fleetca_ocsp_responses_total";
+/// CT `add-pre-chain` submissions, by `log` (its configured URL) and `result` (`ok`,
+/// `timeout`, `connect`, `http_status`, `malformed`, `bad_signature`).
+pub const CT_SUBMISSIONS: &str = "fleetca_ct_submissions_total";
+/// CT submission latency in seconds, by `log`.
+pub const CT_SUBMISSION_DURATION: &str = "fleetca_ct_submission_duration_seconds";
+/// Finalizations left `processing` because the logs gave too few SCTs, by `tenant`.
+pub const CT_SHORTFALLS: &str = "fleetca_ct_shortfalls_total";
 /// Storage call latency in seconds, by `op` (the `Storage` method name).
 pub const DB_DURATION: &str = "fleetca_db_operation_duration_seconds";
 /// SQLite writes that waited for the group-commit barrier.
@@ -89,6 +96,19 @@ pub fn issuance(tenant: &str, issued: bool, elapsed: Duration) {
     metrics::counter!(ISSUANCES, "tenant" => tenant.to_string(), "result" => result).increment(1);
     metrics::histogram!(ISSUANCE_DURATION, "tenant" => tenant.to_string())
         .record(elapsed.as_secs_f64());
+}
+
+/// Records one CT submission: `error` is the failure kind, `None` for a verified SCT.
+pub fn ct_submission(log: &str, error: Option<&'static str>, elapsed: Duration) {
+    metrics::counter!(CT_SUBMISSIONS, "log" => log.to_string(), "result" => error.unwrap_or("ok"))
+        .increment(1);
+    metrics::histogram!(CT_SUBMISSION_DURATION, "log" => log.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records a finalization deferred for want of SCTs.
+pub fn ct_shortfall(tenant: &str) {
+    metrics::counter!(CT_SHORTFALLS, "tenant" => tenant.to_string()).increment(1);
 }
 
 /// Records one finished validation.

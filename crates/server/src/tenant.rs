@@ -38,6 +38,9 @@ pub struct Tenant {
     /// renewals), while the CA keeps publishing its CRL, OCSP and CA certificate for the
     /// certificates it already issued (RFC 5280 §5: status stays available until expiry).
     pub disabled: bool,
+    /// The CT logs every certificate is submitted to when the tenant requires SCTs
+    /// (`[ca] ct_required`, docs/ct.md); `None`: certificates are issued without CT.
+    pub ct: Option<Arc<crate::ct::CtLogs>>,
 }
 
 impl Tenant {

@@ -71,6 +71,7 @@ pub async fn ra_with_tenant(
         attestation_roots,
         attested_names: Vec::new(),
         retired: Vec::new(),
+        ct: None,
     });
     let clock = Arc::new(OffsetClock::default());
     let sa: Arc<dyn Storage> = Arc::new(

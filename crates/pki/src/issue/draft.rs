@@ -51,6 +51,16 @@ impl SigningKey for Unsigned {
 /// placeholder) and returns the Certificate with the real signature (RFC 5280 §4.1).
 pub(super) fn sign(draft: &[u8], signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
     let (tbs, algorithm) = tbs_and_algorithm(draft).map_err(PkiError::der("draft certificate"))?;
+    sign_tbs(tbs, algorithm, signer)
+}
+
+/// Has `signer` sign `tbs` (a TBSCertificate whose signature field names `algorithm`, the DER
+/// AlgorithmIdentifier) and returns the Certificate (RFC 5280 §4.1).
+pub(super) fn sign_tbs(
+    tbs: &[u8],
+    algorithm: &[u8],
+    signer: &dyn Signer,
+) -> Result<Vec<u8>, PkiError> {
     let signature = signer.sign(tbs)?;
     let value = BitStringRef::from_bytes(&signature)
         .and_then(|b| b.to_der())

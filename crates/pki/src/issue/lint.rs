@@ -29,6 +29,9 @@ pub(super) struct Expected<'a> {
     pub(super) crl_dp: bool,
     /// The OCSP URL authorityInformationAccess must carry (none otherwise).
     pub(super) ocsp_url: Option<&'a str>,
+    /// Whether this is a precertificate: the critical CT poison must be present (RFC 6962
+    /// §3.1), and absent otherwise.
+    pub(super) precert: bool,
 }
 
 /// The subjectKeyIdentifier of a certificate, if present.
@@ -171,7 +174,19 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
     let mut ocsp: Vec<String> = Vec::new();
     let mut has_cdp = false;
     let mut aki_ok = false;
+    let mut poison = false;
+    let poison_oid =
+        Oid::from(&[1, 3, 6, 1, 4, 1, 11129, 2, 4, 3]).map_err(|e| format!("{e:?}"))?;
     for ext in cert.extensions() {
+        if ext.oid == poison_oid {
+            ensure(
+                ext.critical && ext.value == [0x05, 0x00],
+                "CT poison must be critical with value NULL (RFC 6962 §3.1)",
+            )?;
+            ensure(!poison, "CT poison twice")?;
+            poison = true;
+            continue;
+        }
         match ext.parsed_extension() {
             ParsedExtension::CertificatePolicies(p) => {
                 has_policy = p.iter().any(|pi| pi.policy_id == dv);
@@ -226,5 +241,9 @@ pub(super) fn lint_leaf(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
         "OCSP URL in authorityInformationAccess differs from the profile (BR §7.1.2.7.7)",
     )?;
     ensure(aki_ok, "authorityKeyIdentifier does not match the CA's SKI")?;
+    ensure(
+        poison == want.precert,
+        "CT poison presence differs from the request (RFC 6962 §3.1)",
+    )?;
     Ok(())
 }

@@ -448,6 +448,7 @@ fn lint_catches_profile_drift() {
         permitted: &permitted,
         crl_dp: true,
         ocsp_url: None,
+        precert: false,
     };
     lint::lint_leaf(&cert.der, &good).unwrap();
     let other_ids = ids(&["b.routers.example.com"]);
@@ -474,6 +475,10 @@ fn lint_catches_profile_drift() {
         },
         lint::Expected {
             issuer_ski: Some(&[1, 2, 3]),
+            ..clone_expected(&good)
+        },
+        lint::Expected {
+            precert: true,
             ..clone_expected(&good)
         },
     ];
@@ -503,6 +508,7 @@ fn clone_expected<'a>(e: &lint::Expected<'a>) -> lint::Expected<'a> {
         permitted: e.permitted,
         crl_dp: e.crl_dp,
         ocsp_url: e.ocsp_url,
+        precert: e.precert,
     }
 }
 
@@ -556,4 +562,138 @@ fn leaf_options_choose_revocation_pointers() {
         f.issuer.issue_with(&req(8), &short),
         Err(IssueError::Validity(_))
     ));
+}
+
+/// A test CT log: signs precertificate entries with its own P-256 key (RFC 6962 §3.2).
+fn log_sct(log: &KeyPair, issuer_spki: &[u8], precert: &[u8], timestamp_ms: u64) -> crate::ct::Sct {
+    use crate::ct::{self, LogId, Sct};
+    let spki = rcgen::PublicKeyData::subject_public_key_info(log);
+    let mut sct = Sct {
+        log_id: LogId::of_spki(&spki),
+        timestamp_ms,
+        extensions: Vec::new(),
+        hash_alg: 4,
+        sig_alg: 3,
+        signature: Vec::new(),
+    };
+    let tbs = ct::precert_tbs_without_poison(precert).unwrap();
+    let data = ct::precert_signed_data(&sct, &ct::issuer_key_hash(issuer_spki), &tbs).unwrap();
+    sct.signature = rcgen::SigningKey::sign(log, &data).unwrap();
+    sct
+}
+
+#[test]
+fn precert_then_final_certificate_with_verified_scts() {
+    use crate::ct;
+    let f = fixture();
+    let names = ["a.routers.example.com", "10.1.2.3"];
+    let key = leaf_key();
+    let req = request(csr(&key, &names, None), ids(&names));
+    let pre = f
+        .issuer
+        .issue_precert(&req, &LeafOptions::default())
+        .unwrap();
+    let (_, parsed) = X509Certificate::from_der(&pre.der).unwrap();
+    let poison = parsed
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.3.6.1.4.1.11129.2.4.3")
+        .expect("poison");
+    assert!(poison.critical && poison.value == [0x05, 0x00]);
+
+    let logs: Vec<KeyPair> = (0..2)
+        .map(|_| generate(KeyType::EcdsaP256).unwrap())
+        .collect();
+    let scts: Vec<ct::Sct> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            log_sct(
+                l,
+                f.issuer.spki_der(),
+                &pre.der,
+                1_700_000_000_000 + i as u64,
+            )
+        })
+        .collect();
+    let fin = f.issuer.finish_precert(&pre.der, &scts).unwrap();
+    assert_eq!(fin.serial, pre.serial);
+    assert_eq!(
+        (fin.not_before, fin.not_after),
+        (pre.not_before, pre.not_after)
+    );
+
+    // From the final certificate alone: its SCTs verify against each log's key.
+    let (_, c) = X509Certificate::from_der(&fin.der).unwrap();
+    let (_, ca) = X509Certificate::from_der(f.issuer.cert_der()).unwrap();
+    c.verify_signature(Some(ca.public_key())).unwrap();
+    assert!(c
+        .extensions()
+        .iter()
+        .all(|e| e.oid.to_id_string() != "1.3.6.1.4.1.11129.2.4.3"));
+    let embedded = ct::scts_of_cert(&fin.der).unwrap();
+    assert_eq!(embedded, scts);
+    let tbs = ct::cert_tbs_without_sct_list(&fin.der).unwrap();
+    assert_eq!(tbs, ct::precert_tbs_without_poison(&pre.der).unwrap());
+    for (log, sct) in logs.iter().zip(&embedded) {
+        let key =
+            ct::LogKey::from_spki_der(&rcgen::PublicKeyData::subject_public_key_info(log)).unwrap();
+        key.verify_precert_sct(sct, f.issuer.spki_der(), &tbs)
+            .unwrap();
+    }
+
+    // openssl, independently, lists both SCTs.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("final.der");
+    std::fs::write(&path, &fin.der).unwrap();
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("CT Precertificate SCTs"), "{text}");
+    assert_eq!(
+        text.matches("Signed Certificate Timestamp:").count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn finishing_refuses_what_is_not_this_cas_precert() {
+    let f = fixture();
+    let other = fixture();
+    let names = ["a.routers.example.com"];
+    let key = leaf_key();
+    let req = request(csr(&key, &names, None), ids(&names));
+    let log = generate(KeyType::EcdsaP256).unwrap();
+    // An ordinary certificate has no poison to replace.
+    let plain = f.issuer.issue(&req).unwrap();
+    let sct = log_sct(
+        &log,
+        f.issuer.spki_der(),
+        &f.issuer
+            .issue_precert(&req, &LeafOptions::default())
+            .unwrap()
+            .der,
+        1,
+    );
+    assert!(matches!(
+        f.issuer
+            .finish_precert(&plain.der, std::slice::from_ref(&sct)),
+        Err(IssueError::Lint(_))
+    ));
+    // Another CA's precertificate (same subject name, other key) is refused.
+    let foreign = other
+        .issuer
+        .issue_precert(&req, &LeafOptions::default())
+        .unwrap();
+    assert!(matches!(
+        f.issuer
+            .finish_precert(&foreign.der, std::slice::from_ref(&sct)),
+        Err(IssueError::Lint(_))
+    ));
+    assert!(f.issuer.finish_precert(&foreign.der[..20], &[sct]).is_err());
 }

@@ -170,6 +170,18 @@ impl IssuingCa {
         self.profiles.iter().find(|p| p.name == name)
     }
 
+    /// The longest validity (notAfter − notBefore + 1 s, RFC 5280 §4.1.2.5) of any profile
+    /// this CA offers, with the notBefore backdate: what the CT policy counts.
+    pub fn longest_validity(&self) -> Duration {
+        let longest = self
+            .profiles
+            .iter()
+            .map(|p| p.lifetime)
+            .max()
+            .unwrap_or_default();
+        longest + self.backdate + Duration::from_secs(1)
+    }
+
     /// The OCSP responder URL put in certificates whose profile asks for it.
     pub fn ocsp_url(&self) -> &str {
         &self.ocsp_url
@@ -219,6 +231,62 @@ impl IssuingCa {
         profile: &CertProfile,
         crl_shard: Option<u32>,
     ) -> Result<Issued> {
+        self.issue_leaf(csr_der, identifiers, now, profile, crl_shard, false)
+    }
+
+    /// [`IssuingCa::issue_in_shard`] as a precertificate (RFC 6962 §3.1), whose final
+    /// certificate [`IssuingCa::finish_precert`] makes once logs have answered.
+    pub fn issue_precert_in_shard(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+        profile: &CertProfile,
+        crl_shard: Option<u32>,
+    ) -> Result<Issued> {
+        self.issue_leaf(csr_der, identifiers, now, profile, crl_shard, true)
+    }
+
+    /// The final certificate of `precert_der` with `scts` embedded (RFC 6962 §3.3).
+    pub fn finish_precert(&self, precert_der: &[u8], scts: &[pki::ct::Sct]) -> Result<Issued> {
+        let issued = self
+            .issuer
+            .finish_precert(precert_der, scts)
+            .map_err(|e| match e {
+                IssueError::Internal(e @ pki::PkiError::Signing(_)) => self.signer_failed(e),
+                other => Error::Internal(Box::new(other)),
+            })?;
+        crate::metrics::signer_available(&self.name, true);
+        Ok(Issued {
+            serial_hex: hex(&issued.serial),
+            der: issued.der,
+            not_before: issued.not_before.unix_timestamp(),
+            not_after: issued.not_after.unix_timestamp(),
+        })
+    }
+
+    /// The issuing CA's DER SubjectPublicKeyInfo (`issuer_key_hash`, RFC 6962 §3.2).
+    pub fn spki_der(&self) -> &[u8] {
+        self.issuer.spki_der()
+    }
+
+    /// What `add-pre-chain` sends after the precertificate: the issuing CA and the
+    /// certificates above it (RFC 6962 §4.1).
+    pub fn ct_chain(&self) -> Vec<Vec<u8>> {
+        let mut chain = vec![self.cert_der.clone()];
+        chain.extend(self.issuer.chain_ders().iter().cloned());
+        chain
+    }
+
+    fn issue_leaf(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+        profile: &CertProfile,
+        crl_shard: Option<u32>,
+        precert: bool,
+    ) -> Result<Issued> {
         let not_before = now - self.backdate;
         let not_after = now + profile.lifetime;
         let req = IssueRequest {
@@ -232,7 +300,12 @@ impl IssuingCa {
             crl_url: crl_shard.map(|s| self.crl_shard_url(s)),
             ocsp_url: profile.ocsp.then(|| self.ocsp_url.clone()),
         };
-        let issued = self.issuer.issue_with(&req, &opts).map_err(|e| match e {
+        let issued = if precert {
+            self.issuer.issue_precert(&req, &opts)
+        } else {
+            self.issuer.issue_with(&req, &opts)
+        };
+        let issued = issued.map_err(|e| match e {
             IssueError::BadCsr(d) => Error::acme(ProblemType::BadCsr, d),
             IssueError::BadPublicKey(d) => Error::acme(ProblemType::BadPublicKey, d),
             IssueError::Policy(d) => Error::acme(ProblemType::RejectedIdentifier, d.to_string()),

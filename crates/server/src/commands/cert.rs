@@ -166,6 +166,36 @@ fn list(a: &ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The certificate's embedded SCTs (RFC 6962 §3.3) and its stored precertificate, if it was
+/// issued with CT: `{pem, awaiting_final}`; `awaiting_final` while the logs have not given
+/// SCTs enough (the row then holds the precertificate itself).
+fn ct_json(
+    ctx: &AdminContext,
+    c: &AdminCert,
+) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    let scts: Vec<serde_json::Value> = pki::ct::scts_of_cert(&c.der)
+        .map_err(|e| anyhow::anyhow!("the stored certificate's SCT list: {e}"))?
+        .iter()
+        .map(|s| {
+            json!({
+                "log_id": s.log_id.to_string(),
+                "timestamp_ms": s.timestamp_ms,
+                "hash_alg": s.hash_alg,
+                "sig_alg": s.sig_alg,
+            })
+        })
+        .collect();
+    let pre = ctx.block_on(ctx.db.precert_of_order(&c.order_id))?;
+    let pre = match pre {
+        Some(p) if p.cert.id == c.id => json!({
+            "pem": pki::cert_info::der_to_pem("CERTIFICATE", &p.precert_der),
+            "awaiting_final": p.awaiting_final(),
+        }),
+        _ => serde_json::Value::Null,
+    };
+    Ok((json!(scts), pre))
+}
+
 /// The one certificate with `serial` (in `tenant` if given).
 fn find_one(ctx: &AdminContext, serial: &str, tenant: Option<&str>) -> anyhow::Result<AdminCert> {
     let mut found = ctx.block_on(ctx.db.find_certs(&CertQuery {
@@ -188,6 +218,9 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
     if a.json {
         let mut v = cert_json(&c, now);
         v["pem"] = json!(pem);
+        let (scts, precert) = ct_json(&ctx, &c)?;
+        v["scts"] = scts;
+        v["precertificate"] = precert;
         println!("{v}");
         return Ok(());
     }

@@ -177,6 +177,8 @@ pub(super) fn new_section(
         pkcs11: None,
         issuer: None,
         disabled: false,
+        ct_logs: Vec::new(),
+        ct_required: None,
     }
 }
 

@@ -234,6 +234,23 @@ pub(crate) fn check_lifetime(cfg: &CaConfig, now: time::OffsetDateTime) -> anyho
     Ok(())
 }
 
+/// The tenant's CT logs when it requires SCTs (`[ca] ct_logs`, `ct_required`; docs/ct.md).
+/// Refuses a configuration whose logs cannot satisfy the CT policy for the CA's longest
+/// certificate validity, so that no order of it could ever complete.
+pub(crate) fn load_ct(
+    cfg: &CaConfig,
+    ca: &IssuingCa,
+) -> anyhow::Result<Option<Arc<crate::ct::CtLogs>>> {
+    let Some(logs) =
+        crate::ct::logs_from_config(&cfg.ca.ct_logs, cfg.ca.ct_required(), ca.longest_validity())?
+    else {
+        return Ok(None);
+    };
+    let roots = std::fs::read_to_string(crate::ct::SYSTEM_ROOTS).unwrap_or_default();
+    let http = crate::ct::http_client(&roots)?;
+    Ok(Some(Arc::new(crate::ct::CtLogs::new(logs, http))))
+}
+
 /// The HTTPS certificate of a running server. Every listener sharing the rustls configuration
 /// asks it for the certificate at each handshake, so a re-issued one (see
 /// [`refresh_server_tls`]) is served at once, whatever listener implementation runs.
@@ -461,6 +478,8 @@ mod tests {
                 pkcs11: None,
                 issuer: None,
                 disabled: false,
+                ct_logs: Vec::new(),
+                ct_required: None,
             },
         }
     }

@@ -140,6 +140,9 @@ impl TenantLoader {
         for r in &retired {
             r.set_crl_shards(self.crl_shards);
         }
+        // Certificate Transparency (docs/ct.md): refused here when the logs cannot meet the
+        // CT policy for the CA's longest validity.
+        let ct = load::load_ct(cfg, &ca)?;
         Ok(Arc::new(Tenant {
             name: cfg.ca.name.clone(),
             base_url: self.base_url.clone(),
@@ -153,6 +156,7 @@ impl TenantLoader {
             attestation_roots: load::load_attestation_roots(&self.dd, cfg)?,
             attested_names,
             disabled: cfg.ca.disabled,
+            ct,
         }))
     }
 }

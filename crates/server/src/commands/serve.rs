@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// the order is `ready` again after this long.
     #[arg(long, env = "FLEETCA_FINALIZE_LEASE_SECS", default_value_t = 60)]
     pub finalize_lease_secs: u64,
+    /// Seconds between attempts to get SCTs for orders whose CT logs gave too few; those
+    /// orders stay `processing` meanwhile (docs/ct.md).
+    #[arg(long, env = "FLEETCA_CT_RETRY_SECS", default_value_t = 30)]
+    pub ct_retry_secs: u64,
     /// LAB AND BENCHMARKS ONLY: wait this many milliseconds before every certificate signature,
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -321,6 +325,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent_signatures: args.max_signatures,
             finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
             signer_delay: Duration::from_millis(args.signer_delay_ms),
+            ct_retry_interval: Duration::from_secs(args.ct_retry_secs.max(1)),
             ..RaConfig::default()
         },
         Some(eab),
@@ -368,6 +373,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock.clone(),
     );
     ra.set_coverage(args.coverage.config(db.clone()));
+    let ct_store: Arc<dyn crate::sa::CtStore> = db.clone();
+    ra.set_ct_store(ct_store);
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
     // A single node's finalize claims left in the database are its predecessor's; they are
@@ -378,6 +385,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ra.release_claims_of_a_dead_single_node().await?;
     }
     ra.spawn_finalize_sweeper();
+    if tenants.iter().any(|t| t.ct.is_some()) {
+        ra.spawn_ct_retry();
+    }
     if resumed > 0 {
         tracing::info!(count = resumed, "resumed validations left in processing");
     }

@@ -299,6 +299,8 @@ pub(crate) fn create(
             common_name: t.common_name.clone(),
             issuer: None,
             disabled: false,
+            ct_logs: Vec::new(),
+            ct_required: None,
             ..main.ca.clone()
         },
     };

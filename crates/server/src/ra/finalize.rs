@@ -19,6 +19,32 @@ use acme_types::problem::ProblemType;
 use pki::identifier::Identifier;
 use std::sync::Arc;
 
+/// What step 2 of finalize signs: a certificate, or with `precert` a precertificate
+/// (RFC 6962 §3.1), for the CSR and the order's identifiers under `profile`.
+struct SignRequest {
+    csr_der: Vec<u8>,
+    idents: Vec<Identifier>,
+    profile: crate::ca::profile::CertProfile,
+    crl_shard: Option<u32>,
+    precert: bool,
+}
+
+impl SignRequest {
+    fn issue_on(
+        &self,
+        ca: &crate::ca::IssuingCa,
+        now: time::OffsetDateTime,
+    ) -> Result<crate::ca::Issued> {
+        let (csr, ids, profile, shard) =
+            (&self.csr_der, &self.idents, &self.profile, self.crl_shard);
+        if self.precert {
+            ca.issue_precert_in_shard(csr, ids, now, profile, shard)
+        } else {
+            ca.issue_in_shard(csr, ids, now, profile, shard)
+        }
+    }
+}
+
 impl Ra {
     /// finalize (§7.4): only a `ready` order can be finalized (`orderNotReady` otherwise).
     pub async fn finalize(
@@ -82,6 +108,10 @@ impl Ra {
         let cert_lifecycle = self
             .lifecycle()
             .map(|_| (profile_for_record.clone(), crl_shard));
+        let ct_logs = tenant.ct.clone();
+        if ct_logs.is_some() {
+            self.ct_store()?;
+        }
         let now = self.clock.now();
 
         // Step 1: claim. The lease covers the wait for a signing slot and the signature.
@@ -102,7 +132,17 @@ impl Ra {
         tracing::debug!(order = %order_id, "finalizing");
         // Step 2: sign, outside any storage transaction.
         let signed = self
-            .sign_claimed(&claim, tenant, csr_der, idents, profile, crl_shard)
+            .sign_claimed(
+                &claim,
+                tenant,
+                SignRequest {
+                    csr_der,
+                    idents,
+                    profile,
+                    crl_shard,
+                    precert: ct_logs.is_some(),
+                },
+            )
             .await;
         let issued = match signed {
             Ok(issued) => issued,
@@ -133,6 +173,12 @@ impl Ra {
             // OCSP responder and chain answer for the certificate after a rollover too.
             issuer: Some(tenant.ca.id().to_string()),
         };
+        if ct_logs.is_some() {
+            let lc = cert_lifecycle.as_ref().map(|(p, s)| (p.as_str(), *s));
+            return self
+                .finalize_with_ct(view, tenant, &claim, cert, lc, started)
+                .await;
+        }
         // Step 3: store, if the claim still holds.
         let stored = self
             .sa
@@ -180,10 +226,7 @@ impl Ra {
         &self,
         claim: &OrderClaim,
         tenant: &Arc<Tenant>,
-        csr_der: Vec<u8>,
-        idents: Vec<Identifier>,
-        profile: crate::ca::profile::CertProfile,
-        crl_shard: Option<u32>,
+        req: SignRequest,
     ) -> Result<crate::ca::Issued> {
         let _permit = self
             .signatures
@@ -203,17 +246,71 @@ impl Ra {
         let delay = self.cfg.signer_delay;
         if delay.is_zero() && !ca.signer_blocks() {
             // A key in memory: ~0.1 ms of CPU, cheaper here than a hop to the blocking pool.
-            return ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard);
+            return req.issue_on(&ca, now);
         }
         tokio::task::spawn_blocking(move || {
             if !delay.is_zero() {
                 // Lab/bench only (`serve --signer-delay-ms`): stands in for a remote HSM.
                 std::thread::sleep(delay);
             }
-            ca.issue_in_shard(&csr_der, &idents, now, &profile, crl_shard)
+            req.issue_on(&ca, now)
         })
         .await
         .map_err(|e| Error::internal(format!("the signing task failed: {e}")))?
+    }
+
+    /// Step 3 for a tenant that requires CT: store the precertificate `pre` (a binding
+    /// commitment, BR §7.1.2.9), then ask the logs ([`Ra::complete_precert`]). The answer is
+    /// the valid order, or the order still `processing` when the logs gave too few SCTs.
+    async fn finalize_with_ct(
+        &self,
+        view: OrderView,
+        tenant: &Arc<Tenant>,
+        claim: &OrderClaim,
+        pre: CertRecord,
+        cert_lifecycle: Option<(&str, Option<u32>)>,
+        started: std::time::Instant,
+    ) -> Result<OrderView> {
+        let order_id = view.order.id.clone();
+        let logs = tenant
+            .ct
+            .clone()
+            .ok_or_else(|| Error::internal("finalize with CT for a tenant without CT logs"))?;
+        let stored = self
+            .ct_store()?
+            .store_precertificate(&order_id, &claim.token, &pre, cert_lifecycle)
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::metrics::issuance(&tenant.name, false, started.elapsed());
+                tracing::warn!(serial = %pre.serial, order = %order_id, "finalize claim expired before the precertificate was stored; precertificate discarded");
+                return Err(Error::acme(
+                    ProblemType::OrderNotReady,
+                    "finalization took longer than its lease and was abandoned; finalize the order again",
+                ));
+            }
+            Err(e) => {
+                crate::metrics::issuance(&tenant.name, false, started.elapsed());
+                tracing::warn!(serial = %pre.serial, order = %order_id, error = %e, "storing a precertificate failed");
+                return Err(e.into());
+            }
+        }
+        tracing::info!(serial = %pre.serial, order = %order_id, "precertificate stored; asking CT logs");
+        let issued = self
+            .complete_precert(tenant, &logs, &order_id, claim, &pre)
+            .await?;
+        crate::metrics::issuance(&tenant.name, issued, started.elapsed());
+        let mut view = view;
+        if issued {
+            view.order.status = OrderState::Valid;
+            view.order.cert_id = Some(pre.id);
+            view.status = "valid";
+        } else {
+            view.order.status = OrderState::Processing;
+            view.status = "processing";
+        }
+        Ok(view)
     }
 
     /// Releases finalize claims whose lease ran out (their node died between claim and

@@ -9,6 +9,7 @@ mod caa_recheck;
 mod challenge;
 mod drain;
 pub mod coverage;
+mod ct;
 mod eab;
 mod finalize;
 mod name_template;
@@ -77,6 +78,8 @@ pub struct RaConfig {
     /// Added before every certificate signature. Lab and benchmark only
     /// (`serve --signer-delay-ms`): stands in for a remote HSM; zero otherwise.
     pub signer_delay: Duration,
+    /// How often orders waiting for SCTs (their logs gave too few) are tried again.
+    pub ct_retry_interval: Duration,
 }
 
 impl Default for RaConfig {
@@ -97,6 +100,7 @@ impl Default for RaConfig {
             max_concurrent_signatures: 16,
             finalize_lease: Duration::from_secs(60),
             signer_delay: Duration::ZERO,
+            ct_retry_interval: Duration::from_secs(30),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Ra {
     held: Arc<drain::Held>,
     /// Continuous coverage: poll tracking and ARI steering (set once at start-up).
     coverage: std::sync::OnceLock<coverage::CoverageConfig>,
+    /// Precertificates and their final certificates (set once at start-up; `ra::ct`).
+    ct_store: std::sync::OnceLock<Arc<dyn crate::sa::CtStore>>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -170,6 +176,7 @@ impl Ra {
             budget: std::sync::OnceLock::new(),
             held: Arc::default(),
             coverage: std::sync::OnceLock::new(),
+            ct_store: std::sync::OnceLock::new(),
         })
     }
 

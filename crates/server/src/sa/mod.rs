@@ -6,6 +6,7 @@ mod admin;
 mod admin_tokens;
 mod audit;
 mod coverage;
+mod ct;
 mod eab;
 mod group_commit;
 mod lifecycle;
@@ -33,6 +34,7 @@ pub use coverage::{
     CoverageCount, CoverageFilter, CoveragePolicy, CoverageRow, CoverageState, CoverageStore,
     NewCoverage, PendingCert,
 };
+pub use ct::{CtStore, PrecertRecord};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
 pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
 pub use metered::MeteredStorage;
@@ -61,6 +63,7 @@ pub trait Database:
     + HistorySeeder
     + AdminTokenStore
     + CoverageStore
+    + CtStore
 {
     /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
     /// of them), in the shared database for PostgreSQL, pruned as they expire (see

@@ -38,10 +38,13 @@ pub(super) mod stmt {
     /// finalize, step 1: claim a pending order.
     pub(crate) const CLAIM_ORDER: &str =
         "UPDATE orders SET status = 'processing', claim_token = $2, claim_until = $3 WHERE id = $1 AND status = 'pending'";
-    /// Finalize sweep: give back claims whose holder died between claim and store.
+    /// Finalize sweep: give back claims whose holder died between claim and store. An order
+    /// with a stored precertificate is never given back: it is committed to that serial
+    /// (BR §7.1.2.9) and the CT retry task finishes it (`sa::ct`).
     pub(crate) const RELEASE_STALE_ORDER_CLAIMS: &str =
         "UPDATE orders SET status = 'pending', claim_token = NULL, claim_until = NULL
          WHERE status = 'processing' AND (claim_until IS NULL OR claim_until < $1)
+         AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.order_id = orders.id)
          RETURNING id";
     /// newOrder: a reusable authorization of this account for an identifier.
     pub(crate) const REUSABLE_AUTHZ: &str =
