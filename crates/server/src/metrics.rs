@@ -48,6 +48,27 @@ pub const CONNECTIONS_REFUSED: &str = "fleetca_connections_refused_total";
 /// (`tls_handshake`, `header_read`, `body_read`, `idle`).
 pub const CONNECTIONS_TIMED_OUT: &str = "fleetca_connections_timed_out_total";
 
+/// Tenant domain checks (`domain validate`, dns-persist-01 revalidation), by `tenant`,
+/// `method` and `result` (`valid`, `invalid`).
+pub const DOMAIN_CHECKS: &str = "fleetca_tenant_domain_checks_total";
+/// 1 while a tenant domain grants authorizations, 0 once it does not (record gone at
+/// revalidation, expired), by `tenant` and `domain`.
+pub const DOMAIN_VALID: &str = "fleetca_tenant_domain_valid";
+
+/// Records one tenant domain check.
+pub fn domain_check(tenant: &str, method: &str, valid: bool) {
+    let result = if valid { "valid" } else { "invalid" };
+    metrics::counter!(DOMAIN_CHECKS, "tenant" => tenant.to_string(),
+        "method" => method.to_string(), "result" => result)
+    .increment(1);
+}
+
+/// Records whether a tenant domain grants authorizations now.
+pub fn domain_valid(tenant: &str, domain: &str, valid: bool) {
+    metrics::gauge!(DOMAIN_VALID, "tenant" => tenant.to_string(), "domain" => domain.to_string())
+        .set(if valid { 1.0 } else { 0.0 });
+}
+
 /// Records one answered HTTP request.
 pub fn http_request(
     listener: &'static str,

@@ -36,6 +36,8 @@ pub struct AdminState {
     pub tokens: TokenStore,
     /// Seals new EAB HMAC keys.
     pub keyring: Arc<EabKeyring>,
+    /// Checks tenant domains' DNS records (`POST /api/tenants/{t}/domains/{name}/validate`).
+    pub va: crate::va::Va,
 }
 
 impl AdminState {

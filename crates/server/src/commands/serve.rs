@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// the order is `ready` again after this long.
     #[arg(long, env = "FLEETCA_FINALIZE_LEASE_SECS", default_value_t = 60)]
     pub finalize_lease_secs: u64,
+    /// Seconds between checks of each dns-persist-01 tenant domain's record (the server
+    /// revalidates them on its own; a record gone stops the domain's grants at once).
+    #[arg(long, env = "FLEETCA_DOMAIN_RECHECK_SECS", default_value_t = 3600)]
+    pub domain_recheck_secs: u64,
     /// LAB AND BENCHMARKS ONLY: wait this many milliseconds before every certificate signature,
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -313,7 +317,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sa.clone(),
         clock.clone(),
         tenants.clone(),
-        va,
+        va.clone(),
         RaConfig {
             max_concurrent_validations: args.max_validations,
             max_queued_validations: args.max_queued_validations,
@@ -328,6 +332,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(eab),
     );
     ra.set_lifecycle_store(lifecycle_store);
+    // Tenant domains (issue 17): grants at newOrder, dns-persist-01 revalidation.
+    ra.set_domain_store(db.clone());
+    let domain_policies: Vec<crate::ra::DomainPolicy> = dd
+        .load_tenant_configs()?
+        .iter()
+        .map(|c| crate::ra::DomainPolicy::from_config(&c.ca))
+        .collect();
+    crate::ra::spawn_domain_revalidator(
+        db.clone(),
+        va.clone(),
+        domain_policies,
+        Duration::from_secs(args.domain_recheck_secs.max(1)),
+    );
     for t in &tenants {
         t.ca.set_crl_shards(args.crl_shards);
     }
@@ -407,6 +424,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenants: tenants.clone(),
         tokens,
         keyring: eab_keyring,
+        va: va.clone(),
     });
     let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };

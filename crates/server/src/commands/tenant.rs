@@ -192,6 +192,7 @@ fn add(a: &AddArgs) -> anyhow::Result<()> {
             caa_identities,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
+            domain_reuse_days: None,
             pkcs11: None,
             ..main.ca.clone()
         },
