@@ -6,6 +6,7 @@
 mod api;
 pub mod auth;
 mod dashboard;
+mod domains;
 pub mod metrics;
 pub mod ops;
 mod stats;
@@ -19,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,15 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/renew-early", post(api::renew_early))
         .route("/api/audit", get(api::audit))
+        .route(
+            "/api/tenants/{tenant}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route(
+            "/api/tenants/{tenant}/domains/{name}/validate",
+            post(domains::validate),
+        )
+        .route("/api/tenants/{tenant}/domains/{name}", delete(domains::remove))
         .route("/api/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

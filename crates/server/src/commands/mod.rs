@@ -5,6 +5,7 @@ mod admin;
 mod ca;
 mod ca_key;
 mod cert;
+mod domain;
 mod eab;
 mod fleet;
 mod housekeeping;
@@ -30,6 +31,7 @@ pub(crate) use admin::parse_duration;
 pub use ca_key::Pkcs11Args;
 pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
+pub use domain::DomainCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
 pub use root::RootCommand;
@@ -112,6 +114,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: EabCommand,
     },
+    /// Tenant domains (vendor-validated parent domains): add, validate, list, remove.
+    Domain {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DomainCommand,
+    },
     /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
     Admin {
         /// What to do.
@@ -193,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }) => subca::import(&a),
         Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
+        Some(Command::Domain { cmd }) => domain::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::RenewEarly(a)) => renew::run(&a),
         Some(Command::Migrate(a)) => migrate::run(&a),
