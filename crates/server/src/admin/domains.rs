@@ -55,7 +55,10 @@ pub(super) async fn list(
     st.tenant(&tenant)?;
     let now = now_unix();
     let rows = st.db.list_domains(Some(&tenant)).await?;
-    Ok(Json(Value::Array(rows.iter().map(|d| d.summary_json(now)).collect())).into_response())
+    Ok(Json(Value::Array(
+        rows.iter().map(|d| d.summary_json(now)).collect(),
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -80,7 +80,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/tenants/{tenant}/domains/{name}/validate",
             post(domains::validate),
         )
-        .route("/api/tenants/{tenant}/domains/{name}", delete(domains::remove))
+        .route(
+            "/api/tenants/{tenant}/domains/{name}",
+            delete(domains::remove),
+        )
         .route("/api/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -86,9 +86,10 @@ impl Ra {
                 .ok_or_else(|| Error::internal("order references a missing authorization"))?;
             let method = match &authz.derived_from {
                 // Granted from a tenant domain: CAA of this very name, for the domain's method.
-                Some(domain) => self
-                    .derived_caa_method(domain, &authz.identifier.value)
-                    .await?,
+                Some(domain) => {
+                    self.derived_caa_method(domain, &authz.identifier.value)
+                        .await?
+                }
                 None => caa_method(&authz)?,
             };
             let Some(method) = method else {

@@ -217,9 +217,8 @@ pub async fn add_domain(
         },
         validated_at: trusted.then_some(now),
         expires_at: trusted.then(|| p.expiry(now)),
-        evidence: trusted.then(|| {
-            serde_json::json!({ "method": "trusted", "declared_by": actor }).to_string()
-        }),
+        evidence: trusted
+            .then(|| serde_json::json!({ "method": "trusted", "declared_by": actor }).to_string()),
         last_checked_at: None,
         last_error: None,
         created_at: now,

@@ -164,16 +164,21 @@ pub struct DomainCheckOutcome {
 #[async_trait]
 pub trait DomainStore: Send + Sync {
     /// Stores a new domain with its audit record; `Conflict` if the tenant has it already.
-    async fn insert_domain(&self, d: &TenantDomainRecord, audit: &AuditEntry)
-        -> Result<(), SaError>;
+    async fn insert_domain(
+        &self,
+        d: &TenantDomainRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), SaError>;
     /// The tenant's domain `name`.
-    async fn get_domain(&self, tenant: &str, name: &str)
-        -> Result<Option<TenantDomainRecord>, SaError>;
+    async fn get_domain(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<TenantDomainRecord>, SaError>;
     /// The domain with this id.
     async fn get_domain_by_id(&self, id: &str) -> Result<Option<TenantDomainRecord>, SaError>;
     /// All domains, or one tenant's, by tenant and name.
-    async fn list_domains(&self, tenant: Option<&str>)
-        -> Result<Vec<TenantDomainRecord>, SaError>;
+    async fn list_domains(&self, tenant: Option<&str>) -> Result<Vec<TenantDomainRecord>, SaError>;
     /// Records a check of domain `id`: on success it becomes valid until the outcome's expiry
     /// with its evidence; on failure it becomes invalid (it grants nothing from now on). False
     /// if the domain no longer exists. `audit`, if given, is written in the same transaction.

@@ -92,25 +92,29 @@ impl Va {
         let persist = matches!(check.proof, DomainProof::DnsPersist01 { .. });
         let qname = txt_name(&check.domain, persist);
         let budget = self.inner.cfg.timeout;
-        let lookup = tokio::time::timeout(
-            budget,
-            self.inner.resolver.lookup(&qname, RecordType::TXT),
-        )
-        .await
-        .map_err(|_| {
-            ValidationError::Dns(format!("TXT lookup for {qname} did not finish within {budget:?}"))
-        })?;
+        let lookup =
+            tokio::time::timeout(budget, self.inner.resolver.lookup(&qname, RecordType::TXT))
+                .await
+                .map_err(|_| {
+                    ValidationError::Dns(format!(
+                        "TXT lookup for {qname} did not finish within {budget:?}"
+                    ))
+                })?;
         let values: Vec<Vec<u8>> = match lookup {
             Ok(rdatas) => rdatas
                 .iter()
                 .filter_map(|d| match d {
-                    RData::TXT(t) => Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                    RData::TXT(t) => {
+                        Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                    }
                     _ => None,
                 })
                 .collect(),
             Err(DnsFailure::NxDomain) | Err(DnsFailure::NoData) => Vec::new(),
             Err(DnsFailure::Failed(e)) => {
-                return Err(ValidationError::Dns(format!("TXT lookup for {qname} failed: {e}")))
+                return Err(ValidationError::Dns(format!(
+                    "TXT lookup for {qname} failed: {e}"
+                )))
             }
         };
         if values.is_empty() {
@@ -208,17 +212,25 @@ mod tests {
     #[test]
     fn persist_record_round_trips() {
         assert!(ok(&persist_record("ca.example", URI)));
-        assert!(ok(&format!("CA.Example. ;accounturi={URI};policy=WILDCARD; persistUntil=1001")));
+        assert!(ok(&format!(
+            "CA.Example. ;accounturi={URI};policy=WILDCARD; persistUntil=1001"
+        )));
     }
 
     #[test]
     fn persist_record_refusals() {
         // Another CA, another tenant, no wildcard policy, expired, repeated or malformed.
         assert!(!ok(&persist_record("other.example", URI)));
-        assert!(!ok("ca.example; accounturi=https://ca.example/acme/x/tenant; policy=wildcard"));
+        assert!(!ok(
+            "ca.example; accounturi=https://ca.example/acme/x/tenant; policy=wildcard"
+        ));
         assert!(!ok(&format!("ca.example; accounturi={URI}")));
-        assert!(!ok(&format!("ca.example; accounturi={URI}; policy=wildcard; persistUntil=1000")));
-        assert!(!ok(&format!("ca.example; accounturi={URI}; policy=wildcard; persistUntil=soon")));
+        assert!(!ok(&format!(
+            "ca.example; accounturi={URI}; policy=wildcard; persistUntil=1000"
+        )));
+        assert!(!ok(&format!(
+            "ca.example; accounturi={URI}; policy=wildcard; persistUntil=soon"
+        )));
         assert!(!ok(&format!(
             "ca.example; accounturi={URI}; accounturi={URI}; policy=wildcard"
         )));
