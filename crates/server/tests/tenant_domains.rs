@@ -567,3 +567,111 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The admin listener's base URL, as `serve` printed it.
+fn admin_url(ca: &Fleetca) -> String {
+    let mut url = None;
+    wait_until("the admin URL", || {
+        let text = std::fs::read_to_string(ca.scratch().join("fleetca.log")).unwrap_or_default();
+        url = text.lines().find_map(|l| {
+            l.split_once("Admin (dashboard, /api, /metrics) on ")
+                .map(|(_, u)| u.trim().to_string())
+        });
+        url.is_some()
+    });
+    url.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_adds_validates_lists_and_removes_domains() {
+    const TEST: &str = "admin_api_adds_validates_lists_and_removes_domains";
+    if !support::require(TEST, &[Tool::ChallTestSrv]) {
+        return;
+    }
+    let env = tokio::task::spawn_blocking(|| start(&[])).await.unwrap();
+    let token = |scopes: &str| {
+        let v = env.cli_json(&["admin", "token", "create", "--scopes", scopes, "--json"]);
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (read, write) = (token("read"), token("read,write"));
+    let base = format!("{}/api/tenants/{TENANT}/domains", admin_url(&env.ca));
+    let http = client::http_client(&env.root);
+    let call = |url: String, tok: &str, body: Option<Value>| {
+        let req = match body {
+            Some(b) => http.post(url).json(&b),
+            None => http.get(url),
+        };
+        let req = req.bearer_auth(tok.to_string());
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let add = json!({"name": DOMAIN, "method": "dns-persist-01"});
+
+    // A read token changes nothing; a bad method, an outside name and an unknown tenant are
+    // refused.
+    let (s, _) = call(base.clone(), &read, Some(add.clone())).await;
+    assert_eq!(s, 403);
+    let (s, v) = call(
+        base.clone(),
+        &write,
+        Some(json!({"name": DOMAIN, "method": "http-01"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = call(
+        base.clone(),
+        &write,
+        Some(json!({"name": "home.arpa", "trusted": true})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let other = base.replace(&format!("/{TENANT}/"), "/nosuch/");
+    let (s, _) = call(other, &write, Some(add.clone())).await;
+    assert_eq!(s, 404);
+    assert_eq!(call(base.clone(), &read, None).await.1, json!([]));
+
+    let (s, added) = call(base.clone(), &write, Some(add.clone())).await;
+    assert_eq!(s, 201, "{added}");
+    assert_eq!(added["txt_name"], format!("_validation-persist.{DOMAIN}"));
+    let (s, _) = call(base.clone(), &write, Some(add)).await;
+    assert_eq!(s, 409);
+
+    // Validation: 422 without the record (recorded as invalid), 200 once it is published.
+    let validate = format!("{base}/{DOMAIN}/validate");
+    let (s, v) = call(validate.clone(), &write, Some(json!({}))).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(
+        call(base.clone(), &read, None).await.1[0]["status"],
+        "invalid"
+    );
+    env.dns.set_txt(
+        added["txt_name"].as_str().unwrap(),
+        added["txt_value"].as_str().unwrap(),
+    );
+    let (s, v) = call(validate, &write, Some(json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "valid");
+    let listed = call(base.clone(), &read, None).await.1;
+    assert_eq!(
+        listed[0]["evidence"]["method"], "dns-persist-01",
+        "{listed}"
+    );
+
+    let (s, _) = call(format!("{base}/{DOMAIN}/remove"), &write, Some(json!({}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(format!("{base}/{DOMAIN}/remove"), &write, Some(json!({}))).await;
+    assert_eq!(s, 404);
+    assert_eq!(call(base.clone(), &read, None).await.1, json!([]));
+
+    // Audited as the token.
+    let audit_url = base.replace(&format!("/tenants/{TENANT}/domains"), "/audit");
+    let (_, audit) = call(audit_url, &read, None).await;
+    let text = audit.to_string();
+    for action in ["domain.add", "domain.validate", "domain.remove"] {
+        assert!(text.contains(action), "{action} not audited: {text}");
+    }
+    assert!(text.contains("token:"), "{text}");
+}

@@ -120,7 +120,7 @@ pub(super) async fn validate(
     Ok(Json(rec.summary_json(now)).into_response())
 }
 
-/// `DELETE /api/tenants/{tenant}/domains/{name}`
+/// `POST /api/tenants/{tenant}/domains/{name}/remove`
 pub(super) async fn remove(
     State(st): State<Arc<AdminState>>,
     Extension(tok): Extension<TokenRecord>,

@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,8 +81,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(domains::validate),
         )
         .route(
-            "/api/tenants/{tenant}/domains/{name}",
-            delete(domains::remove),
+            "/api/tenants/{tenant}/domains/{name}/remove",
+            post(domains::remove),
         )
         .route("/api/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
