@@ -675,3 +675,68 @@ async fn admin_api_adds_validates_lists_and_removes_domains() {
     }
     assert!(text.contains("token:"), "{text}");
 }
+
+/// Publishes one CAA property at `host` through challtestsrv's management API.
+fn add_caa(dns: &ChallTestSrv, host: &str, tag: &str, value: &str) {
+    let body = json!({"host": format!("{host}."), "policies": [{"tag": tag, "value": value}]});
+    support::http_post_local(dns.management_port(), "/add-caa", &body.to_string())
+        .unwrap_or_else(|e| panic!("challtestsrv add-caa: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caa_and_a_revoked_credential_stop_what_the_domain_grants() {
+    const TEST: &str = "caa_and_a_revoked_credential_stop_what_the_domain_grants";
+    if !support::require(TEST, &[Tool::ChallTestSrv]) {
+        return;
+    }
+    let env = tokio::task::spawn_blocking(|| start(&[])).await.unwrap();
+
+    // CAA at the domain forbidding this CA: validation fails with `caa`, nothing is granted.
+    let blocked = "blocked.example.com";
+    let added = env.cli_json(&[
+        "domain", "add", "--tenant", TENANT, blocked, "--method", "dns-01", "--json",
+    ]);
+    env.dns.set_txt(
+        added["txt_name"].as_str().unwrap(),
+        added["txt_value"].as_str().unwrap(),
+    );
+    add_caa(&env.dns, blocked, "issue", "other-ca.example");
+    let resolver = env.dns.dns_addr();
+    let out = env.domain("validate", &[blocked, "--dns-resolver", &resolver]);
+    assert!(!out.success(), "{out}");
+    assert!(out.combined().contains("(caa)"), "{out}");
+
+    let added = env.cli_json(&[
+        "domain", "add", "--tenant", TENANT, DOMAIN, "--method", "dns-01", "--json",
+    ]);
+    env.dns.set_txt(
+        added["txt_name"].as_str().unwrap(),
+        added["txt_value"].as_str().unwrap(),
+    );
+    assert!(env.validate().success());
+    let cred = env.ca.eab_create(TENANT, 2);
+    let c = env.account(Some(&cred)).await;
+
+    // CAA below the domain forbidding this CA: the name is granted (no challenge) but CAA of
+    // that very name is checked before signing, and refuses it.
+    let name = "caa-denied.routers.example.com";
+    add_caa(&env.dns, name, "issue", "other-ca.example");
+    let (_, o, authzs) = order(&c, &[name]).await;
+    assert_granted(&o, &authzs);
+    let before = env.counts().await;
+    let (csr, _) = client::csr(&[name], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": client::b64url(&csr)})),
+        )
+        .await;
+    assert_eq!(r.problem(), "caa", "{:?}", r.json());
+    assert_eq!(env.counts().await.certificates, before.certificates);
+
+    // The credential revoked: its accounts stop inheriting at once.
+    let out = env.ca.cli(&["eab", "revoke", &cred.0]);
+    assert!(out.success(), "{out}");
+    let (_, o, authzs) = order(&c, &[CONFIG_NAME]).await;
+    assert_challenged(&o, &authzs);
+}

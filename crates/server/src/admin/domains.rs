@@ -23,10 +23,7 @@ fn actor(t: &TokenRecord) -> String {
 
 fn policy(st: &AdminState, tenant: &str) -> Result<DomainPolicy, ApiError> {
     st.tenant(tenant)?;
-    let cfgs = st
-        .dd
-        .load_tenant_configs()
-        .map_err(|e| ApiError::internal(e))?;
+    let cfgs = st.dd.load_tenant_configs().map_err(ApiError::internal)?;
     cfgs.iter()
         .find(|c| c.ca.name == tenant)
         .map(|c| DomainPolicy::from_config(&c.ca))
