@@ -2,11 +2,11 @@
 //! period, and every account created with one of its EAB credentials gets authorizations for
 //! names at or below it without a challenge.
 //!
-//! Only DNS methods may cover subdomains (BR §3.2.2.4: "For purposes of domain validation,
-//! the term Applicant includes ... Authorization Domain Name" is only allowed to be a parent
-//! for the DNS-based methods §3.2.2.4.7 and §3.2.2.4.22), so `dns-01` and `dns-persist-01`
-//! are the methods; `trusted` (no proof, audited) exists for private-trust tenants only, where
-//! no DCV is required at all.
+//! Only methods that validate an Authorization Domain Name may cover the names below it (BR
+//! §3.2.2.4: the HTTP and TLS-ALPN methods validate one FQDN only), and of those the DNS ones
+//! fit here: `dns-01` (§3.2.2.4.7 DNS Change) and `dns-persist-01` (§3.2.2.4.22 where
+//! adopted). `trusted` (no proof, audited) exists for private-trust tenants only, where no DCV
+//! is required at all.
 //!
 //! Reuse period (BR §4.2.1 as amended by ballot SC-081): 398 days before 2026-03-15, then 200
 //! days, 100 days from 2027-03-15 and 10 days from 2029-03-15, for public trust; a
