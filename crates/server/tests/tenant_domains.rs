@@ -167,8 +167,15 @@ fn agent_bin(test: &str) -> Option<PathBuf> {
     .then_some(bin)
 }
 
-/// Runs the agent for `serial` with the tenant's EAB credential; returns its out dir.
-fn run_agent(env: &Env, agent: &Path, serial: &str, cred: &(String, String)) -> PathBuf {
+/// Runs the agent for `serial` with the tenant's EAB credential and `extra` arguments; returns
+/// its output and out dir.
+fn run_agent(
+    env: &Env,
+    agent: &Path,
+    serial: &str,
+    cred: &(String, String),
+    extra: &[&str],
+) -> (support::CmdOutput, PathBuf) {
     let dir = env.ca.scratch().join(format!("agent-{serial}"));
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("eab.key");
@@ -189,10 +196,9 @@ fn run_agent(env: &Env, agent: &Path, serial: &str, cred: &(String, String)) -> 
         .args(["--domain", &format!("{serial}.{DOMAIN}")])
         // A port nothing listens on, never the one the CA's VA would contact.
         .args(["--http-port", &free_port().to_string()])
-        .args(["--order-timeout", "60"]);
-    let out = support::run(cmd, Duration::from_secs(90));
-    assert_eq!(out.status.and_then(|s| s.code()), Some(10), "{out}");
-    dir.join("out")
+        .args(["--order-timeout", "60"])
+        .args(extra);
+    (support::run(cmd, Duration::from_secs(90)), dir.join("out"))
 }
 
 fn san_names(pem: &str) -> Vec<String> {
@@ -272,8 +278,14 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
     // Three agents, nothing listening, each its own key: no challenge is ever created.
     let before = env.counts().await;
     let mut keys = Vec::new();
-    for serial in ["sn-0001", "sn-0002", "sn-0003"] {
-        let out_dir = run_agent(&env, &agent, serial, &cred);
+    // The second says outright that it answers no challenge (`--challenge none`).
+    for (serial, extra) in [
+        ("sn-0001", &[][..]),
+        ("sn-0002", &["--challenge", "none"][..]),
+        ("sn-0003", &[][..]),
+    ] {
+        let (out, out_dir) = run_agent(&env, &agent, serial, &cred, extra);
+        assert_eq!(out.status.and_then(|s| s.code()), Some(10), "{out}");
         let pem = std::fs::read_to_string(out_dir.join("cert.pem")).unwrap();
         let mut want = vec![CONFIG_NAME.to_string(), format!("{serial}.{DOMAIN}")];
         want.sort();
@@ -336,6 +348,12 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
     assert_eq!(r.problem(), "orderNotReady", "{:?}", r.json());
     let (_, o, authzs) = order(&eab_acct, &[CONFIG_NAME]).await;
     assert_challenged(&o, &authzs);
+    // An agent that answers no challenge now fails clearly (exit 22), issuing nothing.
+    let before = env.counts().await;
+    let (out, _) = run_agent(&env, &agent, "sn-0004", &cred, &["--challenge", "none"]);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(22), "{out}");
+    assert!(out.combined().contains("--challenge none"), "{out}");
+    assert_eq!(env.counts().await.certificates, before.certificates);
 
     // The audit log has every step.
     let audit = env.ca.cli(&["domain", "list", "--tenant", TENANT]);
