@@ -287,6 +287,12 @@ impl Session {
         } else {
             domain.clone()
         };
+        if responders.preferences() == [crate::config::ChallengeKind::None] {
+            return Err(AgentError::Challenge(format!(
+                "{shown} needs a challenge, and --challenge none answers none (the server does \
+                 not grant this name to this account)"
+            )));
+        }
         // Per identifier, the first type in the preference list the server offers.
         let (kind, chall) = responders
             .preferences()

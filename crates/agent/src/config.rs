@@ -110,6 +110,12 @@ pub enum ChallengeKind {
     #[value(name = "dns-01")]
     #[serde(rename = "dns-01")]
     Dns01,
+    /// Answer no challenge: every authorization must already be valid (names the server
+    /// grants from the vendor's validated domain, docs/devices-behind-nat.md). Nothing
+    /// listens and no hook runs; an authorization that needs a challenge fails the order.
+    #[value(name = "none")]
+    #[serde(rename = "none")]
+    None,
 }
 
 impl ChallengeKind {
@@ -119,6 +125,7 @@ impl ChallengeKind {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
             ChallengeKind::Dns01 => "dns-01",
+            ChallengeKind::None => "none",
         }
     }
 }
@@ -431,6 +438,13 @@ mod tests {
         assert_eq!(s.http_port, Some(82));
         assert_eq!(s.key_type, Some(KeyType::P384));
         assert_eq!(s.challenges(), vec![ChallengeKind::Dns01]);
+    }
+
+    #[test]
+    fn challenge_none_parses() {
+        let cli = Cli::try_parse_from(["a", "issue", "--challenge", "none"]).unwrap();
+        assert_eq!(cli.settings.challenges(), vec![ChallengeKind::None]);
+        assert_eq!(ChallengeKind::None.as_str(), "none");
     }
 
     #[test]

@@ -116,6 +116,10 @@ pub struct CaSection {
     /// of `fleetca.toml`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Private trust only: how many days a tenant domain validation grants authorizations
+    /// (issue 17). Public trust always follows the BR reuse schedule (`ra::domains`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_reuse_days: Option<u32>,
     /// `[ca.pkcs11]`: the issuing CA key is in this PKCS#11 token instead of `key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Section>,

@@ -75,6 +75,27 @@ pub fn tenant_reload(ok: bool, served: usize) {
     metrics::gauge!(TENANTS).set(served as f64);
 }
 
+/// Tenant domain checks (`domain validate`, dns-persist-01 revalidation), by `tenant`,
+/// `method` and `result` (`valid`, `invalid`).
+pub const DOMAIN_CHECKS: &str = "fleetca_tenant_domain_checks_total";
+/// 1 while a tenant domain grants authorizations, 0 once it does not (record gone at
+/// revalidation, expired), by `tenant` and `domain`.
+pub const DOMAIN_VALID: &str = "fleetca_tenant_domain_valid";
+
+/// Records one tenant domain check.
+pub fn domain_check(tenant: &str, method: &str, valid: bool) {
+    let result = if valid { "valid" } else { "invalid" };
+    metrics::counter!(DOMAIN_CHECKS, "tenant" => tenant.to_string(),
+        "method" => method.to_string(), "result" => result)
+    .increment(1);
+}
+
+/// Records whether a tenant domain grants authorizations now.
+pub fn domain_valid(tenant: &str, domain: &str, valid: bool) {
+    metrics::gauge!(DOMAIN_VALID, "tenant" => tenant.to_string(), "domain" => domain.to_string())
+        .set(if valid { 1.0 } else { 0.0 });
+}
+
 /// Records one answered HTTP request.
 pub fn http_request(
     listener: &'static str,

@@ -24,6 +24,8 @@ fn fill(path: &str, serial: &str, account: &str) -> String {
     path.replace("{serial}", serial)
         .replace("{id}", account)
         .replace("{kid}", "eab_unknown")
+        .replace("{tenant}", "default")
+        .replace("{name}", "unknown.home.arpa")
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

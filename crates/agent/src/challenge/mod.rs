@@ -95,6 +95,11 @@ impl<'a> Responders<'a> {
                     ChallengeKind::TlsAlpn01 => {
                         Box::new(TlsAlpnServer::start(s.tls_port.unwrap_or(443))?)
                     }
+                    ChallengeKind::None => {
+                        return Err(AgentError::Challenge(
+                            "--challenge none answers no challenge".into(),
+                        ))
+                    }
                     ChallengeKind::Dns01 => Box::new(DnsHook {
                         cmd: s
                             .dns_hook

@@ -27,7 +27,7 @@ impl ApiError {
     fn not_found(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, msg)
     }
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "admin API request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

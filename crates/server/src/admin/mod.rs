@@ -7,6 +7,7 @@ mod api;
 pub mod auth;
 mod coverage;
 mod dashboard;
+mod domains;
 pub mod metrics;
 pub mod ops;
 mod stats;
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub coverage: crate::sa::CoveragePolicy,
     /// The server's clock (coverage states are relative to it).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Checks tenant domains' DNS records (`POST /api/tenants/{t}/domains/{name}/validate`).
+    pub va: crate::va::Va,
 }
 
 impl AdminState {
@@ -79,6 +82,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/renew-early", post(api::renew_early))
         .route("/api/audit", get(api::audit))
+        .route(
+            "/api/tenants/{tenant}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route(
+            "/api/tenants/{tenant}/domains/{name}/validate",
+            post(domains::validate),
+        )
+        .route(
+            "/api/tenants/{tenant}/domains/{name}/remove",
+            post(domains::remove),
+        )
         .route("/api/stats", get(stats::stats))
         .route("/api/coverage", get(coverage::list))
         .route("/api/coverage/summary", get(coverage::summary))

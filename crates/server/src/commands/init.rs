@@ -174,6 +174,7 @@ pub(super) fn new_section(
         rate_limits: Default::default(),
         attestation_roots: Vec::new(),
         attested_names: Vec::new(),
+        domain_reuse_days: None,
         pkcs11: None,
         issuer: None,
         disabled: false,

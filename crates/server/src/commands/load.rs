@@ -475,6 +475,7 @@ mod tests {
                 rate_limits: Default::default(),
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),
                 attested_names: names.iter().map(|s| s.to_string()).collect(),
+                domain_reuse_days: None,
                 pkcs11: None,
                 issuer: None,
                 disabled: false,

@@ -8,6 +8,7 @@ mod ca_key;
 mod cert;
 mod doctor;
 mod coverage;
+mod domain;
 mod eab;
 mod fleet;
 mod housekeeping;
@@ -38,6 +39,7 @@ pub(crate) use cert::parse_reason;
 pub use cert::CertCommand;
 pub use doctor::{DoctorArgs, Finding, Status};
 pub use coverage::{CoverageArgs, CoveragePolicyArgs, CoverageServeArgs};
+pub use domain::DomainCommand;
 pub use eab::EabCommand;
 pub use init::InitArgs;
 pub(crate) use reload::Reloader;
@@ -145,6 +147,12 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a `fleetca backup` file into a new, empty data directory.
     Restore(backup::RestoreArgs),
+    /// Tenant domains (vendor-validated parent domains): add, validate, list, remove.
+    Domain {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DomainCommand,
+    },
     /// The admin API: bearer tokens (`fleetca admin token create --scopes read,write`).
     Admin {
         /// What to do.
@@ -229,6 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }) => subca::import(&a),
         Some(Command::Root { cmd }) => root::run(&cmd),
         Some(Command::Eab { cmd }) => eab::run(&cmd),
+        Some(Command::Domain { cmd }) => domain::run(&cmd),
         Some(Command::Admin { cmd }) => token::run(&cmd),
         Some(Command::Perspective(a)) => perspective::run(&a),
         Some(Command::Backup(a)) => backup::backup(&a),

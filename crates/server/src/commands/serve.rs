@@ -148,6 +148,10 @@ pub struct ServeArgs {
     /// orders stay `processing` meanwhile (docs/ct.md).
     #[arg(long, env = "FLEETCA_CT_RETRY_SECS", default_value_t = 30)]
     pub ct_retry_secs: u64,
+    /// Seconds between checks of each dns-persist-01 tenant domain's record (the server
+    /// revalidates them on its own; a record gone stops the domain's grants at once).
+    #[arg(long, env = "FLEETCA_DOMAIN_RECHECK_SECS", default_value_t = 3600)]
+    pub domain_recheck_secs: u64,
     /// LAB AND BENCHMARKS ONLY: wait this many milliseconds before every certificate signature,
     /// standing in for a remote HSM. Refused for public-trust CAs.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -315,7 +319,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sa.clone(),
         clock.clone(),
         Vec::new(),
-        va,
+        va.clone(),
         RaConfig {
             max_concurrent_validations: args.max_validations,
             max_queued_validations: args.max_queued_validations,
@@ -375,6 +379,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ra.set_coverage(args.coverage.config(db.clone()));
     let ct_store: Arc<dyn crate::sa::CtStore> = db.clone();
     ra.set_ct_store(ct_store);
+    // Tenant domains (issue 17): grants at newOrder, dns-persist-01 revalidation.
+    ra.set_domain_store(db.clone());
+    let domain_policies: Vec<crate::ra::DomainPolicy> = dd
+        .load_tenant_configs()?
+        .iter()
+        .map(|c| crate::ra::DomainPolicy::from_config(&c.ca))
+        .collect();
+    crate::ra::spawn_domain_revalidator(
+        db.clone(),
+        va.clone(),
+        domain_policies,
+        Duration::from_secs(args.domain_recheck_secs.max(1)),
+    );
     let resumed = ra.resume_validations().await?;
     ra.spawn_validation_sweeper();
     // A single node's finalize claims left in the database are its predecessor's; they are
@@ -451,6 +468,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keyring: eab_keyring,
         coverage: args.coverage.policy.policy(),
         clock: clock.clone(),
+        va: va.clone(),
     });
     let admin_tls = args.admin_tls.then(|| tls.clone());
     let scheme = if admin_tls.is_some() { "https" } else { "http" };

@@ -293,6 +293,7 @@ pub(crate) fn create(
             caa_identities,
             attestation_roots: Vec::new(),
             attested_names: Vec::new(),
+            domain_reuse_days: None,
             pkcs11: None,
             organization,
             country,

@@ -84,7 +84,15 @@ impl Ra {
                 .get_authz(id)
                 .await?
                 .ok_or_else(|| Error::internal("order references a missing authorization"))?;
-            let Some(method) = caa_method(&authz)? else {
+            let method = match &authz.derived_from {
+                // Granted from a tenant domain: CAA of this very name, for the domain's method.
+                Some(domain) => {
+                    self.derived_caa_method(domain, &authz.identifier.value)
+                        .await?
+                }
+                None => caa_method(&authz)?,
+            };
+            let Some(method) = method else {
                 continue;
             };
             let va = self.va.clone();
@@ -185,6 +193,7 @@ mod tests {
                 })
                 .collect(),
             attested_by: None,
+            derived_from: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod challenge;
 mod drain;
 pub mod coverage;
 mod ct;
+mod domains;
 mod eab;
 mod finalize;
 mod name_template;
@@ -20,6 +21,10 @@ mod validation_queue;
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
 pub use drain::DrainReport;
+pub use domains::{
+    add_domain, br_reuse_days, remove_domain, revalidate_due, spawn_domain_revalidator,
+    validate_domain, DomainError, DomainPolicy,
+};
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
 pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
@@ -118,6 +123,8 @@ pub struct Ra {
     eab: Option<EabBackend>,
     /// Profiles, `replaces` links and ARI overrides (set once at start-up).
     lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
+    /// Tenant domains (issue 17; set once at start-up).
+    domains: std::sync::OnceLock<Arc<dyn crate::sa::DomainStore>>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
     /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
@@ -173,6 +180,7 @@ impl Ra {
             cfg,
             eab,
             lifecycle: std::sync::OnceLock::new(),
+            domains: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             held: Arc::default(),
             coverage: std::sync::OnceLock::new(),

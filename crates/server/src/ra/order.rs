@@ -254,7 +254,33 @@ impl Ra {
             .iter()
             .any(|(i, w)| is_granted(i, *w))
             .then(new_object_id);
+        // Whether the account inherits its tenant's domains (issue 17), asked at most once.
+        let mut inherits: Option<bool> = None;
         for (stored, wildcard) in wanted {
+            // A name at or below a validated tenant domain, for an account created with the
+            // tenant's EAB: a fresh authorization, valid at once, without challenges, that
+            // names the domain it comes from (never reused, see `ra::domains`).
+            if let Some((domain_id, expires)) = self
+                .domain_grant(tenant, acct, &stored, now, &mut inherits)
+                .await?
+            {
+                let id = new_object_id();
+                authz_ids.push(id.clone());
+                new_authzs.push(AuthzRecord {
+                    id,
+                    tenant: tenant.name.clone(),
+                    account_id: acct.id.clone(),
+                    identifier: stored,
+                    wildcard,
+                    status: AuthzState::Valid,
+                    expires,
+                    created_at: now,
+                    challenges: Vec::new(),
+                    attested_by: None,
+                    derived_from: Some(domain_id),
+                });
+                continue;
+            }
             let attested_by = device_authz
                 .clone()
                 .filter(|_| is_granted(&stored, wildcard));
@@ -317,6 +343,7 @@ impl Ra {
                 created_at: now,
                 challenges,
                 attested_by,
+                derived_from: None,
             });
         }
         let order = OrderRecord {
@@ -344,7 +371,7 @@ impl Ra {
         self.sa
             .insert_order(&order, &new_authzs, lifecycle.as_ref())
             .await?;
-        if new_authzs.is_empty() {
+        if new_authzs.is_empty() || new_authzs.iter().all(|a| a.status == AuthzState::Valid) {
             return self.order_view(order).await;
         }
         // §7.1.6: an authorization made just now is pending, so the order is pending (reused

@@ -22,6 +22,7 @@ const TABLES: &[&str] = &[
     "eab_bindings",
     "audit_log",
     "admin_tokens",
+    "tenant_domains",
 ];
 
 /// What was copied and the proof that it arrived intact.

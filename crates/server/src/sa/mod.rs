@@ -7,6 +7,7 @@ mod admin_tokens;
 mod audit;
 mod coverage;
 mod ct;
+mod domains;
 mod eab;
 mod group_commit;
 mod lifecycle;
@@ -35,6 +36,7 @@ pub use coverage::{
     NewCoverage, PendingCert,
 };
 pub use ct::{CtStore, PrecertRecord};
+pub use domains::{DomainCheckOutcome, DomainMethod, DomainState, DomainStore, TenantDomainRecord};
 pub use eab::{EabAccountOutcome, EabKeyRecord, EabStore, EabUnusable};
 pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, ReplacingOrder};
 pub use metered::MeteredStorage;
@@ -64,6 +66,7 @@ pub trait Database:
     + AdminTokenStore
     + CoverageStore
     + CtStore
+    + DomainStore
 {
     /// Where spent nonces are kept: in memory for a single SQLite node (at most `max_spent`
     /// of them), in the shared database for PostgreSQL, pruned as they expire (see
@@ -282,7 +285,8 @@ pub trait Storage: Send + Sync {
     /// A valid or pending, unexpired authorization of this account for the identifier, to reuse
     /// in a new order (RFC 8555 §7.1.3); valid ones are preferred. Authorizations tied to a
     /// device attestation (`attested_by` set, or named by another's `attested_by`) belong to
-    /// their order and are never returned.
+    /// their order and are never returned, nor are those granted from a tenant domain
+    /// (`derived_from`), which belong to their order too.
     async fn find_reusable_authz(
         &self,
         account_id: &str,

@@ -140,6 +140,10 @@ pub struct AuthzRecord {
     /// authorization has no challenges, changes state with that authorization and is never
     /// reused (draft-ietf-acme-device-attest §6.1.2 lets the server authorize by other means).
     pub attested_by: Option<String>,
+    /// For a DNS name at or below a tenant domain (issue 17): the `tenant_domains` id that
+    /// granted it. Such an authorization is valid from the start, has no challenges, is never
+    /// reused by another order and is deactivated when the domain is removed.
+    pub derived_from: Option<String>,
 }
 
 /// A challenge (RFC 8555 §8).

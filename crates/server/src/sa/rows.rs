@@ -222,7 +222,7 @@ macro_rules! authz_with_challenges_where {
     ($cond:literal) => {
         concat!(
             "SELECT a.id, a.tenant, a.account_id, a.ident_type, a.ident_value, a.wildcard,
-                    a.status, a.expires, a.created_at, a.attested_by,
+                    a.status, a.expires, a.created_at, a.attested_by, a.derived_from,
                     c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status,
                     c.validated_at AS c_validated_at, c.error AS c_error, c.record AS c_record
              FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id
@@ -256,6 +256,7 @@ pub(super) fn authz_head(r: &impl Cols) -> Result<AuthzRecord, SaError> {
         created_at: r.int("created_at")?,
         challenges: Vec::new(),
         attested_by: r.opt_text("attested_by")?,
+        derived_from: r.opt_text("derived_from")?,
     })
 }
 

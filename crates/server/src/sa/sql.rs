@@ -50,7 +50,7 @@ pub(super) mod stmt {
     pub(crate) const REUSABLE_AUTHZ: &str =
         "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
          AND status IN ('valid', 'pending') AND expires > $5
-         AND attested_by IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
+         AND attested_by IS NULL AND derived_from IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
          ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1";
     /// Authorization deactivation: the names its attestation granted go with it.
     pub(crate) const DEACTIVATE_ATTESTED: &str =
@@ -95,8 +95,8 @@ pub(super) mod stmt {
         "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)";
     /// newOrder: a new authorization.
     pub(crate) const INSERT_AUTHZ: &str =
-        "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by, derived_from)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     /// newOrder: a challenge of a new authorization.
     pub(crate) const INSERT_CHALLENGE: &str =
         "INSERT INTO challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)";
@@ -408,6 +408,7 @@ impl Storage for $ty {
             .bind(a.expires)
             .bind(a.created_at)
             .bind(&a.attested_by)
+            .bind(&a.derived_from)
             .execute(&mut *tx)
             .await?;
             for c in &a.challenges {

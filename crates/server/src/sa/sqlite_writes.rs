@@ -38,6 +38,7 @@ pub(super) fn insert_order(
                 &a.expires,
                 &a.created_at,
                 &a.attested_by,
+                &a.derived_from,
             ],
         )?;
         for ch in &a.challenges {

@@ -60,6 +60,7 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
             record: None,
         }],
         attested_by: None,
+        derived_from: None,
     };
     let order = OrderRecord {
         id: id.into(),
@@ -410,6 +411,7 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
             record: None,
         }],
         attested_by: None,
+        derived_from: None,
     };
     let name = AuthzRecord {
         id: format!("{id}-name"),

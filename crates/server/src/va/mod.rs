@@ -2,6 +2,7 @@
 //!
 //! * `http-01` (RFC 8555 §8.3, RFC 8738 §4 for IP identifiers): see `http01`.
 //! * `dns-01` (RFC 8555 §8.4): see `dns01`.
+//! * tenant domains by `dns-01` or `dns-persist-01` (issue 17): see [`Va::check_domain_control`].
 //! * `tls-alpn-01` (RFC 8737, RFC 8738 §6 for IP identifiers): see `tlsalpn01`.
 //! * CAA (RFC 8659 with the RFC 8657 `accounturi` / `validationmethods` parameters): see `caa`.
 //!
@@ -31,6 +32,7 @@ pub mod address;
 mod caa;
 mod dns;
 mod dns01;
+mod domain;
 mod http01;
 pub mod mpic;
 mod tls;
@@ -44,6 +46,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use address::{AddressClass, AddressPolicy};
+pub use domain::{persist_record, txt_name, DomainCheck, DomainEvidence, DomainProof};
 
 /// Configuration of the validation authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +110,10 @@ pub enum ChallengeKind {
     /// `tls-alpn-01` (RFC 8737).
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+    /// `dns-persist-01` (draft-ietf-acme-dns-persist): proves tenant domains only
+    /// ([`Va::check_domain_control`]), never an ACME challenge here.
+    #[serde(rename = "dns-persist-01")]
+    DnsPersist01,
 }
 
 impl ChallengeKind {
@@ -116,6 +123,7 @@ impl ChallengeKind {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::Dns01 => "dns-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::DnsPersist01 => "dns-persist-01",
         }
     }
 }
@@ -445,6 +453,9 @@ impl Va {
                 ChallengeKind::TlsAlpn01 => {
                     tlsalpn01::validate(inner, &req.target, &req.key_authorization, deadline).await
                 }
+                ChallengeKind::DnsPersist01 => Err(ValidationError::Malformed(
+                    "dns-persist-01 proves tenant domains, not challenges".into(),
+                )),
             }
         };
         // Each step has its own deadline; this outer bound is a safety net only.
