@@ -7,10 +7,10 @@ mod ari;
 mod attest;
 mod caa_recheck;
 mod challenge;
-mod drain;
 pub mod coverage;
 mod ct;
 mod domains;
+mod drain;
 mod eab;
 mod finalize;
 mod name_template;
@@ -20,11 +20,11 @@ mod validation_queue;
 
 pub use account::{AccountUpdate, NewAccount};
 pub use ari::{default_window, RenewalWindow, ARI_RETRY_AFTER_SECS};
-pub use drain::DrainReport;
 pub use domains::{
     add_domain, br_reuse_days, remove_domain, revalidate_due, spawn_domain_revalidator,
     validate_domain, DomainError, DomainPolicy,
 };
+pub use drain::DrainReport;
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
 pub use name_template::NameTemplate;
 pub use order::{AuthzView, OrderOptions, OrderView};
@@ -233,7 +233,9 @@ impl Ra {
     /// The issuing CA, active or retired, whose id (`IssuingCa::id`) names a CRL, OCSP or
     /// caIssuers URL.
     pub fn issuing_ca(&self, id: &str) -> Option<Arc<crate::ca::IssuingCa>> {
-        self.tenants().into_iter().find_map(|t| t.issuer(id).cloned())
+        self.tenants()
+            .into_iter()
+            .find_map(|t| t.issuer(id).cloned())
     }
 
     /// The storage handle (for the front end's read-only lookups such as account-by-key).
