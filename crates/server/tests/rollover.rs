@@ -405,6 +405,42 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         out.success() && out.combined().contains(": unknown"),
         "{out}"
     );
+
+    // Key compromise of the retired CA: the root revokes it by its certificate file while the
+    // new CA stays good. A certificate the root did not issue (a leaf) is refused.
+    let root_key = data.join("root/key.pem");
+    let retired_pem = data.join("ca/default/retired/default/cert.pem");
+    let leaf_pem = work.join("leaf-a.pem");
+    std::fs::write(&leaf_pem, pki::der_to_pem("CERTIFICATE", &before_a[0])).unwrap();
+    let out = ca.cli(&[
+        "root",
+        "sign-crl",
+        "--root-key",
+        root_key.to_str().unwrap(),
+        "--revoke-ca-cert",
+        leaf_pem.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.success() && out.combined().contains("not issued by this data directory's root"),
+        "{out}"
+    );
+    let out = ca.cli(&[
+        "root",
+        "sign-crl",
+        "--root-key",
+        root_key.to_str().unwrap(),
+        "--revoke-ca-cert",
+        retired_pem.to_str().unwrap(),
+    ]);
+    assert!(out.success(), "{out}");
+    let crl_der = std::fs::read(data.join("root/crl.der")).unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&crl_der).unwrap();
+    let revoked: Vec<Vec<u8>> = crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect();
+    assert_eq!(revoked, vec![serial(&old_ca)], "only the retired CA is revoked");
+    assert_ne!(serial(&old_ca), serial(&new_ca));
 }
 
 /// Every regular file under `dir` (relative path, mode, content), the database excepted.

@@ -35,6 +35,11 @@ pub struct SignCrlArgs {
     /// assumed: no reason code); repeatable.
     #[arg(long = "revoke-tenant", value_name = "TENANT")]
     pub revoke_tenants: Vec<String>,
+    /// Also list this issuing CA certificate (PEM file) as revoked: for a CA that is no longer
+    /// a tenant's active one, such as one retired by `tenant rollover` after a key compromise
+    /// (`ca/NAME/retired/ID/cert.pem`). It must have been issued by this root; repeatable.
+    #[arg(long = "revoke-ca-cert", value_name = "FILE")]
+    pub revoke_ca_certs: Vec<PathBuf>,
     /// Days until nextUpdate (BR §4.9.7: at most 365).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
@@ -72,16 +77,24 @@ fn sign_crl(a: &SignCrlArgs) -> anyhow::Result<()> {
     }
     let now = OffsetDateTime::now_utc();
     let (mut entries, prev_number) = previous_crl(&dd)?;
+    let mut to_revoke = Vec::new();
     for tenant in &a.revoke_tenants {
         super::tenant::require_tenant(&dd, tenant)?;
-        let pem = std::fs::read_to_string(dd.ca_cert(tenant))
-            .with_context(|| format!("reading {}", dd.ca_cert(tenant).display()))?;
+        to_revoke.push(dd.ca_cert(tenant));
+    }
+    to_revoke.extend(a.revoke_ca_certs.iter().cloned());
+    for path in &to_revoke {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let der = pki::cert_info::pem_to_ders(&pem)?
             .into_iter()
             .next()
-            .ok_or_else(|| {
-                anyhow::anyhow!("{} holds no certificate", dd.ca_cert(tenant).display())
-            })?;
+            .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", path.display()))?;
+        // A root CRL lists only certificates this root issued (RFC 5280 §5: a CRL's entries
+        // are the issuer's own); anything else is an operator mistake worth stopping for.
+        if !issued_by(&der, &root_der) {
+            anyhow::bail!("{} was not issued by this data directory's root", path.display());
+        }
         let serial = pki::cert_info::serial_of(&der)?;
         if !entries.iter().any(|e| e.serial == serial) {
             entries.push(RevokedEntry {
@@ -109,6 +122,17 @@ fn sign_crl(a: &SignCrlArgs) -> anyhow::Result<()> {
         dd.root_crl().display()
     );
     Ok(())
+}
+
+/// Whether the certificate `der` names `root_der`'s subject as issuer and carries its signature.
+fn issued_by(der: &[u8], root_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, root))) = (
+        x509_parser::parse_x509_certificate(der),
+        x509_parser::parse_x509_certificate(root_der),
+    ) else {
+        return false;
+    };
+    cert.issuer() == root.subject() && cert.verify_signature(Some(root.public_key())).is_ok()
 }
 
 /// The entries and number of the root CRL in the data directory, if there is one.
