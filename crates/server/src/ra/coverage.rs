@@ -134,3 +134,9 @@ mod tests {
         assert!(names_key("not json").is_err());
     }
 }
+
+// The refresher over real storage, on both backends (in ra/, as they drive `sync`: storage
+// imports nothing from the roles above it).
+#[cfg(test)]
+#[path = "coverage_tests.rs"]
+mod storage_tests;

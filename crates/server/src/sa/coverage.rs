@@ -675,7 +675,3 @@ where
 
 coverage_store!(SqliteStorage);
 coverage_store!(PgStorage);
-
-#[cfg(test)]
-#[path = "coverage_tests.rs"]
-mod tests;

@@ -53,6 +53,12 @@ sql_storage!(PgStorage);
 
 impl PgStorage {
     /// The pool, for the narrow per-caller stores in sibling modules.
+    /// The pool, for fixtures of tests outside `sa/` that write raw SQL.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> &PgPool {
+        self.pool()
+    }
+
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }

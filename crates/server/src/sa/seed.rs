@@ -333,7 +333,18 @@ mod tests {
         };
         db.seed_history(&spec, &|_| {}).await.unwrap();
         // The coverage refresher's table, filled and with statistics of its own.
-        crate::ra::coverage::sync(&db).await.unwrap();
+        // (What the RA's refresher writes; any window will do for the plans.)
+        use crate::sa::CoverageStore;
+        let pending = db.pending_coverage(i64::MIN / 2, 10_000).await.unwrap();
+        let rows: Vec<_> = pending
+            .into_iter()
+            .map(|cert| crate::sa::NewCoverage {
+                names_key: cert.names_json.clone(),
+                window: (cert.not_before, cert.not_after),
+                cert,
+            })
+            .collect();
+        db.insert_coverage(&rows).await.unwrap();
         sqlx::query("ANALYZE cert_coverage")
             .execute(db.pool())
             .await

@@ -103,6 +103,12 @@ impl SqliteStorage {
     }
 
     /// The pool, for the narrow per-caller stores in sibling modules (`sa::eab`).
+    /// The pool, for fixtures of tests outside `sa/` that write raw SQL.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> &SqlitePool {
+        self.pool()
+    }
+
     pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -1,8 +1,9 @@
 //! Coverage storage on both backends: the states over time, replacement, revocation, paging.
 
-use super::*;
-use crate::ra::coverage::{share_ppm, sync, POLL_WRITE_INTERVAL_SECS};
+use super::{share_ppm, sync, POLL_WRITE_INTERVAL_SECS};
 use crate::ra::default_window;
+use crate::sa::*;
+use async_trait::async_trait;
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_800_000_000;
@@ -28,7 +29,7 @@ impl TestDb for SqliteStorage {
     const BLOB: &'static str = "x'00'";
     async fn exec(&self, sql: String) {
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.pool())
+            .execute(self.pool_for_tests())
             .await
             .unwrap();
     }
@@ -39,7 +40,7 @@ impl TestDb for PgStorage {
     const BLOB: &'static str = "decode('00', 'hex')";
     async fn exec(&self, sql: String) {
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.pool())
+            .execute(self.pool_for_tests())
             .await
             .unwrap();
     }
@@ -101,7 +102,7 @@ async fn states_follow_time_polls_replacement_and_revocation() {
 
 #[tokio::test]
 async fn states_follow_time_polls_replacement_and_revocation_on_postgres() {
-    if let Some((db, _)) = super::super::tests::postgres_pair().await {
+    if let Some((db, _)) = crate::sa::tests::postgres_pair().await {
         states_follow(db.as_ref()).await;
     }
 }
