@@ -265,12 +265,23 @@ fn public_trust_subca_csr_import_and_issue() {
     assert!(out.stdout.contains("BEGIN CERTIFICATE REQUEST"));
     let csr_path = data.join("ca/default/request.csr");
     // Before import, serve explains what is missing instead of starting.
+    // This test is about the sub-CA: CT and remote perspectives, which a public tenant needs
+    // too, have their own tests (tests/ct.rs, tests/perspectives.rs, tests/public_trust_e2e.rs).
+    let toml = data.join("fleetca.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replacen("[ca]\n", "[ca]\nct_required = false\n", 1),
+    )
+    .unwrap();
     let mut cmd = fleetca();
     cmd.args(["serve", "--data-dir"]).arg(&data).args([
         "--listen",
         "127.0.0.1:0",
         "--http-listen",
         "127.0.0.1:0",
+        "--insecure-mpic-minimum",
+        "0",
     ]);
     let o = run(cmd, Duration::from_secs(30));
     assert!(!o.success() && o.stderr.contains("subca import"), "{o}");
@@ -338,7 +349,8 @@ fn public_trust_subca_csr_import_and_issue() {
     let mut cmd = fleetca();
     cmd.args(["serve", "--data-dir"])
         .arg(&data)
-        .args(["--dns-resolver", &dns.dns_addr()]);
+        .args(["--dns-resolver", &dns.dns_addr()])
+        .args(["--insecure-mpic-minimum", "0"]);
     let s = serve("fleetca", cmd, w);
     let tls_root = std::fs::read_to_string(data.join("tls/root.pem")).unwrap();
     let pem = block_on(async {
