@@ -253,6 +253,7 @@ fn public_issuance_waits_while_two_logs_are_down() {
         let seen = deferrals(&lab.ca);
         wait_deferral(&lab.ca, seen + 1, &client);
         assert!(!client.is_finished(), "issued with SCTs of one operator");
+        assert!(lab.logs[1].submissions() >= 1, "the returned log was asked");
         lab.logs[0].set_mode(Mode::Ok);
         client.join().unwrap()
     })
