@@ -8,18 +8,16 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::ct_check::check_scts;
 use support::ct_log::{CtLog, Mode};
 use support::{
-    certbot_certonly, free_port, lego_revoke, lego_run, openssl_text, run, ChallTestSrv, Challenge,
-    Fleetca, Tool,
+    certbot_certonly, free_port, lego_revoke, lego_run, run, ChallTestSrv, Challenge, Fleetca, Tool,
 };
 
 const PERMITS: &[&str] = &["routers.example.com"];
-const PYTHON: &str = "/opt/fleetca-venv/bin/python";
 
 struct Env {
     // Field order = drop order: the CA before its DNS server and logs.
@@ -31,17 +29,8 @@ struct Env {
 
 /// Starts three logs (`modes`, one operator each), a CA requiring CT with them, and DNS.
 fn start(test: &str, client: Tool, modes: [Mode; 3]) -> Option<Env> {
-    let python = Path::new(PYTHON).is_file()
-        && Command::new(PYTHON)
-            .args(["-c", "import cryptography.x509"])
-            .status()
-            .is_ok_and(|s| s.success());
     if !support::require(test, &[Tool::ChallTestSrv, Tool::Openssl, client])
-        || !support::gate(
-            test,
-            python,
-            "no Python with `cryptography` at /opt/fleetca-venv",
-        )
+        || !support::ct_check::python_ready(test)
     {
         return None;
     }
@@ -76,96 +65,6 @@ fn start(test: &str, client: Tool, modes: [Mode; 3]) -> Option<Env> {
     })
 }
 
-fn der_of(pem_path: &Path) -> Vec<u8> {
-    let text = std::fs::read_to_string(pem_path).unwrap();
-    pki::cert_info::pem_to_ders(&text).unwrap().remove(0)
-}
-
-fn serial_hex(der: &[u8]) -> String {
-    pki::cert_info::serial_of(der)
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Checks the certificate in `leaf` (issued by `issuer`) independently: openssl lists
-/// `n` SCTs, Python verifies every one against its log's key; returns the logs (indexes into
-/// `env.logs`) whose SCTs it carries. Also checks what the CA stored: the precertificate has
-/// the certificate's serial and the certificate is its TBS with the poison swapped.
-fn check_scts(env: &Env, leaf: &Path, issuer: &Path, n: usize) -> BTreeSet<usize> {
-    let text = openssl_text(leaf);
-    assert!(text.contains("CT Precertificate SCTs"), "{text}");
-    assert_eq!(
-        text.matches("Signed Certificate Timestamp:").count(),
-        n,
-        "{text}"
-    );
-    assert!(!text.contains("CT Precertificate Poison"), "{text}");
-
-    let dir = env.ca.scratch();
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/ct_verify.py"))
-        .arg(leaf)
-        .arg(issuer);
-    for (i, l) in env.logs.iter().enumerate() {
-        let p = dir.join(format!("log{i}.pem"));
-        std::fs::write(&p, l.public_key_pem()).unwrap();
-        cmd.arg(p);
-    }
-    let out = run(cmd, Duration::from_secs(60));
-    assert!(out.success(), "independent SCT check failed\n{out}");
-    let ids: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("OK "))
-        .collect();
-    assert_eq!(ids.len(), n, "{out}");
-    let used: BTreeSet<usize> = ids
-        .iter()
-        .map(|id| {
-            env.logs
-                .iter()
-                .position(|l| l.id_hex() == *id)
-                .unwrap_or_else(|| panic!("SCT from an unknown log {id}"))
-        })
-        .collect();
-    assert_eq!(used.len(), n, "SCTs from distinct logs: {out}");
-    let operators: BTreeSet<&str> = used
-        .iter()
-        .map(|&i| env.logs[i].operator.as_str())
-        .collect();
-    assert!(
-        operators.len() >= 2,
-        "SCTs from distinct operators: {operators:?}"
-    );
-
-    // The CA's records: the precertificate has the same serial, and the certificate is the
-    // precertificate's TBS with the poison swapped for the SCT list.
-    let der = der_of(leaf);
-    let serial = serial_hex(&der);
-    let show = env.ca.cli(&["cert", "show", &serial, "--json"]);
-    assert!(show.success(), "{show}");
-    let v: serde_json::Value = serde_json::from_str(show.stdout.trim()).unwrap();
-    assert_eq!(v["scts"].as_array().map(Vec::len), Some(n), "{v}");
-    assert_eq!(v["precertificate"]["awaiting_final"], false, "{v}");
-    let pre_pem = v["precertificate"]["pem"]
-        .as_str()
-        .expect("stored precertificate");
-    let pre = pki::cert_info::pem_to_ders(pre_pem).unwrap().remove(0);
-    assert_eq!(
-        serial_hex(&pre),
-        serial,
-        "the precertificate's serial is the certificate's"
-    );
-    assert_eq!(
-        pki::ct::precert_tbs_without_poison(&pre).unwrap(),
-        pki::ct::cert_tbs_without_sct_list(&der).unwrap()
-    );
-    std::fs::write(leaf.with_extension("precert.pem"), pre_pem).unwrap();
-    used
-}
-
 /// certbot and lego get certificates with SCTs from two logs of distinct operators while one
 /// log is slow (hedged past it); a revoked certificate's precertificate is `revoked` in OCSP.
 #[test]
@@ -187,7 +86,7 @@ fn certbot_and_lego_get_certificates_with_verified_scts() {
 
     let cb = certbot_certonly(&ep, &["ct1.routers.example.com"], env.http01)
         .unwrap_or_else(|e| panic!("certbot certonly failed\n{e}\n{}", env.ca.log()));
-    let used = check_scts(&env, &cb.cert_path, &cb.chain_path, 2);
+    let used = check_scts(&env.ca, &env.logs, &cb.cert_path, &cb.chain_path, 2..=2);
     // The slow log was asked but its SCT came too late; the hedge went to the third.
     assert_eq!(used, BTreeSet::from([0, 2]));
     assert!(env.logs[1].submissions() >= 1);
@@ -198,7 +97,7 @@ fn certbot_and_lego_get_certificates_with_verified_scts() {
         Challenge::Http01 { port: env.http01 },
     )
     .unwrap_or_else(|e| panic!("lego run failed\n{e}\n{}\n{}", env.ca.log(), env.cts.log()));
-    check_scts(&env, &lg.leaf_path, &lg.issuer_path, 2);
+    check_scts(&env.ca, &env.logs, &lg.leaf_path, &lg.issuer_path, 2..=2);
 
     // Revoked: the certificate and its precertificate (same issuer and serial) are revoked
     // in OCSP and on the CRL.
@@ -249,7 +148,13 @@ fn issuance_waits_for_scts_and_never_embeds_bad_ones() {
         client.join().unwrap()
     })
     .unwrap_or_else(|e| panic!("lego run failed\n{e}\n{}", env.ca.log()));
-    let used = check_scts(&env, &cert.leaf_path, &cert.issuer_path, 2);
+    let used = check_scts(
+        &env.ca,
+        &env.logs,
+        &cert.leaf_path,
+        &cert.issuer_path,
+        2..=2,
+    );
     assert_eq!(
         used,
         BTreeSet::from([0, 2]),

@@ -11,155 +11,20 @@ mod support;
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use client::Client;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, SanType, PKCS_ECDSA_P256_SHA256,
-};
 use serde_json::{json, Value};
-use support::{ChallTestSrv, ChildGuard, Fleetca, Probe, Tool};
+use support::perspective::{mpic_toml, Mtls, Perspective, REGIONS};
+use support::{ChallTestSrv, Fleetca, Tool};
 
 const PERMITS: &[&str] = &["routers.example.com"];
-const REGIONS: [&str; 5] = ["ARIN", "ARIN", "RIPE", "RIPE", "APNIC"];
 
 /// Runs blocking harness code (it drives its own runtime) off the test's runtime.
 fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().expect("harness thread")
-}
-
-// ------------------------------------------------------------------ mutual-TLS material
-
-/// PEM files for the perspectives' mutual TLS: one CA signs the perspectives' server
-/// certificate (127.0.0.1) and the CA nodes' client certificate; another CA signs a client
-/// certificate no perspective may accept.
-struct Mtls {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    rogue_cert: PathBuf,
-    rogue_key: PathBuf,
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(p, KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap())
-        .unwrap()
-}
-
-/// Writes a leaf signed by `ca` (`server`: serverAuth for 127.0.0.1, else clientAuth); the key
-/// file is mode 0600.
-fn leaf(
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    dir: &Path,
-    name: &str,
-    server: bool,
-) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    if server {
-        p.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    } else {
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    }
-    let cert = p.signed_by(&key, ca).unwrap();
-    let cert_path = dir.join(format!("{name}.pem"));
-    let key_path = dir.join(format!("{name}-key.pem"));
-    fs::write(&cert_path, cert.pem()).unwrap();
-    fs::write(&key_path, key.serialize_pem()).unwrap();
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
-    (cert_path, key_path)
-}
-
-impl Mtls {
-    fn new() -> Mtls {
-        let dir = support::temp_dir("mpic-tls");
-        let good = ca("fleetca perspectives test CA");
-        let rogue = ca("some other CA");
-        let ca_path = dir.path().join("ca.pem");
-        fs::write(&ca_path, good.pem()).unwrap();
-        let (server_cert, server_key) = leaf(&good, dir.path(), "perspective", true);
-        let (client_cert, client_key) = leaf(&good, dir.path(), "ca-node", false);
-        let (rogue_cert, rogue_key) = leaf(&rogue, dir.path(), "intruder", false);
-        Mtls {
-            ca: ca_path,
-            server_cert,
-            server_key,
-            client_cert,
-            client_key,
-            rogue_cert,
-            rogue_key,
-            _dir: dir,
-        }
-    }
-}
-
-// ------------------------------------------------------------------ perspectives
-
-/// One `fleetca perspective` with its own DNS server.
-struct Perspective {
-    guard: Option<ChildGuard>,
-    dns: ChallTestSrv,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Perspective {
-    fn start(region: &str, tls: &Mtls, http01_port: u16) -> Perspective {
-        let dns = ChallTestSrv::start();
-        let dir = support::temp_dir("perspective");
-        let port = support::free_port();
-        let mut cmd = Command::new(Fleetca::bin());
-        cmd.arg("perspective")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--region", region])
-            .arg("--tls-cert")
-            .arg(&tls.server_cert)
-            .arg("--tls-key")
-            .arg(&tls.server_key)
-            .arg("--client-ca")
-            .arg(&tls.ca)
-            .args(["--dns-resolver", &dns.dns_addr()])
-            .args(["--http01-port", &http01_port.to_string()])
-            .args(["--va-allow-address", "127.0.0.0/8"])
-            .env("RUST_LOG", "info");
-        let mut guard = ChildGuard::spawn(
-            &format!("perspective-{region}-{port}"),
-            cmd,
-            &dir.path().join("perspective.log"),
-        );
-        support::wait_for(
-            &Probe::Port(port),
-            support::STARTUP_DEADLINE,
-            Some(&mut guard),
-        )
-        .unwrap_or_else(|e| panic!("perspective did not start: {e}"));
-        Perspective {
-            guard: Some(guard),
-            dns,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    fn dns_ref(&self) -> &ChallTestSrv {
-        &self.dns
-    }
 }
 
 /// The primary's DNS, five perspectives, an http-01 responder port and `fleetca serve`.
@@ -181,16 +46,7 @@ impl Lab {
             .map(|r| Perspective::start(r, &tls, http01_port))
             .collect();
         let mut fleetca = Fleetca::init(PERMITS);
-        let mut mpic = format!(
-            "\n[mpic]\nclient_cert = {:?}\nclient_key = {:?}\nca = {:?}\ntimeout_secs = 5\n",
-            tls.client_cert, tls.client_key, tls.ca
-        );
-        for (p, region) in perspectives.iter().zip(REGIONS) {
-            mpic.push_str(&format!(
-                "\n[[mpic.perspectives]]\nurl = {:?}\nregion = {region:?}\n",
-                p.url()
-            ));
-        }
+        let mpic = mpic_toml(&tls, &perspectives);
         let cfg = fleetca.data_dir().join("fleetca.toml");
         let text = fs::read_to_string(&cfg).unwrap() + &mpic;
         fs::write(&cfg, text).unwrap();

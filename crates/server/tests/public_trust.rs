@@ -7,10 +7,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use support::ct_log::{CtLog, Mode};
+use support::public_root::{
+    add_ct_logs, fetch, first_der, lint, make_root, openssl, root_signs, ROOT_ADDS, VENDORS,
+};
 use support::{
     certbot_certonly, free_port, lego_run, openssl_text, openssl_verify_strict, run, AcmeEndpoint,
     ChallTestSrv, Challenge, Fleetca, Tool,
@@ -22,99 +25,6 @@ const NO_PERSPECTIVES: &[&str] = &["--insecure-mpic-minimum", "0"];
 
 const TEST: &str = "two_public_vendor_tenants_under_an_openssl_root";
 
-fn openssl(args: &[&str], cwd: &Path) -> String {
-    let mut cmd = Command::new(Tool::Openssl.path());
-    cmd.args(args).current_dir(cwd);
-    let out = run(cmd, Duration::from_secs(30));
-    assert!(out.success(), "openssl {args:?}\n{out}");
-    out.stdout
-}
-
-/// What the outside root adds itself; the CA's own constraints (basicConstraints, keyUsage,
-/// extKeyUsage, Name Constraints with the directoryName) are copied from the CSR.
-const ROOT_ADDS: &str = "[v3]
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-certificatePolicies = 2.23.140.1.2.1
-crlDistributionPoints = URI:http://pki.root.example.com/root.crl
-authorityInfoAccess = caIssuers;URI:http://pki.root.example.com/root.cer
-";
-
-/// The openssl root signs `csr` into `out`: with the CSR's extensions (`copy`), or only with
-/// the extensions in `ext` (what a careless root might do).
-fn root_signs(dir: &Path, csr: &Path, ext: &str, copy: bool, out: &str) -> PathBuf {
-    std::fs::write(dir.join("ext.cnf"), ext).unwrap();
-    let mut args = vec![
-        "x509",
-        "-req",
-        "-in",
-        csr.to_str().unwrap(),
-        "-CA",
-        "root.pem",
-        "-CAkey",
-        "root.key",
-        "-CAcreateserial",
-        "-days",
-        "1825",
-        "-sha384",
-        "-extfile",
-        "ext.cnf",
-        "-extensions",
-        "v3",
-        "-out",
-        out,
-    ];
-    if copy {
-        args.extend(["-copy_extensions", "copyall"]);
-    }
-    openssl(&args, dir);
-    dir.join(out)
-}
-
-struct Vendor {
-    name: &'static str,
-    country: &'static str,
-    organization: &'static str,
-    permit: &'static str,
-    eab: bool,
-}
-
-const VENDORS: [Vendor; 2] = [
-    Vendor {
-        name: "vendor-a",
-        country: "GB",
-        organization: "Vendor A Devices Ltd",
-        permit: "a-devices.example.com",
-        eab: true,
-    },
-    Vendor {
-        name: "vendor-b",
-        country: "DE",
-        organization: "Vendor B Geräte GmbH",
-        permit: "b-devices.example.net",
-        eab: false,
-    },
-];
-
-fn first_der(path: &Path) -> Vec<u8> {
-    pki::cert_info::pem_to_ders(&std::fs::read_to_string(path).unwrap())
-        .unwrap()
-        .remove(0)
-}
-
-/// pkilint ERROR/FATAL findings on `file`, minus the one excused: the test's CRL, caIssuers
-/// and OCSP URLs point at 127.0.0.1, which pkilint rightly calls an internal name (a
-/// deployment sets `public_base_url` to a public host).
-fn lint(tool: &str, args: &[&str], file: &Path) -> Vec<String> {
-    support::pkilint::lint(TEST, tool, args, file)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|f| f.is_serious())
-        .filter(|f| !(f.code == "cabf.internal_domain_name" && f.message.contains("127.0.0.1")))
-        .map(|f| format!("{}: {f}", file.display()))
-        .collect()
-}
-
 #[test]
 fn two_public_vendor_tenants_under_an_openssl_root() {
     if !support::require(
@@ -123,6 +33,10 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
     ) {
         return;
     }
+    let logs = [
+        CtLog::start("Operator A", Mode::Ok),
+        CtLog::start("Operator B", Mode::Ok),
+    ];
     let cts = ChallTestSrv::start();
     let http01 = free_port();
     let mut ca = Fleetca::init_with(
@@ -130,32 +44,7 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         &["--country", "GB", "--organization", "Fleet Operator Ltd"],
     );
     let w = ca.scratch().join("root");
-    std::fs::create_dir_all(&w).unwrap();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-384",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/C=US/O=Example Public Trust/CN=Example Public Root R1",
-            "-addext",
-            "basicConstraints=critical,CA:true",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-        &w,
-    );
-    let root = w.join("root.pem");
+    let root = make_root(&w);
 
     // Refused before anything is written: no country (BR §7.1.2.10.2), a lifetime BR §6.3.2
     // does not allow today (200 days plus the notBefore backdate).
@@ -271,6 +160,9 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
             root.to_str().unwrap(),
         ]);
         assert!(out.success(), "{out}");
+        // A public tenant requires CT (docs/ct.md); SCTs are checked in tests/ct.rs and
+        // tests/public_trust_e2e.rs.
+        add_ct_logs(&ca, v.name, &logs);
     }
 
     ca.serve_with(cts.dns_port(), http01, free_port(), NO_PERSPECTIVES);
@@ -334,12 +226,14 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         // pkilint: the issuing CA as a BR §7.1.2.5 technically constrained TLS sub-CA run by
         // someone other than the root's operator, the leaves as DV, and the CRL.
         let mut findings = lint(
+            TEST,
             "lint_cabf_serverauth_cert",
             &["-t", "EXTERNAL-CONSTRAINED-TLS-CA"],
             issuing,
         );
         for leaf in [&cb.cert_path, &lg.leaf_path] {
             findings.extend(lint(
+                TEST,
                 "lint_cabf_serverauth_cert",
                 &["-t", "DV-FINAL-CERTIFICATE"],
                 leaf,
@@ -350,24 +244,13 @@ fn two_public_vendor_tenants_under_an_openssl_root() {
         let crl_path = ca.scratch().join(format!("{}.crl", v.name));
         std::fs::write(&crl_path, &crl).unwrap();
         findings.extend(lint(
+            TEST,
             "lint_crl",
             &["-t", "CRL", "-p", "BR", "--document-format", "DER"],
             &crl_path,
         ));
         assert!(findings.is_empty(), "pkilint findings: {findings:#?}");
     }
-}
-
-fn fetch(url: &str) -> Vec<u8> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let r = reqwest::get(url).await.expect("GET");
-            assert_eq!(r.status(), 200, "{url}");
-            r.bytes().await.unwrap().to_vec()
-        })
 }
 
 /// Seconds from now to `2027-03-16T00:00:00Z`, when BR §6.3.2 allows 100 days at most.

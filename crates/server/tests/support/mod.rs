@@ -119,9 +119,12 @@ fn is_executable(p: &Path) -> bool {
 mod gate;
 #[allow(unused_imports)] // each test crate uses a different subset
 pub(crate) use gate::{gate, in_ci, postgres_url};
+pub(crate) mod ct_check;
 pub(crate) mod ct_log;
 pub(crate) mod metrics;
+pub(crate) mod perspective;
 pub(crate) mod pkilint;
+pub(crate) mod public_root;
 pub(crate) mod revocation;
 
 /// Checks that all `tools` are installed. Returns `false` (after printing a
@@ -1216,6 +1219,15 @@ fn lego_base(endpoint: &AcmeEndpoint, lego_path: &Path, domains: &[&str]) -> Com
     for d in domains {
         cmd.args(["--domains", d]);
     }
+    // Every command, not only `run`: lego reads `meta.externalAccountRequired` and refuses
+    // to go on (even to `revoke` with an existing account) without the binding.
+    if let Some((kid, hmac)) = &endpoint.eab {
+        // `--flag=value`: a base64url key starts with '-' one time in 64, and a separate
+        // argument would then be read as an option.
+        cmd.arg("--eab")
+            .arg(format!("--kid={kid}"))
+            .arg(format!("--hmac={hmac}"));
+    }
     cmd
 }
 
@@ -1228,13 +1240,6 @@ pub(crate) fn lego_run(
     let dir = temp_dir("lego");
     let lego_path = dir.path().join("lego");
     let mut cmd = lego_base(endpoint, &lego_path, domains);
-    if let Some((kid, hmac)) = &endpoint.eab {
-        // `--flag=value`: a base64url key starts with '-' one time in 64, and a separate
-        // argument would then be read as an option.
-        cmd.arg("--eab")
-            .arg(format!("--kid={kid}"))
-            .arg(format!("--hmac={hmac}"));
-    }
     match challenge {
         Challenge::Http01 { port } => {
             cmd.args(["--http", "--http.port", &format!("127.0.0.1:{port}")]);

@@ -46,8 +46,20 @@ fn http_get(url: &str) -> (u16, Vec<u8>) {
 }
 
 /// Asserts the leaf in `leaf_pem` (issued by the certificate in `issuer_pem`) is listed on its
-/// CRL and reported `revoked` by OCSP, both fetched from the running `ca`.
+/// CRL and reported `revoked` by OCSP, both fetched from the running `ca` (`default` tenant).
 pub(crate) fn assert_revoked(ca: &Fleetca, leaf_pem: &Path, issuer_pem: &Path) {
+    assert_revoked_in(ca, "default", ca.root_pem_path(), leaf_pem, issuer_pem);
+}
+
+/// [`assert_revoked`] for a leaf of `tenant`, whose OCSP responses chain to `anchor` (a public
+/// tenant's: the outside root that signed it).
+pub(crate) fn assert_revoked_in(
+    ca: &Fleetca,
+    tenant: &str,
+    anchor: &Path,
+    leaf_pem: &Path,
+    issuer_pem: &Path,
+) {
     let text = std::fs::read_to_string(leaf_pem).expect("read leaf");
     let leaf = pki::cert_info::pem_to_ders(&text).expect("leaf PEM")[0].clone();
     let serial = pki::cert_info::serial_of(&leaf).expect("serial");
@@ -80,9 +92,9 @@ pub(crate) fn assert_revoked(ca: &Fleetca, leaf_pem: &Path, issuer_pem: &Path) {
         .arg(issuer_pem)
         .arg("-cert")
         .arg(leaf_pem)
-        .args(["-url", &format!("{base}/ocsp/default"), "-resp_text"])
+        .args(["-url", &format!("{base}/ocsp/{tenant}"), "-resp_text"])
         .arg("-CAfile")
-        .arg(ca.root_pem_path())
+        .arg(anchor)
         .arg("-verify_other")
         .arg(issuer_pem);
     let out = run(cmd, Duration::from_secs(30));
