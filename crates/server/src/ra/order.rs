@@ -216,10 +216,16 @@ impl Ra {
                 }
                 continue;
             }
+            let asked = opts.ancestor_domains.iter().find(|(v, _)| v == value);
+            if asked.is_some() && kind != "dns" {
+                return Err(Error::malformed(format!(
+                    "ancestorDomain is only allowed on a dns identifier, not on {kind} \
+                     (RFC 9444 §4.2)"
+                )));
+            }
             match check_identifier(tenant, kind, value) {
                 Ok(i) => {
-                    if let Some((_, anc)) = opts.ancestor_domains.iter().find(|(v, _)| v == value)
-                    {
+                    if let Some((_, anc)) = asked {
                         // Refused as a whole (`malformed`) before anything is stored.
                         let anc = super::subdomain::check_ancestor_domain(tenant, &i, anc)?;
                         ancestors.push((i.value(), anc));

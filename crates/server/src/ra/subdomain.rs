@@ -184,17 +184,18 @@ impl Ra {
         value: &str,
         subdomains: bool,
     ) -> Result<AuthzView> {
-        let ident = check_identifier(tenant, kind, value).map_err(|s| Error::acme(s.kind, s.detail))?;
+        if subdomains && kind != "dns" {
+            return Err(Error::malformed(
+                "subdomainAuthAllowed applies to dns identifiers only (RFC 9444 §4.1)",
+            ));
+        }
+        let ident =
+            check_identifier(tenant, kind, value).map_err(|s| Error::acme(s.kind, s.detail))?;
         if matches!(&ident, Identifier::Dns(d) if d.is_wildcard()) {
             // §7.4.1: the identifier is the authorization's exact identifier, so
             // pre-authorization cannot authorize a wildcard.
             return Err(Error::malformed(
                 "a wildcard cannot be pre-authorized (RFC 8555 §7.4.1); order it instead",
-            ));
-        }
-        if subdomains && !matches!(ident, Identifier::Dns(_)) {
-            return Err(Error::malformed(
-                "subdomainAuthAllowed applies to dns identifiers only (RFC 9444 §4.1)",
             ));
         }
         let (stored, _) = authz_identifier(&ident);
@@ -247,11 +248,24 @@ mod tests {
 
     #[test]
     fn ancestors_end_on_a_label_boundary_and_exclude_the_name() {
-        assert!(is_proper_ancestor("a.b.routers.example.com", "routers.example.com"));
-        assert!(!is_proper_ancestor("evilrouters.example.com", "routers.example.com"));
-        assert!(!is_proper_ancestor("routers.example.com", "routers.example.com"));
+        assert!(is_proper_ancestor(
+            "a.b.routers.example.com",
+            "routers.example.com"
+        ));
+        assert!(!is_proper_ancestor(
+            "evilrouters.example.com",
+            "routers.example.com"
+        ));
+        assert!(!is_proper_ancestor(
+            "routers.example.com",
+            "routers.example.com"
+        ));
         assert!(covers("routers.example.com", "routers.example.com", true));
         assert!(!covers("routers.example.com", "routers.example.com", false));
-        assert!(!covers("a.routers.example.com", "routers.example.com", true));
+        assert!(!covers(
+            "a.routers.example.com",
+            "routers.example.com",
+            true
+        ));
     }
 }
