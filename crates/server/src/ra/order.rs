@@ -317,8 +317,7 @@ impl Ra {
                 .ancestor_grant(
                     tenant,
                     acct,
-                    &stored,
-                    wildcard,
+                    (&stored, wildcard),
                     asked.as_deref(),
                     now,
                     &mut ancestor_authzs,

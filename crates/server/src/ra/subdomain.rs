@@ -79,8 +79,7 @@ impl Ra {
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
-        ident: &StoredIdentifier,
-        wildcard: bool,
+        (ident, wildcard): (&StoredIdentifier, bool),
         only: Option<&str>,
         now: i64,
         cache: &mut AncestorCache,
@@ -222,7 +221,7 @@ impl Ra {
         {
             derived((Some(domain), None), expires)
         } else if let Some((ancestor, expires)) = self
-            .ancestor_grant(tenant, acct, &stored, false, None, now, &mut None)
+            .ancestor_grant(tenant, acct, (&stored, false), None, now, &mut None)
             .await?
             .filter(|_| !subdomains)
         {
