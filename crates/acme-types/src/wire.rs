@@ -69,6 +69,14 @@ pub struct Identifier {
     pub r#type: String,
     /// The identifier value, e.g. a domain name.
     pub value: String,
+    /// RFC 9444 §4.2: in a newOrder, an ancestor domain of a `dns` identifier the client
+    /// holds (or wants) an authorization for that covers its subdomains.
+    #[serde(
+        default,
+        rename = "ancestorDomain",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ancestor_domain: Option<String>,
 }
 
 impl Identifier {
@@ -82,6 +90,7 @@ impl Identifier {
         Self {
             r#type: Self::DNS.to_owned(),
             value: value.into(),
+            ancestor_domain: None,
         }
     }
 
@@ -90,6 +99,7 @@ impl Identifier {
         Self {
             r#type: Self::IP.to_owned(),
             value: value.into(),
+            ancestor_domain: None,
         }
     }
 }
@@ -286,6 +296,17 @@ pub struct NewOrder {
     /// Requested certificate profile name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+}
+
+/// A newAuthz request (RFC 8555 §7.4.1), with RFC 9444 §4.1 `subdomainAuthAllowed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAuthz {
+    /// The identifier to pre-authorize.
+    pub identifier: Identifier,
+    /// Ask for an authorization that also covers the names below the identifier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subdomain_auth_allowed: bool,
 }
 
 /// An account's orders list (RFC 8555 §7.1.2.1).

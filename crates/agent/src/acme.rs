@@ -112,6 +112,7 @@ impl Session {
             identifiers.push(Identifier {
                 r#type: PERMANENT_IDENTIFIER.into(),
                 value: dev.permanent_id().to_string(),
+                ancestor_domain: None,
             });
         }
         let mut payload = json!({ "identifiers": identifiers });

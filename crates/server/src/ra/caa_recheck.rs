@@ -90,6 +90,9 @@ impl Ra {
                     self.derived_caa_method(domain, &authz.identifier.value)
                         .await?
                 }
+                // Granted below an ancestor's authorization (RFC 9444), which only dns-01
+                // validates (§4.1): CAA of this very name, for dns-01.
+                None if authz.ancestor_authz.is_some() => Some(ChallengeKind::Dns01),
                 None => caa_method(&authz)?,
             };
             let Some(method) = method else {
@@ -194,6 +197,8 @@ mod tests {
                 .collect(),
             attested_by: None,
             derived_from: None,
+            subdomain_auth_allowed: false,
+            ancestor_authz: None,
         }
     }
 

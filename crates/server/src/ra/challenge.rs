@@ -167,6 +167,7 @@ impl Ra {
                 p.identifier = Some(acme_types::wire::Identifier {
                     r#type: authz.identifier.kind.clone(),
                     value: authz.identifier.value.clone(),
+                    ancestor_domain: None,
                 });
                 ChallengeOutcome {
                     valid: false,
@@ -376,6 +377,7 @@ impl Ra {
             p.identifier = Some(acme_types::wire::Identifier {
                 r#type: authz.identifier.kind.clone(),
                 value: authz.identifier.value.clone(),
+                ancestor_domain: None,
             });
             p
         };

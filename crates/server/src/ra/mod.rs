@@ -16,6 +16,7 @@ mod finalize;
 mod name_template;
 mod order;
 mod revoke;
+mod subdomain;
 mod validation_queue;
 
 pub use account::{AccountUpdate, NewAccount};

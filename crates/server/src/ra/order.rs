@@ -30,6 +30,8 @@ pub struct OrderOptions {
     pub profile: Option<String>,
     /// ARI certID of the certificate the order replaces (RFC 9773 §5).
     pub replaces: Option<String>,
+    /// RFC 9444 §4.2 `ancestorDomain`s: (identifier value as requested, ancestor domain).
+    pub ancestor_domains: Vec<(String, String)>,
 }
 
 /// An authorization with its status as the client sees it now.
@@ -158,7 +160,7 @@ pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
 
 /// The challenge types offered for an identifier: wildcards only via dns-01 (§7.1.3), IP
 /// identifiers never via dns-01 (RFC 8738 §7).
-fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'static str] {
+pub(crate) fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'static str] {
     match (ident.kind.as_str(), wildcard) {
         (PERMANENT_IDENTIFIER, _) => &[DEVICE_ATTEST_01],
         ("ip", _) => &["http-01", "tls-alpn-01"],
@@ -204,6 +206,8 @@ impl Ra {
         let mut idents = Vec::with_capacity(requested.len());
         let mut devices: Vec<StoredIdentifier> = Vec::new();
         let mut failures = Vec::new();
+        // (identifier value, its checked `ancestorDomain`), RFC 9444 §4.2.
+        let mut ancestors: Vec<(String, String)> = Vec::new();
         for (kind, value) in requested {
             if kind == PERMANENT_IDENTIFIER {
                 match check_permanent_identifier(tenant, value) {
@@ -212,8 +216,22 @@ impl Ra {
                 }
                 continue;
             }
+            let asked = opts.ancestor_domains.iter().find(|(v, _)| v == value);
+            if asked.is_some() && kind != "dns" {
+                return Err(Error::malformed(format!(
+                    "ancestorDomain is only allowed on a dns identifier, not on {kind} \
+                     (RFC 9444 §4.2)"
+                )));
+            }
             match check_identifier(tenant, kind, value) {
-                Ok(i) => idents.push(i),
+                Ok(i) => {
+                    if let Some((_, anc)) = asked {
+                        // Refused as a whole (`malformed`) before anything is stored.
+                        let anc = super::subdomain::check_ancestor_domain(tenant, &i, anc)?;
+                        ancestors.push((i.value(), anc));
+                    }
+                    idents.push(i)
+                }
                 Err(sub) => failures.push(sub),
             }
         }
@@ -256,6 +274,7 @@ impl Ra {
             .then(new_object_id);
         // Whether the account inherits its tenant's domains (issue 17), asked at most once.
         let mut inherits: Option<bool> = None;
+        let mut ancestor_authzs: super::subdomain::AncestorCache = None;
         for (stored, wildcard) in wanted {
             // A name at or below a validated tenant domain, for an account created with the
             // tenant's EAB: a fresh authorization, valid at once, without challenges, that
@@ -278,6 +297,49 @@ impl Ra {
                     challenges: Vec::new(),
                     attested_by: None,
                     derived_from: Some(domain_id),
+                    subdomain_auth_allowed: false,
+                    ancestor_authz: None,
+                });
+                continue;
+            }
+            // RFC 9444 §4.2: a name below an ancestor this account validated with
+            // subdomainAuthAllowed: a fresh authorization, valid at once, without challenges.
+            let shown = if wildcard {
+                format!("*.{}", stored.value)
+            } else {
+                stored.value.clone()
+            };
+            let asked = ancestors
+                .iter()
+                .find(|(v, _)| *v == shown)
+                .map(|(_, a)| a.clone());
+            if let Some((ancestor, expires)) = self
+                .ancestor_grant(
+                    tenant,
+                    acct,
+                    (&stored, wildcard),
+                    asked.as_deref(),
+                    now,
+                    &mut ancestor_authzs,
+                )
+                .await?
+            {
+                let id = new_object_id();
+                authz_ids.push(id.clone());
+                new_authzs.push(AuthzRecord {
+                    id,
+                    tenant: tenant.name.clone(),
+                    account_id: acct.id.clone(),
+                    identifier: stored,
+                    wildcard,
+                    status: AuthzState::Valid,
+                    expires,
+                    created_at: now,
+                    challenges: Vec::new(),
+                    attested_by: None,
+                    derived_from: None,
+                    subdomain_auth_allowed: false,
+                    ancestor_authz: Some(ancestor),
                 });
                 continue;
             }
@@ -344,6 +406,8 @@ impl Ra {
                 challenges,
                 attested_by,
                 derived_from: None,
+                subdomain_auth_allowed: false,
+                ancestor_authz: None,
             });
         }
         let order = OrderRecord {

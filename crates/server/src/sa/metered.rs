@@ -46,6 +46,8 @@ metered! {
     fn release_stale_order_claims(&self, now: i64) -> Result<Vec<String>, SaError>;
     fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError>;
     fn find_reusable_authz(&self, account_id: &str, ident: &StoredIdentifier, wildcard: bool, now: i64, min_expires: i64) -> Result<Option<String>, SaError>;
+    fn insert_authz(&self, authz: &AuthzRecord) -> Result<(), SaError>;
+    fn subdomain_ancestor_authzs(&self, tenant: &str, account_id: &str, now: i64) -> Result<Vec<AncestorAuthz>, SaError>;
     fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
     fn has_valid_authzs(&self, account_id: &str, authzs: &[(StoredIdentifier, bool)], now: i64) -> Result<bool, SaError>;
     fn try_start_challenge(&self, challenge_id: &str, lease: &Lease) -> Result<bool, SaError>;

@@ -295,8 +295,20 @@ pub trait Storage: Send + Sync {
         now: i64,
         min_expires: i64,
     ) -> Result<Option<String>, SaError>;
+    /// Stores an authorization made outside an order (RFC 8555 §7.4.1 newAuthz) with its
+    /// challenges, in one transaction.
+    async fn insert_authz(&self, authz: &AuthzRecord) -> Result<(), SaError>;
+    /// RFC 9444 §4.2: the account's valid, unexpired, non-wildcard DNS authorizations that
+    /// allow subdomains (`subdomain_auth_allowed`, themselves not derived), longest-lived first.
+    async fn subdomain_ancestor_authzs(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Vec<AncestorAuthz>, SaError>;
     /// Deactivates a pending or valid authorization (RFC 8555 §7.5.2), and with it the
-    /// authorizations attested by it; false if it was neither pending nor valid.
+    /// authorizations attested by it or derived from it (RFC 9444); false if it was neither
+    /// pending nor valid.
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError>;
     /// Whether the account holds a valid, unexpired authorization for each (identifier without
     /// `*.`, wildcard flag) pair (§7.6): a wildcard authorization covers only the wildcard name

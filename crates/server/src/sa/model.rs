@@ -144,6 +144,24 @@ pub struct AuthzRecord {
     /// granted it. Such an authorization is valid from the start, has no challenges, is never
     /// reused by another order and is deactivated when the domain is removed.
     pub derived_from: Option<String>,
+    /// RFC 9444 §4.1: the client asked for (and, once valid, holds) authority over the names
+    /// below this DNS identifier too. Such an authorization offers dns-01 only.
+    pub subdomain_auth_allowed: bool,
+    /// For a DNS name below an account's valid `subdomain_auth_allowed` authorization (RFC 9444
+    /// §4.2): that authorization's id. Valid from the start, no challenges, never outlives the
+    /// ancestor, never reused by another order, deactivated with the ancestor.
+    pub ancestor_authz: Option<String>,
+}
+
+/// An account's valid authorization that covers the names below it (RFC 9444).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AncestorAuthz {
+    /// The authorization's id.
+    pub id: String,
+    /// Its DNS name.
+    pub name: String,
+    /// Its expiry (UNIX seconds).
+    pub expires: i64,
 }
 
 /// A challenge (RFC 8555 §8).

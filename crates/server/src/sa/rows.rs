@@ -223,6 +223,7 @@ macro_rules! authz_with_challenges_where {
         concat!(
             "SELECT a.id, a.tenant, a.account_id, a.ident_type, a.ident_value, a.wildcard,
                     a.status, a.expires, a.created_at, a.attested_by, a.derived_from,
+                    a.subdomain_auth_allowed, a.ancestor_authz,
                     c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status,
                     c.validated_at AS c_validated_at, c.error AS c_error, c.record AS c_record
              FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id
@@ -257,6 +258,8 @@ pub(super) fn authz_head(r: &impl Cols) -> Result<AuthzRecord, SaError> {
         challenges: Vec::new(),
         attested_by: r.opt_text("attested_by")?,
         derived_from: r.opt_text("derived_from")?,
+        subdomain_auth_allowed: r.int("subdomain_auth_allowed")? != 0,
+        ancestor_authz: r.opt_text("ancestor_authz")?,
     })
 }
 

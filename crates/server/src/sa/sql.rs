@@ -50,11 +50,18 @@ pub(super) mod stmt {
     pub(crate) const REUSABLE_AUTHZ: &str =
         "SELECT id FROM authzs WHERE account_id = $1 AND ident_type = $2 AND ident_value = $3 AND wildcard = $4
          AND status IN ('valid', 'pending') AND expires > $5
-         AND attested_by IS NULL AND derived_from IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
+         AND attested_by IS NULL AND derived_from IS NULL AND ancestor_authz IS NULL AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = authzs.id)
          ORDER BY CASE status WHEN 'valid' THEN 0 ELSE 1 END, expires DESC LIMIT 1";
     /// Authorization deactivation: the names its attestation granted go with it.
     pub(crate) const DEACTIVATE_ATTESTED: &str =
-        "UPDATE authzs SET status = 'deactivated' WHERE attested_by = $1 AND status IN ('pending', 'valid')";
+        "UPDATE authzs SET status = 'deactivated' WHERE (attested_by = $1 OR ancestor_authz = $1) AND status IN ('pending', 'valid')";
+    /// newOrder (RFC 9444 §4.2): the account's valid authorizations that allow subdomains,
+    /// the longest-lived first.
+    pub(crate) const SUBDOMAIN_ANCESTOR_AUTHZS: &str =
+        "SELECT id, ident_value, expires FROM authzs WHERE account_id = $1 AND tenant = $2
+         AND ident_type = 'dns' AND wildcard = 0 AND status = 'valid' AND subdomain_auth_allowed = 1
+         AND expires > $3 AND ancestor_authz IS NULL AND derived_from IS NULL AND attested_by IS NULL
+         ORDER BY expires DESC";
     /// Challenge POST: start a validation (with its lease and the lease's owner).
     pub(crate) const START_CHALLENGE: &str =
         "UPDATE challenges SET status = 'processing', lease_until = $2, lease_owner = $3 WHERE id = $1 AND status = 'pending'
@@ -95,8 +102,8 @@ pub(super) mod stmt {
         "INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id) VALUES ($1, $2, $3)";
     /// newOrder: a new authorization.
     pub(crate) const INSERT_AUTHZ: &str =
-        "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by, derived_from)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+        "INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires, created_at, attested_by, derived_from, subdomain_auth_allowed, ancestor_authz)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     /// newOrder: a challenge of a new authorization.
     pub(crate) const INSERT_CHALLENGE: &str =
         "INSERT INTO challenges (id, authz_id, type, token, status) VALUES ($1, $2, $3, $4, $5)";
@@ -409,6 +416,8 @@ impl Storage for $ty {
             .bind(a.created_at)
             .bind(&a.attested_by)
             .bind(&a.derived_from)
+            .bind(a.subdomain_auth_allowed as i64)
+            .bind(&a.ancestor_authz)
             .execute(&mut *tx)
             .await?;
             for c in &a.challenges {
@@ -625,6 +634,69 @@ impl Storage for $ty {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    async fn insert_authz(&self, a: &AuthzRecord) -> Result<(), SaError> {
+        if let Some(w) = self.batch_writer() {
+            let a = a.clone();
+            return w
+                .run(move |c| super::sqlite_writes::insert_authzs(c, std::slice::from_ref(&a)))
+                .await;
+        }
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        sqlx::query(super::sql::stmt::INSERT_AUTHZ)
+            .bind(&a.id)
+            .bind(&a.tenant)
+            .bind(&a.account_id)
+            .bind(&a.identifier.kind)
+            .bind(&a.identifier.value)
+            .bind(a.wildcard as i64)
+            .bind(a.status.as_str())
+            .bind(a.expires)
+            .bind(a.created_at)
+            .bind(&a.attested_by)
+            .bind(&a.derived_from)
+            .bind(a.subdomain_auth_allowed as i64)
+            .bind(&a.ancestor_authz)
+            .execute(&mut *tx)
+            .await?;
+        for c in &a.challenges {
+            sqlx::query(super::sql::stmt::INSERT_CHALLENGE)
+                .bind(&c.id)
+                .bind(&a.id)
+                .bind(&c.kind)
+                .bind(&c.token)
+                .bind(c.status.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(())
+    }
+
+    async fn subdomain_ancestor_authzs(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Vec<super::AncestorAuthz>, SaError> {
+        let rows = sqlx::query(super::sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS)
+            .bind(account_id)
+            .bind(tenant)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::AncestorAuthz {
+                    id: r.try_get("id")?,
+                    name: r.try_get("ident_value")?,
+                    expires: r.try_get("expires")?,
+                })
+            })
+            .collect()
     }
 
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {

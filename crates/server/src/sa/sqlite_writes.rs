@@ -23,32 +23,7 @@ pub(super) fn insert_order(
             &[&o.id, &lc.profile, &lc.replaces_cert_id],
         )?;
     }
-    for a in insertion_order(new_authzs) {
-        execute(
-            c,
-            stmt::INSERT_AUTHZ,
-            &[
-                &a.id,
-                &a.tenant,
-                &a.account_id,
-                &a.identifier.kind,
-                &a.identifier.value,
-                &(a.wildcard as i64),
-                &a.status.as_str(),
-                &a.expires,
-                &a.created_at,
-                &a.attested_by,
-                &a.derived_from,
-            ],
-        )?;
-        for ch in &a.challenges {
-            execute(
-                c,
-                stmt::INSERT_CHALLENGE,
-                &[&ch.id, &a.id, &ch.kind, &ch.token, &ch.status.as_str()],
-            )?;
-        }
-    }
+    insert_authzs(c, new_authzs)?;
     execute(
         c,
         stmt::INSERT_ORDER,
@@ -178,6 +153,39 @@ pub(super) fn finish_challenge(
             execute(c, stmt::ATTESTED_VALID, &[&o.authz_expires, &challenge_id])?;
         } else {
             execute(c, stmt::ATTESTED_INVALID, &[&challenge_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// New authorizations and their challenges (newOrder, newAuthz).
+pub(super) fn insert_authzs(c: &Connection, new_authzs: &[AuthzRecord]) -> Result<(), SaError> {
+    for a in insertion_order(new_authzs) {
+        execute(
+            c,
+            stmt::INSERT_AUTHZ,
+            &[
+                &a.id,
+                &a.tenant,
+                &a.account_id,
+                &a.identifier.kind,
+                &a.identifier.value,
+                &(a.wildcard as i64),
+                &a.status.as_str(),
+                &a.expires,
+                &a.created_at,
+                &a.attested_by,
+                &a.derived_from,
+                &(a.subdomain_auth_allowed as i64),
+                &a.ancestor_authz,
+            ],
+        )?;
+        for ch in &a.challenges {
+            execute(
+                c,
+                stmt::INSERT_CHALLENGE,
+                &[&ch.id, &a.id, &ch.kind, &ch.token, &ch.status.as_str()],
+            )?;
         }
     }
     Ok(())

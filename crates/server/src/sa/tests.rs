@@ -61,6 +61,8 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
         }],
         attested_by: None,
         derived_from: None,
+        subdomain_auth_allowed: false,
+        ancestor_authz: None,
     };
     let order = OrderRecord {
         id: id.into(),
@@ -412,6 +414,8 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
         }],
         attested_by: None,
         derived_from: None,
+        subdomain_auth_allowed: false,
+        ancestor_authz: None,
     };
     let name = AuthzRecord {
         id: format!("{id}-name"),

@@ -49,7 +49,62 @@ fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
     if a.wildcard {
         v["wildcard"] = json!(true);
     }
+    if a.subdomain_auth_allowed {
+        // RFC 9444 §4.1: this authorization also covers the names below its identifier.
+        v["subdomainAuthAllowed"] = json!(true);
+    }
     v
+}
+
+/// newAuthz (RFC 8555 §7.4.1): 201 with the authorization and its `Location`.
+pub(super) async fn new_authz(
+    State(wfe): State<Arc<Wfe>>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
+    reply(
+        async {
+            let t = wfe.tenant(&tenant)?;
+            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let body: acme_types::wire::NewAuthz = v.json()?;
+            if body.identifier.ancestor_domain.is_some() {
+                return Err(Error::malformed(
+                    "ancestorDomain belongs in newOrder identifiers (RFC 9444 §4.2), not newAuthz",
+                ));
+            }
+            let acct = v.account()?;
+            // A pre-authorization is an order's worth of work and storage: it draws from the
+            // account's newOrder bucket (§6.6), given back if nothing is made.
+            let charges = vec![(
+                super::ratelimit::Limit::NewOrdersPerAccount,
+                acct.id.clone(),
+            )];
+            wfe.limits().take(&t.name, &charges).await?;
+            let made = wfe
+                .ra
+                .new_authz(
+                    &t,
+                    acct,
+                    &body.identifier.r#type,
+                    &body.identifier.value,
+                    body.subdomain_auth_allowed,
+                )
+                .await;
+            let view = match made {
+                Ok(view) => view,
+                Err(e) => {
+                    wfe.limits().refund(&t.name, &charges).await;
+                    return Err(e);
+                }
+            };
+            Ok(json_response(
+                StatusCode::CREATED,
+                &authz_json(&t, &view.authz, view.status),
+                Some(&t.url(&format!("authz/{}", view.authz.id))),
+            ))
+        }
+        .await,
+    )
 }
 
 pub(super) async fn authz(

@@ -12,6 +12,8 @@ pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<St
         let mut meta = json!({
             "caaIdentities": t.caa_identities,
             "externalAccountRequired": t.external_account_required,
+            // RFC 9444 §4.1: newAuthz accepts subdomainAuthAllowed.
+            "subdomainAuthAllowed": true,
         });
         if let Some(tos) = &t.terms_of_service {
             meta["termsOfService"] = json!(tos);
@@ -30,6 +32,8 @@ pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<St
             "newNonce": t.url("new-nonce"),
             "newAccount": t.url("new-account"),
             "newOrder": t.url("new-order"),
+            // RFC 8555 §7.4.1 pre-authorization.
+            "newAuthz": t.url("new-authz"),
             "revokeCert": t.url("revoke-cert"),
             "keyChange": t.url("key-change"),
             // RFC 9773 §3: clients append "/" and the certID.

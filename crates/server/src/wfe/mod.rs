@@ -144,6 +144,7 @@ pub fn router(wfe: Arc<Wfe>) -> Router {
     // Expensive work (signature checks, validations, signing, writes) behind the overload gate.
     let mut costly = Router::new()
         .route("/acme/{tenant}/new-order", post(order::new_order))
+        .route("/acme/{tenant}/new-authz", post(authz::new_authz))
         .route("/acme/{tenant}/order/{id}/finalize", post(order::finalize))
         .route("/acme/{tenant}/chall/{id}", post(authz::challenge));
     if wfe.cfg.max_in_flight > 0 {

@@ -69,6 +69,12 @@ pub(super) async fn new_order(
                     "notBefore and notAfter are not supported: the CA sets the validity period",
                 ));
             }
+            // RFC 9444 §4.2: an identifier may name its ancestor domain.
+            let ancestor_domains = body
+                .identifiers
+                .iter()
+                .filter_map(|i| Some((i.value.clone(), i.ancestor_domain.clone()?)))
+                .collect();
             let idents: Vec<(String, String)> = body
                 .identifiers
                 .into_iter()
@@ -77,6 +83,7 @@ pub(super) async fn new_order(
             let opts = crate::ra::OrderOptions {
                 profile: body.profile,
                 replaces: body.replaces,
+                ancestor_domains,
             };
             let acct = v.account()?;
             // §6.6: refused before anything is stored; given back if the order is not made.

@@ -24,6 +24,7 @@ impl IntoResponse for Error {
                         identifier: Some(acme_types::wire::Identifier {
                             r#type: s.identifier.0,
                             value: s.identifier.1,
+                            ancestor_domain: None,
                         }),
                     })
                     .collect();
