@@ -560,6 +560,41 @@ async fn va_api_corroborates_caa_and_txt_checks() {
     let err = va.check_dns_txt(record, "proof-2").await.unwrap_err();
     assert_eq!(err.acme_type(), "unauthorized", "{err}");
     assert!(err.detail().contains("perspective 5 (APNIC)"), "{err}");
+
+    // A tenant's parent-domain proof (`fleetca domain validate`, dns-01) goes through the
+    // same quorum: one perspective without the record is tolerated, two are not.
+    use fleetca::va::{DomainCheck, DomainProof};
+    let domain_check = |domain: &str, value: &str| DomainCheck {
+        domain: domain.to_string(),
+        proof: DomainProof::Dns01 {
+            expected: value.to_string(),
+        },
+        caa_identities: ids.clone(),
+        account_uri: acct.to_string(),
+    };
+    let name = "_acme-challenge.vendor-one.example.com";
+    primary_dns.set_txt(name, "domain-1");
+    for p in &perspectives[1..] {
+        p.dns_ref().set_txt(name, "domain-1");
+    }
+    va.check_domain_control(&domain_check("vendor-one.example.com", "domain-1"))
+        .await
+        .expect("four of five perspectives corroborate");
+    let name = "_acme-challenge.vendor-two.example.com";
+    primary_dns.set_txt(name, "domain-2");
+    for p in &perspectives[2..] {
+        p.dns_ref().set_txt(name, "domain-2");
+    }
+    let err = va
+        .check_domain_control(&domain_check("vendor-two.example.com", "domain-2"))
+        .await
+        .unwrap_err();
+    assert!(err.detail().contains("perspective 1"), "{err}");
+    assert!(err.detail().contains("perspective 2"), "{err}");
+    assert!(
+        !err.detail().contains("domain-2"),
+        "no record value echoed: {err}"
+    );
 }
 
 /// A public-trust tenant does not start with fewer perspectives than the BR phase-in requires

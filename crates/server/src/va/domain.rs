@@ -122,22 +122,34 @@ impl Va {
                 "no TXT record found at {qname}"
             )));
         }
-        let matched = match &check.proof {
-            DomainProof::Dns01 { expected } => values.iter().any(|v| v == expected.as_bytes()),
+        let matched = values.iter().find(|v| match &check.proof {
+            DomainProof::Dns01 { expected } => v.as_slice() == expected.as_bytes(),
             DomainProof::DnsPersist01 {
                 issuers,
                 account_uri,
                 now,
-            } => values.iter().any(|v| {
-                std::str::from_utf8(v)
-                    .is_ok_and(|s| persist_record_matches(s, issuers, account_uri, *now))
-            }),
-        };
-        if !matched {
+            } => std::str::from_utf8(v)
+                .is_ok_and(|s| persist_record_matches(s, issuers, account_uri, *now)),
+        });
+        let Some(matched) = matched else {
             return Err(ValidationError::IncorrectResponse(format!(
                 "{} TXT record(s) found at {qname} but none is the expected record",
                 values.len()
             )));
+        };
+        // BR §3.2.2.9: the remote perspectives must see the same record (the exact value found
+        // here, which for dns-persist-01 is the one that matched). Without perspectives
+        // configured this changes nothing.
+        if let Ok(found) = std::str::from_utf8(matched) {
+            let remote = super::mpic::Check::DnsTxt {
+                name: qname.clone(),
+                expected: found.to_string(),
+            };
+            if let Some(ev) = self.corroborate(&remote).await {
+                if !ev.corroborated {
+                    return Err(ev.to_error());
+                }
+            }
         }
         let method = if persist {
             ChallengeKind::DnsPersist01
