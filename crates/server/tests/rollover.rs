@@ -421,7 +421,10 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         leaf_pem.to_str().unwrap(),
     ]);
     assert!(
-        !out.success() && out.combined().contains("not issued by this data directory's root"),
+        !out.success()
+            && out
+                .combined()
+                .contains("not issued by this data directory's root"),
         "{out}"
     );
     let out = ca.cli(&[
@@ -439,7 +442,11 @@ fn rollover_issues_from_a_new_ca_while_the_old_one_keeps_answering_for_its_certi
         .iter_revoked_certificates()
         .map(|r| r.raw_serial().to_vec())
         .collect();
-    assert_eq!(revoked, vec![serial(&old_ca)], "only the retired CA is revoked");
+    assert_eq!(
+        revoked,
+        vec![serial(&old_ca)],
+        "only the retired CA is revoked"
+    );
     assert_ne!(serial(&old_ca), serial(&new_ca));
 }
 

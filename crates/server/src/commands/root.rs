@@ -84,8 +84,8 @@ fn sign_crl(a: &SignCrlArgs) -> anyhow::Result<()> {
     }
     to_revoke.extend(a.revoke_ca_certs.iter().cloned());
     for path in &to_revoke {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let der = pki::cert_info::pem_to_ders(&pem)?
             .into_iter()
             .next()
@@ -93,7 +93,10 @@ fn sign_crl(a: &SignCrlArgs) -> anyhow::Result<()> {
         // A root CRL lists only certificates this root issued (RFC 5280 §5: a CRL's entries
         // are the issuer's own); anything else is an operator mistake worth stopping for.
         if !issued_by(&der, &root_der) {
-            anyhow::bail!("{} was not issued by this data directory's root", path.display());
+            anyhow::bail!(
+                "{} was not issued by this data directory's root",
+                path.display()
+            );
         }
         let serial = pki::cert_info::serial_of(&der)?;
         if !entries.iter().any(|e| e.serial == serial) {
