@@ -14,7 +14,7 @@ use x509_cert_02::ext::Extension;
 use x509_cert_02::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
     BasicOcspResponse, CertId, CertStatus as WireStatus, OcspGeneralizedTime, OcspRequest,
-    OcspResponse, ResponderId, ResponseData, RevokedInfo, SingleResponse,
+    OcspResponse, Request, ResponderId, ResponseData, RevokedInfo, SingleResponse, TbsRequest,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -113,6 +113,61 @@ fn digest(alg: &ObjectIdentifier, data: &[u8]) -> Option<Vec<u8>> {
         return None;
     };
     Some(aws_lc_rs::digest::digest(alg, data).as_ref().to_vec())
+}
+
+/// A DER OCSPRequest (RFC 6960 §4.1.1) for `serial` of the CA in `issuer_cert_der`, with SHA-1
+/// CertID hashes (as RFC 5019 §2.1.1 asks of clients) and a nonce extension (§4.4.1) when
+/// given: what a relying party sends (for tests and tooling).
+pub fn build_request(
+    issuer_cert_der: &[u8],
+    serial: &[u8],
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, PkiError> {
+    let ids = issuer_ids(issuer_cert_der)?;
+    let sha1 = |d: &[u8]| {
+        OctetString::new(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref(),
+        )
+        .map_err(PkiError::parse("OCSP CertID"))
+    };
+    let cert_id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: OID_SHA1,
+            parameters: Some(Any::from(Null)),
+        },
+        issuer_name_hash: sha1(&ids.name_der)?,
+        issuer_key_hash: sha1(&ids.key_bits)?,
+        serial_number: x509_cert_02::serial_number::SerialNumber::new(serial)
+            .map_err(PkiError::parse("OCSP serial"))?,
+    };
+    let ext = match nonce {
+        None => None,
+        Some(n) => {
+            let inner = OctetString::new(n)
+                .and_then(|o| o.to_der())
+                .and_then(OctetString::new)
+                .map_err(PkiError::parse("OCSP nonce"))?;
+            Some(vec![Extension {
+                extn_id: OID_NONCE,
+                critical: false,
+                extn_value: inner,
+            }])
+        }
+    };
+    OcspRequest {
+        tbs_request: TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions: ext,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(PkiError::parse("OCSP request"))
 }
 
 /// Parses a DER OCSPRequest (RFC 6960 §4.1.1) for the CA in `issuer_cert_der`. Every
@@ -428,7 +483,6 @@ mod tests {
     use super::*;
     use crate::keys::{generate, KeyType};
     use crate::signer::FileSigner;
-    use x509_ocsp::{Request, TbsRequest};
 
     fn ca() -> (Vec<u8>, FileSigner) {
         let signer = FileSigner::new(generate(KeyType::EcdsaP256).unwrap());
@@ -437,44 +491,7 @@ mod tests {
     }
 
     fn request(issuer: &[u8], serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
-        let ids = issuer_ids(issuer).unwrap();
-        let sha1 = |d: &[u8]| {
-            OctetString::new(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref(),
-            )
-            .unwrap()
-        };
-        let cert_id = CertId {
-            hash_algorithm: AlgorithmIdentifierOwned {
-                oid: OID_SHA1,
-                parameters: Some(Any::from(Null)),
-            },
-            issuer_name_hash: sha1(&ids.name_der),
-            issuer_key_hash: sha1(&ids.key_bits),
-            serial_number: x509_cert_02::serial_number::SerialNumber::new(serial).unwrap(),
-        };
-        let ext = nonce.map(|n| {
-            vec![Extension {
-                extn_id: OID_NONCE,
-                critical: false,
-                extn_value: OctetString::new(OctetString::new(n).unwrap().to_der().unwrap())
-                    .unwrap(),
-            }]
-        });
-        x509_ocsp::OcspRequest {
-            tbs_request: TbsRequest {
-                version: Default::default(),
-                requestor_name: None,
-                request_list: vec![Request {
-                    req_cert: cert_id,
-                    single_request_extensions: None,
-                }],
-                request_extensions: ext,
-            },
-            optional_signature: None,
-        }
-        .to_der()
-        .unwrap()
+        build_request(issuer, serial, nonce).unwrap()
     }
 
     #[test]

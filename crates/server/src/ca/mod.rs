@@ -1,11 +1,14 @@
 //! The certificate authority role: the only server code that holds a CA signer. It issues
 //! end-entity certificates through `pki` (which re-checks policy and lints before the real
-//! key signs) and publishes CRLs. The front end never sees it; the RA calls it to finalize.
+//! key signs) and publishes CRLs and OCSP answers. The front end never sees it: the RA calls
+//! it to finalize and revoke, and the front end asks [`status::StatusHandle`] for the CRLs
+//! and OCSP answers the CA signed.
 
 pub mod crl_shard;
 pub mod ocsp;
 pub mod ocsp_signer;
 pub mod profile;
+pub mod status;
 pub mod tls_cert;
 
 #[cfg(test)]

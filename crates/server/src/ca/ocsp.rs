@@ -1,12 +1,12 @@
-//! The OCSP responder's signing side (RFC 6960). Every response is built and signed on demand
-//! from the stored certificate status (~35 µs each), so a revocation shows in the
-//! very next response: there is no cache of signed "good" answers to invalidate. Responses are
-//! signed by the delegated responder of [`super::ocsp_signer`] when one is installed.
+//! The OCSP responder's signing side (RFC 6960), in two steps so [`super::status`] can reuse
+//! a signed answer: [`IssuingCa::ocsp_statuses`] reads every asked-about certificate's status
+//! from storage as it is now, [`IssuingCa::sign_ocsp`] signs an answer for those statuses.
+//! Responses are signed by the delegated responder of [`super::ocsp_signer`] when one is
+//! installed.
 
 use super::IssuingCa;
-use crate::clock::Clock;
 use crate::sa::Storage;
-use pki::ocsp::{self, CertStatus, OcspError};
+use pki::ocsp::{self, CertStatus, OcspError, OcspQuery};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -28,46 +28,15 @@ pub struct OcspAnswer {
 }
 
 impl IssuingCa {
-    /// Answers a DER OCSPRequest for this CA: `good`, `revoked` (time and reason) or `unknown`
-    /// from storage as it is now; `unauthorized` for certificates of other issuers (§2.3),
-    /// `malformedRequest` for garbage, `tryLater` while the database or the CA key is
-    /// unreachable, `internalError` if storage or signing fails otherwise.
-    pub async fn ocsp_response(
+    /// Parses a DER OCSPRequest for this CA and reads the status of each certificate asked
+    /// about: `good`, `revoked` (time and reason) or `unknown`. Fails with `unauthorized` for
+    /// certificates of other issuers (RFC 6960 §2.3), `malformedRequest` for garbage,
+    /// `tryLater` while the database is unreachable, `internalError` otherwise.
+    pub(crate) async fn ocsp_statuses(
         &self,
         sa: &dyn Storage,
-        clock: &dyn Clock,
         request_der: &[u8],
-    ) -> OcspAnswer {
-        let answer = self.try_ocsp_response(sa, clock, request_der).await;
-        crate::metrics::ocsp_response(&self.name, answer.is_ok());
-        match answer {
-            Ok(a) => a,
-            Err(e) => {
-                match &e {
-                    OcspError::Internal(_) | OcspError::Signing(_) => {
-                        tracing::error!(error = %e, tenant = %self.name, "OCSP response failed")
-                    }
-                    OcspError::TryLater(_) => {
-                        tracing::warn!(error = %e, tenant = %self.name, "OCSP answered tryLater")
-                    }
-                    _ => {}
-                }
-                OcspAnswer {
-                    der: ocsp::error_response(&e),
-                    this_update: None,
-                    next_update: None,
-                    cacheable: false,
-                }
-            }
-        }
-    }
-
-    async fn try_ocsp_response(
-        &self,
-        sa: &dyn Storage,
-        clock: &dyn Clock,
-        request_der: &[u8],
-    ) -> Result<OcspAnswer, OcspError> {
+    ) -> Result<(OcspQuery, Vec<CertStatus>), OcspError> {
         let query = ocsp::parse_request(request_der, &self.cert_der)?;
         let mut statuses = Vec::with_capacity(query.certs.len());
         for c in &query.certs {
@@ -98,7 +67,19 @@ impl IssuingCa {
                 },
             });
         }
-        let now = clock.now();
+        Ok((query, statuses))
+    }
+
+    /// Signs the answer to `query` reporting `statuses`, valid from `now`. Signs with the
+    /// CA's key or its delegated responder's: blocks on an HSM, so callers whose signer
+    /// [blocks](IssuingCa::signer_blocks) run it on the blocking pool. A CA key that cannot
+    /// sign (an HSM token removed or reset) gives `tryLater`.
+    pub(crate) fn sign_ocsp(
+        &self,
+        query: &OcspQuery,
+        statuses: &[CertStatus],
+        now: OffsetDateTime,
+    ) -> Result<OcspAnswer, OcspError> {
         let mut next = now + OCSP_VALIDITY;
         // A delegated responder (RFC 6960 §4.2.2.2) signs while its certificate is valid; the
         // CA key takes over if it lapsed (serve re-issues it long before).
@@ -115,8 +96,8 @@ impl IssuingCa {
                     &self.cert_der,
                     &r.cert_der,
                     r.signer.as_ref(),
-                    &query,
-                    &statuses,
+                    query,
+                    statuses,
                     now,
                     next,
                 )?
@@ -124,8 +105,8 @@ impl IssuingCa {
             None => ocsp::build_response(
                 &self.cert_der,
                 self.signer.as_ref(),
-                &query,
-                &statuses,
+                query,
+                statuses,
                 now,
                 next,
             )
@@ -145,5 +126,31 @@ impl IssuingCa {
             next_update: Some(next.unix_timestamp()),
             cacheable: !query.has_nonce(),
         })
+    }
+
+    /// Counts one OCSP answer in `fleetca_ocsp_responses_total` and turns a failure into the
+    /// OCSP error response (RFC 6960 §2.3) a relying party gets, logging responder faults.
+    pub(crate) fn ocsp_outcome(&self, answer: Result<OcspAnswer, OcspError>) -> OcspAnswer {
+        crate::metrics::ocsp_response(&self.name, answer.is_ok());
+        match answer {
+            Ok(a) => a,
+            Err(e) => {
+                match &e {
+                    OcspError::Internal(_) | OcspError::Signing(_) => {
+                        tracing::error!(error = %e, tenant = %self.name, "OCSP response failed")
+                    }
+                    OcspError::TryLater(_) => {
+                        tracing::warn!(error = %e, tenant = %self.name, "OCSP answered tryLater")
+                    }
+                    _ => {}
+                }
+                OcspAnswer {
+                    der: ocsp::error_response(&e),
+                    this_update: None,
+                    next_update: None,
+                    cacheable: false,
+                }
+            }
+        }
     }
 }

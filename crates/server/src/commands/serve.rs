@@ -425,7 +425,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Spent nonces: in memory for one SQLite node, shared in PostgreSQL (see sa::nonce).
     let nonce_store = db.nonce_store(args.max_spent_nonces);
     let nonces = crate::wfe::NonceService::new(nonce_store, wfe_cfg.nonce_ttl).await?;
-    let wfe = Wfe::new(ra.clone(), wfe_cfg, nonces);
+    let status = crate::ca::status::StatusHandle::start(
+        Arc::clone(ra.tenant_set()),
+        Arc::clone(ra.storage()),
+        ra.lifecycle().cloned(),
+        Arc::clone(ra.clock()),
+    );
+    let wfe = Wfe::new(ra.clone(), status, wfe_cfg, nonces);
     wfe.set_rate_limits(limiter);
     wfe.spawn_nonce_pruner();
 

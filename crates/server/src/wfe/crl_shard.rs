@@ -19,15 +19,8 @@ pub(super) async fn shard_crl(
                 .strip_suffix(".crl")
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| Error::not_found("CRL"))?;
-            let ca = wfe
-                .ra
-                .issuing_ca(&tenant)
-                .ok_or_else(|| Error::not_found("CRL"))?;
-            let store = wfe.ra.lifecycle().ok_or_else(|| Error::not_found("CRL"))?;
+            let crl = wfe.status.shard_crl(&tenant, shard).await?;
             let clock = wfe.ra.clock();
-            let crl = ca
-                .current_shard_crl(store.as_ref(), clock.as_ref(), shard)
-                .await?;
             // Short: the shard is re-signed on the first fetch after a revocation.
             let max_age = (crl.next_update - clock.unix()).clamp(0, 60);
             let mut resp = (StatusCode::OK, Body::from(crl.der)).into_response();

@@ -17,10 +17,13 @@ pub mod problem;
 mod public;
 pub mod ratelimit;
 mod revoke;
+#[cfg(test)]
+mod roles;
 
 pub use client_ip::TrustedProxies;
 pub use nonce::NonceService;
 
+use crate::ca::status::StatusHandle;
 use crate::error::{Error, Result};
 use crate::ra::Ra;
 use crate::tenant::Tenant;
@@ -75,16 +78,25 @@ impl Default for WfeConfig {
 /// Shared state of the front end.
 pub struct Wfe {
     ra: Arc<Ra>,
+    /// CRLs and OCSP answers, signed by the CA side; the front end holds no signer.
+    status: StatusHandle,
     nonces: NonceService,
     cfg: WfeConfig,
     limits: std::sync::OnceLock<Arc<ratelimit::RateLimiter>>,
 }
 
 impl Wfe {
-    /// A front end over `ra`, with nonces from `nonces`.
-    pub fn new(ra: Arc<Ra>, cfg: WfeConfig, nonces: NonceService) -> Arc<Self> {
+    /// A front end over `ra`, serving the CRLs and OCSP answers of `status`, with nonces from
+    /// `nonces`.
+    pub fn new(
+        ra: Arc<Ra>,
+        status: StatusHandle,
+        cfg: WfeConfig,
+        nonces: NonceService,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ra,
+            status,
             nonces,
             cfg,
             limits: std::sync::OnceLock::new(),

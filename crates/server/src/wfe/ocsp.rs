@@ -57,18 +57,10 @@ fn ocsp_http(a: OcspAnswer, now: i64, get: bool) -> Response {
     resp
 }
 
-async fn answer(wfe: &Wfe, tenant: &str, der: &[u8], get: bool) -> Result<Response, Error> {
-    // `tenant` is the id of an issuing CA, active or retired (`IssuingCa::id`); a disabled
-    // tenant's CAs still answer for the certificates they issued.
-    let ca = wfe
-        .ra
-        .issuing_ca(tenant)
-        .ok_or_else(|| Error::not_found("OCSP responder"))?;
-    let clock = wfe.ra.clock();
-    let a = ca
-        .ocsp_response(wfe.ra.storage().as_ref(), clock.as_ref(), der)
-        .await;
-    Ok(ocsp_http(a, clock.unix(), get))
+async fn answer(wfe: &Wfe, ca_id: &str, der: &[u8], get: bool) -> Result<Response, Error> {
+    // `ca_id` is the id of an issuing CA, active or retired (`IssuingCa::id`).
+    let a = wfe.status.ocsp(ca_id, der).await?;
+    Ok(ocsp_http(a, wfe.ra.clock().unix(), get))
 }
 
 fn malformed() -> Response {

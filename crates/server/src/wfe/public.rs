@@ -25,25 +25,16 @@ pub(super) async fn crl(State(wfe): State<Arc<Wfe>>, Path(file): Path<String>) -
             let name = file
                 .strip_suffix(".crl")
                 .ok_or_else(|| Error::not_found("CRL"))?;
-            let clock = wfe.ra.clock();
             if name == "root" {
                 let der = wfe
-                    .ra
-                    .tenants()
-                    .iter()
-                    .find_map(|t| t.ca.root_crl())
+                    .status
+                    .root_crl()
                     .ok_or_else(|| Error::not_found("CRL"))?;
                 return Ok(der_response(der, "application/pkix-crl", 3600));
             }
-            let ca = wfe
-                .ra
-                .issuing_ca(name)
-                .ok_or_else(|| Error::not_found("CRL"))?;
-            let crl = ca
-                .current_crl(wfe.ra.storage().as_ref(), clock.as_ref())
-                .await?;
+            let crl = wfe.status.crl(name).await?;
             // Caches may keep it until shortly before nextUpdate, but not longer than an hour.
-            let max_age = (crl.next_update - clock.unix()).min(3600);
+            let max_age = (crl.next_update - wfe.ra.clock().unix()).min(3600);
             Ok(der_response(crl.der, "application/pkix-crl", max_age))
         }
         .await,
