@@ -270,3 +270,130 @@ fn public_issuance_waits_while_two_logs_are_down() {
     );
     assert!(shortfalls >= 2.0, "{m}");
 }
+
+/// The `fleetca-agent` binary beside this test's target directory, or `None` (skip) outside CI.
+fn agent_bin(test: &str) -> Option<PathBuf> {
+    let bin = std::env::var_os("FLEETCA_AGENT_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.join("fleetca-agent"))
+        })?;
+    let found = bin.is_file();
+    support::gate(
+        test,
+        found,
+        "fleetca-agent is missing (cargo build -p fleetca-agent)",
+    )
+    .then_some(bin)
+}
+
+/// Issue 17 under public trust, the router behind NAT: vendor A validates its parent domain
+/// once by dns-01 (corroborated by the five perspectives, BR §3.2.2.9), then three agents
+/// holding vendor A's EAB credential and running no listener (`--challenge none`) each get
+/// `config.<domain>` and their own `<serial>.<domain>`, each with its own key; every
+/// certificate chains to the openssl root and carries SCTs of two operators.
+#[test]
+fn public_tenant_domain_gives_devices_behind_nat_their_names() {
+    const TEST: &str = "public_tenant_domain_gives_devices_behind_nat_their_names";
+    if !support::require(TEST, &[Tool::Openssl, Tool::ChallTestSrv])
+        || !support::ct_check::python_ready(TEST)
+    {
+        return;
+    }
+    let Some(agent) = agent_bin(TEST) else { return };
+    let lab = Lab::start();
+    let v = &VENDORS[0];
+    let domain = v.permit;
+    let out = lab.ca.cli(&[
+        "domain", "add", "--tenant", v.name, domain, "--method", "dns-01", "--json",
+    ]);
+    assert!(out.success(), "{out}");
+    let added: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let (txt_name, txt_value) = (
+        added["txt_name"].as_str().unwrap().to_string(),
+        added["txt_value"].as_str().unwrap().to_string(),
+    );
+    let resolver = lab._cts.dns_addr();
+    let validate = || {
+        lab.ca.cli(&[
+            "domain",
+            "validate",
+            "--tenant",
+            v.name,
+            domain,
+            "--json",
+            "--dns-resolver",
+            &resolver,
+        ])
+    };
+    // Published where the CA looks but seen by only three of five perspectives: refused.
+    lab._cts.set_txt(&txt_name, &txt_value);
+    for p in &lab.perspectives[2..] {
+        p.dns_ref().set_txt(&txt_name, &txt_value);
+    }
+    let out = validate();
+    assert!(
+        !out.success(),
+        "two perspectives do not see the record\n{out}"
+    );
+    assert!(out.combined().contains("perspective"), "{out}");
+    assert!(
+        !out.combined().contains(&txt_value),
+        "no value echoed\n{out}"
+    );
+    // Everywhere: valid.
+    for p in &lab.perspectives {
+        p.dns_ref().set_txt(&txt_name, &txt_value);
+    }
+    let out = validate();
+    assert!(out.success(), "{out}");
+
+    let (kid, hmac) = lab.ca.eab_create(v.name, 10);
+    let directory = lab
+        .ca
+        .directory_url()
+        .replace("/acme/default/", &format!("/acme/{}/", v.name));
+    let config_name = format!("config.{domain}");
+    let mut keys = Vec::new();
+    for serial in ["sn-0001", "sn-0002", "sn-0003"] {
+        let dir = lab.ca.scratch().join(format!("agent-{serial}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("eab.key");
+        std::fs::write(&key_file, &hmac).unwrap();
+        let mut cmd = std::process::Command::new(&agent);
+        cmd.arg("issue")
+            .args(["--server", &directory])
+            .arg("--server-root")
+            .arg(lab.ca.root_pem_path())
+            .arg("--out-dir")
+            .arg(dir.join("out"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--eab-kid", &kid])
+            .arg("--eab-hmac-key-file")
+            .arg(&key_file)
+            .args(["--domain", &config_name])
+            .args(["--domain", &format!("{serial}.{domain}")])
+            .args(["--challenge", "none", "--order-timeout", "90"]);
+        let out = support::run(cmd, Duration::from_secs(120));
+        assert_eq!(
+            out.status.and_then(|s| s.code()),
+            Some(10),
+            "{out}\n{}",
+            lab.ca.log()
+        );
+        let leaf = dir.join("out/cert.pem");
+        let chain = dir.join("out/chain.pem");
+        assert!(openssl_verify_strict(&lab.root, &chain, &leaf), "{serial}");
+        let text = openssl_text(&leaf);
+        assert!(text.contains(&format!("DNS:{config_name}")), "{text}");
+        assert!(text.contains(&format!("DNS:{serial}.{domain}")), "{text}");
+        check_scts(&lab.ca, &lab.logs, &leaf, &chain, 2..=3);
+        keys.push(std::fs::read(dir.join("out/key.pem")).unwrap());
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "each device has its own key");
+}

@@ -160,6 +160,9 @@ fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         dns_resolver: a.dns_resolver,
         ..Default::default()
     })?;
+    // The same corroboration as the server's (BR §3.2.2.9): the remote perspectives of
+    // fleetca.toml's [mpic], when it lists any, must see the record and pass CAA too.
+    let va = super::serve::with_perspectives(va, &ctx.dd, &ctx.dd.load_config()?)?;
     let now = now_unix();
     match ctx.block_on(crate::ra::validate_domain(
         ctx.db.as_ref(),

@@ -638,7 +638,11 @@ fn check_perspective_minimum(
 }
 
 /// Makes `va` a primary VA when `[mpic]` lists perspectives.
-fn with_perspectives(va: Va, dd: &DataDir, cfg: &crate::datadir::CaConfig) -> anyhow::Result<Va> {
+pub(super) fn with_perspectives(
+    va: Va,
+    dd: &DataDir,
+    cfg: &crate::datadir::CaConfig,
+) -> anyhow::Result<Va> {
     let configured = cfg.mpic.as_ref().map_or(0, |m| m.perspectives.len());
     let Some(section) = cfg.mpic.as_ref().filter(|m| !m.perspectives.is_empty()) else {
         return Ok(va);
