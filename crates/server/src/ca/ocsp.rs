@@ -1,6 +1,6 @@
 //! The OCSP responder's signing side (RFC 6960), in two steps so [`super::status`] can reuse
-//! a signed answer: [`IssuingCa::ocsp_statuses`] reads every asked-about certificate's status
-//! from storage as it is now, [`IssuingCa::sign_ocsp`] signs an answer for those statuses.
+//! a signed answer: `IssuingCa::ocsp_statuses` reads every asked-about certificate's status
+//! from storage as it is now, `IssuingCa::sign_ocsp` signs an answer for those statuses.
 //! Responses are signed by the delegated responder of [`super::ocsp_signer`] when one is
 //! installed.
 
