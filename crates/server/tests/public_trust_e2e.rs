@@ -271,24 +271,6 @@ fn public_issuance_waits_while_two_logs_are_down() {
     assert!(shortfalls >= 2.0, "{m}");
 }
 
-/// The `fleetca-agent` binary beside this test's target directory, or `None` (skip) outside CI.
-fn agent_bin(test: &str) -> Option<PathBuf> {
-    let bin = std::env::var_os("FLEETCA_AGENT_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.join("fleetca-agent"))
-        })?;
-    let found = bin.is_file();
-    support::gate(
-        test,
-        found,
-        "fleetca-agent is missing (cargo build -p fleetca-agent)",
-    )
-    .then_some(bin)
-}
-
 /// Issue 17 under public trust, the router behind NAT: vendor A validates its parent domain
 /// once by dns-01 (corroborated by the five perspectives, BR §3.2.2.9), then three agents
 /// holding vendor A's EAB credential and running no listener (`--challenge none`) each get
@@ -302,7 +284,9 @@ fn public_tenant_domain_gives_devices_behind_nat_their_names() {
     {
         return;
     }
-    let Some(agent) = agent_bin(TEST) else { return };
+    let Some(agent) = support::agent_bin(TEST) else {
+        return;
+    };
     let lab = Lab::start();
     let v = &VENDORS[0];
     let domain = v.permit;

@@ -149,24 +149,6 @@ fn assert_challenged(o: &Value, authzs: &[Value]) {
     }
 }
 
-/// The `fleetca-agent` binary beside this test's target directory, or `None` (skip) outside CI.
-fn agent_bin(test: &str) -> Option<PathBuf> {
-    let bin = std::env::var_os("FLEETCA_AGENT_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.join("fleetca-agent"))
-        })?;
-    let found = bin.is_file();
-    support::gate(
-        test,
-        found,
-        "fleetca-agent is missing (cargo build -p fleetca-agent)",
-    )
-    .then_some(bin)
-}
-
 /// Runs the agent for `serial` with the tenant's EAB credential and `extra` arguments; returns
 /// its output and out dir.
 fn run_agent(
@@ -228,7 +210,9 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
     if !support::require(TEST, &[Tool::ChallTestSrv]) {
         return;
     }
-    let Some(agent) = agent_bin(TEST) else { return };
+    let Some(agent) = support::agent_bin(TEST) else {
+        return;
+    };
     let env = tokio::task::spawn_blocking(|| start(&[])).await.unwrap();
     let cred = env.ca.eab_create(TENANT, 10);
 

@@ -1,6 +1,6 @@
 //! Storage of continuous coverage (docs/coverage.md): the `cert_coverage` table holds, per
 //! certificate, what its coverage state is derived from. The refresher
-//! ([`crate::ra::coverage::sync`]) copies new certificates and revocations into it; issuance
+//! (the RA's coverage refresher) copies new certificates and revocations into it; issuance
 //! never writes it. renewalInfo polls update `last_poll` at most once per poll interval.
 //!
 //! The state of a row is defined once, by the SQL expression [`state_expr!`], so the counts,

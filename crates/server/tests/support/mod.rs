@@ -1499,3 +1499,21 @@ pub(crate) fn pem_blocks(text: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// The `fleetca-agent` binary beside this test's target directory, or `None` (skip) outside CI.
+pub(crate) fn agent_bin(test: &str) -> Option<std::path::PathBuf> {
+    let bin = std::env::var_os("FLEETCA_AGENT_BIN")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.join("fleetca-agent"))
+        })?;
+    let found = bin.is_file();
+    gate(
+        test,
+        found,
+        "fleetca-agent is missing (cargo build -p fleetca-agent)",
+    )
+    .then_some(bin)
+}
