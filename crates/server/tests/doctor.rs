@@ -252,6 +252,49 @@ fn doctor_fails_when_the_pkcs11_token_is_unreachable() {
 }
 
 #[test]
+fn doctor_warns_on_a_public_tenant_without_ct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = deployment(tmp.path());
+    let cfg = dir.join("fleetca.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("trust = \"private\"\n"), "{text}");
+    // What a test fixture does to isolate a sub-CA from CT, left in a deployment.
+    std::fs::write(
+        &cfg,
+        text.replacen(
+            "trust = \"private\"\n",
+            "trust = \"public\"\nct_required = false\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (_, report) = doctor(&dir, &[], &[]);
+    let warned: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "public_ct")
+        .collect();
+    assert_eq!(warned.len(), 1, "{report:#}");
+    assert_eq!(warned[0]["status"], "warn", "{report:#}");
+    let detail = warned[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("ct_required = false"), "{detail}");
+
+    // A private tenant gets no such finding: CT is the browsers' rule for public trust.
+    std::fs::write(&cfg, &text).unwrap();
+    let (ok, report) = doctor(&dir, &[], &[]);
+    assert!(ok, "{report:#}");
+    assert!(
+        !report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["check"] == "public_ct"),
+        "{report:#}"
+    );
+}
+
+#[test]
 fn doctor_fails_on_loopback_public_urls() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");

@@ -164,6 +164,7 @@ pub(crate) fn check_all(args: &DoctorArgs) -> Vec<Finding> {
         out.extend(key_files(&dd));
         out.extend(issuing_cas(&dd, cfgs, &args.keys));
         out.extend(public_urls(cfgs, args));
+        out.extend(public_ct(cfgs));
         out.extend(clock(&dd, cfgs));
         out.push(database(&dd, args));
     }
@@ -336,6 +337,31 @@ fn issuing_cas(dd: &DataDir, cfgs: &[CaConfig], keys: &KeyProtection) -> Vec<Fin
                         None => "give the key passphrase (FLEETCA_KEY_PASSPHRASE or --key-passphrase-file) or restore the key from backup".to_string(),
                     },
                 ),
+            }
+        })
+        .collect()
+}
+
+/// Publicly trusted tenants that issue without Certificate Transparency. CT is not a BR
+/// requirement but the browsers' (Chrome and Apple CT policies, RFC 6962 SCTs): a public
+/// tenant with `ct_required = false` issues certificates the browsers it exists for reject.
+/// Tests set it to isolate a sub-CA from CT; a deployment should not, so it is a `warn`.
+fn public_ct(cfgs: &[CaConfig]) -> Vec<Finding> {
+    const CHECK: &str = "public_ct";
+    cfgs.iter()
+        .filter(|c| c.ca.trust == crate::datadir::Trust::Public)
+        .map(|c| {
+            let name = &c.ca.name;
+            if c.ca.ct_required() {
+                Finding::ok(CHECK, format!("tenant {name:?}: certificates carry SCTs"))
+            } else {
+                Finding::warn(
+                    CHECK,
+                    format!(
+                        "tenant {name:?} is publicly trusted but has ct_required = false: its certificates carry no SCTs, so Chrome and Safari reject them"
+                    ),
+                    "remove `ct_required = false` from the tenant's [ca] section (docs/ct.md)",
+                )
             }
         })
         .collect()

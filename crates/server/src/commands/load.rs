@@ -244,6 +244,14 @@ pub(crate) fn load_ct(
     let Some(logs) =
         crate::ct::logs_from_config(&cfg.ca.ct_logs, cfg.ca.ct_required(), ca.longest_validity())?
     else {
+        if cfg.ca.trust == crate::datadir::Trust::Public {
+            // Allowed (tests isolate a sub-CA from CT this way), never quietly: browsers reject
+            // a publicly trusted certificate without SCTs. `fleetca doctor` warns too.
+            tracing::warn!(
+                tenant = %cfg.ca.name,
+                "publicly trusted tenant with ct_required = false: its certificates carry no SCTs and browsers will reject them"
+            );
+        }
         return Ok(None);
     };
     let roots = std::fs::read_to_string(crate::ct::SYSTEM_ROOTS).unwrap_or_default();
