@@ -204,40 +204,9 @@ fn encrypted_ca_keys_need_the_passphrase() {
     drop(s.guard);
 }
 
-fn openssl(args: &[&str], cwd: &Path) {
-    let mut cmd = Command::new(Tool::Openssl.path());
-    cmd.args(args).current_dir(cwd);
-    let out = run(cmd, Duration::from_secs(30));
-    assert!(out.success(), "openssl {args:?}\n{out}");
-}
-
-/// openssl plays the outside root: it signs the CSR with the extensions in `ext`.
+/// openssl plays the outside root: it signs the CSR with only the extensions in `ext`.
 fn outside_root_signs(dir: &Path, csr: &Path, ext: &str, out: &str) -> PathBuf {
-    std::fs::write(dir.join("ext.cnf"), format!("[v3]\n{ext}\n")).unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            csr.to_str().unwrap(),
-            "-CA",
-            "root.pem",
-            "-CAkey",
-            "root.key",
-            "-CAcreateserial",
-            "-days",
-            "365",
-            "-sha384",
-            "-extfile",
-            "ext.cnf",
-            "-extensions",
-            "v3",
-            "-out",
-            out,
-        ],
-        dir,
-    );
-    dir.join(out)
+    support::public_root::root_signs(dir, csr, &format!("[v3]\n{ext}\n"), false, out)
 }
 
 #[test]
@@ -286,30 +255,7 @@ fn public_trust_subca_csr_import_and_issue() {
     let o = run(cmd, Duration::from_secs(30));
     assert!(!o.success() && o.stderr.contains("subca import"), "{o}");
 
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-384",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=Outside Root",
-            "-addext",
-            "basicConstraints=critical,CA:true",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-        w,
-    );
+    support::public_root::make_root(w);
     // Public trust: the directoryName subtree (the CA's C and O) is required next to the DNS
     // and IP ones (BR §7.1.2.5.2).
     let constrained = "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth\nnameConstraints=critical,permitted;DNS:routers.example.com,permitted;dirName:nc_dir,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n[nc_dir]\nC=GB\nO=Example Routers Ltd";
@@ -564,7 +510,7 @@ fn revocation_reaches_the_crl_over_plain_http() {
         ),
     )
     .unwrap();
-    openssl(
+    support::public_root::openssl(
         &[
             "crl",
             "-inform",

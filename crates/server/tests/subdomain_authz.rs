@@ -86,22 +86,6 @@ async fn order_authzs(c: &Client, r: &client::Resp) -> (Value, Vec<Value>) {
     (o, authzs)
 }
 
-fn assert_ready_without_challenges(o: &Value, authzs: &[Value]) {
-    assert_eq!(o["status"], "ready", "{o}");
-    for a in authzs {
-        assert_eq!(a["status"], "valid", "{a}");
-        assert_eq!(a["challenges"], json!([]), "{a}");
-    }
-}
-
-fn assert_challenged(o: &Value, authzs: &[Value]) {
-    assert_eq!(o["status"], "pending", "{o}");
-    for a in authzs {
-        assert_eq!(a["status"], "pending", "{a}");
-        assert!(!a["challenges"].as_array().unwrap().is_empty(), "{a}");
-    }
-}
-
 /// Answers the pending authorization at `url` by dns-01 and waits until it is valid.
 async fn answer_dns01(env: &Env, c: &Client, url: &str) -> Value {
     let authz = c.post(url, None).await.json();
@@ -200,7 +184,7 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
         &new_order(&owner, json!([{"type": "dns", "value": SUBDOMAIN}])).await,
     )
     .await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 
     let valid = answer_dns01(&env, &owner, &ancestor_url).await;
     assert_eq!(valid["status"], "valid", "{valid}");
@@ -217,7 +201,7 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
         let r = new_order(&owner, json!([ident])).await;
         let url = r.location();
         let (o, authzs) = order_authzs(&owner, &r).await;
-        assert_ready_without_challenges(&o, &authzs);
+        support::authz::assert_granted(&o, &authzs);
         assert!(authzs[0]["expires"].as_str() <= valid["expires"].as_str());
         if ident["value"] == SUBDOMAIN {
             let (chain, _) = owner.finalize_and_download(&url, &o, &[SUBDOMAIN]).await;
@@ -232,7 +216,7 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
         json!({"type": "dns", "value": SUBDOMAIN, "ancestorDomain": ANCESTOR}),
     ] {
         let (o, authzs) = order_authzs(&other, &new_order(&other, json!([ident])).await).await;
-        assert_challenged(&o, &authzs);
+        support::authz::assert_challenged(&o, &authzs);
     }
 
     // An authorization without subdomainAuthAllowed covers its own name only.
@@ -259,14 +243,14 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
         .await,
     )
     .await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
     let r = new_order(
         &owner,
         json!([{"type": "dns", "value": "x.other.example.com", "ancestorDomain": "other.example.com"}]),
     )
     .await;
     let (o, authzs) = order_authzs(&owner, &r).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 
     // Deactivating the ancestor stops it at once, and takes the names derived from it along.
     let r = new_order(
@@ -275,7 +259,7 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
     )
     .await;
     let (o, derived) = order_authzs(&owner, &r).await;
-    assert_ready_without_challenges(&o, &derived);
+    support::authz::assert_granted(&o, &derived);
     let r = owner
         .post(&ancestor_url, Some(&json!({"status": "deactivated"})))
         .await;
@@ -294,5 +278,5 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
         .await,
     )
     .await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 }

@@ -133,22 +133,6 @@ async fn order(c: &Client, names: &[&str]) -> (String, Value, Vec<Value>) {
     (url, o, authzs)
 }
 
-fn assert_granted(o: &Value, authzs: &[Value]) {
-    assert_eq!(o["status"], "ready", "{o}");
-    for a in authzs {
-        assert_eq!(a["status"], "valid", "{a}");
-        assert_eq!(a["challenges"], json!([]), "{a}");
-    }
-}
-
-fn assert_challenged(o: &Value, authzs: &[Value]) {
-    assert_eq!(o["status"], "pending", "{o}");
-    for a in authzs {
-        assert_eq!(a["status"], "pending", "{a}");
-        assert!(!a["challenges"].as_array().unwrap().is_empty(), "{a}");
-    }
-}
-
 /// Runs the agent for `serial` with the tenant's EAB credential and `extra` arguments; returns
 /// its output and out dir.
 fn run_agent(
@@ -232,7 +216,7 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
     assert_eq!(env.listed()["status"], "invalid");
     let eab_acct = env.account(Some(&cred)).await;
     let (_, o, authzs) = order(&eab_acct, &[CONFIG_NAME]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
     // A wrong value is no better.
     env.dns
         .set_txt(&format!("_acme-challenge.{DOMAIN}"), "not-the-value");
@@ -289,7 +273,7 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
     // Wildcards under the DNS-validated domain are granted too; the authorization names
     // the domain (no challenges) and expires no later than it.
     let (order_url, o, authzs) = order(&eab_acct, &[&format!("*.{DOMAIN}")]).await;
-    assert_granted(&o, &authzs);
+    support::authz::assert_granted(&o, &authzs);
     assert!(authzs[0]["wildcard"] == true);
     let expires = time::OffsetDateTime::parse(
         authzs[0]["expires"].as_str().unwrap(),
@@ -305,15 +289,15 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
 
     // A name outside the domain, and an account without EAB, get ordinary challenges.
     let (_, o, authzs) = order(&eab_acct, &["other.example.com"]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
     let plain = env.account(None).await;
     let (_, o, authzs) = order(&plain, &[CONFIG_NAME]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 
     // An order made ready by the domain, then the domain removed: the order cannot be
     // finalized, and the next order gets challenges.
     let (ready_url, ready, authzs) = order(&eab_acct, &["sn-0009.routers.example.com"]).await;
-    assert_granted(&ready, &authzs);
+    support::authz::assert_granted(&ready, &authzs);
     let out = env.domain("remove", &[DOMAIN, "--json"]);
     assert!(out.success(), "{out}");
     assert_eq!(env.listed(), Value::Null);
@@ -331,7 +315,7 @@ async fn dns01_domain_grants_the_tenants_eab_accounts_until_it_is_removed() {
         .await;
     assert_eq!(r.problem(), "orderNotReady", "{:?}", r.json());
     let (_, o, authzs) = order(&eab_acct, &[CONFIG_NAME]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
     // An agent that answers no challenge now fails clearly (exit 22), issuing nothing.
     let before = env.counts().await;
     let (out, _) = run_agent(&env, &agent, "sn-0004", &cred, &["--challenge", "none"]);
@@ -389,7 +373,7 @@ async fn dns_persist_domain_is_revalidated_and_alerts_when_its_record_is_gone() 
 
     let c = env.account(Some(&cred)).await;
     let (_, o, authzs) = order(&c, &[CONFIG_NAME]).await;
-    assert_granted(&o, &authzs);
+    support::authz::assert_granted(&o, &authzs);
 
     // The server revalidates on its own while the record is there...
     let first_check = env.listed()["last_checked_at"].as_i64().unwrap();
@@ -423,7 +407,7 @@ async fn dns_persist_domain_is_revalidated_and_alerts_when_its_record_is_gone() 
     );
     assert!(env.ca.log().contains("dns-persist-01 revalidation failed"));
     let (_, o, authzs) = order(&c, &[CONFIG_NAME]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -724,7 +708,7 @@ async fn caa_and_a_revoked_credential_stop_what_the_domain_grants() {
     let name = "caa-denied.routers.example.com";
     add_caa(&env.dns, name, "issue", "other-ca.example");
     let (_, o, authzs) = order(&c, &[name]).await;
-    assert_granted(&o, &authzs);
+    support::authz::assert_granted(&o, &authzs);
     let before = env.counts().await;
     let (csr, _) = client::csr(&[name], &rcgen::PKCS_ECDSA_P256_SHA256);
     let r = c
@@ -740,5 +724,5 @@ async fn caa_and_a_revoked_credential_stop_what_the_domain_grants() {
     let out = env.ca.cli(&["eab", "revoke", &cred.0]);
     assert!(out.success(), "{out}");
     let (_, o, authzs) = order(&c, &[CONFIG_NAME]).await;
-    assert_challenged(&o, &authzs);
+    support::authz::assert_challenged(&o, &authzs);
 }

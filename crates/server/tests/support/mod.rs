@@ -119,6 +119,7 @@ fn is_executable(p: &Path) -> bool {
 mod gate;
 #[allow(unused_imports)] // each test crate uses a different subset
 pub(crate) use gate::{gate, in_ci, postgres_url};
+pub(crate) mod authz;
 pub(crate) mod ct_check;
 pub(crate) mod ct_log;
 pub(crate) mod metrics;
