@@ -1,12 +1,12 @@
 //! Authorizations (RFC 8555 §7.5) and challenges (§7.5.1).
 
-use super::jose::KeyMode;
+use super::jose::AccountPost;
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
 use crate::sa::{AuthzRecord, ChallengeRecord};
 use crate::tenant::Tenant;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::json;
@@ -57,22 +57,16 @@ fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
 }
 
 /// newAuthz (RFC 8555 §7.4.1): 201 with the authorization and its `Location`.
-pub(super) async fn new_authz(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let (t, acct) = (&v.tenant, &v.account);
             let body: acme_types::wire::NewAuthz = v.json()?;
             if body.identifier.ancestor_domain.is_some() {
                 return Err(Error::malformed(
                     "ancestorDomain belongs in newOrder identifiers (RFC 9444 §4.2), not newAuthz",
                 ));
             }
-            let acct = v.account()?;
             // A pre-authorization is an order's worth of work and storage: it draws from the
             // account's newOrder bucket (§6.6), given back if nothing is made.
             let charges = vec![(
@@ -83,7 +77,7 @@ pub(super) async fn new_authz(
             let made = wfe
                 .ra
                 .new_authz(
-                    &t,
+                    t,
                     acct,
                     &body.identifier.r#type,
                     &body.identifier.value,
@@ -99,7 +93,7 @@ pub(super) async fn new_authz(
             };
             Ok(json_response(
                 StatusCode::CREATED,
-                &authz_json(&t, &view.authz, view.status),
+                &authz_json(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{}", view.authz.id))),
             ))
         }
@@ -109,16 +103,14 @@ pub(super) async fn new_authz(
 
 pub(super) async fn authz(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = v.account()?;
-            let view = if v.jws.payload.is_empty() {
-                wfe.ra.get_authz(&t, acct, &id).await?
+            let (t, acct) = (&v.tenant, &v.account);
+            let view = if v.is_post_as_get() {
+                wfe.ra.get_authz(t, acct, &id).await?
             } else {
                 #[derive(serde::Deserialize)]
                 struct Upd {
@@ -126,7 +118,7 @@ pub(super) async fn authz(
                 }
                 let upd: Upd = v.json()?;
                 match upd.status.as_deref() {
-                    Some("deactivated") => wfe.ra.deactivate_authz(&t, acct, &id).await?,
+                    Some("deactivated") => wfe.ra.deactivate_authz(t, acct, &id).await?,
                     _ => return Err(Error::malformed(
                         "an authorization can only be updated with {\"status\": \"deactivated\"}",
                     )),
@@ -134,7 +126,7 @@ pub(super) async fn authz(
             };
             let mut resp = json_response(
                 StatusCode::OK,
-                &authz_json(&t, &view.authz, view.status),
+                &authz_json(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{id}"))),
             );
             if view.status == "pending"
@@ -155,16 +147,14 @@ pub(super) async fn authz(
 
 pub(super) async fn challenge(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = v.account()?;
-            let (ch, authz) = if v.jws.payload.is_empty() {
-                wfe.ra.get_challenge(&t, acct, &id).await?
+            let (t, acct) = (&v.tenant, &v.account);
+            let (ch, authz) = if v.is_post_as_get() {
+                wfe.ra.get_challenge(t, acct, &id).await?
             } else {
                 // §7.5.1: the client signals readiness with an empty JSON object; fields are
                 // ignored, except `attObj` (draft-ietf-acme-device-attest §5), which carries a
@@ -179,11 +169,11 @@ pub(super) async fn challenge(
                 // starts a validation (given back on success), so an account that keeps
                 // failing waits before starting more, however many it starts at once.
                 match att_obj {
-                    Some(att) => wfe.ra.respond_attestation(&t, acct, &id, &att).await?,
-                    None => wfe.ra.respond_challenge(&t, acct, &id).await?,
+                    Some(att) => wfe.ra.respond_attestation(t, acct, &id, &att).await?,
+                    None => wfe.ra.respond_challenge(t, acct, &id).await?,
                 }
             };
-            let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);
+            let mut resp = json_response(StatusCode::OK, &challenge_json(t, &ch), None);
             let h = resp.headers_mut();
             if let Ok(up) = HeaderValue::from_str(&format!(
                 "<{}>;rel=\"up\"",

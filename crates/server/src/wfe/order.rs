@@ -1,14 +1,14 @@
 //! Orders: newOrder (RFC 8555 §7.4), order status, and finalize.
 
-use super::jose::KeyMode;
+use super::jose::AccountPost;
 use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::ra::OrderView;
 use crate::tenant::Tenant;
 use acme_types::wire;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::json;
@@ -53,15 +53,10 @@ fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
     resp
 }
 
-pub(super) async fn new_order(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let (t, acct) = (&v.tenant, &v.account);
             let body: wire::NewOrder = v.json()?;
             if body.not_before.is_some() || body.not_after.is_some() {
                 // §7.4 lets the server refuse these; the validity period is the CA's policy.
@@ -85,18 +80,17 @@ pub(super) async fn new_order(
                 replaces: body.replaces,
                 ancestor_domains,
             };
-            let acct = v.account()?;
             // §6.6: refused before anything is stored; given back if the order is not made.
             let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
             wfe.limits().take(&t.name, &charges).await?;
-            let view = match wfe.ra.new_order_with(&t, acct, &idents, &opts).await {
+            let view = match wfe.ra.new_order_with(t, acct, &idents, &opts).await {
                 Ok(view) => view,
                 Err(e) => {
                     wfe.limits().refund(&t.name, &charges).await;
                     return Err(e);
                 }
             };
-            Ok(order_response(&t, &view, StatusCode::CREATED))
+            Ok(order_response(t, &view, StatusCode::CREATED))
         }
         .await,
     )
@@ -122,16 +116,14 @@ fn new_order_charges(
 
 pub(super) async fn order(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
             v.require_post_as_get()?;
-            let view = wfe.ra.get_order(&t, v.account()?, &id).await?;
-            Ok(order_response(&t, &view, StatusCode::OK))
+            let view = wfe.ra.get_order(&v.tenant, &v.account, &id).await?;
+            Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,
     )
@@ -139,13 +131,11 @@ pub(super) async fn order(
 
 pub(super) async fn finalize(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
             let body: wire::Finalize = v.json()?;
             let csr = acme_types::b64::decode(&body.csr).map_err(|e| {
                 Error::acme(
@@ -153,8 +143,8 @@ pub(super) async fn finalize(
                     format!("csr is not base64url: {e}"),
                 )
             })?;
-            let view: Result<OrderView> = wfe.ra.finalize(&t, v.account()?, &id, csr).await;
-            Ok(order_response(&t, &view?, StatusCode::OK))
+            let view = wfe.ra.finalize(&v.tenant, &v.account, &id, csr).await?;
+            Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,
     )
