@@ -5,7 +5,7 @@
 
 use crate::ca::{IssuingCa, IssuingCaParts};
 use crate::clock::OffsetClock;
-use crate::ra::{Ra, RaConfig};
+use crate::ra::{Ra, RaConfig, RaParts};
 use crate::sa::{SqliteStorage, Storage};
 use crate::tenant::Tenant;
 use crate::va::{Va, VaConfig};
@@ -79,12 +79,12 @@ pub async fn ra_with_tenant(
             .await
             .expect("in-memory SQLite"),
     );
-    let ra = Ra::new(
+    let ra = Ra::new(RaParts::new(
         sa,
         clock.clone(),
         vec![tenant.clone()],
         Va::new(VaConfig::default()).expect("validation authority"),
         RaConfig::default(),
-    );
+    ));
     (ra, clock, tenant)
 }

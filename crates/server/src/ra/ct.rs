@@ -19,15 +19,9 @@ use std::time::Duration;
 const RETRY_BATCH: u32 = 16;
 
 impl Ra {
-    /// Gives the authority its CT storage (set once, before serving). Without it a tenant
-    /// that requires CT cannot finalize.
-    pub fn set_ct_store(&self, store: Arc<dyn CtStore>) {
-        let _ = self.ct_store.set(store);
-    }
-
     pub(super) fn ct_store(&self) -> Result<&Arc<dyn CtStore>> {
         self.ct_store
-            .get()
+            .as_ref()
             .ok_or_else(|| Error::internal("this tenant requires CT but no CT storage is set"))
     }
 
@@ -132,7 +126,7 @@ impl Ra {
     /// final certificate and whose claim ended (deferred, or their node died) and tries again.
     /// Returns how many were issued.
     pub async fn retry_ct_orders(&self) -> Result<usize> {
-        let Some(store) = self.ct_store.get() else {
+        let Some(store) = &self.ct_store else {
             return Ok(0);
         };
         let now = self.clock.unix();
