@@ -3,7 +3,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::{CertRecord, StoredIdentifier};
+use crate::sa::{CertRecord, OrderState, StoredIdentifier};
 use crate::tenant::Tenant;
 use acme_types::ari::CertId;
 use acme_types::problem::ProblemType;
@@ -200,10 +200,10 @@ impl Ra {
             .replacing_orders(&cert.id)
             .await?
             .into_iter()
-            .any(|o| {
-                o.status == "valid"
-                    || o.status == "processing"
-                    || (o.status == "pending" && o.expires > now)
+            .any(|o| match OrderState::parse(&o.status) {
+                Ok(OrderState::Valid | OrderState::Processing) => true,
+                Ok(OrderState::Pending) => o.expires > now,
+                Ok(OrderState::Invalid) | Err(_) => false,
             });
         if live {
             return Err(Error::acme(

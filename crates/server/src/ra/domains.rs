@@ -417,7 +417,9 @@ impl Ra {
         let Some(store) = &self.domains else {
             return Ok(None);
         };
-        if ident.kind != "dns" || acct.eab_kid.is_none() {
+        if super::statuses::identifier_type(ident) != Some(acme_types::wire::IdentifierType::Dns)
+            || acct.eab_kid.is_none()
+        {
             return Ok(None);
         }
         let ok = match *eligible {

@@ -10,12 +10,14 @@
 //! Only the claim's holder can store, so one order never gets two stored certificates.
 
 use super::order::OrderView;
+use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::new_object_id;
 use crate::sa::{AccountRecord, CertRecord, OrderClaim, OrderState};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
+use acme_types::wire::{IdentifierType, OrderStatus};
 use pki::identifier::Identifier;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ impl Ra {
         csr_der: Vec<u8>,
     ) -> Result<OrderView> {
         let view = self.get_order(tenant, acct, order_id).await?;
-        if view.status != "ready" {
+        if view.status != OrderStatus::Ready {
             return Err(Error::acme(
                 ProblemType::OrderNotReady,
                 format!("the order is {}, not ready", view.status),
@@ -67,9 +69,9 @@ impl Ra {
             .order
             .identifiers
             .iter()
-            .filter(|i| i.kind != super::order::PERMANENT_IDENTIFIER)
-            .map(|i| match i.kind.as_str() {
-                "ip" => Identifier::parse_ip(&i.value),
+            .filter(|i| identifier_type(i) != Some(IdentifierType::PermanentIdentifier))
+            .map(|i| match identifier_type(i) {
+                Some(IdentifierType::Ip) => Identifier::parse_ip(&i.value),
                 _ => Identifier::parse_dns(&i.value),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -214,7 +216,7 @@ impl Ra {
         let mut view = view;
         view.order.status = OrderState::Valid;
         view.order.cert_id = Some(cert.id);
-        view.status = "valid";
+        view.status = OrderStatus::Valid;
         Ok(view)
     }
 
@@ -305,10 +307,10 @@ impl Ra {
         if issued {
             view.order.status = OrderState::Valid;
             view.order.cert_id = Some(pre.id);
-            view.status = "valid";
+            view.status = OrderStatus::Valid;
         } else {
             view.order.status = OrderState::Processing;
-            view.status = "processing";
+            view.status = OrderStatus::Processing;
         }
         Ok(view)
     }

@@ -16,6 +16,7 @@ mod finalize;
 mod name_template;
 mod order;
 mod revoke;
+pub mod statuses;
 mod subdomain;
 mod validation_queue;
 

@@ -116,7 +116,7 @@ pub(super) async fn account(
                         acct,
                         AccountUpdate {
                             contact: upd.contact,
-                            status: upd.status.map(|s| s.as_str().to_string()),
+                            status: upd.status,
                         },
                     )
                     .await?

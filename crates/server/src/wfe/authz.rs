@@ -4,8 +4,10 @@ use super::jose::AccountPost;
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
+use crate::ra::statuses::challenge_status;
 use crate::sa::{AuthzRecord, ChallengeRecord};
 use crate::tenant::Tenant;
+use acme_types::wire::{AuthorizationStatus, ChallengeStatus};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -16,7 +18,7 @@ fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
     let mut v = json!({
         "type": c.kind,
         "url": t.url(&format!("chall/{}", c.id)),
-        "status": c.status.as_str(),
+        "status": challenge_status(c.status),
         "token": c.token,
     });
     if let Some(at) = c.validated_at {
@@ -32,12 +34,15 @@ fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
     v
 }
 
-fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
+fn authz_json(t: &Tenant, a: &AuthzRecord, status: AuthorizationStatus) -> serde_json::Value {
     // §7.1.4: a valid authorization lists only the challenge that validated it.
     let challenges: Vec<_> = a
         .challenges
         .iter()
-        .filter(|c| status != "valid" || c.status.as_str() == "valid")
+        .filter(|c| {
+            status != AuthorizationStatus::Valid
+                || challenge_status(c.status) == ChallengeStatus::Valid
+        })
         .map(|c| challenge_json(t, c))
         .collect();
     let mut v = json!({
@@ -76,13 +81,7 @@ pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
             wfe.limits().take(&t.name, &charges).await?;
             let made = wfe
                 .ra
-                .new_authz(
-                    t,
-                    acct,
-                    &body.identifier.r#type,
-                    &body.identifier.value,
-                    body.subdomain_auth_allowed,
-                )
+                .new_authz(t, acct, &body.identifier, body.subdomain_auth_allowed)
                 .await;
             let view = match made {
                 Ok(view) => view,
@@ -117,8 +116,10 @@ pub(super) async fn authz(
                     status: Option<String>,
                 }
                 let upd: Upd = v.json()?;
-                match upd.status.as_deref() {
-                    Some("deactivated") => wfe.ra.deactivate_authz(t, acct, &id).await?,
+                match upd.status.as_deref().and_then(AuthorizationStatus::parse) {
+                    Some(AuthorizationStatus::Deactivated) => {
+                        wfe.ra.deactivate_authz(t, acct, &id).await?
+                    }
                     _ => return Err(Error::malformed(
                         "an authorization can only be updated with {\"status\": \"deactivated\"}",
                     )),
@@ -129,12 +130,12 @@ pub(super) async fn authz(
                 &authz_json(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{id}"))),
             );
-            if view.status == "pending"
+            if view.status == AuthorizationStatus::Pending
                 && view
                     .authz
                     .challenges
                     .iter()
-                    .any(|c| c.status.as_str() == "processing")
+                    .any(|c| challenge_status(c.status) == ChallengeStatus::Processing)
             {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -181,7 +182,7 @@ pub(super) async fn challenge(
             )) {
                 h.append(header::LINK, up);
             }
-            if ch.status.as_str() == "processing" {
+            if challenge_status(ch.status) == ChallengeStatus::Processing {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Ok(resp)

@@ -7,7 +7,7 @@ use crate::clock::rfc3339;
 use crate::error::Error;
 use crate::ra::OrderView;
 use crate::tenant::Tenant;
-use acme_types::wire;
+use acme_types::wire::{self, OrderStatus};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -46,7 +46,7 @@ fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
         &order_json(t, v),
         Some(&t.url(&format!("order/{}", v.order.id))),
     );
-    if v.status == "processing" {
+    if v.status == OrderStatus::Processing {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -64,22 +64,11 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
                     "notBefore and notAfter are not supported: the CA sets the validity period",
                 ));
             }
-            // RFC 9444 §4.2: an identifier may name its ancestor domain.
-            let ancestor_domains = body
-                .identifiers
-                .iter()
-                .filter_map(|i| Some((i.value.clone(), i.ancestor_domain.clone()?)))
-                .collect();
-            let idents: Vec<(String, String)> = body
-                .identifiers
-                .into_iter()
-                .map(|i| (i.r#type, i.value))
-                .collect();
             let opts = crate::ra::OrderOptions {
                 profile: body.profile,
                 replaces: body.replaces,
-                ancestor_domains,
             };
+            let idents = body.identifiers;
             // §6.6: refused before anything is stored; given back if the order is not made.
             let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
             wfe.limits().take(&t.name, &charges).await?;
@@ -101,12 +90,12 @@ fn new_order_charges(
     wfe: &Wfe,
     tenant: &str,
     account: &str,
-    idents: &[(String, String)],
+    idents: &[wire::Identifier],
 ) -> Vec<Charge> {
     let mut charges = vec![(Limit::NewOrdersPerAccount, account.to_string())];
     let mut names: Vec<String> = idents
         .iter()
-        .map(|(_, v)| wfe.limits().name_key(tenant, v))
+        .map(|i| wfe.limits().name_key(tenant, &i.value))
         .collect();
     names.sort();
     names.dedup();
