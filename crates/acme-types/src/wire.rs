@@ -49,11 +49,12 @@ pub struct DirectoryMeta {
     /// URL of a website about this CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
-    /// Hostnames that CAA records may name to authorize this CA (RFC 8659).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Hostnames that CAA records may name to authorize this CA (RFC 8659); serialised even
+    /// when empty, like `externalAccountRequired`, so a directory always states both.
+    #[serde(default)]
     pub caa_identities: Vec<String>,
     /// Whether newAccount requires an external account binding (§7.3.4).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub external_account_required: bool,
     /// Certificate profiles a newOrder may name, with a description each.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,11 +2,20 @@
 //! storage keeps what it must persist, the registration authority and the front end speak
 //! `acme_types::wire` statuses, identifiers and challenge types.
 
-use crate::sa::{AuthzState, ChallengeState, StoredIdentifier};
+use crate::sa::{AccountState, AuthzState, ChallengeState, StoredIdentifier};
 use crate::va::ChallengeKind;
 use acme_types::wire::{
-    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, IdentifierType,
+    AccountStatus, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, IdentifierType,
 };
+
+/// An account's status from its stored state.
+pub fn account_status(state: AccountState) -> AccountStatus {
+    match state {
+        AccountState::Valid => AccountStatus::Valid,
+        AccountState::Deactivated => AccountStatus::Deactivated,
+        AccountState::Revoked => AccountStatus::Revoked,
+    }
+}
 
 /// An authorization's status from its stored state, before expiry is applied (storage
 /// never stores `expired`, §7.1.6 derives it from `expires`).
@@ -83,6 +92,13 @@ mod tests {
             AuthzState::Revoked,
         ] {
             assert_eq!(authz_status(s).as_str(), s.as_str());
+        }
+        for s in [
+            AccountState::Valid,
+            AccountState::Deactivated,
+            AccountState::Revoked,
+        ] {
+            assert_eq!(account_status(s).as_str(), s.as_str());
         }
         for s in [
             ChallengeState::Pending,

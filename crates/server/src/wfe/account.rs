@@ -4,36 +4,36 @@
 use super::jose::{jws_error, AccountPost, NewKey, SignedPost};
 use super::{json_response, reply, Wfe};
 use crate::error::Error;
-use crate::ra::{AccountUpdate, NewAccount};
+use crate::ra::{statuses, AccountUpdate, NewAccount};
 use crate::sa::AccountRecord;
 use crate::tenant::Tenant;
 use acme_types::wire;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-pub(super) fn account_json(t: &Tenant, a: &AccountRecord) -> serde_json::Value {
-    json!({
-        "status": a.status.as_str(),
-        "contact": a.contact,
-        "termsOfServiceAgreed": a.tos_agreed,
-        "orders": t.url(&format!("acct/{}/orders", a.id)),
-    })
+/// The account object (RFC 8555 §7.1.2).
+fn account_object(t: &Tenant, a: &AccountRecord) -> wire::Account {
+    wire::Account {
+        status: statuses::account_status(a.status),
+        contact: a.contact.clone(),
+        terms_of_service_agreed: Some(a.tos_agreed),
+        external_account_binding: None,
+        orders: Some(t.url(&format!("acct/{}/orders", a.id))),
+    }
 }
 
 /// The account object with `externalAccountBinding` (§7.1.2) when it was created with one.
-async fn account_json_with_eab(
+async fn account_object_with_eab(
     wfe: &Wfe,
     t: &Tenant,
     a: &AccountRecord,
-) -> Result<serde_json::Value, Error> {
-    let mut v = account_json(t, a);
-    if let Some(b) = wfe.ra.account_binding(a).await? {
-        v["externalAccountBinding"] = b;
-    }
-    Ok(v)
+) -> Result<wire::Account, Error> {
+    Ok(wire::Account {
+        external_account_binding: wfe.ra.account_binding(a).await?,
+        ..account_object(t, a)
+    })
 }
 
 pub(super) async fn new_account(State(wfe): State<Arc<Wfe>>, v: SignedPost<NewKey>) -> Response {
@@ -86,7 +86,7 @@ pub(super) async fn new_account(State(wfe): State<Arc<Wfe>>, v: SignedPost<NewKe
             };
             Ok(json_response(
                 status,
-                &account_json_with_eab(&wfe, t, &acct).await?,
+                &account_object_with_eab(&wfe, t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }
@@ -123,7 +123,7 @@ pub(super) async fn account(
             };
             Ok(json_response(
                 StatusCode::OK,
-                &account_json_with_eab(&wfe, t, &acct).await?,
+                &account_object_with_eab(&wfe, t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }
@@ -152,8 +152,10 @@ pub(super) async fn orders(
                 ));
             }
             let (ids, next) = wfe.ra.list_orders(acct, q.cursor.as_deref()).await?;
-            let urls: Vec<String> = ids.iter().map(|o| t.url(&format!("order/{o}"))).collect();
-            let mut resp = json_response(StatusCode::OK, &json!({ "orders": urls }), None);
+            let list = wire::OrdersList {
+                orders: ids.iter().map(|o| t.url(&format!("order/{o}"))).collect(),
+            };
+            let mut resp = json_response(StatusCode::OK, &list, None);
             if let Some(next) = next {
                 // §7.1.2.1: further pages are linked with rel="next".
                 let link = format!(
@@ -181,7 +183,7 @@ pub(super) async fn key_change(State(wfe): State<Arc<Wfe>>, outer: AccountPost) 
             let acct = wfe.ra.change_key(t, acct, &body.old_key, &new_key).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &account_json(t, &acct),
+                &account_object(t, &acct),
                 Some(&t.account_url(&acct.id)),
             ))
         }

@@ -1,64 +1,51 @@
 //! Authorizations (RFC 8555 §7.5) and challenges (§7.5.1).
 
 use super::jose::AccountPost;
+use super::order::stored_problem;
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
-use crate::ra::statuses::challenge_status;
+use crate::ra::statuses::{self, challenge_status};
 use crate::sa::{AuthzRecord, ChallengeRecord};
 use crate::tenant::Tenant;
-use acme_types::wire::{AuthorizationStatus, ChallengeStatus};
+use acme_types::wire::{self, AuthorizationStatus, ChallengeStatus};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
-    let mut v = json!({
-        "type": c.kind,
-        "url": t.url(&format!("chall/{}", c.id)),
-        "status": challenge_status(c.status),
-        "token": c.token,
-    });
-    if let Some(at) = c.validated_at {
-        v["validated"] = json!(rfc3339(at));
+/// The challenge object (RFC 8555 §7.1.5, §8).
+fn challenge_object(t: &Tenant, c: &ChallengeRecord) -> wire::Challenge {
+    wire::Challenge {
+        r#type: c.kind.clone(),
+        url: t.url(&format!("chall/{}", c.id)),
+        status: challenge_status(c.status),
+        token: Some(c.token.clone()),
+        validated: c.validated_at.map(rfc3339),
+        error: c.error.as_deref().and_then(stored_problem),
     }
-    if let Some(err) = c
-        .error
-        .as_ref()
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-    {
-        v["error"] = err;
-    }
-    v
 }
 
-fn authz_json(t: &Tenant, a: &AuthzRecord, status: AuthorizationStatus) -> serde_json::Value {
-    // §7.1.4: a valid authorization lists only the challenge that validated it.
-    let challenges: Vec<_> = a
-        .challenges
-        .iter()
-        .filter(|c| {
-            status != AuthorizationStatus::Valid
-                || challenge_status(c.status) == ChallengeStatus::Valid
-        })
-        .map(|c| challenge_json(t, c))
-        .collect();
-    let mut v = json!({
-        "identifier": a.identifier,
-        "status": status,
-        "expires": rfc3339(a.expires),
-        "challenges": challenges,
-    });
-    if a.wildcard {
-        v["wildcard"] = json!(true);
-    }
-    if a.subdomain_auth_allowed {
+/// The authorization object (RFC 8555 §7.1.4) with its status now.
+fn authz_object(t: &Tenant, a: &AuthzRecord, status: AuthorizationStatus) -> wire::Authorization {
+    wire::Authorization {
+        identifier: statuses::identifier(&a.identifier),
+        status,
+        expires: Some(rfc3339(a.expires)),
+        // §7.1.4: a valid authorization lists only the challenge that validated it.
+        challenges: a
+            .challenges
+            .iter()
+            .filter(|c| {
+                status != AuthorizationStatus::Valid
+                    || challenge_status(c.status) == ChallengeStatus::Valid
+            })
+            .map(|c| challenge_object(t, c))
+            .collect(),
+        wildcard: a.wildcard.then_some(true),
         // RFC 9444 §4.1: this authorization also covers the names below its identifier.
-        v["subdomainAuthAllowed"] = json!(true);
+        subdomain_auth_allowed: a.subdomain_auth_allowed,
     }
-    v
 }
 
 /// newAuthz (RFC 8555 §7.4.1): 201 with the authorization and its `Location`.
@@ -66,7 +53,7 @@ pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
     reply(
         async {
             let (t, acct) = (&v.tenant, &v.account);
-            let body: acme_types::wire::NewAuthz = v.json()?;
+            let body: wire::NewAuthz = v.json()?;
             if body.identifier.ancestor_domain.is_some() {
                 return Err(Error::malformed(
                     "ancestorDomain belongs in newOrder identifiers (RFC 9444 §4.2), not newAuthz",
@@ -92,7 +79,7 @@ pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
             };
             Ok(json_response(
                 StatusCode::CREATED,
-                &authz_json(t, &view.authz, view.status),
+                &authz_object(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{}", view.authz.id))),
             ))
         }
@@ -127,7 +114,7 @@ pub(super) async fn authz(
             };
             let mut resp = json_response(
                 StatusCode::OK,
-                &authz_json(t, &view.authz, view.status),
+                &authz_object(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{id}"))),
             );
             if view.status == AuthorizationStatus::Pending
@@ -174,7 +161,7 @@ pub(super) async fn challenge(
                     None => wfe.ra.respond_challenge(t, acct, &id).await?,
                 }
             };
-            let mut resp = json_response(StatusCode::OK, &challenge_json(t, &ch), None);
+            let mut resp = json_response(StatusCode::OK, &challenge_object(t, &ch), None);
             let h = resp.headers_mut();
             if let Ok(up) = HeaderValue::from_str(&format!(
                 "<{}>;rel=\"up\"",

@@ -259,13 +259,17 @@ async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> 
     resp
 }
 
-/// A JSON response with optional `Location`.
-pub(crate) fn json_response(
+/// A JSON response (an `acme_types::wire` object) with optional `Location`.
+pub(crate) fn json_response<T: serde::Serialize>(
     status: StatusCode,
-    body: &serde_json::Value,
+    body: &T,
     location: Option<&str>,
 ) -> Response {
-    let mut resp = (status, Body::from(body.to_string())).into_response();
+    let body = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(e) => return Error::internal(format!("serialising a response: {e}")).into_response(),
+    };
+    let mut resp = (status, Body::from(body)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -5,45 +5,48 @@ use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
-use crate::ra::OrderView;
+use crate::ra::{statuses, OrderView};
 use crate::tenant::Tenant;
+use acme_types::problem::Problem;
 use acme_types::wire::{self, OrderStatus};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-pub(super) fn order_json(t: &Tenant, v: &OrderView) -> serde_json::Value {
+/// The order object (RFC 8555 §7.1.3).
+fn order_object(t: &Tenant, v: &OrderView) -> wire::Order {
     let o = &v.order;
-    let mut body = json!({
-        "status": v.status,
-        "expires": rfc3339(o.expires),
-        "identifiers": o.identifiers,
-        "authorizations": o.authz_ids.iter().map(|a| t.url(&format!("authz/{a}"))).collect::<Vec<_>>(),
-        "finalize": t.url(&format!("order/{}/finalize", o.id)),
-    });
-    if let Some(cert) = &o.cert_id {
-        body["certificate"] = json!(t.url(&format!("cert/{cert}")));
-    }
-    if let Some(lc) = &v.lifecycle {
+    wire::Order {
+        status: v.status,
+        expires: Some(rfc3339(o.expires)),
+        identifiers: o.identifiers.iter().map(statuses::identifier).collect(),
+        not_before: None,
+        not_after: None,
+        error: o.error.as_deref().and_then(stored_problem),
+        authorizations: o
+            .authz_ids
+            .iter()
+            .map(|a| t.url(&format!("authz/{a}")))
+            .collect(),
+        finalize: t.url(&format!("order/{}/finalize", o.id)),
+        certificate: o.cert_id.as_ref().map(|c| t.url(&format!("cert/{c}"))),
+        replaces: None,
         // draft-aaron-acme-profiles §4: the order object names its profile.
-        body["profile"] = json!(lc.profile);
+        profile: v.lifecycle.as_ref().map(|lc| lc.profile.clone()),
     }
-    if let Some(err) = o
-        .error
-        .as_ref()
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-    {
-        body["error"] = err;
-    }
-    body
+}
+
+/// A problem document as storage keeps it (JSON of an `acme_types::problem::Problem`);
+/// one that does not parse is left out rather than failing the whole response.
+pub(super) fn stored_problem(json: &str) -> Option<Problem> {
+    serde_json::from_str(json).ok()
 }
 
 fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
     let mut resp = json_response(
         status,
-        &order_json(t, v),
+        &order_object(t, v),
         Some(&t.url(&format!("order/{}", v.order.id))),
     );
     if v.status == OrderStatus::Processing {
