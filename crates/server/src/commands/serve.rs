@@ -290,8 +290,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: db.clone(),
         keyring: eab_keyring.clone(),
     };
-    // Profiles, ARI links and overrides, CRL shards (sa::lifecycle) share the database too.
-    let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let pin_file = args.keys.pkcs11_pin_file.as_deref();
@@ -322,17 +320,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::wfe::ratelimit::RateLimiter::new(Default::default()).with_store(db.rate_store()),
     );
     let ra = Ra::new(RaParts {
+        sa: sa.clone(),
         eab: Some(eab),
-        lifecycle: Some(lifecycle_store),
-        // Tenant domains (issue 17): grants at newOrder, dns-persist-01 revalidation.
-        domains: Some(db.clone()),
         budget: Some(Arc::new(crate::wfe::ratelimit::FailedValidations(
             limiter.clone(),
         ))),
         coverage: Some(args.coverage.config(db.clone())),
-        ct_store: Some(db.clone()),
+        // Profiles, ARI links and overrides, CRL shards, tenant domains and CT share the
+        // database.
         ..RaParts::new(
-            sa.clone(),
+            db.clone(),
             clock.clone(),
             Vec::new(),
             va.clone(),
@@ -433,7 +430,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let status = crate::ca::status::StatusHandle::start(
         Arc::clone(ra.tenant_set()),
         Arc::clone(ra.storage()),
-        ra.lifecycle().cloned(),
+        Some(Arc::clone(ra.lifecycle())),
         Arc::clone(ra.clock()),
     );
     let wfe = Wfe::new(ra.clone(), status, wfe_cfg, nonces, limiter);

@@ -98,10 +98,7 @@ impl Ra {
         let (start, end) = if let Some(at) = cert.revoked_at {
             // A revoked certificate should be replaced now: a window that has already begun.
             (at, at + 60)
-        } else if let Some(w) = match self.lifecycle() {
-            Some(lc) => lc.renewal_override(&cert.id).await?,
-            None => None,
-        } {
+        } else if let Some(w) = self.lifecycle.renewal_override(&cert.id).await? {
             w
         } else {
             default_window(cert.not_before, cert.not_after, &cert.serial)
@@ -192,11 +189,9 @@ impl Ra {
                 "the order shares no identifier with the certificate it replaces",
             ));
         }
-        let store = self.lifecycle().ok_or_else(|| {
-            Error::internal("replaces needs lifecycle storage, which is not configured")
-        })?;
         let now = self.clock.unix();
-        let live = store
+        let live = self
+            .lifecycle
             .replacing_orders(&cert.id)
             .await?
             .into_iter()

@@ -414,9 +414,7 @@ impl Ra {
         now: i64,
         eligible: &mut Option<bool>,
     ) -> AcmeResult<Option<(String, i64)>> {
-        let Some(store) = &self.domains else {
-            return Ok(None);
-        };
+        let store = &self.domains;
         if super::statuses::identifier_type(ident) != Some(acme_types::wire::IdentifierType::Dns)
             || acct.eab_kid.is_none()
         {
@@ -458,10 +456,7 @@ impl Ra {
                 "the tenant domain that authorized {name} was removed or is no longer valid"
             ))
         };
-        let Some(store) = &self.domains else {
-            return Err(gone());
-        };
-        let Some(d) = store.get_domain_by_id(domain_id).await? else {
+        let Some(d) = self.domains.get_domain_by_id(domain_id).await? else {
             return Err(gone());
         };
         if !d.grants_at(self.clock.unix()) {

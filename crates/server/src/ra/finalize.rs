@@ -100,20 +100,15 @@ impl Ra {
         // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
         self.recheck_caa(tenant, acct, &view.order).await?;
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
-        // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
-        // there is only the single CRL.
+        // revoked certificate always has its shard (sa::lifecycle).
         let cert_id = new_object_id();
-        let crl_shard = match self.lifecycle() {
-            Some(_) if profile.crl_dp => tenant.ca.pick_crl_shard(),
-            _ => None,
+        let crl_shard = if profile.crl_dp {
+            tenant.ca.pick_crl_shard()
+        } else {
+            None
         };
-        let cert_lifecycle = self
-            .lifecycle()
-            .map(|_| (profile_for_record.clone(), crl_shard));
+        let cert_lifecycle = Some((profile_for_record.clone(), crl_shard));
         let ct_logs = tenant.ct.clone();
-        if ct_logs.is_some() {
-            self.ct_store()?;
-        }
         let now = self.clock.now();
 
         // Step 1: claim. The lease covers the wait for a signing slot and the signature.
@@ -279,7 +274,7 @@ impl Ra {
             .clone()
             .ok_or_else(|| Error::internal("finalize with CT for a tenant without CT logs"))?;
         let stored = self
-            .ct_store()?
+            .ct_store
             .store_precertificate(&order_id, &claim.token, &pre, cert_lifecycle)
             .await;
         match stored {

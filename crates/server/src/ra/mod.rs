@@ -35,7 +35,9 @@ pub use validation_queue::ValidationBudget;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::sa::{AccountRecord, AccountState, CtStore, DomainStore, LifecycleStore, Storage};
+use crate::sa::{
+    AccountRecord, AccountState, CtStore, Database, DomainStore, LifecycleStore, Storage,
+};
 use crate::tenant::{Tenant, TenantSet};
 use crate::va::Va;
 use std::sync::Arc;
@@ -128,41 +130,41 @@ pub struct RaParts {
     /// External Account Binding credentials (RFC 8555 §7.3.4); without them every binding is
     /// refused.
     pub eab: Option<EabBackend>,
-    /// Lifecycle storage (profiles other than `default`, `replaces`, ARI overrides); without
-    /// it those features are refused.
-    pub lifecycle: Option<Arc<dyn LifecycleStore>>,
-    /// Tenant domains; without it no authorization is granted from a domain.
-    pub domains: Option<Arc<dyn DomainStore>>,
+    /// Profiles, `replaces` links, ARI overrides and CRL shards of certificates.
+    pub lifecycle: Arc<dyn LifecycleStore>,
+    /// Tenant domains (issue 17).
+    pub domains: Arc<dyn DomainStore>,
     /// The failed-validation limit each started validation draws from (RFC 8555 §6.6);
     /// without it validations are not limited.
     pub budget: Option<Arc<dyn ValidationBudget>>,
     /// renewalInfo poll tracking and ARI steering of certificates in trouble.
     pub coverage: Option<coverage::CoverageConfig>,
-    /// CT storage; without it a tenant that requires CT cannot finalize.
-    pub ct_store: Option<Arc<dyn CtStore>>,
+    /// Precertificates and their final certificates.
+    pub ct_store: Arc<dyn CtStore>,
 }
 
 impl RaParts {
-    /// The required parts; every optional feature off.
+    /// Every storage role from one database, with the required parts; every optional
+    /// feature off.
     pub fn new(
-        sa: Arc<dyn Storage>,
+        db: Arc<dyn Database>,
         clock: Arc<dyn Clock>,
         tenants: Vec<Arc<Tenant>>,
         va: Va,
         cfg: RaConfig,
     ) -> Self {
         Self {
-            sa,
+            sa: db.clone(),
+            lifecycle: db.clone(),
+            domains: db.clone(),
+            ct_store: db,
             clock,
             tenants,
             va,
             cfg,
             eab: None,
-            lifecycle: None,
-            domains: None,
             budget: None,
             coverage: None,
-            ct_store: None,
         }
     }
 }
@@ -179,9 +181,9 @@ pub struct Ra {
     cfg: RaConfig,
     eab: Option<EabBackend>,
     /// Profiles, `replaces` links and ARI overrides.
-    lifecycle: Option<Arc<dyn LifecycleStore>>,
+    lifecycle: Arc<dyn LifecycleStore>,
     /// Tenant domains (issue 17).
-    domains: Option<Arc<dyn DomainStore>>,
+    domains: Arc<dyn DomainStore>,
     /// The failed-validation limit (the front end's rate limiter).
     budget: Option<Arc<dyn ValidationBudget>>,
     /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
@@ -189,7 +191,7 @@ pub struct Ra {
     /// Continuous coverage: poll tracking and ARI steering.
     coverage: Option<coverage::CoverageConfig>,
     /// Precertificates and their final certificates (`ra::ct`).
-    ct_store: Option<Arc<dyn CtStore>>,
+    ct_store: Arc<dyn CtStore>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -245,9 +247,9 @@ impl Ra {
         self.coverage.as_ref()
     }
 
-    /// The lifecycle storage, if configured.
-    pub fn lifecycle(&self) -> Option<&Arc<dyn LifecycleStore>> {
-        self.lifecycle.as_ref()
+    /// The lifecycle storage.
+    pub fn lifecycle(&self) -> &Arc<dyn LifecycleStore> {
+        &self.lifecycle
     }
 
     /// The tenant (issuing CA) named in a URL, as served now (a disabled one included).

@@ -21,7 +21,7 @@ pub struct OrderView {
     pub order: OrderRecord,
     /// The order's status now (§7.1.6).
     pub status: OrderStatus,
-    /// The order's profile and `replaces` link, when lifecycle storage is configured.
+    /// The order's profile and `replaces` link (`None` for an order stored without them).
     pub lifecycle: Option<OrderLifecycle>,
 }
 
@@ -431,9 +431,8 @@ impl Ra {
             authz_states: Vec::new(),
         };
         // The profile and `replaces` link go into the order's own transaction.
-        let lifecycle = lifecycle.filter(|_| self.lifecycle().is_some());
         self.sa
-            .insert_order(&order, &new_authzs, lifecycle.as_ref())
+            .insert_order(&order, &new_authzs, Some(&lifecycle))
             .await?;
         if new_authzs.is_empty() || new_authzs.iter().all(|a| a.status == AuthzState::Valid) {
             return self.order_view(order).await;
@@ -444,19 +443,18 @@ impl Ra {
         Ok(OrderView {
             order,
             status: OrderStatus::Pending,
-            lifecycle,
+            lifecycle: Some(lifecycle),
         })
     }
 
-    /// Resolves a newOrder's profile and `replaces`. `None` when lifecycle storage is not
-    /// configured and nothing but the default was asked for.
+    /// Resolves a newOrder's profile and `replaces`.
     async fn order_lifecycle_for(
         &self,
         tenant: &Tenant,
         account_id: &str,
         idents: &[Identifier],
         opts: &OrderOptions,
-    ) -> Result<Option<OrderLifecycle>> {
+    ) -> Result<OrderLifecycle> {
         let profile = opts
             .profile
             .clone()
@@ -489,18 +487,10 @@ impl Ra {
             }
             None => None,
         };
-        if self.lifecycle().is_none() {
-            if profile != crate::ca::profile::DEFAULT_PROFILE {
-                return Err(Error::internal(
-                    "profiles need lifecycle storage, which is not configured",
-                ));
-            }
-            return Ok(None);
-        }
-        Ok(Some(OrderLifecycle {
+        Ok(OrderLifecycle {
             profile,
             replaces_cert_id,
-        }))
+        })
     }
 
     /// Reads an order owned by `acct` (anything else is "not found", §7.4 gives no access to
@@ -555,10 +545,7 @@ impl Ra {
                 }
             }
         };
-        let lifecycle = match self.lifecycle() {
-            Some(store) => store.get_order_lifecycle(&order.id).await?,
-            None => None,
-        };
+        let lifecycle = self.lifecycle.get_order_lifecycle(&order.id).await?;
         Ok(OrderView {
             order,
             status,
