@@ -530,6 +530,27 @@ mod tests {
     }
 
     #[test]
+    fn server_objects_state_empty_lists_and_false_flags() {
+        // A directory says whether it requires EAB and which CAA identities it has, even
+        // when the answer is "no" and "none"; an account lists its contacts even when empty.
+        assert_eq!(
+            serde_json::to_value(DirectoryMeta::default()).unwrap(),
+            json!({"caaIdentities": [], "externalAccountRequired": false})
+        );
+        let a = Account {
+            status: AccountStatus::Valid,
+            contact: Vec::new(),
+            terms_of_service_agreed: None,
+            external_account_binding: None,
+            orders: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"status": "valid", "contact": []})
+        );
+    }
+
+    #[test]
     fn requests_ignore_unknown_fields() {
         let a: NewAccount = serde_json::from_value(json!({
             "termsOfServiceAgreed": true, "contact": ["mailto:a@b"], "futureField": {"x": 1}

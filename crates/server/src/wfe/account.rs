@@ -14,7 +14,7 @@ use axum::response::Response;
 use std::sync::Arc;
 
 /// The account object (RFC 8555 §7.1.2).
-fn account_object(t: &Tenant, a: &AccountRecord) -> wire::Account {
+pub(super) fn account_object(t: &Tenant, a: &AccountRecord) -> wire::Account {
     wire::Account {
         status: statuses::account_status(a.status),
         contact: a.contact.clone(),

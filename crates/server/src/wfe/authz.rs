@@ -27,7 +27,11 @@ fn challenge_object(t: &Tenant, c: &ChallengeRecord) -> wire::Challenge {
 }
 
 /// The authorization object (RFC 8555 §7.1.4) with its status now.
-fn authz_object(t: &Tenant, a: &AuthzRecord, status: AuthorizationStatus) -> wire::Authorization {
+pub(super) fn authz_object(
+    t: &Tenant,
+    a: &AuthzRecord,
+    status: AuthorizationStatus,
+) -> wire::Authorization {
     wire::Authorization {
         identifier: statuses::identifier(&a.identifier),
         status,

@@ -19,6 +19,8 @@ pub mod ratelimit;
 mod revoke;
 #[cfg(test)]
 mod roles;
+#[cfg(test)]
+mod wire_tests;
 
 pub use client_ip::TrustedProxies;
 pub use nonce::NonceService;

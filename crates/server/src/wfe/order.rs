@@ -15,7 +15,7 @@ use axum::response::Response;
 use std::sync::Arc;
 
 /// The order object (RFC 8555 §7.1.3).
-fn order_object(t: &Tenant, v: &OrderView) -> wire::Order {
+pub(super) fn order_object(t: &Tenant, v: &OrderView) -> wire::Order {
     let o = &v.order;
     wire::Order {
         status: v.status,
