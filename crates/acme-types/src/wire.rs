@@ -49,15 +49,19 @@ pub struct DirectoryMeta {
     /// URL of a website about this CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
-    /// Hostnames that CAA records may name to authorize this CA (RFC 8659).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Hostnames that CAA records may name to authorize this CA (RFC 8659); serialised even
+    /// when empty, like `externalAccountRequired`, so a directory always states both.
+    #[serde(default)]
     pub caa_identities: Vec<String>,
     /// Whether newAccount requires an external account binding (§7.3.4).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub external_account_required: bool,
     /// Certificate profiles a newOrder may name, with a description each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<BTreeMap<String, String>>,
+    /// RFC 9444 §4.1: newAuthz accepts `subdomainAuthAllowed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subdomain_auth_allowed: bool,
 }
 
 /// An identifier (RFC 8555 §9.7.7). `type` is a String so an unknown type
@@ -102,6 +106,101 @@ impl Identifier {
             ancestor_domain: None,
         }
     }
+
+    /// An identifier of a known `kind`.
+    pub fn new(kind: IdentifierType, value: impl Into<String>) -> Self {
+        Self {
+            r#type: kind.as_str().to_owned(),
+            value: value.into(),
+            ancestor_domain: None,
+        }
+    }
+
+    /// The identifier's type, when it is one this crate knows; `None` for any other, which a
+    /// server answers with `unsupportedIdentifier` (RFC 8555 §6.7).
+    pub fn kind(&self) -> Option<IdentifierType> {
+        IdentifierType::parse(&self.r#type)
+    }
+}
+
+/// The identifier types this crate knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentifierType {
+    /// `dns` (RFC 8555 §9.7.7).
+    Dns,
+    /// `ip` (RFC 8738 §3).
+    Ip,
+    /// `permanent-identifier`, a device's manufacturer-assigned identity
+    /// (draft-ietf-acme-device-attest §3).
+    PermanentIdentifier,
+}
+
+impl IdentifierType {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => Identifier::DNS,
+            Self::Ip => Identifier::IP,
+            Self::PermanentIdentifier => "permanent-identifier",
+        }
+    }
+
+    /// The type named `s`, if known.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Dns, Self::Ip, Self::PermanentIdentifier]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for IdentifierType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The challenge types this crate knows ([`Challenge::type`](Challenge) stays a String so a
+/// client parses challenges of types it does not know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChallengeType {
+    /// `http-01` (RFC 8555 §8.3).
+    Http01,
+    /// `dns-01` (RFC 8555 §8.4).
+    Dns01,
+    /// `tls-alpn-01` (RFC 8737 §3).
+    TlsAlpn01,
+    /// `device-attest-01` (draft-ietf-acme-device-attest §5).
+    DeviceAttest01,
+}
+
+impl ChallengeType {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http01 => Challenge::HTTP_01,
+            Self::Dns01 => Challenge::DNS_01,
+            Self::TlsAlpn01 => Challenge::TLS_ALPN_01,
+            Self::DeviceAttest01 => "device-attest-01",
+        }
+    }
+
+    /// The type named `s`, if known.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Http01,
+            Self::Dns01,
+            Self::TlsAlpn01,
+            Self::DeviceAttest01,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for ChallengeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 macro_rules! status_enum {
@@ -117,6 +216,11 @@ macro_rules! status_enum {
             /// The wire value.
             pub fn as_str(&self) -> &'static str {
                 match self { $(Self::$variant => $s),+ }
+            }
+
+            /// The status named `s` (exact, lower-case), if any.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$variant),)+ _ => None }
             }
         }
 
@@ -194,8 +298,9 @@ status_enum! {
 pub struct Account {
     /// Account status.
     pub status: AccountStatus,
-    /// Contact URLs, e.g. `mailto:` (§7.3).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Contact URLs, e.g. `mailto:` (§7.3); serialised even when empty, so an account
+    /// object always says what contacts it has.
+    #[serde(default)]
     pub contact: Vec<String>,
     /// Whether the client agreed to the terms of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,6 +437,9 @@ pub struct Authorization {
     /// True if created for a wildcard identifier of a newOrder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildcard: Option<bool>,
+    /// RFC 9444 §4.1: the authorization also covers the names below its identifier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subdomain_auth_allowed: bool,
 }
 
 /// A challenge object (RFC 8555 §7.1.5, §8).
@@ -422,6 +530,27 @@ mod tests {
     }
 
     #[test]
+    fn server_objects_state_empty_lists_and_false_flags() {
+        // A directory says whether it requires EAB and which CAA identities it has, even
+        // when the answer is "no" and "none"; an account lists its contacts even when empty.
+        assert_eq!(
+            serde_json::to_value(DirectoryMeta::default()).unwrap(),
+            json!({"caaIdentities": [], "externalAccountRequired": false})
+        );
+        let a = Account {
+            status: AccountStatus::Valid,
+            contact: Vec::new(),
+            terms_of_service_agreed: None,
+            external_account_binding: None,
+            orders: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"status": "valid", "contact": []})
+        );
+    }
+
+    #[test]
     fn requests_ignore_unknown_fields() {
         let a: NewAccount = serde_json::from_value(json!({
             "termsOfServiceAgreed": true, "contact": ["mailto:a@b"], "futureField": {"x": 1}
@@ -449,6 +578,32 @@ mod tests {
     }
 
     #[test]
+    fn known_types_round_trip_and_unknown_ones_are_none() {
+        for t in [
+            IdentifierType::Dns,
+            IdentifierType::Ip,
+            IdentifierType::PermanentIdentifier,
+        ] {
+            assert_eq!(Identifier::new(t, "x").kind(), Some(t));
+        }
+        assert_eq!(
+            Identifier::dns("a.example").kind(),
+            Some(IdentifierType::Dns)
+        );
+        let odd: Identifier = serde_json::from_value(json!({"type": "DNS", "value": "x"})).unwrap();
+        assert_eq!(odd.kind(), None);
+        for t in [
+            ChallengeType::Http01,
+            ChallengeType::Dns01,
+            ChallengeType::TlsAlpn01,
+            ChallengeType::DeviceAttest01,
+        ] {
+            assert_eq!(ChallengeType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ChallengeType::parse("dns-persist-01"), None);
+    }
+
+    #[test]
     fn unknown_identifier_type_parses() {
         let i: Identifier =
             serde_json::from_value(json!({"type": "permanent-identifier", "value": "x"})).unwrap();
@@ -468,6 +623,11 @@ mod tests {
         assert!(serde_json::from_value::<OrderStatus>(json!("Ready")).is_err());
         assert!(serde_json::from_value::<AccountStatus>(json!("paused")).is_err());
         assert_eq!(ChallengeStatus::Invalid.to_string(), "invalid");
+        assert_eq!(
+            AuthorizationStatus::parse("deactivated"),
+            Some(AuthorizationStatus::Deactivated)
+        );
+        assert_eq!(OrderStatus::parse("Ready"), None);
         let u: AccountUpdate = serde_json::from_value(json!({"status": "deactivated"})).unwrap();
         assert_eq!(u.status, Some(AccountStatus::Deactivated));
     }

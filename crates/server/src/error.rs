@@ -10,8 +10,8 @@ pub struct SubError {
     pub kind: ProblemType,
     /// What went wrong with it.
     pub detail: String,
-    /// The identifier (`type`, `value`).
-    pub identifier: (String, String),
+    /// The identifier as the client sent it.
+    pub identifier: acme_types::wire::Identifier,
 }
 
 /// A failure the client caused or can act on.

@@ -5,8 +5,8 @@
 
 use crate::ca::{IssuingCa, IssuingCaParts};
 use crate::clock::OffsetClock;
-use crate::ra::{Ra, RaConfig};
-use crate::sa::{SqliteStorage, Storage};
+use crate::ra::{Ra, RaConfig, RaParts};
+use crate::sa::{Database, SqliteStorage};
 use crate::tenant::Tenant;
 use crate::va::{Va, VaConfig};
 use pki::ca::CaProfile;
@@ -74,17 +74,17 @@ pub async fn ra_with_tenant(
         ct: None,
     });
     let clock = Arc::new(OffsetClock::default());
-    let sa: Arc<dyn Storage> = Arc::new(
+    let db: Arc<dyn Database> = Arc::new(
         SqliteStorage::open_in_memory()
             .await
             .expect("in-memory SQLite"),
     );
-    let ra = Ra::new(
-        sa,
+    let ra = Ra::new(RaParts::new(
+        db,
         clock.clone(),
         vec![tenant.clone()],
         Va::new(VaConfig::default()).expect("validation authority"),
         RaConfig::default(),
-    );
+    ));
     (ra, clock, tenant)
 }

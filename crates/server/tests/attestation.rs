@@ -5,6 +5,7 @@
 //! `badAttestationStatement` and leave the challenge and authorization invalid.
 
 use acme_types::sign::{AccountKey, AccountKeyKind};
+use acme_types::wire::{AuthorizationStatus, Identifier, IdentifierType, OrderStatus};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use base64::Engine as _;
@@ -111,7 +112,7 @@ async fn start(ra: &Ra, t: &Tenant, serial: &str) -> Attempt {
         .new_order(
             t,
             &acct,
-            &[("permanent-identifier".to_string(), serial.to_string())],
+            &[Identifier::new(IdentifierType::PermanentIdentifier, serial)],
         )
         .await
         .unwrap();
@@ -144,12 +145,12 @@ async fn assert_refused(ra: &Ra, t: &Tenant, a: &Attempt, obj: &str, why: &str, 
     assert!(err.contains(reason), "{why}: expected {reason:?} in {err}");
     assert_eq!(
         ra.get_authz(t, &a.acct, &a.authz_id).await.unwrap().status,
-        "invalid",
+        AuthorizationStatus::Invalid,
         "{why}"
     );
     assert_eq!(
         ra.get_order(t, &a.acct, &a.order_id).await.unwrap().status,
-        "invalid",
+        OrderStatus::Invalid,
         "{why}"
     );
 }
@@ -167,7 +168,7 @@ async fn permanent_identifier_needs_configured_roots() {
         .new_order(
             &t,
             &acct,
-            &[("permanent-identifier".to_string(), "SN1".to_string())],
+            &[Identifier::new(IdentifierType::PermanentIdentifier, "SN1")],
         )
         .await
         .unwrap_err();
@@ -198,11 +199,11 @@ async fn packed_attestation_validates_the_device() {
     assert_eq!(ch.status.as_str(), "valid", "{:?}", ch.error);
     assert_eq!(
         ra.get_authz(&t, &a.acct, &a.authz_id).await.unwrap().status,
-        "valid"
+        AuthorizationStatus::Valid
     );
     assert_eq!(
         ra.get_order(&t, &a.acct, &a.order_id).await.unwrap().status,
-        "ready"
+        OrderStatus::Ready
     );
     // The serial is not put into certificates yet, so an order with nothing else to name is
     // refused at finalization (badCSR), not with an internal error.

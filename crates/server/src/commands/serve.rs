@@ -4,7 +4,7 @@
 use super::{parse_net, parse_socket, KeyProtection};
 use crate::clock::Clock;
 use crate::datadir::{DataDir, DEFAULT_TENANT};
-use crate::ra::{Ra, RaConfig};
+use crate::ra::{Ra, RaConfig, RaParts};
 use crate::sa::Storage;
 use crate::va::{Va, VaConfig};
 use crate::wfe::{self, Wfe, WfeConfig};
@@ -290,8 +290,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: db.clone(),
         keyring: eab_keyring.clone(),
     };
-    // Profiles, ARI links and overrides, CRL shards (sa::lifecycle) share the database too.
-    let lifecycle_store: Arc<dyn crate::sa::LifecycleStore> = db.clone();
     // Every storage call of the ACME path is timed for /metrics.
     let sa: Arc<dyn Storage> = Arc::new(crate::sa::MeteredStorage::new(db.clone()));
     let pin_file = args.keys.pkcs11_pin_file.as_deref();
@@ -315,31 +313,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect();
         tracing::warn!(ranges = %ranges.join(", "), "--va-allow-address: validations may contact these normally refused ranges");
     }
-    let ra = Ra::new_with_eab(
-        sa.clone(),
-        clock.clone(),
-        Vec::new(),
-        va.clone(),
-        RaConfig {
-            max_concurrent_validations: args.max_validations,
-            max_queued_validations: args.max_queued_validations,
-            max_validations_per_account: args.max_validations_per_account.max(1),
-            validation_lease: Duration::from_secs(args.validation_lease_secs.max(1)),
-            skip_validation: args.insecure_skip_validation,
-            max_concurrent_signatures: args.max_signatures,
-            finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
-            signer_delay: Duration::from_millis(args.signer_delay_ms),
-            ct_retry_interval: Duration::from_secs(args.ct_retry_secs.max(1)),
-            ..RaConfig::default()
-        },
-        Some(eab),
-    );
-    ra.set_lifecycle_store(lifecycle_store);
     // Per-tenant `[ca.rate_limits]`; the hourly and weekly buckets are shared through
     // PostgreSQL, the rest are per node (see wfe::ratelimit). A reload replaces the limits.
+    // The Ra draws each validation it starts from the same limiter's failed-validation limit.
     let limiter = Arc::new(
         crate::wfe::ratelimit::RateLimiter::new(Default::default()).with_store(db.rate_store()),
     );
+    let ra = Ra::new(RaParts {
+        sa: sa.clone(),
+        eab: Some(eab),
+        budget: Some(Arc::new(crate::wfe::ratelimit::FailedValidations(
+            limiter.clone(),
+        ))),
+        coverage: Some(args.coverage.config(db.clone())),
+        // Profiles, ARI links and overrides, CRL shards, tenant domains and CT share the
+        // database.
+        ..RaParts::new(
+            db.clone(),
+            clock.clone(),
+            Vec::new(),
+            va.clone(),
+            RaConfig {
+                max_concurrent_validations: args.max_validations,
+                max_queued_validations: args.max_queued_validations,
+                max_validations_per_account: args.max_validations_per_account.max(1),
+                validation_lease: Duration::from_secs(args.validation_lease_secs.max(1)),
+                skip_validation: args.insecure_skip_validation,
+                max_concurrent_signatures: args.max_signatures,
+                finalize_lease: Duration::from_secs(args.finalize_lease_secs.max(2)),
+                signer_delay: Duration::from_millis(args.signer_delay_ms),
+                ct_retry_interval: Duration::from_secs(args.ct_retry_secs.max(1)),
+                ..RaConfig::default()
+            },
+        )
+    });
     // Every tenant (`fleetca.toml`'s, then `fleetca tenant add`'s): each its own issuing CA,
     // policy and EAB rule, served through the Ra's one swap point and reloadable.
     let loader = super::reload::TenantLoader {
@@ -376,11 +383,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         passphrase.clone(),
         clock.clone(),
     );
-    ra.set_coverage(args.coverage.config(db.clone()));
-    let ct_store: Arc<dyn crate::sa::CtStore> = db.clone();
-    ra.set_ct_store(ct_store);
-    // Tenant domains (issue 17): grants at newOrder, dns-persist-01 revalidation.
-    ra.set_domain_store(db.clone());
     let domain_policies: Vec<crate::ra::DomainPolicy> = dd
         .load_tenant_configs()?
         .iter()
@@ -428,11 +430,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let status = crate::ca::status::StatusHandle::start(
         Arc::clone(ra.tenant_set()),
         Arc::clone(ra.storage()),
-        ra.lifecycle().cloned(),
+        Some(Arc::clone(ra.lifecycle())),
         Arc::clone(ra.clock()),
     );
-    let wfe = Wfe::new(ra.clone(), status, wfe_cfg, nonces);
-    wfe.set_rate_limits(limiter);
+    let wfe = Wfe::new(ra.clone(), status, wfe_cfg, nonces, limiter);
     wfe.spawn_nonce_pruner();
 
     let (tls, server_cert) =

@@ -31,8 +31,8 @@ pub struct NewAccount {
 pub struct AccountUpdate {
     /// New contact list, if given.
     pub contact: Option<Vec<String>>,
-    /// `"deactivated"` to deactivate; other values are refused.
-    pub status: Option<String>,
+    /// `deactivated` to deactivate; other statuses are refused.
+    pub status: Option<acme_types::wire::AccountStatus>,
 }
 
 /// RFC 8555 §7.3: the server must support `mailto:`; we accept only that, one plain address per
@@ -165,10 +165,11 @@ impl Ra {
         acct: &AccountRecord,
         upd: AccountUpdate,
     ) -> Result<AccountRecord> {
-        if let Some(status) = &upd.status {
-            if status != "deactivated" {
+        if let Some(status) = upd.status {
+            if status != acme_types::wire::AccountStatus::Deactivated {
                 return Err(Error::malformed(format!(
-                    "an account's status can only be changed to \"deactivated\", not {status:?}"
+                    "an account's status can only be changed to \"deactivated\", not {:?}",
+                    status.as_str()
                 )));
             }
         }

@@ -3,7 +3,7 @@
 
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::{CertRecord, StoredIdentifier};
+use crate::sa::{CertRecord, OrderState, StoredIdentifier};
 use crate::tenant::Tenant;
 use acme_types::ari::CertId;
 use acme_types::problem::ProblemType;
@@ -98,10 +98,7 @@ impl Ra {
         let (start, end) = if let Some(at) = cert.revoked_at {
             // A revoked certificate should be replaced now: a window that has already begun.
             (at, at + 60)
-        } else if let Some(w) = match self.lifecycle() {
-            Some(lc) => lc.renewal_override(&cert.id).await?,
-            None => None,
-        } {
+        } else if let Some(w) = self.lifecycle.renewal_override(&cert.id).await? {
             w
         } else {
             default_window(cert.not_before, cert.not_after, &cert.serial)
@@ -192,18 +189,16 @@ impl Ra {
                 "the order shares no identifier with the certificate it replaces",
             ));
         }
-        let store = self.lifecycle().ok_or_else(|| {
-            Error::internal("replaces needs lifecycle storage, which is not configured")
-        })?;
         let now = self.clock.unix();
-        let live = store
+        let live = self
+            .lifecycle
             .replacing_orders(&cert.id)
             .await?
             .into_iter()
-            .any(|o| {
-                o.status == "valid"
-                    || o.status == "processing"
-                    || (o.status == "pending" && o.expires > now)
+            .any(|o| match OrderState::parse(&o.status) {
+                Ok(OrderState::Valid | OrderState::Processing) => true,
+                Ok(OrderState::Pending) => o.expires > now,
+                Ok(OrderState::Invalid) | Err(_) => false,
             });
         if live {
             return Err(Error::acme(

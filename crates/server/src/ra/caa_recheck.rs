@@ -13,12 +13,14 @@
 //! to processing), so it can be finalized once the domain owner allows this CA again, and
 //! nothing is signed.
 
+use super::statuses::{challenge_type, identifier_type, va_kind};
 use super::Ra;
 use crate::error::{Error, Result, SubError};
 use crate::sa::{AccountRecord, AuthzRecord, ChallengeState, OrderRecord};
 use crate::tenant::Tenant;
 use crate::va::{ChallengeKind, ValidationError};
 use acme_types::problem::ProblemType;
+use acme_types::wire::IdentifierType;
 
 /// How old an authorization's CAA check may be when its order is finalized. The CAA record's
 /// TTL is not kept, so BR §3.2.2.8's 8 hours is the bound; one hour of margin, as Boulder's
@@ -30,7 +32,9 @@ pub(crate) const CAA_RECHECK_AGE_SECS: i64 = 7 * 3600;
 /// granted by a device attestation (`attested_by`, private trust only) were never checked by
 /// the VA.
 fn caa_method(authz: &AuthzRecord) -> Result<Option<ChallengeKind>> {
-    if authz.identifier.kind != "dns" || authz.attested_by.is_some() {
+    if identifier_type(&authz.identifier) != Some(IdentifierType::Dns)
+        || authz.attested_by.is_some()
+    {
         return Ok(None);
     }
     let valid = authz
@@ -38,13 +42,14 @@ fn caa_method(authz: &AuthzRecord) -> Result<Option<ChallengeKind>> {
         .iter()
         .filter(|c| c.status == ChallengeState::Valid)
         .max_by_key(|c| c.validated_at);
-    match valid.map(|c| c.kind.as_str()) {
-        Some("http-01") => Ok(Some(ChallengeKind::Http01)),
-        Some("dns-01") => Ok(Some(ChallengeKind::Dns01)),
-        Some("tls-alpn-01") => Ok(Some(ChallengeKind::TlsAlpn01)),
+    match valid
+        .and_then(|c| challenge_type(&c.kind))
+        .and_then(va_kind)
+    {
+        Some(kind) => Ok(Some(kind)),
         // A valid DNS authorization with no challenge the VA validated: nothing to recheck
         // against, so refuse rather than sign unchecked.
-        _ => Err(Error::internal(format!(
+        None => Err(Error::internal(format!(
             "authorization {} is valid without a validated challenge",
             authz.id
         ))),
@@ -131,21 +136,24 @@ impl Ra {
                 refused.push(SubError {
                     kind,
                     detail: e.detail().to_string(),
-                    identifier: ("dns".into(), name),
+                    identifier: acme_types::wire::Identifier::dns(name),
                 });
             }
         }
         if refused.is_empty() {
             return Ok(());
         }
-        refused.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-        let names: Vec<&str> = refused.iter().map(|s| s.identifier.1.as_str()).collect();
+        refused.sort_by(|a, b| a.identifier.value.cmp(&b.identifier.value));
+        let names: Vec<&str> = refused
+            .iter()
+            .map(|s| s.identifier.value.as_str())
+            .collect();
         tracing::info!(order = %order.id, account = %acct.id, identifiers = ?names, "CAA checked again at finalize forbids issuance");
         let detail = match refused.as_slice() {
             [one] => format!(
                 "{} was validated more than {} hours ago, so CAA was checked again before \
                  issuance (CA/B Forum BR 3.2.2.8): {}",
-                one.identifier.1,
+                one.identifier.value,
                 CAA_RECHECK_AGE_SECS / 3600,
                 one.detail
             ),

@@ -2,14 +2,16 @@
 //! validation with bounded concurrency and a time limit; the result moves the challenge and
 //! its authorization to valid or invalid together.
 
+use super::statuses::{self, challenge_type, identifier_type, va_kind};
 use super::validation_queue::Claim;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState};
 use crate::tenant::Tenant;
-use crate::va::{ChallengeKind, Target, ValidationRequest};
+use crate::va::{Target, ValidationRequest};
 use acme_types::jwk::Jwk;
 use acme_types::problem::{Problem, ProblemType};
+use acme_types::wire::{ChallengeType, IdentifierType};
 use std::sync::Arc;
 
 impl Ra {
@@ -53,7 +55,7 @@ impl Ra {
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
-        if ch.kind == super::order::DEVICE_ATTEST_01 {
+        if challenge_type(&ch.kind) == Some(ChallengeType::DeviceAttest01) {
             return Err(Error::malformed(
                 "a device-attest-01 response must carry the attestation object in \"attObj\"",
             ));
@@ -111,7 +113,7 @@ impl Ra {
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
         let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
-        if ch.kind != super::order::DEVICE_ATTEST_01 {
+        if challenge_type(&ch.kind) != Some(ChallengeType::DeviceAttest01) {
             return Err(Error::malformed(
                 "attObj is only meaningful for device-attest-01",
             ));
@@ -342,14 +344,11 @@ impl Ra {
                 r#"{"skipped":"serve --insecure-skip-validation (load tests only)"}"#.into(),
             );
         }
-        let kind = match ch.kind.as_str() {
-            "http-01" => ChallengeKind::Http01,
-            "dns-01" => ChallengeKind::Dns01,
-            "tls-alpn-01" => ChallengeKind::TlsAlpn01,
-            _ => return Err(internal("unknown challenge type")),
+        let Some(kind) = challenge_type(&ch.kind).and_then(va_kind) else {
+            return Err(internal("unknown challenge type"));
         };
-        let target = match authz.identifier.kind.as_str() {
-            "ip" => Target::Ip(
+        let target = match identifier_type(&authz.identifier) {
+            Some(IdentifierType::Ip) => Target::Ip(
                 authz
                     .identifier
                     .value
@@ -374,11 +373,7 @@ impl Ra {
         };
         let problem = |kind: ProblemType, detail: String| {
             let mut p = Problem::new(kind, detail);
-            p.identifier = Some(acme_types::wire::Identifier {
-                r#type: authz.identifier.kind.clone(),
-                value: authz.identifier.value.clone(),
-                ancestor_domain: None,
-            });
+            p.identifier = Some(statuses::identifier(&authz.identifier));
             p
         };
         let validation = self.va.validate_audited(&req);

@@ -19,18 +19,6 @@ use std::time::Duration;
 const RETRY_BATCH: u32 = 16;
 
 impl Ra {
-    /// Gives the authority its CT storage (set once, before serving). Without it a tenant
-    /// that requires CT cannot finalize.
-    pub fn set_ct_store(&self, store: Arc<dyn CtStore>) {
-        let _ = self.ct_store.set(store);
-    }
-
-    pub(super) fn ct_store(&self) -> Result<&Arc<dyn CtStore>> {
-        self.ct_store
-            .get()
-            .ok_or_else(|| Error::internal("this tenant requires CT but no CT storage is set"))
-    }
-
     /// Asks `logs` for SCTs for the stored precertificate `pre` (its `der`) of `order_id`,
     /// held under `claim`; with SCTs enough signs and stores the final certificate
     /// (`Ok(true)`), otherwise defers the order to the retry task (`Ok(false)`).
@@ -42,7 +30,7 @@ impl Ra {
         claim: &OrderClaim,
         pre: &CertRecord,
     ) -> Result<bool> {
-        let store = self.ct_store()?;
+        let store = &self.ct_store;
         // The CA that signed the precertificate signs its final certificate, even if the
         // tenant rolled over to a new issuing CA meanwhile (the serial is that CA's).
         let issuer = tenant.issuer_of(pre).cloned().ok_or_else(|| {
@@ -132,9 +120,7 @@ impl Ra {
     /// final certificate and whose claim ended (deferred, or their node died) and tries again.
     /// Returns how many were issued.
     pub async fn retry_ct_orders(&self) -> Result<usize> {
-        let Some(store) = self.ct_store.get() else {
-            return Ok(0);
-        };
+        let store = &self.ct_store;
         let now = self.clock.unix();
         let mut issued = 0;
         for order_id in store.due_precert_orders(now, RETRY_BATCH).await? {

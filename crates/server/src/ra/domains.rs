@@ -401,12 +401,6 @@ pub async fn revalidate_due(
 }
 
 impl Ra {
-    /// Gives the authority the tenant domains (set once, before serving). Without it no
-    /// authorization is granted from a domain.
-    pub fn set_domain_store(&self, store: Arc<dyn DomainStore>) {
-        let _ = self.domains.set(store);
-    }
-
     /// For newOrder: the tenant domain that grants `ident` (a DNS name, `wildcard` for `*.`)
     /// to `acct` now, with the expiry of the authorization it grants. Only accounts created
     /// with one of the tenant's unrevoked EAB credentials inherit its domains; only valid,
@@ -420,10 +414,10 @@ impl Ra {
         now: i64,
         eligible: &mut Option<bool>,
     ) -> AcmeResult<Option<(String, i64)>> {
-        let Some(store) = self.domains.get() else {
-            return Ok(None);
-        };
-        if ident.kind != "dns" || acct.eab_kid.is_none() {
+        let store = &self.domains;
+        if super::statuses::identifier_type(ident) != Some(acme_types::wire::IdentifierType::Dns)
+            || acct.eab_kid.is_none()
+        {
             return Ok(None);
         }
         let ok = match *eligible {
@@ -462,10 +456,7 @@ impl Ra {
                 "the tenant domain that authorized {name} was removed or is no longer valid"
             ))
         };
-        let Some(store) = self.domains.get() else {
-            return Err(gone());
-        };
-        let Some(d) = store.get_domain_by_id(domain_id).await? else {
+        let Some(d) = self.domains.get_domain_by_id(domain_id).await? else {
             return Err(gone());
         };
         if !d.grants_at(self.clock.unix()) {

@@ -150,7 +150,11 @@ mod tests {
             .unwrap()
             .0;
         let order = ra
-            .new_order(&t, &acct, &[("dns".into(), "a.routers.example.com".into())])
+            .new_order(
+                &t,
+                &acct,
+                &[acme_types::wire::Identifier::dns("a.routers.example.com")],
+            )
             .await
             .unwrap();
         let authz = ra

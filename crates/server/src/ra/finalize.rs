@@ -10,12 +10,14 @@
 //! Only the claim's holder can store, so one order never gets two stored certificates.
 
 use super::order::OrderView;
+use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::new_object_id;
 use crate::sa::{AccountRecord, CertRecord, OrderClaim, OrderState};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
+use acme_types::wire::{IdentifierType, OrderStatus};
 use pki::identifier::Identifier;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ impl Ra {
         csr_der: Vec<u8>,
     ) -> Result<OrderView> {
         let view = self.get_order(tenant, acct, order_id).await?;
-        if view.status != "ready" {
+        if view.status != OrderStatus::Ready {
             return Err(Error::acme(
                 ProblemType::OrderNotReady,
                 format!("the order is {}, not ready", view.status),
@@ -67,9 +69,9 @@ impl Ra {
             .order
             .identifiers
             .iter()
-            .filter(|i| i.kind != super::order::PERMANENT_IDENTIFIER)
-            .map(|i| match i.kind.as_str() {
-                "ip" => Identifier::parse_ip(&i.value),
+            .filter(|i| identifier_type(i) != Some(IdentifierType::PermanentIdentifier))
+            .map(|i| match identifier_type(i) {
+                Some(IdentifierType::Ip) => Identifier::parse_ip(&i.value),
                 _ => Identifier::parse_dns(&i.value),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -98,20 +100,15 @@ impl Ra {
         // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
         self.recheck_caa(tenant, acct, &view.order).await?;
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
-        // revoked certificate always has its shard (sa::lifecycle); without lifecycle storage
-        // there is only the single CRL.
+        // revoked certificate always has its shard (sa::lifecycle).
         let cert_id = new_object_id();
-        let crl_shard = match self.lifecycle() {
-            Some(_) if profile.crl_dp => tenant.ca.pick_crl_shard(),
-            _ => None,
+        let crl_shard = if profile.crl_dp {
+            tenant.ca.pick_crl_shard()
+        } else {
+            None
         };
-        let cert_lifecycle = self
-            .lifecycle()
-            .map(|_| (profile_for_record.clone(), crl_shard));
+        let cert_lifecycle = Some((profile_for_record.clone(), crl_shard));
         let ct_logs = tenant.ct.clone();
-        if ct_logs.is_some() {
-            self.ct_store()?;
-        }
         let now = self.clock.now();
 
         // Step 1: claim. The lease covers the wait for a signing slot and the signature.
@@ -214,7 +211,7 @@ impl Ra {
         let mut view = view;
         view.order.status = OrderState::Valid;
         view.order.cert_id = Some(cert.id);
-        view.status = "valid";
+        view.status = OrderStatus::Valid;
         Ok(view)
     }
 
@@ -277,7 +274,7 @@ impl Ra {
             .clone()
             .ok_or_else(|| Error::internal("finalize with CT for a tenant without CT logs"))?;
         let stored = self
-            .ct_store()?
+            .ct_store
             .store_precertificate(&order_id, &claim.token, &pre, cert_lifecycle)
             .await;
         match stored {
@@ -305,10 +302,10 @@ impl Ra {
         if issued {
             view.order.status = OrderState::Valid;
             view.order.cert_id = Some(pre.id);
-            view.status = "valid";
+            view.status = OrderStatus::Valid;
         } else {
             view.order.status = OrderState::Processing;
-            view.status = "processing";
+            view.status = OrderStatus::Processing;
         }
         Ok(view)
     }

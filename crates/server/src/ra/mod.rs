@@ -16,6 +16,7 @@ mod finalize;
 mod name_template;
 mod order;
 mod revoke;
+pub mod statuses;
 mod subdomain;
 mod validation_queue;
 
@@ -34,7 +35,9 @@ pub use validation_queue::ValidationBudget;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::sa::{AccountRecord, AccountState, Storage};
+use crate::sa::{
+    AccountRecord, AccountState, CtStore, Database, DomainStore, LifecycleStore, Storage,
+};
 use crate::tenant::{Tenant, TenantSet};
 use crate::va::Va;
 use std::sync::Arc;
@@ -111,6 +114,61 @@ impl Default for RaConfig {
     }
 }
 
+/// What the registration authority is built from ([`Ra::new`]). The optional parts turn
+/// features on; a part left out refuses or skips what needs it, as its field says.
+pub struct RaParts {
+    /// Orders, authorizations, accounts, certificates.
+    pub sa: Arc<dyn Storage>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// The tenants served at start (a reload replaces them through [`Ra::tenant_set`]).
+    pub tenants: Vec<Arc<Tenant>>,
+    /// The validation authority.
+    pub va: Va,
+    /// Lifetimes and limits.
+    pub cfg: RaConfig,
+    /// External Account Binding credentials (RFC 8555 §7.3.4); without them every binding is
+    /// refused.
+    pub eab: Option<EabBackend>,
+    /// Profiles, `replaces` links, ARI overrides and CRL shards of certificates.
+    pub lifecycle: Arc<dyn LifecycleStore>,
+    /// Tenant domains (issue 17).
+    pub domains: Arc<dyn DomainStore>,
+    /// The failed-validation limit each started validation draws from (RFC 8555 §6.6);
+    /// without it validations are not limited.
+    pub budget: Option<Arc<dyn ValidationBudget>>,
+    /// renewalInfo poll tracking and ARI steering of certificates in trouble.
+    pub coverage: Option<coverage::CoverageConfig>,
+    /// Precertificates and their final certificates.
+    pub ct_store: Arc<dyn CtStore>,
+}
+
+impl RaParts {
+    /// Every storage role from one database, with the required parts; every optional
+    /// feature off.
+    pub fn new(
+        db: Arc<dyn Database>,
+        clock: Arc<dyn Clock>,
+        tenants: Vec<Arc<Tenant>>,
+        va: Va,
+        cfg: RaConfig,
+    ) -> Self {
+        Self {
+            sa: db.clone(),
+            lifecycle: db.clone(),
+            domains: db.clone(),
+            ct_store: db,
+            clock,
+            tenants,
+            va,
+            cfg,
+            eab: None,
+            budget: None,
+            coverage: None,
+        }
+    }
+}
+
 /// The registration authority. Cheap to share behind an `Arc`.
 pub struct Ra {
     sa: Arc<dyn Storage>,
@@ -122,18 +180,18 @@ pub struct Ra {
     admissions: Arc<validation_queue::Admissions>,
     cfg: RaConfig,
     eab: Option<EabBackend>,
-    /// Profiles, `replaces` links and ARI overrides (set once at start-up).
-    lifecycle: std::sync::OnceLock<Arc<dyn crate::sa::LifecycleStore>>,
-    /// Tenant domains (issue 17; set once at start-up).
-    domains: std::sync::OnceLock<Arc<dyn crate::sa::DomainStore>>,
+    /// Profiles, `replaces` links and ARI overrides.
+    lifecycle: Arc<dyn LifecycleStore>,
+    /// Tenant domains (issue 17).
+    domains: Arc<dyn DomainStore>,
     /// The failed-validation limit (the front end's rate limiter).
-    budget: std::sync::OnceLock<Arc<dyn ValidationBudget>>,
+    budget: Option<Arc<dyn ValidationBudget>>,
     /// Validation leases and finalize claims this node holds now (for [`Ra::drain`]).
     held: Arc<drain::Held>,
-    /// Continuous coverage: poll tracking and ARI steering (set once at start-up).
-    coverage: std::sync::OnceLock<coverage::CoverageConfig>,
-    /// Precertificates and their final certificates (set once at start-up; `ra::ct`).
-    ct_store: std::sync::OnceLock<Arc<dyn crate::sa::CtStore>>,
+    /// Continuous coverage: poll tracking and ARI steering.
+    coverage: Option<coverage::CoverageConfig>,
+    /// Precertificates and their final certificates (`ra::ct`).
+    ct_store: Arc<dyn CtStore>,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -149,27 +207,22 @@ pub(crate) fn owned_by(
 }
 
 impl Ra {
-    /// Builds the authority over its storage, clock, tenants and validator.
-    pub fn new(
-        sa: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-        tenants: Vec<Arc<Tenant>>,
-        va: Va,
-        cfg: RaConfig,
-    ) -> Arc<Self> {
-        Self::new_with_eab(sa, clock, tenants, va, cfg, None)
-    }
-
-    /// Like [`Ra::new`], with External Account Binding credentials (RFC 8555 §7.3.4); without
-    /// them every binding is refused.
-    pub fn new_with_eab(
-        sa: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-        tenants: Vec<Arc<Tenant>>,
-        va: Va,
-        cfg: RaConfig,
-        eab: Option<EabBackend>,
-    ) -> Arc<Self> {
+    /// Builds the authority from all its parts at once, so no request ever meets one that is
+    /// half wired.
+    pub fn new(parts: RaParts) -> Arc<Self> {
+        let RaParts {
+            sa,
+            clock,
+            tenants,
+            va,
+            cfg,
+            eab,
+            lifecycle,
+            domains,
+            budget,
+            coverage,
+            ct_store,
+        } = parts;
         Arc::new(Self {
             validations: Arc::new(Semaphore::new(cfg.max_concurrent_validations.max(1))),
             signatures: Arc::new(Semaphore::new(cfg.max_concurrent_signatures.max(1))),
@@ -180,40 +233,23 @@ impl Ra {
             va,
             cfg,
             eab,
-            lifecycle: std::sync::OnceLock::new(),
-            domains: std::sync::OnceLock::new(),
-            budget: std::sync::OnceLock::new(),
+            lifecycle,
+            domains,
+            budget,
             held: Arc::default(),
-            coverage: std::sync::OnceLock::new(),
-            ct_store: std::sync::OnceLock::new(),
+            coverage,
+            ct_store,
         })
-    }
-
-    /// Gives the authority its lifecycle storage (profiles other than `default`, `replaces`,
-    /// ARI overrides). Without it those features are refused; set it once, before serving.
-    pub fn set_lifecycle_store(&self, store: Arc<dyn crate::sa::LifecycleStore>) {
-        let _ = self.lifecycle.set(store);
-    }
-
-    /// Sets the failed-validation limit each started validation draws from (set once,
-    /// before serving).
-    pub fn set_validation_budget(&self, budget: Arc<dyn ValidationBudget>) {
-        let _ = self.budget.set(budget);
-    }
-
-    /// Turns on renewalInfo poll tracking and ARI steering of certificates in trouble.
-    pub fn set_coverage(&self, cfg: coverage::CoverageConfig) {
-        let _ = self.coverage.set(cfg);
     }
 
     /// The coverage configuration, if set.
     pub fn coverage(&self) -> Option<&coverage::CoverageConfig> {
-        self.coverage.get()
+        self.coverage.as_ref()
     }
 
-    /// The lifecycle storage, if configured.
-    pub fn lifecycle(&self) -> Option<&Arc<dyn crate::sa::LifecycleStore>> {
-        self.lifecycle.get()
+    /// The lifecycle storage.
+    pub fn lifecycle(&self) -> &Arc<dyn LifecycleStore> {
+        &self.lifecycle
     }
 
     /// The tenant (issuing CA) named in a URL, as served now (a disabled one included).

@@ -1,6 +1,7 @@
 //! Orders and authorizations (RFC 8555 §7.4, §7.5). Order readiness and expiry are derived
 //! on read from the authorizations and the clock (§7.1.6), so no job has to advance them.
 
+use super::statuses::{self, identifier_type};
 use super::Ra;
 use crate::error::{Error, Result, SubError};
 use crate::ids::{new_object_id, new_token};
@@ -10,6 +11,7 @@ use crate::sa::{
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
+use acme_types::wire::{self, AuthorizationStatus, ChallengeType, IdentifierType, OrderStatus};
 use pki::identifier::Identifier;
 
 /// An order with its status as the client sees it now.
@@ -17,9 +19,9 @@ use pki::identifier::Identifier;
 pub struct OrderView {
     /// The stored order.
     pub order: OrderRecord,
-    /// `pending`, `ready`, `processing`, `valid` or `invalid`.
-    pub status: &'static str,
-    /// The order's profile and `replaces` link, when lifecycle storage is configured.
+    /// The order's status now (§7.1.6).
+    pub status: OrderStatus,
+    /// The order's profile and `replaces` link (`None` for an order stored without them).
     pub lifecycle: Option<OrderLifecycle>,
 }
 
@@ -30,8 +32,6 @@ pub struct OrderOptions {
     pub profile: Option<String>,
     /// ARI certID of the certificate the order replaces (RFC 9773 §5).
     pub replaces: Option<String>,
-    /// RFC 9444 §4.2 `ancestorDomain`s: (identifier value as requested, ancestor domain).
-    pub ancestor_domains: Vec<(String, String)>,
 }
 
 /// An authorization with its status as the client sees it now.
@@ -39,39 +39,45 @@ pub struct OrderOptions {
 pub struct AuthzView {
     /// The stored authorization.
     pub authz: AuthzRecord,
-    /// `pending`, `valid`, `invalid`, `deactivated`, `expired` or `revoked`.
-    pub status: &'static str,
+    /// The authorization's status now (§7.1.6).
+    pub status: AuthorizationStatus,
 }
 
 /// Parses one requested identifier (§7.1.3 `identifiers`, RFC 8738 for `ip`) and applies the
 /// tenant's name policy, so a name outside the CA's constraints never gets an authorization.
 pub(crate) fn check_identifier(
     tenant: &Tenant,
-    kind: &str,
-    value: &str,
+    requested: &wire::Identifier,
 ) -> std::result::Result<Identifier, SubError> {
+    let value = requested.value.as_str();
     let sub = |k: ProblemType, d: String| SubError {
         kind: k,
         detail: d,
-        identifier: (kind.to_string(), value.to_string()),
+        identifier: wire::Identifier {
+            ancestor_domain: None,
+            ..requested.clone()
+        },
     };
-    let ident = match kind {
-        "dns" => Identifier::parse_dns(value).map_err(|e| {
+    let ident = match requested.kind() {
+        Some(IdentifierType::Dns) => Identifier::parse_dns(value).map_err(|e| {
             sub(
                 ProblemType::RejectedIdentifier,
                 format!("{value:?} is not a valid DNS name: {e}"),
             )
         })?,
-        "ip" => Identifier::parse_ip(value).map_err(|e| {
+        Some(IdentifierType::Ip) => Identifier::parse_ip(value).map_err(|e| {
             sub(
                 ProblemType::RejectedIdentifier,
                 format!("{value:?} is not a valid IP address: {e}"),
             )
         })?,
-        other => {
+        Some(IdentifierType::PermanentIdentifier) | None => {
             return Err(sub(
                 ProblemType::UnsupportedIdentifier,
-                format!("identifier type {other:?} is not supported (dns and ip are)"),
+                format!(
+                    "identifier type {:?} is not supported (dns and ip are)",
+                    requested.r#type
+                ),
             ))
         }
     };
@@ -84,11 +90,6 @@ pub(crate) fn check_identifier(
     Ok(ident)
 }
 
-/// The identifier type of a device's manufacturer-assigned identity (draft-ietf-acme-device-attest §3).
-pub(crate) const PERMANENT_IDENTIFIER: &str = "permanent-identifier";
-/// The challenge that proves a `permanent-identifier` (draft-ietf-acme-device-attest §5).
-pub(crate) const DEVICE_ATTEST_01: &str = "device-attest-01";
-
 /// Accepts a `permanent-identifier` only where the tenant has manufacturing roots to verify
 /// attestations against; otherwise the type is `unsupportedIdentifier`.
 fn check_permanent_identifier(
@@ -98,7 +99,7 @@ fn check_permanent_identifier(
     let sub = |k: ProblemType, d: String| SubError {
         kind: k,
         detail: d,
-        identifier: (PERMANENT_IDENTIFIER.to_string(), value.to_string()),
+        identifier: wire::Identifier::new(IdentifierType::PermanentIdentifier, value),
     };
     if tenant.attestation_roots.is_empty() {
         return Err(sub(
@@ -114,10 +115,7 @@ fn check_permanent_identifier(
             format!("{value:?} is not a valid permanent identifier: {e}"),
         )
     })?;
-    Ok(StoredIdentifier {
-        kind: PERMANENT_IDENTIFIER.into(),
-        value: value.to_string(),
-    })
+    Ok(statuses::stored(IdentifierType::PermanentIdentifier, value))
 }
 
 /// The DNS names the tenant's name templates grant to the order's device (see
@@ -142,30 +140,25 @@ fn granted_names(tenant: &Tenant, devices: &[StoredIdentifier]) -> Vec<String> {
 pub(crate) fn authz_identifier(ident: &Identifier) -> (StoredIdentifier, bool) {
     match ident {
         Identifier::Dns(d) => (
-            StoredIdentifier {
-                kind: "dns".into(),
-                value: d.base().to_string(),
-            },
+            statuses::stored(IdentifierType::Dns, d.base()),
             d.is_wildcard(),
         ),
-        Identifier::Ip(ip) => (
-            StoredIdentifier {
-                kind: "ip".into(),
-                value: ip.to_string(),
-            },
-            false,
-        ),
+        Identifier::Ip(ip) => (statuses::stored(IdentifierType::Ip, ip.to_string()), false),
     }
 }
 
 /// The challenge types offered for an identifier: wildcards only via dns-01 (§7.1.3), IP
 /// identifiers never via dns-01 (RFC 8738 §7).
-pub(crate) fn challenge_types(ident: &StoredIdentifier, wildcard: bool) -> &'static [&'static str] {
-    match (ident.kind.as_str(), wildcard) {
-        (PERMANENT_IDENTIFIER, _) => &[DEVICE_ATTEST_01],
-        ("ip", _) => &["http-01", "tls-alpn-01"],
-        (_, true) => &["dns-01"],
-        _ => &["http-01", "dns-01", "tls-alpn-01"],
+pub(crate) fn challenge_types(
+    ident: &StoredIdentifier,
+    wildcard: bool,
+) -> &'static [ChallengeType] {
+    use ChallengeType::{DeviceAttest01, Dns01, Http01, TlsAlpn01};
+    match (identifier_type(ident), wildcard) {
+        (Some(IdentifierType::PermanentIdentifier), _) => &[DeviceAttest01],
+        (Some(IdentifierType::Ip), _) => &[Http01, TlsAlpn01],
+        (_, true) => &[Dns01],
+        _ => &[Http01, Dns01, TlsAlpn01],
     }
 }
 
@@ -176,7 +169,7 @@ impl Ra {
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
-        requested: &[(String, String)],
+        requested: &[wire::Identifier],
     ) -> Result<OrderView> {
         self.new_order_with(tenant, acct, requested, &OrderOptions::default())
             .await
@@ -184,12 +177,13 @@ impl Ra {
 
     /// newOrder with a profile (draft-aaron-acme-profiles) and `replaces` (RFC 9773 §5). An
     /// unknown profile is refused before anything is stored; the profile's lifetime and
-    /// extensions are applied at finalization, whatever the CSR asks.
+    /// extensions are applied at finalization, whatever the CSR asks. An identifier may name
+    /// its `ancestorDomain` (RFC 9444 §4.2).
     pub async fn new_order_with(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
-        requested: &[(String, String)],
+        requested: &[wire::Identifier],
         opts: &OrderOptions,
     ) -> Result<OrderView> {
         if requested.is_empty() {
@@ -208,24 +202,26 @@ impl Ra {
         let mut failures = Vec::new();
         // (identifier value, its checked `ancestorDomain`), RFC 9444 §4.2.
         let mut ancestors: Vec<(String, String)> = Vec::new();
-        for (kind, value) in requested {
-            if kind == PERMANENT_IDENTIFIER {
-                match check_permanent_identifier(tenant, value) {
+        for req in requested {
+            let kind = req.kind();
+            if kind == Some(IdentifierType::PermanentIdentifier) {
+                match check_permanent_identifier(tenant, &req.value) {
                     Ok(d) => devices.push(d),
                     Err(sub) => failures.push(sub),
                 }
                 continue;
             }
-            let asked = opts.ancestor_domains.iter().find(|(v, _)| v == value);
-            if asked.is_some() && kind != "dns" {
+            let asked = req.ancestor_domain.as_deref();
+            if asked.is_some() && kind != Some(IdentifierType::Dns) {
                 return Err(Error::malformed(format!(
-                    "ancestorDomain is only allowed on a dns identifier, not on {kind} \
-                     (RFC 9444 §4.2)"
+                    "ancestorDomain is only allowed on a dns identifier, not on {} \
+                     (RFC 9444 §4.2)",
+                    req.r#type
                 )));
             }
-            match check_identifier(tenant, kind, value) {
+            match check_identifier(tenant, req) {
                 Ok(i) => {
-                    if let Some((_, anc)) = asked {
+                    if let Some(anc) = asked {
                         // Refused as a whole (`malformed`) before anything is stored.
                         let anc = super::subdomain::check_ancestor_domain(tenant, &i, anc)?;
                         ancestors.push((i.value(), anc));
@@ -266,7 +262,9 @@ impl Ra {
         // granted by an attestation made for another order or account.
         let granted = granted_names(tenant, &devices);
         let is_granted = |i: &StoredIdentifier, wildcard: bool| {
-            !wildcard && i.kind == "dns" && granted.contains(&i.value)
+            !wildcard
+                && identifier_type(i) == Some(IdentifierType::Dns)
+                && granted.contains(&i.value)
         };
         let device_authz = wanted
             .iter()
@@ -346,7 +344,8 @@ impl Ra {
             let attested_by = device_authz
                 .clone()
                 .filter(|_| is_granted(&stored, wildcard));
-            let deciding = stored.kind == PERMANENT_IDENTIFIER && device_authz.is_some();
+            let deciding = identifier_type(&stored) == Some(IdentifierType::PermanentIdentifier)
+                && device_authz.is_some();
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
             if attested_by.is_none() && !deciding {
@@ -363,7 +362,7 @@ impl Ra {
                 (Some(id), true) => id.clone(),
                 _ => new_object_id(),
             };
-            let offered: &[&str] = if attested_by.is_some() {
+            let offered: &[ChallengeType] = if attested_by.is_some() {
                 &[]
             } else {
                 challenge_types(&stored, wildcard)
@@ -371,12 +370,13 @@ impl Ra {
             let challenges = offered
                 .iter()
                 .filter(|t| {
-                    **t == DEVICE_ATTEST_01 || tenant.challenge_types.iter().any(|a| a == *t)
+                    **t == ChallengeType::DeviceAttest01
+                        || tenant.challenge_types.iter().any(|a| a == t.as_str())
                 })
                 .map(|t| ChallengeRecord {
                     id: new_object_id(),
                     authz_id: authz_id.clone(),
-                    kind: (*t).to_string(),
+                    kind: t.as_str().to_string(),
                     token: new_token(),
                     status: ChallengeState::Pending,
                     validated_at: None,
@@ -431,9 +431,8 @@ impl Ra {
             authz_states: Vec::new(),
         };
         // The profile and `replaces` link go into the order's own transaction.
-        let lifecycle = lifecycle.filter(|_| self.lifecycle().is_some());
         self.sa
-            .insert_order(&order, &new_authzs, lifecycle.as_ref())
+            .insert_order(&order, &new_authzs, Some(&lifecycle))
             .await?;
         if new_authzs.is_empty() || new_authzs.iter().all(|a| a.status == AuthzState::Valid) {
             return self.order_view(order).await;
@@ -443,20 +442,19 @@ impl Ra {
         // Nothing here needs reading back.
         Ok(OrderView {
             order,
-            status: "pending",
-            lifecycle,
+            status: OrderStatus::Pending,
+            lifecycle: Some(lifecycle),
         })
     }
 
-    /// Resolves a newOrder's profile and `replaces`. `None` when lifecycle storage is not
-    /// configured and nothing but the default was asked for.
+    /// Resolves a newOrder's profile and `replaces`.
     async fn order_lifecycle_for(
         &self,
         tenant: &Tenant,
         account_id: &str,
         idents: &[Identifier],
         opts: &OrderOptions,
-    ) -> Result<Option<OrderLifecycle>> {
+    ) -> Result<OrderLifecycle> {
         let profile = opts
             .profile
             .clone()
@@ -489,18 +487,10 @@ impl Ra {
             }
             None => None,
         };
-        if self.lifecycle().is_none() {
-            if profile != crate::ca::profile::DEFAULT_PROFILE {
-                return Err(Error::internal(
-                    "profiles need lifecycle storage, which is not configured",
-                ));
-            }
-            return Ok(None);
-        }
-        Ok(Some(OrderLifecycle {
+        Ok(OrderLifecycle {
             profile,
             replaces_cert_id,
-        }))
+        })
     }
 
     /// Reads an order owned by `acct` (anything else is "not found", §7.4 gives no access to
@@ -521,13 +511,13 @@ impl Ra {
 
     pub(crate) async fn order_view(&self, order: OrderRecord) -> Result<OrderView> {
         let status = match order.status {
-            OrderState::Processing => "processing",
-            OrderState::Valid => "valid",
-            OrderState::Invalid => "invalid",
+            OrderState::Processing => OrderStatus::Processing,
+            OrderState::Valid => OrderStatus::Valid,
+            OrderState::Invalid => OrderStatus::Invalid,
             OrderState::Pending => {
                 let now = self.clock.unix();
                 if now >= order.expires {
-                    "invalid"
+                    OrderStatus::Invalid
                 } else {
                     let mut all_valid = true;
                     let mut any_dead = false;
@@ -540,25 +530,22 @@ impl Ra {
                     };
                     for a in states {
                         match self.authz_status_of(a.status, a.expires) {
-                            "valid" => {}
-                            "pending" => all_valid = false,
+                            AuthorizationStatus::Valid => {}
+                            AuthorizationStatus::Pending => all_valid = false,
                             _ => any_dead = true,
                         }
                     }
                     if any_dead {
-                        "invalid"
+                        OrderStatus::Invalid
                     } else if all_valid {
-                        "ready"
+                        OrderStatus::Ready
                     } else {
-                        "pending"
+                        OrderStatus::Pending
                     }
                 }
             }
         };
-        let lifecycle = match self.lifecycle() {
-            Some(store) => store.get_order_lifecycle(&order.id).await?,
-            None => None,
-        };
+        let lifecycle = self.lifecycle.get_order_lifecycle(&order.id).await?;
         Ok(OrderView {
             order,
             status,
@@ -590,14 +577,16 @@ impl Ra {
         Ok(states)
     }
 
-    fn authz_status(&self, a: &AuthzRecord) -> &'static str {
+    fn authz_status(&self, a: &AuthzRecord) -> AuthorizationStatus {
         self.authz_status_of(a.status, a.expires)
     }
 
-    fn authz_status_of(&self, status: AuthzState, expires: i64) -> &'static str {
+    fn authz_status_of(&self, status: AuthzState, expires: i64) -> AuthorizationStatus {
         match status {
-            AuthzState::Pending | AuthzState::Valid if self.clock.unix() >= expires => "expired",
-            s => s.as_str(),
+            AuthzState::Pending | AuthzState::Valid if self.clock.unix() >= expires => {
+                AuthorizationStatus::Expired
+            }
+            s => statuses::authz_status(s),
         }
     }
 
@@ -642,7 +631,10 @@ impl Ra {
         id: &str,
     ) -> Result<AuthzView> {
         let view = self.get_authz(tenant, acct, id).await?;
-        if !matches!(view.status, "pending" | "valid") {
+        if !matches!(
+            view.status,
+            AuthorizationStatus::Pending | AuthorizationStatus::Valid
+        ) {
             return Err(Error::malformed(format!(
                 "an authorization that is {} cannot be deactivated",
                 view.status

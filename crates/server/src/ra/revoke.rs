@@ -1,12 +1,14 @@
 //! Revocation (RFC 8555 §7.6): by the account that ordered the certificate, by an account that
 //! holds valid authorizations for all its identifiers, or with the certificate's own key.
 
+use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::sa::{AccountRecord, StoredIdentifier};
 use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
 use acme_types::problem::ProblemType;
+use acme_types::wire::IdentifierType;
 
 /// Who signed the revocation request.
 pub enum RevokeAuth {
@@ -28,7 +30,7 @@ const ALLOWED_REASONS: [u8; 6] = [0, 1, 3, 4, 5, 9];
 /// in for the other.
 fn required_authz(name: &StoredIdentifier) -> (StoredIdentifier, bool) {
     match name.value.strip_prefix("*.") {
-        Some(base) if name.kind == "dns" => (
+        Some(base) if identifier_type(name) == Some(IdentifierType::Dns) => (
             StoredIdentifier {
                 kind: name.kind.clone(),
                 value: base.to_string(),

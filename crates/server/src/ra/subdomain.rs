@@ -13,6 +13,7 @@
 //! account, even of the same tenant, never profits from it; neither do IP identifiers.
 
 use super::order::{authz_identifier, challenge_types, check_identifier, AuthzView};
+use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::{new_object_id, new_token};
@@ -22,9 +23,8 @@ use crate::sa::{
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
+use acme_types::wire::{self, AuthorizationStatus, ChallengeType, IdentifierType};
 use pki::identifier::Identifier;
-
-const DNS01: &str = "dns-01";
 
 /// Whether `ancestor` is a proper ancestor of `name` (both lower-case, no trailing dot): a
 /// suffix on a label boundary, never the name itself.
@@ -53,7 +53,7 @@ pub(crate) fn check_ancestor_domain(
             "ancestorDomain {ancestor:?} is only allowed on a dns identifier (RFC 9444 §4.2)"
         )));
     };
-    let parsed = check_identifier(tenant, "dns", ancestor)
+    let parsed = check_identifier(tenant, &wire::Identifier::dns(ancestor))
         .map_err(|s| Error::acme(s.kind, format!("ancestorDomain: {}", s.detail)))?;
     let Identifier::Dns(a) = &parsed else {
         return Err(Error::malformed("ancestorDomain must be a DNS name"));
@@ -84,7 +84,7 @@ impl Ra {
         now: i64,
         cache: &mut AncestorCache,
     ) -> Result<Option<(String, i64)>> {
-        if ident.kind != "dns" {
+        if identifier_type(ident) != Some(IdentifierType::Dns) {
             return Ok(None);
         }
         if cache.is_none() {
@@ -118,18 +118,18 @@ impl Ra {
         now: i64,
     ) -> Result<AuthzRecord> {
         let id = new_object_id();
-        let offered: &[&str] = if subdomains {
-            &[DNS01]
+        let offered: &[ChallengeType] = if subdomains {
+            &[ChallengeType::Dns01]
         } else {
             challenge_types(&ident, wildcard)
         };
         let challenges: Vec<_> = offered
             .iter()
-            .filter(|t| tenant.challenge_types.iter().any(|a| a == *t))
+            .filter(|t| tenant.challenge_types.iter().any(|a| a == t.as_str()))
             .map(|t| ChallengeRecord {
                 id: new_object_id(),
                 authz_id: id.clone(),
-                kind: (*t).to_string(),
+                kind: t.as_str().to_string(),
                 token: new_token(),
                 status: ChallengeState::Pending,
                 validated_at: None,
@@ -179,17 +179,16 @@ impl Ra {
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
-        kind: &str,
-        value: &str,
+        requested: &wire::Identifier,
         subdomains: bool,
     ) -> Result<AuthzView> {
-        if subdomains && kind != "dns" {
+        if subdomains && requested.kind() != Some(IdentifierType::Dns) {
             return Err(Error::malformed(
                 "subdomainAuthAllowed applies to dns identifiers only (RFC 9444 §4.1)",
             ));
         }
         let ident =
-            check_identifier(tenant, kind, value).map_err(|s| Error::acme(s.kind, s.detail))?;
+            check_identifier(tenant, requested).map_err(|s| Error::acme(s.kind, s.detail))?;
         if matches!(&ident, Identifier::Dns(d) if d.is_wildcard()) {
             // §7.4.1: the identifier is the authorization's exact identifier, so
             // pre-authorization cannot authorize a wildcard.
@@ -233,9 +232,9 @@ impl Ra {
         };
         self.sa.insert_authz(&authz).await?;
         let status = if authz.status == AuthzState::Valid {
-            "valid"
+            AuthorizationStatus::Valid
         } else {
-            "pending"
+            AuthorizationStatus::Pending
         };
         Ok(AuthzView { authz, status })
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::clock::OffsetClock;
 use acme_types::sign::{AccountKey, AccountKeyKind};
+use acme_types::wire::{AccountStatus, AuthorizationStatus, OrderStatus};
 
 async fn setup() -> (Arc<Ra>, Arc<OffsetClock>, Arc<Tenant>) {
     crate::testing::ra_with_tenant(Vec::new()).await
@@ -16,9 +17,9 @@ async fn account(ra: &Ra, t: &Tenant) -> AccountRecord {
         .0
 }
 
-fn names(n: &[&str]) -> Vec<(String, String)> {
+fn names(n: &[&str]) -> Vec<acme_types::wire::Identifier> {
     n.iter()
-        .map(|v| ("dns".to_string(), v.to_string()))
+        .map(|v| acme_types::wire::Identifier::dns(*v))
         .collect()
 }
 
@@ -30,7 +31,7 @@ async fn orders_and_authorizations_expire_with_the_clock() {
         .new_order(&t, &acct, &names(&["a.routers.example.com"]))
         .await
         .unwrap();
-    assert_eq!(order.status, "pending");
+    assert_eq!(order.status, OrderStatus::Pending);
     let authz_id = order.order.authz_ids[0].clone();
 
     clock.advance(RaConfig::default().order_lifetime.as_secs() as i64 + 1);
@@ -39,11 +40,11 @@ async fn orders_and_authorizations_expire_with_the_clock() {
             .await
             .unwrap()
             .status,
-        "invalid"
+        OrderStatus::Invalid
     );
     assert_eq!(
         ra.get_authz(&t, &acct, &authz_id).await.unwrap().status,
-        "expired"
+        AuthorizationStatus::Expired
     );
     // An expired authorization is not reused: a new order gets a fresh one.
     let again = ra
@@ -51,7 +52,7 @@ async fn orders_and_authorizations_expire_with_the_clock() {
         .await
         .unwrap();
     assert_ne!(again.order.authz_ids[0], authz_id);
-    assert_eq!(again.status, "pending");
+    assert_eq!(again.status, OrderStatus::Pending);
 }
 
 #[tokio::test]
@@ -111,7 +112,7 @@ async fn a_deactivation_through_the_ra_is_refused_at_once() {
         &acct,
         AccountUpdate {
             contact: None,
-            status: Some("deactivated".into()),
+            status: Some(AccountStatus::Deactivated),
         },
     )
     .await

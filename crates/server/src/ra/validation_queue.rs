@@ -207,7 +207,7 @@ impl Ra {
     /// The failed-validation budget, unless no validation can fail (load tests that skip
     /// validation).
     fn budget(&self) -> Option<&Arc<dyn ValidationBudget>> {
-        self.budget.get().filter(|_| !self.cfg.skip_validation)
+        self.budget.as_ref().filter(|_| !self.cfg.skip_validation)
     }
 
     /// Takes one failed-validation token of `account` (when a budget is set).

@@ -1,51 +1,45 @@
 //! Accounts: newAccount (RFC 8555 §7.3), account update/deactivation (§7.3.2, §7.3.6),
 //! the orders list (§7.1.2.1) and keyChange (§7.3.5).
 
-use super::jose::{jws_error, KeyMode};
+use super::jose::{jws_error, AccountPost, NewKey, SignedPost};
 use super::{json_response, reply, Wfe};
 use crate::error::Error;
-use crate::ra::{AccountUpdate, NewAccount};
+use crate::ra::{statuses, AccountUpdate, NewAccount};
 use crate::sa::AccountRecord;
 use crate::tenant::Tenant;
 use acme_types::wire;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-pub(super) fn account_json(t: &Tenant, a: &AccountRecord) -> serde_json::Value {
-    json!({
-        "status": a.status.as_str(),
-        "contact": a.contact,
-        "termsOfServiceAgreed": a.tos_agreed,
-        "orders": t.url(&format!("acct/{}/orders", a.id)),
-    })
+/// The account object (RFC 8555 §7.1.2).
+pub(super) fn account_object(t: &Tenant, a: &AccountRecord) -> wire::Account {
+    wire::Account {
+        status: statuses::account_status(a.status),
+        contact: a.contact.clone(),
+        terms_of_service_agreed: Some(a.tos_agreed),
+        external_account_binding: None,
+        orders: Some(t.url(&format!("acct/{}/orders", a.id))),
+    }
 }
 
 /// The account object with `externalAccountBinding` (§7.1.2) when it was created with one.
-async fn account_json_with_eab(
+async fn account_object_with_eab(
     wfe: &Wfe,
     t: &Tenant,
     a: &AccountRecord,
-) -> Result<serde_json::Value, Error> {
-    let mut v = account_json(t, a);
-    if let Some(b) = wfe.ra.account_binding(a).await? {
-        v["externalAccountBinding"] = b;
-    }
-    Ok(v)
+) -> Result<wire::Account, Error> {
+    Ok(wire::Account {
+        external_account_binding: wfe.ra.account_binding(a).await?,
+        ..account_object(t, a)
+    })
 }
 
-pub(super) async fn new_account(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn new_account(State(wfe): State<Arc<Wfe>>, v: SignedPost<NewKey>) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let ip = wfe.config().trusted_proxies.client_of(&req);
-            let v = wfe.verify_post(&t, req, KeyMode::Jwk).await?;
+            let (t, ip) = (&v.tenant, v.client_ip);
             let body: wire::NewAccount = v.json()?;
             // §6.6: creating accounts is limited per client IP; finding an existing one is not.
             let charges: Vec<_> = ip
@@ -69,7 +63,7 @@ pub(super) async fn new_account(
             let result = wfe
                 .ra
                 .new_account(
-                    &t,
+                    t,
                     &v.jwk,
                     NewAccount {
                         contact: body.contact.unwrap_or_default(),
@@ -92,7 +86,7 @@ pub(super) async fn new_account(
             };
             Ok(json_response(
                 status,
-                &account_json_with_eab(&wfe, &t, &acct).await?,
+                &account_object_with_eab(&wfe, t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }
@@ -102,20 +96,18 @@ pub(super) async fn new_account(
 
 pub(super) async fn account(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = v.account()?;
+            let (t, acct) = (&v.tenant, &v.account);
             if acct.id != id {
                 return Err(Error::unauthorized(
                     "the request is signed by a different account",
                 ));
             }
-            let acct = if v.jws.payload.is_empty() {
+            let acct = if v.is_post_as_get() {
                 acct.clone()
             } else {
                 let upd: wire::AccountUpdate = v.json()?;
@@ -124,14 +116,14 @@ pub(super) async fn account(
                         acct,
                         AccountUpdate {
                             contact: upd.contact,
-                            status: upd.status.map(|s| s.as_str().to_string()),
+                            status: upd.status,
                         },
                     )
                     .await?
             };
             Ok(json_response(
                 StatusCode::OK,
-                &account_json_with_eab(&wfe, &t, &acct).await?,
+                &account_object_with_eab(&wfe, t, &acct).await?,
                 Some(&t.account_url(&acct.id)),
             ))
         }
@@ -146,24 +138,24 @@ pub(super) struct Cursor {
 
 pub(super) async fn orders(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
+    Path((_, id)): Path<(String, String)>,
     Query(q): Query<Cursor>,
-    req: Request,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let (t, acct) = (&v.tenant, &v.account);
             v.require_post_as_get()?;
-            let acct = v.account()?;
             if acct.id != id {
                 return Err(Error::unauthorized(
                     "an account can only list its own orders",
                 ));
             }
             let (ids, next) = wfe.ra.list_orders(acct, q.cursor.as_deref()).await?;
-            let urls: Vec<String> = ids.iter().map(|o| t.url(&format!("order/{o}"))).collect();
-            let mut resp = json_response(StatusCode::OK, &json!({ "orders": urls }), None);
+            let list = wire::OrdersList {
+                orders: ids.iter().map(|o| t.url(&format!("order/{o}"))).collect(),
+            };
+            let mut resp = json_response(StatusCode::OK, &list, None);
             if let Some(next) = next {
                 // §7.1.2.1: further pages are linked with rel="next".
                 let link = format!(
@@ -181,23 +173,17 @@ pub(super) async fn orders(
     )
 }
 
-pub(super) async fn key_change(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn key_change(State(wfe): State<Arc<Wfe>>, outer: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let outer = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = outer.account()?;
+            let (t, acct) = (&outer.tenant, &outer.account);
             // §7.3.5: the inner JWS is signed by the new key, names the account and the old key.
             let inner = outer.jws.parse_inner_keychange().map_err(jws_error)?;
             let (new_key, body) = (inner.new_key, inner.key_change);
-            let acct = wfe.ra.change_key(&t, acct, &body.old_key, &new_key).await?;
+            let acct = wfe.ra.change_key(t, acct, &body.old_key, &new_key).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &account_json(&t, &acct),
+                &account_object(t, &acct),
                 Some(&t.account_url(&acct.id)),
             ))
         }

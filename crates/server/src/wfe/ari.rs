@@ -26,8 +26,6 @@ pub(super) async fn renewal_info(
                 },
                 explanation_url: w.explanation_url.clone(),
             };
-            let body = serde_json::to_value(&body)
-                .map_err(|e| crate::error::Error::internal(e.to_string()))?;
             let mut resp = json_response(StatusCode::OK, &body, None);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(w.retry_after));

@@ -1,78 +1,68 @@
 //! Authorizations (RFC 8555 §7.5) and challenges (§7.5.1).
 
-use super::jose::KeyMode;
+use super::jose::AccountPost;
+use super::order::stored_problem;
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
+use crate::ra::statuses::{self, challenge_status};
 use crate::sa::{AuthzRecord, ChallengeRecord};
 use crate::tenant::Tenant;
-use axum::extract::{Path, Request, State};
+use acme_types::wire::{self, AuthorizationStatus, ChallengeStatus};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-fn challenge_json(t: &Tenant, c: &ChallengeRecord) -> serde_json::Value {
-    let mut v = json!({
-        "type": c.kind,
-        "url": t.url(&format!("chall/{}", c.id)),
-        "status": c.status.as_str(),
-        "token": c.token,
-    });
-    if let Some(at) = c.validated_at {
-        v["validated"] = json!(rfc3339(at));
+/// The challenge object (RFC 8555 §7.1.5, §8).
+fn challenge_object(t: &Tenant, c: &ChallengeRecord) -> wire::Challenge {
+    wire::Challenge {
+        r#type: c.kind.clone(),
+        url: t.url(&format!("chall/{}", c.id)),
+        status: challenge_status(c.status),
+        token: Some(c.token.clone()),
+        validated: c.validated_at.map(rfc3339),
+        error: c.error.as_deref().and_then(stored_problem),
     }
-    if let Some(err) = c
-        .error
-        .as_ref()
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-    {
-        v["error"] = err;
-    }
-    v
 }
 
-fn authz_json(t: &Tenant, a: &AuthzRecord, status: &str) -> serde_json::Value {
-    // §7.1.4: a valid authorization lists only the challenge that validated it.
-    let challenges: Vec<_> = a
-        .challenges
-        .iter()
-        .filter(|c| status != "valid" || c.status.as_str() == "valid")
-        .map(|c| challenge_json(t, c))
-        .collect();
-    let mut v = json!({
-        "identifier": a.identifier,
-        "status": status,
-        "expires": rfc3339(a.expires),
-        "challenges": challenges,
-    });
-    if a.wildcard {
-        v["wildcard"] = json!(true);
-    }
-    if a.subdomain_auth_allowed {
+/// The authorization object (RFC 8555 §7.1.4) with its status now.
+pub(super) fn authz_object(
+    t: &Tenant,
+    a: &AuthzRecord,
+    status: AuthorizationStatus,
+) -> wire::Authorization {
+    wire::Authorization {
+        identifier: statuses::identifier(&a.identifier),
+        status,
+        expires: Some(rfc3339(a.expires)),
+        // §7.1.4: a valid authorization lists only the challenge that validated it.
+        challenges: a
+            .challenges
+            .iter()
+            .filter(|c| {
+                status != AuthorizationStatus::Valid
+                    || challenge_status(c.status) == ChallengeStatus::Valid
+            })
+            .map(|c| challenge_object(t, c))
+            .collect(),
+        wildcard: a.wildcard.then_some(true),
         // RFC 9444 §4.1: this authorization also covers the names below its identifier.
-        v["subdomainAuthAllowed"] = json!(true);
+        subdomain_auth_allowed: a.subdomain_auth_allowed,
     }
-    v
 }
 
 /// newAuthz (RFC 8555 §7.4.1): 201 with the authorization and its `Location`.
-pub(super) async fn new_authz(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let body: acme_types::wire::NewAuthz = v.json()?;
+            let (t, acct) = (&v.tenant, &v.account);
+            let body: wire::NewAuthz = v.json()?;
             if body.identifier.ancestor_domain.is_some() {
                 return Err(Error::malformed(
                     "ancestorDomain belongs in newOrder identifiers (RFC 9444 §4.2), not newAuthz",
                 ));
             }
-            let acct = v.account()?;
             // A pre-authorization is an order's worth of work and storage: it draws from the
             // account's newOrder bucket (§6.6), given back if nothing is made.
             let charges = vec![(
@@ -82,13 +72,7 @@ pub(super) async fn new_authz(
             wfe.limits().take(&t.name, &charges).await?;
             let made = wfe
                 .ra
-                .new_authz(
-                    &t,
-                    acct,
-                    &body.identifier.r#type,
-                    &body.identifier.value,
-                    body.subdomain_auth_allowed,
-                )
+                .new_authz(t, acct, &body.identifier, body.subdomain_auth_allowed)
                 .await;
             let view = match made {
                 Ok(view) => view,
@@ -99,7 +83,7 @@ pub(super) async fn new_authz(
             };
             Ok(json_response(
                 StatusCode::CREATED,
-                &authz_json(&t, &view.authz, view.status),
+                &authz_object(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{}", view.authz.id))),
             ))
         }
@@ -109,24 +93,24 @@ pub(super) async fn new_authz(
 
 pub(super) async fn authz(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = v.account()?;
-            let view = if v.jws.payload.is_empty() {
-                wfe.ra.get_authz(&t, acct, &id).await?
+            let (t, acct) = (&v.tenant, &v.account);
+            let view = if v.is_post_as_get() {
+                wfe.ra.get_authz(t, acct, &id).await?
             } else {
                 #[derive(serde::Deserialize)]
                 struct Upd {
                     status: Option<String>,
                 }
                 let upd: Upd = v.json()?;
-                match upd.status.as_deref() {
-                    Some("deactivated") => wfe.ra.deactivate_authz(&t, acct, &id).await?,
+                match upd.status.as_deref().and_then(AuthorizationStatus::parse) {
+                    Some(AuthorizationStatus::Deactivated) => {
+                        wfe.ra.deactivate_authz(t, acct, &id).await?
+                    }
                     _ => return Err(Error::malformed(
                         "an authorization can only be updated with {\"status\": \"deactivated\"}",
                     )),
@@ -134,15 +118,15 @@ pub(super) async fn authz(
             };
             let mut resp = json_response(
                 StatusCode::OK,
-                &authz_json(&t, &view.authz, view.status),
+                &authz_object(t, &view.authz, view.status),
                 Some(&t.url(&format!("authz/{id}"))),
             );
-            if view.status == "pending"
+            if view.status == AuthorizationStatus::Pending
                 && view
                     .authz
                     .challenges
                     .iter()
-                    .any(|c| c.status.as_str() == "processing")
+                    .any(|c| challenge_status(c.status) == ChallengeStatus::Processing)
             {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -155,16 +139,14 @@ pub(super) async fn authz(
 
 pub(super) async fn challenge(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
-            let acct = v.account()?;
-            let (ch, authz) = if v.jws.payload.is_empty() {
-                wfe.ra.get_challenge(&t, acct, &id).await?
+            let (t, acct) = (&v.tenant, &v.account);
+            let (ch, authz) = if v.is_post_as_get() {
+                wfe.ra.get_challenge(t, acct, &id).await?
             } else {
                 // §7.5.1: the client signals readiness with an empty JSON object; fields are
                 // ignored, except `attObj` (draft-ietf-acme-device-attest §5), which carries a
@@ -179,11 +161,11 @@ pub(super) async fn challenge(
                 // starts a validation (given back on success), so an account that keeps
                 // failing waits before starting more, however many it starts at once.
                 match att_obj {
-                    Some(att) => wfe.ra.respond_attestation(&t, acct, &id, &att).await?,
-                    None => wfe.ra.respond_challenge(&t, acct, &id).await?,
+                    Some(att) => wfe.ra.respond_attestation(t, acct, &id, &att).await?,
+                    None => wfe.ra.respond_challenge(t, acct, &id).await?,
                 }
             };
-            let mut resp = json_response(StatusCode::OK, &challenge_json(&t, &ch), None);
+            let mut resp = json_response(StatusCode::OK, &challenge_object(t, &ch), None);
             let h = resp.headers_mut();
             if let Ok(up) = HeaderValue::from_str(&format!(
                 "<{}>;rel=\"up\"",
@@ -191,7 +173,7 @@ pub(super) async fn challenge(
             )) {
                 h.append(header::LINK, up);
             }
-            if ch.status.as_str() == "processing" {
+            if challenge_status(ch.status) == ChallengeStatus::Processing {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Ok(resp)

@@ -1,28 +1,21 @@
 //! Certificate download (RFC 8555 §7.4.2): the leaf and the issuing CA as
 //! `application/pem-certificate-chain`, with the chain up to the root offered as an alternate.
 
-use super::jose::KeyMode;
+use super::jose::AccountPost;
 use super::{reply, Wfe};
 use crate::error::Error;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-async fn download(
-    wfe: Arc<Wfe>,
-    tenant: String,
-    id: String,
-    alt: Option<String>,
-    req: Request,
-) -> Response {
+async fn download(wfe: Arc<Wfe>, id: String, alt: Option<String>, v: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let t = &v.tenant;
             v.require_post_as_get()?;
-            let cert = wfe.ra.get_cert(&t, v.account()?, &id).await?;
+            let cert = wfe.ra.get_cert(t, &v.account, &id).await?;
             // Each certificate is served with its own issuer's chain, also after a rollover.
             let ca = t.issuer_of(&cert).ok_or_else(|| {
                 Error::internal(format!(
@@ -67,16 +60,16 @@ async fn download(
 
 pub(super) async fn certificate(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
-    download(wfe, tenant, id, None, req).await
+    download(wfe, id, None, v).await
 }
 
 pub(super) async fn certificate_alt(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id, alt)): Path<(String, String, String)>,
-    req: Request,
+    Path((_, id, alt)): Path<(String, String, String)>,
+    v: AccountPost,
 ) -> Response {
-    download(wfe, tenant, id, Some(alt), req).await
+    download(wfe, id, Some(alt), v).await
 }

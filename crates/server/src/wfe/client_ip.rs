@@ -28,12 +28,23 @@ impl TrustedProxies {
 
     /// The client address of `req`, when the listener recorded its peer (`ConnectInfo`).
     pub(crate) fn client_of<B>(&self, req: &axum::http::Request<B>) -> Option<IpAddr> {
-        let peer = req
-            .extensions()
+        self.client_from(req.extensions(), req.headers())
+    }
+
+    /// [`Self::client_of`] for a request already split into its parts.
+    pub(crate) fn client_of_parts(&self, parts: &axum::http::request::Parts) -> Option<IpAddr> {
+        self.client_from(&parts.extensions, &parts.headers)
+    }
+
+    fn client_from(
+        &self,
+        extensions: &axum::http::Extensions,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<IpAddr> {
+        let peer = extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip())?;
-        let forwarded = req
-            .headers()
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok());

@@ -1,45 +1,40 @@
 //! The directory (RFC 8555 §7.1.1) and newNonce (§7.2).
 
 use super::{json_response, reply, Wfe};
+use acme_types::wire;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::sync::Arc;
 
 pub(super) async fn directory(State(wfe): State<Arc<Wfe>>, Path(tenant): Path<String>) -> Response {
     reply(wfe.tenant(&tenant).map(|t| {
-        let mut meta = json!({
-            "caaIdentities": t.caa_identities,
-            "externalAccountRequired": t.external_account_required,
-            // RFC 9444 §4.1: newAuthz accepts subdomainAuthAllowed.
-            "subdomainAuthAllowed": true,
-        });
-        if let Some(tos) = &t.terms_of_service {
-            meta["termsOfService"] = json!(tos);
-        }
-        if let Some(site) = &t.website {
-            meta["website"] = json!(site);
-        }
-        // draft-aaron-acme-profiles §3: profile name -> description.
-        meta["profiles"] =
-            t.ca.profiles()
-                .iter()
-                .map(|p| (p.name.clone(), json!(p.description)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
-        let body = json!({
-            "newNonce": t.url("new-nonce"),
-            "newAccount": t.url("new-account"),
-            "newOrder": t.url("new-order"),
+        let body = wire::Directory {
+            new_nonce: t.url("new-nonce"),
+            new_account: t.url("new-account"),
+            new_order: t.url("new-order"),
             // RFC 8555 §7.4.1 pre-authorization.
-            "newAuthz": t.url("new-authz"),
-            "revokeCert": t.url("revoke-cert"),
-            "keyChange": t.url("key-change"),
+            new_authz: Some(t.url("new-authz")),
+            revoke_cert: t.url("revoke-cert"),
+            key_change: t.url("key-change"),
             // RFC 9773 §3: clients append "/" and the certID.
-            "renewalInfo": t.url("renewal-info"),
-            "meta": meta,
-        });
+            renewal_info: Some(t.url("renewal-info")),
+            meta: Some(wire::DirectoryMeta {
+                terms_of_service: t.terms_of_service.clone(),
+                website: t.website.clone(),
+                caa_identities: t.caa_identities.clone(),
+                external_account_required: t.external_account_required,
+                // draft-aaron-acme-profiles §3: profile name -> description.
+                profiles: Some(
+                    t.ca.profiles()
+                        .iter()
+                        .map(|p| (p.name.clone(), p.description.clone()))
+                        .collect(),
+                ),
+                // RFC 9444 §4.1: newAuthz accepts subdomainAuthAllowed.
+                subdomain_auth_allowed: true,
+            }),
+        };
         let mut resp = json_response(StatusCode::OK, &body, None);
         resp.headers_mut().insert(
             header::CACHE_CONTROL,

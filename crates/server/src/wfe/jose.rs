@@ -10,7 +10,12 @@ use acme_types::jwk::Jwk;
 use acme_types::jws::{Jws, JwsError};
 use acme_types::problem::ProblemType;
 use axum::body::{to_bytes, Body};
+use axum::extract::{FromRequest, FromRequestParts, Path};
 use axum::http::{header, request::Parts, Request};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Which key a resource accepts (§6.2): newAccount only `jwk`, revokeCert either, the rest `kid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,27 +28,71 @@ pub enum KeyMode {
     Either,
 }
 
-/// A request whose signature, URL and nonce checked out.
-pub struct Verified {
-    /// The parsed request (header and decoded payload; empty payload = POST-as-GET, §6.3).
-    pub jws: Jws,
-    /// The key that verified the signature.
-    pub jwk: Jwk,
-    /// The account, when the request used `kid`.
-    pub account: Option<AccountRecord>,
+/// Who a resource lets sign its requests (§6.2), as a type: a handler that takes a
+/// [`SignedPost<AccountRecord>`] holds the account and cannot forget to require one.
+pub(super) trait KeyRule: Sized {
+    /// Which header field the resource accepts.
+    const MODE: KeyMode;
+    /// The signer as this rule sees it, from the account `kid` named (if the request used it).
+    fn from_account(account: Option<AccountRecord>) -> Result<Self>;
 }
 
-impl Verified {
-    /// The account, which `KeyMode::Kid` guarantees.
-    pub fn account(&self) -> Result<&AccountRecord> {
-        self.account.as_ref().ok_or_else(|| {
+/// newAccount (§7.3): signed by the key in `jwk`, for which there is no account yet.
+pub(super) struct NewKey;
+
+impl KeyRule for NewKey {
+    const MODE: KeyMode = KeyMode::Jwk;
+    fn from_account(_: Option<AccountRecord>) -> Result<Self> {
+        Ok(NewKey)
+    }
+}
+
+/// Every account resource: signed by an existing, valid account named in `kid`.
+impl KeyRule for AccountRecord {
+    const MODE: KeyMode = KeyMode::Kid;
+    fn from_account(account: Option<AccountRecord>) -> Result<Self> {
+        account.ok_or_else(|| {
             Error::malformed("this resource requires a kid (account URL) in the JWS header")
         })
     }
+}
+
+/// revokeCert (§7.6): an account (`kid`) or the certificate's key (`jwk`).
+impl KeyRule for Option<AccountRecord> {
+    const MODE: KeyMode = KeyMode::Either;
+    fn from_account(account: Option<AccountRecord>) -> Result<Self> {
+        Ok(account)
+    }
+}
+
+/// A signed POST to an ACME resource of an enabled tenant whose content type, JWS, key,
+/// signature, `url` and `nonce` checked out (§6.2–6.5), signed as `A` requires: Boulder's
+/// `validPOSTForAccount` as an axum extractor, so every handler opens the same way.
+pub(super) struct SignedPost<A> {
+    /// The tenant named in the URL.
+    pub(super) tenant: Arc<Tenant>,
+    /// The client's address for per-IP limits (the TCP peer, or what a trusted proxy says).
+    pub(super) client_ip: Option<IpAddr>,
+    /// The parsed request (header and decoded payload; empty payload = POST-as-GET, §6.3).
+    pub(super) jws: Jws,
+    /// The key that verified the signature.
+    pub(super) jwk: Jwk,
+    /// The signer: the account, no account, or either, as the resource's [`KeyRule`] says.
+    pub(super) account: A,
+}
+
+/// A POST signed by an existing, valid account (`kid`).
+pub(super) type AccountPost = SignedPost<AccountRecord>;
+
+impl<A> SignedPost<A> {
+    /// Whether this is a POST-as-GET (§6.3): an empty payload.
+    pub(super) fn is_post_as_get(&self) -> bool {
+        self.jws.payload.is_empty()
+    }
 
     /// Parses the payload as JSON; an empty payload is refused (this resource is not POST-as-GET).
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        if self.jws.payload.is_empty() {
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        if self.is_post_as_get() {
             return Err(Error::malformed(
                 "this request needs a JSON payload, not POST-as-GET",
             ));
@@ -53,8 +102,8 @@ impl Verified {
     }
 
     /// Requires POST-as-GET (§6.3): an empty payload.
-    pub fn require_post_as_get(&self) -> Result<()> {
-        if self.jws.payload.is_empty() {
+    pub(super) fn require_post_as_get(&self) -> Result<()> {
+        if self.is_post_as_get() {
             Ok(())
         } else {
             Err(Error::malformed(
@@ -64,19 +113,45 @@ impl Verified {
     }
 }
 
+impl<A: KeyRule> FromRequest<Arc<Wfe>> for SignedPost<A> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request<Body>, wfe: &Arc<Wfe>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, wfe)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let name = params.get("tenant").map(String::as_str).unwrap_or("");
+        let opened = async {
+            let tenant = wfe.tenant(name)?;
+            let client_ip = wfe.cfg.trusted_proxies.client_of_parts(&parts);
+            let (jws, jwk, account) = wfe.verify_post(&tenant, parts, body, A::MODE).await?;
+            Ok(SignedPost {
+                tenant,
+                client_ip,
+                jws,
+                jwk,
+                account: A::from_account(account)?,
+            })
+        };
+        opened.await.map_err(|e: Error| e.into_response())
+    }
+}
+
 pub(crate) fn jws_error(e: JwsError) -> Error {
     Error::acme(e.problem_type(), e.to_string())
 }
 
 impl Wfe {
-    /// Reads and verifies a signed POST for `tenant`.
-    pub async fn verify_post(
+    /// Reads and verifies a signed POST for `tenant`: the JWS, the key that verified it and
+    /// the account its `kid` named.
+    async fn verify_post(
         &self,
         tenant: &Tenant,
-        req: Request<Body>,
+        parts: Parts,
+        body: Body,
         mode: KeyMode,
-    ) -> Result<Verified> {
-        let (parts, body) = req.into_parts();
+    ) -> Result<(Jws, Jwk, Option<AccountRecord>)> {
         check_content_type(&parts)?;
         let body = to_bytes(body, self.cfg.max_body_bytes).await.map_err(|_| {
             Error::malformed(format!(
@@ -156,7 +231,7 @@ impl Wfe {
                 ));
             }
         }
-        Ok(Verified { jws, jwk, account })
+        Ok((jws, jwk, account))
     }
 }
 

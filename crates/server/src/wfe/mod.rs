@@ -19,6 +19,8 @@ pub mod ratelimit;
 mod revoke;
 #[cfg(test)]
 mod roles;
+#[cfg(test)]
+mod wire_tests;
 
 pub use client_ip::TrustedProxies;
 pub use nonce::NonceService;
@@ -82,36 +84,28 @@ pub struct Wfe {
     status: StatusHandle,
     nonces: NonceService,
     cfg: WfeConfig,
-    limits: std::sync::OnceLock<Arc<ratelimit::RateLimiter>>,
+    /// Per-tenant `[ca.rate_limits]` (RFC 8555 §6.6).
+    limits: Arc<ratelimit::RateLimiter>,
 }
 
 impl Wfe {
     /// A front end over `ra`, serving the CRLs and OCSP answers of `status`, with nonces from
-    /// `nonces`.
+    /// `nonces`, drawing from `limits` (which the Ra's failed-validation budget,
+    /// [`ratelimit::FailedValidations`], should share).
     pub fn new(
         ra: Arc<Ra>,
         status: StatusHandle,
         cfg: WfeConfig,
         nonces: NonceService,
+        limits: Arc<ratelimit::RateLimiter>,
     ) -> Arc<Self> {
         Arc::new(Self {
             ra,
             status,
             nonces,
             cfg,
-            limits: std::sync::OnceLock::new(),
+            limits,
         })
-    }
-
-    /// Sets the rate limiter (per-tenant `[ca.rate_limits]`) and has the registration
-    /// authority draw each validation it starts from the failed-validation limit. Call once,
-    /// before serving; without it the default limits apply to every tenant.
-    pub fn set_rate_limits(&self, limiter: Arc<ratelimit::RateLimiter>) {
-        let _ = self.limits.set(limiter);
-        self.ra
-            .set_validation_budget(Arc::new(ratelimit::FailedValidations(Arc::clone(
-                self.limits(),
-            ))));
     }
 
     /// The front end's configuration.
@@ -121,8 +115,7 @@ impl Wfe {
 
     /// The rate limiter.
     pub fn limits(&self) -> &Arc<ratelimit::RateLimiter> {
-        self.limits
-            .get_or_init(|| Arc::new(ratelimit::RateLimiter::new(Default::default())))
+        &self.limits
     }
 
     /// Forgets expired spent nonces every few minutes, so the spent set stays bounded.
@@ -268,13 +261,17 @@ async fn acme_headers(State(wfe): State<Arc<Wfe>>, req: Request, next: Next) -> 
     resp
 }
 
-/// A JSON response with optional `Location`.
-pub(crate) fn json_response(
+/// A JSON response (an `acme_types::wire` object) with optional `Location`.
+pub(crate) fn json_response<T: serde::Serialize>(
     status: StatusCode,
-    body: &serde_json::Value,
+    body: &T,
     location: Option<&str>,
 ) -> Response {
-    let mut resp = (status, Body::from(body.to_string())).into_response();
+    let body = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(e) => return Error::internal(format!("serialising a response: {e}")).into_response(),
+    };
+    let mut resp = (status, Body::from(body)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -1,67 +1,65 @@
 //! Orders: newOrder (RFC 8555 §7.4), order status, and finalize.
 
-use super::jose::KeyMode;
+use super::jose::AccountPost;
 use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
-use crate::error::{Error, Result};
-use crate::ra::OrderView;
+use crate::error::Error;
+use crate::ra::{statuses, OrderView};
 use crate::tenant::Tenant;
-use acme_types::wire;
-use axum::extract::{Path, Request, State};
+use acme_types::problem::Problem;
+use acme_types::wire::{self, OrderStatus};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use std::sync::Arc;
 
-pub(super) fn order_json(t: &Tenant, v: &OrderView) -> serde_json::Value {
+/// The order object (RFC 8555 §7.1.3).
+pub(super) fn order_object(t: &Tenant, v: &OrderView) -> wire::Order {
     let o = &v.order;
-    let mut body = json!({
-        "status": v.status,
-        "expires": rfc3339(o.expires),
-        "identifiers": o.identifiers,
-        "authorizations": o.authz_ids.iter().map(|a| t.url(&format!("authz/{a}"))).collect::<Vec<_>>(),
-        "finalize": t.url(&format!("order/{}/finalize", o.id)),
-    });
-    if let Some(cert) = &o.cert_id {
-        body["certificate"] = json!(t.url(&format!("cert/{cert}")));
-    }
-    if let Some(lc) = &v.lifecycle {
+    wire::Order {
+        status: v.status,
+        expires: Some(rfc3339(o.expires)),
+        identifiers: o.identifiers.iter().map(statuses::identifier).collect(),
+        not_before: None,
+        not_after: None,
+        error: o.error.as_deref().and_then(stored_problem),
+        authorizations: o
+            .authz_ids
+            .iter()
+            .map(|a| t.url(&format!("authz/{a}")))
+            .collect(),
+        finalize: t.url(&format!("order/{}/finalize", o.id)),
+        certificate: o.cert_id.as_ref().map(|c| t.url(&format!("cert/{c}"))),
+        replaces: None,
         // draft-aaron-acme-profiles §4: the order object names its profile.
-        body["profile"] = json!(lc.profile);
+        profile: v.lifecycle.as_ref().map(|lc| lc.profile.clone()),
     }
-    if let Some(err) = o
-        .error
-        .as_ref()
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-    {
-        body["error"] = err;
-    }
-    body
+}
+
+/// A problem document as storage keeps it (JSON of an `acme_types::problem::Problem`);
+/// one that does not parse is left out rather than failing the whole response.
+pub(super) fn stored_problem(json: &str) -> Option<Problem> {
+    serde_json::from_str(json).ok()
 }
 
 fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
     let mut resp = json_response(
         status,
-        &order_json(t, v),
+        &order_object(t, v),
         Some(&t.url(&format!("order/{}", v.order.id))),
     );
-    if v.status == "processing" {
+    if v.status == OrderStatus::Processing {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
 }
 
-pub(super) async fn new_order(
-    State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
-) -> Response {
+pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
+            let (t, acct) = (&v.tenant, &v.account);
             let body: wire::NewOrder = v.json()?;
             if body.not_before.is_some() || body.not_after.is_some() {
                 // §7.4 lets the server refuse these; the validity period is the CA's policy.
@@ -69,34 +67,22 @@ pub(super) async fn new_order(
                     "notBefore and notAfter are not supported: the CA sets the validity period",
                 ));
             }
-            // RFC 9444 §4.2: an identifier may name its ancestor domain.
-            let ancestor_domains = body
-                .identifiers
-                .iter()
-                .filter_map(|i| Some((i.value.clone(), i.ancestor_domain.clone()?)))
-                .collect();
-            let idents: Vec<(String, String)> = body
-                .identifiers
-                .into_iter()
-                .map(|i| (i.r#type, i.value))
-                .collect();
             let opts = crate::ra::OrderOptions {
                 profile: body.profile,
                 replaces: body.replaces,
-                ancestor_domains,
             };
-            let acct = v.account()?;
+            let idents = body.identifiers;
             // §6.6: refused before anything is stored; given back if the order is not made.
             let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
             wfe.limits().take(&t.name, &charges).await?;
-            let view = match wfe.ra.new_order_with(&t, acct, &idents, &opts).await {
+            let view = match wfe.ra.new_order_with(t, acct, &idents, &opts).await {
                 Ok(view) => view,
                 Err(e) => {
                     wfe.limits().refund(&t.name, &charges).await;
                     return Err(e);
                 }
             };
-            Ok(order_response(&t, &view, StatusCode::CREATED))
+            Ok(order_response(t, &view, StatusCode::CREATED))
         }
         .await,
     )
@@ -107,12 +93,12 @@ fn new_order_charges(
     wfe: &Wfe,
     tenant: &str,
     account: &str,
-    idents: &[(String, String)],
+    idents: &[wire::Identifier],
 ) -> Vec<Charge> {
     let mut charges = vec![(Limit::NewOrdersPerAccount, account.to_string())];
     let mut names: Vec<String> = idents
         .iter()
-        .map(|(_, v)| wfe.limits().name_key(tenant, v))
+        .map(|i| wfe.limits().name_key(tenant, &i.value))
         .collect();
     names.sort();
     names.dedup();
@@ -122,16 +108,14 @@ fn new_order_charges(
 
 pub(super) async fn order(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
             v.require_post_as_get()?;
-            let view = wfe.ra.get_order(&t, v.account()?, &id).await?;
-            Ok(order_response(&t, &view, StatusCode::OK))
+            let view = wfe.ra.get_order(&v.tenant, &v.account, &id).await?;
+            Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,
     )
@@ -139,13 +123,11 @@ pub(super) async fn order(
 
 pub(super) async fn finalize(
     State(wfe): State<Arc<Wfe>>,
-    Path((tenant, id)): Path<(String, String)>,
-    req: Request,
+    Path((_, id)): Path<(String, String)>,
+    v: AccountPost,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Kid).await?;
             let body: wire::Finalize = v.json()?;
             let csr = acme_types::b64::decode(&body.csr).map_err(|e| {
                 Error::acme(
@@ -153,8 +135,8 @@ pub(super) async fn finalize(
                     format!("csr is not base64url: {e}"),
                 )
             })?;
-            let view: Result<OrderView> = wfe.ra.finalize(&t, v.account()?, &id, csr).await;
-            Ok(order_response(&t, &view?, StatusCode::OK))
+            let view = wfe.ra.finalize(&v.tenant, &v.account, &id, csr).await?;
+            Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,
     )

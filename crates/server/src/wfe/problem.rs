@@ -22,8 +22,8 @@ impl IntoResponse for Error {
                         r#type: s.kind.urn().to_string(),
                         detail: s.detail,
                         identifier: Some(acme_types::wire::Identifier {
-                            r#type: s.identifier.0,
-                            value: s.identifier.1,
+                            r#type: s.identifier.r#type,
+                            value: s.identifier.value,
                             ancestor_domain: None,
                         }),
                     })

@@ -1,24 +1,24 @@
 //! revokeCert (RFC 8555 §7.6).
 
-use super::jose::KeyMode;
+use super::jose::SignedPost;
 use super::{reply, Wfe};
 use crate::error::Error;
 use crate::ra::RevokeAuth;
+use crate::sa::AccountRecord;
 use acme_types::wire;
-use axum::extract::{Path, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
+/// §7.6: signed by the account that ordered the certificate (`kid`) or by the certificate's
+/// own key (`jwk`).
 pub(super) async fn revoke_cert(
     State(wfe): State<Arc<Wfe>>,
-    Path(tenant): Path<String>,
-    req: Request,
+    v: SignedPost<Option<AccountRecord>>,
 ) -> Response {
     reply(
         async {
-            let t = wfe.tenant(&tenant)?;
-            let v = wfe.verify_post(&t, req, KeyMode::Either).await?;
             let body: wire::RevokeCert = v.json()?;
             let der = acme_types::b64::decode(&body.certificate)
                 .map_err(|e| Error::malformed(format!("certificate is not base64url: {e}")))?;
@@ -26,7 +26,7 @@ pub(super) async fn revoke_cert(
                 Some(a) => RevokeAuth::Account(a),
                 None => RevokeAuth::CertKey(v.jwk),
             };
-            wfe.ra.revoke(&t, &auth, &der, body.reason).await?;
+            wfe.ra.revoke(&v.tenant, &auth, &der, body.reason).await?;
             Ok(StatusCode::OK.into_response())
         }
         .await,
