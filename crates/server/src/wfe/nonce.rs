@@ -2,6 +2,10 @@
 //! the [`NonceStore`], so issuing one (every response, and HEAD newNonce under a renewal storm)
 //! touches no storage; redeeming it checks the MAC and expiry and then records it as spent,
 //! exactly once, in the store every node shares.
+//!
+//! The expiry is in milliseconds, so a nonce lives its whole lifetime wherever in a second
+//! it was issued (in whole seconds, one issued at 10.9 s with a 1 s lifetime would have
+//! expired at 11.0 s, a tenth of its lifetime).
 
 use crate::error::Result;
 use crate::sa::NonceStore;
@@ -42,7 +46,12 @@ impl NonceService {
 
     /// A fresh nonce.
     pub fn issue(&self) -> String {
-        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + self.ttl.as_secs() as i64;
+        self.issue_at(now_ms())
+    }
+
+    fn issue_at(&self, now_ms: i64) -> String {
+        let expires =
+            now_ms.saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX));
         let mut raw = [0u8; NONCE_LEN];
         raw[..EXPIRY_LEN].copy_from_slice(&expires.to_be_bytes());
         rand::rng().fill_bytes(&mut raw[EXPIRY_LEN..EXPIRY_LEN + RANDOM_LEN]);
@@ -53,6 +62,10 @@ impl NonceService {
 
     /// Redeems a nonce: true exactly once for an unexpired nonce made with this key.
     pub async fn redeem(&self, nonce: &str) -> Result<bool> {
+        self.redeem_at(nonce, now_ms()).await
+    }
+
+    async fn redeem_at(&self, nonce: &str, now_ms: i64) -> Result<bool> {
         let Ok(raw) = acme_types::b64::decode(nonce) else {
             return Ok(false);
         };
@@ -65,11 +78,13 @@ impl NonceService {
         }
         let mut exp = [0u8; EXPIRY_LEN];
         exp.copy_from_slice(&body[..EXPIRY_LEN]);
-        let expires = i64::from_be_bytes(exp);
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if expires <= now {
+        let expires_ms = i64::from_be_bytes(exp);
+        if expires_ms <= now_ms {
             return Ok(false);
         }
+        // The store keeps whole seconds (it prunes by them): rounded up, so a spent nonce is
+        // remembered at least until it expires.
+        let expires = expires_ms.div_euclid(1000) + i64::from(expires_ms.rem_euclid(1000) != 0);
         Ok(self.store.spend_nonce(body, expires).await?)
     }
 
@@ -80,6 +95,12 @@ impl NonceService {
             .prune_nonces(time::OffsetDateTime::now_utc().unix_timestamp())
             .await?)
     }
+}
+
+/// The wall clock in UNIX milliseconds.
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -110,6 +131,18 @@ mod tests {
         let s = service(Duration::from_secs(0)).await;
         let n = s.issue();
         assert!(!s.redeem(&n).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_nonce_lives_its_whole_lifetime_whenever_in_a_second_it_was_issued() {
+        let s = service(Duration::from_secs(1)).await;
+        // Issued in a second's last millisecond, redeemed in the next second's first.
+        let n = s.issue_at(10_999);
+        assert!(s.redeem_at(&n, 11_000).await.unwrap());
+        let n = s.issue_at(10_999);
+        assert!(s.redeem_at(&n, 11_998).await.unwrap());
+        let n = s.issue_at(10_999);
+        assert!(!s.redeem_at(&n, 11_999).await.unwrap());
     }
 
     #[tokio::test]
