@@ -9,7 +9,6 @@ mod coverage;
 mod ct;
 mod domains;
 mod eab;
-mod group_commit;
 mod lifecycle;
 mod metered;
 mod migrate;
@@ -20,12 +19,8 @@ mod rate;
 mod rows;
 mod schema;
 mod seed;
-mod snapshot;
 mod sql;
 mod sqlite;
-mod sqlite_batch;
-mod sqlite_reads;
-mod sqlite_writes;
 mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
@@ -47,10 +42,12 @@ pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};
 pub use seed::{HistorySeeder, SeedSpec};
-pub use snapshot::sqlite_snapshot;
 pub use sql::TableCounts;
+pub use sqlite::sqlite_snapshot;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
+// Until the SQLite implementations live in `sqlite/`: the paths the shared bodies name.
+use sqlite::{reads as sqlite_reads, writes as sqlite_writes};
 
 /// Every store one process uses, from one database. The front end, RA and CA each receive
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.
@@ -140,7 +137,7 @@ pub enum SaError {
     /// A write could not be made durable (`fdatasync` failed); it must not be reported done.
     #[error("database write not durable: {0}")]
     Durability(std::io::Error),
-    /// The SQLite write path (`sqlite_batch`) failed.
+    /// The SQLite write path (`sqlite::batch`) failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The SQLite writer thread could not take or finish the write.

@@ -2,7 +2,7 @@
 //! syntax SQLite and PostgreSQL share, so one text serves both; [`sql_storage`] stamps the
 //! [`Storage`](super::Storage) implementation out for each backend's pool and row types, keeping
 //! the backends identical by construction. On a SQLite file the issuance path's writes and
-//! point reads leave sqlx for `rusqlite` (`sqlite_batch`, `sqlite_reads`), running the same
+//! point reads leave sqlx for `rusqlite` (`sqlite::batch`, `sqlite::reads`), running the same
 //! texts (`stmt`, `rows`) and mapping rows through the same functions (`rows`).
 
 use super::SaError;

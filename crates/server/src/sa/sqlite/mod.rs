@@ -1,16 +1,23 @@
 //! The embedded SQLite backend: one file in the data directory, WAL journal. A write is on
 //! disk before the storage layer returns, by one of two routes: the issuance-path writes run
-//! on the writer thread, batched into transactions whose commit syncs (`sqlite_batch.rs`);
+//! on the writer thread, batched into transactions whose commit syncs (`sqlite/batch.rs`);
 //! the others go through one sqlx connection running `synchronous=NORMAL` with a
 //! group-commit barrier after each write (`group_commit.rs`). Reading connections run
 //! `synchronous=FULL`.
 
-use super::group_commit::GroupSync;
+pub(super) mod batch;
+mod group_commit;
+pub(super) mod reads;
+mod snapshot;
+pub(super) mod writes;
+
 use super::sql::{is_unique_violation, json, sql_storage};
-use super::sqlite_batch::{BatchWriter, WriteAccess};
-use super::sqlite_reads::InlineReads;
 use super::*;
 use async_trait::async_trait;
+use batch::{BatchWriter, WriteAccess};
+use group_commit::GroupSync;
+use reads::InlineReads;
+pub use snapshot::sqlite_snapshot;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -41,9 +48,9 @@ pub struct SqliteStorage {
 struct FileParts {
     /// Durability barrier for writes through `writer`.
     group: GroupSync,
-    /// The writer thread that runs the issuance-path writes (`sqlite_batch`).
+    /// The writer thread that runs the issuance-path writes (`sqlite::batch`).
     batch: BatchWriter,
-    /// The issuance path's reads, run on the calling thread (`sqlite_reads`).
+    /// The issuance path's reads, run on the calling thread (`sqlite::reads`).
     reads: InlineReads,
 }
 
@@ -119,7 +126,7 @@ impl SqliteStorage {
         &self.writer
     }
 
-    /// Parks the writer thread so a sqlx write has the database to itself (`sqlite_batch`).
+    /// Parks the writer thread so a sqlx write has the database to itself (`sqlite::batch`).
     pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
         match self.batch_writer() {
             Some(b) => Ok(WriteAccess::paused(b.pause().await?)),

@@ -4,7 +4,7 @@
 //! migrations so nodes starting together migrate once.
 
 use super::sql::{is_unique_violation, json, sql_storage};
-use super::sqlite_batch::{BatchWriter, WriteAccess};
+use super::sqlite::batch::{BatchWriter, WriteAccess};
 use super::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -75,7 +75,7 @@ impl PgStorage {
     }
 
     /// PostgreSQL reads through its pool only.
-    pub(super) fn inline_reads(&self) -> Option<&super::sqlite_reads::InlineReads> {
+    pub(super) fn inline_reads(&self) -> Option<&super::sqlite::reads::InlineReads> {
         None
     }
 

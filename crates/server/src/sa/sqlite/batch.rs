@@ -18,7 +18,7 @@
 //! [`WritePass`] first, which parks this thread between batches, so the two writers never meet
 //! at SQLite's busy handler.
 
-use super::SaError;
+use crate::sa::SaError;
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
