@@ -5,6 +5,7 @@
 use super::audit::{self, AuditEntry};
 use super::sql::from_json;
 use super::{PgStorage, SaError, SqliteStorage, StoredIdentifier};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::Row;

@@ -2,6 +2,7 @@
 //! In the database so that every node sharing it accepts the same tokens at once.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use sqlx::Row;
 

@@ -3,6 +3,7 @@
 //! audit record cannot be committed.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use sqlx::Row;
 

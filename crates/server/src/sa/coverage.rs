@@ -7,6 +7,7 @@
 //! the listings and the ARI answer of one certificate can never disagree.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::Row;

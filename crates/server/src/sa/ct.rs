@@ -7,6 +7,7 @@
 //! no second revocation path. A narrow trait of its own, like `LifecycleStore`.
 
 use super::{CertRecord, OrderClaim, PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use sqlx::Row;
 

@@ -7,6 +7,7 @@
 use super::audit::{self, AuditEntry};
 use super::sql::is_unique_violation;
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use sqlx::Row;
 

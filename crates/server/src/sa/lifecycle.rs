@@ -6,6 +6,7 @@
 //! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
 
 use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use sqlx::Row;
 

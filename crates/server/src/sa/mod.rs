@@ -5,6 +5,7 @@
 mod admin;
 mod admin_tokens;
 mod audit;
+mod backend;
 mod coverage;
 mod ct;
 mod domains;
@@ -21,6 +22,7 @@ mod schema;
 mod seed;
 mod sql;
 mod sqlite;
+mod sqlx_storage;
 mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
@@ -46,8 +48,8 @@ pub use sql::TableCounts;
 pub use sqlite::sqlite_snapshot;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
-// Until the SQLite implementations live in `sqlite/`: the paths the shared bodies name.
-use sqlite::{reads as sqlite_reads, writes as sqlite_writes};
+// Until the lifecycle store lives in `sqlite/`: the path its shared body names.
+use sqlite::reads as sqlite_reads;
 
 /// Every store one process uses, from one database. The front end, RA and CA each receive
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.

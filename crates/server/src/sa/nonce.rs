@@ -3,6 +3,7 @@
 //! forgetting which were spent; several nodes (PostgreSQL) share both the key and the spent set.
 
 use super::{PgStorage, SaError};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use rand::RngCore;
 use sqlx::Row;

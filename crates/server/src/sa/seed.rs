@@ -5,6 +5,7 @@
 //! grow. Never used by the CA itself.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use rand::RngCore;
 

@@ -3,6 +3,7 @@
 //! days. Read-only; the counting happens in SQL so a large fleet is not loaded row by row.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::Row;

@@ -1,33 +1,45 @@
-//! The embedded SQLite backend: one file in the data directory, WAL journal. A write is on
-//! disk before the storage layer returns, by one of two routes: the issuance-path writes run
-//! on the writer thread, batched into transactions whose commit syncs (`sqlite/batch.rs`);
-//! the others go through one sqlx connection running `synchronous=NORMAL` with a
-//! group-commit barrier after each write (`group_commit.rs`). Reading connections run
-//! `synchronous=FULL`.
+//! The embedded SQLite backend: one file in the data directory, WAL journal, one process.
+//!
+//! SQLite admits one writer at a time, so the write lock is the ceiling on issuance
+//! throughput; this backend is built around that single writer instead of a pool of
+//! contending connections:
+//! - the issuance path's writes run on one writer thread (`batch.rs`, statements in
+//!   `writes.rs`), batched into transactions whose commit syncs the WAL;
+//! - the issuance path's point reads run on the calling thread (`reads.rs`), on `query_only`
+//!   connections, without a hand-off to sqlx's connection thread;
+//! - the rarer writes (admin, lifecycle, sweeps; see `sa::sqlx_storage` and the per-caller
+//!   stores) go through one sqlx connection running `synchronous=NORMAL`, taken while the
+//!   writer thread is parked, with a group-commit barrier after each (`group_commit.rs`).
+//!   Reading connections run `synchronous=FULL`.
+//!
+//! A write is on disk before the storage layer returns, by whichever route it took.
 
 pub(super) mod batch;
 mod group_commit;
 pub(super) mod reads;
 mod snapshot;
-pub(super) mod writes;
+mod storage;
+mod writes;
 
-use super::sql::{is_unique_violation, json, sql_storage};
-use super::*;
+pub use snapshot::sqlite_snapshot;
+
+use super::backend::SqlxBackend;
+use super::SaError;
 use async_trait::async_trait;
 use batch::{BatchWriter, WriteAccess};
 use group_commit::GroupSync;
 use reads::InlineReads;
-pub use snapshot::sqlite_snapshot;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite implementation of [`Storage`].
+/// SQLite implementation of [`Storage`](super::Storage).
 #[derive(Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
@@ -39,12 +51,11 @@ pub struct SqliteStorage {
     /// transaction that reads before it writes, since no other connection of this process
     /// can commit in between.
     writer: SqlitePool,
-    /// What a database file adds; `None` in memory, where every further connection would be
-    /// a separate database, so everything goes through `pool`.
-    file: Option<Arc<FileParts>>,
+    /// The paths around sqlx.
+    file: Arc<FileParts>,
 }
 
-/// The paths around sqlx that a database file gets.
+/// The paths around sqlx that the database file gets.
 struct FileParts {
     /// Durability barrier for writes through `writer`.
     group: GroupSync,
@@ -52,11 +63,46 @@ struct FileParts {
     batch: BatchWriter,
     /// The issuance path's reads, run on the calling thread (`sqlite::reads`).
     reads: InlineReads,
+    /// For [`SqliteStorage::open_in_memory`]: the private directory holding the file, removed
+    /// with the storage. Declared last, so it goes after the connections.
+    _scratch: Option<ScratchDir>,
+}
+
+/// A private (0700) temporary directory, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in the temp dir is harmless.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, SaError> {
+        Self::open_file(path, None).await
+    }
+
+    /// A fresh, private database for unit tests. A real file in a private temporary directory
+    /// (removed when the storage is dropped), not `:memory:`: an in-memory database is one
+    /// connection, so it could not have the writer thread and the inline readers, and tests
+    /// would exercise a path production never takes.
+    pub async fn open_in_memory() -> Result<Self, SaError> {
+        let dir = std::env::temp_dir().join(format!(
+            "fleetca-sa-{}",
+            crate::ids::new_id().replace(['-', '_'], "")
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(SaError::Durability)?;
+        let scratch = ScratchDir(dir);
+        let path = scratch.0.join("fleetca.db");
+        Self::open_file(&path, Some(scratch)).await
+    }
+
+    async fn open_file(path: &Path, scratch: Option<ScratchDir>) -> Result<Self, SaError> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -81,86 +127,49 @@ impl SqliteStorage {
         Ok(Self {
             pool,
             writer,
-            file: Some(Arc::new(FileParts {
+            file: Arc::new(FileParts {
                 group: GroupSync::new(path),
                 batch,
                 reads: InlineReads::new(path),
-            })),
+                _scratch: scratch,
+            }),
         })
     }
 
-    /// An in-memory database for unit tests (one connection, so every query sees the same data).
-    pub async fn open_in_memory() -> Result<Self, SaError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        Self::connect(opts, 1).await
-    }
-
-    async fn connect(opts: SqliteConnectOptions, max: u32) -> Result<Self, SaError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .connect_with(opts)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        // In memory every connection is a separate database: reads and writes share the one.
-        Ok(Self {
-            writer: pool.clone(),
-            pool,
-            file: None,
-        })
-    }
-
-    /// The pool, for the narrow per-caller stores in sibling modules (`sa::eab`).
     /// The pool, for fixtures of tests outside `sa/` that write raw SQL.
     #[cfg(test)]
     pub(crate) fn pool_for_tests(&self) -> &SqlitePool {
-        self.pool()
-    }
-
-    pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// The sqlx writing connection (see the field's comment), for holders of a
-    /// [`Self::write_access`].
-    pub(super) fn writer(&self, _access: &WriteAccess) -> &SqlitePool {
-        &self.writer
+    /// The writer thread.
+    fn batch(&self) -> &BatchWriter {
+        &self.file.batch
     }
 
-    /// Parks the writer thread so a sqlx write has the database to itself (`sqlite::batch`).
-    pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
-        match self.batch_writer() {
-            Some(b) => Ok(WriteAccess::paused(b.pause().await?)),
-            None => Ok(WriteAccess::unshared()),
-        }
+    /// The inline readers.
+    fn reads(&self) -> &InlineReads {
+        &self.file.reads
     }
 
-    /// The writer thread, when the database is a file.
-    pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
-        self.file.as_ref().map(|f| &f.batch)
-    }
-
-    /// The inline readers, when the database is a file.
+    /// The inline readers, for the per-caller stores still shared with PostgreSQL.
     pub(super) fn inline_reads(&self) -> Option<&InlineReads> {
-        self.file.as_ref().map(|f| &f.reads)
+        Some(self.reads())
     }
 
     /// (transactions, writes) the writer thread has run: their ratio is the batch size.
     pub fn write_batch_counts(&self) -> (u64, u64) {
-        self.batch_writer().map_or((0, 0), |b| b.counts())
-    }
-
-    /// Returns once every write that finished through [`Self::writer`] before the call is
-    /// durable. Every writing method calls it before reporting success.
-    pub(super) async fn durable(&self) -> Result<(), SaError> {
-        match self.file.as_ref().map(|f| &f.group) {
-            Some(g) => g.barrier().await.map_err(SaError::Durability),
-            None => Ok(()),
-        }
+        self.batch().counts()
     }
 
     /// (durability barriers, `fdatasync`s) since open: their ratio is the average commit group.
     pub fn group_commit_counts(&self) -> (u64, u64) {
-        self.file.as_ref().map_or((0, 0), |f| f.group.counts())
+        self.file.group.counts()
+    }
+
+    /// Counts the rows of each core table and digests their contents.
+    pub async fn table_counts(&self) -> Result<super::TableCounts, SaError> {
+        super::sqlx_storage::SqlxStorage::table_counts(self).await
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict (`ok` when healthy).
@@ -172,4 +181,26 @@ impl SqliteStorage {
     }
 }
 
-sql_storage!(SqliteStorage);
+#[async_trait]
+impl SqlxBackend for SqliteStorage {
+    type Db = sqlx::Sqlite;
+    type Pass = WriteAccess;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Parks the writer thread, so the sqlx write has the database to itself.
+    async fn write_access(&self) -> Result<WriteAccess, SaError> {
+        Ok(WriteAccess::paused(self.batch().pause().await?))
+    }
+
+    fn writer<'a>(&'a self, _pass: &'a WriteAccess) -> &'a SqlitePool {
+        &self.writer
+    }
+
+    /// Waits for the group-commit barrier (`group_commit.rs`).
+    async fn durable(&self) -> Result<(), SaError> {
+        self.file.group.barrier().await.map_err(SaError::Durability)
+    }
+}

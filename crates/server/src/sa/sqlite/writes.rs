@@ -1,7 +1,7 @@
 //! The issuance-path writes as the SQLite writer thread runs them (see `sqlite::batch`): the
-//! same statements (`sql::stmt`), in the same order and with the same conditions as the sqlx
-//! versions in `sql_storage!`, which PostgreSQL and in-memory SQLite still use. The storage
-//! suite runs against both.
+//! shared statements (`sql::stmt`), one after another on the thread's connection, inside
+//! the batch's transaction. PostgreSQL folds the same writes into one statement each
+//! (`postgres::stmt`); the storage suite runs against both.
 
 use super::batch::execute;
 use crate::sa::lifecycle::OrderLifecycle;
