@@ -48,8 +48,6 @@ pub use sql::TableCounts;
 pub use sqlite::sqlite_snapshot;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
-// Until the lifecycle store lives in `sqlite/`: the path its shared body names.
-use sqlite::reads as sqlite_reads;
 
 /// Every store one process uses, from one database. The front end, RA and CA each receive
 /// only the narrow trait they need (upcast from this), as Boulder cuts storage per caller.

@@ -3,6 +3,7 @@
 //! start a challenge, revoke once) safe across nodes, and sqlx takes an advisory lock around
 //! migrations so nodes starting together migrate once.
 
+mod lifecycle;
 mod stmt;
 mod storage;
 
@@ -60,12 +61,6 @@ impl PgStorage {
     /// Counts the rows of each core table and digests their contents.
     pub async fn table_counts(&self) -> Result<super::TableCounts, SaError> {
         super::sqlx_storage::SqlxStorage::table_counts(self).await
-    }
-
-    /// No inline readers here: until the lifecycle store lives in each backend's folder, its
-    /// shared body asks.
-    pub(super) fn inline_reads(&self) -> Option<&super::sqlite::reads::InlineReads> {
-        None
     }
 }
 

@@ -16,7 +16,8 @@
 
 pub(super) mod batch;
 mod group_commit;
-pub(super) mod reads;
+mod lifecycle;
+mod reads;
 mod snapshot;
 mod storage;
 mod writes;
@@ -150,11 +151,6 @@ impl SqliteStorage {
     /// The inline readers.
     fn reads(&self) -> &InlineReads {
         &self.file.reads
-    }
-
-    /// The inline readers, for the per-caller stores still shared with PostgreSQL.
-    pub(super) fn inline_reads(&self) -> Option<&InlineReads> {
-        Some(self.reads())
     }
 
     /// (transactions, writes) the writer thread has run: their ratio is the batch size.
