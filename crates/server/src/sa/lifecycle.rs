@@ -496,8 +496,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sa::StoredIdentifier;
     use crate::sa::SqliteStorage;
+    use crate::sa::StoredIdentifier;
 
     fn cert(names: &[&str]) -> CertRecord {
         CertRecord {
