@@ -633,7 +633,7 @@ where
             .bind(i64::from(filter.limit))
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(|r| coverage_row(r)).collect()
+        rows.iter().map(coverage_row).collect()
     }
 
     async fn coverage_of(
@@ -649,7 +649,7 @@ where
             .bind(cert_id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(|r| coverage_row(r)).transpose()
+        row.as_ref().map(coverage_row).transpose()
     }
 }
 

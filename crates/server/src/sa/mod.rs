@@ -1,6 +1,14 @@
 //! Storage authority: the only code that persists state. The registration authority and the
-//! issuer see it through the [`Storage`] trait so the PostgreSQL backend is one more
-//! implementation, not a rewrite. Every method that reports success has committed durably.
+//! issuer see it through the [`Storage`] trait and narrow per-caller traits (`EabStore`,
+//! `LifecycleStore`, ...). Every method that reports success has committed durably.
+//!
+//! Layout: the traits and their record types live here, one file per caller (`model.rs` and
+//! `Storage` below for the ACME objects, `rate.rs`, `ct.rs`, `lifecycle.rs`, ...), with the
+//! statement texts both engines share (`sql.rs`) and the row mappers (`rows.rs`). Each engine
+//! has its folder: `sqlite/` (one file, one writer thread, inline readers on `rusqlite`) and
+//! `postgres/` (several nodes on one server; the issuance path in as few round trips as
+//! possible). Where the sqlx code is the same on both, it is written once, generic over
+//! [`backend::SqlxBackend`], which declares what an engine must provide.
 
 mod admin;
 mod admin_tokens;

@@ -4,6 +4,7 @@
 //! migrations so nodes starting together migrate once.
 
 mod lifecycle;
+mod nonce;
 mod stmt;
 mod storage;
 
