@@ -4,6 +4,11 @@
 //! their one implementation is generic over [`SqlxBackend`]. Where the engines differ — who
 //! may write when, and what makes a commit durable — each backend says so in its own
 //! `impl SqlxBackend` (`sqlite/mod.rs`, `postgres/mod.rs`), not behind a stub.
+//!
+//! Each generic implementation repeats a `where` clause naming what its body asks of the
+//! driver (executors, argument and value types). Stable Rust implies only supertrait bounds,
+//! and these bounds are on `&mut Connection`, `i64`, `String`, ..., not on the backend, so
+//! no trait here can carry them once for all.
 
 use super::SaError;
 use async_trait::async_trait;

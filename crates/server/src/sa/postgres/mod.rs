@@ -5,7 +5,7 @@
 
 mod lifecycle;
 mod nonce;
-mod stmt;
+pub(super) mod stmt;
 mod storage;
 
 use super::SaError;

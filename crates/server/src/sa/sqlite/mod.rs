@@ -97,7 +97,7 @@ impl SqliteStorage {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(SaError::Durability)?;
+            .map_err(|e| SaError::Db(sqlx::Error::Io(e)))?;
         let scratch = ScratchDir(dir);
         let path = scratch.0.join("fleetca.db");
         Self::open_file(&path, Some(scratch)).await
