@@ -186,16 +186,13 @@ where
     for<'q> &'q str: sqlx::Encode<'q, B::Db>
         + sqlx::Type<B::Db>
         + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
     for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
-    for<'q> f64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
-    for<'q> Option<Vec<u8>>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
 {
     async fn list_accounts(&self, tenant: Option<&str>) -> Result<Vec<AdminAccount>, SaError> {
         let rows = sqlx::query(

@@ -4,7 +4,7 @@
 //! minutes, not hours. The benchmark then measures whether issuance slows down as the tables
 //! grow. Never used by the CA itself.
 
-use super::backend::{RowsAffected, SqlxBackend};
+use super::backend::SqlxBackend;
 use super::rows::Cols;
 use super::SaError;
 use async_trait::async_trait;
@@ -79,21 +79,16 @@ where
     B: SqlxBackend,
     for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
     <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
-    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
     <B::Db as sqlx::Database>::Row: Cols,
     for<'q> &'q str: sqlx::Encode<'q, B::Db>
         + sqlx::Type<B::Db>
         + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
     for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
-    for<'q> f64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
-    for<'q> Option<Vec<u8>>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
 {
     async fn seed_history(
         &self,
