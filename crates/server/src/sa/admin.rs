@@ -2,12 +2,13 @@
 //! the state changes an operator makes, each committed together with its audit-log entry.
 //! Its own row types keep it independent of the ACME front end's records.
 
-use super::audit::{self, AuditEntry};
+use super::audit::{self, AuditAppend, AuditEntry};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
 use super::sql::from_json;
-use super::{PgStorage, SaError, SqliteStorage, StoredIdentifier};
+use super::{SaError, StoredIdentifier};
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::Row;
 
 /// An account as the operator sees it (no key material beyond the thumbprint).
 #[derive(Clone, Debug, Serialize)]
@@ -141,43 +142,58 @@ pub fn normalize_serial(s: &str) -> String {
     }
 }
 
-/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
-macro_rules! admin_store {
-    ($ty:ident, $row:ty) => {
-fn account(r: &$row) -> Result<AdminAccount, SaError> {
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+fn account(r: &impl Cols) -> Result<AdminAccount, SaError> {
     Ok(AdminAccount {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        status: r.try_get("status")?,
-        contact: from_json(&r.try_get::<String, _>("contact")?)?,
-        jwk_thumbprint: r.try_get("jwk_thumbprint")?,
-        eab_kid: r.try_get("eab_kid")?,
-        created_at: r.try_get("created_at")?,
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        status: r.text("status")?,
+        contact: from_json(&r.text("contact")?)?,
+        jwk_thumbprint: r.text("jwk_thumbprint")?,
+        eab_kid: r.opt_text("eab_kid")?,
+        created_at: r.int("created_at")?,
     })
 }
 
-fn cert(r: &$row) -> Result<AdminCert, SaError> {
+fn cert(r: &impl Cols) -> Result<AdminCert, SaError> {
     Ok(AdminCert {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        serial: r.try_get("serial")?,
-        account_id: r.try_get("account_id")?,
-        order_id: r.try_get("order_id")?,
-        names: from_json(&r.try_get::<String, _>("names")?)?,
-        not_before: r.try_get("not_before")?,
-        not_after: r.try_get("not_after")?,
-        issued_at: r.try_get("issued_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        revocation_reason: r
-            .try_get::<Option<i64>, _>("revocation_reason")?
-            .map(|v| v as u8),
-        issuer: r.try_get("issuer")?,
-        der: r.try_get("der")?,
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        serial: r.text("serial")?,
+        account_id: r.text("account_id")?,
+        order_id: r.text("order_id")?,
+        names: from_json(&r.text("names")?)?,
+        not_before: r.int("not_before")?,
+        not_after: r.int("not_after")?,
+        issued_at: r.int("issued_at")?,
+        revoked_at: r.opt_int("revoked_at")?,
+        revocation_reason: r.opt_int("revocation_reason")?.map(|v| v as u8),
+        issuer: r.opt_text("issuer")?,
+        der: r.blob("der")?,
     })
 }
 
 #[async_trait]
-impl AdminStore for $ty {
+impl<B> AdminStore for B
+where
+    B: SqlxBackend,
+    <B::Db as sqlx::Database>::Connection: AuditAppend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
     async fn list_accounts(&self, tenant: Option<&str>) -> Result<Vec<AdminAccount>, SaError> {
         let rows = sqlx::query(
             "SELECT * FROM accounts WHERE ($1 IS NULL OR tenant = $1) ORDER BY created_at DESC, id",
@@ -211,7 +227,7 @@ impl AdminStore for $ty {
         .bind(id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         if n == 0 {
             return Ok(None);
         }
@@ -280,7 +296,7 @@ impl AdminStore for $ty {
         .bind(id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         if n == 0 {
             return Ok(false);
         }
@@ -289,18 +305,6 @@ impl AdminStore for $ty {
         self.durable().await?;
         Ok(true)
     }
-}
-    };
-}
-
-mod on_sqlite {
-    use super::*;
-    admin_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
-}
-
-mod on_postgres {
-    use super::*;
-    admin_store!(PgStorage, sqlx::postgres::PgRow);
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Admin API token records (`admin::auth`): id, SHA-256 of the token, scopes, revocation.
 //! In the database so that every node sharing it accepts the same tokens at once.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
+use super::SaError;
 use async_trait::async_trait;
-use sqlx::Row;
 
 /// One stored admin token (never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,78 +36,86 @@ pub trait AdminTokenStore: Send + Sync {
     async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError>;
 }
 
-macro_rules! admin_token_store {
-    ($ty:ty, $row:ty) => {
-        impl $ty {
-            fn admin_token_row(r: &$row) -> Result<AdminTokenRow, SaError> {
-                Ok(AdminTokenRow {
-                    id: r.try_get("id")?,
-                    sha256: r.try_get("sha256")?,
-                    scopes: r.try_get("scopes")?,
-                    label: r.try_get("label")?,
-                    created_at: r.try_get("created_at")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                })
-            }
-        }
-
-        #[async_trait]
-        impl AdminTokenStore for $ty {
-            async fn insert_admin_token(&self, t: &AdminTokenRow) -> Result<bool, SaError> {
-                let pass = self.write_access().await?;
-                let r = sqlx::query(
-                    "INSERT INTO admin_tokens (id, sha256, scopes, label, created_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&t.id)
-                .bind(&t.sha256)
-                .bind(&t.scopes)
-                .bind(&t.label)
-                .bind(t.created_at)
-                .bind(t.revoked_at)
-                .execute(self.writer(&pass))
-                .await?;
-                self.durable().await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRow>, SaError> {
-                let row = sqlx::query("SELECT * FROM admin_tokens WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(self.pool())
-                    .await?;
-                row.as_ref().map(Self::admin_token_row).transpose()
-            }
-
-            async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, SaError> {
-                let rows = sqlx::query("SELECT * FROM admin_tokens ORDER BY created_at, id")
-                    .fetch_all(self.pool())
-                    .await?;
-                rows.iter().map(Self::admin_token_row).collect()
-            }
-
-            async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError> {
-                let pass = self.write_access().await?;
-                let r = sqlx::query(
-                    "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(self.writer(&pass))
-                .await?;
-                self.durable().await?;
-                Ok(r.rows_affected() == 1)
-            }
-        }
-    };
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+fn admin_token_row(r: &impl Cols) -> Result<AdminTokenRow, SaError> {
+    Ok(AdminTokenRow {
+        id: r.text("id")?,
+        sha256: r.text("sha256")?,
+        scopes: r.text("scopes")?,
+        label: r.opt_text("label")?,
+        created_at: r.int("created_at")?,
+        revoked_at: r.opt_int("revoked_at")?,
+    })
 }
 
-admin_token_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
-admin_token_store!(PgStorage, sqlx::postgres::PgRow);
+#[async_trait]
+impl<B> AdminTokenStore for B
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn insert_admin_token(&self, t: &AdminTokenRow) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
+        let r = sqlx::query(
+            "INSERT INTO admin_tokens (id, sha256, scopes, label, created_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&t.id)
+        .bind(&t.sha256)
+        .bind(&t.scopes)
+        .bind(&t.label)
+        .bind(t.created_at)
+        .bind(t.revoked_at)
+        .execute(self.writer(&pass))
+        .await?;
+        self.durable().await?;
+        Ok(r.rows() == 1)
+    }
+
+    async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRow>, SaError> {
+        let row = sqlx::query("SELECT * FROM admin_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(admin_token_row).transpose()
+    }
+
+    async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, SaError> {
+        let rows = sqlx::query("SELECT * FROM admin_tokens ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(admin_token_row).collect()
+    }
+
+    async fn revoke_admin_token(&self, id: &str, now: i64) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
+        let r = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.writer(&pass))
+        .await?;
+        self.durable().await?;
+        Ok(r.rows() == 1)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::SqliteStorage;
 
     async fn roundtrip<D: AdminTokenStore>(db: &D) {
         let t = AdminTokenRow {

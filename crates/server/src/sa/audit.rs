@@ -2,7 +2,8 @@
 //! are written in the same transaction as the change they describe, so a change without its
 //! audit record cannot be committed.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::SqlxBackend;
+use super::SaError;
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -51,64 +52,77 @@ pub(super) async fn append<C: AuditAppend + ?Sized>(
     tx.append_entry(e, now).await
 }
 
-/// Stamps the audit log out for a backend; the SQL is shared.
-macro_rules! audit_store {
-    ($ty:ident, $conn:ty) => {
-        #[async_trait]
-        impl AuditAppend for $conn {
-            async fn append_entry(&mut self, e: &AuditEntry, now: i64) -> Result<(), SaError> {
-                sqlx::query(
-                    "INSERT INTO audit_log (at, actor, action, tenant, object, before_json, after_json)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(if e.at == 0 { now } else { e.at })
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.tenant)
-                .bind(&e.object)
-                .bind(&e.before)
-                .bind(&e.after)
-                .execute(&mut *self)
-                .await?;
-                Ok(())
-            }
-        }
-
-        #[async_trait]
-        impl AuditStore for $ty {
-            async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
-                let pass = self.write_access().await?;
-                let mut conn = self.writer(&pass).acquire().await?;
-                append(&mut *conn, e, e.at).await?;
-                drop(conn);
-                self.durable().await
-            }
-
-            async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {
-                let rows = sqlx::query(
-                    "SELECT at, actor, action, tenant, object, before_json, after_json
-                     FROM audit_log ORDER BY id DESC LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(AuditEntry {
-                            at: r.try_get("at")?,
-                            actor: r.try_get("actor")?,
-                            action: r.try_get("action")?,
-                            tenant: r.try_get("tenant")?,
-                            object: r.try_get("object")?,
-                            before: r.try_get("before_json")?,
-                            after: r.try_get("after_json")?,
-                        })
-                    })
-                    .collect()
-            }
-        }
-    };
+/// Any sqlx connection whose driver takes the audit row's types appends the same way.
+#[async_trait]
+impl<C> AuditAppend for C
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    for<'q> i64: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+{
+    async fn append_entry(&mut self, e: &AuditEntry, now: i64) -> Result<(), SaError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, tenant, object, before_json, after_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(if e.at == 0 { now } else { e.at })
+        .bind(e.actor.as_str())
+        .bind(e.action.as_str())
+        .bind(e.tenant.as_deref())
+        .bind(e.object.as_deref())
+        .bind(e.before.as_deref())
+        .bind(e.after.as_deref())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
 }
 
-audit_store!(SqliteStorage, sqlx::SqliteConnection);
-audit_store!(PgStorage, sqlx::PgConnection);
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> AuditStore for B
+where
+    B: SqlxBackend,
+    <B::Db as sqlx::Database>::Connection: AuditAppend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    for<'q> &'q str: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
+        let mut conn = self.writer(&pass).acquire().await?;
+        append(&mut *conn, e, e.at).await?;
+        drop(conn);
+        self.durable().await
+    }
+
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, SaError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, tenant, object, before_json, after_json
+                     FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    tenant: r.try_get("tenant")?,
+                    object: r.try_get("object")?,
+                    before: r.try_get("before_json")?,
+                    after: r.try_get("after_json")?,
+                })
+            })
+            .collect()
+    }
+}

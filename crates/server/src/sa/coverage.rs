@@ -6,7 +6,9 @@
 //! The state of a row is defined once, by the SQL expression [`state_expr!`], so the counts,
 //! the listings and the ARI answer of one certificate can never disagree.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
+use super::SaError;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::Row;
@@ -382,265 +384,271 @@ fn states_arg(states: &[CoverageState]) -> String {
     s
 }
 
-macro_rules! coverage_store {
-    ($ty:ident) => {
-        #[async_trait]
-        impl CoverageStore for $ty {
-            async fn pending_coverage(
-                &self,
-                since: i64,
-                limit: u32,
-            ) -> Result<Vec<PendingCert>, SaError> {
-                let rows = sqlx::query(PENDING)
-                    .bind(since)
-                    .bind(i64::from(limit))
-                    .fetch_all(self.pool())
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let ws: Option<i64> = r.try_get(9)?;
-                        let we: Option<i64> = r.try_get(10)?;
-                        Ok(PendingCert {
-                            id: r.try_get(0)?,
-                            tenant: r.try_get(1)?,
-                            serial: r.try_get(2)?,
-                            account_id: r.try_get(3)?,
-                            names_json: r.try_get(4)?,
-                            not_before: r.try_get(5)?,
-                            not_after: r.try_get(6)?,
-                            issued_at: r.try_get(7)?,
-                            revoked_at: r.try_get(8)?,
-                            override_window: ws.zip(we),
-                            replaces: r.try_get(11)?,
-                        })
-                    })
-                    .collect()
-            }
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> CoverageStore for B
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn pending_coverage(&self, since: i64, limit: u32) -> Result<Vec<PendingCert>, SaError> {
+        let rows = sqlx::query(PENDING)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let ws: Option<i64> = r.try_get(9)?;
+                let we: Option<i64> = r.try_get(10)?;
+                Ok(PendingCert {
+                    id: r.try_get(0)?,
+                    tenant: r.try_get(1)?,
+                    serial: r.try_get(2)?,
+                    account_id: r.try_get(3)?,
+                    names_json: r.try_get(4)?,
+                    not_before: r.try_get(5)?,
+                    not_after: r.try_get(6)?,
+                    issued_at: r.try_get(7)?,
+                    revoked_at: r.try_get(8)?,
+                    override_window: ws.zip(we),
+                    replaces: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
 
-            async fn insert_coverage(&self, rows: &[NewCoverage]) -> Result<(), SaError> {
-                if rows.is_empty() {
-                    return Ok(());
-                }
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                for n in rows {
-                    let c = &n.cert;
-                    sqlx::query(INSERT)
-                        .bind(&c.id)
-                        .bind(&c.tenant)
-                        .bind(&c.serial)
-                        .bind(&c.account_id)
-                        .bind(&n.names_key)
-                        .bind(c.not_before)
-                        .bind(c.not_after)
-                        .bind(c.issued_at)
-                        .bind(n.window.0)
-                        .bind(n.window.1)
-                        .bind(c.revoked_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    if let Some(old) = &c.replaces {
-                        sqlx::query(MARK_REPLACED)
-                            .bind(&c.id)
-                            .bind(old)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(MARK_LINEAGE_REPLACED)
-                        .bind(&c.id)
-                        .bind(&c.account_id)
-                        .bind(&n.names_key)
-                        .bind(c.issued_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    let newer: Option<String> = sqlx::query_scalar(NEWER_IN_LINEAGE)
-                        .bind(&c.account_id)
-                        .bind(&n.names_key)
-                        .bind(c.issued_at)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(newer) = newer {
-                        sqlx::query(MARK_REPLACED)
-                            .bind(&newer)
-                            .bind(&c.id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(ACCOUNT_SEEN)
-                        .bind(c.issued_at)
-                        .bind(&c.account_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(())
-            }
-
-            async fn sync_revocations(&self, since: i64) -> Result<(u64, Option<i64>), SaError> {
-                let rows = sqlx::query(REVOKED_SINCE)
-                    .bind(since)
-                    .fetch_all(self.pool())
-                    .await?;
-                if rows.is_empty() {
-                    return Ok((0, None));
-                }
-                let mut newest = None;
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                for r in &rows {
-                    let id: String = r.try_get(0)?;
-                    let at: i64 = r.try_get(1)?;
-                    newest = newest.max(Some(at));
-                    sqlx::query(MARK_REVOKED)
-                        .bind(&id)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                self.durable().await?;
-                Ok((rows.len() as u64, newest))
-            }
-
-            async fn coverage_mark(&self, name: &str) -> Result<Option<i64>, SaError> {
-                Ok(sqlx::query_scalar(GET_MARK)
-                    .bind(name)
-                    .fetch_optional(self.pool())
-                    .await?)
-            }
-
-            async fn set_coverage_mark(&self, name: &str, mark: i64) -> Result<(), SaError> {
-                let pass = self.write_access().await?;
-                sqlx::query(SET_MARK)
-                    .bind(name)
-                    .bind(mark)
-                    .execute(self.writer(&pass))
-                    .await?;
-                self.durable().await?;
-                Ok(())
-            }
-
-            async fn record_poll(
-                &self,
-                cert_id: &str,
-                now: i64,
-                interval: i64,
-            ) -> Result<bool, SaError> {
-                let last: Option<Option<i64>> = sqlx::query_scalar(LAST_POLL)
-                    .bind(cert_id)
-                    .fetch_optional(self.pool())
-                    .await?;
-                match last {
-                    // Not copied yet: its issuance is recent, which is a sign of life anyway.
-                    None => return Ok(false),
-                    Some(Some(t)) if t >= now - interval => return Ok(false),
-                    Some(_) => {}
-                }
-                let pass = self.write_access().await?;
-                let n = sqlx::query(RECORD_POLL)
-                    .bind(cert_id)
-                    .bind(now)
-                    .bind(now - interval)
-                    .execute(self.writer(&pass))
-                    .await?
-                    .rows_affected();
-                self.durable().await?;
-                Ok(n > 0)
-            }
-
-            async fn set_coverage_windows(
-                &self,
-                cert_ids: &[String],
-                start: i64,
-                end: i64,
-            ) -> Result<(), SaError> {
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                for id in cert_ids {
-                    sqlx::query(SET_WINDOW)
-                        .bind(id)
-                        .bind(start)
-                        .bind(end)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(())
-            }
-
-            async fn coverage_counts(
-                &self,
-                now: i64,
-                policy: &CoveragePolicy,
-            ) -> Result<Vec<CoverageCount>, SaError> {
-                let rows = sqlx::query(COUNTS)
-                    .bind(now)
-                    .bind(policy.expiring_ppm)
-                    .bind(now - policy.silent_after)
-                    .fetch_all(self.pool())
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let st: String = r.try_get(1)?;
-                        Ok(CoverageCount {
-                            tenant: r.try_get(0)?,
-                            state: st.parse().map_err(SaError::Corrupt)?,
-                            count: r.try_get(2)?,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn coverage_list(
-                &self,
-                now: i64,
-                policy: &CoveragePolicy,
-                filter: &CoverageFilter,
-            ) -> Result<Vec<CoverageRow>, SaError> {
-                // Live states only: start the walk at now instead of at the oldest expiry.
-                let floor =
-                    if !filter.states.is_empty() && filter.states.iter().all(|s| s.is_live()) {
-                        now + 1
-                    } else {
-                        i64::MIN
-                    };
-                let (after_na, after_id) = match &filter.after {
-                    Some((na, id)) if *na >= floor => (*na, id.clone()),
-                    _ => (floor, String::new()),
-                };
-                let rows = sqlx::query(LIST)
-                    .bind(now)
-                    .bind(policy.expiring_ppm)
-                    .bind(now - policy.silent_after)
-                    .bind(filter.tenant.as_deref())
-                    .bind(after_na)
-                    .bind(after_id)
-                    .bind(states_arg(&filter.states))
-                    .bind(i64::from(filter.limit))
-                    .fetch_all(self.pool())
-                    .await?;
-                rows.iter().map(|r| coverage_row(r)).collect()
-            }
-
-            async fn coverage_of(
-                &self,
-                cert_id: &str,
-                now: i64,
-                policy: &CoveragePolicy,
-            ) -> Result<Option<CoverageRow>, SaError> {
-                let row = sqlx::query(ONE)
-                    .bind(now)
-                    .bind(policy.expiring_ppm)
-                    .bind(now - policy.silent_after)
-                    .bind(cert_id)
-                    .fetch_optional(self.pool())
-                    .await?;
-                row.as_ref().map(|r| coverage_row(r)).transpose()
-            }
+    async fn insert_coverage(&self, rows: &[NewCoverage]) -> Result<(), SaError> {
+        if rows.is_empty() {
+            return Ok(());
         }
-    };
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        for n in rows {
+            let c = &n.cert;
+            sqlx::query(INSERT)
+                .bind(&c.id)
+                .bind(&c.tenant)
+                .bind(&c.serial)
+                .bind(&c.account_id)
+                .bind(&n.names_key)
+                .bind(c.not_before)
+                .bind(c.not_after)
+                .bind(c.issued_at)
+                .bind(n.window.0)
+                .bind(n.window.1)
+                .bind(c.revoked_at)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(old) = &c.replaces {
+                sqlx::query(MARK_REPLACED)
+                    .bind(&c.id)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(MARK_LINEAGE_REPLACED)
+                .bind(&c.id)
+                .bind(&c.account_id)
+                .bind(&n.names_key)
+                .bind(c.issued_at)
+                .execute(&mut *tx)
+                .await?;
+            let newer: Option<String> = sqlx::query_scalar(NEWER_IN_LINEAGE)
+                .bind(&c.account_id)
+                .bind(&n.names_key)
+                .bind(c.issued_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(newer) = newer {
+                sqlx::query(MARK_REPLACED)
+                    .bind(&newer)
+                    .bind(&c.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(ACCOUNT_SEEN)
+                .bind(c.issued_at)
+                .bind(&c.account_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(())
+    }
+
+    async fn sync_revocations(&self, since: i64) -> Result<(u64, Option<i64>), SaError> {
+        let rows = sqlx::query(REVOKED_SINCE)
+            .bind(since)
+            .fetch_all(self.pool())
+            .await?;
+        if rows.is_empty() {
+            return Ok((0, None));
+        }
+        let mut newest = None;
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let at: i64 = r.try_get(1)?;
+            newest = newest.max(Some(at));
+            sqlx::query(MARK_REVOKED)
+                .bind(&id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok((rows.len() as u64, newest))
+    }
+
+    async fn coverage_mark(&self, name: &str) -> Result<Option<i64>, SaError> {
+        Ok(sqlx::query_scalar(GET_MARK)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    async fn set_coverage_mark(&self, name: &str, mark: i64) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
+        sqlx::query(SET_MARK)
+            .bind(name)
+            .bind(mark)
+            .execute(self.writer(&pass))
+            .await?;
+        self.durable().await?;
+        Ok(())
+    }
+
+    async fn record_poll(&self, cert_id: &str, now: i64, interval: i64) -> Result<bool, SaError> {
+        let last: Option<Option<i64>> = sqlx::query_scalar(LAST_POLL)
+            .bind(cert_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match last {
+            // Not copied yet: its issuance is recent, which is a sign of life anyway.
+            None => return Ok(false),
+            Some(Some(t)) if t >= now - interval => return Ok(false),
+            Some(_) => {}
+        }
+        let pass = self.write_access().await?;
+        let n = sqlx::query(RECORD_POLL)
+            .bind(cert_id)
+            .bind(now)
+            .bind(now - interval)
+            .execute(self.writer(&pass))
+            .await?
+            .rows();
+        self.durable().await?;
+        Ok(n > 0)
+    }
+
+    async fn set_coverage_windows(
+        &self,
+        cert_ids: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        for id in cert_ids {
+            sqlx::query(SET_WINDOW)
+                .bind(id)
+                .bind(start)
+                .bind(end)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(())
+    }
+
+    async fn coverage_counts(
+        &self,
+        now: i64,
+        policy: &CoveragePolicy,
+    ) -> Result<Vec<CoverageCount>, SaError> {
+        let rows = sqlx::query(COUNTS)
+            .bind(now)
+            .bind(policy.expiring_ppm)
+            .bind(now - policy.silent_after)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let st: String = r.try_get(1)?;
+                Ok(CoverageCount {
+                    tenant: r.try_get(0)?,
+                    state: st.parse().map_err(SaError::Corrupt)?,
+                    count: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn coverage_list(
+        &self,
+        now: i64,
+        policy: &CoveragePolicy,
+        filter: &CoverageFilter,
+    ) -> Result<Vec<CoverageRow>, SaError> {
+        // Live states only: start the walk at now instead of at the oldest expiry.
+        let floor = if !filter.states.is_empty() && filter.states.iter().all(|s| s.is_live()) {
+            now + 1
+        } else {
+            i64::MIN
+        };
+        let (after_na, after_id) = match &filter.after {
+            Some((na, id)) if *na >= floor => (*na, id.clone()),
+            _ => (floor, String::new()),
+        };
+        let rows = sqlx::query(LIST)
+            .bind(now)
+            .bind(policy.expiring_ppm)
+            .bind(now - policy.silent_after)
+            .bind(filter.tenant.as_deref())
+            .bind(after_na)
+            .bind(after_id)
+            .bind(states_arg(&filter.states))
+            .bind(i64::from(filter.limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(coverage_row).collect()
+    }
+
+    async fn coverage_of(
+        &self,
+        cert_id: &str,
+        now: i64,
+        policy: &CoveragePolicy,
+    ) -> Result<Option<CoverageRow>, SaError> {
+        let row = sqlx::query(ONE)
+            .bind(now)
+            .bind(policy.expiring_ppm)
+            .bind(now - policy.silent_after)
+            .bind(cert_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(coverage_row).transpose()
+    }
 }
 
 fn coverage_row<R: Row>(r: &R) -> Result<CoverageRow, SaError>
@@ -672,6 +680,3 @@ where
         replaced_by: r.try_get("replaced_serial")?,
     })
 }
-
-coverage_store!(SqliteStorage);
-coverage_store!(PgStorage);

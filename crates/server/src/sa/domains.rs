@@ -4,9 +4,11 @@
 //! revalidation task see only this slice. Every change an operator makes carries its audit
 //! record in the same transaction.
 
-use super::audit::{self, AuditEntry};
+use super::audit::{self, AuditAppend, AuditEntry};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
 use super::sql::is_unique_violation;
-use super::{PgStorage, SaError, SqliteStorage};
+use super::SaError;
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -203,217 +205,215 @@ pub trait DomainStore: Send + Sync {
         -> Result<bool, SaError>;
 }
 
-macro_rules! domain_store {
-    ($ty:ident, $row:ty) => {
-        fn domain_row(r: &$row) -> Result<TenantDomainRecord, SaError> {
-            Ok(TenantDomainRecord {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                name: r.try_get("name")?,
-                method: DomainMethod::parse(&r.try_get::<String, _>("method")?)
-                    .map_err(SaError::Corrupt)?,
-                txt_name: r.try_get("txt_name")?,
-                txt_value: r.try_get("txt_value")?,
-                value_expires: r.try_get("value_expires")?,
-                status: DomainState::parse(&r.try_get::<String, _>("status")?)?,
-                validated_at: r.try_get("validated_at")?,
-                expires_at: r.try_get("expires_at")?,
-                evidence: r.try_get("evidence")?,
-                last_checked_at: r.try_get("last_checked_at")?,
-                last_error: r.try_get("last_error")?,
-                created_at: r.try_get("created_at")?,
-            })
-        }
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+fn domain_row(r: &impl Cols) -> Result<TenantDomainRecord, SaError> {
+    Ok(TenantDomainRecord {
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        name: r.text("name")?,
+        method: DomainMethod::parse(&r.text("method")?).map_err(SaError::Corrupt)?,
+        txt_name: r.opt_text("txt_name")?,
+        txt_value: r.opt_text("txt_value")?,
+        value_expires: r.opt_int("value_expires")?,
+        status: DomainState::parse(&r.text("status")?)?,
+        validated_at: r.opt_int("validated_at")?,
+        expires_at: r.opt_int("expires_at")?,
+        evidence: r.opt_text("evidence")?,
+        last_checked_at: r.opt_int("last_checked_at")?,
+        last_error: r.opt_text("last_error")?,
+        created_at: r.int("created_at")?,
+    })
+}
 
-        #[async_trait]
-        impl DomainStore for $ty {
-            async fn insert_domain(
-                &self,
-                d: &TenantDomainRecord,
-                audit: &AuditEntry,
-            ) -> Result<(), SaError> {
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                let res = sqlx::query(
-                    "INSERT INTO tenant_domains (id, tenant, name, method, txt_name, txt_value,
+#[async_trait]
+impl<B> DomainStore for B
+where
+    B: SqlxBackend,
+    <B::Db as sqlx::Database>::Connection: AuditAppend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn insert_domain(
+        &self,
+        d: &TenantDomainRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), SaError> {
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO tenant_domains (id, tenant, name, method, txt_name, txt_value,
                         value_expires, status, validated_at, expires_at, evidence, last_checked_at,
                         last_error, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(&d.id)
-                .bind(&d.tenant)
-                .bind(&d.name)
-                .bind(d.method.as_str())
-                .bind(&d.txt_name)
-                .bind(&d.txt_value)
-                .bind(d.value_expires)
-                .bind(d.status.as_str())
-                .bind(d.validated_at)
-                .bind(d.expires_at)
-                .bind(&d.evidence)
-                .bind(d.last_checked_at)
-                .bind(&d.last_error)
-                .bind(d.created_at)
-                .execute(&mut *tx)
-                .await;
-                match res {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(SaError::Conflict(format!(
-                            "tenant {:?} already has the domain {}",
-                            d.tenant, d.name
-                        )))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                audit::append(&mut *tx, audit, d.created_at).await?;
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(())
+        )
+        .bind(&d.id)
+        .bind(&d.tenant)
+        .bind(&d.name)
+        .bind(d.method.as_str())
+        .bind(&d.txt_name)
+        .bind(&d.txt_value)
+        .bind(d.value_expires)
+        .bind(d.status.as_str())
+        .bind(d.validated_at)
+        .bind(d.expires_at)
+        .bind(&d.evidence)
+        .bind(d.last_checked_at)
+        .bind(&d.last_error)
+        .bind(d.created_at)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(SaError::Conflict(format!(
+                    "tenant {:?} already has the domain {}",
+                    d.tenant, d.name
+                )))
             }
+            Err(e) => return Err(e.into()),
+        }
+        audit::append(&mut *tx, audit, d.created_at).await?;
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(())
+    }
 
-            async fn get_domain(
-                &self,
-                tenant: &str,
-                name: &str,
-            ) -> Result<Option<TenantDomainRecord>, SaError> {
-                let row =
-                    sqlx::query("SELECT * FROM tenant_domains WHERE tenant = $1 AND name = $2")
-                        .bind(tenant)
-                        .bind(name)
-                        .fetch_optional(self.pool())
-                        .await?;
-                row.as_ref().map(domain_row).transpose()
-            }
+    async fn get_domain(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<TenantDomainRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM tenant_domains WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(domain_row).transpose()
+    }
 
-            async fn get_domain_by_id(
-                &self,
-                id: &str,
-            ) -> Result<Option<TenantDomainRecord>, SaError> {
-                let row = sqlx::query("SELECT * FROM tenant_domains WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(self.pool())
-                    .await?;
-                row.as_ref().map(domain_row).transpose()
-            }
+    async fn get_domain_by_id(&self, id: &str) -> Result<Option<TenantDomainRecord>, SaError> {
+        let row = sqlx::query("SELECT * FROM tenant_domains WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(domain_row).transpose()
+    }
 
-            async fn list_domains(
-                &self,
-                tenant: Option<&str>,
-            ) -> Result<Vec<TenantDomainRecord>, SaError> {
-                let rows = sqlx::query(
-                    "SELECT * FROM tenant_domains WHERE ($1 IS NULL OR tenant = $1) ORDER BY tenant, name",
-                )
-                .bind(tenant)
-                .fetch_all(self.pool())
-                .await?;
-                rows.iter().map(domain_row).collect()
-            }
+    async fn list_domains(&self, tenant: Option<&str>) -> Result<Vec<TenantDomainRecord>, SaError> {
+        let rows = sqlx::query(
+            "SELECT * FROM tenant_domains WHERE ($1 IS NULL OR tenant = $1) ORDER BY tenant, name",
+        )
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(domain_row).collect()
+    }
 
-            async fn record_domain_check(
-                &self,
-                id: &str,
-                o: &DomainCheckOutcome,
-                audit: Option<&AuditEntry>,
-            ) -> Result<bool, SaError> {
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                let n = match &o.valid {
-                    Some((evidence, expires)) => sqlx::query(
-                        "UPDATE tenant_domains SET status = 'valid', validated_at = $2,
+    async fn record_domain_check(
+        &self,
+        id: &str,
+        o: &DomainCheckOutcome,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        let n = match &o.valid {
+            Some((evidence, expires)) => sqlx::query(
+                "UPDATE tenant_domains SET status = 'valid', validated_at = $2,
                             expires_at = $3, evidence = $4, last_checked_at = $2, last_error = NULL
                          WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(o.at)
-                    .bind(*expires)
-                    .bind(evidence)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected(),
-                    None => sqlx::query(
-                        "UPDATE tenant_domains SET status = 'invalid', last_checked_at = $2,
+            )
+            .bind(id)
+            .bind(o.at)
+            .bind(*expires)
+            .bind(evidence)
+            .execute(&mut *tx)
+            .await?
+            .rows(),
+            None => sqlx::query(
+                "UPDATE tenant_domains SET status = 'invalid', last_checked_at = $2,
                             last_error = $3
                          WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(o.at)
-                    .bind(&o.error)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected(),
-                };
-                if n == 0 {
-                    return Ok(false);
-                }
-                if let Some(a) = audit {
-                    audit::append(&mut *tx, a, o.at).await?;
-                }
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(true)
-            }
+            )
+            .bind(id)
+            .bind(o.at)
+            .bind(&o.error)
+            .execute(&mut *tx)
+            .await?
+            .rows(),
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(a) = audit {
+            audit::append(&mut *tx, a, o.at).await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(true)
+    }
 
-            async fn remove_domain(
-                &self,
-                tenant: &str,
-                name: &str,
-                audit: &AuditEntry,
-            ) -> Result<bool, SaError> {
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                let id: Option<String> = sqlx::query(
-                    "DELETE FROM tenant_domains WHERE tenant = $1 AND name = $2 RETURNING id",
-                )
+    async fn remove_domain(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, SaError> {
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        let id: Option<String> =
+            sqlx::query("DELETE FROM tenant_domains WHERE tenant = $1 AND name = $2 RETURNING id")
                 .bind(tenant)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-                let Some(id) = id else {
-                    return Ok(false);
-                };
-                sqlx::query(
-                    "UPDATE authzs SET status = 'deactivated'
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE authzs SET status = 'deactivated'
                      WHERE derived_from = $1 AND status IN ('pending', 'valid')",
-                )
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-                audit::append(&mut *tx, audit, audit.at).await?;
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(true)
-            }
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        audit::append(&mut *tx, audit, audit.at).await?;
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(true)
+    }
 
-            async fn account_has_tenant_eab(
-                &self,
-                tenant: &str,
-                account_id: &str,
-            ) -> Result<bool, SaError> {
-                let row = sqlx::query(
-                    "SELECT 1 FROM accounts a JOIN eab_keys k ON k.kid = a.eab_kid
+    async fn account_has_tenant_eab(
+        &self,
+        tenant: &str,
+        account_id: &str,
+    ) -> Result<bool, SaError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM accounts a JOIN eab_keys k ON k.kid = a.eab_kid
                      WHERE a.id = $1 AND a.tenant = $2 AND k.tenant = $2 AND k.revoked_at IS NULL",
-                )
-                .bind(account_id)
-                .bind(tenant)
-                .fetch_optional(self.pool())
-                .await?;
-                Ok(row.is_some())
-            }
-        }
-    };
-}
-
-mod on_sqlite {
-    use super::*;
-    domain_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
-}
-
-mod on_postgres {
-    use super::*;
-    domain_store!(PgStorage, sqlx::postgres::PgRow);
+        )
+        .bind(account_id)
+        .bind(tenant)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
 }
 
 #[cfg(test)]

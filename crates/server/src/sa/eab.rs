@@ -3,9 +3,11 @@
 //! manages keys sees only this slice. Keys arrive here already sealed (see `ra::eab`); this
 //! module never sees an HMAC key in clear.
 
-use super::audit::{self, AuditEntry};
+use super::audit::{self, AuditAppend, AuditEntry};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
 use super::sql::{is_unique_violation, json};
-use super::{AccountRecord, PgStorage, SaError, SqliteStorage};
+use super::{AccountRecord, SaError};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -104,24 +106,42 @@ pub trait EabStore: Send + Sync {
     async fn get_eab_binding(&self, account_id: &str) -> Result<Option<String>, SaError>;
 }
 
-/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
-macro_rules! eab_store {
-    ($ty:ident, $row:ty) => {
-fn key_row(r: &$row) -> Result<EabKeyRecord, SaError> {
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+fn key_row(r: &impl Cols) -> Result<EabKeyRecord, SaError> {
     Ok(EabKeyRecord {
-        kid: r.try_get("kid")?,
-        tenant: r.try_get("tenant")?,
-        sealed_key: r.try_get("sealed_key")?,
-        max_uses: r.try_get("max_uses")?,
-        uses: r.try_get("uses")?,
-        expires_at: r.try_get("expires_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        created_at: r.try_get("created_at")?,
+        kid: r.text("kid")?,
+        tenant: r.text("tenant")?,
+        sealed_key: r.blob("sealed_key")?,
+        max_uses: r.int("max_uses")?,
+        uses: r.int("uses")?,
+        expires_at: r.opt_int("expires_at")?,
+        revoked_at: r.opt_int("revoked_at")?,
+        created_at: r.int("created_at")?,
     })
 }
 
 #[async_trait]
-impl EabStore for $ty {
+impl<B> EabStore for B
+where
+    B: SqlxBackend,
+    <B::Db as sqlx::Database>::Connection: AuditAppend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
     async fn insert_eab_key(&self, k: &EabKeyRecord, audit: &AuditEntry) -> Result<(), SaError> {
         let pass = self.write_access().await?;
         let mut tx = self.writer(&pass).begin().await?;
@@ -193,7 +213,7 @@ impl EabStore for $ty {
         .bind(kid)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         if n == 0 {
             return Ok(false);
         }
@@ -237,7 +257,7 @@ impl EabStore for $ty {
         .bind(now)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         if n == 0 {
             return Ok(EabAccountOutcome::KeyUnusable);
         }
@@ -284,16 +304,4 @@ impl EabStore for $ty {
             .await?;
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
-}
-    };
-}
-
-mod on_sqlite {
-    use super::*;
-    eab_store!(SqliteStorage, sqlx::sqlite::SqliteRow);
-}
-
-mod on_postgres {
-    use super::*;
-    eab_store!(PgStorage, sqlx::postgres::PgRow);
 }

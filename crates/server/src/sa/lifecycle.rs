@@ -5,7 +5,9 @@
 //! A narrow trait of its own (one narrow interface per role): the main
 //! [`Storage`](super::Storage) does not grow, and the `renew-early` command sees only this.
 
-use super::{CertRecord, CrlRecord, PgStorage, RevokedEntry, SaError, SqliteStorage};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::rows::Cols;
+use super::{CertRecord, CrlRecord, RevokedEntry, SaError};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -165,11 +167,36 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<PruneReport, SaError>;
 }
 
-/// Stamps the implementation out for a backend's storage and row types; the SQL is shared.
-macro_rules! lifecycle_store {
-    ($ty:ident) => {
+/// The one lifecycle read on the issuance path (every finalize reads its order's profile):
+/// each engine reads it its own way (`sqlite/lifecycle.rs`, `postgres/lifecycle.rs`).
 #[async_trait]
-impl LifecycleStore for $ty {
+pub(super) trait OrderLifecycleRead {
+    /// See [`LifecycleStore::get_order_lifecycle`].
+    async fn order_lifecycle(&self, order_id: &str) -> Result<Option<OrderLifecycle>, SaError>;
+}
+
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> LifecycleStore for B
+where
+    B: SqlxBackend + OrderLifecycleRead,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
     async fn insert_order_lifecycle(
         &self,
         order_id: &str,
@@ -189,14 +216,7 @@ impl LifecycleStore for $ty {
     }
 
     async fn get_order_lifecycle(&self, order_id: &str) -> Result<Option<OrderLifecycle>, SaError> {
-        if let Some(r) = self.inline_reads() {
-            return r.read(|c| crate::sa::sqlite_reads::get_order_lifecycle(c, order_id));
-        }
-        let row = sqlx::query(crate::sa::lifecycle::ORDER_LIFECYCLE_BY_ORDER)
-        .bind(order_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(crate::sa::rows::order_lifecycle).transpose()
+        self.order_lifecycle(order_id).await
     }
 
     async fn replacing_orders(&self, cert_id: &str) -> Result<Vec<ReplacingOrder>, SaError> {
@@ -285,7 +305,7 @@ impl LifecycleStore for $ty {
             .bind(at)
             .execute(&mut *tx)
             .await?
-            .rows_affected();
+            .rows();
         }
         tx.commit().await?;
         self.durable().await?;
@@ -424,7 +444,7 @@ impl LifecycleStore for $ty {
                 .bind(cc)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
+                .rows();
         }
         // Orders past expiry that produced no (remaining) certificate. (The subquery is
         // spelled out in each statement: sqlx takes only literal SQL.)
@@ -445,7 +465,7 @@ impl LifecycleStore for $ty {
         .bind(cutoff)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         // Authorizations past expiry that no remaining order links (reused ones stay with
         // the orders that still need them).
         report.challenges = sqlx::query(
@@ -456,7 +476,7 @@ impl LifecycleStore for $ty {
         .bind(cutoff)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         report.authzs = sqlx::query(
             "DELETE FROM authzs WHERE expires < $1
                AND NOT EXISTS (SELECT 1 FROM order_authzs oa WHERE oa.authz_id = authzs.id)",
@@ -464,28 +484,17 @@ impl LifecycleStore for $ty {
         .bind(cutoff)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .rows();
         tx.commit().await?;
         self.durable().await?;
         Ok(report)
     }
 }
-    };
-}
-
-mod on_sqlite {
-    use super::*;
-    lifecycle_store!(SqliteStorage);
-}
-
-mod on_postgres {
-    use super::*;
-    lifecycle_store!(PgStorage);
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::SqliteStorage;
     use crate::sa::StoredIdentifier;
 
     fn cert(names: &[&str]) -> CertRecord {

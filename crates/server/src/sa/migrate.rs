@@ -3,6 +3,7 @@
 //! certificate are compared on both sides before the transaction commits.
 
 use super::{PgStorage, SaError, SqliteStorage};
+use crate::sa::backend::SqlxBackend;
 use sqlx::Row;
 
 /// Tables in an order that satisfies the foreign keys.

@@ -1,15 +1,23 @@
 //! Storage authority: the only code that persists state. The registration authority and the
-//! issuer see it through the [`Storage`] trait so the PostgreSQL backend is one more
-//! implementation, not a rewrite. Every method that reports success has committed durably.
+//! issuer see it through the [`Storage`] trait and narrow per-caller traits (`EabStore`,
+//! `LifecycleStore`, ...). Every method that reports success has committed durably.
+//!
+//! Layout: the traits and their record types live here, one file per caller (`model.rs` and
+//! `Storage` below for the ACME objects, `rate.rs`, `ct.rs`, `lifecycle.rs`, ...), with the
+//! statement texts both engines share (`sql.rs`) and the row mappers (`rows.rs`). Each engine
+//! has its folder: `sqlite/` (one file, one writer thread, inline readers on `rusqlite`) and
+//! `postgres/` (several nodes on one server; the issuance path in as few round trips as
+//! possible). Where the sqlx code is the same on both, it is written once, generic over
+//! [`backend::SqlxBackend`], which declares what an engine must provide.
 
 mod admin;
 mod admin_tokens;
 mod audit;
+mod backend;
 mod coverage;
 mod ct;
 mod domains;
 mod eab;
-mod group_commit;
 mod lifecycle;
 mod metered;
 mod migrate;
@@ -20,12 +28,9 @@ mod rate;
 mod rows;
 mod schema;
 mod seed;
-mod snapshot;
 mod sql;
 mod sqlite;
-mod sqlite_batch;
-mod sqlite_reads;
-mod sqlite_writes;
+mod sqlx_storage;
 mod stats;
 
 pub use admin::{normalize_serial, AdminAccount, AdminCert, AdminStore, CertQuery};
@@ -47,8 +52,8 @@ pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};
 pub use seed::{HistorySeeder, SeedSpec};
-pub use snapshot::sqlite_snapshot;
 pub use sql::TableCounts;
+pub use sqlite::sqlite_snapshot;
 pub use sqlite::SqliteStorage;
 pub use stats::{Bucket, RenewalRow, StatsStore, TenantCertCounts};
 
@@ -140,7 +145,7 @@ pub enum SaError {
     /// A write could not be made durable (`fdatasync` failed); it must not be reported done.
     #[error("database write not durable: {0}")]
     Durability(std::io::Error),
-    /// The SQLite write path (`sqlite_batch`) failed.
+    /// The SQLite write path (`sqlite::batch`) failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The SQLite writer thread could not take or finish the write.

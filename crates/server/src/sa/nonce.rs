@@ -2,10 +2,9 @@
 //! lives as long as the process, so a restart invalidates every outstanding nonce instead of
 //! forgetting which were spent; several nodes (PostgreSQL) share both the key and the spent set.
 
-use super::{PgStorage, SaError};
+use super::SaError;
 use async_trait::async_trait;
 use rand::RngCore;
-use sqlx::Row;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
@@ -20,7 +19,7 @@ pub trait NonceStore: Send + Sync {
     async fn prune_nonces(&self, now: i64) -> Result<u64, SaError>;
 }
 
-fn random_key() -> Vec<u8> {
+pub(super) fn random_key() -> Vec<u8> {
     let mut k = vec![0u8; 32];
     rand::rng().fill_bytes(&mut k);
     k
@@ -105,40 +104,6 @@ impl NonceStore for MemoryNonceStore {
             }
         }
         Ok(n)
-    }
-}
-
-#[async_trait]
-impl NonceStore for PgStorage {
-    async fn nonce_key(&self) -> Result<Vec<u8>, SaError> {
-        // The first node to start creates the key; every node then reads the same one.
-        sqlx::query("INSERT INTO secrets (name, value) VALUES ('nonce-key', $1) ON CONFLICT (name) DO NOTHING")
-            .bind(random_key())
-            .execute(self.pool())
-            .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = 'nonce-key'")
-            .fetch_one(self.pool())
-            .await?;
-        Ok(row.try_get::<Vec<u8>, _>(0)?)
-    }
-
-    async fn spend_nonce(&self, id: &[u8], expires: i64) -> Result<bool, SaError> {
-        let r = sqlx::query(
-            "INSERT INTO spent_nonces (id, expires) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(expires)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn prune_nonces(&self, now: i64) -> Result<u64, SaError> {
-        let r = sqlx::query("DELETE FROM spent_nonces WHERE expires < $1")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected())
     }
 }
 

@@ -8,7 +8,8 @@
 //! transaction: concurrent requests on different nodes queue on the row instead of both
 //! spending the last token. A refusal rolls back, so it changes nothing.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::{RowsAffected, SqlxBackend};
+use super::SaError;
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -71,106 +72,111 @@ pub(super) fn full_at(b: &SharedBucket, tokens: f64, now_ms: i64) -> i64 {
     now_ms + (((b.size - tokens).max(0.0) / b.per_sec) * 1000.0).ceil() as i64
 }
 
-/// Implements [`RateStore`] for a backend with `writer()` and `durable()`.
-macro_rules! rate_store {
-    ($ty:ident) => {
-        #[async_trait]
-        impl RateStore for $ty {
-            async fn rate_apply(
-                &self,
-                tenant: &str,
-                buckets: &[SharedBucket],
-                now_ms: i64,
-                op: RateOp,
-            ) -> Result<Option<Refusal>, SaError> {
-                if buckets.is_empty() {
-                    return Ok(None);
-                }
-                // One lock order for every transaction, so two cannot wait on each other.
-                let mut order: Vec<usize> = (0..buckets.len()).collect();
-                order.sort_by(|&a, &b| {
-                    (buckets[a].limit, &buckets[a].subject)
-                        .cmp(&(buckets[b].limit, &buckets[b].subject))
-                });
-                let pass = self.write_access().await?;
-                let mut tx = self.writer(&pass).begin().await?;
-                let mut tokens = vec![0.0f64; buckets.len()];
-                for &i in &order {
-                    let b = &buckets[i];
-                    let row = sqlx::query(
-                        "INSERT INTO rate_buckets (tenant, lim, subject, tokens, at_ms, full_at_ms)
-                         VALUES ($1, $2, $3, $4, $5, $5)
-                         ON CONFLICT (tenant, lim, subject) DO UPDATE SET at_ms = rate_buckets.at_ms
-                         RETURNING tokens, at_ms",
-                    )
-                    .bind(tenant)
-                    .bind(b.limit)
-                    .bind(&b.subject)
-                    .bind(b.size)
-                    .bind(now_ms)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    tokens[i] = refill(b, row.try_get("tokens")?, row.try_get("at_ms")?, now_ms);
-                }
-                if matches!(op, RateOp::Check | RateOp::Take) {
-                    let mut refused: Option<Refusal> = None;
-                    for (i, b) in buckets.iter().enumerate() {
-                        if tokens[i] < 1.0 {
-                            let wait = (1.0 - tokens[i]) / b.per_sec;
-                            if refused.is_none_or(|(_, w)| wait > w) {
-                                refused = Some((i, wait));
-                            }
-                        }
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> RateStore for B
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> f64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn rate_apply(
+        &self,
+        tenant: &str,
+        buckets: &[SharedBucket],
+        now_ms: i64,
+        op: RateOp,
+    ) -> Result<Option<Refusal>, SaError> {
+        if buckets.is_empty() {
+            return Ok(None);
+        }
+        // One lock order for every transaction, so two cannot wait on each other.
+        let mut order: Vec<usize> = (0..buckets.len()).collect();
+        order.sort_by(|&a, &b| {
+            (buckets[a].limit, &buckets[a].subject).cmp(&(buckets[b].limit, &buckets[b].subject))
+        });
+        let pass = self.write_access().await?;
+        let mut tx = self.writer(&pass).begin().await?;
+        let mut tokens = vec![0.0f64; buckets.len()];
+        for &i in &order {
+            let b = &buckets[i];
+            let row = sqlx::query(
+                "INSERT INTO rate_buckets (tenant, lim, subject, tokens, at_ms, full_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (tenant, lim, subject) DO UPDATE SET at_ms = rate_buckets.at_ms
+                 RETURNING tokens, at_ms",
+            )
+            .bind(tenant)
+            .bind(b.limit)
+            .bind(b.subject.as_str())
+            .bind(b.size)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            tokens[i] = refill(b, row.try_get("tokens")?, row.try_get("at_ms")?, now_ms);
+        }
+        if matches!(op, RateOp::Check | RateOp::Take) {
+            let mut refused: Option<Refusal> = None;
+            for (i, b) in buckets.iter().enumerate() {
+                if tokens[i] < 1.0 {
+                    let wait = (1.0 - tokens[i]) / b.per_sec;
+                    if refused.is_none_or(|(_, w)| wait > w) {
+                        refused = Some((i, wait));
                     }
-                    if refused.is_some() || op == RateOp::Check {
-                        // Nothing to write: dropping the transaction rolls back the upserts.
-                        tx.rollback().await?;
-                        return Ok(refused);
-                    }
                 }
-                for &i in &order {
-                    let b = &buckets[i];
-                    let left = match op {
-                        RateOp::Adjust(delta) => (tokens[i] + delta).clamp(0.0, b.size),
-                        _ => tokens[i] - 1.0,
-                    };
-                    sqlx::query(
-                        "UPDATE rate_buckets SET tokens = $4, at_ms = $5, full_at_ms = $6
-                         WHERE tenant = $1 AND lim = $2 AND subject = $3",
-                    )
-                    .bind(tenant)
-                    .bind(b.limit)
-                    .bind(&b.subject)
-                    .bind(left)
-                    .bind(now_ms)
-                    .bind(full_at(b, left, now_ms))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                self.durable().await?;
-                Ok(None)
             }
-
-            async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
-                let pass = self.write_access().await?;
-                let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
-                    .bind(now_ms)
-                    .execute(self.writer(&pass))
-                    .await?;
-                self.durable().await?;
-                Ok(r.rows_affected())
+            if refused.is_some() || op == RateOp::Check {
+                // Nothing to write: dropping the transaction rolls back the upserts.
+                tx.rollback().await?;
+                return Ok(refused);
             }
         }
-    };
-}
+        for &i in &order {
+            let b = &buckets[i];
+            let left = match op {
+                RateOp::Adjust(delta) => (tokens[i] + delta).clamp(0.0, b.size),
+                _ => tokens[i] - 1.0,
+            };
+            sqlx::query(
+                "UPDATE rate_buckets SET tokens = $4, at_ms = $5, full_at_ms = $6
+                 WHERE tenant = $1 AND lim = $2 AND subject = $3",
+            )
+            .bind(tenant)
+            .bind(b.limit)
+            .bind(b.subject.as_str())
+            .bind(left)
+            .bind(now_ms)
+            .bind(full_at(b, left, now_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(None)
+    }
 
-rate_store!(SqliteStorage);
-rate_store!(PgStorage);
+    async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
+        let pass = self.write_access().await?;
+        let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
+            .bind(now_ms)
+            .execute(self.writer(&pass))
+            .await?;
+        self.durable().await?;
+        Ok(r.rows())
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::{PgStorage, SqliteStorage};
     use std::sync::Arc;
 
     fn bucket(limit: &'static str, subject: &str, size: f64, per_sec: f64) -> SharedBucket {

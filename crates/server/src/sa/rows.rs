@@ -1,5 +1,5 @@
 //! Stored rows to records, once for every driver: sqlx's SQLite and PostgreSQL rows and
-//! `rusqlite`'s (the inline SQLite reads, `sqlite_reads`). Each mapping reads columns by name
+//! `rusqlite`'s (the inline SQLite reads, `sqlite::reads`). Each mapping reads columns by name
 //! through [`Cols`], so the drivers cannot disagree about what a row means.
 
 use super::lifecycle::OrderLifecycle;
@@ -199,7 +199,7 @@ pub(super) fn order_link(o: &mut OrderRecord, r: &impl Cols) -> Result<(), SaErr
 }
 
 /// A parent joined with its children, from all its rows (sqlx; the rusqlite reads stream
-/// theirs in `sqlite_reads::joined`): the parent from the first row, each row's child added.
+/// theirs in `sqlite::reads::joined`): the parent from the first row, each row's child added.
 pub(super) fn joined<R: Cols, T>(
     rows: &[R],
     head: impl Fn(&R) -> Result<T, SaError>,

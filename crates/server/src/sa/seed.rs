@@ -4,7 +4,9 @@
 //! minutes, not hours. The benchmark then measures whether issuance slows down as the tables
 //! grow. Never used by the CA itself.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::SqlxBackend;
+use super::rows::Cols;
+use super::SaError;
 use async_trait::async_trait;
 use rand::RngCore;
 
@@ -69,237 +71,248 @@ fn random_hex(bytes: usize) -> String {
     crate::ids::hex(&b)
 }
 
-macro_rules! history_seeder {
-    ($ty:ty) => {
-        #[async_trait]
-        impl HistorySeeder for $ty {
-            async fn seed_history(
-                &self,
-                spec: &SeedSpec,
-                progress: &(dyn Fn(u64) + Send + Sync),
-            ) -> Result<(), SaError> {
-                let run = random_hex(4);
-                let per_account = spec.per_account.max(1);
-                let mut der = vec![0u8; spec.der_len];
-                rand::rng().fill_bytes(&mut der);
-                let mut done = 0u64;
-                while done < spec.count {
-                    let n = BATCH.min(spec.count - done);
-                    let idx: Vec<u64> = (done..done + n).collect();
-                    let pass = self.write_access().await?;
-                    let mut tx = self.writer(&pass).begin().await?;
-                    // Accounts first (certificates reference them): those whose first
-                    // certificate falls in this batch.
-                    let accts: Vec<u64> = idx
-                        .iter()
-                        .map(|i| i / per_account)
-                        .filter(|a| a * per_account >= done)
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    if !accts.is_empty() {
-                        let sql = multi_insert(
-                            "accounts",
-                            &[
-                                "id",
-                                "tenant",
-                                "jwk_thumbprint",
-                                "jwk",
-                                "contact",
-                                "status",
-                                "tos_agreed",
-                                "created_at",
-                            ],
-                            accts.len(),
-                        );
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                        for a in &accts {
-                            q = q
-                                .bind(format!("seed-{run}-a{a}"))
-                                .bind(&spec.tenant)
-                                .bind(format!("seed-{run}-{a}"))
-                                .bind("{}")
-                                .bind("[]")
-                                .bind("valid")
-                                .bind(1i64)
-                                .bind(spec.now - 30 * 86400);
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
-                    let issued = |i: u64| spec.now - 30 * 86400 + (i % (30 * 86400)) as i64;
-                    let name = |i: u64| format!("s{i}-{run}.{}", spec.suffix);
-                    let acct = |i: u64| format!("seed-{run}-a{}", i / per_account);
-
-                    let sql = multi_insert(
-                        "authzs",
-                        &[
-                            "id",
-                            "tenant",
-                            "account_id",
-                            "ident_type",
-                            "ident_value",
-                            "wildcard",
-                            "status",
-                            "expires",
-                            "created_at",
-                        ],
-                        idx.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for &i in &idx {
-                        q = q
-                            .bind(format!("seed-{run}-z{i}"))
-                            .bind(&spec.tenant)
-                            .bind(acct(i))
-                            .bind("dns")
-                            .bind(name(i))
-                            .bind(0i64)
-                            .bind("valid")
-                            .bind(issued(i) + 30 * 86400)
-                            .bind(issued(i));
-                    }
-                    q.execute(&mut *tx).await?;
-
-                    let sql = multi_insert(
-                        "challenges",
-                        &["id", "authz_id", "type", "token", "status", "validated_at"],
-                        idx.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for &i in &idx {
-                        q = q
-                            .bind(format!("seed-{run}-h{i}"))
-                            .bind(format!("seed-{run}-z{i}"))
-                            .bind("http-01")
-                            .bind(random_hex(32))
-                            .bind("valid")
-                            .bind(issued(i));
-                    }
-                    q.execute(&mut *tx).await?;
-
-                    let sql = multi_insert(
-                        "orders",
-                        &[
-                            "id",
-                            "tenant",
-                            "account_id",
-                            "status",
-                            "expires",
-                            "identifiers",
-                            "cert_id",
-                            "created_at",
-                        ],
-                        idx.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for &i in &idx {
-                        q = q
-                            .bind(format!("seed-{run}-o{i}"))
-                            .bind(&spec.tenant)
-                            .bind(acct(i))
-                            .bind("valid")
-                            .bind(issued(i) + 7 * 86400)
-                            .bind(format!(r#"[{{"type":"dns","value":"{}"}}]"#, name(i)))
-                            .bind(format!("seed-{run}-c{i}"))
-                            .bind(issued(i));
-                    }
-                    q.execute(&mut *tx).await?;
-
-                    let sql = multi_insert(
-                        "order_authzs",
-                        &["order_id", "authz_id", "position"],
-                        idx.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for &i in &idx {
-                        q = q
-                            .bind(format!("seed-{run}-o{i}"))
-                            .bind(format!("seed-{run}-z{i}"))
-                            .bind(0i64);
-                    }
-                    q.execute(&mut *tx).await?;
-
-                    let sql = multi_insert(
-                        "certificates",
-                        &[
-                            "id",
-                            "tenant",
-                            "serial",
-                            "account_id",
-                            "order_id",
-                            "der",
-                            "names",
-                            "not_before",
-                            "not_after",
-                            "issued_at",
-                        ],
-                        idx.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for &i in &idx {
-                        q = q
-                            .bind(format!("seed-{run}-c{i}"))
-                            .bind(&spec.tenant)
-                            // 16 random bytes, like a real serial: random keys in the index.
-                            .bind(format!("5eed{}", random_hex(14)))
-                            .bind(acct(i))
-                            .bind(format!("seed-{run}-o{i}"))
-                            .bind(der.as_slice())
-                            .bind(format!(r#"[{{"type":"dns","value":"{}"}}]"#, name(i)))
-                            .bind(issued(i) - 3600)
-                            .bind(issued(i) + 30 * 86400)
-                            .bind(issued(i));
-                    }
-                    q.execute(&mut *tx).await?;
-
-                    for (table, id_col, prefix) in [
-                        ("order_lifecycle", "order_id", "o"),
-                        ("cert_lifecycle", "cert_id", "c"),
-                    ] {
-                        let sql = multi_insert(table, &[id_col, "profile"], idx.len());
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                        for &i in &idx {
-                            q = q.bind(format!("seed-{run}-{prefix}{i}")).bind("default");
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    self.durable().await?;
-                    done += n;
-                    progress(done);
-                }
-                // Fresh planner statistics, so the benchmark that follows does not share the
-                // machine with autovacuum's first pass over the new rows (PostgreSQL) and
-                // plans with real row counts (both).
-                // Table by table: a bare `ANALYZE` on PostgreSQL walks every table of the
-                // database, and fails if another schema's table is dropped meanwhile.
-                let pass = self.write_access().await?;
-                for table in [
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> HistorySeeder for B
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn seed_history(
+        &self,
+        spec: &SeedSpec,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), SaError> {
+        let run = random_hex(4);
+        let per_account = spec.per_account.max(1);
+        let mut der = vec![0u8; spec.der_len];
+        rand::rng().fill_bytes(&mut der);
+        let mut done = 0u64;
+        while done < spec.count {
+            let n = BATCH.min(spec.count - done);
+            let idx: Vec<u64> = (done..done + n).collect();
+            let pass = self.write_access().await?;
+            let mut tx = self.writer(&pass).begin().await?;
+            // Accounts first (certificates reference them): those whose first
+            // certificate falls in this batch.
+            let accts: Vec<u64> = idx
+                .iter()
+                .map(|i| i / per_account)
+                .filter(|a| a * per_account >= done)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !accts.is_empty() {
+                let sql = multi_insert(
                     "accounts",
-                    "orders",
-                    "authzs",
-                    "challenges",
-                    "order_authzs",
-                    "certificates",
-                    "order_lifecycle",
-                    "cert_lifecycle",
-                ] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
-                        .execute(self.writer(&pass))
-                        .await?;
+                    &[
+                        "id",
+                        "tenant",
+                        "jwk_thumbprint",
+                        "jwk",
+                        "contact",
+                        "status",
+                        "tos_agreed",
+                        "created_at",
+                    ],
+                    accts.len(),
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for a in &accts {
+                    q = q
+                        .bind(format!("seed-{run}-a{a}"))
+                        .bind(&spec.tenant)
+                        .bind(format!("seed-{run}-{a}"))
+                        .bind("{}")
+                        .bind("[]")
+                        .bind("valid")
+                        .bind(1i64)
+                        .bind(spec.now - 30 * 86400);
                 }
-                Ok(())
+                q.execute(&mut *tx).await?;
             }
-        }
-    };
-}
+            let issued = |i: u64| spec.now - 30 * 86400 + (i % (30 * 86400)) as i64;
+            let name = |i: u64| format!("s{i}-{run}.{}", spec.suffix);
+            let acct = |i: u64| format!("seed-{run}-a{}", i / per_account);
 
-history_seeder!(SqliteStorage);
-history_seeder!(PgStorage);
+            let sql = multi_insert(
+                "authzs",
+                &[
+                    "id",
+                    "tenant",
+                    "account_id",
+                    "ident_type",
+                    "ident_value",
+                    "wildcard",
+                    "status",
+                    "expires",
+                    "created_at",
+                ],
+                idx.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &idx {
+                q = q
+                    .bind(format!("seed-{run}-z{i}"))
+                    .bind(&spec.tenant)
+                    .bind(acct(i))
+                    .bind("dns")
+                    .bind(name(i))
+                    .bind(0i64)
+                    .bind("valid")
+                    .bind(issued(i) + 30 * 86400)
+                    .bind(issued(i));
+            }
+            q.execute(&mut *tx).await?;
+
+            let sql = multi_insert(
+                "challenges",
+                &["id", "authz_id", "type", "token", "status", "validated_at"],
+                idx.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &idx {
+                q = q
+                    .bind(format!("seed-{run}-h{i}"))
+                    .bind(format!("seed-{run}-z{i}"))
+                    .bind("http-01")
+                    .bind(random_hex(32))
+                    .bind("valid")
+                    .bind(issued(i));
+            }
+            q.execute(&mut *tx).await?;
+
+            let sql = multi_insert(
+                "orders",
+                &[
+                    "id",
+                    "tenant",
+                    "account_id",
+                    "status",
+                    "expires",
+                    "identifiers",
+                    "cert_id",
+                    "created_at",
+                ],
+                idx.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &idx {
+                q = q
+                    .bind(format!("seed-{run}-o{i}"))
+                    .bind(&spec.tenant)
+                    .bind(acct(i))
+                    .bind("valid")
+                    .bind(issued(i) + 7 * 86400)
+                    .bind(format!(r#"[{{"type":"dns","value":"{}"}}]"#, name(i)))
+                    .bind(format!("seed-{run}-c{i}"))
+                    .bind(issued(i));
+            }
+            q.execute(&mut *tx).await?;
+
+            let sql = multi_insert(
+                "order_authzs",
+                &["order_id", "authz_id", "position"],
+                idx.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &idx {
+                q = q
+                    .bind(format!("seed-{run}-o{i}"))
+                    .bind(format!("seed-{run}-z{i}"))
+                    .bind(0i64);
+            }
+            q.execute(&mut *tx).await?;
+
+            let sql = multi_insert(
+                "certificates",
+                &[
+                    "id",
+                    "tenant",
+                    "serial",
+                    "account_id",
+                    "order_id",
+                    "der",
+                    "names",
+                    "not_before",
+                    "not_after",
+                    "issued_at",
+                ],
+                idx.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &idx {
+                q = q
+                    .bind(format!("seed-{run}-c{i}"))
+                    .bind(&spec.tenant)
+                    // 16 random bytes, like a real serial: random keys in the index.
+                    .bind(format!("5eed{}", random_hex(14)))
+                    .bind(acct(i))
+                    .bind(format!("seed-{run}-o{i}"))
+                    .bind(der.as_slice())
+                    .bind(format!(r#"[{{"type":"dns","value":"{}"}}]"#, name(i)))
+                    .bind(issued(i) - 3600)
+                    .bind(issued(i) + 30 * 86400)
+                    .bind(issued(i));
+            }
+            q.execute(&mut *tx).await?;
+
+            for (table, id_col, prefix) in [
+                ("order_lifecycle", "order_id", "o"),
+                ("cert_lifecycle", "cert_id", "c"),
+            ] {
+                let sql = multi_insert(table, &[id_col, "profile"], idx.len());
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for &i in &idx {
+                    q = q.bind(format!("seed-{run}-{prefix}{i}")).bind("default");
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            self.durable().await?;
+            done += n;
+            progress(done);
+        }
+        // Fresh planner statistics, so the benchmark that follows does not share the
+        // machine with autovacuum's first pass over the new rows (PostgreSQL) and
+        // plans with real row counts (both).
+        // Table by table: a bare `ANALYZE` on PostgreSQL walks every table of the
+        // database, and fails if another schema's table is dropped meanwhile.
+        let pass = self.write_access().await?;
+        for table in [
+            "accounts",
+            "orders",
+            "authzs",
+            "challenges",
+            "order_authzs",
+            "certificates",
+            "order_lifecycle",
+            "cert_lifecycle",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+                .execute(self.writer(&pass))
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::SqliteStorage;
 
     #[test]
     fn multi_insert_numbers_every_parameter() {

@@ -2,7 +2,9 @@
 //! issuance and validation failures, and the certificates whose renewal falls in the coming
 //! days. Read-only; the counting happens in SQL so a large fleet is not loaded row by row.
 
-use super::{PgStorage, SaError, SqliteStorage};
+use super::backend::SqlxBackend;
+use super::rows::Cols;
+use super::SaError;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::Row;
@@ -62,13 +64,25 @@ pub trait StatsStore: Send + Sync {
     async fn renewal_candidates(&self, now: i64, until: i64) -> Result<Vec<RenewalRow>, SaError>;
 }
 
-/// Stamps the implementation out for a backend; the SQL is shared.
-macro_rules! stats_store {
-    ($ty:ident) => {
-        #[async_trait]
-        impl StatsStore for $ty {
-            async fn cert_counts(&self, now: i64) -> Result<Vec<TenantCertCounts>, SaError> {
-                let rows = sqlx::query(
+/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
+/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+#[async_trait]
+impl<B> StatsStore for B
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::Row: Cols,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> String: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<String>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> Option<i64>: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    async fn cert_counts(&self, now: i64) -> Result<Vec<TenantCertCounts>, SaError> {
+        let rows = sqlx::query(
                     "SELECT tenant,
                         SUM(CASE WHEN revoked_at IS NULL AND not_after > $1 THEN 1 ELSE 0 END) AS valid,
                         SUM(CASE WHEN revoked_at IS NULL AND not_after > $1 AND not_after <= $2 THEN 1 ELSE 0 END) AS expiring,
@@ -80,74 +94,68 @@ macro_rules! stats_store {
                 .bind(now + 86_400)
                 .fetch_all(self.pool())
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(TenantCertCounts {
-                            tenant: r.try_get("tenant")?,
-                            valid: r.try_get("valid")?,
-                            expiring_24h: r.try_get("expiring")?,
-                            revoked: r.try_get("revoked")?,
-                            expired: r.try_get("expired")?,
-                        })
-                    })
-                    .collect()
-            }
+        rows.iter()
+            .map(|r| {
+                Ok(TenantCertCounts {
+                    tenant: r.try_get("tenant")?,
+                    valid: r.try_get("valid")?,
+                    expiring_24h: r.try_get("expiring")?,
+                    revoked: r.try_get("revoked")?,
+                    expired: r.try_get("expired")?,
+                })
+            })
+            .collect()
+    }
 
-            async fn issued_per_hour(&self, since: i64) -> Result<Vec<Bucket>, SaError> {
-                let rows = sqlx::query(
-                    "SELECT tenant, issued_at / 3600 AS h, COUNT(*) AS n FROM certificates
+    async fn issued_per_hour(&self, since: i64) -> Result<Vec<Bucket>, SaError> {
+        let rows = sqlx::query(
+            "SELECT tenant, issued_at / 3600 AS h, COUNT(*) AS n FROM certificates
                      WHERE issued_at >= $1 GROUP BY tenant, issued_at / 3600 ORDER BY h, tenant",
-                )
-                .bind(since)
-                .fetch_all(self.pool())
-                .await?;
-                rows.iter().map(bucket).collect()
-            }
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(bucket).collect()
+    }
 
-            async fn failed_validations_per_hour(&self, since: i64) -> Result<Vec<Bucket>, SaError> {
-                let rows = sqlx::query(
-                    "SELECT a.tenant AS tenant, c.validated_at / 3600 AS h, COUNT(*) AS n
+    async fn failed_validations_per_hour(&self, since: i64) -> Result<Vec<Bucket>, SaError> {
+        let rows = sqlx::query(
+            "SELECT a.tenant AS tenant, c.validated_at / 3600 AS h, COUNT(*) AS n
                      FROM challenges c JOIN authzs a ON a.id = c.authz_id
                      WHERE c.status = 'invalid' AND c.validated_at >= $1
                      GROUP BY a.tenant, c.validated_at / 3600 ORDER BY h, tenant",
-                )
-                .bind(since)
-                .fetch_all(self.pool())
-                .await?;
-                rows.iter().map(bucket).collect()
-            }
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(bucket).collect()
+    }
 
-            async fn renewal_candidates(
-                &self,
-                now: i64,
-                until: i64,
-            ) -> Result<Vec<RenewalRow>, SaError> {
-                let rows = sqlx::query(
-                    "SELECT c.tenant AS tenant, c.serial AS serial, c.not_before AS not_before,
+    async fn renewal_candidates(&self, now: i64, until: i64) -> Result<Vec<RenewalRow>, SaError> {
+        let rows = sqlx::query(
+            "SELECT c.tenant AS tenant, c.serial AS serial, c.not_before AS not_before,
                             c.not_after AS not_after, r.window_start AS override_start
                      FROM certificates c LEFT JOIN renewal_overrides r ON r.cert_id = c.id
                      WHERE c.revoked_at IS NULL AND c.not_after > $1
                        AND (r.window_start < $2
                             OR c.not_before + (c.not_after - c.not_before) / 3 < $2)",
-                )
-                .bind(now)
-                .bind(until)
-                .fetch_all(self.pool())
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(RenewalRow {
-                            tenant: r.try_get("tenant")?,
-                            serial: r.try_get("serial")?,
-                            not_before: r.try_get("not_before")?,
-                            not_after: r.try_get("not_after")?,
-                            override_start: r.try_get("override_start")?,
-                        })
-                    })
-                    .collect()
-            }
-        }
-    };
+        )
+        .bind(now)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RenewalRow {
+                    tenant: r.try_get("tenant")?,
+                    serial: r.try_get("serial")?,
+                    not_before: r.try_get("not_before")?,
+                    not_after: r.try_get("not_after")?,
+                    override_start: r.try_get("override_start")?,
+                })
+            })
+            .collect()
+    }
 }
 
 fn bucket<R: Row>(r: &R) -> Result<Bucket, SaError>
@@ -162,6 +170,3 @@ where
         count: r.try_get("n")?,
     })
 }
-
-stats_store!(SqliteStorage);
-stats_store!(PgStorage);

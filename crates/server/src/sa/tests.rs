@@ -698,7 +698,7 @@ async fn sqlite_file_storage_suite() {
 }
 
 /// Every write is durable before it returns, by one of two routes: the issuance-path writes
-/// run on the writer thread, whose batch commit syncs the WAL (`sqlite_batch`); the others go
+/// run on the writer thread, whose batch commit syncs the WAL (`sqlite::batch`); the others go
 /// through sqlx on a `synchronous=NORMAL` connection and must pass the group-commit barrier.
 /// A write that took neither route could be reported done and then lost to a power cut.
 #[tokio::test]

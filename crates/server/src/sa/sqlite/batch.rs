@@ -18,7 +18,7 @@
 //! [`WritePass`] first, which parks this thread between batches, so the two writers never meet
 //! at SQLite's busy handler.
 
-use super::SaError;
+use crate::sa::SaError;
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -73,22 +73,16 @@ pub(crate) struct WritePass {
     _release: mpsc::Sender<()>,
 }
 
-/// Permission to write through a backend's sqlx writing pool: for SQLite with a writer thread
-/// it holds a [`WritePass`]; elsewhere it is empty. The pool accessors take one, so no sqlx
-/// write can forget to take it.
+/// Permission to write through the sqlx writing pool: holds a [`WritePass`], so the writer
+/// thread stays parked. The pool accessor takes one, so no sqlx write can forget to take it.
 pub(crate) struct WriteAccess {
-    _pass: Option<WritePass>,
+    _pass: WritePass,
 }
 
 impl WriteAccess {
-    /// Access where nothing else writes (PostgreSQL, in-memory SQLite).
-    pub(crate) fn unshared() -> Self {
-        Self { _pass: None }
-    }
-
     /// Access while `pass` parks the writer thread.
     pub(crate) fn paused(pass: WritePass) -> Self {
-        Self { _pass: Some(pass) }
+        Self { _pass: pass }
     }
 }
 

@@ -3,12 +3,15 @@
 //! start a challenge, revoke once) safe across nodes, and sqlx takes an advisory lock around
 //! migrations so nodes starting together migrate once.
 
-use super::sql::{is_unique_violation, json, sql_storage};
-use super::sqlite_batch::{BatchWriter, WriteAccess};
-use super::*;
+mod lifecycle;
+mod nonce;
+pub(super) mod stmt;
+mod storage;
+
+use super::SaError;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,44 +52,40 @@ impl PgStorage {
     }
 }
 
-sql_storage!(PgStorage);
-
 impl PgStorage {
-    /// The pool, for the narrow per-caller stores in sibling modules.
     /// The pool, for fixtures of tests outside `sa/` that write raw SQL.
     #[cfg(test)]
     pub(crate) fn pool_for_tests(&self) -> &PgPool {
-        self.pool()
-    }
-
-    pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// The pool for statements that write: the same one (PostgreSQL's row locks let writers
-    /// run concurrently).
-    pub(super) fn writer(&self, _access: &WriteAccess) -> &PgPool {
+    /// Counts the rows of each core table and digests their contents.
+    pub async fn table_counts(&self) -> Result<super::TableCounts, SaError> {
+        super::sqlx_storage::SqlxStorage::table_counts(self).await
+    }
+}
+
+#[async_trait]
+impl super::backend::SqlxBackend for PgStorage {
+    type Db = sqlx::Postgres;
+    /// Writers need no turn: PostgreSQL's row locks order them.
+    type Pass = ();
+
+    fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Writers need no turn here: always granted at once.
-    pub(super) async fn write_access(&self) -> Result<WriteAccess, SaError> {
-        Ok(WriteAccess::unshared())
+    async fn write_access(&self) -> Result<(), SaError> {
+        Ok(())
     }
 
-    /// PostgreSQL reads through its pool only.
-    pub(super) fn inline_reads(&self) -> Option<&super::sqlite_reads::InlineReads> {
-        None
+    fn writer<'a>(&'a self, _pass: &'a ()) -> &'a PgPool {
+        &self.pool
     }
 
-    /// PostgreSQL has no writer thread; the shared sqlx writes serve it.
-    pub(super) fn batch_writer(&self) -> Option<&BatchWriter> {
-        None
-    }
-
-    /// PostgreSQL's commit is durable by itself (`synchronous_commit=on`) and already grouped
-    /// by the server, so there is nothing to wait for.
-    pub(super) async fn durable(&self) -> Result<(), SaError> {
+    /// A PostgreSQL commit is durable by itself (`synchronous_commit=on`, grouped by the
+    /// server): nothing to wait for.
+    async fn durable(&self) -> Result<(), SaError> {
         Ok(())
     }
 }

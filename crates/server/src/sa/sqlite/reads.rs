@@ -13,12 +13,12 @@
 //! committed before it started: everything a caller was told is written (the writer thread
 //! answers after its commit and sync, sqlx writes after theirs).
 
-use super::lifecycle::{OrderLifecycle, ORDER_LIFECYCLE_BY_ORDER};
-use super::rows::{self, Cols, NamedRow};
-use super::sql::stmt;
-use super::sqlite_batch::bind_numbered;
-use super::StoredIdentifier;
-use super::{AccountRecord, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError};
+use super::batch::bind_numbered;
+use crate::sa::lifecycle::{OrderLifecycle, ORDER_LIFECYCLE_BY_ORDER};
+use crate::sa::rows::{self, Cols, NamedRow};
+use crate::sa::sql::stmt;
+use crate::sa::StoredIdentifier;
+use crate::sa::{AccountRecord, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -96,17 +96,23 @@ fn first<T>(
 }
 
 /// See `Storage::get_account`.
-pub(super) fn get_account(c: &Connection, id: &str) -> Result<Option<AccountRecord>, SaError> {
+pub(in crate::sa) fn get_account(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<AccountRecord>, SaError> {
     first(c, rows::ACCOUNT_BY_ID, &[&id], |r| rows::account(r))
 }
 
 /// See `Storage::get_challenge`.
-pub(super) fn get_challenge(c: &Connection, id: &str) -> Result<Option<ChallengeRecord>, SaError> {
+pub(in crate::sa) fn get_challenge(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<ChallengeRecord>, SaError> {
     first(c, rows::CHALLENGE_BY_ID, &[&id], |r| rows::challenge(r))
 }
 
 /// See `Storage::get_cert`.
-pub(super) fn get_cert(c: &Connection, id: &str) -> Result<Option<CertRecord>, SaError> {
+pub(in crate::sa) fn get_cert(c: &Connection, id: &str) -> Result<Option<CertRecord>, SaError> {
     first(c, rows::CERT_BY_ID, &[&id], |r| rows::cert(r))
 }
 
@@ -137,7 +143,7 @@ fn joined<T>(
 }
 
 /// See `Storage::get_order`.
-pub(super) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>, SaError> {
+pub(in crate::sa) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>, SaError> {
     joined(
         c,
         rows::ORDER_WITH_AUTHZS,
@@ -148,7 +154,7 @@ pub(super) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderRecord>,
 }
 
 /// See `Storage::get_authz`.
-pub(super) fn get_authz(c: &Connection, id: &str) -> Result<Option<AuthzRecord>, SaError> {
+pub(in crate::sa) fn get_authz(c: &Connection, id: &str) -> Result<Option<AuthzRecord>, SaError> {
     joined(
         c,
         rows::AUTHZ_WITH_CHALLENGES,
@@ -159,7 +165,7 @@ pub(super) fn get_authz(c: &Connection, id: &str) -> Result<Option<AuthzRecord>,
 }
 
 /// See `Storage::get_authz_by_challenge`.
-pub(super) fn get_authz_by_challenge(
+pub(in crate::sa) fn get_authz_by_challenge(
     c: &Connection,
     challenge_id: &str,
 ) -> Result<Option<AuthzRecord>, SaError> {
@@ -173,7 +179,7 @@ pub(super) fn get_authz_by_challenge(
 }
 
 /// See `LifecycleStore::get_order_lifecycle`.
-pub(super) fn get_order_lifecycle(
+pub(in crate::sa) fn get_order_lifecycle(
     c: &Connection,
     order_id: &str,
 ) -> Result<Option<OrderLifecycle>, SaError> {
@@ -183,7 +189,7 @@ pub(super) fn get_order_lifecycle(
 }
 
 /// See `Storage::find_reusable_authz`.
-pub(super) fn find_reusable_authz(
+pub(in crate::sa) fn find_reusable_authz(
     c: &Connection,
     account_id: &str,
     ident: &StoredIdentifier,

@@ -1,7 +1,7 @@
 //! A consistent copy of a live SQLite database (`fleetca backup`), with SQLite's online
 //! backup API.
 
-use super::SaError;
+use crate::sa::SaError;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

@@ -1,16 +1,16 @@
-//! The issuance-path writes as the SQLite writer thread runs them (see `sqlite_batch`): the
-//! same statements (`sql::stmt`), in the same order and with the same conditions as the sqlx
-//! versions in `sql_storage!`, which PostgreSQL and in-memory SQLite still use. The storage
-//! suite runs against both.
+//! The issuance-path writes as the SQLite writer thread runs them (see `sqlite::batch`): the
+//! shared statements (`sql::stmt`), one after another on the thread's connection, inside
+//! the batch's transaction. PostgreSQL folds the same writes into one statement each
+//! (`postgres::stmt`); the storage suite runs against both.
 
-use super::lifecycle::OrderLifecycle;
-use super::sql::{insertion_order, json, stmt};
-use super::sqlite_batch::execute;
-use super::{AuthzRecord, CertRecord, ChallengeOutcome, OrderClaim, OrderRecord, SaError};
+use super::batch::execute;
+use crate::sa::lifecycle::OrderLifecycle;
+use crate::sa::sql::{insertion_order, json, stmt};
+use crate::sa::{AuthzRecord, CertRecord, ChallengeOutcome, OrderClaim, OrderRecord, SaError};
 use rusqlite::Connection;
 
 /// Everything a new order writes (see `Storage::insert_order`).
-pub(super) fn insert_order(
+pub(in crate::sa) fn insert_order(
     c: &Connection,
     o: &OrderRecord,
     new_authzs: &[AuthzRecord],
@@ -44,7 +44,7 @@ pub(super) fn insert_order(
 }
 
 /// Finalize, step 1 (see `Storage::try_claim_order`).
-pub(super) fn try_claim_order(
+pub(in crate::sa) fn try_claim_order(
     c: &Connection,
     order_id: &str,
     claim: &OrderClaim,
@@ -58,7 +58,7 @@ pub(super) fn try_claim_order(
 
 /// Finalize, step 3 (see `Storage::store_certificate`): nothing is written unless `token`
 /// still holds the order.
-pub(super) fn store_certificate(
+pub(in crate::sa) fn store_certificate(
     c: &Connection,
     order_id: &str,
     token: &str,
@@ -96,10 +96,10 @@ pub(super) fn store_certificate(
 }
 
 /// Starts a validation (see `Storage::try_start_challenge`).
-pub(super) fn try_start_challenge(
+pub(in crate::sa) fn try_start_challenge(
     c: &Connection,
     challenge_id: &str,
-    lease: &super::Lease,
+    lease: &crate::sa::Lease,
 ) -> Result<bool, SaError> {
     Ok(execute(
         c,
@@ -109,10 +109,10 @@ pub(super) fn try_start_challenge(
 }
 
 /// Extends a lease its owner still holds (see `Storage::renew_challenge_lease`).
-pub(super) fn renew_challenge_lease(
+pub(in crate::sa) fn renew_challenge_lease(
     c: &Connection,
     challenge_id: &str,
-    lease: &super::Lease,
+    lease: &crate::sa::Lease,
 ) -> Result<bool, SaError> {
     Ok(execute(
         c,
@@ -123,7 +123,7 @@ pub(super) fn renew_challenge_lease(
 
 /// Stores a validation's outcome with its authorization and the ones it attests (see
 /// `Storage::finish_challenge`).
-pub(super) fn finish_challenge(
+pub(in crate::sa) fn finish_challenge(
     c: &Connection,
     challenge_id: &str,
     o: &ChallengeOutcome,
@@ -159,7 +159,10 @@ pub(super) fn finish_challenge(
 }
 
 /// New authorizations and their challenges (newOrder, newAuthz).
-pub(super) fn insert_authzs(c: &Connection, new_authzs: &[AuthzRecord]) -> Result<(), SaError> {
+pub(in crate::sa) fn insert_authzs(
+    c: &Connection,
+    new_authzs: &[AuthzRecord],
+) -> Result<(), SaError> {
     for a in insertion_order(new_authzs) {
         execute(
             c,

@@ -1,0 +1,67 @@
+//! Statements only PostgreSQL runs: the issuance path's multi-statement transactions folded
+//! into one statement each, so a write is one round trip instead of one per row plus `BEGIN`
+//! and `COMMIT`. Data-modifying CTEs all run against one snapshot and their foreign-key
+//! checks fire at the end of the whole statement, so the order of the parts does not matter
+//! the way it does for separate statements; the statement is atomic as a transaction was.
+//! Arrays are bound whole and `UNNEST`ed, one element per row.
+
+/// newOrder: the order, its lifecycle row (when `$8` is not NULL), its new authorizations
+/// with their challenges, and its authorization links, in one statement.
+pub(crate) const INSERT_ORDER: &str = "WITH lc AS (
+        INSERT INTO order_lifecycle (order_id, profile, replaces_cert_id)
+        SELECT $1, $8, $9 WHERE $8 IS NOT NULL
+    ), az AS (
+        INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires,
+                            created_at, attested_by, derived_from, subdomain_auth_allowed, ancestor_authz)
+        SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int8[],
+                             $16::text[], $17::int8[], $18::int8[], $19::text[], $20::text[], $21::int8[], $22::text[])
+    ), ch AS (
+        INSERT INTO challenges (id, authz_id, type, token, status)
+        SELECT * FROM UNNEST($23::text[], $24::text[], $25::text[], $26::text[], $27::text[])
+    ), o AS (
+        INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, error, cert_id, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)
+    )
+    INSERT INTO order_authzs (order_id, authz_id, position)
+    SELECT $1, l.authz_id, l.n - 1 FROM UNNEST($28::text[]) WITH ORDINALITY AS l(authz_id, n)";
+
+/// newAuthz: an authorization outside an order with its challenges, in one statement.
+pub(crate) const INSERT_AUTHZ: &str = "WITH az AS (
+        INSERT INTO authzs (id, tenant, account_id, ident_type, ident_value, wildcard, status, expires,
+                            created_at, attested_by, derived_from, subdomain_auth_allowed, ancestor_authz)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    )
+    INSERT INTO challenges (id, authz_id, type, token, status)
+    SELECT c.id, $1, c.type, c.token, c.status FROM UNNEST($14::text[], $15::text[], $16::text[], $17::text[])
+        AS c(id, type, token, status)";
+
+/// finalize, step 3: if `$3` still holds the order, it becomes valid with certificate `$1`,
+/// stored with its lifecycle row (when `$12` is not NULL); returns whether it was held.
+pub(crate) const STORE_CERTIFICATE: &str = "WITH held AS (
+        UPDATE orders SET status = 'valid', cert_id = $1, claim_token = NULL, claim_until = NULL
+        WHERE id = $2 AND status = 'processing' AND claim_token = $3
+        RETURNING id
+    ), lc AS (
+        INSERT INTO cert_lifecycle (cert_id, profile, crl_shard)
+        SELECT $1, $12, $13 FROM held WHERE $12 IS NOT NULL
+    ), cert AS (
+        INSERT INTO certificates (id, tenant, serial, account_id, order_id, der, names, not_before,
+                                  not_after, issued_at, issuer)
+        SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $14, $15 FROM held
+    )
+    SELECT COUNT(*) FROM held";
+
+/// Validation finished: the processing challenge `$5` gets status `$1`; its pending
+/// authorization follows (with expiry `$7` when valid), and only if that moved, the pending
+/// authorizations it attests.
+pub(crate) const FINISH_CHALLENGE: &str = "WITH ch AS (
+        UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4
+        WHERE id = $5 AND status = 'processing'
+        RETURNING authz_id
+    ), az AS (
+        UPDATE authzs SET status = $1, expires = CASE WHEN $6 THEN $7 ELSE expires END
+        WHERE status = 'pending' AND id = (SELECT authz_id FROM ch)
+        RETURNING id
+    )
+    UPDATE authzs SET status = $1, expires = CASE WHEN $6 THEN $7 ELSE expires END
+    WHERE status = 'pending' AND attested_by = (SELECT id FROM az)";
