@@ -1,6 +1,6 @@
 //! Fixtures for tests of the registration authority without a server process: a fresh root,
-//! an issuing CA constrained to `routers.example.com`, its tenant, and an RA over an
-//! in-memory SQLite database. Used by the RA's unit tests and by integration tests
+//! an issuing CA constrained to `routers.example.com`, its tenant, and an RA over a
+//! scratch SQLite database (a file in a private temporary directory). Used by the RA's unit tests and by integration tests
 //! (`tests/attestation.rs`); not meant for production code.
 
 use crate::ca::{IssuingCa, IssuingCaParts};
@@ -75,9 +75,9 @@ pub async fn ra_with_tenant(
     });
     let clock = Arc::new(OffsetClock::default());
     let db: Arc<dyn Database> = Arc::new(
-        SqliteStorage::open_in_memory()
+        SqliteStorage::open_scratch()
             .await
-            .expect("in-memory SQLite"),
+            .expect("scratch SQLite database"),
     );
     let ra = Ra::new(RaParts::new(
         db,

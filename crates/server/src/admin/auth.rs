@@ -240,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_hash_scope_and_revoke() {
-        let db = Arc::new(SqliteStorage::open_in_memory().await.unwrap());
+        let db = Arc::new(SqliteStorage::open_scratch().await.unwrap());
         let store = TokenStore::new(db.clone());
         let (rec, token) = store.create(&[Scope::Write], None, 1).await.unwrap();
         let row = db.get_admin_token(&rec.id).await.unwrap().unwrap();
@@ -277,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dd = DataDir::new(dir.path());
         // A file as the previous version wrote it, holding one live token.
-        let old = TokenStore::new(Arc::new(SqliteStorage::open_in_memory().await.unwrap()));
+        let old = TokenStore::new(Arc::new(SqliteStorage::open_scratch().await.unwrap()));
         let (rec, token) = old
             .create(&[Scope::Read], Some("old".into()), 5)
             .await
@@ -289,7 +289,7 @@ mod tests {
             0o600,
         )
         .unwrap();
-        let store = TokenStore::new(Arc::new(SqliteStorage::open_in_memory().await.unwrap()));
+        let store = TokenStore::new(Arc::new(SqliteStorage::open_scratch().await.unwrap()));
         assert_eq!(store.import_legacy_file(&dd).await.unwrap(), 1);
         assert!(store.authorize(&token, Scope::Read).await.is_ok());
         assert!(!dir.path().join("admin-tokens.json").exists());

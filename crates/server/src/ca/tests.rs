@@ -73,7 +73,7 @@ async fn an_unavailable_key_refuses_issuance_and_keeps_serving_the_last_crl() {
         down: AtomicBool::new(false),
     });
     let ca = ca_with(signer.clone());
-    let sa = SqliteStorage::open_in_memory().await.unwrap();
+    let sa = SqliteStorage::open_scratch().await.unwrap();
     let clock = OffsetClock::default();
     let first = ca.current_crl(&sa, &clock).await.unwrap();
 

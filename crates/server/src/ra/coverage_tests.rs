@@ -96,7 +96,7 @@ async fn state<D: TestDb>(db: &D, id: &str, now: i64) -> CoverageState {
 
 #[tokio::test]
 async fn states_follow_time_polls_replacement_and_revocation() {
-    let db = SqliteStorage::open_in_memory().await.unwrap();
+    let db = SqliteStorage::open_scratch().await.unwrap();
     states_follow(&db).await;
 }
 
@@ -232,7 +232,7 @@ async fn states_follow<D: TestDb>(db: &D) {
 
 #[tokio::test]
 async fn a_replacement_copied_before_its_predecessor_still_replaces_it() {
-    let db = SqliteStorage::open_in_memory().await.unwrap();
+    let db = SqliteStorage::open_scratch().await.unwrap();
     issue(&db, 2, "a1", &["late.example"], T0 + 100, None).await;
     sync(&db).await.unwrap();
     // The older certificate's transaction committed after the refresher passed.

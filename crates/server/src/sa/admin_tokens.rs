@@ -145,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_admin_tokens() {
-        roundtrip(&SqliteStorage::open_in_memory().await.unwrap()).await;
+        roundtrip(&SqliteStorage::open_scratch().await.unwrap()).await;
     }
 
     #[tokio::test]

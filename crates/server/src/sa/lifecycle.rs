@@ -549,7 +549,7 @@ mod tests {
     /// Old rows seeded around a cutoff of 1000: what pruning deletes and what it keeps.
     #[tokio::test]
     async fn pruning_keeps_what_certificates_need() {
-        let db = SqliteStorage::open_in_memory().await.unwrap();
+        let db = SqliteStorage::open_scratch().await.unwrap();
         exec(&db, "INSERT INTO accounts (id, tenant, jwk_thumbprint, jwk, contact, status, tos_agreed, eab_kid, created_at) VALUES ('a1','default','t','{}','[]','valid',1,NULL,0);").await;
         for (id, expires) in [("o_stale", 10), ("o_issued", 10), ("o_live", 5000)] {
             exec(&db, &format!("INSERT INTO orders (id, tenant, account_id, status, expires, identifiers, created_at) VALUES ('{id}','default','a1','pending',{expires},'[]',0);")).await;
@@ -634,7 +634,7 @@ mod tests {
 
     #[tokio::test]
     async fn overrides_and_order_links_round_trip() {
-        let db = SqliteStorage::open_in_memory().await.unwrap();
+        let db = SqliteStorage::open_scratch().await.unwrap();
         assert_eq!(db.renewal_override("nope").await.unwrap(), None);
         let lc = OrderLifecycle {
             profile: "shortlived".into(),

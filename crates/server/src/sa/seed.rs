@@ -324,7 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn seeded_history_is_counted_like_real_issuance() {
-        let db = SqliteStorage::open_in_memory().await.unwrap();
+        let db = SqliteStorage::open_scratch().await.unwrap();
         seed_and_count(&db).await;
         assert_eq!(db.table_counts().await.unwrap().accounts, 10);
     }

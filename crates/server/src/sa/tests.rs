@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 async fn sqlite() -> Arc<dyn Storage> {
     Arc::new(
-        SqliteStorage::open_in_memory()
+        SqliteStorage::open_scratch()
             .await
-            .expect("in-memory sqlite"),
+            .expect("scratch sqlite database"),
     )
 }
 
@@ -928,7 +928,7 @@ async fn lifecycle_rows_commit_with_their_rows<D: Storage + LifecycleStore>(sa: 
 
 #[tokio::test]
 async fn sqlite_lifecycle_rows_are_atomic() {
-    let sa = SqliteStorage::open_in_memory().await.unwrap();
+    let sa = SqliteStorage::open_scratch().await.unwrap();
     lifecycle_rows_commit_with_their_rows(&sa).await;
 }
 

@@ -64,7 +64,7 @@ struct FileParts {
     batch: BatchWriter,
     /// The issuance path's reads, run on the calling thread (`sqlite::reads`).
     reads: InlineReads,
-    /// For [`SqliteStorage::open_in_memory`]: the private directory holding the file, removed
+    /// For [`SqliteStorage::open_scratch`]: the private directory holding the file, removed
     /// with the storage. Declared last, so it goes after the connections.
     _scratch: Option<ScratchDir>,
 }
@@ -89,7 +89,7 @@ impl SqliteStorage {
     /// (removed when the storage is dropped), not `:memory:`: an in-memory database is one
     /// connection, so it could not have the writer thread and the inline readers, and tests
     /// would exercise a path production never takes.
-    pub async fn open_in_memory() -> Result<Self, SaError> {
+    pub async fn open_scratch() -> Result<Self, SaError> {
         let dir = std::env::temp_dir().join(format!(
             "fleetca-sa-{}",
             crate::ids::new_id().replace(['-', '_'], "")
