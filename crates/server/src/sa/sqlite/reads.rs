@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn columns_are_found_by_name_in_any_order() {
-        let c = Connection::open_scratch().unwrap();
+        let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE t (k TEXT, n INTEGER, b BLOB, z TEXT);
              INSERT INTO t VALUES ('one', 1, x'0102', NULL), ('one', 2, x'03', 'x');",
