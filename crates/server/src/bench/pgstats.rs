@@ -24,7 +24,7 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(11);
 
 /// How many statements the summary lists.
-const TOP: usize = 15;
+const TOP: usize = 25;
 
 /// Characters of a statement's normalized text that the summary shows.
 const TEXT_WIDTH: usize = 110;
