@@ -15,10 +15,6 @@
 use super::seed::{HistorySeeder, SeedSpec};
 use super::PgStorage;
 use sqlx::{Connection, Executor, PgConnection};
-use std::str::FromStr;
-
-#[path = "../../tests/support/gate.rs"]
-mod gate;
 
 /// Stored certificates (and orders, authorizations, challenges) the plans are made against.
 const HISTORY: i64 = 1_000_000;
@@ -185,34 +181,29 @@ async fn full_scans(conn: &mut PgConnection, plan: &[String]) -> Vec<String> {
 /// and the check itself sees a full scan when an index the plan needs is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuance_statements_use_an_index_at_a_million_certificates_on_postgres() {
-    let test = "issuance_statements_use_an_index_at_a_million_certificates_on_postgres";
-    let Some(url) = gate::postgres_url(test) else {
+    // A fresh schema of its own, through the PostgreSQL gate every storage test uses.
+    let Some((db, other)) = super::tests::postgres_pair().await else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // The `t_<unix time>_` prefix of `sa::tests::postgres_pair`: if this process dies before
-    // dropping it, the next pair made over an hour later sweeps it.
-    let schema = format!(
-        "t_{now}_plans{}",
-        crate::ids::new_id().to_lowercase().replace(['-', '_'], "")
-    );
-    let mut admin = PgConnection::connect(&url).await.expect("connect");
-    // Generated above from digits and base64url letters.
-    admin
-        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE SCHEMA {schema}"
-        ))))
+    drop(other);
+    let opts = (*db.pool_for_tests().connect_options()).clone();
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(db.pool_for_tests())
         .await
-        .expect("create schema");
-    let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    // A failing check still drops the schema (a million rows are ~1 GB): run it as a task,
-    // clean up, then report its outcome.
-    let outcome = tokio::spawn(check_plans(opts)).await;
+        .expect("schema");
+    // It goes into SQL text below: the pair's names are `t_<digits>_<base64url>` lower-cased.
+    assert!(
+        schema.starts_with("t_")
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "{schema}"
+    );
+    // A failing check still drops the schema (a million issuances are ~1 GB): run it as a
+    // task, clean up, then report its outcome.
+    let outcome = tokio::spawn(check_plans(db.clone(), opts.clone())).await;
+    db.pool_for_tests().close().await;
+    let mut admin = PgConnection::connect_with(&opts).await.expect("connect");
     admin
         .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA {schema} CASCADE"
@@ -224,10 +215,7 @@ async fn issuance_statements_use_an_index_at_a_million_certificates_on_postgres(
     }
 }
 
-async fn check_plans(opts: sqlx::postgres::PgConnectOptions) {
-    let db = PgStorage::connect_with(opts.clone())
-        .await
-        .expect("migrate");
+async fn check_plans(db: std::sync::Arc<PgStorage>, opts: sqlx::postgres::PgConnectOptions) {
     let spec = SeedSpec {
         tenant: "default".into(),
         suffix: "home.arpa".into(),
