@@ -3,9 +3,12 @@
 //! certificates per second and latency percentiles. Two modes: real http-01 validation (the
 //! bench answers challenges itself; point the server's `--http01-port` at `--http01-listen` and
 //! its resolver at a DNS that maps the names to this host), or `skip` against a server started
-//! with `--insecure-skip-validation` (load tests only).
+//! with `--insecure-skip-validation` (load tests only). Every client registers its account
+//! before the clock starts, so rates, server CPU and `--pg-stats` (database transactions and
+//! statements per certificate, `pgstats`) cover issuance only, newAccount excluded.
 
 pub mod client;
+mod pgstats;
 mod storm;
 
 use client::{http_client, AcmeClient, ClientError};
@@ -68,6 +71,12 @@ pub struct BenchArgs {
     /// "not due").
     #[arg(long, default_value_t = 60)]
     pub storm_max_wait_secs: u64,
+    /// PostgreSQL URL of the database the server under test uses: print transactions and
+    /// statements (round trips) per certificate of the measured run, from `pg_stat_database`
+    /// and `pg_stat_statements` (see `bench::pgstats`).
+    /// (Also from the environment, which keeps the password off the command line.)
+    #[arg(long, value_name = "URL", env = "FLEETCA_BENCH_PG_STATS")]
+    pub pg_stats: Option<String>,
 }
 
 /// The outcome of a run.
@@ -181,27 +190,43 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         report.extra.extend(served_line());
         return Ok(report);
     }
+    // Every client registers first, so the measured run (its time and its database counts)
+    // covers issuance only: the whole flow from newOrder to download, newAccount excluded.
+    let mut registering = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        let (http, url) = (http.clone(), args.url.clone());
+        registering.push(tokio::spawn(async move {
+            let mut client = AcmeClient::new(http, &url).await?;
+            client.register().await?;
+            Ok::<_, ClientError>(client)
+        }));
+    }
+    let mut clients = Vec::new();
+    let mut register_errors = Vec::new();
+    for r in registering {
+        match r.await? {
+            Ok(c) => clients.push(c),
+            Err(e) => register_errors.push(e.to_string()),
+        }
+    }
+    let pg = match &args.pg_stats {
+        Some(url) => {
+            let mut pg = pgstats::PgStats::connect(url).await?;
+            let before = pg.snapshot().await?;
+            Some((pg, before))
+        }
+        None => None,
+    };
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let run_id = crate::ids::new_id().to_lowercase().replace(['-', '_'], "");
     let start = Instant::now();
+    let cpu_before = server_cpu();
     let mut tasks = Vec::new();
-    for c in 0..args.clients.max(1) {
-        let (http, args, next, tokens, run_id) = (
-            http.clone(),
-            args.clone(),
-            next.clone(),
-            tokens.clone(),
-            run_id.clone(),
-        );
+    for (c, client) in clients.into_iter().enumerate() {
+        let (args, next, tokens, run_id) =
+            (args.clone(), next.clone(), tokens.clone(), run_id.clone());
         tasks.push(tokio::spawn(async move {
             let mut out: Vec<Result<Duration, String>> = Vec::new();
-            let mut client = match AcmeClient::new(http, &args.url).await {
-                Ok(cl) => cl,
-                Err(e) => return vec![Err(e.to_string())],
-            };
-            if let Err(e) = client.register().await {
-                return vec![Err(e.to_string())];
-            }
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if i >= args.count {
@@ -225,11 +250,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     let mut report = Report {
         ok: 0,
-        failed: 0,
+        // A client that could not register counts as one failed flow, as before.
+        failed: register_errors.len(),
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
         server_cpu: None,
-        errors: Vec::new(),
+        errors: register_errors.into_iter().take(5).collect(),
         extra: Vec::new(),
     };
     for t in tasks {
@@ -252,6 +278,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     report.latencies.sort();
     report.extra.extend(served_line());
     report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
+    if let Some((mut pg, before)) = pg {
+        let after = pg.snapshot().await?;
+        report
+            .extra
+            .extend(pgstats::render(&before, &after, report.ok, pg.note()));
+    }
     Ok(report)
 }
 

@@ -23,6 +23,8 @@ mod metered;
 mod migrate;
 mod model;
 mod nonce;
+#[cfg(test)]
+mod pg_plans;
 mod postgres;
 mod rate;
 mod rows;

@@ -1,0 +1,67 @@
+//! `fleetca bench --pg-stats`: against a real `fleetca serve` on PostgreSQL, the bench reads the
+//! database's own statistics around the measured run and prints what one certificate cost it.
+//! Counts are printed, and checked only for being there and plausible, never for speed.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::{run, Fleetca};
+
+/// The number after `prefix` on the line that starts with it.
+fn figure(stdout: &str, prefix: &str) -> Option<f64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[test]
+fn bench_prints_database_round_trips_per_certificate() {
+    let test = "bench_prints_database_round_trips_per_certificate";
+    if support::postgres_url(test).is_none() {
+        return;
+    }
+    let db = support::create_postgres_database();
+    let mut f = Fleetca::init(&["routers.example.com"]);
+    f.serve_with(0, 0, 0, &["--insecure-skip-validation", "--database", &*db]);
+    let mut cmd = Command::new(Fleetca::bin());
+    cmd.args(["bench", "--url", &f.directory_url(), "--root"])
+        .arg(f.root_pem_path())
+        .args(["--suffix", "routers.example.com", "--mode", "skip"])
+        .args(["--clients", "3", "--count", "12"])
+        // By environment, as scripts/bench-postgres passes it (the URL holds a password).
+        .env("FLEETCA_BENCH_PG_STATS", &*db);
+    let out = run(cmd, Duration::from_secs(300));
+    assert!(out.success(), "{out}\n{}", f.log());
+    println!("{}", out.stdout);
+    assert!(
+        out.stdout.contains("certificates: 12 ok, 0 failed"),
+        "{out}"
+    );
+    // An issuance is several transactions (newOrder, challenge, validation, finalize, at
+    // least); the count must be there and be per certificate, not a total.
+    let xact = figure(&out.stdout, "postgres transactions per certificate: ")
+        .unwrap_or_else(|| panic!("no transaction count\n{out}"));
+    assert!((3.0..1000.0).contains(&xact), "{xact}\n{out}");
+    // Statement counts need pg_stat_statements in the database; without it the bench says
+    // so instead of printing a number.
+    match figure(
+        &out.stdout,
+        "postgres statements (round trips) per certificate: ",
+    ) {
+        Some(stmts) => {
+            assert!(stmts >= xact / 2.0, "{stmts} vs {xact}\n{out}");
+            assert!(
+                out.stdout.contains("INSERT INTO certificates"),
+                "the top statements name what was run\n{out}"
+            );
+        }
+        None => assert!(
+            out.stdout
+                .contains("postgres statements per certificate: unknown (pg_stat_statements"),
+            "{out}"
+        ),
+    }
+}
