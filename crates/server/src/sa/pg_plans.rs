@@ -317,7 +317,18 @@ async fn check_plans(db: std::sync::Arc<PgStorage>, opts: sqlx::postgres::PgConn
         .into_iter()
         .filter(|s| *s != super::coverage::COUNTS);
     let mut failures = Vec::new();
-    for sql in super::sql::stmt::ALL.into_iter().chain(coverage) {
+    // PostgreSQL runs the issuance path's writes as one statement each (`postgres::stmt`);
+    // those that find rows (the order to store, the challenge and authorizations to decide)
+    // are planned too.
+    let postgres_only = [
+        super::postgres::stmt::STORE_CERTIFICATE,
+        super::postgres::stmt::FINISH_CHALLENGE,
+    ];
+    for sql in super::sql::stmt::ALL
+        .into_iter()
+        .chain(postgres_only)
+        .chain(coverage)
+    {
         let plan = generic_plan(&mut conn, sql).await;
         let scans = full_scans(&mut conn, &plan).await;
         let access: Vec<&str> = plan
