@@ -772,6 +772,71 @@ async fn account_update_key_change_and_deactivation() {
     );
 }
 
+/// An account changed behind this server's back (another node, the CLI, the admin API: here
+/// a second connection to the same database) is seen on its very next request, whatever the
+/// server kept from earlier ones (on PostgreSQL it keeps accounts and checks them in the
+/// statement that spends the nonce).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_changed_elsewhere_is_seen_on_its_next_request() {
+    let Some(env) = Env::start("an_account_changed_elsewhere_is_seen_on_its_next_request") else {
+        return;
+    };
+    let mut c = env.client().await;
+    let kid = c.kid.clone().unwrap();
+    let id = kid.rsplit('/').next().unwrap().to_string();
+    assert_eq!(c.post(&kid, None).await.status, 200);
+    let db = fleetca::sa::open_database(&env.ca.database_url())
+        .await
+        .expect("open db");
+
+    // Contacts changed elsewhere: the account object shows them at once.
+    db.update_account_contact(&id, &["mailto:elsewhere@example.com".to_string()])
+        .await
+        .unwrap();
+    let r = c.post(&kid, None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["contact"], json!(["mailto:elsewhere@example.com"]));
+
+    // Key changed elsewhere: the old key is refused, the new one signs for the account.
+    let new_key = AccountKey::generate(AccountKeyKind::EcdsaP256).unwrap();
+    let (old_tp, new_jwk) = (c.key.jwk().thumbprint(), new_key.jwk());
+    assert!(db
+        .try_change_account_key(
+            &id,
+            &old_tp,
+            &new_jwk.thumbprint(),
+            &new_jwk.to_json().to_string()
+        )
+        .await
+        .unwrap());
+    let before = env.counts().await;
+    assert_eq!(
+        c.new_order(&["k.routers.example.com"]).await.problem(),
+        "malformed"
+    );
+    assert_eq!(
+        env.counts().await,
+        before,
+        "an order signed by the replaced key"
+    );
+    c.key = new_key;
+    assert_eq!(c.post(&kid, None).await.status, 200);
+
+    // Deactivated elsewhere: the next request is refused and changes nothing.
+    assert!(db.try_deactivate_account(&id).await.unwrap());
+    let before = env.counts().await;
+    assert_eq!(
+        c.new_order(&["d.routers.example.com"]).await.problem(),
+        "unauthorized"
+    );
+    assert_eq!(c.post(&kid, None).await.problem(), "unauthorized");
+    assert_eq!(
+        env.counts().await,
+        before,
+        "requests of an account deactivated elsewhere"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn directory_nonce_and_unknown_routes() {
     let Some(env) = Env::start("directory_nonce_and_unknown_routes") else {

@@ -49,7 +49,9 @@ pub use lifecycle::{CertSelector, LifecycleStore, OrderLifecycle, PruneReport, R
 pub use metered::MeteredStorage;
 pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
-pub use nonce::{MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES};
+pub use nonce::{
+    AccountGuard, GuardedSpend, MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES,
+};
 pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};

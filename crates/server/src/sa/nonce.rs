@@ -17,6 +17,51 @@ pub trait NonceStore: Send + Sync {
     async fn spend_nonce(&self, id: &[u8], expires: i64) -> Result<bool, SaError>;
     /// Forgets spent nonces that expired before `now` (they fail the expiry check anyway).
     async fn prune_nonces(&self, now: i64) -> Result<u64, SaError>;
+
+    /// Whether [`Self::spend_nonce_guarded`] checks the account in the same step as the
+    /// spend. A shared database does (one round trip for both, so the front end may keep the
+    /// accounts it has read and still see another node's change on the very next request);
+    /// the in-memory store does not, and the front end reads the account every time.
+    fn guards_accounts(&self) -> bool {
+        false
+    }
+
+    /// Records `id` as spent until `expires`, only if the account `guard` names is still as
+    /// the caller saw it (valid, same key, same contacts). A store that does not guard
+    /// accounts ([`Self::guards_accounts`] false) is never asked this and spends unguarded.
+    async fn spend_nonce_guarded(
+        &self,
+        id: &[u8],
+        expires: i64,
+        _guard: &AccountGuard<'_>,
+    ) -> Result<GuardedSpend, SaError> {
+        Ok(match self.spend_nonce(id, expires).await? {
+            true => GuardedSpend::Spent,
+            false => GuardedSpend::Replayed,
+        })
+    }
+}
+
+/// An account as a request's signature was checked against it (see
+/// [`NonceStore::spend_nonce_guarded`]).
+pub struct AccountGuard<'a> {
+    /// Account id.
+    pub id: &'a str,
+    /// Thumbprint of the key the signature was checked with.
+    pub thumbprint: &'a str,
+    /// The contacts the caller holds, as stored (a JSON array).
+    pub contact_json: String,
+}
+
+/// What a guarded spend did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardedSpend {
+    /// The nonce was fresh and is now spent.
+    Spent,
+    /// The nonce was already spent (a replay).
+    Replayed,
+    /// The account is no longer valid, or its key or contacts changed: nothing was spent.
+    AccountChanged,
 }
 
 pub(super) fn random_key() -> Vec<u8> {
@@ -165,5 +210,70 @@ mod tests {
         assert_eq!(a.nonce_key().await.unwrap(), b.nonce_key().await.unwrap());
         assert!(a.spend_nonce(b"xyz", 1000).await.unwrap());
         assert!(!b.spend_nonce(b"xyz", 1000).await.unwrap());
+    }
+
+    /// The guarded spend spends only while the account is as the caller saw it, and says
+    /// which of the two failed; a refused spend leaves the nonce unspent.
+    #[tokio::test]
+    async fn postgres_guarded_spend_checks_the_account_in_the_same_step() {
+        use crate::sa::{AccountRecord, AccountState, Storage};
+        let Some((a, b)) = crate::sa::tests::postgres_pair().await else {
+            return;
+        };
+        assert!(a.guards_accounts());
+        assert!(!MemoryNonceStore::default().guards_accounts());
+        let acct = AccountRecord {
+            id: "g1".into(),
+            tenant: "default".into(),
+            jwk_thumbprint: "tp1".into(),
+            jwk: "{}".into(),
+            contact: vec!["mailto:a@example.com".into()],
+            status: AccountState::Valid,
+            tos_agreed: true,
+            eab_kid: None,
+            created_at: 100,
+        };
+        b.insert_account(&acct).await.unwrap();
+        let seen = |tp: &'static str, contact: &str| AccountGuard {
+            id: "g1",
+            thumbprint: tp,
+            contact_json: contact.to_string(),
+        };
+        let contact = r#"["mailto:a@example.com"]"#;
+        let spend = |n: &'static [u8], g: AccountGuard<'static>| {
+            let a = a.clone();
+            async move { a.spend_nonce_guarded(n, 1000, &g).await.unwrap() }
+        };
+        assert_eq!(
+            spend(b"n1", seen("tp1", contact)).await,
+            GuardedSpend::Spent
+        );
+        assert_eq!(
+            spend(b"n1", seen("tp1", contact)).await,
+            GuardedSpend::Replayed
+        );
+        // Another key or other contacts than the caller saw: nothing spent.
+        assert_eq!(
+            spend(b"n2", seen("tp0", contact)).await,
+            GuardedSpend::AccountChanged
+        );
+        assert_eq!(
+            spend(b"n2", seen("tp1", "[]")).await,
+            GuardedSpend::AccountChanged
+        );
+        assert!(
+            b.spend_nonce(b"n2", 1000).await.unwrap(),
+            "n2 was left unspent"
+        );
+        // Deactivated by another node.
+        assert!(b.try_deactivate_account("g1").await.unwrap());
+        assert_eq!(
+            spend(b"n3", seen("tp1", contact)).await,
+            GuardedSpend::AccountChanged
+        );
+        assert!(
+            b.spend_nonce(b"n3", 1000).await.unwrap(),
+            "n3 was left unspent"
+        );
     }
 }

@@ -111,6 +111,7 @@ pub(super) async fn account(
                 acct.clone()
             } else {
                 let upd: wire::AccountUpdate = v.json()?;
+                wfe.forget_account(&acct.id);
                 wfe.ra
                     .update_account(
                         acct,
@@ -180,6 +181,7 @@ pub(super) async fn key_change(State(wfe): State<Arc<Wfe>>, outer: AccountPost) 
             // §7.3.5: the inner JWS is signed by the new key, names the account and the old key.
             let inner = outer.jws.parse_inner_keychange().map_err(jws_error)?;
             let (new_key, body) = (inner.new_key, inner.key_change);
+            wfe.forget_account(&acct.id);
             let acct = wfe.ra.change_key(t, acct, &body.old_key, &new_key).await?;
             Ok(json_response(
                 StatusCode::OK,

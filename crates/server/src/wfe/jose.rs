@@ -4,7 +4,7 @@
 
 use super::Wfe;
 use crate::error::{Error, Result};
-use crate::sa::AccountRecord;
+use crate::sa::{AccountGuard, AccountRecord, AccountState, GuardedSpend};
 use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
 use acme_types::jws::{Jws, JwsError};
@@ -162,6 +162,8 @@ impl Wfe {
         })?;
         let jws = Jws::parse(&body).map_err(jws_error)?;
         let header = &jws.header;
+        // Whether the signature was already checked (against a kept account's key).
+        let mut verified = false;
         let (jwk, account) = match (&header.jwk, &header.kid, mode) {
             (Some(jwk), None, KeyMode::Jwk | KeyMode::Either) => (jwk.clone(), None),
             (None, Some(kid), KeyMode::Kid | KeyMode::Either) => {
@@ -174,12 +176,19 @@ impl Wfe {
                             "kid is not an account URL of this CA",
                         )
                     })?;
-                let acct = self.ra.account_for_kid(tenant, id).await?;
-                let v: serde_json::Value = serde_json::from_str(&acct.jwk)
-                    .map_err(|e| Error::internal(format!("stored account key: {e}")))?;
-                let jwk = Jwk::from_json(&v)
-                    .map_err(|e| Error::internal(format!("stored account key: {e}")))?;
-                (jwk, Some(acct))
+                let (acct, kept) = self.kid_account(tenant, id).await?;
+                let jwk = account_key(&acct)?;
+                if !kept {
+                    (jwk, Some((acct, false)))
+                } else if jws.verify(&jwk).is_ok() {
+                    verified = true;
+                    (jwk, Some((acct, true)))
+                } else {
+                    // The kept copy may predate a key change: decide on the stored account.
+                    self.forget_account(&acct.id);
+                    let acct = self.ra.account_for_kid(tenant, &acct.id).await?;
+                    (account_key(&acct)?, Some((acct, false)))
+                }
             }
             (Some(_), None, KeyMode::Kid) => {
                 return Err(Error::malformed(
@@ -195,7 +204,9 @@ impl Wfe {
                 ))
             }
         };
-        jws.verify(&jwk).map_err(jws_error)?;
+        if !verified {
+            jws.verify(&jwk).map_err(jws_error)?;
+        }
 
         // §6.4: the signed url must be the URL the request was sent to.
         let expected = format!(
@@ -214,14 +225,39 @@ impl Wfe {
             )));
         }
         // §6.5: redeem the nonce last, so a request failing the checks above does not spend it.
+        // With a kept account, the spend is also the check that the account did not change.
+        let account = match (&header.nonce, account) {
+            (Some(n), Some((acct, true))) => {
+                let guard = AccountGuard {
+                    id: &acct.id,
+                    thumbprint: &acct.jwk_thumbprint,
+                    contact_json: serde_json::to_string(&acct.contact)
+                        .map_err(|e| Error::internal(format!("account contacts: {e}")))?,
+                };
+                match self.nonces.redeem_guarded(n, &guard).await? {
+                    Some(GuardedSpend::Spent) => return Ok((jws, jwk, Some(acct))),
+                    Some(GuardedSpend::AccountChanged) => {
+                        // Decide on the stored account: a deactivated one is refused there,
+                        // one whose key changed fails the signature check, and one whose
+                        // contacts changed goes on with a nonce spent the ordinary way.
+                        self.forget_account(&acct.id);
+                        let fresh = self.ra.account_for_kid(tenant, &acct.id).await?;
+                        jws.verify(&account_key(&fresh)?).map_err(jws_error)?;
+                        Some(fresh)
+                    }
+                    Some(GuardedSpend::Replayed) | None => {
+                        crate::metrics::nonce_rejected("unknown");
+                        return Err(bad_nonce());
+                    }
+                }
+            }
+            (_, account) => account.map(|(a, _)| a),
+        };
         match &header.nonce {
             Some(n) if self.nonces.redeem(n).await? => {}
             Some(_) => {
                 crate::metrics::nonce_rejected("unknown");
-                return Err(Error::acme(
-                    ProblemType::BadNonce,
-                    "nonce unknown, expired or already used; retry with the fresh Replay-Nonce",
-                ));
+                return Err(bad_nonce());
             }
             None => {
                 crate::metrics::nonce_rejected("missing");
@@ -233,6 +269,46 @@ impl Wfe {
         }
         Ok((jws, jwk, account))
     }
+}
+
+impl Wfe {
+    /// The account `kid` named, and whether it is a kept copy (to be confirmed by the guarded
+    /// nonce spend) rather than read from storage just now.
+    async fn kid_account(&self, tenant: &Tenant, id: &str) -> Result<(AccountRecord, bool)> {
+        let Some(cache) = &self.accounts else {
+            return Ok((self.ra.account_for_kid(tenant, id).await?, false));
+        };
+        match cache.get(id) {
+            // Another tenant's account, or one this node saw leave `valid`: decide on storage.
+            Some(a) if a.tenant == tenant.name && a.status == AccountState::Valid => Ok((a, true)),
+            _ => {
+                let acct = self.ra.account_for_kid(tenant, id).await?;
+                cache.put(&acct);
+                Ok((acct, false))
+            }
+        }
+    }
+
+    /// Drops a kept account (this node changed it, or a request found it changed).
+    pub(crate) fn forget_account(&self, id: &str) {
+        if let Some(cache) = &self.accounts {
+            cache.forget(id);
+        }
+    }
+}
+
+/// The account's key as stored.
+fn account_key(acct: &AccountRecord) -> Result<Jwk> {
+    let v: serde_json::Value = serde_json::from_str(&acct.jwk)
+        .map_err(|e| Error::internal(format!("stored account key: {e}")))?;
+    Jwk::from_json(&v).map_err(|e| Error::internal(format!("stored account key: {e}")))
+}
+
+fn bad_nonce() -> Error {
+    Error::acme(
+        ProblemType::BadNonce,
+        "nonce unknown, expired or already used; retry with the fresh Replay-Nonce",
+    )
 }
 
 /// §6.2: signed requests use `application/jose+json`.

@@ -2,6 +2,7 @@
 //! here: every decision is the registration authority's. One file per ACME resource.
 
 mod account;
+mod accounts;
 mod ari;
 mod authz;
 mod cert;
@@ -83,6 +84,8 @@ pub struct Wfe {
     /// CRLs and OCSP answers, signed by the CA side; the front end holds no signer.
     status: StatusHandle,
     nonces: NonceService,
+    /// Accounts read for `kid` requests, when the nonce store guards them (see `accounts`).
+    accounts: Option<accounts::AccountCache>,
     cfg: WfeConfig,
     /// Per-tenant `[ca.rate_limits]` (RFC 8555 §6.6).
     limits: Arc<ratelimit::RateLimiter>,
@@ -102,6 +105,9 @@ impl Wfe {
         Arc::new(Self {
             ra,
             status,
+            accounts: nonces
+                .guards_accounts()
+                .then(accounts::AccountCache::default),
             nonces,
             cfg,
             limits,

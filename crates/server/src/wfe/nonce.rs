@@ -8,7 +8,7 @@
 //! expired at 11.0 s, a tenth of its lifetime).
 
 use crate::error::Result;
-use crate::sa::NonceStore;
+use crate::sa::{AccountGuard, GuardedSpend, NonceStore};
 use aws_lc_rs::{constant_time, hmac};
 use rand::RngCore;
 use std::sync::Arc;
@@ -65,27 +65,52 @@ impl NonceService {
         self.redeem_at(nonce, now_ms()).await
     }
 
+    /// Whether [`Self::redeem_guarded`] also checks the request's account (a shared store).
+    pub fn guards_accounts(&self) -> bool {
+        self.store.guards_accounts()
+    }
+
+    /// Redeems a nonce only if `guard`'s account is still as the caller saw it; `None` for a
+    /// nonce this service did not make or that expired.
+    pub async fn redeem_guarded(
+        &self,
+        nonce: &str,
+        guard: &AccountGuard<'_>,
+    ) -> Result<Option<GuardedSpend>> {
+        let Some((body, expires)) = self.open(nonce, now_ms()) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.store
+                .spend_nonce_guarded(&body, expires, guard)
+                .await?,
+        ))
+    }
+
     async fn redeem_at(&self, nonce: &str, now_ms: i64) -> Result<bool> {
-        let Ok(raw) = acme_types::b64::decode(nonce) else {
+        let Some((body, expires)) = self.open(nonce, now_ms) else {
             return Ok(false);
         };
+        Ok(self.store.spend_nonce(&body, expires).await?)
+    }
+
+    /// The nonce's id and its expiry in whole seconds (rounded up, so a spent nonce is
+    /// remembered at least until it expires), if this service made it and it has not expired.
+    fn open(&self, nonce: &str, now_ms: i64) -> Option<(Vec<u8>, i64)> {
+        let raw = acme_types::b64::decode(nonce).ok()?;
         if raw.len() != NONCE_LEN {
-            return Ok(false);
+            return None;
         }
         let (body, tag) = raw.split_at(EXPIRY_LEN + RANDOM_LEN);
-        if constant_time::verify_slices_are_equal(&self.tag(body), tag).is_err() {
-            return Ok(false);
-        }
+        constant_time::verify_slices_are_equal(&self.tag(body), tag).ok()?;
         let mut exp = [0u8; EXPIRY_LEN];
         exp.copy_from_slice(&body[..EXPIRY_LEN]);
         let expires_ms = i64::from_be_bytes(exp);
         if expires_ms <= now_ms {
-            return Ok(false);
+            return None;
         }
-        // The store keeps whole seconds (it prunes by them): rounded up, so a spent nonce is
-        // remembered at least until it expires.
         let expires = expires_ms.div_euclid(1000) + i64::from(expires_ms.rem_euclid(1000) != 0);
-        Ok(self.store.spend_nonce(body, expires).await?)
+        Some((body.to_vec(), expires))
     }
 
     /// Forgets spent nonces that can no longer be redeemed anyway.
