@@ -7,7 +7,7 @@ use crate::error::{Error, Result, SubError};
 use crate::ids::{new_object_id, new_token};
 use crate::sa::{
     AccountRecord, AuthzRecord, AuthzState, AuthzSummary, ChallengeRecord, ChallengeState,
-    OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
+    LifecycleLoaded, OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
@@ -429,6 +429,7 @@ impl Ra {
             created_at: now,
             authz_ids,
             authz_states: Vec::new(),
+            lifecycle: LifecycleLoaded::Read(Some(lifecycle.clone())),
         };
         // The profile and `replaces` link go into the order's own transaction.
         self.sa
@@ -545,7 +546,10 @@ impl Ra {
                 }
             }
         };
-        let lifecycle = self.lifecycle.get_order_lifecycle(&order.id).await?;
+        let lifecycle = match &order.lifecycle {
+            LifecycleLoaded::Read(l) => l.clone(),
+            LifecycleLoaded::NotRead => self.lifecycle.get_order_lifecycle(&order.id).await?,
+        };
         Ok(OrderView {
             order,
             status,

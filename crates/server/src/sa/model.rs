@@ -99,6 +99,20 @@ pub struct OrderRecord {
     /// recheck at finalize need no further reads). Empty in a record that was not read from
     /// storage; ignored when writing.
     pub authz_states: Vec<AuthzSummary>,
+    /// The order's lifecycle row (profile, `replaces`), when it was read in the same lookup
+    /// (so finalize and order polls need no second read); ignored when writing.
+    pub lifecycle: LifecycleLoaded,
+}
+
+/// Whether an [`OrderRecord`]'s lifecycle row came with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LifecycleLoaded {
+    /// Not read: ask `LifecycleStore::get_order_lifecycle`.
+    #[default]
+    NotRead,
+    /// Read with the order: its row, or `None` when it has none (orders made before
+    /// profiles).
+    Read(Option<super::lifecycle::OrderLifecycle>),
 }
 
 /// What an order's read tells of each of its authorizations.

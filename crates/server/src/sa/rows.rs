@@ -6,7 +6,8 @@ use super::lifecycle::OrderLifecycle;
 use super::sql::from_json;
 use super::{
     AccountRecord, AccountState, AuthzRecord, AuthzState, AuthzSummary, CertRecord,
-    ChallengeRecord, ChallengeState, OrderRecord, OrderState, SaError, StoredIdentifier,
+    ChallengeRecord, ChallengeState, LifecycleLoaded, OrderRecord, OrderState, SaError,
+    StoredIdentifier,
 };
 
 /// Typed access to a row's columns by name.
@@ -150,7 +151,8 @@ pub(super) fn cert(r: &impl Cols) -> Result<CertRecord, SaError> {
 /// link row, in position order.
 pub(super) const ORDER_WITH_AUTHZS: &str =
     "SELECT o.id, o.tenant, o.account_id, o.status, o.expires, o.identifiers, o.error,
-            o.cert_id, o.created_at, l.authz_id,
+            o.cert_id, o.created_at, ol.profile AS lc_profile,
+            ol.replaces_cert_id AS lc_replaces, l.authz_id,
             a.status AS authz_status, a.expires AS authz_expires,
             COALESCE(
               (SELECT MAX(c.validated_at) FROM challenges c
@@ -158,7 +160,8 @@ pub(super) const ORDER_WITH_AUTHZS: &str =
               (SELECT MAX(c.validated_at) FROM challenges c
                 WHERE c.authz_id = a.attested_by AND c.status = 'valid')
             ) AS authz_validated_at
-     FROM orders o LEFT JOIN order_authzs l ON l.order_id = o.id
+     FROM orders o LEFT JOIN order_lifecycle ol ON ol.order_id = o.id
+          LEFT JOIN order_authzs l ON l.order_id = o.id
           LEFT JOIN authzs a ON a.id = l.authz_id
      WHERE o.id = $1 ORDER BY l.position";
 
@@ -176,6 +179,16 @@ pub(super) fn order_head(r: &impl Cols) -> Result<OrderRecord, SaError> {
         created_at: r.int("created_at")?,
         authz_ids: Vec::new(),
         authz_states: Vec::new(),
+        lifecycle: LifecycleLoaded::Read(
+            r.opt_text("lc_profile")?
+                .map(|profile| -> Result<OrderLifecycle, SaError> {
+                    Ok(OrderLifecycle {
+                        profile,
+                        replaces_cert_id: r.opt_text("lc_replaces")?,
+                    })
+                })
+                .transpose()?,
+        ),
     })
 }
 

@@ -76,6 +76,7 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
         created_at: 100,
         authz_ids: vec![authz.id.clone()],
         authz_states: Vec::new(),
+        lifecycle: Default::default(),
     };
     (order, authz)
 }
@@ -385,6 +386,22 @@ async fn suite(sa: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(page1.len() + page2.len(), 5);
     assert!(page1.iter().all(|p| !page2.contains(p)));
+
+    // The order's read carries its lifecycle row (or that it has none): no second read.
+    assert_eq!(
+        sa.get_order("p0").await.unwrap().unwrap().lifecycle,
+        LifecycleLoaded::Read(None)
+    );
+    let (o, a) = order_with_authz("lc1", "acct3", AuthzState::Pending);
+    let lifecycle = OrderLifecycle {
+        profile: "shortlived".into(),
+        replaces_cert_id: Some("c-old".into()),
+    };
+    sa.insert_order(&o, &[a], Some(&lifecycle)).await.unwrap();
+    assert_eq!(
+        sa.get_order("lc1").await.unwrap().unwrap().lifecycle,
+        LifecycleLoaded::Read(Some(lifecycle))
+    );
 }
 
 /// A device order: a `permanent-identifier` authorization with a device-attest-01 challenge
@@ -436,6 +453,7 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
         created_at: 100,
         authz_ids: vec![name.id.clone(), dev.id.clone()],
         authz_states: Vec::new(),
+        lifecycle: Default::default(),
     };
     (order, vec![name, dev])
 }

@@ -71,6 +71,7 @@ async fn order_object_members() {
         created_at: 0,
         authz_ids: vec!["a1".into()],
         authz_states: Vec::new(),
+        lifecycle: Default::default(),
     };
     let view = OrderView {
         order,

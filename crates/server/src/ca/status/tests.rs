@@ -34,6 +34,7 @@ async fn store_cert(sa: &dyn Storage) -> CertRecord {
         created_at: 0,
         authz_ids: Vec::new(),
         authz_states: Vec::new(),
+        lifecycle: Default::default(),
     };
     sa.insert_order(&order, &[], None).await.unwrap();
     let claim = OrderClaim {
