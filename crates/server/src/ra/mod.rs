@@ -293,9 +293,10 @@ impl Ra {
     /// Looks up the account named by a JWS `kid` within a tenant; RFC 8555 §6.2 requires the
     /// account to exist (`accountDoesNotExist`) and to be valid (`unauthorized`, §7.3.6).
     pub async fn account_for_kid(&self, tenant: &Tenant, id: &str) -> Result<AccountRecord> {
-        // Read every time, not cached: a deactivation by the operator (CLI, admin API, another
-        // node) must stop the account's very next request. A 2 s cache was measured at ~4 % of
-        // the CPU of an issuance, not worth that window.
+        // Read from storage every time: a deactivation by the operator (CLI, admin API, another
+        // node) must stop the account's very next request. On PostgreSQL the front end keeps
+        // what this returned and confirms it in the statement that spends the nonce
+        // (`wfe::accounts`), which keeps that guarantee without a second round trip.
         let acct = self.sa.get_account(id).await?;
         let acct = match acct {
             Some(a) if a.tenant == tenant.name => a,
