@@ -110,13 +110,15 @@ pub fn serve(listener: TcpListener, to: SocketAddr, one_way: Duration) -> anyhow
         }
         live.fetch_add(1, Ordering::SeqCst);
         let guard = LiveGuard(live.clone());
-        std::thread::Builder::new()
-            .stack_size(STACK)
-            .spawn(move || {
-                if let Err(e) = proxy_connection(client, to, one_way, guard) {
-                    tracing::warn!(error = %e, "delay-proxy: connection to {to} failed");
-                }
-            })?;
+        // Out of threads is a per-connection failure too: the connection (and its count) is
+        // dropped with the closure.
+        if let Err(e) = spawn(move || {
+            if let Err(e) = proxy_connection(client, to, one_way, guard) {
+                tracing::warn!(error = %e, "delay-proxy: connection to {to} failed");
+            }
+        }) {
+            tracing::warn!(error = %e, "delay-proxy: cannot start a connection thread");
+        }
     }
     Ok(())
 }
@@ -165,9 +167,14 @@ fn proxy_connection(
     ] {
         let (tx, rx) = sync_channel::<(Instant, Vec<u8>)>(QUEUE);
         let (p, g) = (pair.clone(), guard.clone());
-        spawn(move || read_side(src, tx, one_way, &p, g))?;
+        let reader = spawn(move || read_side(src, tx, one_way, &p, g));
         let (p, g) = (pair.clone(), guard.clone());
-        spawn(move || write_side(dst, rx, &p, g))?;
+        let writer = spawn(move || write_side(dst, rx, &p, g));
+        if let Err(e) = reader.and(writer) {
+            // Threads already running must not wait on a half-built connection.
+            pair.abort();
+            return Err(e);
+        }
     }
     Ok(())
 }
