@@ -159,14 +159,15 @@ fn queued_chunks_wait_concurrently_not_one_after_another() {
     reader.join().expect("reader");
     let took = t.elapsed();
     println!("20 pipelined chunks over a 100 ms round trip: {took:?}");
-    // Delays served one after another would take at least 20 x 50 ms each way (2 s); served
-    // concurrently, about 100 ms plus the 40 ms of pacing. A loose bound, for the property.
+    // Delays served one after another would take about 20 x 50 ms (a proxy that did so
+    // measured 0.9 s here); served concurrently, about 100 ms plus the 40 ms of pacing. A
+    // loose bound, for the property, not for speed.
     assert!(
         took >= Duration::from_millis(100),
         "delivered early: {took:?}"
     );
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_millis(500),
         "queued chunks waited one after another: {took:?}"
     );
 }
