@@ -8,6 +8,7 @@
 //! statements per certificate, `pgstats`) cover issuance only, newAccount excluded.
 
 pub mod client;
+pub mod delay_proxy;
 mod pgstats;
 mod storm;
 

@@ -162,6 +162,9 @@ pub enum Command {
     /// Check a deployment (key files, HSM token, public URLs, clock, database schema, disk,
     /// listeners) and print what to fix; exits non-zero when something must be fixed.
     Doctor(doctor::DoctorArgs),
+    /// Benchmark tooling: a TCP proxy adding a fixed round-trip time (`bench::delay_proxy`).
+    #[command(hide = true)]
+    DelayProxy(crate::bench::delay_proxy::DelayProxyArgs),
 }
 
 /// `fleetca ca ...`
@@ -251,6 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Account { cmd }) => account::run(&cmd),
         Some(Command::Cert { cmd }) => cert::run(&cmd),
         Some(Command::Doctor(a)) => doctor::run(&a),
+        Some(Command::DelayProxy(a)) => crate::bench::delay_proxy::run(&a),
         Some(Command::Bench(a)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
