@@ -385,7 +385,7 @@ fn states_arg(states: &[CoverageState]) -> String {
 }
 
 /// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+/// is to write, what makes a commit durable) is `SqlxBackend`'s.
 #[async_trait]
 impl<B> CoverageStore for B
 where

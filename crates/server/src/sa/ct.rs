@@ -75,7 +75,7 @@ macro_rules! awaiting_final {
 }
 
 /// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+/// is to write, what makes a commit durable) is `SqlxBackend`'s.
 #[async_trait]
 impl<B> CtStore for B
 where

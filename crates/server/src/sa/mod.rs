@@ -8,7 +8,7 @@
 //! has its folder: `sqlite/` (one file, one writer thread, inline readers on `rusqlite`) and
 //! `postgres/` (several nodes on one server; the issuance path in as few round trips as
 //! possible). Where the sqlx code is the same on both, it is written once, generic over
-//! [`backend::SqlxBackend`], which declares what an engine must provide.
+//! `backend::SqlxBackend`, which declares what an engine must provide.
 
 mod admin;
 mod admin_tokens;

@@ -73,7 +73,7 @@ pub(super) fn full_at(b: &SharedBucket, tokens: f64, now_ms: i64) -> i64 {
 }
 
 /// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+/// is to write, what makes a commit durable) is `SqlxBackend`'s.
 #[async_trait]
 impl<B> RateStore for B
 where

@@ -72,7 +72,7 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+/// is to write, what makes a commit durable) is `SqlxBackend`'s.
 #[async_trait]
 impl<B> HistorySeeder for B
 where

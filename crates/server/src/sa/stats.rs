@@ -65,7 +65,7 @@ pub trait StatsStore: Send + Sync {
 }
 
 /// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is [`SqlxBackend`]'s.
+/// is to write, what makes a commit durable) is `SqlxBackend`'s.
 #[async_trait]
 impl<B> StatsStore for B
 where

@@ -94,7 +94,7 @@ pub struct Wfe {
 impl Wfe {
     /// A front end over `ra`, serving the CRLs and OCSP answers of `status`, with nonces from
     /// `nonces`, drawing from `limits` (which the Ra's failed-validation budget,
-    /// [`ratelimit::FailedValidations`], should share).
+    /// `ratelimit::FailedValidations`, should share).
     pub fn new(
         ra: Arc<Ra>,
         status: StatusHandle,

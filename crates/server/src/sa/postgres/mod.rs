@@ -20,7 +20,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// PostgreSQL implementation of [`Storage`].
+/// PostgreSQL implementation of [`Storage`](crate::sa::Storage).
 #[derive(Clone)]
 pub struct PgStorage {
     pool: PgPool,
