@@ -103,6 +103,21 @@ async fn a_slow_signer_holds_up_only_its_own_order() {
         let a = a.clone();
         tokio::spawn(async move { a.post(&finalize_url, Some(&body)).await })
     };
+    // The order is claimed: processing while its certificate is signed. Polled, because on a
+    // busy machine the spawned finalize may not even have been sent yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = a.post(&a_url, None).await.json()["status"].clone();
+        if status == "processing" {
+            break;
+        }
+        assert_eq!(status, "ready", "before the claim the order is ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finalize never claimed the order"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // Meanwhile another device's requests, writes included, are answered. (When signing ran
     // inside the storage writer's transaction, these waited for the signature.)
     let mut b = Client::new(&f.directory_url(), f.root_pem()).await;
@@ -112,8 +127,6 @@ async fn a_slow_signer_holds_up_only_its_own_order() {
         !signing.is_finished(),
         "the slow finalize finished before the other requests: the test proves nothing"
     );
-    // The order is claimed: processing while its certificate is signed.
-    assert_eq!(a.post(&a_url, None).await.json()["status"], "processing");
 
     let r = signing.await.expect("finalize task");
     assert_eq!(
