@@ -2,6 +2,7 @@
 //! algorithm, exactly one of `jwk`/`kid`, signature, `url` and `nonce`, in an order that
 //! spends no nonce and touches no state for a request that fails any check.
 
+use super::body::{read_limited, BodyError};
 use super::Wfe;
 use crate::error::{Error, Result};
 use crate::sa::{AccountGuard, AccountRecord, AccountState, GuardedSpend};
@@ -9,7 +10,7 @@ use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
 use acme_types::jws::{Jws, JwsError};
 use acme_types::problem::ProblemType;
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path};
 use axum::http::{header, request::Parts, Request};
 use axum::response::{IntoResponse, Response};
@@ -153,13 +154,18 @@ impl Wfe {
         mode: KeyMode,
     ) -> Result<(Jws, Jwk, Option<AccountRecord>)> {
         check_content_type(&parts)?;
-        let body = to_bytes(body, self.cfg.max_body_bytes).await.map_err(|_| {
-            Error::malformed(format!(
-                "request body larger than {} bytes",
-                self.cfg.max_body_bytes
-            ))
-            .with_status(413)
-        })?;
+        let body = read_limited(body, self.cfg.max_body_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => Error::malformed(format!(
+                    "request body larger than {} bytes",
+                    self.cfg.max_body_bytes
+                ))
+                .with_status(413),
+                BodyError::Unreadable => {
+                    Error::malformed("the request body was not received whole")
+                }
+            })?;
         let jws = Jws::parse(&body).map_err(jws_error)?;
         let header = &jws.header;
         // Whether the signature was already checked (against a kept account's key).

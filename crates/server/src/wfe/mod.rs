@@ -5,6 +5,7 @@ mod account;
 mod accounts;
 mod ari;
 mod authz;
+mod body;
 mod cert;
 mod client_ip;
 mod crl_shard;
