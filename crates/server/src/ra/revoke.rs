@@ -109,12 +109,10 @@ impl Ra {
         }
         tracing::info!(serial = %cert.serial, reason = ?reason, "certificate revoked");
         // The CRL of the CA that signed it, which may be a retired one (RFC 5280 §5: a CRL
-        // lists certificates of its own issuer).
+        // lists certificates of its own issuer). Asked for, not signed here: the CA's
+        // publisher bounds how often a burst of revocations re-signs it.
         match tenant.issuer_of(&cert) {
-            Some(ca) => {
-                ca.publish_crl(self.sa.as_ref(), self.clock.as_ref())
-                    .await?;
-            }
+            Some(ca) => self.crl_requests.request(ca.id()),
             // Its directory under ca/NAME/retired/ was removed: the revocation is stored, but
             // no CRL of that CA is served any more.
             None => {
