@@ -57,6 +57,8 @@ pub async fn ra_with_tenant(
         root_crl: None,
         lifetime: Duration::from_secs(30 * 86400),
         backdate: Duration::from_secs(3600),
+        crl_shards: 0,
+        ocsp_responder: None,
     }));
     let tenant = Arc::new(Tenant {
         disabled: false,
