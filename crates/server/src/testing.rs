@@ -69,7 +69,7 @@ pub async fn ra_with_tenant(
         website: None,
         caa_identities: vec![],
         external_account_required: false,
-        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+        challenge_types: crate::datadir::default_challenges(),
         attestation_roots,
         attested_names: Vec::new(),
         retired: Vec::new(),

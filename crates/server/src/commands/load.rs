@@ -493,7 +493,7 @@ mod tests {
                 common_name: None,
                 terms_of_service: None,
                 website: None,
-                challenge_types: vec!["http-01".into()],
+                challenge_types: vec![acme_types::wire::ChallengeType::Http01],
                 eab_required: false,
                 rate_limits: Default::default(),
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),

@@ -30,9 +30,9 @@ const ALLOWED_REASONS: [u8; 6] = [0, 1, 3, 4, 5, 9];
 /// in for the other.
 fn required_authz(name: &StoredIdentifier) -> (StoredIdentifier, bool) {
     match name.value.strip_prefix("*.") {
-        Some(base) if identifier_type(name) == Some(IdentifierType::Dns) => (
+        Some(base) if identifier_type(name) == IdentifierType::Dns => (
             StoredIdentifier {
-                kind: name.kind.clone(),
+                kind: name.kind,
                 value: base.to_string(),
             },
             true,
@@ -126,10 +126,11 @@ impl Ra {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::IdentifierKind;
 
     fn dns(v: &str) -> StoredIdentifier {
         StoredIdentifier {
-            kind: "dns".into(),
+            kind: IdentifierKind::Dns,
             value: v.into(),
         }
     }
@@ -145,7 +146,7 @@ mod tests {
             (dns("example.com"), false)
         );
         let ip = StoredIdentifier {
-            kind: "ip".into(),
+            kind: IdentifierKind::Ip,
             value: "10.0.0.1".into(),
         };
         assert_eq!(required_authz(&ip), (ip.clone(), false));
