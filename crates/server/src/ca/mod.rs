@@ -28,7 +28,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// How long a CRL is valid (BR §4.9.7: at most 10 days for subscriber certificates); it is
-/// re-signed well before that, on every revocation and when half of this has passed.
+/// re-signed well before that: soon after a revocation (see [`status::CRL_PUBLISH_INTERVAL`]) and
+/// when half of this has passed.
 pub const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
 /// A certificate just signed.
