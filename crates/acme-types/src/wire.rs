@@ -184,22 +184,44 @@ impl ChallengeType {
         }
     }
 
+    /// Every type this crate knows.
+    pub const ALL: [Self; 4] = [
+        Self::Http01,
+        Self::Dns01,
+        Self::TlsAlpn01,
+        Self::DeviceAttest01,
+    ];
+
     /// The type named `s`, if known.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Http01,
-            Self::Dns01,
-            Self::TlsAlpn01,
-            Self::DeviceAttest01,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
 impl fmt::Display for ChallengeType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// By its wire name, so a configuration file lists `"http-01"` etc.
+impl Serialize for ChallengeType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An unknown name is an error that names it and the known ones.
+impl<'de> Deserialize<'de> for ChallengeType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+            serde::de::Error::custom(format!(
+                "unknown challenge type {s:?} (known: {})",
+                known.join(", ")
+            ))
+        })
     }
 }
 

@@ -22,6 +22,7 @@
 //! DIR/eab.key                 secret sealing the stored EAB HMAC keys (0600, made on first use)
 //! ```
 
+use acme_types::wire::ChallengeType;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -88,7 +89,7 @@ pub struct CaSection {
     pub website: Option<String>,
     /// Challenge types offered.
     #[serde(default = "default_challenges")]
-    pub challenge_types: Vec<String>,
+    pub challenge_types: Vec<ChallengeType>,
     /// `meta.externalAccountRequired` (RFC 8555 §7.3.4): newAccount needs a binding made
     /// with `fleetca eab create`.
     #[serde(default)]
@@ -202,8 +203,13 @@ impl Pkcs11Section {
     }
 }
 
-fn default_challenges() -> Vec<String> {
-    vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()]
+/// The challenge types a tenant offers unless its configuration says otherwise.
+pub(crate) fn default_challenges() -> Vec<ChallengeType> {
+    vec![
+        ChallengeType::Http01,
+        ChallengeType::Dns01,
+        ChallengeType::TlsAlpn01,
+    ]
 }
 
 /// Paths inside one data directory.
@@ -425,5 +431,25 @@ mod tests {
                    caa_identities = []\nlifetime_days = 1\n[[ca.ct_logs]]\nurl = \"u\"\n\
                    public_key = \"k\"\noperator = \"o\"\nkey = \"k\"\n";
         assert!(toml::from_str::<CaConfig>(bad).is_err());
+    }
+
+    /// An unknown challenge type is a configuration error naming it and the known ones, not
+    /// a type silently never offered.
+    #[test]
+    fn unknown_challenge_types_are_refused() {
+        let text =
+            "[ca]\nname = \"default\"\ntrust = \"private\"\npermit = [\"routers.example.com\"]\n\
+                    public_base_url = \"http://ca.example.com\"\ncaa_identities = []\n\
+                    lifetime_days = 30\nchallenge_types = [\"http-01\", \"http-02\"]\n";
+        let Err(e) = toml::from_str::<CaConfig>(text) else {
+            panic!("challenge type http-02 accepted");
+        };
+        let e = e.to_string();
+        assert!(e.contains("http-02") && e.contains("dns-01"), "{e}");
+        let ok = section(
+            "private",
+            "challenge_types = [\"dns-01\", \"device-attest-01\"]",
+        );
+        assert_eq!(ok.challenge_types.len(), 2);
     }
 }

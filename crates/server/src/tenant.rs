@@ -27,7 +27,7 @@ pub struct Tenant {
     /// `meta.externalAccountRequired` (RFC 8555 §7.3.4).
     pub external_account_required: bool,
     /// Challenge types this tenant offers.
-    pub challenge_types: Vec<String>,
+    pub challenge_types: Vec<acme_types::wire::ChallengeType>,
     /// Manufacturing CA roots (DER) for `device-attest-01`; empty disables
     /// `permanent-identifier` (draft-ietf-acme-device-attest).
     pub attestation_roots: Vec<Vec<u8>>,

@@ -57,6 +57,8 @@ pub async fn ra_with_tenant(
         root_crl: None,
         lifetime: Duration::from_secs(30 * 86400),
         backdate: Duration::from_secs(3600),
+        crl_shards: 0,
+        ocsp_responder: None,
     }));
     let tenant = Arc::new(Tenant {
         disabled: false,
@@ -67,7 +69,7 @@ pub async fn ra_with_tenant(
         website: None,
         caa_identities: vec![],
         external_account_required: false,
-        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+        challenge_types: crate::datadir::default_challenges(),
         attestation_roots,
         attested_names: Vec::new(),
         retired: Vec::new(),

@@ -120,7 +120,7 @@ async fn start(ra: &Ra, t: &Tenant, serial: &str) -> Attempt {
     let authz = ra.get_authz(t, &acct, &authz_id).await.unwrap();
     assert_eq!(authz.authz.challenges.len(), 1, "only device-attest-01");
     let ch = &authz.authz.challenges[0];
-    assert_eq!(ch.kind, "device-attest-01");
+    assert_eq!(ch.kind.as_str(), "device-attest-01");
     Attempt {
         order_id: order.order.id.clone(),
         authz_id,

@@ -7,8 +7,10 @@ mod client;
 mod support;
 
 use client::Client;
+use fleetca::ca::status::CRL_PUBLISH_INTERVAL;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use support::{ChallTestSrv, Fleetca, Tool};
 
 const PERMITS: &[&str] = &["routers.example.com"];
@@ -356,4 +358,89 @@ async fn revoke_many_by_suffix_account_and_tenant() {
     );
     let v = env.cli_json(&["cert", "list", "--json"]);
     assert_eq!(v.as_array().unwrap().len(), 4);
+}
+
+/// The serials (lower-case hex) on the full CRL served now.
+async fn crl_serials(env: &Env) -> Vec<String> {
+    let url = format!(
+        "{}/crl/default.crl",
+        env.ca.plain_http_url().expect("plain HTTP URL")
+    );
+    let der = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&der).expect("CRL parses");
+    crl.iter_revoked_certificates()
+        .map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
+        .collect()
+}
+
+/// The CRLs the `default` CA signed so far, from `/metrics` (read off the runtime: the
+/// scrape blocks).
+fn crls_signed(env: &Env) -> f64 {
+    let text = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| support::metrics::scrape(&env.ca))
+                .join()
+                .expect("scrape")
+        })
+    });
+    support::metrics::sum(
+        &text,
+        "fleetca_crl_generated_total",
+        &["tenant=\"default\""],
+    )
+}
+
+/// A burst of revocations asks the CA's status publisher to re-sign the CRL instead of each
+/// signing it: the number of CRL signatures stays within the publisher's bound (one round at
+/// once, then at most one per interval), and the CRL served soon after lists every serial.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_revocations_signs_a_bounded_number_of_crls() {
+    const BURST: usize = 8;
+    let Some(env) = Env::start("a_burst_of_revocations_signs_a_bounded_number_of_crls", &[]) else {
+        return;
+    };
+    let c = env.client().await;
+    let mut leaves = Vec::new();
+    for i in 0..BURST {
+        let (leaf, _) = env
+            .issue(&c, &format!("burst{i}.routers.example.com"))
+            .await;
+        leaves.push(leaf);
+    }
+    let before = crls_signed(&env);
+    let started = std::time::Instant::now();
+    for leaf in &leaves {
+        let r = c
+            .post(
+                &c.url("revokeCert"),
+                Some(&json!({"certificate": client::b64url(leaf), "reason": 4})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let burst = started.elapsed();
+
+    // Every revoked serial is on the served CRL within the publisher's promised delay.
+    let want: Vec<String> = leaves.iter().map(|l| serial_hex(l)).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = crl_serials(&env).await;
+        if want.iter().all(|s| listed.contains(s)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revoked serials missing from the CRL: {want:?} vs {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // One round may start at the first revocation and one more per interval after it (the
+    // burst's own length, measured, sets how many intervals it spanned).
+    let signed = crls_signed(&env) - before;
+    let rounds = 2.0 + (burst.as_secs_f64() / CRL_PUBLISH_INTERVAL.as_secs_f64()).ceil();
+    assert!(
+        signed <= rounds,
+        "{BURST} revocations in {burst:?} signed {signed} CRLs (bound {rounds})"
+    );
 }

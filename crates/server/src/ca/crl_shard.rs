@@ -12,22 +12,15 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{CrlRecord, LifecycleStore};
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
 /// Highest shard number served, so URL guessing cannot make the CA sign unbounded CRLs.
 pub const MAX_CRL_SHARDS: u32 = 4096;
 
 impl IssuingCa {
-    /// Spreads new certificates over `n` CRL shards (0: single CRL). Set before serving.
-    pub fn set_crl_shards(&self, n: u32) {
-        self.crl_shards
-            .store(n.min(MAX_CRL_SHARDS), Ordering::Relaxed);
-    }
-
     /// A shard for a new certificate, uniformly at random; `None` when not sharding.
     pub fn pick_crl_shard(&self) -> Option<u32> {
-        let n = self.crl_shards.load(Ordering::Relaxed);
+        let n = self.crl_shards;
         (n > 0).then(|| rand::random_range(0..n))
     }
 
@@ -53,8 +46,7 @@ impl IssuingCa {
         // it was published before (certificates issued under an earlier, larger
         // `--crl-shards` point at it).
         if shard >= MAX_CRL_SHARDS
-            || (shard >= self.crl_shards.load(Ordering::Relaxed)
-                && store.get_crl_shard(&self.name, shard).await?.is_none())
+            || (shard >= self.crl_shards && store.get_crl_shard(&self.name, shard).await?.is_none())
         {
             return Err(Error::not_found("CRL"));
         }

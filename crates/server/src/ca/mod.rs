@@ -28,7 +28,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// How long a CRL is valid (BR §4.9.7: at most 10 days for subscriber certificates); it is
-/// re-signed well before that, on every revocation and when half of this has passed.
+/// re-signed well before that: soon after a revocation (see [`status::CRL_PUBLISH_INTERVAL`]) and
+/// when half of this has passed.
 pub const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
 /// A certificate just signed.
@@ -64,8 +65,9 @@ pub struct IssuingCa {
     profiles: Vec<CertProfile>,
     ocsp_url: String,
     /// Number of CRL shards new certificates are spread over (0: the single CRL only).
-    crl_shards: std::sync::atomic::AtomicU32,
+    crl_shards: u32,
     /// Delegated OCSP responder (RFC 6960 §4.2.2.2), when configured; see [`ocsp_signer`].
+    /// Replaced only when `serve` re-issues it (a third of its validity left).
     ocsp_responder: std::sync::RwLock<Option<Arc<ocsp_signer::OcspResponder>>>,
 }
 
@@ -91,6 +93,11 @@ pub struct IssuingCaParts {
     pub lifetime: Duration,
     /// How far notBefore is set in the past, for devices whose clocks run slow.
     pub backdate: Duration,
+    /// CRL shards new certificates are spread over (0: the single CRL only; at most
+    /// [`crl_shard::MAX_CRL_SHARDS`]); see [`crl_shard`].
+    pub crl_shards: u32,
+    /// The delegated OCSP responder, when the CA has one (see [`ocsp_signer::current`]).
+    pub ocsp_responder: Option<ocsp_signer::OcspResponder>,
 }
 
 impl IssuingCa {
@@ -121,8 +128,8 @@ impl IssuingCa {
             root_crl: p.root_crl,
             profiles: profile::standard_profiles(p.lifetime),
             ocsp_url,
-            crl_shards: std::sync::atomic::AtomicU32::new(0),
-            ocsp_responder: std::sync::RwLock::new(None),
+            crl_shards: p.crl_shards.min(crl_shard::MAX_CRL_SHARDS),
+            ocsp_responder: std::sync::RwLock::new(p.ocsp_responder.map(Arc::new)),
             backdate: p.backdate,
             crl_lock: tokio::sync::Mutex::new(()),
         }

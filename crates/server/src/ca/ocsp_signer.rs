@@ -126,15 +126,33 @@ pub fn create(
     })
 }
 
-impl IssuingCa {
-    /// Signs OCSP responses with `responder` from now on (`None`: with the CA key).
-    pub fn set_ocsp_responder(&self, responder: Option<Arc<OcspResponder>>) {
-        *self
-            .ocsp_responder
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = responder;
+/// The responder to serve for the CA (`ca_cert_der`, `ca_signer`) in `ca_dir`, if that CA has
+/// one: the pair on disk, or a new one when a third of its validity remains, it does not load,
+/// or it was issued by another key (the CA was re-keyed). Also whether it was re-issued.
+pub fn current(
+    ca_dir: &Path,
+    ca_cert_der: &[u8],
+    ca_signer: &dyn Signer,
+    passphrase: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Option<(OcspResponder, bool)>> {
+    if !configured(ca_dir) {
+        return Ok(None);
     }
+    let loaded = load(ca_dir, passphrase)
+        .ok()
+        .flatten()
+        .filter(|r| issued_by(&r.cert_der, ca_cert_der));
+    match loaded {
+        Some(r) if !r.needs_renewal(now.unix_timestamp()) => Ok(Some((r, false))),
+        _ => Ok(Some((
+            create(ca_dir, ca_cert_der, ca_signer, passphrase, now)?,
+            true,
+        ))),
+    }
+}
 
+impl IssuingCa {
     /// The delegated responder, if one is installed.
     pub fn ocsp_responder(&self) -> Option<Arc<OcspResponder>> {
         self.ocsp_responder
@@ -143,40 +161,38 @@ impl IssuingCa {
             .clone()
     }
 
-    /// Loads the responder in `ca_dir` (if that CA has one), re-issues it with this CA's key
-    /// when a third of its validity remains (or it does not match this CA), and installs it.
-    /// Returns whether one is installed and whether it was re-issued.
+    /// Re-issues the responder in `ca_dir` with this CA's key when it is due (see
+    /// [`current`]) and serves the new one from then on. Returns whether one is installed and
+    /// whether it was re-issued. The CA starts with the responder its parts gave it
+    /// ([`super::IssuingCaParts::ocsp_responder`]); this is the renewal `serve` runs.
     pub fn refresh_ocsp_responder(
         &self,
         ca_dir: &Path,
         passphrase: Option<&[u8]>,
         now: OffsetDateTime,
     ) -> anyhow::Result<(bool, bool)> {
-        if !configured(ca_dir) {
+        let Some((responder, renewed)) = current(
+            ca_dir,
+            &self.cert_der,
+            self.signer.as_ref(),
+            passphrase,
+            now,
+        )?
+        else {
             return Ok((false, false));
-        }
-        // A pair that does not load or was issued by another key (the CA was re-keyed) is
-        // replaced rather than served.
-        let current = load(ca_dir, passphrase)
-            .ok()
-            .flatten()
-            .filter(|r| issued_by(&r.cert_der, &self.cert_der));
-        let renew = current
-            .as_ref()
-            .is_none_or(|r| r.needs_renewal(now.unix_timestamp()));
-        let responder = if renew {
-            create(
-                ca_dir,
-                &self.cert_der,
-                self.signer.as_ref(),
-                passphrase,
-                now,
-            )?
-        } else {
-            current.ok_or_else(|| anyhow::anyhow!("no OCSP responder"))?
         };
-        self.set_ocsp_responder(Some(Arc::new(responder)));
-        Ok((true, renew))
+        let mut slot = self
+            .ocsp_responder
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // An unchanged pair keeps the served one (and the OCSP answers cached for it).
+        let same = slot
+            .as_ref()
+            .is_some_and(|r| r.cert_der == responder.cert_der);
+        if !same {
+            *slot = Some(Arc::new(responder));
+        }
+        Ok((true, renewed))
     }
 }
 

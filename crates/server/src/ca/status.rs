@@ -4,9 +4,14 @@
 //! signer, so a bug or a hostile request in the HTTP layer cannot make the CA sign anything
 //! other than a CRL or an OCSP answer for what storage says.
 //!
-//! - Full and shard CRLs are stored; they are re-signed on a revocation (by the RA, as
-//!   before), when half their validity has passed, and, for a shard, when its revoked set
-//!   changed (see [`super::crl_shard`]).
+//! - Full and shard CRLs are stored; they are re-signed when half their validity has passed
+//!   and, for a shard, when its revoked set changed (see [`super::crl_shard`]). A revocation
+//!   does not sign: the RA *asks* through [`CrlRequests`], and the publisher re-signs the full
+//!   CRLs asked for in rounds at most [`CRL_PUBLISH_INTERVAL`] apart, so a burst of
+//!   revocations costs a bounded number of signatures (about one per CA per interval) and a
+//!   revoked serial is on the served CRL within that interval plus one signature. A fetch of
+//!   a CRL with a round due waits for it (bounded), so this node never serves a CRL older
+//!   than a revocation it answered.
 //! - OCSP answers without a nonce are kept in memory per (CA, request) and served again while
 //!   every certificate's status read from storage is still the one they were signed for, the
 //!   CA and its delegated responder are the same, and less than half their validity has
@@ -24,10 +29,11 @@ use crate::error::{Error, Result};
 use crate::sa::{CrlRecord, LifecycleStore, Storage};
 use crate::tenant::TenantSet;
 use pki::ocsp::{CertStatus, OcspError, OcspQuery};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Most CRL or OCSP signatures made at once, over all CAs; the rest wait. Each is well under
 /// a millisecond in software and 5–50 ms on a network HSM.
@@ -36,6 +42,99 @@ pub const MAX_STATUS_SIGNINGS: usize = 4;
 /// Most signed OCSP answers kept. Anyone can send distinct requests, so the cache is bounded;
 /// beyond it answers are signed and not kept until entries go stale.
 pub const MAX_CACHED_OCSP: usize = 10_000;
+
+/// Shortest time between two rounds of requested full-CRL signatures. BR §4.9.7 allows up to
+/// 24 hours between a revocation and the CRL that lists it; a second keeps the CRL current
+/// while a burst of N revocations costs one signature per CA per second instead of N.
+pub const CRL_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest a CRL fetch waits for a due round before serving the stored CRL (a slow or
+/// unavailable signer must not hold fetches for long).
+const CRL_FETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// Requests to re-sign full CRLs: the RA asks after a revocation, the status publisher signs.
+/// Cheap to clone; every clone is the same queue.
+#[derive(Clone)]
+pub struct CrlRequests {
+    inner: Arc<Requests>,
+}
+
+struct Requests {
+    state: Mutex<RequestState>,
+    /// Wakes the publisher; a wake-up sent while it is busy is kept for its next wait.
+    wake: Notify,
+    /// The last round finished.
+    published: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct RequestState {
+    /// CA ids asked for since the last round started.
+    pending: BTreeSet<String>,
+    /// CA ids the round under way signs.
+    in_flight: BTreeSet<String>,
+    /// Rounds started.
+    round: u64,
+}
+
+impl Default for CrlRequests {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Requests {
+                state: Mutex::default(),
+                wake: Notify::new(),
+                published: watch::channel(0).0,
+            }),
+        }
+    }
+}
+
+impl CrlRequests {
+    /// Asks for the full CRL of CA `ca_id` to be re-signed in the publisher's next round.
+    pub fn request(&self, ca_id: &str) {
+        self.state().pending.insert(ca_id.to_owned());
+        self.inner.wake.notify_one();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RequestState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The round whose end publishes everything asked for `ca_id` so far, if one is due.
+    fn due(&self, ca_id: &str) -> Option<u64> {
+        let st = self.state();
+        if st.pending.contains(ca_id) {
+            Some(st.round + 1)
+        } else if st.in_flight.contains(ca_id) {
+            Some(st.round)
+        } else {
+            None
+        }
+    }
+
+    /// Waits (at most [`CRL_FETCH_WAIT`]) until round `round` has finished.
+    async fn published(&self, round: u64) {
+        let mut rx = self.inner.published.subscribe();
+        let _ = tokio::time::timeout(CRL_FETCH_WAIT, rx.wait_for(|r| *r >= round)).await;
+    }
+
+    /// Starts a round: the CA ids it signs.
+    fn start_round(&self) -> Vec<String> {
+        let mut st = self.state();
+        st.round += 1;
+        st.in_flight = std::mem::take(&mut st.pending);
+        st.in_flight.iter().cloned().collect()
+    }
+
+    fn end_round(&self) {
+        let round = {
+            let mut st = self.state();
+            st.in_flight.clear();
+            st.round
+        };
+        self.inner.published.send_replace(round);
+    }
+}
 
 /// Bytes the CA signed, ready to serve.
 #[derive(Clone, Debug)]
@@ -78,6 +177,7 @@ struct Publisher {
     clock: Arc<dyn Clock>,
     signing: Semaphore,
     ocsp: Mutex<HashMap<OcspKey, CachedOcsp>>,
+    requests: CrlRequests,
 }
 
 /// What the front end holds: asks the CA side for signed CRLs and OCSP answers.
@@ -88,23 +188,42 @@ pub struct StatusHandle {
 
 impl StatusHandle {
     /// The publisher for the CAs of `tenants` (as reloaded over time), reading certificate
-    /// status from `sa` and shard CRLs from `lifecycle` (shard CRLs are not served without it).
+    /// status from `sa` and shard CRLs from `lifecycle` (shard CRLs are not served without it),
+    /// and re-signing the full CRLs asked for through `requests` (see [`CrlRequests`]). Starts
+    /// the task that does so; it ends at its first wake-up after the last handle is dropped.
     pub fn start(
         tenants: Arc<TenantSet>,
         sa: Arc<dyn Storage>,
         lifecycle: Option<Arc<dyn LifecycleStore>>,
         clock: Arc<dyn Clock>,
+        requests: CrlRequests,
     ) -> Self {
-        Self {
-            inner: Arc::new(Publisher {
-                tenants,
-                sa,
-                lifecycle,
-                clock,
-                signing: Semaphore::new(MAX_STATUS_SIGNINGS),
-                ocsp: Mutex::new(HashMap::new()),
-            }),
-        }
+        let inner = Arc::new(Publisher {
+            tenants,
+            sa,
+            lifecycle,
+            clock,
+            signing: Semaphore::new(MAX_STATUS_SIGNINGS),
+            ocsp: Mutex::new(HashMap::new()),
+            requests: requests.clone(),
+        });
+        tokio::spawn(publish_requested(Arc::downgrade(&inner), requests));
+        Self { inner }
+    }
+
+    /// Re-signs and stores the full CRL of CA `id`, if it is loaded.
+    async fn publish_crl(&self, id: &str) -> Result<()> {
+        let Some(ca) = self.issuing_ca(id) else {
+            return Ok(());
+        };
+        let p = Arc::clone(&self.inner);
+        let _permit = self.permit().await?;
+        let c = Arc::clone(&ca);
+        on_signing_thread(&ca, async move {
+            c.publish_crl(p.sa.as_ref(), p.clock.as_ref()).await
+        })
+        .await??;
+        Ok(())
     }
 
     /// The issuing CA, active or retired, with id `id`; a disabled tenant's CAs still answer
@@ -127,8 +246,12 @@ impl StatusHandle {
     }
 
     /// The current full CRL of CA `id`, re-signed first when half its validity has passed.
+    /// A round due for it (a revocation on this node) is waited for first.
     pub async fn crl(&self, id: &str) -> Result<SignedBytes> {
         let ca = self.issuing_ca(id).ok_or_else(|| Error::not_found("CRL"))?;
+        if let Some(round) = self.inner.requests.due(id) {
+            self.inner.requests.published(round).await;
+        }
         let p = Arc::clone(&self.inner);
         let _permit = self.permit().await?;
         let c = Arc::clone(&ca);
@@ -274,6 +397,28 @@ impl Publisher {
                 refresh_at: this + (next - this) / 2,
             },
         );
+    }
+}
+
+/// The publisher's rounds: waits for a request, re-signs every full CRL asked for since the
+/// last round, then rests [`CRL_PUBLISH_INTERVAL`] so requests meanwhile share the next round.
+/// A CRL that could not be signed (the CA key unavailable) is asked for again.
+async fn publish_requested(publisher: Weak<Publisher>, requests: CrlRequests) {
+    loop {
+        requests.inner.wake.notified().await;
+        let Some(inner) = publisher.upgrade() else {
+            return;
+        };
+        let handle = StatusHandle { inner };
+        for id in requests.start_round() {
+            if let Err(e) = handle.publish_crl(&id).await {
+                tracing::error!(issuer = %id, error = %e, "re-signing the CRL after a revocation failed; retrying");
+                requests.request(&id);
+            }
+        }
+        requests.end_round();
+        drop(handle);
+        tokio::time::sleep(CRL_PUBLISH_INTERVAL).await;
     }
 }
 

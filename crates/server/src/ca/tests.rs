@@ -63,6 +63,8 @@ fn ca_with(signer: Arc<Switchable>) -> IssuingCa {
         root_crl: None,
         lifetime: Duration::from_secs(30 * 86400),
         backdate: Duration::from_secs(3600),
+        crl_shards: 0,
+        ocsp_responder: None,
     })
 }
 
@@ -104,4 +106,25 @@ async fn an_unavailable_key_refuses_issuance_and_keeps_serving_the_last_crl() {
     let fresh = ca.current_crl(&sa, &clock).await.unwrap();
     assert!(fresh.number > first.number);
     ca.issue(&csr, &ids, clock.now()).unwrap();
+}
+
+/// Issue 15: a CA is built complete by [`IssuingCa::new`]; nothing configures a live one
+/// afterwards (a request could otherwise meet one half set up).
+#[test]
+fn the_ca_has_no_setters() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ca");
+    let mut setters = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("src/ca") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("source");
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("fn set_") {
+                setters.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(setters.is_empty(), "setters in ca/: {setters:#?}");
 }

@@ -169,7 +169,7 @@ pub(super) fn new_section(
         common_name: None,
         terms_of_service: None,
         website: None,
-        challenge_types: vec!["http-01".into(), "dns-01".into(), "tls-alpn-01".into()],
+        challenge_types: crate::datadir::default_challenges(),
         eab_required: false,
         rate_limits: Default::default(),
         attestation_roots: Vec::new(),

@@ -16,13 +16,26 @@ fn read_pem_ders(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Loads the tenant's active issuing CA: key (decrypting with `passphrase` if needed),
-/// certificate, chain, and the private root when there is one.
+/// certificate, chain, and the private root when there is one. No CRL shards and no
+/// delegated OCSP responder (what operator commands need); `serve` builds its CAs from
+/// [`load_issuing_ca_parts`].
 pub(crate) fn load_issuing_ca(
     dd: &DataDir,
     cfg: &CaConfig,
     passphrase: Option<&[u8]>,
     pkcs11_pin_file: Option<&Path>,
 ) -> anyhow::Result<IssuingCa> {
+    load_issuing_ca_parts(dd, cfg, passphrase, pkcs11_pin_file).map(IssuingCa::new)
+}
+
+/// What [`load_issuing_ca`] builds its CA from, for a caller that completes the parts (CRL
+/// shards, OCSP responder) before building.
+pub(crate) fn load_issuing_ca_parts(
+    dd: &DataDir,
+    cfg: &CaConfig,
+    passphrase: Option<&[u8]>,
+    pkcs11_pin_file: Option<&Path>,
+) -> anyhow::Result<IssuingCaParts> {
     let name = &cfg.ca.name;
     if !dd.ca_cert(name).exists() {
         anyhow::bail!(
@@ -42,14 +55,14 @@ pub(crate) fn load_issuing_ca(
     )
 }
 
-/// Loads the tenant's retired issuing CAs (`fleetca tenant rollover`), in id order. Each
-/// still signs its CRLs and OCSP answers, so its key is opened like the active one's.
-pub(crate) fn load_retired_cas(
+/// The parts of the tenant's retired issuing CAs (`fleetca tenant rollover`), in id order.
+/// Each still signs its CRLs and OCSP answers, so its key is opened like the active one's.
+pub(crate) fn load_retired_ca_parts(
     dd: &DataDir,
     cfg: &CaConfig,
     passphrase: Option<&[u8]>,
     pkcs11_pin_file: Option<&Path>,
-) -> anyhow::Result<Vec<IssuingCa>> {
+) -> anyhow::Result<Vec<IssuingCaParts>> {
     let mut out = Vec::new();
     for (meta, dir) in retired_issuers(dd, &cfg.ca.name)? {
         let key = super::ca_key::open_key(
@@ -95,7 +108,7 @@ pub(crate) fn load_issuer_by_id(
         passphrase,
         pkcs11_pin_file,
     )?;
-    load_ca_in(dd, cfg, &meta.id, &dir, meta.pkcs11.as_ref(), key)
+    load_ca_in(dd, cfg, &meta.id, &dir, meta.pkcs11.as_ref(), key).map(IssuingCa::new)
 }
 
 /// The retired CAs of a tenant: each `ca/NAME/retired/ID/issuer.toml` and its directory.
@@ -133,7 +146,7 @@ fn load_ca_in(
     dir: &Path,
     pkcs11: Option<&Pkcs11Section>,
     signer: Arc<dyn Signer>,
-) -> anyhow::Result<IssuingCa> {
+) -> anyhow::Result<IssuingCaParts> {
     let name = &cfg.ca.name;
     let cert_path = dir.join("cert.pem");
     let cert_der = read_pem_ders(&cert_path)?
@@ -190,7 +203,7 @@ fn load_ca_in(
         profile,
         Vec::new(),
     )?;
-    Ok(IssuingCa::new(IssuingCaParts {
+    Ok(IssuingCaParts {
         name: id.to_string(),
         tenant: name.clone(),
         issuer,
@@ -201,7 +214,9 @@ fn load_ca_in(
         root_crl,
         lifetime: Duration::from_secs(u64::from(cfg.ca.lifetime_days) * 86400),
         backdate: BACKDATE,
-    }))
+        crl_shards: 0,
+        ocsp_responder: None,
+    })
 }
 
 /// How far notBefore is set before the moment of issuance (clock skew on devices).
@@ -478,7 +493,7 @@ mod tests {
                 common_name: None,
                 terms_of_service: None,
                 website: None,
-                challenge_types: vec!["http-01".into()],
+                challenge_types: vec![acme_types::wire::ChallengeType::Http01],
                 eab_required: false,
                 rate_limits: Default::default(),
                 attestation_roots: roots.iter().map(|s| s.to_string()).collect(),

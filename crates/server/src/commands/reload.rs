@@ -9,6 +9,7 @@
 //! while a node's listening connection was down (docs/zero-downtime.md).
 
 use super::load;
+use crate::ca::IssuingCa;
 use crate::clock::Clock;
 use crate::datadir::{CaConfig, DataDir, Trust};
 use crate::tenant::{Tenant, TenantSet};
@@ -112,34 +113,40 @@ impl TenantLoader {
         // BR §6.3.2 by date: a public-trust tenant whose lifetime the schedule has shortened
         // below its configuration is refused, at start and at every reload.
         load::check_lifetime(cfg, self.clock.now())?;
-        let ca = load::load_issuing_ca(
+        let mut parts = load::load_issuing_ca_parts(
             &self.dd,
             cfg,
             self.passphrase.as_deref(),
             self.pin_file.as_deref(),
         )?;
-        ca.set_crl_shards(self.crl_shards);
+        parts.crl_shards = self.crl_shards;
         // A delegated OCSP responder (RFC 6960 §4.2.2.2) where `init --ocsp-signer` made one.
-        let (installed, _) = ca
-            .refresh_ocsp_responder(
-                &self.dd.ca_dir(&cfg.ca.name),
-                self.passphrase.as_deref(),
-                self.clock.now(),
-            )
-            .context("OCSP responder")?;
-        if installed {
+        parts.ocsp_responder = crate::ca::ocsp_signer::current(
+            &self.dd.ca_dir(&cfg.ca.name),
+            &parts.cert_der,
+            parts.signer.as_ref(),
+            self.passphrase.as_deref(),
+            self.clock.now(),
+        )
+        .context("OCSP responder")?
+        .map(|(r, _)| r);
+        if parts.ocsp_responder.is_some() {
             tracing::info!(tenant = %cfg.ca.name, "OCSP responses signed by a delegated responder");
         }
+        let ca = IssuingCa::new(parts);
         // Issuing CAs replaced by `tenant rollover` keep answering for what they issued.
-        let retired = load::load_retired_cas(
+        let retired = load::load_retired_ca_parts(
             &self.dd,
             cfg,
             self.passphrase.as_deref(),
             self.pin_file.as_deref(),
-        )?;
-        for r in &retired {
-            r.set_crl_shards(self.crl_shards);
-        }
+        )?
+        .into_iter()
+        .map(|mut r| {
+            r.crl_shards = self.crl_shards;
+            IssuingCa::new(r)
+        })
+        .collect::<Vec<_>>();
         // Certificate Transparency (docs/ct.md): refused here when the logs cannot meet the
         // CT policy for the CA's longest validity.
         let ct = load::load_ct(cfg, &ca)?;

@@ -432,6 +432,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(ra.storage()),
         Some(Arc::clone(ra.lifecycle())),
         Arc::clone(ra.clock()),
+        ra.crl_requests().clone(),
     );
     let wfe = Wfe::new(ra.clone(), status, wfe_cfg, nonces, limiter);
     wfe.spawn_nonce_pruner();

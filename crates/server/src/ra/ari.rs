@@ -195,10 +195,10 @@ impl Ra {
             .replacing_orders(&cert.id)
             .await?
             .into_iter()
-            .any(|o| match OrderState::parse(&o.status) {
-                Ok(OrderState::Valid | OrderState::Processing) => true,
-                Ok(OrderState::Pending) => o.expires > now,
-                Ok(OrderState::Invalid) | Err(_) => false,
+            .any(|o| match o.status {
+                OrderState::Valid | OrderState::Processing => true,
+                OrderState::Pending => o.expires > now,
+                OrderState::Invalid => false,
             });
         if live {
             return Err(Error::acme(

@@ -32,9 +32,7 @@ pub(crate) const CAA_RECHECK_AGE_SECS: i64 = 7 * 3600;
 /// granted by a device attestation (`attested_by`, private trust only) were never checked by
 /// the VA.
 fn caa_method(authz: &AuthzRecord) -> Result<Option<ChallengeKind>> {
-    if identifier_type(&authz.identifier) != Some(IdentifierType::Dns)
-        || authz.attested_by.is_some()
-    {
+    if identifier_type(&authz.identifier) != IdentifierType::Dns || authz.attested_by.is_some() {
         return Ok(None);
     }
     let valid = authz
@@ -42,10 +40,7 @@ fn caa_method(authz: &AuthzRecord) -> Result<Option<ChallengeKind>> {
         .iter()
         .filter(|c| c.status == ChallengeState::Valid)
         .max_by_key(|c| c.validated_at);
-    match valid
-        .and_then(|c| challenge_type(&c.kind))
-        .and_then(va_kind)
-    {
+    match valid.and_then(|c| va_kind(challenge_type(c.kind))) {
         Some(kind) => Ok(Some(kind)),
         // A valid DNS authorization with no challenge the VA validated: nothing to recheck
         // against, so refuse rather than sign unchecked.
@@ -175,7 +170,9 @@ impl Ra {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sa::{AuthzState, ChallengeRecord, StoredIdentifier};
+    use crate::sa::{
+        AuthzState, ChallengeRecord, IdentifierKind, StoredChallengeKind, StoredIdentifier,
+    };
 
     fn authz(kind: &str, challenges: &[(&str, ChallengeState)]) -> AuthzRecord {
         AuthzRecord {
@@ -183,7 +180,7 @@ mod tests {
             tenant: "default".into(),
             account_id: "acct".into(),
             identifier: StoredIdentifier {
-                kind: kind.into(),
+                kind: IdentifierKind::parse(kind).unwrap(),
                 value: "x.example.com".into(),
             },
             wildcard: false,
@@ -195,7 +192,7 @@ mod tests {
                 .map(|(k, s)| ChallengeRecord {
                     id: format!("c-{k}"),
                     authz_id: "a1".into(),
-                    kind: (*k).into(),
+                    kind: StoredChallengeKind::parse(k).unwrap(),
                     token: "t".into(),
                     status: *s,
                     validated_at: (*s == ChallengeState::Valid).then_some(100),

@@ -55,7 +55,7 @@ impl Ra {
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
-        if challenge_type(&ch.kind) == Some(ChallengeType::DeviceAttest01) {
+        if challenge_type(ch.kind) == ChallengeType::DeviceAttest01 {
             return Err(Error::malformed(
                 "a device-attest-01 response must carry the attestation object in \"attObj\"",
             ));
@@ -113,7 +113,7 @@ impl Ra {
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
         let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
-        if challenge_type(&ch.kind) != Some(ChallengeType::DeviceAttest01) {
+        if challenge_type(ch.kind) != ChallengeType::DeviceAttest01 {
             return Err(Error::malformed(
                 "attObj is only meaningful for device-attest-01",
             ));
@@ -167,7 +167,7 @@ impl Ra {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, %detail, "device attestation refused");
                 let mut p = Problem::new(ProblemType::BadAttestationStatement, detail);
                 p.identifier = Some(acme_types::wire::Identifier {
-                    r#type: authz.identifier.kind.clone(),
+                    r#type: identifier_type(&authz.identifier).as_str().to_owned(),
                     value: authz.identifier.value.clone(),
                     ancestor_domain: None,
                 });
@@ -180,7 +180,7 @@ impl Ra {
                 }
             }
         };
-        crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
+        crate::metrics::validation(ch.kind.as_str(), outcome.valid, started.elapsed());
         self.sa.finish_challenge(id, outcome).await?;
         self.get_challenge(tenant, acct, id).await
     }
@@ -326,7 +326,7 @@ impl Ra {
                 }
             }
         };
-        crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
+        crate::metrics::validation(ch.kind.as_str(), outcome.valid, started.elapsed());
         self.sa.finish_challenge(&ch.id, outcome.clone()).await?;
         Ok(outcome)
     }
@@ -344,11 +344,11 @@ impl Ra {
                 r#"{"skipped":"serve --insecure-skip-validation (load tests only)"}"#.into(),
             );
         }
-        let Some(kind) = challenge_type(&ch.kind).and_then(va_kind) else {
-            return Err(internal("unknown challenge type"));
+        let Some(kind) = va_kind(challenge_type(ch.kind)) else {
+            return Err(internal("not a challenge the VA validates"));
         };
         let target = match identifier_type(&authz.identifier) {
-            Some(IdentifierType::Ip) => Target::Ip(
+            IdentifierType::Ip => Target::Ip(
                 authz
                     .identifier
                     .value

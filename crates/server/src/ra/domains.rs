@@ -415,7 +415,7 @@ impl Ra {
         eligible: &mut Option<bool>,
     ) -> AcmeResult<Option<(String, i64)>> {
         let store = &self.domains;
-        if super::statuses::identifier_type(ident) != Some(acme_types::wire::IdentifierType::Dns)
+        if super::statuses::identifier_type(ident) != acme_types::wire::IdentifierType::Dns
             || acct.eab_kid.is_none()
         {
             return Ok(None);

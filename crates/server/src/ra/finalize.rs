@@ -69,9 +69,9 @@ impl Ra {
             .order
             .identifiers
             .iter()
-            .filter(|i| identifier_type(i) != Some(IdentifierType::PermanentIdentifier))
+            .filter(|i| identifier_type(i) != IdentifierType::PermanentIdentifier)
             .map(|i| match identifier_type(i) {
-                Some(IdentifierType::Ip) => Identifier::parse_ip(&i.value),
+                IdentifierType::Ip => Identifier::parse_ip(&i.value),
                 _ => Identifier::parse_dns(&i.value),
             })
             .collect::<Result<Vec<_>, _>>()

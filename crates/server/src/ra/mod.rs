@@ -33,6 +33,7 @@ pub use order::{AuthzView, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
 pub use validation_queue::ValidationBudget;
 
+use crate::ca::status::CrlRequests;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sa::{
@@ -192,6 +193,8 @@ pub struct Ra {
     coverage: Option<coverage::CoverageConfig>,
     /// Precertificates and their final certificates (`ra::ct`).
     ct_store: Arc<dyn CtStore>,
+    /// Where a revocation asks the CA's status publisher to re-sign a CRL.
+    crl_requests: CrlRequests,
 }
 
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
@@ -239,7 +242,14 @@ impl Ra {
             held: Arc::default(),
             coverage,
             ct_store,
+            crl_requests: CrlRequests::default(),
         })
+    }
+
+    /// The queue through which revocations ask for CRLs to be re-signed; the CA's status
+    /// publisher ([`crate::ca::status::StatusHandle::start`]) serves it.
+    pub fn crl_requests(&self) -> &CrlRequests {
+        &self.crl_requests
     }
 
     /// The coverage configuration, if set.

@@ -155,8 +155,8 @@ pub(crate) fn challenge_types(
 ) -> &'static [ChallengeType] {
     use ChallengeType::{DeviceAttest01, Dns01, Http01, TlsAlpn01};
     match (identifier_type(ident), wildcard) {
-        (Some(IdentifierType::PermanentIdentifier), _) => &[DeviceAttest01],
-        (Some(IdentifierType::Ip), _) => &[Http01, TlsAlpn01],
+        (IdentifierType::PermanentIdentifier, _) => &[DeviceAttest01],
+        (IdentifierType::Ip, _) => &[Http01, TlsAlpn01],
         (_, true) => &[Dns01],
         _ => &[Http01, Dns01, TlsAlpn01],
     }
@@ -262,9 +262,7 @@ impl Ra {
         // granted by an attestation made for another order or account.
         let granted = granted_names(tenant, &devices);
         let is_granted = |i: &StoredIdentifier, wildcard: bool| {
-            !wildcard
-                && identifier_type(i) == Some(IdentifierType::Dns)
-                && granted.contains(&i.value)
+            !wildcard && identifier_type(i) == IdentifierType::Dns && granted.contains(&i.value)
         };
         let device_authz = wanted
             .iter()
@@ -344,7 +342,7 @@ impl Ra {
             let attested_by = device_authz
                 .clone()
                 .filter(|_| is_granted(&stored, wildcard));
-            let deciding = identifier_type(&stored) == Some(IdentifierType::PermanentIdentifier)
+            let deciding = identifier_type(&stored) == IdentifierType::PermanentIdentifier
                 && device_authz.is_some();
             // Reuse only authorizations that outlive the order a little, so the order cannot be
             // left with an authorization that expires under it (§7.1.3 lets the server choose).
@@ -370,13 +368,12 @@ impl Ra {
             let challenges = offered
                 .iter()
                 .filter(|t| {
-                    **t == ChallengeType::DeviceAttest01
-                        || tenant.challenge_types.iter().any(|a| a == t.as_str())
+                    **t == ChallengeType::DeviceAttest01 || tenant.challenge_types.contains(t)
                 })
                 .map(|t| ChallengeRecord {
                     id: new_object_id(),
                     authz_id: authz_id.clone(),
-                    kind: t.as_str().to_string(),
+                    kind: statuses::stored_challenge(*t),
                     token: new_token(),
                     status: ChallengeState::Pending,
                     validated_at: None,
@@ -418,10 +415,7 @@ impl Ra {
             expires: order_expires,
             identifiers: idents
                 .iter()
-                .map(|i| StoredIdentifier {
-                    kind: i.kind().into(),
-                    value: i.value(),
-                })
+                .map(statuses::stored_name)
                 .chain(devices.iter().cloned())
                 .collect(),
             error: None,
@@ -477,13 +471,8 @@ impl Ra {
         }
         let replaces_cert_id = match &opts.replaces {
             Some(r) => {
-                let stored: Vec<StoredIdentifier> = idents
-                    .iter()
-                    .map(|i| StoredIdentifier {
-                        kind: i.kind().into(),
-                        value: i.value(),
-                    })
-                    .collect();
+                let stored: Vec<StoredIdentifier> =
+                    idents.iter().map(statuses::stored_name).collect();
                 Some(self.check_replaces(tenant, account_id, &stored, r).await?)
             }
             None => None,

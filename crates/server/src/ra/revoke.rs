@@ -30,9 +30,9 @@ const ALLOWED_REASONS: [u8; 6] = [0, 1, 3, 4, 5, 9];
 /// in for the other.
 fn required_authz(name: &StoredIdentifier) -> (StoredIdentifier, bool) {
     match name.value.strip_prefix("*.") {
-        Some(base) if identifier_type(name) == Some(IdentifierType::Dns) => (
+        Some(base) if identifier_type(name) == IdentifierType::Dns => (
             StoredIdentifier {
-                kind: name.kind.clone(),
+                kind: name.kind,
                 value: base.to_string(),
             },
             true,
@@ -109,12 +109,10 @@ impl Ra {
         }
         tracing::info!(serial = %cert.serial, reason = ?reason, "certificate revoked");
         // The CRL of the CA that signed it, which may be a retired one (RFC 5280 §5: a CRL
-        // lists certificates of its own issuer).
+        // lists certificates of its own issuer). Asked for, not signed here: the CA's
+        // publisher bounds how often a burst of revocations re-signs it.
         match tenant.issuer_of(&cert) {
-            Some(ca) => {
-                ca.publish_crl(self.sa.as_ref(), self.clock.as_ref())
-                    .await?;
-            }
+            Some(ca) => self.crl_requests.request(ca.id()),
             // Its directory under ca/NAME/retired/ was removed: the revocation is stored, but
             // no CRL of that CA is served any more.
             None => {
@@ -128,10 +126,11 @@ impl Ra {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sa::IdentifierKind;
 
     fn dns(v: &str) -> StoredIdentifier {
         StoredIdentifier {
-            kind: "dns".into(),
+            kind: IdentifierKind::Dns,
             value: v.into(),
         }
     }
@@ -147,7 +146,7 @@ mod tests {
             (dns("example.com"), false)
         );
         let ip = StoredIdentifier {
-            kind: "ip".into(),
+            kind: IdentifierKind::Ip,
             value: "10.0.0.1".into(),
         };
         assert_eq!(required_authz(&ip), (ip.clone(), false));

@@ -2,7 +2,9 @@
 //! storage keeps what it must persist, the registration authority and the front end speak
 //! `acme_types::wire` statuses, identifiers and challenge types.
 
-use crate::sa::{AccountState, AuthzState, ChallengeState, StoredIdentifier};
+use crate::sa::{
+    AccountState, AuthzState, ChallengeState, IdentifierKind, StoredChallengeKind, StoredIdentifier,
+};
 use crate::va::ChallengeKind;
 use acme_types::wire::{
     AccountStatus, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, IdentifierType,
@@ -41,30 +43,57 @@ pub fn challenge_status(state: ChallengeState) -> ChallengeStatus {
 
 /// The wire identifier of a stored one.
 pub fn identifier(stored: &StoredIdentifier) -> Identifier {
-    Identifier {
-        r#type: stored.kind.clone(),
-        value: stored.value.clone(),
-        ancestor_domain: None,
+    Identifier::new(identifier_type(stored), stored.value.clone())
+}
+
+/// The type of a stored identifier.
+pub(crate) fn identifier_type(stored: &StoredIdentifier) -> IdentifierType {
+    match stored.kind {
+        IdentifierKind::Dns => IdentifierType::Dns,
+        IdentifierKind::Ip => IdentifierType::Ip,
+        IdentifierKind::PermanentIdentifier => IdentifierType::PermanentIdentifier,
     }
 }
 
-/// The type of a stored identifier; `None` for a type this server never stores.
-pub(crate) fn identifier_type(stored: &StoredIdentifier) -> Option<IdentifierType> {
-    IdentifierType::parse(&stored.kind)
-}
-
-/// The stored form of a known identifier type.
+/// The stored form of an identifier.
 pub(crate) fn stored(kind: IdentifierType, value: impl Into<String>) -> StoredIdentifier {
     StoredIdentifier {
-        kind: kind.as_str().into(),
+        kind: match kind {
+            IdentifierType::Dns => IdentifierKind::Dns,
+            IdentifierType::Ip => IdentifierKind::Ip,
+            IdentifierType::PermanentIdentifier => IdentifierKind::PermanentIdentifier,
+        },
         value: value.into(),
     }
 }
 
-/// The challenge type of a stored challenge's kind; `None` for a kind this server does not
-/// offer (a corrupt or future row).
-pub(crate) fn challenge_type(kind: &str) -> Option<ChallengeType> {
-    ChallengeType::parse(kind)
+/// The stored form of a name the CA certifies.
+pub(crate) fn stored_name(name: &pki::identifier::Identifier) -> StoredIdentifier {
+    let kind = match name {
+        pki::identifier::Identifier::Dns(_) => IdentifierType::Dns,
+        pki::identifier::Identifier::Ip(_) => IdentifierType::Ip,
+    };
+    stored(kind, name.value())
+}
+
+/// The challenge type of a stored challenge.
+pub(crate) fn challenge_type(kind: StoredChallengeKind) -> ChallengeType {
+    match kind {
+        StoredChallengeKind::Http01 => ChallengeType::Http01,
+        StoredChallengeKind::Dns01 => ChallengeType::Dns01,
+        StoredChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        StoredChallengeKind::DeviceAttest01 => ChallengeType::DeviceAttest01,
+    }
+}
+
+/// The stored form of a challenge type.
+pub(crate) fn stored_challenge(t: ChallengeType) -> StoredChallengeKind {
+    match t {
+        ChallengeType::Http01 => StoredChallengeKind::Http01,
+        ChallengeType::Dns01 => StoredChallengeKind::Dns01,
+        ChallengeType::TlsAlpn01 => StoredChallengeKind::TlsAlpn01,
+        ChallengeType::DeviceAttest01 => StoredChallengeKind::DeviceAttest01,
+    }
 }
 
 /// The validation the VA runs for a challenge type; `None` for device-attest-01, which the RA
@@ -107,6 +136,29 @@ mod tests {
             ChallengeState::Invalid,
         ] {
             assert_eq!(challenge_status(s).as_str(), s.as_str());
+        }
+        // The column text is the wire name, so no migration was needed when these became
+        // enums.
+        for k in [
+            IdentifierKind::Dns,
+            IdentifierKind::Ip,
+            IdentifierKind::PermanentIdentifier,
+        ] {
+            let s = StoredIdentifier {
+                kind: k,
+                value: String::new(),
+            };
+            assert_eq!(identifier_type(&s).as_str(), k.as_str());
+            assert_eq!(stored(identifier_type(&s), "").kind, k);
+        }
+        for k in [
+            StoredChallengeKind::Http01,
+            StoredChallengeKind::Dns01,
+            StoredChallengeKind::TlsAlpn01,
+            StoredChallengeKind::DeviceAttest01,
+        ] {
+            assert_eq!(challenge_type(k).as_str(), k.as_str());
+            assert_eq!(stored_challenge(challenge_type(k)), k);
         }
     }
 }

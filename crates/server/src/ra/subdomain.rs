@@ -84,7 +84,7 @@ impl Ra {
         now: i64,
         cache: &mut AncestorCache,
     ) -> Result<Option<(String, i64)>> {
-        if identifier_type(ident) != Some(IdentifierType::Dns) {
+        if identifier_type(ident) != IdentifierType::Dns {
             return Ok(None);
         }
         if cache.is_none() {
@@ -125,11 +125,11 @@ impl Ra {
         };
         let challenges: Vec<_> = offered
             .iter()
-            .filter(|t| tenant.challenge_types.iter().any(|a| a == t.as_str()))
+            .filter(|t| tenant.challenge_types.contains(t))
             .map(|t| ChallengeRecord {
                 id: new_object_id(),
                 authz_id: id.clone(),
-                kind: t.as_str().to_string(),
+                kind: super::statuses::stored_challenge(*t),
                 token: new_token(),
                 status: ChallengeState::Pending,
                 validated_at: None,

@@ -6,7 +6,7 @@ use super::audit::{self, AuditAppend, AuditEntry};
 use super::backend::{RowsAffected, SqlxBackend};
 use super::rows::Cols;
 use super::sql::from_json;
-use super::{SaError, StoredIdentifier};
+use super::{IdentifierKind, SaError, StoredIdentifier};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -114,7 +114,7 @@ fn name_matches(names: &[StoredIdentifier], q: &str) -> bool {
     names.iter().any(|n| {
         let v = n.value.to_ascii_lowercase();
         let v = v.strip_prefix("*.").unwrap_or(&v);
-        v == q || (n.kind == "dns" && v.ends_with(&format!(".{q}")))
+        v == q || (n.kind == IdentifierKind::Dns && v.ends_with(&format!(".{q}")))
     })
 }
 
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn names_and_serials() {
         let n = |v: &str| StoredIdentifier {
-            kind: "dns".into(),
+            kind: IdentifierKind::Dns,
             value: v.into(),
         };
         let names = [n("dev1.routers.example.com")];

@@ -7,7 +7,7 @@
 
 use super::backend::{RowsAffected, SqlxBackend};
 use super::rows::Cols;
-use super::{CertRecord, CrlRecord, RevokedEntry, SaError};
+use super::{CertRecord, CrlRecord, OrderState, RevokedEntry, SaError};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -29,8 +29,8 @@ pub struct OrderLifecycle {
 pub struct ReplacingOrder {
     /// The order id.
     pub order_id: String,
-    /// Its stored status (`pending`, `processing`, `valid`, `invalid`).
-    pub status: String,
+    /// Its stored status.
+    pub status: OrderState,
     /// Its expiry (UNIX seconds).
     pub expires: i64,
 }
@@ -231,7 +231,7 @@ where
             .map(|r| {
                 Ok(ReplacingOrder {
                     order_id: r.try_get(0)?,
-                    status: r.try_get(1)?,
+                    status: OrderState::parse(&r.try_get::<String, _>(1)?)?,
                     expires: r.try_get(2)?,
                 })
             })
@@ -495,7 +495,7 @@ where
 mod tests {
     use super::*;
     use crate::sa::SqliteStorage;
-    use crate::sa::StoredIdentifier;
+    use crate::sa::{IdentifierKind, StoredIdentifier};
 
     fn cert(names: &[&str]) -> CertRecord {
         CertRecord {
@@ -508,7 +508,7 @@ mod tests {
             names: names
                 .iter()
                 .map(|n| StoredIdentifier {
-                    kind: "dns".into(),
+                    kind: IdentifierKind::Dns,
                     value: (*n).into(),
                 })
                 .collect(),

@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// An identifier as stored: `type` is `dns` or `ip`, `value` is canonical (lower-case A-label
-/// without a `*.` prefix for DNS, RFC 8738 canonical text for IP).
+/// An identifier as stored: `type` is `dns`, `ip` or `permanent-identifier`, `value` is
+/// canonical (lower-case A-label without a `*.` prefix for DNS, RFC 8738 canonical text for IP).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StoredIdentifier {
-    /// `dns` or `ip` (RFC 8555 §9.7.7, RFC 8738).
+    /// The identifier type.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: IdentifierKind,
     /// The identifier value as it appears in the order.
     pub value: String,
 }
@@ -27,9 +27,41 @@ macro_rules! state_enum {
                 match s { $($s => Ok(Self::$variant),)+ other => Err(super::SaError::Corrupt(format!("unknown {} {other:?}", stringify!($name)))) }
             }
         }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
     };
 }
 
+/// Stores an enum of [`state_enum!`] in JSON columns by the same name as in its own columns.
+macro_rules! serde_by_name {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// Identifier types stored (RFC 8555 §9.7.7 `dns`, RFC 8738 `ip`,
+    /// draft-ietf-acme-device-attest `permanent-identifier`).
+    #[derive(Hash, PartialOrd, Ord)]
+    IdentifierKind { Dns => "dns", Ip => "ip", PermanentIdentifier => "permanent-identifier" }
+);
+serde_by_name!(IdentifierKind);
+state_enum!(
+    /// Challenge types stored (RFC 8555 §8.3 `http-01`, §8.4 `dns-01`, RFC 8737
+    /// `tls-alpn-01`, draft-ietf-acme-device-attest `device-attest-01`).
+    StoredChallengeKind { Http01 => "http-01", Dns01 => "dns-01", TlsAlpn01 => "tls-alpn-01", DeviceAttest01 => "device-attest-01" }
+);
 state_enum!(
     /// Account states (RFC 8555 §7.1.6).
     AccountState { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" }
@@ -185,8 +217,8 @@ pub struct ChallengeRecord {
     pub id: String,
     /// The authorization it belongs to.
     pub authz_id: String,
-    /// `http-01`, `dns-01` or `tls-alpn-01`.
-    pub kind: String,
+    /// The challenge type.
+    pub kind: StoredChallengeKind,
     /// The token (RFC 8555 §8.3: at least 128 bits of entropy, base64url).
     pub token: String,
     /// Stored state.

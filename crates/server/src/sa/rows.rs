@@ -6,8 +6,8 @@ use super::lifecycle::OrderLifecycle;
 use super::sql::from_json;
 use super::{
     AccountRecord, AccountState, AuthzRecord, AuthzState, AuthzSummary, CertRecord,
-    ChallengeRecord, ChallengeState, LifecycleLoaded, OrderRecord, OrderState, SaError,
-    StoredIdentifier,
+    ChallengeRecord, ChallengeState, IdentifierKind, LifecycleLoaded, OrderRecord, OrderState,
+    SaError, StoredChallengeKind, StoredIdentifier,
 };
 
 /// Typed access to a row's columns by name.
@@ -119,7 +119,7 @@ pub(super) fn challenge(r: &impl Cols) -> Result<ChallengeRecord, SaError> {
     Ok(ChallengeRecord {
         id: r.text("id")?,
         authz_id: r.text("authz_id")?,
-        kind: r.text("type")?,
+        kind: StoredChallengeKind::parse(&r.text("type")?)?,
         token: r.text("token")?,
         status: ChallengeState::parse(&r.text("status")?)?,
         validated_at: r.opt_int("validated_at")?,
@@ -261,7 +261,7 @@ pub(super) fn authz_head(r: &impl Cols) -> Result<AuthzRecord, SaError> {
         tenant: r.text("tenant")?,
         account_id: r.text("account_id")?,
         identifier: StoredIdentifier {
-            kind: r.text("ident_type")?,
+            kind: IdentifierKind::parse(&r.text("ident_type")?)?,
             value: r.text("ident_value")?,
         },
         wildcard: r.int("wildcard")? != 0,
@@ -284,7 +284,7 @@ pub(super) fn authz_challenge(a: &mut AuthzRecord, r: &impl Cols) -> Result<(), 
     a.challenges.push(ChallengeRecord {
         id,
         authz_id: a.id.clone(),
-        kind: r.text("c_type")?,
+        kind: StoredChallengeKind::parse(&r.text("c_type")?)?,
         token: r.text("c_token")?,
         status: ChallengeState::parse(&r.text("c_status")?)?,
         validated_at: r.opt_int("c_validated_at")?,

@@ -330,7 +330,7 @@ where
                  AND wildcard = $4 AND status = 'valid' AND expires > $5 LIMIT 1",
             )
             .bind(account_id)
-            .bind(&ident.kind)
+            .bind(ident.kind.as_str())
             .bind(&ident.value)
             .bind(*wildcard as i64)
             .bind(now)

@@ -34,7 +34,7 @@ fn lease(owner: &str, until: i64) -> Lease {
 
 fn ident(v: &str) -> StoredIdentifier {
     StoredIdentifier {
-        kind: "dns".into(),
+        kind: IdentifierKind::Dns,
         value: v.into(),
     }
 }
@@ -52,7 +52,7 @@ fn order_with_authz(id: &str, acct: &str, authz_status: AuthzState) -> (OrderRec
         challenges: vec![ChallengeRecord {
             id: format!("{id}-chall"),
             authz_id: format!("{id}-authz"),
-            kind: "dns-01".into(),
+            kind: StoredChallengeKind::Dns01,
             token: "tok".into(),
             status: ChallengeState::Pending,
             validated_at: None,
@@ -412,7 +412,7 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
         tenant: "default".into(),
         account_id: acct.into(),
         identifier: StoredIdentifier {
-            kind: "permanent-identifier".into(),
+            kind: IdentifierKind::PermanentIdentifier,
             value: "SN1".into(),
         },
         wildcard: false,
@@ -422,7 +422,7 @@ fn device_order(id: &str, acct: &str) -> (OrderRecord, Vec<AuthzRecord>) {
         challenges: vec![ChallengeRecord {
             id: format!("{id}-chall"),
             authz_id: format!("{id}-dev"),
-            kind: "device-attest-01".into(),
+            kind: StoredChallengeKind::DeviceAttest01,
             token: "tok".into(),
             status: ChallengeState::Pending,
             validated_at: None,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// The challenge object (RFC 8555 §7.1.5, §8).
 fn challenge_object(t: &Tenant, c: &ChallengeRecord) -> wire::Challenge {
     wire::Challenge {
-        r#type: c.kind.clone(),
+        r#type: statuses::challenge_type(c.kind).as_str().to_owned(),
         url: t.url(&format!("chall/{}", c.id)),
         status: challenge_status(c.status),
         token: Some(c.token.clone()),

@@ -11,13 +11,14 @@ use crate::sa::{
     AccountRecord, AccountState, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState,
     OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
 };
+use crate::sa::{IdentifierKind, StoredChallengeKind};
 use acme_types::problem::{Problem, ProblemType};
 use acme_types::wire::{AuthorizationStatus, OrderStatus};
 use serde_json::json;
 
 fn dns(v: &str) -> StoredIdentifier {
     StoredIdentifier {
-        kind: "dns".into(),
+        kind: IdentifierKind::Dns,
         value: v.into(),
     }
 }
@@ -26,7 +27,7 @@ fn challenge(id: &str, kind: &str, status: ChallengeState) -> ChallengeRecord {
     ChallengeRecord {
         id: id.into(),
         authz_id: "a1".into(),
-        kind: kind.into(),
+        kind: StoredChallengeKind::parse(kind).unwrap(),
         token: format!("tok-{id}"),
         status,
         validated_at: (status == ChallengeState::Valid).then_some(0),

@@ -69,6 +69,7 @@ async fn ocsp_answers_are_reused_until_the_status_changes_or_half_their_validity
         Arc::clone(ra.storage()),
         None,
         Arc::clone(ra.clock()),
+        ra.crl_requests().clone(),
     );
     let sa = ra.storage();
     let cert = store_cert(sa.as_ref()).await;
@@ -117,6 +118,7 @@ async fn unknown_cas_are_not_found() {
         Arc::clone(ra.storage()),
         None,
         Arc::clone(ra.clock()),
+        ra.crl_requests().clone(),
     );
     for e in [
         status.crl("nope").await.err(),
@@ -130,4 +132,47 @@ async fn unknown_cas_are_not_found() {
         assert_eq!(status, Some(404));
     }
     assert!(status.crl("default").await.is_ok());
+}
+
+#[tokio::test]
+async fn requested_crls_are_signed_in_rounds_and_served_after_they_finish() {
+    let (ra, clock, _tenant) = crate::testing::ra_with_tenant(Vec::new()).await;
+    let requests = ra.crl_requests().clone();
+    let status = StatusHandle::start(
+        Arc::clone(ra.tenant_set()),
+        Arc::clone(ra.storage()),
+        None,
+        Arc::clone(ra.clock()),
+        requests.clone(),
+    );
+    let sa = ra.storage();
+    let first = status.crl("default").await.unwrap();
+    let cert = store_cert(sa.as_ref()).await;
+    assert!(sa
+        .try_revoke_cert(&cert.id, clock.unix(), Some(1))
+        .await
+        .unwrap());
+    // The clock stands still, so each signature numbers its CRL one above the last
+    // (RFC 5280 §5.2.3): the number counts signatures.
+    for _ in 0..20 {
+        requests.request("default");
+    }
+    requests.request("not-loaded");
+    let served = status.crl("default").await.unwrap();
+    let (_, crl) = x509_parser::parse_x509_crl(&served.der).unwrap();
+    assert_eq!(crl.iter_revoked_certificates().count(), 1);
+    let number = sa.get_crl("default").await.unwrap().unwrap().number;
+    let first_number = crl_number(&first);
+    assert!(
+        number - first_number <= 2,
+        "20 requests signed {} CRLs",
+        number - first_number
+    );
+}
+
+/// The CRL number of a DER CRL.
+fn crl_number(c: &SignedBytes) -> i64 {
+    let (_, crl) = x509_parser::parse_x509_crl(&c.der).unwrap();
+    let n = crl.crl_number().expect("CRL number");
+    i64::try_from(n.clone()).unwrap()
 }

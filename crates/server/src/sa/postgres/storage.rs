@@ -183,7 +183,7 @@ impl Storage for PgStorage {
     ) -> Result<Option<String>, SaError> {
         let row = sqlx::query(sql::stmt::REUSABLE_AUTHZ)
             .bind(account_id)
-            .bind(&ident.kind)
+            .bind(ident.kind.as_str())
             .bind(&ident.value)
             .bind(wildcard as i64)
             .bind(min_expires)
@@ -198,7 +198,7 @@ impl Storage for PgStorage {
             .bind(&a.id)
             .bind(&a.tenant)
             .bind(&a.account_id)
-            .bind(&a.identifier.kind)
+            .bind(a.identifier.kind.as_str())
             .bind(&a.identifier.value)
             .bind(a.wildcard as i64)
             .bind(a.status.as_str())

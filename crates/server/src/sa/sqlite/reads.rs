@@ -201,7 +201,7 @@ pub(in crate::sa) fn find_reusable_authz(
         stmt::REUSABLE_AUTHZ,
         &[
             &account_id,
-            &ident.kind,
+            &ident.kind.as_str(),
             &ident.value,
             &(wildcard as i64),
             &min_expires,

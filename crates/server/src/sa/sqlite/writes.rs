@@ -171,7 +171,7 @@ pub(in crate::sa) fn insert_authzs(
                 &a.id,
                 &a.tenant,
                 &a.account_id,
-                &a.identifier.kind,
+                &a.identifier.kind.as_str(),
                 &a.identifier.value,
                 &(a.wildcard as i64),
                 &a.status.as_str(),
@@ -187,7 +187,13 @@ pub(in crate::sa) fn insert_authzs(
             execute(
                 c,
                 stmt::INSERT_CHALLENGE,
-                &[&ch.id, &a.id, &ch.kind, &ch.token, &ch.status.as_str()],
+                &[
+                    &ch.id,
+                    &a.id,
+                    &ch.kind.as_str(),
+                    &ch.token,
+                    &ch.status.as_str(),
+                ],
             )?;
         }
     }
