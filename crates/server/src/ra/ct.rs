@@ -127,7 +127,6 @@ impl Ra {
             let claim = OrderClaim {
                 token: crate::ids::new_token(),
                 until: now + Self::secs(self.cfg.finalize_lease),
-                persist: true,
             };
             if !store.try_reclaim_order(&order_id, &claim, now).await? {
                 continue; // another node took it

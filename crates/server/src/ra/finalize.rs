@@ -115,8 +115,6 @@ impl Ra {
         let claim = OrderClaim {
             token: crate::ids::new_token(),
             until: now.unix_timestamp() + Self::secs(self.cfg.finalize_lease),
-            // With CT the precertificate is stored under the claim (`sa::ct`).
-            persist: ct_logs.is_some(),
         };
         if !self.sa.try_claim_order(order_id, &claim).await? {
             return Err(Error::acme(

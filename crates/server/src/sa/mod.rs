@@ -220,10 +220,6 @@ pub struct OrderClaim {
     pub token: String,
     /// When another node may release the claim.
     pub until: i64,
-    /// The claim must be a row in the database even where one node uses it (SQLite keeps
-    /// other claims in memory, `sa::sqlite::claims`): a CT precertificate is stored under
-    /// its claim through `sa::ct`, and its order may stay `processing` across restarts.
-    pub persist: bool,
 }
 
 /// Everything the CA persists. Methods whose names start with `try_` apply a state transition

@@ -40,7 +40,6 @@ async fn store_cert(sa: &dyn Storage) -> CertRecord {
     let claim = OrderClaim {
         token: "t".into(),
         until: i64::MAX / 2,
-        persist: false,
     };
     assert!(sa.try_claim_order("o1", &claim).await.unwrap());
     let cert = CertRecord {

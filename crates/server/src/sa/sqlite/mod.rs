@@ -12,12 +12,9 @@
 //!   writer thread is parked, with a group-commit barrier after each (`group_commit.rs`).
 //!   Reading connections run `synchronous=FULL`.
 //!
-//! - finalize claims are held in memory (`claims.rs`): one node, so no other needs to see them.
-//!
 //! A write is on disk before the storage layer returns, by whichever route it took.
 
 pub(super) mod batch;
-mod claims;
 mod group_commit;
 mod lifecycle;
 mod reads;
@@ -67,8 +64,6 @@ struct FileParts {
     batch: BatchWriter,
     /// The issuance path's reads, run on the calling thread (`sqlite::reads`).
     reads: InlineReads,
-    /// Finalize claims, held in memory (`sqlite::claims`).
-    claims: claims::Claims,
     /// For [`SqliteStorage::open_scratch`]: the private directory holding the file, removed
     /// with the storage. Declared last, so it goes after the connections.
     _scratch: Option<ScratchDir>,
@@ -137,7 +132,6 @@ impl SqliteStorage {
                 group: GroupSync::new(path),
                 batch,
                 reads: InlineReads::new(path),
-                claims: claims::Claims::default(),
                 _scratch: scratch,
             }),
         })
@@ -157,11 +151,6 @@ impl SqliteStorage {
     /// The inline readers.
     fn reads(&self) -> &InlineReads {
         &self.file.reads
-    }
-
-    /// The finalize claims held in memory.
-    fn claims(&self) -> &claims::Claims {
-        &self.file.claims
     }
 
     /// (transactions, writes) the writer thread has run: their ratio is the batch size.

@@ -20,8 +20,7 @@ use crate::sa::rows::{self, Cols, NamedRow};
 use crate::sa::sql::stmt;
 use crate::sa::StoredIdentifier;
 use crate::sa::{
-    AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord,
-    OrderState, SaError,
+    AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -155,14 +154,6 @@ pub(in crate::sa) fn get_order(c: &Connection, id: &str) -> Result<Option<OrderR
         |r| rows::order_head(r),
         |o, r| rows::order_link(o, r),
     )
-}
-
-/// Whether the order `id` is stored as `pending` (finalize may claim it).
-pub(in crate::sa) fn order_is_pending(c: &Connection, id: &str) -> Result<bool, SaError> {
-    let status = first(c, "SELECT status FROM orders WHERE id = $1", &[&id], |r| {
-        r.text("status")
-    })?;
-    Ok(status.as_deref() == Some(OrderState::Pending.as_str()))
 }
 
 /// See `Storage::get_authz`.

@@ -7,8 +7,7 @@ use crate::sa::lifecycle::OrderLifecycle;
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, Lease, OrderClaim, OrderRecord, OrderState, RevokedEntry, SaError, Storage,
-    StoredIdentifier,
+    CrlRecord, Lease, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 
@@ -61,16 +60,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_order(&self, id: &str) -> Result<Option<OrderRecord>, SaError> {
-        // A claim held in memory: the row stays `pending` until the store. Looked up before
-        // the row, so a store that commits in between shows `valid`, never `ready`.
-        let claimed = self.claims().is_held(id);
-        let mut order = self.reads().read(|c| reads::get_order(c, id))?;
-        if let Some(o) = order.as_mut() {
-            if claimed && o.status == OrderState::Pending {
-                o.status = OrderState::Processing;
-            }
-        }
-        Ok(order)
+        self.reads().read(|c| reads::get_order(c, id))
     }
 
     async fn list_order_ids(
@@ -82,13 +72,7 @@ impl Storage for SqliteStorage {
         SqlxStorage::list_order_ids(self, account_id, after, limit).await
     }
 
-    /// In memory unless the claim must persist (`sqlite::claims`).
     async fn try_claim_order(&self, order_id: &str, claim: &OrderClaim) -> Result<bool, SaError> {
-        if !claim.persist {
-            return self.claims().try_take(order_id, claim, || {
-                self.reads().read(|c| reads::order_is_pending(c, order_id))
-            });
-        }
         let (id, claim) = (order_id.to_string(), claim.clone());
         self.batch()
             .run(move |c| writes::try_claim_order(c, &id, &claim))
@@ -102,35 +86,22 @@ impl Storage for SqliteStorage {
         cert: &CertRecord,
         cert_lifecycle: Option<(&str, Option<u32>)>,
     ) -> Result<bool, SaError> {
-        // Held until the transaction below ended, so no claim is taken meanwhile.
-        let in_memory = self.claims().begin_store(order_id, token);
-        let by_row = in_memory.is_none().then(|| token.to_string());
-        let (id, cert) = (order_id.to_string(), cert.clone());
+        let (id, token, cert) = (order_id.to_string(), token.to_string(), cert.clone());
         let lc = cert_lifecycle.map(|(p, s)| (p.to_string(), s));
         self.batch()
             .run(move |c| {
                 let lc = lc.as_ref().map(|(p, s)| (p.as_str(), *s));
-                let claimed = match &by_row {
-                    Some(token) => writes::ClaimedBy::Row(token),
-                    None => writes::ClaimedBy::Memory,
-                };
-                writes::store_certificate(c, &id, claimed, &cert, lc)
+                writes::store_certificate(c, &id, &token, &cert, lc)
             })
             .await
     }
 
     async fn release_order_claim(&self, order_id: &str, token: &str) -> Result<bool, SaError> {
-        if self.claims().release(order_id, token) {
-            return Ok(true);
-        }
         SqlxStorage::release_order_claim(self, order_id, token).await
     }
 
-    /// The claims in memory and those in rows (a persisted claim, or one a predecessor left).
     async fn release_stale_order_claims(&self, now: i64) -> Result<Vec<String>, SaError> {
-        let mut released = self.claims().release_stale(now);
-        released.extend(SqlxStorage::release_stale_order_claims(self, now).await?);
-        Ok(released)
+        SqlxStorage::release_stale_order_claims(self, now).await
     }
 
     async fn get_authz(&self, id: &str) -> Result<Option<AuthzRecord>, SaError> {

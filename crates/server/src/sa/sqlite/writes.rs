@@ -56,33 +56,16 @@ pub(in crate::sa) fn try_claim_order(
     )? == 1)
 }
 
-/// Finalize, step 3 for a claim held in memory (`sqlite::claims`): the order row is still
-/// `pending`, and nobody else can store while the claim is held.
-const ORDER_VALID_FROM_PENDING: &str =
-    "UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'pending'";
-
-/// Where the claim a certificate is stored under is held.
-pub(in crate::sa) enum ClaimedBy<'a> {
-    /// A row: the order is `processing` under this token.
-    Row(&'a str),
-    /// This process's memory, which the caller checked.
-    Memory,
-}
-
-/// Finalize, step 3 (see `Storage::store_certificate`): nothing is written unless the claim
+/// Finalize, step 3 (see `Storage::store_certificate`): nothing is written unless `token`
 /// still holds the order.
 pub(in crate::sa) fn store_certificate(
     c: &Connection,
     order_id: &str,
-    claimed: ClaimedBy<'_>,
+    token: &str,
     cert: &CertRecord,
     cert_lifecycle: Option<(&str, Option<u32>)>,
 ) -> Result<bool, SaError> {
-    let moved = match claimed {
-        ClaimedBy::Row(token) => execute(c, stmt::ORDER_VALID, &[&cert.id, &order_id, &token])?,
-        ClaimedBy::Memory => execute(c, ORDER_VALID_FROM_PENDING, &[&cert.id, &order_id])?,
-    };
-    if moved != 1 {
+    if execute(c, stmt::ORDER_VALID, &[&cert.id, &order_id, &token])? != 1 {
         return Ok(false);
     }
     if let Some((profile, shard)) = cert_lifecycle {
