@@ -824,6 +824,33 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
     assert_eq!(winners, 1, "only one request claims the order");
 }
 
+/// During a zero-downtime restart two `serve` processes share one SQLite file: a finalize
+/// claim taken by one must keep the other from claiming (and signing) the same order, and
+/// show it `processing` there, until the holder stores.
+#[tokio::test]
+async fn a_sqlite_claim_excludes_another_process_on_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.db");
+    let old = SqliteStorage::open(&path).await.unwrap();
+    let new = SqliteStorage::open(&path).await.unwrap();
+    old.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("o", "acct", AuthzState::Valid);
+    old.insert_order(&order, &[authz], None).await.unwrap();
+    assert!(old.try_claim_order("o", &claim("old", 1000)).await.unwrap());
+    let status = |o: Option<OrderRecord>| o.unwrap().status;
+    assert_eq!(
+        status(new.get_order("o").await.unwrap()),
+        OrderState::Processing
+    );
+    assert!(!new.try_claim_order("o", &claim("new", 1000)).await.unwrap());
+    assert!(old
+        .store_certificate("o", "old", &cert("c1", "o"), None)
+        .await
+        .unwrap());
+    assert_eq!(status(new.get_order("o").await.unwrap()), OrderState::Valid);
+    assert!(!new.try_claim_order("o", &claim("new", 1000)).await.unwrap());
+}
+
 /// A claim whose holder died is released once its lease ran out, and only then; the order is
 /// pending again and its late holder can no longer store.
 async fn stale_finalize_claims_are_released(sa: Arc<dyn Storage>) {

@@ -3,8 +3,9 @@
 //! Through sqlx each read is a round trip to a connection thread and back (pool checkout,
 //! command, rows, check-in), a handful of thread wake-ups for a lookup SQLite answers from
 //! cache in microseconds. A full issuance makes 11 of them: the account ×5, the reusable
-//! authorization, the authorization, the authorization found by its challenge, the order
-//! with its authorizations' states, the order's lifecycle and the certificate. These reads
+//! authorization, the account's subdomain-allowing authorizations, the authorization, the
+//! authorization found by its challenge, the order with its authorizations' states and its
+//! lifecycle, and the certificate. These reads
 //! are primary-key or indexed lookups, short enough to run on the tokio worker itself, like
 //! the CPU work around them. Long reads (listings, CRLs, exports) stay on sqlx, where they
 //! cannot hold up a worker.
@@ -18,7 +19,9 @@ use crate::sa::lifecycle::{OrderLifecycle, ORDER_LIFECYCLE_BY_ORDER};
 use crate::sa::rows::{self, Cols, NamedRow};
 use crate::sa::sql::stmt;
 use crate::sa::StoredIdentifier;
-use crate::sa::{AccountRecord, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError};
+use crate::sa::{
+    AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, SaError,
+};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -208,6 +211,32 @@ pub(in crate::sa) fn find_reusable_authz(
         ],
         |r| r.text("id"),
     )
+}
+
+/// See `Storage::subdomain_ancestor_authzs`: newOrder asks it for every order with a DNS name
+/// and no reusable authorization; an indexed read of one account's valid
+/// subdomain-allowing authorizations, a handful of rows.
+pub(in crate::sa) fn subdomain_ancestor_authzs(
+    c: &Connection,
+    tenant: &str,
+    account_id: &str,
+    now: i64,
+) -> Result<Vec<AncestorAuthz>, SaError> {
+    let mut stmt = c.prepare_cached(stmt::SUBDOMAIN_ANCESTOR_AUTHZS)?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    bind_numbered(&mut stmt, &[&account_id, &tenant, &now])?;
+    let mut rs = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rs.next()? {
+        let r = NamedRow::new(r, &names);
+        out.push(AncestorAuthz {
+            id: r.text("id")?,
+            name: r.text("ident_value")?,
+            expires: r.int("expires")?,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

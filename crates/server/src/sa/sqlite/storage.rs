@@ -133,7 +133,8 @@ impl Storage for SqliteStorage {
         account_id: &str,
         now: i64,
     ) -> Result<Vec<AncestorAuthz>, SaError> {
-        SqlxStorage::subdomain_ancestor_authzs(self, tenant, account_id, now).await
+        self.reads()
+            .read(|c| reads::subdomain_ancestor_authzs(c, tenant, account_id, now))
     }
 
     async fn try_deactivate_authz(&self, id: &str) -> Result<bool, SaError> {
