@@ -6,7 +6,9 @@ use super::statuses::{self, challenge_type, identifier_type, va_kind};
 use super::validation_queue::Claim;
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState};
+use crate::sa::{
+    AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState, Nonce,
+};
 use crate::tenant::Tenant;
 use crate::va::{Target, ValidationRequest};
 use acme_types::jwk::Jwk;
@@ -15,19 +17,20 @@ use acme_types::wire::{ChallengeType, IdentifierType};
 use std::sync::Arc;
 
 impl Ra {
-    /// Reads a challenge and its authorization, both owned by `acct`.
+    /// Reads a challenge and its authorization, both owned by `acct`, spending a pending
+    /// `nonce` with the read.
     pub async fn get_challenge(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
         id: &str,
+        nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         // One lookup for both. Another account's (or tenant's) challenge does not exist for
         // this one; a database outage stays one (500 + Retry-After), not a misleading 404.
-        let authz = self
-            .sa
-            .get_authz_by_challenge(id)
-            .await?
+        let (spend, authz) = self.sa.get_authz_by_challenge_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        let authz = authz
             .filter(|a| super::owned_by(tenant, acct, &a.tenant, &a.account_id))
             .ok_or_else(|| Error::not_found("challenge"))?;
         let ch = authz
@@ -50,8 +53,9 @@ impl Ra {
         tenant: &Tenant,
         acct: &AccountRecord,
         id: &str,
+        nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let (mut ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        let (mut ch, authz) = self.get_challenge(tenant, acct, id, nonce).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
@@ -75,7 +79,7 @@ impl Ra {
                 // was not spent on a validation.
                 self.give_back_budget(&tenant.name, &acct.id).await;
                 other?;
-                return self.get_challenge(tenant, acct, id).await;
+                return self.get_challenge(tenant, acct, id, &Nonce::Spent).await;
             }
         }
         ch.status = ChallengeState::Processing;
@@ -110,9 +114,10 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
         att_obj_b64: &str,
+        nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
-        let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        let (ch, authz) = self.get_challenge(tenant, acct, id, nonce).await?;
         if challenge_type(&ch.kind) != Some(ChallengeType::DeviceAttest01) {
             return Err(Error::malformed(
                 "attObj is only meaningful for device-attest-01",
@@ -134,7 +139,7 @@ impl Ra {
             other => {
                 self.give_back_budget(&tenant.name, &acct.id).await;
                 other?;
-                return self.get_challenge(tenant, acct, id).await;
+                return self.get_challenge(tenant, acct, id, &Nonce::Spent).await;
             }
         }
         let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
@@ -182,7 +187,7 @@ impl Ra {
         };
         crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
         self.sa.finish_challenge(id, outcome).await?;
-        self.get_challenge(tenant, acct, id).await
+        self.get_challenge(tenant, acct, id, &Nonce::Spent).await
     }
 
     /// Takes over validations left in `processing` whose lease ran out (their node crashed),

@@ -14,7 +14,7 @@ use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::new_object_id;
-use crate::sa::{AccountRecord, CertRecord, OrderClaim, OrderState};
+use crate::sa::{AccountRecord, CertRecord, Nonce, OrderClaim, OrderState};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
 use acme_types::wire::{IdentifierType, OrderStatus};
@@ -55,8 +55,11 @@ impl Ra {
         acct: &AccountRecord,
         order_id: &str,
         csr_der: Vec<u8>,
+        nonce: &Nonce,
     ) -> Result<OrderView> {
-        let view = self.get_order(tenant, acct, order_id).await?;
+        let view = self
+            .get_order_spending(tenant, acct, order_id, nonce)
+            .await?;
         if view.status != OrderStatus::Ready {
             return Err(Error::acme(
                 ProblemType::OrderNotReady,
@@ -352,14 +355,18 @@ impl Ra {
         });
     }
 
-    /// The certificate with id `id`, if `acct` ordered it.
+    /// The certificate with id `id`, if `acct` ordered it, spending a pending `nonce` with
+    /// the read.
     pub async fn get_cert(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
         id: &str,
+        nonce: &Nonce,
     ) -> Result<CertRecord> {
-        match self.sa.get_cert(id).await? {
+        let (spend, cert) = self.sa.get_cert_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match cert {
             Some(c) if super::owned_by(tenant, acct, &c.tenant, &c.account_id) => Ok(c),
             _ => Err(Error::not_found("certificate")),
         }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result, SubError};
 use crate::ids::{new_object_id, new_token};
 use crate::sa::{
     AccountRecord, AuthzRecord, AuthzState, AuthzSummary, ChallengeRecord, ChallengeState,
-    LifecycleLoaded, OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
+    LifecycleLoaded, Nonce, OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
@@ -171,20 +171,28 @@ impl Ra {
         acct: &AccountRecord,
         requested: &[wire::Identifier],
     ) -> Result<OrderView> {
-        self.new_order_with(tenant, acct, requested, &OrderOptions::default())
-            .await
+        self.new_order_with(
+            tenant,
+            acct,
+            requested,
+            &OrderOptions::default(),
+            &Nonce::Spent,
+        )
+        .await
     }
 
     /// newOrder with a profile (draft-aaron-acme-profiles) and `replaces` (RFC 9773 §5). An
     /// unknown profile is refused before anything is stored; the profile's lifetime and
     /// extensions are applied at finalization, whatever the CSR asks. An identifier may name
-    /// its `ancestorDomain` (RFC 9444 §4.2).
+    /// its `ancestorDomain` (RFC 9444 §4.2). A pending `nonce` is spent by the first read,
+    /// before anything is written.
     pub async fn new_order_with(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
         requested: &[wire::Identifier],
         opts: &OrderOptions,
+        nonce: &Nonce,
     ) -> Result<OrderView> {
         if requested.is_empty() {
             return Err(Error::malformed(
@@ -243,11 +251,23 @@ impl Ra {
         idents.dedup();
         devices.sort_by(|a, b| a.value.cmp(&b.value));
         devices.dedup();
+        let now = self.clock.unix();
+        // The account's ancestor authorizations (RFC 9444) are read first whenever the nonce
+        // is still to be spent, so the spend rides on that read and precedes every other
+        // storage call; otherwise they are read only if a dns name asks.
+        let mut ancestor_authzs: super::subdomain::AncestorCache = None;
+        if let Nonce::Pending(_) = nonce {
+            let (spend, found) = self
+                .sa
+                .subdomain_ancestor_authzs_spending(&tenant.name, &acct.id, now, nonce)
+                .await?;
+            super::settle_nonce(spend)?;
+            ancestor_authzs = Some(found);
+        }
         let lifecycle = self
             .order_lifecycle_for(tenant, &acct.id, &idents, opts)
             .await?;
 
-        let now = self.clock.unix();
         let order_expires = now + Self::secs(self.cfg.order_lifetime);
         let mut new_authzs = Vec::new();
         let mut authz_ids = Vec::with_capacity(idents.len());
@@ -272,7 +292,6 @@ impl Ra {
             .then(new_object_id);
         // Whether the account inherits its tenant's domains (issue 17), asked at most once.
         let mut inherits: Option<bool> = None;
-        let mut ancestor_authzs: super::subdomain::AncestorCache = None;
         for (stored, wildcard) in wanted {
             // A name at or below a validated tenant domain, for an account created with the
             // tenant's EAB: a fresh authorization, valid at once, without challenges, that
@@ -502,7 +521,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<OrderView> {
-        match self.sa.get_order(id).await? {
+        self.get_order_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_order`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_order_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<OrderView> {
+        let (spend, order) = self.sa.get_order_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match order {
             Some(o) if super::owned_by(tenant, acct, &o.tenant, &o.account_id) => {
                 self.order_view(o).await
             }
@@ -618,7 +651,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<AuthzView> {
-        match self.sa.get_authz(id).await? {
+        self.get_authz_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_authz`], spending a pending `nonce` with the read.
+    pub async fn get_authz_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<AuthzView> {
+        let (spend, authz) = self.sa.get_authz_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match authz {
             Some(a) if super::owned_by(tenant, acct, &a.tenant, &a.account_id) => {
                 let status = self.authz_status(&a);
                 Ok(AuthzView { authz: a, status })

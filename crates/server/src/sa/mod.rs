@@ -50,7 +50,8 @@ pub use metered::MeteredStorage;
 pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
 pub use nonce::{
-    AccountGuard, GuardedSpend, MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES,
+    AccountGuard, GuardedSpend, KeptAccount, MemoryNonceStore, Nonce, NonceStore, PendingSpend,
+    DEFAULT_MAX_SPENT_NONCES,
 };
 pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
@@ -155,6 +156,10 @@ pub enum SaError {
     /// The SQLite writer thread could not take or finish the write.
     #[error("database writer: {0}")]
     WriterStopped(&'static str),
+    /// A [`Nonce::Pending`] was handed to a store that does not spend nonces with its reads
+    /// ([`NonceStore::spends_with_reads`]); nothing was read or spent.
+    #[error("this storage does not spend nonces with its reads")]
+    NoSpendWithReads,
 }
 
 impl SaError {
@@ -171,6 +176,14 @@ impl SaError {
                 .is_some_and(|f| sqlite_unavailable(f.extended_code)),
             _ => false,
         }
+    }
+}
+
+/// For stores that do not spend nonces with their reads: only an already spent nonce.
+fn spent_already(nonce: &Nonce) -> Result<(), SaError> {
+    match nonce {
+        Nonce::Spent => Ok(()),
+        Nonce::Pending(_) => Err(SaError::NoSpendWithReads),
     }
 }
 
@@ -370,6 +383,66 @@ pub trait Storage: Send + Sync {
 
     /// Reads a certificate by id.
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;
+
+    // The first reads of the issuance requests, spending the request's nonce in the same
+    // statement when it is [`Nonce::Pending`] (see [`NonceStore::spends_with_reads`]). Each
+    // answers how the spend went with what it read; a store that does not spend with its
+    // reads only takes [`Nonce::Spent`].
+
+    /// [`Self::get_order`], spending `nonce`.
+    async fn get_order_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_order(id).await?))
+    }
+    /// [`Self::get_authz`], spending `nonce`.
+    async fn get_authz_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_authz(id).await?))
+    }
+    /// [`Self::get_authz_by_challenge`], spending `nonce`.
+    async fn get_authz_by_challenge_spending(
+        &self,
+        challenge_id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((
+            GuardedSpend::Spent,
+            self.get_authz_by_challenge(challenge_id).await?,
+        ))
+    }
+    /// [`Self::get_cert`], spending `nonce`.
+    async fn get_cert_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<CertRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_cert(id).await?))
+    }
+    /// [`Self::subdomain_ancestor_authzs`], spending `nonce`.
+    async fn subdomain_ancestor_authzs_spending(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Vec<AncestorAuthz>), SaError> {
+        spent_already(nonce)?;
+        Ok((
+            GuardedSpend::Spent,
+            self.subdomain_ancestor_authzs(tenant, account_id, now)
+                .await?,
+        ))
+    }
     /// Reads a certificate by serial (lower-case hex) within a tenant.
     async fn get_cert_by_serial(
         &self,

@@ -283,6 +283,11 @@ impl RateLimiter {
         self.adjust_any(tenant, charges, -1.0).await;
     }
 
+    /// Whether [`Self::take`] of `charges` writes the database's buckets (else memory).
+    pub fn writes_storage(&self, charges: &[Charge]) -> bool {
+        self.store.is_some() && !charges.is_empty() && charges.iter().all(|(l, _)| l.shared())
+    }
+
     /// Runs `op` on the database's buckets when there is a database and every charge is a
     /// shared limit (callers never mix the per-second guard with the others), else on memory.
     async fn apply_any(&self, tenant: &str, charges: &[Charge], op: RateOp) -> Result<(), Error> {

@@ -5,6 +5,7 @@
 //! statements. Row locks make the conditional updates safe across nodes. The rest is the sqlx
 //! code both engines share (`sa::sqlx_storage`).
 
+use super::ride::ridden;
 use super::stmt;
 use super::PgStorage;
 use crate::sa::lifecycle::OrderLifecycle;
@@ -12,10 +13,23 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, Lease, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
+    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderRecord, RevokedEntry, SaError,
+    Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
+use std::sync::LazyLock;
+
+// The issuance requests' first reads with their nonce spend (`ride`); the number is the
+// read's first free parameter.
+static ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::ORDER_WITH_AUTHZS, 2));
+static AUTHZ_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
+static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
+static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
+static ANCESTORS_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS, 4));
 
 #[async_trait]
 impl Storage for PgStorage {
@@ -323,6 +337,95 @@ impl Storage for PgStorage {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::cert).transpose()
+    }
+
+    async fn get_order_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(q(ORDER_SPENDING.as_str()), q(rows::ORDER_WITH_AUTHZS), nonce)
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::order_head, rows::order_link)?,
+        ))
+    }
+
+    async fn get_authz_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(q(AUTHZ_SPENDING.as_str()), q(rows::AUTHZ_WITH_CHALLENGES), nonce)
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::authz_head, rows::authz_challenge)?,
+        ))
+    }
+
+    async fn get_authz_by_challenge_spending(
+        &self,
+        challenge_id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(challenge_id);
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(AUTHZ_BY_CHALLENGE_SPENDING.as_str()),
+                q(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE),
+                nonce,
+            )
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::authz_head, rows::authz_challenge)?,
+        ))
+    }
+
+    async fn get_cert_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<CertRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(q(CERT_SPENDING.as_str()), q(rows::CERT_BY_ID), nonce)
+            .await?;
+        Ok((spend, rows.first().map(rows::cert).transpose()?))
+    }
+
+    async fn subdomain_ancestor_authzs_spending(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Vec<AncestorAuthz>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(account_id).bind(tenant).bind(now);
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(ANCESTORS_SPENDING.as_str()),
+                q(sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS),
+                nonce,
+            )
+            .await?;
+        let found = rows
+            .iter()
+            .map(|r| {
+                Ok(AncestorAuthz {
+                    id: r.try_get("id")?,
+                    name: r.try_get("ident_value")?,
+                    expires: r.try_get("expires")?,
+                })
+            })
+            .collect::<Result<_, SaError>>()?;
+        Ok((spend, found))
     }
 
     async fn get_cert_by_serial(
