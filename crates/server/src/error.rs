@@ -147,9 +147,7 @@ impl Error {
             Error::Internal(_)
             | Error::Unavailable(_)
             | Error::SignerUnavailable(_)
-            | Error::AccountChanged => {
-                ProblemType::ServerInternal
-            }
+            | Error::AccountChanged => ProblemType::ServerInternal,
         }
     }
 }

@@ -74,7 +74,7 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
             let idents = body.identifiers;
             // §6.6: refused before anything is stored; given back if the order is not made.
             let charges = new_order_charges(&wfe, &v.tenant.name, &v.account.id, &idents);
-            if wfe.limits().writes_storage(&charges) {
+            if wfe.limits().writes_storage(&v.tenant.name, &charges) {
                 // The buckets are shared rows: the nonce is spent before they are written.
                 wfe.spend_now(&mut v).await?;
             }

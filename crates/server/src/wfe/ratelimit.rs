@@ -283,9 +283,14 @@ impl RateLimiter {
         self.adjust_any(tenant, charges, -1.0).await;
     }
 
-    /// Whether [`Self::take`] of `charges` writes the database's buckets (else memory).
-    pub fn writes_storage(&self, charges: &[Charge]) -> bool {
-        self.store.is_some() && !charges.is_empty() && charges.iter().all(|(l, _)| l.shared())
+    /// Whether [`Self::take`] of `charges` for `tenant` writes the database's buckets: shared
+    /// limits, at least one of them configured (an unlimited one has no bucket).
+    pub fn writes_storage(&self, tenant: &str, charges: &[Charge]) -> bool {
+        if self.store.is_none() || charges.is_empty() || !charges.iter().all(|(l, _)| l.shared()) {
+            return false;
+        }
+        let cfg = self.config(tenant);
+        charges.iter().any(|(l, _)| l.shape(&cfg).is_some())
     }
 
     /// Runs `op` on the database's buckets when there is a database and every charge is a

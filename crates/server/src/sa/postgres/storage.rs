@@ -13,8 +13,8 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderRecord, RevokedEntry, SaError,
-    Storage, StoredIdentifier,
+    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage,
+    StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -23,8 +23,7 @@ use std::sync::LazyLock;
 // The issuance requests' first reads with their nonce spend (`ride`); the number is the
 // read's first free parameter.
 static ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::ORDER_WITH_AUTHZS, 2));
-static AUTHZ_SPENDING: LazyLock<String> =
-    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
+static AUTHZ_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
 static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
 static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
@@ -346,7 +345,11 @@ impl Storage for PgStorage {
     ) -> Result<(GuardedSpend, Option<OrderRecord>), SaError> {
         let q = |sql: &'static str| sqlx::query(sql).bind(id);
         let (spend, rows) = self
-            .fetch_ridden(q(ORDER_SPENDING.as_str()), q(rows::ORDER_WITH_AUTHZS), nonce)
+            .fetch_ridden(
+                q(ORDER_SPENDING.as_str()),
+                q(rows::ORDER_WITH_AUTHZS),
+                nonce,
+            )
             .await?;
         Ok((
             spend,
@@ -361,7 +364,11 @@ impl Storage for PgStorage {
     ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
         let q = |sql: &'static str| sqlx::query(sql).bind(id);
         let (spend, rows) = self
-            .fetch_ridden(q(AUTHZ_SPENDING.as_str()), q(rows::AUTHZ_WITH_CHALLENGES), nonce)
+            .fetch_ridden(
+                q(AUTHZ_SPENDING.as_str()),
+                q(rows::AUTHZ_WITH_CHALLENGES),
+                nonce,
+            )
             .await?;
         Ok((
             spend,
