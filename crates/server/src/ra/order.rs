@@ -252,18 +252,23 @@ impl Ra {
         devices.sort_by(|a, b| a.value.cmp(&b.value));
         devices.dedup();
         let now = self.clock.unix();
-        // The account's ancestor authorizations (RFC 9444) are read first whenever the nonce
-        // is still to be spent, so the spend rides on that read and precedes every other
-        // storage call; otherwise they are read only if a dns name asks.
-        let mut ancestor_authzs: super::subdomain::AncestorCache = None;
-        if let Nonce::Pending(_) = nonce {
-            let (spend, found) = self
-                .sa
-                .subdomain_ancestor_authzs_spending(&tenant.name, &acct.id, now, nonce)
-                .await?;
-            super::settle_nonce(spend)?;
-            ancestor_authzs = Some(found);
-        }
+        let wanted = idents
+            .iter()
+            .map(authz_identifier)
+            .chain(devices.iter().map(|d| (d.clone(), false)))
+            .collect::<Vec<_>>();
+        // Everything newOrder reads to decide, read first and at once (one round trip on
+        // PostgreSQL, which also spends a pending nonce there, before any other storage
+        // call): the account's ancestor authorizations (RFC 9444) and, for every name, the
+        // authorization it may reuse. Reuse only authorizations that outlive the order a
+        // little, so the order cannot be left with one that expires under it (§7.1.3 lets
+        // the server choose).
+        let (spend, reads) = self
+            .sa
+            .new_order_reads_spending(&tenant.name, &acct.id, now, now + 3600, &wanted, nonce)
+            .await?;
+        super::settle_nonce(spend)?;
+        let mut ancestor_authzs: super::subdomain::AncestorCache = Some(reads.ancestors);
         let lifecycle = self
             .order_lifecycle_for(tenant, &acct.id, &idents, opts)
             .await?;
@@ -271,11 +276,6 @@ impl Ra {
         let order_expires = now + Self::secs(self.cfg.order_lifetime);
         let mut new_authzs = Vec::new();
         let mut authz_ids = Vec::with_capacity(idents.len());
-        let wanted = idents
-            .iter()
-            .map(authz_identifier)
-            .chain(devices.iter().map(|d| (d.clone(), false)))
-            .collect::<Vec<_>>();
         // Templated names (draft-ietf-acme-device-attest §6.1.2, "other authorization
         // mechanisms"): each gets a fresh authorization without challenges, attested by a
         // fresh authorization of the device made in this same order, so the names are never
@@ -292,7 +292,7 @@ impl Ra {
             .then(new_object_id);
         // Whether the account inherits its tenant's domains (issue 17), asked at most once.
         let mut inherits: Option<bool> = None;
-        for (stored, wildcard) in wanted {
+        for ((stored, wildcard), reusable) in wanted.into_iter().zip(reads.reusable) {
             // A name at or below a validated tenant domain, for an account created with the
             // tenant's EAB: a fresh authorization, valid at once, without challenges, that
             // names the domain it comes from (never reused, see `ra::domains`).
@@ -365,14 +365,8 @@ impl Ra {
                 .filter(|_| is_granted(&stored, wildcard));
             let deciding = identifier_type(&stored) == Some(IdentifierType::PermanentIdentifier)
                 && device_authz.is_some();
-            // Reuse only authorizations that outlive the order a little, so the order cannot be
-            // left with an authorization that expires under it (§7.1.3 lets the server choose).
             if attested_by.is_none() && !deciding {
-                if let Some(id) = self
-                    .sa
-                    .find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600)
-                    .await?
-                {
+                if let Some(id) = reusable {
                     authz_ids.push(id);
                     continue;
                 }

@@ -61,7 +61,7 @@ metered! {
     fn get_authz_spending(&self, id: &str, nonce: &Nonce) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError>;
     fn get_authz_by_challenge_spending(&self, challenge_id: &str, nonce: &Nonce) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError>;
     fn get_cert_spending(&self, id: &str, nonce: &Nonce) -> Result<(GuardedSpend, Option<CertRecord>), SaError>;
-    fn subdomain_ancestor_authzs_spending(&self, tenant: &str, account_id: &str, now: i64, nonce: &Nonce) -> Result<(GuardedSpend, Vec<AncestorAuthz>), SaError>;
+    fn new_order_reads_spending(&self, tenant: &str, account_id: &str, now: i64, min_expires: i64, wanted: &[(StoredIdentifier, bool)], nonce: &Nonce) -> Result<(GuardedSpend, OrderReads), SaError>;
     fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError>;
     fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError>;
     fn revoked_certs(&self, tenant: &str, issuer: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError>;

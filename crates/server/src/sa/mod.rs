@@ -428,19 +428,34 @@ pub trait Storage: Send + Sync {
         spent_already(nonce)?;
         Ok((GuardedSpend::Spent, self.get_cert(id).await?))
     }
-    /// [`Self::subdomain_ancestor_authzs`], spending `nonce`.
-    async fn subdomain_ancestor_authzs_spending(
+    /// newOrder's reads, spending `nonce`: [`Self::subdomain_ancestor_authzs`], and
+    /// [`Self::find_reusable_authz`] for each of `wanted` (identifier, wildcard).
+    async fn new_order_reads_spending(
         &self,
         tenant: &str,
         account_id: &str,
         now: i64,
+        min_expires: i64,
+        wanted: &[(StoredIdentifier, bool)],
         nonce: &Nonce,
-    ) -> Result<(GuardedSpend, Vec<AncestorAuthz>), SaError> {
+    ) -> Result<(GuardedSpend, OrderReads), SaError> {
         spent_already(nonce)?;
+        let ancestors = self
+            .subdomain_ancestor_authzs(tenant, account_id, now)
+            .await?;
+        let mut reusable = Vec::with_capacity(wanted.len());
+        for (ident, wildcard) in wanted {
+            reusable.push(
+                self.find_reusable_authz(account_id, ident, *wildcard, now, min_expires)
+                    .await?,
+            );
+        }
         Ok((
             GuardedSpend::Spent,
-            self.subdomain_ancestor_authzs(tenant, account_id, now)
-                .await?,
+            OrderReads {
+                ancestors,
+                reusable,
+            },
         ))
     }
     /// Reads a certificate by serial (lower-case hex) within a tenant.

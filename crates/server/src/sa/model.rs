@@ -178,6 +178,15 @@ pub struct AncestorAuthz {
     pub expires: i64,
 }
 
+/// What newOrder reads before it decides which authorizations to make.
+#[derive(Clone, Debug, Default)]
+pub struct OrderReads {
+    /// The account's valid authorizations that allow subdomains (RFC 9444 §4.2).
+    pub ancestors: Vec<AncestorAuthz>,
+    /// For each identifier asked about, in order, the authorization it may reuse.
+    pub reusable: Vec<Option<String>>,
+}
+
 /// A challenge (RFC 8555 §8).
 #[derive(Clone, Debug)]
 pub struct ChallengeRecord {

@@ -65,3 +65,24 @@ pub(crate) const FINISH_CHALLENGE: &str = "WITH ch AS (
     )
     UPDATE authzs SET status = $1, expires = CASE WHEN $6 THEN $7 ELSE expires END
     WHERE status = 'pending' AND attested_by = (SELECT id FROM az)";
+
+/// newOrder's reads in one statement: the account's valid authorizations that allow
+/// subdomains (RFC 9444 §4.2; `kind` 'a', as `sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS` with `$1`
+/// account, `$2` tenant, `$3` now), and for each wanted identifier `n` (types `$5`, values
+/// `$6`, wildcards `$7`) the authorization it may reuse (`kind` 'r', as
+/// `sql::stmt::REUSABLE_AUTHZ` with expiry after `$4`).
+pub(crate) const NEW_ORDER_READS: &str =
+    "(SELECT 'a' AS kind, id, ident_value, expires, NULL::int8 AS n
+        FROM authzs WHERE account_id = $1 AND tenant = $2
+        AND ident_type = 'dns' AND wildcard = 0 AND status = 'valid' AND subdomain_auth_allowed = 1
+        AND expires > $3 AND ancestor_authz IS NULL AND derived_from IS NULL AND attested_by IS NULL
+        ORDER BY expires DESC)
+    UNION ALL
+    SELECT 'r', (SELECT a.id FROM authzs a WHERE a.account_id = $1 AND a.ident_type = w.t
+            AND a.ident_value = w.v AND a.wildcard = w.wc
+            AND a.status IN ('valid', 'pending') AND a.expires > $4
+            AND a.attested_by IS NULL AND a.derived_from IS NULL AND a.ancestor_authz IS NULL
+            AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = a.id)
+            ORDER BY CASE a.status WHEN 'valid' THEN 0 ELSE 1 END, a.expires DESC LIMIT 1),
+        NULL, NULL, w.n
+    FROM UNNEST($5::text[], $6::text[], $7::int8[]) WITH ORDINALITY AS w(t, v, wc, n)";

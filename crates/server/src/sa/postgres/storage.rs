@@ -13,8 +13,8 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage,
-    StoredIdentifier,
+    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord, RevokedEntry,
+    SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -27,8 +27,8 @@ static AUTHZ_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::AUTHZ_WI
 static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
 static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
-static ANCESTORS_SPENDING: LazyLock<String> =
-    LazyLock::new(|| ridden(sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS, 4));
+static NEW_ORDER_READS_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(stmt::NEW_ORDER_READS, 8));
 
 #[async_trait]
 impl Storage for PgStorage {
@@ -407,32 +407,56 @@ impl Storage for PgStorage {
         Ok((spend, rows.first().map(rows::cert).transpose()?))
     }
 
-    async fn subdomain_ancestor_authzs_spending(
+    async fn new_order_reads_spending(
         &self,
         tenant: &str,
         account_id: &str,
         now: i64,
+        min_expires: i64,
+        wanted: &[(StoredIdentifier, bool)],
         nonce: &Nonce,
-    ) -> Result<(GuardedSpend, Vec<AncestorAuthz>), SaError> {
-        let q = |sql: &'static str| sqlx::query(sql).bind(account_id).bind(tenant).bind(now);
+    ) -> Result<(GuardedSpend, OrderReads), SaError> {
+        let kinds: Vec<&str> = wanted.iter().map(|(i, _)| i.kind.as_str()).collect();
+        let values: Vec<&str> = wanted.iter().map(|(i, _)| i.value.as_str()).collect();
+        let wildcards: Vec<i64> = wanted.iter().map(|(_, w)| i64::from(*w)).collect();
+        let q = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(account_id)
+                .bind(tenant)
+                .bind(now)
+                .bind(min_expires)
+                .bind(kinds.clone())
+                .bind(values.clone())
+                .bind(wildcards.clone())
+        };
         let (spend, rows) = self
             .fetch_ridden(
-                q(ANCESTORS_SPENDING.as_str()),
-                q(sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS),
+                q(NEW_ORDER_READS_SPENDING.as_str()),
+                q(stmt::NEW_ORDER_READS),
                 nonce,
             )
             .await?;
-        let found = rows
-            .iter()
-            .map(|r| {
-                Ok(AncestorAuthz {
+        let mut reads = OrderReads {
+            ancestors: Vec::new(),
+            reusable: vec![None; wanted.len()],
+        };
+        for r in &rows {
+            if r.try_get::<String, _>("kind")? == "a" {
+                reads.ancestors.push(AncestorAuthz {
                     id: r.try_get("id")?,
                     name: r.try_get("ident_value")?,
                     expires: r.try_get("expires")?,
-                })
-            })
-            .collect::<Result<_, SaError>>()?;
-        Ok((spend, found))
+                });
+            } else {
+                let n: i64 = r.try_get("n")?;
+                let slot = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| reads.reusable.get_mut(i))
+                    .ok_or_else(|| SaError::Corrupt(format!("reusable lookup row {n}")))?;
+                *slot = r.try_get("id")?;
+            }
+        }
+        Ok((spend, reads))
     }
 
     async fn get_cert_by_serial(
