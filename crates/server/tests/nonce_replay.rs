@@ -7,6 +7,7 @@
 mod client;
 mod support;
 
+use acme_types::sign::JwsKey;
 use client::{b64url, csr, Client, Resp};
 use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
@@ -65,6 +66,108 @@ async fn assert_replay_refused(env: &Env, c: &Client, url: &str, body: &[u8], wh
         before,
         "{what} replayed changed storage"
     );
+}
+
+/// Sends a new request signed with `spent`, a nonce an earlier request used: `badNonce`, and
+/// storage as it was (on PostgreSQL the statement that would have spent it also holds the
+/// request's first write, which must not happen).
+async fn assert_spent_nonce_refused(
+    env: &Env,
+    c: &Client,
+    url: &str,
+    payload: Option<&Value>,
+    spent: &str,
+    what: &str,
+) {
+    let before = env.counts().await;
+    let kid = JwsKey::Kid(c.kid().to_string());
+    let r = c
+        .post_with(url, payload, kid, Some(spent.to_string()), url)
+        .await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (400, "badNonce"),
+        "{what} with a spent nonce: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        env.counts().await,
+        before,
+        "{what} with a spent nonce changed storage"
+    );
+}
+
+/// Reads `url` (POST-as-GET) with a nonce of its own, which it returns, spent.
+async fn read_spending(c: &Client, url: &str) -> String {
+    let nonce = c.nonce().await;
+    let kid = JwsKey::Kid(c.kid().to_string());
+    let r = c.post_with(url, None, kid, Some(nonce.clone()), url).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    nonce
+}
+
+#[tokio::test]
+async fn a_spent_nonce_starts_nothing() {
+    let Some(env) = Env::start("a_spent_nonce_starts_nothing") else {
+        return;
+    };
+    let mut c = Client::new(&env.ca.directory_url(), &env.root).await;
+    assert_eq!(c.new_account().await.status, 201);
+    let name = "stale.routers.example.com";
+    let acct_url = c.kid().to_string();
+    let spent = read_spending(&c, &acct_url).await;
+    let new_order = json!({"identifiers": [{"type": "dns", "value": name}]});
+    assert_spent_nonce_refused(
+        &env,
+        &c,
+        &c.url("newOrder"),
+        Some(&new_order),
+        &spent,
+        "newOrder",
+    )
+    .await;
+
+    let r = c.new_order(&[name]).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let order_url = r.location();
+    let order = r.json();
+    let authz_url = order["authorizations"][0]
+        .as_str()
+        .expect("authz")
+        .to_string();
+    let spent = read_spending(&c, &authz_url).await;
+    assert_spent_nonce_refused(&env, &c, &authz_url, None, &spent, "authorization").await;
+
+    // The challenge is pending: a POST with a spent nonce must not start it.
+    let authz = c.post(&authz_url, None).await.json();
+    let ch = authz["challenges"]
+        .as_array()
+        .expect("challenges")
+        .iter()
+        .find(|c| c["type"] == "dns-01")
+        .expect("dns-01")
+        .clone();
+    let ch_url = ch["url"].as_str().expect("challenge URL").to_string();
+    assert_spent_nonce_refused(&env, &c, &ch_url, Some(&json!({})), &spent, "challenge").await;
+    let now = c.post(&ch_url, None).await.json();
+    assert_eq!(now["status"], "pending", "{now}");
+
+    // Ready order: finalize with a spent nonce must not claim it.
+    env.dns.set_txt(
+        &format!("_acme-challenge.{name}"),
+        &acme_types::keyauth::dns01_txt_value(
+            &c.key_authorization(ch["token"].as_str().expect("token")),
+        ),
+    );
+    assert_eq!(c.post(&ch_url, Some(&json!({}))).await.status, 200);
+    let ready = c.poll(&order_url, |o| o["status"] != "pending").await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let (csr_der, _key) = csr(&[name], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let fin = json!({"csr": b64url(&csr_der)});
+    let fin_url = order["finalize"].as_str().expect("finalize").to_string();
+    assert_spent_nonce_refused(&env, &c, &fin_url, Some(&fin), &spent, "finalize").await;
+    let still = c.post(&order_url, None).await.json();
+    assert_eq!(still["status"], "ready", "{still}");
 }
 
 #[tokio::test]

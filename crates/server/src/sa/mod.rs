@@ -179,6 +179,30 @@ impl SaError {
     }
 }
 
+/// [`Storage::start_challenge_spending`]'s start as a statement of its own, after the read
+/// found `authz`.
+pub(in crate::sa) async fn start_after_read<S: Storage + ?Sized>(
+    store: &S,
+    start: &ChallengeStart<'_>,
+    authz: Option<&AuthzRecord>,
+) -> Result<bool, SaError> {
+    let startable = authz.is_some_and(|a| {
+        a.tenant == start.tenant
+            && a.account_id == start.account_id
+            && a.status == AuthzState::Pending
+            && a.expires > start.now
+            && a.challenges.iter().any(|c| {
+                c.id == start.challenge_id
+                    && c.status == ChallengeState::Pending
+                    && c.kind != start.except_type
+            })
+    });
+    Ok(startable
+        && store
+            .try_start_challenge(start.challenge_id, start.lease)
+            .await?)
+}
+
 /// For stores that do not spend nonces with their reads: only an already spent nonce.
 fn spent_already(nonce: &Nonce) -> Result<(), SaError> {
     match nonce {
@@ -428,6 +452,20 @@ pub trait Storage: Send + Sync {
         spent_already(nonce)?;
         Ok((GuardedSpend::Spent, self.get_cert(id).await?))
     }
+    /// A challenge POST's read ([`Self::get_authz_by_challenge`]) spending `nonce` and, if it
+    /// was fresh, the start of the challenge as [`ChallengeStart`] says, in one step: answers
+    /// the read (as before the start) and whether the challenge was started.
+    async fn start_challenge_spending(
+        &self,
+        start: &ChallengeStart<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+        spent_already(nonce)?;
+        let authz = self.get_authz_by_challenge(start.challenge_id).await?;
+        let started = start_after_read(self, start, authz.as_ref()).await?;
+        Ok((GuardedSpend::Spent, authz, started))
+    }
+
     /// newOrder's reads, spending `nonce`: [`Self::subdomain_ancestor_authzs`], and
     /// [`Self::find_reusable_authz`] for each of `wanted` (identifier, wildcard).
     async fn new_order_reads_spending(

@@ -178,6 +178,23 @@ pub struct AncestorAuthz {
     pub expires: i64,
 }
 
+/// A challenge POST's start, made in the same step as its read (see
+/// [`crate::sa::Storage::start_challenge_spending`]).
+pub struct ChallengeStart<'a> {
+    /// The challenge.
+    pub challenge_id: &'a str,
+    /// The tenant and account that must own its authorization.
+    pub tenant: &'a str,
+    /// See `tenant`.
+    pub account_id: &'a str,
+    /// Now (unix seconds): the authorization must not have expired.
+    pub now: i64,
+    /// A challenge of this type is never started this way (it needs more than the POST).
+    pub except_type: &'a str,
+    /// The validation's lease.
+    pub lease: &'a super::Lease,
+}
+
 /// What newOrder reads before it decides which authorizations to make.
 #[derive(Clone, Debug, Default)]
 pub struct OrderReads {

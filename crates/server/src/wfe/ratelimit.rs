@@ -441,6 +441,13 @@ impl crate::ra::ValidationBudget for FailedValidations {
             )
             .await;
     }
+
+    fn writes_storage(&self, tenant: &str) -> bool {
+        self.0.writes_storage(
+            tenant,
+            &[(Limit::FailedValidationsPerAccount, String::new())],
+        )
+    }
 }
 
 /// The `rateLimited` answer for `limit`, whose bucket holds a token again after `wait` seconds.

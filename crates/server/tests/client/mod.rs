@@ -181,6 +181,11 @@ impl Client {
             .await
     }
 
+    /// The account URL (`kid`) of this client's account.
+    pub(crate) fn kid(&self) -> &str {
+        self.kid.as_deref().expect("an account")
+    }
+
     /// A request to `url` signed with this client's key (kid if known) and a fresh nonce, not
     /// sent: to send the very same bytes twice (a replay).
     pub(crate) async fn signed(&self, url: &str, payload: Option<&Value>) -> Vec<u8> {

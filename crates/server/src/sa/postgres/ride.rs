@@ -9,7 +9,7 @@
 //! `LEFT JOIN`ed to it and marks its own rows with `ride_found`.
 
 use super::PgStorage;
-use crate::sa::{GuardedSpend, Nonce, SaError};
+use crate::sa::{GuardedSpend, Nonce, PendingSpend, SaError};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row};
@@ -21,6 +21,12 @@ use sqlx::{Postgres, Row};
 /// The join is a nested loop over the single outcome row (a join `ON true` has no hash or
 /// merge form), so the read's rows keep the order its `ORDER BY` gave them.
 pub(super) fn ridden(read: &str, first: usize) -> String {
+    ridden_with(read, first, "", "")
+}
+
+/// [`ridden`] with one more data-modifying CTE, `step`, that runs only if the nonce was fresh
+/// (it tests `(SELECT nonce_fresh FROM spend)`), and the column `step_col` that reports on it.
+pub(super) fn ridden_with(read: &str, first: usize, step: &str, step_col: &str) -> String {
     let (n, e, g, t, c) = (first, first + 1, first + 2, first + 3, first + 4);
     format!(
         "WITH acct AS (
@@ -31,8 +37,8 @@ pub(super) fn ridden(read: &str, first: usize) -> String {
             INSERT INTO spent_nonces (id, expires) SELECT ${n}, ${e} FROM acct ON CONFLICT (id) DO NOTHING RETURNING 1
         ), spend AS (
             SELECT EXISTS (SELECT 1 FROM acct) AS nonce_account_ok, EXISTS (SELECT 1 FROM ins) AS nonce_fresh
-        )
-        SELECT spend.*, r.* FROM spend LEFT JOIN LATERAL (SELECT true AS ride_found, q.* FROM ({read}) q) r ON true"
+        ){step}
+        SELECT spend.*{step_col}, r.* FROM spend LEFT JOIN LATERAL (SELECT true AS ride_found, q.* FROM ({read}) q) r ON true"
     )
 }
 
@@ -46,10 +52,23 @@ impl PgStorage {
         plain: Query<'q, Postgres, PgArguments>,
         nonce: &'q Nonce,
     ) -> Result<(GuardedSpend, Vec<PgRow>), SaError> {
-        let spend = match nonce {
-            Nonce::Spent => return Ok((GuardedSpend::Spent, plain.fetch_all(&self.pool).await?)),
-            Nonce::Pending(p) => p,
-        };
+        match nonce {
+            Nonce::Spent => Ok((GuardedSpend::Spent, plain.fetch_all(&self.pool).await?)),
+            Nonce::Pending(p) => {
+                let (spend, _, rows) = self.fetch_pending(ridden, p, None).await?;
+                Ok((spend, rows))
+            }
+        }
+    }
+
+    /// Runs `ridden` (made with [`ridden_with`]) spending the pending `spend`; answers the
+    /// spend's outcome, the boolean column `step_col` and the read's rows.
+    pub(super) async fn fetch_pending<'q>(
+        &self,
+        ridden: Query<'q, Postgres, PgArguments>,
+        spend: &'q PendingSpend,
+        step_col: Option<&str>,
+    ) -> Result<(GuardedSpend, bool, Vec<PgRow>), SaError> {
         let guard = spend.guard.as_ref();
         let mut rows = ridden
             .bind(&spend.id)
@@ -64,6 +83,10 @@ impl PgStorage {
             .ok_or_else(|| SaError::Corrupt("a spending read answered no row".into()))?;
         let account_ok: bool = first.try_get("nonce_account_ok")?;
         let fresh: bool = first.try_get("nonce_fresh")?;
+        let stepped = match step_col {
+            Some(col) => first.try_get::<bool, _>(col)?,
+            None => false,
+        };
         if first.try_get::<Option<bool>, _>("ride_found")?.is_none() {
             rows.clear();
         }
@@ -72,6 +95,6 @@ impl PgStorage {
             (true, true) => GuardedSpend::Spent,
             (true, false) => GuardedSpend::Replayed,
         };
-        Ok((outcome, rows))
+        Ok((outcome, stepped, rows))
     }
 }

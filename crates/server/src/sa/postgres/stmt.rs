@@ -86,3 +86,15 @@ pub(crate) const NEW_ORDER_READS: &str =
             ORDER BY CASE a.status WHEN 'valid' THEN 0 ELSE 1 END, a.expires DESC LIMIT 1),
         NULL, NULL, w.n
     FROM UNNEST($5::text[], $6::text[], $7::int8[]) WITH ORDINALITY AS w(t, v, wc, n)";
+
+/// Challenge POST, with its read (`ride::ridden_with`): starts challenge `$1` with lease `$2`
+/// held by `$3` if the nonce was fresh, the challenge is pending and not of type `$4`, and its
+/// authorization is pending, unexpired at `$5` and owned by tenant `$6` and account `$7`.
+/// The read beside it sees the rows as they were before.
+pub(crate) const START_CHALLENGE_STEP: &str = ", started AS (
+        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
+        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
+        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
+                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
+        RETURNING 1
+    )";

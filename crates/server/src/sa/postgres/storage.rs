@@ -5,7 +5,7 @@
 //! statements. Row locks make the conditional updates safe across nodes. The rest is the sqlx
 //! code both engines share (`sa::sqlx_storage`).
 
-use super::ride::ridden;
+use super::ride::{self, ridden};
 use super::stmt;
 use super::PgStorage;
 use crate::sa::lifecycle::OrderLifecycle;
@@ -13,8 +13,8 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord, RevokedEntry,
-    SaError, Storage, StoredIdentifier,
+    ChallengeStart, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord,
+    RevokedEntry, SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -27,6 +27,14 @@ static AUTHZ_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::AUTHZ_WI
 static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
 static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
+static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ride::ridden_with(
+        rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
+        8,
+        stmt::START_CHALLENGE_STEP,
+        ", EXISTS (SELECT 1 FROM started) AS started",
+    )
+});
 static NEW_ORDER_READS_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(stmt::NEW_ORDER_READS, 8));
 
@@ -405,6 +413,30 @@ impl Storage for PgStorage {
             .fetch_ridden(q(CERT_SPENDING.as_str()), q(rows::CERT_BY_ID), nonce)
             .await?;
         Ok((spend, rows.first().map(rows::cert).transpose()?))
+    }
+
+    async fn start_challenge_spending(
+        &self,
+        start: &ChallengeStart<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+        let Nonce::Pending(pending) = nonce else {
+            // Spent already: the read and the start as separate statements.
+            let authz = self.get_authz_by_challenge(start.challenge_id).await?;
+            let started = crate::sa::start_after_read(self, start, authz.as_ref()).await?;
+            return Ok((GuardedSpend::Spent, authz, started));
+        };
+        let q = sqlx::query(START_CHALLENGE_SPENDING.as_str())
+            .bind(start.challenge_id)
+            .bind(start.lease.until)
+            .bind(&start.lease.owner)
+            .bind(start.except_type)
+            .bind(start.now)
+            .bind(start.tenant)
+            .bind(start.account_id);
+        let (spend, started, rows) = self.fetch_pending(q, pending, Some("started")).await?;
+        let authz = rows::joined(&rows, rows::authz_head, rows::authz_challenge)?;
+        Ok((spend, authz, started))
     }
 
     async fn new_order_reads_spending(
