@@ -452,6 +452,19 @@ pub trait Storage: Send + Sync {
         spent_already(nonce)?;
         Ok((GuardedSpend::Spent, self.get_cert(id).await?))
     }
+    /// finalize's read ([`Self::get_order`]) spending `nonce` and, if it was fresh, the claim
+    /// of the order as [`ClaimAtRead`] says, in one step: answers the order as read (before
+    /// the claim) and whether it was claimed. A store that cannot claims nothing here (the
+    /// caller claims on its own when it has to).
+    async fn claim_order_spending(
+        &self,
+        at: &ClaimAtRead<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_order(at.order_id).await?, false))
+    }
+
     /// A challenge POST's read ([`Self::get_authz_by_challenge`]) spending `nonce` and, if it
     /// was fresh, the start of the challenge as [`ChallengeStart`] says, in one step: answers
     /// the read (as before the start) and whether the challenge was started.

@@ -195,6 +195,25 @@ pub struct ChallengeStart<'a> {
     pub lease: &'a super::Lease,
 }
 
+/// finalize's claim, made in the same step as its read (see
+/// [`crate::sa::Storage::claim_order_spending`]): the order is claimed only if it is ready
+/// and nothing stands between the read and the claim.
+pub struct ClaimAtRead<'a> {
+    /// The order.
+    pub order_id: &'a str,
+    /// The tenant and account that must own it.
+    pub tenant: &'a str,
+    /// See `tenant`.
+    pub account_id: &'a str,
+    /// Now (unix seconds): neither the order nor its authorizations may have expired.
+    pub now: i64,
+    /// When set, every authorization must have been validated at or after this time, so no
+    /// CAA recheck (BR §3.2.2.8) stands between the read and the claim.
+    pub validated_since: Option<i64>,
+    /// The claim.
+    pub claim: &'a super::OrderClaim,
+}
+
 /// What newOrder reads before it decides which authorizations to make.
 #[derive(Clone, Debug, Default)]
 pub struct OrderReads {

@@ -98,3 +98,24 @@ pub(crate) const START_CHALLENGE_STEP: &str = ", started AS (
                     AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
         RETURNING 1
     )";
+
+/// finalize, with its read (`ride::ridden_with`): claims order `$1` with token `$2` until
+/// `$3` if the nonce was fresh and the order is ready at `$4` (pending, unexpired, every
+/// authorization valid and unexpired), owned by tenant `$5` and account `$6`, and, when `$7`
+/// is not NULL, every authorization was validated at or after `$7` (so no CAA recheck is due;
+/// the validation time as `rows::ORDER_WITH_AUTHZS` reads it).
+pub(crate) const CLAIM_ORDER_STEP: &str = ", claimed AS (
+        UPDATE orders o SET status = 'processing', claim_token = $2, claim_until = $3
+        WHERE o.id = $1 AND o.status = 'pending' AND o.expires > $4 AND o.tenant = $5
+        AND o.account_id = $6 AND (SELECT nonce_fresh FROM spend)
+        AND NOT EXISTS (
+            SELECT 1 FROM order_authzs l JOIN authzs a ON a.id = l.authz_id
+            WHERE l.order_id = o.id AND (a.status <> 'valid' OR a.expires <= $4
+                OR ($7::int8 IS NOT NULL AND COALESCE(
+                    (SELECT MAX(c.validated_at) FROM challenges c
+                      WHERE c.authz_id = a.id AND c.status = 'valid'),
+                    (SELECT MAX(c.validated_at) FROM challenges c
+                      WHERE c.authz_id = a.attested_by AND c.status = 'valid'),
+                    -1) < $7)))
+        RETURNING 1
+    )";

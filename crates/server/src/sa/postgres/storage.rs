@@ -13,7 +13,7 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    ChallengeStart, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord,
+    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord,
     RevokedEntry, SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
@@ -27,6 +27,14 @@ static AUTHZ_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::AUTHZ_WI
 static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
 static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
+static CLAIM_ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ride::ridden_with(
+        rows::ORDER_WITH_AUTHZS,
+        8,
+        stmt::CLAIM_ORDER_STEP,
+        ", EXISTS (SELECT 1 FROM claimed) AS claimed",
+    )
+});
 static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| {
     ride::ridden_with(
         rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
@@ -413,6 +421,27 @@ impl Storage for PgStorage {
             .fetch_ridden(q(CERT_SPENDING.as_str()), q(rows::CERT_BY_ID), nonce)
             .await?;
         Ok((spend, rows.first().map(rows::cert).transpose()?))
+    }
+
+    async fn claim_order_spending(
+        &self,
+        at: &ClaimAtRead<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
+        let Nonce::Pending(pending) = nonce else {
+            return Ok((GuardedSpend::Spent, self.get_order(at.order_id).await?, false));
+        };
+        let q = sqlx::query(CLAIM_ORDER_SPENDING.as_str())
+            .bind(at.order_id)
+            .bind(&at.claim.token)
+            .bind(at.claim.until)
+            .bind(at.now)
+            .bind(at.tenant)
+            .bind(at.account_id)
+            .bind(at.validated_since);
+        let (spend, claimed, rows) = self.fetch_pending(q, pending, Some("claimed")).await?;
+        let order = rows::joined(&rows, rows::order_head, rows::order_link)?;
+        Ok((spend, order, claimed))
     }
 
     async fn start_challenge_spending(
