@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// What [`Ra::start_at_read`] did.
 enum AtRead {
     /// Started the challenge: the answer.
-    Answered((ChallengeRecord, AuthzRecord)),
+    Answered(Box<(ChallengeRecord, AuthzRecord)>),
     /// Nothing (the nonce is as it was).
     NotTried,
     /// Read (spending the nonce) but did not start it.
@@ -28,9 +28,19 @@ enum AtRead {
 }
 
 impl Ra {
-    /// Reads a challenge and its authorization, both owned by `acct`, spending a pending
-    /// `nonce` with the read.
+    /// Reads a challenge and its authorization, both owned by `acct`.
     pub async fn get_challenge(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        self.get_challenge_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_challenge`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_challenge_spending(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,
@@ -64,14 +74,25 @@ impl Ra {
         tenant: &Tenant,
         acct: &AccountRecord,
         id: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        self.respond_challenge_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::respond_challenge`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn respond_challenge_spending(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
         nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         let nonce = match self.start_at_read(tenant, acct, id, nonce).await? {
-            AtRead::Answered(done) => return Ok(done),
+            AtRead::Answered(done) => return Ok(*done),
             AtRead::NotTried => nonce,
             AtRead::NotStarted => &Nonce::Spent,
         };
-        let (ch, authz) = self.get_challenge(tenant, acct, id, nonce).await?;
+        let (ch, authz) = self.get_challenge_spending(tenant, acct, id, nonce).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
@@ -95,7 +116,7 @@ impl Ra {
                 // was not spent on a validation.
                 self.give_back_budget(&tenant.name, &acct.id).await;
                 other?;
-                return self.get_challenge(tenant, acct, id, &Nonce::Spent).await;
+                return self.get_challenge(tenant, acct, id).await;
             }
         }
         Ok(self
@@ -153,10 +174,10 @@ impl Ra {
             .find(|c| c.id == id)
             .cloned()
             .ok_or_else(|| Error::internal("a started challenge was not read"))?;
-        Ok(AtRead::Answered(
+        Ok(AtRead::Answered(Box::new(
             self.run_started(acct, id, (ch, authz), lease, ticket, taken)
                 .await,
-        ))
+        )))
     }
 
     /// A started challenge (status `processing`, leased): validates it on this node and waits
@@ -202,10 +223,22 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
         att_obj_b64: &str,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        self.respond_attestation_spending(tenant, acct, id, att_obj_b64, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::respond_attestation`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn respond_attestation_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        att_obj_b64: &str,
         nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
-        let (ch, authz) = self.get_challenge(tenant, acct, id, nonce).await?;
+        let (ch, authz) = self.get_challenge_spending(tenant, acct, id, nonce).await?;
         if challenge_type(&ch.kind) != Some(ChallengeType::DeviceAttest01) {
             return Err(Error::malformed(
                 "attObj is only meaningful for device-attest-01",
@@ -227,7 +260,7 @@ impl Ra {
             other => {
                 self.give_back_budget(&tenant.name, &acct.id).await;
                 other?;
-                return self.get_challenge(tenant, acct, id, &Nonce::Spent).await;
+                return self.get_challenge(tenant, acct, id).await;
             }
         }
         let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
@@ -275,7 +308,7 @@ impl Ra {
         };
         crate::metrics::validation(&ch.kind, outcome.valid, started.elapsed());
         self.sa.finish_challenge(id, outcome).await?;
-        self.get_challenge(tenant, acct, id, &Nonce::Spent).await
+        self.get_challenge(tenant, acct, id).await
     }
 
     /// Takes over validations left in `processing` whose lease ran out (their node crashed),

@@ -55,6 +55,18 @@ impl Ra {
         acct: &AccountRecord,
         order_id: &str,
         csr_der: Vec<u8>,
+    ) -> Result<OrderView> {
+        self.finalize_spending(tenant, acct, order_id, csr_der, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::finalize`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn finalize_spending(
+        &self,
+        tenant: &Arc<Tenant>,
+        acct: &AccountRecord,
+        order_id: &str,
+        csr_der: Vec<u8>,
         nonce: &Nonce,
     ) -> Result<OrderView> {
         let now = self.clock.now();
@@ -415,9 +427,19 @@ impl Ra {
         });
     }
 
-    /// The certificate with id `id`, if `acct` ordered it, spending a pending `nonce` with
-    /// the read.
+    /// The certificate with id `id`, if `acct` ordered it.
     pub async fn get_cert(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+    ) -> Result<CertRecord> {
+        self.get_cert_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_cert`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_cert_spending(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,

@@ -171,22 +171,28 @@ impl Ra {
         acct: &AccountRecord,
         requested: &[wire::Identifier],
     ) -> Result<OrderView> {
-        self.new_order_with(
-            tenant,
-            acct,
-            requested,
-            &OrderOptions::default(),
-            &Nonce::Spent,
-        )
-        .await
+        self.new_order_with(tenant, acct, requested, &OrderOptions::default())
+            .await
     }
 
     /// newOrder with a profile (draft-aaron-acme-profiles) and `replaces` (RFC 9773 §5). An
     /// unknown profile is refused before anything is stored; the profile's lifetime and
     /// extensions are applied at finalization, whatever the CSR asks. An identifier may name
-    /// its `ancestorDomain` (RFC 9444 §4.2). A pending `nonce` is spent by the first read,
-    /// before anything is written.
+    /// its `ancestorDomain` (RFC 9444 §4.2).
     pub async fn new_order_with(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        requested: &[wire::Identifier],
+        opts: &OrderOptions,
+    ) -> Result<OrderView> {
+        self.new_order_spending(tenant, acct, requested, opts, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::new_order_with`] with the request's `nonce`, spent by the first read, before
+    /// anything is written.
+    pub(crate) async fn new_order_spending(
         &self,
         tenant: &Tenant,
         acct: &AccountRecord,

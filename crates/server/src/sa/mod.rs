@@ -462,7 +462,11 @@ pub trait Storage: Send + Sync {
         nonce: &Nonce,
     ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
         spent_already(nonce)?;
-        Ok((GuardedSpend::Spent, self.get_order(at.order_id).await?, false))
+        Ok((
+            GuardedSpend::Spent,
+            self.get_order(at.order_id).await?,
+            false,
+        ))
     }
 
     /// A challenge POST's read ([`Self::get_authz_by_challenge`]) spending `nonce` and, if it

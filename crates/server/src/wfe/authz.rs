@@ -158,7 +158,7 @@ pub(super) async fn challenge(
                     wfe,
                     v,
                     wfe.ra
-                        .get_challenge(&v.tenant, &v.account, &id, &v.nonce)
+                        .get_challenge_spending(&v.tenant, &v.account, &id, &v.nonce)
                         .await
                 )?
             } else {
@@ -179,14 +179,16 @@ pub(super) async fn challenge(
                         wfe,
                         v,
                         wfe.ra
-                            .respond_attestation(&v.tenant, &v.account, &id, &att, &v.nonce)
+                            .respond_attestation_spending(
+                                &v.tenant, &v.account, &id, &att, &v.nonce
+                            )
                             .await
                     )?,
                     None => riding!(
                         wfe,
                         v,
                         wfe.ra
-                            .respond_challenge(&v.tenant, &v.account, &id, &v.nonce)
+                            .respond_challenge_spending(&v.tenant, &v.account, &id, &v.nonce)
                             .await
                     )?,
                 }

@@ -18,7 +18,9 @@ async fn download(wfe: Arc<Wfe>, id: String, alt: Option<String>, v: RidingPost)
             let cert = riding!(
                 wfe,
                 v,
-                wfe.ra.get_cert(&v.tenant, &v.account, &id, &v.nonce).await
+                wfe.ra
+                    .get_cert_spending(&v.tenant, &v.account, &id, &v.nonce)
+                    .await
             )?;
             let t = &v.tenant;
             // Each certificate is served with its own issuer's chain, also after a rollover.

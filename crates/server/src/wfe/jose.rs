@@ -100,13 +100,16 @@ pub(super) type RidingPost = Riding<AccountRecord>;
 
 /// Runs `$call` (a registration-authority call whose first read spends `$post.nonce`) and, if
 /// that read found the kept account changed (nothing spent or written), decides again on
-/// the stored account ([`Wfe::recheck_account`]) and runs it once more.
+/// the stored account ([`Wfe::recheck_account`]) and runs it once more. Evaluates to the
+/// call's result, or the recheck's refusal, so the caller's clean-up runs for both.
 macro_rules! riding {
     ($wfe:expr, $post:ident, $call:expr) => {
         match $call {
             Err(crate::error::Error::AccountChanged) => {
-                $wfe.recheck_account(&mut $post).await?;
-                $call
+                match $wfe.recheck_account(&mut $post).await {
+                    Ok(()) => $call,
+                    Err(e) => Err(e),
+                }
             }
             r => r,
         }

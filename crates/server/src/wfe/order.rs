@@ -84,7 +84,7 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
                 wfe,
                 v,
                 wfe.ra
-                    .new_order_with(&v.tenant, &v.account, &idents, &opts, &v.nonce)
+                    .new_order_spending(&v.tenant, &v.account, &idents, &opts, &v.nonce)
                     .await
             );
             let t = &v.tenant;
@@ -153,7 +153,7 @@ pub(super) async fn finalize(
                 wfe,
                 v,
                 wfe.ra
-                    .finalize(&v.tenant, &v.account, &id, csr.clone(), &v.nonce)
+                    .finalize_spending(&v.tenant, &v.account, &id, csr.clone(), &v.nonce)
                     .await
             )?;
             Ok(order_response(&v.tenant, &view, StatusCode::OK))

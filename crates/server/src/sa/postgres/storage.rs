@@ -13,8 +13,8 @@ use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads, OrderRecord,
-    RevokedEntry, SaError, Storage, StoredIdentifier,
+    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads,
+    OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -429,7 +429,11 @@ impl Storage for PgStorage {
         nonce: &Nonce,
     ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
         let Nonce::Pending(pending) = nonce else {
-            return Ok((GuardedSpend::Spent, self.get_order(at.order_id).await?, false));
+            return Ok((
+                GuardedSpend::Spent,
+                self.get_order(at.order_id).await?,
+                false,
+            ));
         };
         let q = sqlx::query(CLAIM_ORDER_SPENDING.as_str())
             .bind(at.order_id)
