@@ -5,6 +5,10 @@
 //! the way it does for separate statements; the statement is atomic as a transaction was.
 //! Arrays are bound whole and `UNNEST`ed, one element per row.
 
+use super::ride::{ridden, ridden_with};
+use crate::sa::rows;
+use std::sync::LazyLock;
+
 /// newOrder: the order, its lifecycle row (when `$8` is not NULL), its new authorizations
 /// with their challenges, and its authorization links, in one statement.
 pub(crate) const INSERT_ORDER: &str = "WITH lc AS (
@@ -119,3 +123,31 @@ pub(crate) const CLAIM_ORDER_STEP: &str = ", claimed AS (
                     -1) < $7)))
         RETURNING 1
     )";
+
+// The issuance requests' first reads with their nonce spend (`ride`); the number is the
+// read's first free parameter.
+pub(crate) static ORDER_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::ORDER_WITH_AUTHZS, 2));
+pub(crate) static AUTHZ_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
+pub(crate) static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
+pub(crate) static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
+pub(crate) static CLAIM_ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        rows::ORDER_WITH_AUTHZS,
+        8,
+        CLAIM_ORDER_STEP,
+        ", EXISTS (SELECT 1 FROM claimed) AS claimed",
+    )
+});
+pub(crate) static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
+        8,
+        START_CHALLENGE_STEP,
+        ", EXISTS (SELECT 1 FROM started) AS started",
+    )
+});
+pub(crate) static NEW_ORDER_READS_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(NEW_ORDER_READS, 8));

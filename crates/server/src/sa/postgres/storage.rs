@@ -5,8 +5,10 @@
 //! statements. Row locks make the conditional updates safe across nodes. The rest is the sqlx
 //! code both engines share (`sa::sqlx_storage`).
 
-use super::ride::{self, ridden};
-use super::stmt;
+use super::stmt::{
+    self, AUTHZ_BY_CHALLENGE_SPENDING, AUTHZ_SPENDING, CERT_SPENDING, CLAIM_ORDER_SPENDING,
+    NEW_ORDER_READS_SPENDING, ORDER_SPENDING, START_CHALLENGE_SPENDING,
+};
 use super::PgStorage;
 use crate::sa::lifecycle::OrderLifecycle;
 use crate::sa::sql::{self, json};
@@ -18,33 +20,6 @@ use crate::sa::{
 };
 use async_trait::async_trait;
 use sqlx::Row;
-use std::sync::LazyLock;
-
-// The issuance requests' first reads with their nonce spend (`ride`); the number is the
-// read's first free parameter.
-static ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::ORDER_WITH_AUTHZS, 2));
-static AUTHZ_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
-static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
-    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
-static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
-static CLAIM_ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| {
-    ride::ridden_with(
-        rows::ORDER_WITH_AUTHZS,
-        8,
-        stmt::CLAIM_ORDER_STEP,
-        ", EXISTS (SELECT 1 FROM claimed) AS claimed",
-    )
-});
-static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| {
-    ride::ridden_with(
-        rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
-        8,
-        stmt::START_CHALLENGE_STEP,
-        ", EXISTS (SELECT 1 FROM started) AS started",
-    )
-});
-static NEW_ORDER_READS_SPENDING: LazyLock<String> =
-    LazyLock::new(|| ridden(stmt::NEW_ORDER_READS, 8));
 
 #[async_trait]
 impl Storage for PgStorage {
