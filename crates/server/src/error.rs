@@ -52,6 +52,11 @@ pub enum Error {
     /// runs before (or inside) the transaction that would store its result.
     #[error("CA signer unavailable: {0}")]
     SignerUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request's first read found the kept account it was signed as changed (see
+    /// [`crate::sa::Nonce::Pending`]): nothing was spent or written, and the front end decides
+    /// again on the stored account and retries. Never answered to a client as such.
+    #[error("the request's account changed since it was kept")]
+    AccountChanged,
 }
 
 impl Error {
@@ -127,13 +132,22 @@ impl Error {
         e
     }
 
+    /// `badNonce` (RFC 8555 §6.5): the nonce is not one this CA made, expired, or was spent.
+    pub fn bad_nonce() -> Self {
+        Error::acme(
+            ProblemType::BadNonce,
+            "nonce unknown, expired or already used; retry with the fresh Replay-Nonce",
+        )
+    }
+
     /// The problem type this error is reported as.
     pub fn kind(&self) -> ProblemType {
         match self {
             Error::Acme(a) => a.kind,
-            Error::Internal(_) | Error::Unavailable(_) | Error::SignerUnavailable(_) => {
-                ProblemType::ServerInternal
-            }
+            Error::Internal(_)
+            | Error::Unavailable(_)
+            | Error::SignerUnavailable(_)
+            | Error::AccountChanged => ProblemType::ServerInternal,
         }
     }
 }

@@ -3,16 +3,29 @@
 //! its authorization to valid or invalid together.
 
 use super::statuses::{self, challenge_type, identifier_type, va_kind};
-use super::validation_queue::Claim;
+use super::validation_queue::{Claim, Ticket};
 use super::Ra;
 use crate::error::{Error, Result};
-use crate::sa::{AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeState};
+use crate::sa::{
+    AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeStart, ChallengeState,
+    Lease, Nonce, StoredChallengeKind,
+};
 use crate::tenant::Tenant;
 use crate::va::{Target, ValidationRequest};
 use acme_types::jwk::Jwk;
 use acme_types::problem::{Problem, ProblemType};
 use acme_types::wire::{ChallengeType, IdentifierType};
 use std::sync::Arc;
+
+/// What [`Ra::start_at_read`] did.
+enum AtRead {
+    /// Started the challenge: the answer.
+    Answered(Box<(ChallengeRecord, AuthzRecord)>),
+    /// Nothing (the nonce is as it was).
+    NotTried,
+    /// Read (spending the nonce) but did not start it.
+    NotStarted,
+}
 
 impl Ra {
     /// Reads a challenge and its authorization, both owned by `acct`.
@@ -22,12 +35,23 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        self.get_challenge_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_challenge`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_challenge_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
         // One lookup for both. Another account's (or tenant's) challenge does not exist for
         // this one; a database outage stays one (500 + Retry-After), not a misleading 404.
-        let authz = self
-            .sa
-            .get_authz_by_challenge(id)
-            .await?
+        let (spend, authz) = self.sa.get_authz_by_challenge_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        let authz = authz
             .filter(|a| super::owned_by(tenant, acct, &a.tenant, &a.account_id))
             .ok_or_else(|| Error::not_found("challenge"))?;
         let ch = authz
@@ -51,7 +75,24 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
-        let (mut ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        self.respond_challenge_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::respond_challenge`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn respond_challenge_spending(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        let nonce = match self.start_at_read(tenant, acct, id, nonce).await? {
+            AtRead::Answered(done) => return Ok(*done),
+            AtRead::NotTried => nonce,
+            AtRead::NotStarted => &Nonce::Spent,
+        };
+        let (ch, authz) = self.get_challenge_spending(tenant, acct, id, nonce).await?;
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
@@ -78,6 +119,78 @@ impl Ra {
                 return self.get_challenge(tenant, acct, id).await;
             }
         }
+        Ok(self
+            .run_started(acct, id, (ch, authz), lease, ticket, taken)
+            .await)
+    }
+
+    /// The challenge POST's start made with its read, in one step (on storage that spends
+    /// nonces with reads; see [`crate::sa::Storage::start_challenge_spending`]). The queue
+    /// place and the failed-validation token are reserved first, in this node's memory, so
+    /// the step that starts the challenge is the last word; a refusal there, a budget kept in
+    /// storage, or a challenge the step did not start leaves the answer to the ordinary
+    /// path, which refuses only what it would start and re-reads what it answers with.
+    async fn start_at_read(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<AtRead> {
+        if !matches!(nonce, Nonce::Pending(_)) || self.budget_writes_storage(&tenant.name) {
+            return Ok(AtRead::NotTried);
+        }
+        let Ok(ticket) = self.admit(&acct.id) else {
+            return Ok(AtRead::NotTried);
+        };
+        if self.take_budget(&tenant.name, &acct.id).await.is_err() {
+            return Ok(AtRead::NotTried);
+        }
+        let taken = std::time::Instant::now();
+        let lease = self.new_lease();
+        let step = ChallengeStart {
+            challenge_id: id,
+            tenant: &tenant.name,
+            account_id: &acct.id,
+            now: self.clock.unix(),
+            except_type: StoredChallengeKind::DeviceAttest01,
+            lease: &lease,
+        };
+        let (spend, authz, started) = match self.sa.start_challenge_spending(&step, nonce).await {
+            Ok(r) if r.2 => r,
+            other => {
+                self.give_back_budget(&tenant.name, &acct.id).await;
+                let (spend, _, _) = other?;
+                super::settle_nonce(spend)?;
+                return Ok(AtRead::NotStarted);
+            }
+        };
+        debug_assert!(started);
+        super::settle_nonce(spend)?;
+        let authz = authz.ok_or_else(|| Error::internal("a started challenge was not read"))?;
+        let ch = authz
+            .challenges
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| Error::internal("a started challenge was not read"))?;
+        Ok(AtRead::Answered(Box::new(
+            self.run_started(acct, id, (ch, authz), lease, ticket, taken)
+                .await,
+        )))
+    }
+
+    /// A started challenge (status `processing`, leased): validates it on this node and waits
+    /// up to `challenge_wait` for the outcome.
+    async fn run_started(
+        self: &Arc<Self>,
+        acct: &AccountRecord,
+        id: &str,
+        (mut ch, authz): (ChallengeRecord, AuthzRecord),
+        lease: Lease,
+        ticket: Ticket,
+        taken: std::time::Instant,
+    ) -> (ChallengeRecord, AuthzRecord) {
         ch.status = ChallengeState::Processing;
         let held = self.held.validation(id, &lease);
         let claim = Claim::new(id.to_string(), lease, ticket, taken, held);
@@ -96,7 +209,7 @@ impl Ra {
             ch.error = outcome.error;
             ch.record = outcome.record;
         }
-        Ok((ch, authz))
+        (ch, authz)
     }
 
     /// A `device-attest-01` response (draft-ietf-acme-device-attest §5): the attestation
@@ -111,8 +224,21 @@ impl Ra {
         id: &str,
         att_obj_b64: &str,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
+        self.respond_attestation_spending(tenant, acct, id, att_obj_b64, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::respond_attestation`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn respond_attestation_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        att_obj_b64: &str,
+        nonce: &Nonce,
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
-        let (ch, authz) = self.get_challenge(tenant, acct, id).await?;
+        let (ch, authz) = self.get_challenge_spending(tenant, acct, id, nonce).await?;
         if challenge_type(ch.kind) != ChallengeType::DeviceAttest01 {
             return Err(Error::malformed(
                 "attObj is only meaningful for device-attest-01",

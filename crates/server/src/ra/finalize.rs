@@ -14,7 +14,7 @@ use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::new_object_id;
-use crate::sa::{AccountRecord, CertRecord, OrderClaim, OrderState};
+use crate::sa::{AccountRecord, CertRecord, ClaimAtRead, Nonce, OrderClaim, OrderState};
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
 use acme_types::wire::{IdentifierType, OrderStatus};
@@ -56,49 +56,59 @@ impl Ra {
         order_id: &str,
         csr_der: Vec<u8>,
     ) -> Result<OrderView> {
-        let view = self.get_order(tenant, acct, order_id).await?;
-        if view.status != OrderStatus::Ready {
-            return Err(Error::acme(
-                ProblemType::OrderNotReady,
-                format!("the order is {}, not ready", view.status),
-            ));
+        self.finalize_spending(tenant, acct, order_id, csr_der, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::finalize`] with the request's `nonce`, spent by the first read.
+    pub(crate) async fn finalize_spending(
+        &self,
+        tenant: &Arc<Tenant>,
+        acct: &AccountRecord,
+        order_id: &str,
+        csr_der: Vec<u8>,
+        nonce: &Nonce,
+    ) -> Result<OrderView> {
+        let now = self.clock.now();
+        let claim = OrderClaim {
+            token: crate::ids::new_token(),
+            until: now.unix_timestamp() + Self::secs(self.cfg.finalize_lease),
+        };
+        // Step 1 (claim) with the read when the storage can (PostgreSQL): only a ready
+        // order none of whose checks below can refuse it is claimed there, so a refusal
+        // after it is one the signing step could give too (and gives the order back).
+        let at_read = ClaimAtRead {
+            order_id,
+            tenant: &tenant.name,
+            account_id: &acct.id,
+            now: now.unix_timestamp(),
+            validated_since: (!self.cfg.skip_validation)
+                .then(|| now.unix_timestamp() - super::caa_recheck::CAA_RECHECK_AGE_SECS),
+            claim: &claim,
+        };
+        let (spend, order, claimed) = self.sa.claim_order_spending(&at_read, nonce).await?;
+        super::settle_nonce(spend)?;
+        let checked = async {
+            let view = match order {
+                Some(o) if super::owned_by(tenant, acct, &o.tenant, &o.account_id) => {
+                    self.order_view(o).await?
+                }
+                _ => return Err(Error::not_found("order")),
+            };
+            self.finalize_checks(tenant, acct, view).await
         }
-        // A `permanent-identifier` is proven by attestation but not (yet) put into the
-        // certificate: the draft's privacy-preserving mode (draft-ietf-acme-device-attest §3.2).
-        let idents = view
-            .order
-            .identifiers
-            .iter()
-            .filter(|i| identifier_type(i) != IdentifierType::PermanentIdentifier)
-            .map(|i| match identifier_type(i) {
-                IdentifierType::Ip => Identifier::parse_ip(&i.value),
-                _ => Identifier::parse_dns(&i.value),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::internal(format!("stored identifier does not parse: {e}")))?;
-        if idents.is_empty() {
-            return Err(Error::acme(
-                ProblemType::BadCsr,
-                "this CA cannot yet issue for an order with only a permanent-identifier; \
-                 add a DNS identifier",
-            ));
-        }
+        .await;
+        let (view, idents, profile) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                if claimed {
+                    self.give_back_claim(order_id, &claim).await;
+                }
+                return Err(e);
+            }
+        };
         let names = view.order.identifiers.clone();
-        // The profile was fixed when the order was made; lifetime and extensions come from it
-        // alone (draft-aaron-acme-profiles §4), never from the CSR.
-        let profile_name = view
-            .lifecycle
-            .as_ref()
-            .map_or(crate::ca::profile::DEFAULT_PROFILE, |l| l.profile.as_str());
-        let profile = tenant.ca.profile(profile_name).cloned().ok_or_else(|| {
-            Error::internal(format!(
-                "the order's profile {profile_name:?} is no longer offered"
-            ))
-        })?;
         let profile_for_record = profile.name.clone();
-        // BR §3.2.2.8: a CAA check older than the recheck age is done again, before the
-        // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
-        self.recheck_caa(tenant, acct, &view.order).await?;
         // The CRL shard is fixed now and stored in the certificate's own transaction, so a
         // revoked certificate always has its shard (sa::lifecycle).
         let cert_id = new_object_id();
@@ -109,19 +119,24 @@ impl Ra {
         };
         let cert_lifecycle = Some((profile_for_record.clone(), crl_shard));
         let ct_logs = tenant.ct.clone();
-        let now = self.clock.now();
 
-        // Step 1: claim. The lease covers the wait for a signing slot and the signature.
-        let claim = OrderClaim {
-            token: crate::ids::new_token(),
-            until: now.unix_timestamp() + Self::secs(self.cfg.finalize_lease),
+        // Step 1: claim (unless the read did). The lease covers the wait for a signing slot
+        // and the signature, so it starts now, after the checks.
+        let claim = if claimed {
+            claim
+        } else {
+            let claim = OrderClaim {
+                until: self.clock.unix() + Self::secs(self.cfg.finalize_lease),
+                ..claim
+            };
+            if !self.sa.try_claim_order(order_id, &claim).await? {
+                return Err(Error::acme(
+                    ProblemType::OrderNotReady,
+                    "the order was finalized by another request",
+                ));
+            }
+            claim
         };
-        if !self.sa.try_claim_order(order_id, &claim).await? {
-            return Err(Error::acme(
-                ProblemType::OrderNotReady,
-                "the order was finalized by another request",
-            ));
-        }
         // Until this request ends (stored, given back, or abandoned), a drain may release it.
         let _held = self.held.finalize(order_id, &claim.token);
         let started = std::time::Instant::now();
@@ -219,6 +234,66 @@ impl Ra {
     /// blocking pool (a PKCS#11 call blocks its thread). Refuses to start signing when the
     /// claim would expire before the signature is stored, so a slow queue cannot make two
     /// nodes sign for one order.
+    /// What finalize checks between reading the order and claiming it: that it is ready,
+    /// the names it may put in a certificate, its profile, and CAA where the validation is
+    /// old (BR §3.2.2.8; a refusal leaves the order ready).
+    async fn finalize_checks(
+        &self,
+        tenant: &Arc<Tenant>,
+        acct: &AccountRecord,
+        view: OrderView,
+    ) -> Result<(OrderView, Vec<Identifier>, crate::ca::profile::CertProfile)> {
+        if view.status != OrderStatus::Ready {
+            return Err(Error::acme(
+                ProblemType::OrderNotReady,
+                format!("the order is {}, not ready", view.status),
+            ));
+        }
+        // A `permanent-identifier` is proven by attestation but not (yet) put into the
+        // certificate: the draft's privacy-preserving mode (draft-ietf-acme-device-attest §3.2).
+        let idents = view
+            .order
+            .identifiers
+            .iter()
+            .filter(|i| identifier_type(i) != IdentifierType::PermanentIdentifier)
+            .map(|i| match identifier_type(i) {
+                IdentifierType::Ip => Identifier::parse_ip(&i.value),
+                _ => Identifier::parse_dns(&i.value),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::internal(format!("stored identifier does not parse: {e}")))?;
+        if idents.is_empty() {
+            return Err(Error::acme(
+                ProblemType::BadCsr,
+                "this CA cannot yet issue for an order with only a permanent-identifier; \
+                 add a DNS identifier",
+            ));
+        }
+        // The profile was fixed when the order was made; lifetime and extensions come from it
+        // alone (draft-aaron-acme-profiles §4), never from the CSR.
+        let profile_name = view
+            .lifecycle
+            .as_ref()
+            .map_or(crate::ca::profile::DEFAULT_PROFILE, |l| l.profile.as_str());
+        let profile = tenant.ca.profile(profile_name).cloned().ok_or_else(|| {
+            Error::internal(format!(
+                "the order's profile {profile_name:?} is no longer offered"
+            ))
+        })?;
+        // BR §3.2.2.8: a CAA check older than the recheck age is done again, before the
+        // signing transaction (see `caa_recheck`); a refusal leaves the order ready.
+        self.recheck_caa(tenant, acct, &view.order).await?;
+        Ok((view, idents, profile))
+    }
+
+    /// Gives back a claim a refused finalize made; if storage is unreachable now, the sweeper
+    /// releases it when the lease ends.
+    async fn give_back_claim(&self, order_id: &str, claim: &OrderClaim) {
+        if let Err(re) = self.sa.release_order_claim(order_id, &claim.token).await {
+            tracing::warn!(order = %order_id, error = %re, "could not release a finalize claim; the sweeper will");
+        }
+    }
+
     async fn sign_claimed(
         &self,
         claim: &OrderClaim,
@@ -359,7 +434,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<CertRecord> {
-        match self.sa.get_cert(id).await? {
+        self.get_cert_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_cert`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_cert_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<CertRecord> {
+        let (spend, cert) = self.sa.get_cert_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match cert {
             Some(c) if super::owned_by(tenant, acct, &c.tenant, &c.account_id) => Ok(c),
             _ => Err(Error::not_found("certificate")),
         }

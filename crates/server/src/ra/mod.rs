@@ -200,6 +200,21 @@ pub struct Ra {
 /// Whether an object stored for `account_id` in `record_tenant` belongs to `acct` of `tenant`.
 /// Anything else is "not found" to it: RFC 8555 gives an account no access to another's
 /// orders, authorizations, challenges or certificates.
+/// The outcome of a nonce spent by a request's first read (see [`crate::sa::Nonce::Pending`]),
+/// checked before anything else is done with what was read: a replay is `badNonce`, a kept
+/// account that changed goes back to the front end. Neither spent nor wrote anything.
+pub(crate) fn settle_nonce(spend: crate::sa::GuardedSpend) -> Result<()> {
+    use crate::sa::GuardedSpend;
+    match spend {
+        GuardedSpend::Spent => Ok(()),
+        GuardedSpend::Replayed => {
+            crate::metrics::nonce_rejected("unknown");
+            Err(Error::bad_nonce())
+        }
+        GuardedSpend::AccountChanged => Err(Error::AccountChanged),
+    }
+}
+
 pub(crate) fn owned_by(
     tenant: &Tenant,
     acct: &AccountRecord,

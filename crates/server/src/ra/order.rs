@@ -7,7 +7,7 @@ use crate::error::{Error, Result, SubError};
 use crate::ids::{new_object_id, new_token};
 use crate::sa::{
     AccountRecord, AuthzRecord, AuthzState, AuthzSummary, ChallengeRecord, ChallengeState,
-    LifecycleLoaded, OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
+    LifecycleLoaded, Nonce, OrderLifecycle, OrderRecord, OrderState, StoredIdentifier,
 };
 use crate::tenant::Tenant;
 use acme_types::problem::ProblemType;
@@ -186,6 +186,20 @@ impl Ra {
         requested: &[wire::Identifier],
         opts: &OrderOptions,
     ) -> Result<OrderView> {
+        self.new_order_spending(tenant, acct, requested, opts, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::new_order_with`] with the request's `nonce`, spent by the first read, before
+    /// anything is written.
+    pub(crate) async fn new_order_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        requested: &[wire::Identifier],
+        opts: &OrderOptions,
+        nonce: &Nonce,
+    ) -> Result<OrderView> {
         if requested.is_empty() {
             return Err(Error::malformed(
                 "an order must name at least one identifier",
@@ -243,19 +257,31 @@ impl Ra {
         idents.dedup();
         devices.sort_by(|a, b| a.value.cmp(&b.value));
         devices.dedup();
-        let lifecycle = self
-            .order_lifecycle_for(tenant, &acct.id, &idents, opts)
-            .await?;
-
         let now = self.clock.unix();
-        let order_expires = now + Self::secs(self.cfg.order_lifetime);
-        let mut new_authzs = Vec::new();
-        let mut authz_ids = Vec::with_capacity(idents.len());
         let wanted = idents
             .iter()
             .map(authz_identifier)
             .chain(devices.iter().map(|d| (d.clone(), false)))
             .collect::<Vec<_>>();
+        // Everything newOrder reads to decide, read first and at once (one round trip on
+        // PostgreSQL, which also spends a pending nonce there, before any other storage
+        // call): the account's ancestor authorizations (RFC 9444) and, for every name, the
+        // authorization it may reuse. Reuse only authorizations that outlive the order a
+        // little, so the order cannot be left with one that expires under it (§7.1.3 lets
+        // the server choose).
+        let (spend, reads) = self
+            .sa
+            .new_order_reads_spending(&tenant.name, &acct.id, now, now + 3600, &wanted, nonce)
+            .await?;
+        super::settle_nonce(spend)?;
+        let mut ancestor_authzs: super::subdomain::AncestorCache = Some(reads.ancestors);
+        let lifecycle = self
+            .order_lifecycle_for(tenant, &acct.id, &idents, opts)
+            .await?;
+
+        let order_expires = now + Self::secs(self.cfg.order_lifetime);
+        let mut new_authzs = Vec::new();
+        let mut authz_ids = Vec::with_capacity(idents.len());
         // Templated names (draft-ietf-acme-device-attest §6.1.2, "other authorization
         // mechanisms"): each gets a fresh authorization without challenges, attested by a
         // fresh authorization of the device made in this same order, so the names are never
@@ -270,8 +296,7 @@ impl Ra {
             .then(new_object_id);
         // Whether the account inherits its tenant's domains (issue 17), asked at most once.
         let mut inherits: Option<bool> = None;
-        let mut ancestor_authzs: super::subdomain::AncestorCache = None;
-        for (stored, wildcard) in wanted {
+        for ((stored, wildcard), reusable) in wanted.into_iter().zip(reads.reusable) {
             // A name at or below a validated tenant domain, for an account created with the
             // tenant's EAB: a fresh authorization, valid at once, without challenges, that
             // names the domain it comes from (never reused, see `ra::domains`).
@@ -344,14 +369,8 @@ impl Ra {
                 .filter(|_| is_granted(&stored, wildcard));
             let deciding = identifier_type(&stored) == IdentifierType::PermanentIdentifier
                 && device_authz.is_some();
-            // Reuse only authorizations that outlive the order a little, so the order cannot be
-            // left with an authorization that expires under it (§7.1.3 lets the server choose).
             if attested_by.is_none() && !deciding {
-                if let Some(id) = self
-                    .sa
-                    .find_reusable_authz(&acct.id, &stored, wildcard, now, now + 3600)
-                    .await?
-                {
+                if let Some(id) = reusable {
                     authz_ids.push(id);
                     continue;
                 }
@@ -491,7 +510,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<OrderView> {
-        match self.sa.get_order(id).await? {
+        self.get_order_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_order`], spending a pending `nonce` with the read.
+    pub(crate) async fn get_order_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<OrderView> {
+        let (spend, order) = self.sa.get_order_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match order {
             Some(o) if super::owned_by(tenant, acct, &o.tenant, &o.account_id) => {
                 self.order_view(o).await
             }
@@ -607,7 +640,21 @@ impl Ra {
         acct: &AccountRecord,
         id: &str,
     ) -> Result<AuthzView> {
-        match self.sa.get_authz(id).await? {
+        self.get_authz_spending(tenant, acct, id, &Nonce::Spent)
+            .await
+    }
+
+    /// [`Self::get_authz`], spending a pending `nonce` with the read.
+    pub async fn get_authz_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<AuthzView> {
+        let (spend, authz) = self.sa.get_authz_spending(id, nonce).await?;
+        super::settle_nonce(spend)?;
+        match authz {
             Some(a) if super::owned_by(tenant, acct, &a.tenant, &a.account_id) => {
                 let status = self.authz_status(&a);
                 Ok(AuthzView { authz: a, status })

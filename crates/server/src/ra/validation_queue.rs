@@ -29,6 +29,8 @@ pub trait ValidationBudget: Send + Sync {
     async fn take(&self, tenant: &str, account: &str) -> Result<()>;
     /// Gives a token back.
     async fn give_back(&self, tenant: &str, account: &str);
+    /// Whether taking a token writes storage (shared buckets) rather than this node's memory.
+    fn writes_storage(&self, tenant: &str) -> bool;
 }
 
 /// Validations this node has claimed: how many wait for a slot, and per account how many are
@@ -219,6 +221,11 @@ impl Ra {
     }
 
     /// Gives a failed-validation token back.
+    /// Whether taking a budget token writes storage (see [`ValidationBudget::writes_storage`]).
+    pub(super) fn budget_writes_storage(&self, tenant: &str) -> bool {
+        self.budget().is_some_and(|b| b.writes_storage(tenant))
+    }
+
     pub(super) async fn give_back_budget(&self, tenant: &str, account: &str) {
         if let Some(b) = self.budget() {
             b.give_back(tenant, account).await;

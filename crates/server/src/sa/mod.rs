@@ -50,7 +50,8 @@ pub use metered::MeteredStorage;
 pub use migrate::{sqlite_to_postgres, MigrationReport};
 pub use model::*;
 pub use nonce::{
-    AccountGuard, GuardedSpend, MemoryNonceStore, NonceStore, DEFAULT_MAX_SPENT_NONCES,
+    AccountGuard, GuardedSpend, KeptAccount, MemoryNonceStore, Nonce, NonceStore, PendingSpend,
+    DEFAULT_MAX_SPENT_NONCES,
 };
 pub use postgres::PgStorage;
 pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
@@ -155,6 +156,10 @@ pub enum SaError {
     /// The SQLite writer thread could not take or finish the write.
     #[error("database writer: {0}")]
     WriterStopped(&'static str),
+    /// A [`Nonce::Pending`] was handed to a store that does not spend nonces with its reads
+    /// ([`NonceStore::spends_with_reads`]); nothing was read or spent.
+    #[error("this storage does not spend nonces with its reads")]
+    NoSpendWithReads,
 }
 
 impl SaError {
@@ -171,6 +176,38 @@ impl SaError {
                 .is_some_and(|f| sqlite_unavailable(f.extended_code)),
             _ => false,
         }
+    }
+}
+
+/// [`Storage::start_challenge_spending`]'s start as a statement of its own, after the read
+/// found `authz`.
+pub(in crate::sa) async fn start_after_read<S: Storage + ?Sized>(
+    store: &S,
+    start: &ChallengeStart<'_>,
+    authz: Option<&AuthzRecord>,
+) -> Result<bool, SaError> {
+    let startable = authz.is_some_and(|a| {
+        a.tenant == start.tenant
+            && a.account_id == start.account_id
+            && a.status == AuthzState::Pending
+            && a.expires > start.now
+            && a.challenges.iter().any(|c| {
+                c.id == start.challenge_id
+                    && c.status == ChallengeState::Pending
+                    && c.kind != start.except_type
+            })
+    });
+    Ok(startable
+        && store
+            .try_start_challenge(start.challenge_id, start.lease)
+            .await?)
+}
+
+/// For stores that do not spend nonces with their reads: only an already spent nonce.
+fn spent_already(nonce: &Nonce) -> Result<(), SaError> {
+    match nonce {
+        Nonce::Spent => Ok(()),
+        Nonce::Pending(_) => Err(SaError::NoSpendWithReads),
     }
 }
 
@@ -370,6 +407,112 @@ pub trait Storage: Send + Sync {
 
     /// Reads a certificate by id.
     async fn get_cert(&self, id: &str) -> Result<Option<CertRecord>, SaError>;
+
+    // The first reads of the issuance requests, spending the request's nonce in the same
+    // statement when it is [`Nonce::Pending`] (see [`NonceStore::spends_with_reads`]). Each
+    // answers how the spend went with what it read; a store that does not spend with its
+    // reads only takes [`Nonce::Spent`].
+
+    /// [`Self::get_order`], spending `nonce`.
+    async fn get_order_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_order(id).await?))
+    }
+    /// [`Self::get_authz`], spending `nonce`.
+    async fn get_authz_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_authz(id).await?))
+    }
+    /// [`Self::get_authz_by_challenge`], spending `nonce`.
+    async fn get_authz_by_challenge_spending(
+        &self,
+        challenge_id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((
+            GuardedSpend::Spent,
+            self.get_authz_by_challenge(challenge_id).await?,
+        ))
+    }
+    /// [`Self::get_cert`], spending `nonce`.
+    async fn get_cert_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<CertRecord>), SaError> {
+        spent_already(nonce)?;
+        Ok((GuardedSpend::Spent, self.get_cert(id).await?))
+    }
+    /// finalize's read ([`Self::get_order`]) spending `nonce` and, if it was fresh, the claim
+    /// of the order as [`ClaimAtRead`] says, in one step: answers the order as read (before
+    /// the claim) and whether it was claimed. A store that cannot claims nothing here (the
+    /// caller claims on its own when it has to).
+    async fn claim_order_spending(
+        &self,
+        at: &ClaimAtRead<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
+        spent_already(nonce)?;
+        Ok((
+            GuardedSpend::Spent,
+            self.get_order(at.order_id).await?,
+            false,
+        ))
+    }
+
+    /// A challenge POST's read ([`Self::get_authz_by_challenge`]) spending `nonce` and, if it
+    /// was fresh, the start of the challenge as [`ChallengeStart`] says, in one step: answers
+    /// the read (as before the start) and whether the challenge was started.
+    async fn start_challenge_spending(
+        &self,
+        start: &ChallengeStart<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+        spent_already(nonce)?;
+        let authz = self.get_authz_by_challenge(start.challenge_id).await?;
+        let started = start_after_read(self, start, authz.as_ref()).await?;
+        Ok((GuardedSpend::Spent, authz, started))
+    }
+
+    /// newOrder's reads, spending `nonce`: [`Self::subdomain_ancestor_authzs`], and
+    /// [`Self::find_reusable_authz`] for each of `wanted` (identifier, wildcard).
+    async fn new_order_reads_spending(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+        min_expires: i64,
+        wanted: &[(StoredIdentifier, bool)],
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, OrderReads), SaError> {
+        spent_already(nonce)?;
+        let ancestors = self
+            .subdomain_ancestor_authzs(tenant, account_id, now)
+            .await?;
+        let mut reusable = Vec::with_capacity(wanted.len());
+        for (ident, wildcard) in wanted {
+            reusable.push(
+                self.find_reusable_authz(account_id, ident, *wildcard, now, min_expires)
+                    .await?,
+            );
+        }
+        Ok((
+            GuardedSpend::Spent,
+            OrderReads {
+                ancestors,
+                reusable,
+            },
+        ))
+    }
     /// Reads a certificate by serial (lower-case hex) within a tenant.
     async fn get_cert_by_serial(
         &self,

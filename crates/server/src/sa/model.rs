@@ -210,6 +210,51 @@ pub struct AncestorAuthz {
     pub expires: i64,
 }
 
+/// A challenge POST's start, made in the same step as its read (see
+/// [`crate::sa::Storage::start_challenge_spending`]).
+pub struct ChallengeStart<'a> {
+    /// The challenge.
+    pub challenge_id: &'a str,
+    /// The tenant and account that must own its authorization.
+    pub tenant: &'a str,
+    /// See `tenant`.
+    pub account_id: &'a str,
+    /// Now (unix seconds): the authorization must not have expired.
+    pub now: i64,
+    /// A challenge of this type is never started this way (it needs more than the POST).
+    pub except_type: StoredChallengeKind,
+    /// The validation's lease.
+    pub lease: &'a super::Lease,
+}
+
+/// finalize's claim, made in the same step as its read (see
+/// [`crate::sa::Storage::claim_order_spending`]): the order is claimed only if it is ready
+/// and nothing stands between the read and the claim.
+pub struct ClaimAtRead<'a> {
+    /// The order.
+    pub order_id: &'a str,
+    /// The tenant and account that must own it.
+    pub tenant: &'a str,
+    /// See `tenant`.
+    pub account_id: &'a str,
+    /// Now (unix seconds): neither the order nor its authorizations may have expired.
+    pub now: i64,
+    /// When set, every authorization must have been validated at or after this time, so no
+    /// CAA recheck (BR §3.2.2.8) stands between the read and the claim.
+    pub validated_since: Option<i64>,
+    /// The claim.
+    pub claim: &'a super::OrderClaim,
+}
+
+/// What newOrder reads before it decides which authorizations to make.
+#[derive(Clone, Debug, Default)]
+pub struct OrderReads {
+    /// The account's valid authorizations that allow subdomains (RFC 9444 §4.2).
+    pub ancestors: Vec<AncestorAuthz>,
+    /// For each identifier asked about, in order, the authorization it may reuse.
+    pub reusable: Vec<Option<String>>,
+}
+
 /// A challenge (RFC 8555 §8).
 #[derive(Clone, Debug)]
 pub struct ChallengeRecord {

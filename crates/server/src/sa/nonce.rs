@@ -26,6 +26,13 @@ pub trait NonceStore: Send + Sync {
         false
     }
 
+    /// Whether the storage spends a [`PendingSpend`] in the same statement as the first read of
+    /// the request it came with (PostgreSQL: one round trip instead of two). The in-memory
+    /// store does not: its spend is not a round trip, and the front end spends at once.
+    fn spends_with_reads(&self) -> bool {
+        false
+    }
+
     /// Records `id` as spent until `expires`, only if the account `guard` names is still as
     /// the caller saw it (valid, same key, same contacts). A store that does not guard
     /// accounts ([`Self::guards_accounts`] false) is never asked this and spends unguarded.
@@ -49,6 +56,38 @@ pub struct AccountGuard<'a> {
     pub id: &'a str,
     /// Thumbprint of the key the signature was checked with.
     pub thumbprint: &'a str,
+    /// The contacts the caller holds, as stored (a JSON array).
+    pub contact_json: String,
+}
+
+/// A signed request's nonce as the front end hands it on (RFC 8555 §6.5).
+pub enum Nonce {
+    /// Already spent by the front end; the storage only reads.
+    Spent,
+    /// Checked (MAC, expiry, and every other JWS check passed) but not yet spent: the
+    /// request's first storage read spends it in the same statement and says how that went,
+    /// and the caller writes nothing before it knows the nonce was fresh.
+    Pending(PendingSpend),
+}
+
+/// A nonce left to be spent by a storage read (see [`Nonce::Pending`]).
+pub struct PendingSpend {
+    /// The nonce's id.
+    pub id: Vec<u8>,
+    /// When it expires (unix seconds): the spent record may be forgotten after that.
+    pub expires: i64,
+    /// The kept account the signature was checked against, if it was a kept copy: the
+    /// spend happens only while the stored account still matches (see
+    /// [`NonceStore::spend_nonce_guarded`]).
+    pub guard: Option<KeptAccount>,
+}
+
+/// An owned [`AccountGuard`], carried with a [`PendingSpend`].
+pub struct KeptAccount {
+    /// Account id.
+    pub id: String,
+    /// Thumbprint of the key the signature was checked with.
+    pub thumbprint: String,
     /// The contacts the caller holds, as stored (a JSON array).
     pub contact_json: String,
 }

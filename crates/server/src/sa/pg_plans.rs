@@ -320,9 +320,20 @@ async fn check_plans(db: std::sync::Arc<PgStorage>, opts: sqlx::postgres::PgConn
     // PostgreSQL runs the issuance path's writes as one statement each (`postgres::stmt`);
     // those that find rows (the order to store, the challenge and authorizations to decide)
     // are planned too.
+    // So are the first reads of the issuance requests, with the nonce spend (and the
+    // challenge's start, the order's claim) they carry.
+    use super::postgres::stmt as pg;
     let postgres_only = [
-        super::postgres::stmt::STORE_CERTIFICATE,
-        super::postgres::stmt::FINISH_CHALLENGE,
+        pg::STORE_CERTIFICATE,
+        pg::FINISH_CHALLENGE,
+        pg::NEW_ORDER_READS,
+        pg::NEW_ORDER_READS_SPENDING.as_str(),
+        pg::AUTHZ_SPENDING.as_str(),
+        pg::AUTHZ_BY_CHALLENGE_SPENDING.as_str(),
+        pg::START_CHALLENGE_SPENDING.as_str(),
+        pg::ORDER_SPENDING.as_str(),
+        pg::CLAIM_ORDER_SPENDING.as_str(),
+        pg::CERT_SPENDING.as_str(),
     ];
     for sql in super::sql::stmt::ALL
         .into_iter()

@@ -1,6 +1,6 @@
 //! Authorizations (RFC 8555 §7.5) and challenges (§7.5.1).
 
-use super::jose::AccountPost;
+use super::jose::{riding, AccountPost, Riding, RidingPost};
 use super::order::stored_problem;
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
@@ -94,13 +94,19 @@ pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
 pub(super) async fn authz(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id)): Path<(String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
-            let (t, acct) = (&v.tenant, &v.account);
             let view = if v.is_post_as_get() {
-                wfe.ra.get_authz(t, acct, &id).await?
+                riding!(
+                    wfe,
+                    v,
+                    wfe.ra
+                        .get_authz_spending(&v.tenant, &v.account, &id, &v.nonce)
+                        .await
+                )?
             } else {
                 #[derive(serde::Deserialize)]
                 struct Upd {
@@ -109,13 +115,15 @@ pub(super) async fn authz(
                 let upd: Upd = v.json()?;
                 match upd.status.as_deref().and_then(AuthorizationStatus::parse) {
                     Some(AuthorizationStatus::Deactivated) => {
-                        wfe.ra.deactivate_authz(t, acct, &id).await?
+                        wfe.spend_now(&mut v).await?;
+                        wfe.ra.deactivate_authz(&v.tenant, &v.account, &id).await?
                     }
                     _ => return Err(Error::malformed(
                         "an authorization can only be updated with {\"status\": \"deactivated\"}",
                     )),
                 }
             };
+            let t = &v.tenant;
             let mut resp = json_response(
                 StatusCode::OK,
                 &authz_object(t, &view.authz, view.status),
@@ -140,13 +148,19 @@ pub(super) async fn authz(
 pub(super) async fn challenge(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id)): Path<(String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
-            let (t, acct) = (&v.tenant, &v.account);
             let (ch, authz) = if v.is_post_as_get() {
-                wfe.ra.get_challenge(t, acct, &id).await?
+                riding!(
+                    wfe,
+                    v,
+                    wfe.ra
+                        .get_challenge_spending(&v.tenant, &v.account, &id, &v.nonce)
+                        .await
+                )?
             } else {
                 // §7.5.1: the client signals readiness with an empty JSON object; fields are
                 // ignored, except `attObj` (draft-ietf-acme-device-attest §5), which carries a
@@ -161,10 +175,25 @@ pub(super) async fn challenge(
                 // starts a validation (given back on success), so an account that keeps
                 // failing waits before starting more, however many it starts at once.
                 match att_obj {
-                    Some(att) => wfe.ra.respond_attestation(t, acct, &id, &att).await?,
-                    None => wfe.ra.respond_challenge(t, acct, &id).await?,
+                    Some(att) => riding!(
+                        wfe,
+                        v,
+                        wfe.ra
+                            .respond_attestation_spending(
+                                &v.tenant, &v.account, &id, &att, &v.nonce
+                            )
+                            .await
+                    )?,
+                    None => riding!(
+                        wfe,
+                        v,
+                        wfe.ra
+                            .respond_challenge_spending(&v.tenant, &v.account, &id, &v.nonce)
+                            .await
+                    )?,
                 }
             };
+            let t = &v.tenant;
             let mut resp = json_response(StatusCode::OK, &challenge_object(t, &ch), None);
             let h = resp.headers_mut();
             if let Ok(up) = HeaderValue::from_str(&format!(

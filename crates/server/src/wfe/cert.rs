@@ -1,7 +1,7 @@
 //! Certificate download (RFC 8555 §7.4.2): the leaf and the issuing CA as
 //! `application/pem-certificate-chain`, with the chain up to the root offered as an alternate.
 
-use super::jose::AccountPost;
+use super::jose::{riding, Riding, RidingPost};
 use super::{reply, Wfe};
 use crate::error::Error;
 use axum::body::Body;
@@ -10,12 +10,19 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-async fn download(wfe: Arc<Wfe>, id: String, alt: Option<String>, v: AccountPost) -> Response {
+async fn download(wfe: Arc<Wfe>, id: String, alt: Option<String>, v: RidingPost) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
-            let t = &v.tenant;
             v.require_post_as_get()?;
-            let cert = wfe.ra.get_cert(t, &v.account, &id).await?;
+            let cert = riding!(
+                wfe,
+                v,
+                wfe.ra
+                    .get_cert_spending(&v.tenant, &v.account, &id, &v.nonce)
+                    .await
+            )?;
+            let t = &v.tenant;
             // Each certificate is served with its own issuer's chain, also after a rollover.
             let ca = t.issuer_of(&cert).ok_or_else(|| {
                 Error::internal(format!(
@@ -61,7 +68,7 @@ async fn download(wfe: Arc<Wfe>, id: String, alt: Option<String>, v: AccountPost
 pub(super) async fn certificate(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id)): Path<(String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
     download(wfe, id, None, v).await
 }
@@ -69,7 +76,7 @@ pub(super) async fn certificate(
 pub(super) async fn certificate_alt(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id, alt)): Path<(String, String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
     download(wfe, id, Some(alt), v).await
 }

@@ -5,7 +5,9 @@
 use super::body::{read_limited, BodyError};
 use super::Wfe;
 use crate::error::{Error, Result};
-use crate::sa::{AccountGuard, AccountRecord, AccountState, GuardedSpend};
+use crate::sa::{
+    AccountGuard, AccountRecord, AccountState, GuardedSpend, KeptAccount, Nonce, PendingSpend,
+};
 use crate::tenant::Tenant;
 use acme_types::jwk::Jwk;
 use acme_types::jws::{Jws, JwsError};
@@ -80,10 +82,40 @@ pub(super) struct SignedPost<A> {
     pub(super) jwk: Jwk,
     /// The signer: the account, no account, or either, as the resource's [`KeyRule`] says.
     pub(super) account: A,
+    /// The nonce: spent, or (for a [`Riding`] request) left to the request's first read.
+    pub(super) nonce: Nonce,
 }
+
+/// A signed POST whose nonce is spent by the request's first storage read when the storage
+/// can (PostgreSQL: one round trip instead of two; see [`Nonce::Pending`]). The handler
+/// passes `nonce` to that read, and spends it with [`Wfe::spend_now`] on any path that
+/// reaches storage otherwise; a request refused before it reaches storage spends nothing.
+pub(super) struct Riding<A>(pub(super) SignedPost<A>);
 
 /// A POST signed by an existing, valid account (`kid`).
 pub(super) type AccountPost = SignedPost<AccountRecord>;
+
+/// A [`Riding`] POST signed by an existing, valid account.
+pub(super) type RidingPost = Riding<AccountRecord>;
+
+/// Runs `$call` (a registration-authority call whose first read spends `$post.nonce`) and, if
+/// that read found the kept account changed (nothing spent or written), decides again on
+/// the stored account ([`Wfe::recheck_account`]) and runs it once more. Evaluates to the
+/// call's result, or the recheck's refusal, so the caller's clean-up runs for both.
+macro_rules! riding {
+    ($wfe:expr, $post:ident, $call:expr) => {
+        match $call {
+            Err(crate::error::Error::AccountChanged) => {
+                match $wfe.recheck_account(&mut $post).await {
+                    Ok(()) => $call,
+                    Err(e) => Err(e),
+                }
+            }
+            r => r,
+        }
+    };
+}
+pub(super) use riding;
 
 impl<A> SignedPost<A> {
     /// Whether this is a POST-as-GET (§6.3): an empty payload.
@@ -118,25 +150,46 @@ impl<A: KeyRule> FromRequest<Arc<Wfe>> for SignedPost<A> {
     type Rejection = Response;
 
     async fn from_request(req: Request<Body>, wfe: &Arc<Wfe>) -> Result<Self, Response> {
-        let (mut parts, body) = req.into_parts();
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, wfe)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let name = params.get("tenant").map(String::as_str).unwrap_or("");
-        let opened = async {
-            let tenant = wfe.tenant(name)?;
-            let client_ip = wfe.cfg.trusted_proxies.client_of_parts(&parts);
-            let (jws, jwk, account) = wfe.verify_post(&tenant, parts, body, A::MODE).await?;
-            Ok(SignedPost {
-                tenant,
-                client_ip,
-                jws,
-                jwk,
-                account: A::from_account(account)?,
-            })
-        };
-        opened.await.map_err(|e: Error| e.into_response())
+        open_post(req, wfe, false).await
     }
+}
+
+impl<A: KeyRule> FromRequest<Arc<Wfe>> for Riding<A> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request<Body>, wfe: &Arc<Wfe>) -> Result<Self, Response> {
+        let defer = wfe.nonces.spends_with_reads();
+        open_post(req, wfe, defer).await.map(Riding)
+    }
+}
+
+/// Verifies a signed POST; with `defer`, leaves its nonce to be spent by the storage.
+async fn open_post<A: KeyRule>(
+    req: Request<Body>,
+    wfe: &Arc<Wfe>,
+    defer: bool,
+) -> Result<SignedPost<A>, Response> {
+    let (mut parts, body) = req.into_parts();
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, wfe)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let name = params.get("tenant").map(String::as_str).unwrap_or("");
+    let opened = async {
+        let tenant = wfe.tenant(name)?;
+        let client_ip = wfe.cfg.trusted_proxies.client_of_parts(&parts);
+        let (jws, jwk, account, nonce) = wfe
+            .verify_post(&tenant, parts, body, A::MODE, defer)
+            .await?;
+        Ok(SignedPost {
+            tenant,
+            client_ip,
+            jws,
+            jwk,
+            account: A::from_account(account)?,
+            nonce,
+        })
+    };
+    opened.await.map_err(|e: Error| e.into_response())
 }
 
 pub(crate) fn jws_error(e: JwsError) -> Error {
@@ -144,15 +197,16 @@ pub(crate) fn jws_error(e: JwsError) -> Error {
 }
 
 impl Wfe {
-    /// Reads and verifies a signed POST for `tenant`: the JWS, the key that verified it and
-    /// the account its `kid` named.
+    /// Reads and verifies a signed POST for `tenant`: the JWS, the key that verified it, the
+    /// account its `kid` named, and its nonce: spent, or with `defer` checked and pending.
     async fn verify_post(
         &self,
         tenant: &Tenant,
         parts: Parts,
         body: Body,
         mode: KeyMode,
-    ) -> Result<(Jws, Jwk, Option<AccountRecord>)> {
+        defer: bool,
+    ) -> Result<(Jws, Jwk, Option<AccountRecord>, Nonce)> {
         check_content_type(&parts)?;
         let body = read_limited(body, self.cfg.max_body_bytes)
             .await
@@ -232,6 +286,10 @@ impl Wfe {
         }
         // §6.5: redeem the nonce last, so a request failing the checks above does not spend it.
         // With a kept account, the spend is also the check that the account did not change.
+        if defer {
+            let (account, nonce) = pending_nonce(self, header.nonce.as_deref(), account)?;
+            return Ok((jws, jwk, account, nonce));
+        }
         let account = match (&header.nonce, account) {
             (Some(n), Some((acct, true))) => {
                 let guard = AccountGuard {
@@ -241,7 +299,7 @@ impl Wfe {
                         .map_err(|e| Error::internal(format!("account contacts: {e}")))?,
                 };
                 match self.nonces.redeem_guarded(n, &guard).await? {
-                    Some(GuardedSpend::Spent) => return Ok((jws, jwk, Some(acct))),
+                    Some(GuardedSpend::Spent) => return Ok((jws, jwk, Some(acct), Nonce::Spent)),
                     Some(GuardedSpend::AccountChanged) => {
                         // Decide on the stored account: a deactivated one is refused there,
                         // one whose key changed fails the signature check, and one whose
@@ -273,8 +331,94 @@ impl Wfe {
                 ));
             }
         }
-        Ok((jws, jwk, account))
+        Ok((jws, jwk, account, Nonce::Spent))
     }
+
+    /// Spends `post`'s nonce now if it is still pending: for a [`Riding`] request on a path
+    /// that reaches storage other than through a spending read.
+    pub(super) async fn spend_now(&self, post: &mut AccountPost) -> Result<()> {
+        let Nonce::Pending(p) = &post.nonce else {
+            return Ok(());
+        };
+        let outcome = match &p.guard {
+            Some(g) => {
+                let guard = AccountGuard {
+                    id: &g.id,
+                    thumbprint: &g.thumbprint,
+                    contact_json: g.contact_json.clone(),
+                };
+                self.nonces
+                    .spend_pending_guarded(&p.id, p.expires, &guard)
+                    .await?
+            }
+            None => match self.nonces.spend_pending(&p.id, p.expires).await? {
+                true => GuardedSpend::Spent,
+                false => GuardedSpend::Replayed,
+            },
+        };
+        match crate::ra::settle_nonce(outcome) {
+            Ok(()) => {
+                post.nonce = Nonce::Spent;
+                Ok(())
+            }
+            Err(Error::AccountChanged) => self.recheck_account(post).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A [`Riding`] request's spending read found the kept account it was signed as changed
+    /// (nothing was spent): decides on the stored account as [`Self::verify_post`] does (a
+    /// deactivated one is refused, one whose key changed fails the signature check) and
+    /// spends the nonce unguarded. The caller then repeats its read.
+    pub(super) async fn recheck_account(&self, post: &mut AccountPost) -> Result<()> {
+        self.forget_account(&post.account.id);
+        let fresh = self
+            .ra
+            .account_for_kid(&post.tenant, &post.account.id)
+            .await?;
+        post.jws.verify(&account_key(&fresh)?).map_err(jws_error)?;
+        post.account = fresh;
+        if let Nonce::Pending(p) = std::mem::replace(&mut post.nonce, Nonce::Spent) {
+            if !self.nonces.spend_pending(&p.id, p.expires).await? {
+                crate::metrics::nonce_rejected("unknown");
+                return Err(bad_nonce());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A deferred spend's nonce, checked (present, made here, unexpired) but not spent, with the
+/// kept account (if the signature was checked against one) as its guard.
+fn pending_nonce(
+    wfe: &Wfe,
+    nonce: Option<&str>,
+    account: Option<(AccountRecord, bool)>,
+) -> Result<(Option<AccountRecord>, Nonce)> {
+    let Some(n) = nonce else {
+        crate::metrics::nonce_rejected("missing");
+        return Err(Error::acme(
+            ProblemType::BadNonce,
+            "the protected header must contain a nonce",
+        ));
+    };
+    let Some((id, expires)) = wfe.nonces.pending(n) else {
+        crate::metrics::nonce_rejected("unknown");
+        return Err(bad_nonce());
+    };
+    let guard = match &account {
+        Some((acct, true)) => Some(KeptAccount {
+            id: acct.id.clone(),
+            thumbprint: acct.jwk_thumbprint.clone(),
+            contact_json: serde_json::to_string(&acct.contact)
+                .map_err(|e| Error::internal(format!("account contacts: {e}")))?,
+        }),
+        _ => None,
+    };
+    Ok((
+        account.map(|(a, _)| a),
+        Nonce::Pending(PendingSpend { id, expires, guard }),
+    ))
 }
 
 impl Wfe {
@@ -311,10 +455,7 @@ fn account_key(acct: &AccountRecord) -> Result<Jwk> {
 }
 
 fn bad_nonce() -> Error {
-    Error::acme(
-        ProblemType::BadNonce,
-        "nonce unknown, expired or already used; retry with the fresh Replay-Nonce",
-    )
+    Error::bad_nonce()
 }
 
 /// §6.2: signed requests use `application/jose+json`.

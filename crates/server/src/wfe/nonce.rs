@@ -70,6 +70,34 @@ impl NonceService {
         self.store.guards_accounts()
     }
 
+    /// Whether the storage spends nonces with the first read of a request (see
+    /// [`crate::sa::Nonce::Pending`]).
+    pub fn spends_with_reads(&self) -> bool {
+        self.store.spends_with_reads()
+    }
+
+    /// The nonce checked (made by this service, unexpired) but not spent, for the storage to
+    /// spend with the request's first read; `None` for a nonce that fails the check.
+    pub fn pending(&self, nonce: &str) -> Option<(Vec<u8>, i64)> {
+        self.open(nonce, now_ms())
+    }
+
+    /// Spends a nonce [`Self::pending`] checked, only while `guard`'s account is as the caller
+    /// saw it.
+    pub async fn spend_pending_guarded(
+        &self,
+        id: &[u8],
+        expires: i64,
+        guard: &AccountGuard<'_>,
+    ) -> Result<GuardedSpend> {
+        Ok(self.store.spend_nonce_guarded(id, expires, guard).await?)
+    }
+
+    /// Spends a nonce [`Self::pending`] checked; false if it already was (a replay).
+    pub async fn spend_pending(&self, id: &[u8], expires: i64) -> Result<bool> {
+        Ok(self.store.spend_nonce(id, expires).await?)
+    }
+
     /// Redeems a nonce only if `guard`'s account is still as the caller saw it; `None` for a
     /// nonce this service did not make or that expired.
     pub async fn redeem_guarded(

@@ -1,6 +1,6 @@
 //! Orders: newOrder (RFC 8555 §7.4), order status, and finalize.
 
-use super::jose::AccountPost;
+use super::jose::{riding, AccountPost, Riding, RidingPost};
 use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
@@ -56,10 +56,10 @@ fn order_response(t: &Tenant, v: &OrderView, status: StatusCode) -> Response {
     resp
 }
 
-pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
+pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
-            let (t, acct) = (&v.tenant, &v.account);
             let body: wire::NewOrder = v.json()?;
             if body.not_before.is_some() || body.not_after.is_some() {
                 // §7.4 lets the server refuse these; the validity period is the CA's policy.
@@ -73,9 +73,22 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
             };
             let idents = body.identifiers;
             // §6.6: refused before anything is stored; given back if the order is not made.
-            let charges = new_order_charges(&wfe, &t.name, &acct.id, &idents);
+            let charges = new_order_charges(&wfe, &v.tenant.name, &v.account.id, &idents);
+            if wfe.limits().writes_storage(&v.tenant.name, &charges) {
+                // The buckets are shared rows: the nonce is spent before they are written.
+                wfe.spend_now(&mut v).await?;
+            }
+            let t = &v.tenant;
             wfe.limits().take(&t.name, &charges).await?;
-            let view = match wfe.ra.new_order_with(t, acct, &idents, &opts).await {
+            let made = riding!(
+                wfe,
+                v,
+                wfe.ra
+                    .new_order_spending(&v.tenant, &v.account, &idents, &opts, &v.nonce)
+                    .await
+            );
+            let t = &v.tenant;
+            let view = match made {
                 Ok(view) => view,
                 Err(e) => {
                     wfe.limits().refund(&t.name, &charges).await;
@@ -124,8 +137,9 @@ pub(super) async fn order(
 pub(super) async fn finalize(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id)): Path<(String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
             let body: wire::Finalize = v.json()?;
@@ -135,7 +149,13 @@ pub(super) async fn finalize(
                     format!("csr is not base64url: {e}"),
                 )
             })?;
-            let view = wfe.ra.finalize(&v.tenant, &v.account, &id, csr).await?;
+            let view = riding!(
+                wfe,
+                v,
+                wfe.ra
+                    .finalize_spending(&v.tenant, &v.account, &id, csr.clone(), &v.nonce)
+                    .await
+            )?;
             Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,

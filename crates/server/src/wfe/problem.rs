@@ -30,6 +30,17 @@ impl IntoResponse for Error {
                     .collect();
                 (p, status, a.location, a.retry_after)
             }
+            Error::AccountChanged => {
+                // Handled by the front end, which retries on the stored account; reaching
+                // here is a bug, answered like one.
+                tracing::error!("a changed account reached the response");
+                let mut p = Problem::new(
+                    acme_types::problem::ProblemType::ServerInternal,
+                    "internal error; please retry later",
+                );
+                p.status = Some(500);
+                (p, 500, None, Some(5))
+            }
             Error::Internal(e) => {
                 // Logged with its chain here; the client learns nothing about internals.
                 tracing::error!(error = %e, source = ?std::error::Error::source(&*e), "internal error");

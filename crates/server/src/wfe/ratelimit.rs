@@ -283,6 +283,16 @@ impl RateLimiter {
         self.adjust_any(tenant, charges, -1.0).await;
     }
 
+    /// Whether [`Self::take`] of `charges` for `tenant` writes the database's buckets: shared
+    /// limits, at least one of them configured (an unlimited one has no bucket).
+    pub fn writes_storage(&self, tenant: &str, charges: &[Charge]) -> bool {
+        if self.store.is_none() || charges.is_empty() || !charges.iter().all(|(l, _)| l.shared()) {
+            return false;
+        }
+        let cfg = self.config(tenant);
+        charges.iter().any(|(l, _)| l.shape(&cfg).is_some())
+    }
+
     /// Runs `op` on the database's buckets when there is a database and every charge is a
     /// shared limit (callers never mix the per-second guard with the others), else on memory.
     async fn apply_any(&self, tenant: &str, charges: &[Charge], op: RateOp) -> Result<(), Error> {
@@ -430,6 +440,13 @@ impl crate::ra::ValidationBudget for FailedValidations {
                 &[(Limit::FailedValidationsPerAccount, account.to_string())],
             )
             .await;
+    }
+
+    fn writes_storage(&self, tenant: &str) -> bool {
+        self.0.writes_storage(
+            tenant,
+            &[(Limit::FailedValidationsPerAccount, String::new())],
+        )
     }
 }
 

@@ -181,6 +181,32 @@ impl Client {
             .await
     }
 
+    /// The account URL (`kid`) of this client's account.
+    pub(crate) fn kid(&self) -> &str {
+        self.kid.as_deref().expect("an account")
+    }
+
+    /// A request to `url` signed with this client's key (kid if known) and a fresh nonce, not
+    /// sent: to send the very same bytes twice (a replay).
+    pub(crate) async fn signed(&self, url: &str, payload: Option<&Value>) -> Vec<u8> {
+        let key = match &self.kid {
+            Some(k) => JwsKey::Kid(k.clone()),
+            None => JwsKey::Jwk,
+        };
+        let bytes = payload
+            .map(|p| p.to_string().into_bytes())
+            .unwrap_or_default();
+        let header = JwsHeader {
+            key,
+            nonce: Some(self.nonce().await),
+            url: url.to_string(),
+        };
+        sign_jws(&self.key, &header, &bytes)
+            .expect("sign")
+            .to_string()
+            .into_bytes()
+    }
+
     pub(crate) async fn new_account(&mut self) -> Resp {
         let r = self
             .post(

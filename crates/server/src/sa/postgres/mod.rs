@@ -5,6 +5,7 @@
 
 mod lifecycle;
 mod nonce;
+mod ride;
 pub(super) mod stmt;
 mod storage;
 

@@ -46,6 +46,10 @@ impl NonceStore for PgStorage {
         true
     }
 
+    fn spends_with_reads(&self) -> bool {
+        true
+    }
+
     async fn spend_nonce_guarded(
         &self,
         id: &[u8],

@@ -5,6 +5,10 @@
 //! the way it does for separate statements; the statement is atomic as a transaction was.
 //! Arrays are bound whole and `UNNEST`ed, one element per row.
 
+use super::ride::{ridden, ridden_with};
+use crate::sa::rows;
+use std::sync::LazyLock;
+
 /// newOrder: the order, its lifecycle row (when `$8` is not NULL), its new authorizations
 /// with their challenges, and its authorization links, in one statement.
 pub(crate) const INSERT_ORDER: &str = "WITH lc AS (
@@ -65,3 +69,85 @@ pub(crate) const FINISH_CHALLENGE: &str = "WITH ch AS (
     )
     UPDATE authzs SET status = $1, expires = CASE WHEN $6 THEN $7 ELSE expires END
     WHERE status = 'pending' AND attested_by = (SELECT id FROM az)";
+
+/// newOrder's reads in one statement: the account's valid authorizations that allow
+/// subdomains (RFC 9444 §4.2; `kind` 'a', as `sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS` with `$1`
+/// account, `$2` tenant, `$3` now), and for each wanted identifier `n` (types `$5`, values
+/// `$6`, wildcards `$7`) the authorization it may reuse (`kind` 'r', as
+/// `sql::stmt::REUSABLE_AUTHZ` with expiry after `$4`).
+pub(crate) const NEW_ORDER_READS: &str =
+    "(SELECT 'a' AS kind, id, ident_value, expires, NULL::int8 AS n
+        FROM authzs WHERE account_id = $1 AND tenant = $2
+        AND ident_type = 'dns' AND wildcard = 0 AND status = 'valid' AND subdomain_auth_allowed = 1
+        AND expires > $3 AND ancestor_authz IS NULL AND derived_from IS NULL AND attested_by IS NULL
+        ORDER BY expires DESC)
+    UNION ALL
+    SELECT 'r', (SELECT a.id FROM authzs a WHERE a.account_id = $1 AND a.ident_type = w.t
+            AND a.ident_value = w.v AND a.wildcard = w.wc
+            AND a.status IN ('valid', 'pending') AND a.expires > $4
+            AND a.attested_by IS NULL AND a.derived_from IS NULL AND a.ancestor_authz IS NULL
+            AND NOT EXISTS (SELECT 1 FROM authzs d WHERE d.attested_by = a.id)
+            ORDER BY CASE a.status WHEN 'valid' THEN 0 ELSE 1 END, a.expires DESC LIMIT 1),
+        NULL, NULL, w.n
+    FROM UNNEST($5::text[], $6::text[], $7::int8[]) WITH ORDINALITY AS w(t, v, wc, n)";
+
+/// Challenge POST, with its read (`ride::ridden_with`): starts challenge `$1` with lease `$2`
+/// held by `$3` if the nonce was fresh, the challenge is pending and not of type `$4`, and its
+/// authorization is pending, unexpired at `$5` and owned by tenant `$6` and account `$7`.
+/// The read beside it sees the rows as they were before.
+pub(crate) const START_CHALLENGE_STEP: &str = ", started AS (
+        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
+        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
+        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
+                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
+        RETURNING 1
+    )";
+
+/// finalize, with its read (`ride::ridden_with`): claims order `$1` with token `$2` until
+/// `$3` if the nonce was fresh and the order is ready at `$4` (pending, unexpired, every
+/// authorization valid and unexpired), owned by tenant `$5` and account `$6`, and, when `$7`
+/// is not NULL, every authorization was validated at or after `$7` (so no CAA recheck is due;
+/// the validation time as `rows::ORDER_WITH_AUTHZS` reads it).
+pub(crate) const CLAIM_ORDER_STEP: &str = ", claimed AS (
+        UPDATE orders o SET status = 'processing', claim_token = $2, claim_until = $3
+        WHERE o.id = $1 AND o.status = 'pending' AND o.expires > $4 AND o.tenant = $5
+        AND o.account_id = $6 AND (SELECT nonce_fresh FROM spend)
+        AND NOT EXISTS (
+            SELECT 1 FROM order_authzs l JOIN authzs a ON a.id = l.authz_id
+            WHERE l.order_id = o.id AND (a.status <> 'valid' OR a.expires <= $4
+                OR ($7::int8 IS NOT NULL AND COALESCE(
+                    (SELECT MAX(c.validated_at) FROM challenges c
+                      WHERE c.authz_id = a.id AND c.status = 'valid'),
+                    (SELECT MAX(c.validated_at) FROM challenges c
+                      WHERE c.authz_id = a.attested_by AND c.status = 'valid'),
+                    -1) < $7)))
+        RETURNING 1
+    )";
+
+// The issuance requests' first reads with their nonce spend (`ride`); the number is the
+// read's first free parameter.
+pub(crate) static ORDER_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::ORDER_WITH_AUTHZS, 2));
+pub(crate) static AUTHZ_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES, 2));
+pub(crate) static AUTHZ_BY_CHALLENGE_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE, 2));
+pub(crate) static CERT_SPENDING: LazyLock<String> = LazyLock::new(|| ridden(rows::CERT_BY_ID, 2));
+pub(crate) static CLAIM_ORDER_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        rows::ORDER_WITH_AUTHZS,
+        8,
+        CLAIM_ORDER_STEP,
+        ", EXISTS (SELECT 1 FROM claimed) AS claimed",
+    )
+});
+pub(crate) static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
+        8,
+        START_CHALLENGE_STEP,
+        ", EXISTS (SELECT 1 FROM started) AS started",
+    )
+});
+pub(crate) static NEW_ORDER_READS_SPENDING: LazyLock<String> =
+    LazyLock::new(|| ridden(NEW_ORDER_READS, 8));

@@ -5,14 +5,18 @@
 //! statements. Row locks make the conditional updates safe across nodes. The rest is the sqlx
 //! code both engines share (`sa::sqlx_storage`).
 
-use super::stmt;
+use super::stmt::{
+    self, AUTHZ_BY_CHALLENGE_SPENDING, AUTHZ_SPENDING, CERT_SPENDING, CLAIM_ORDER_SPENDING,
+    NEW_ORDER_READS_SPENDING, ORDER_SPENDING, START_CHALLENGE_SPENDING,
+};
 use super::PgStorage;
 use crate::sa::lifecycle::OrderLifecycle;
 use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, Lease, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
+    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads,
+    OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -323,6 +327,176 @@ impl Storage for PgStorage {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::cert).transpose()
+    }
+
+    async fn get_order_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(ORDER_SPENDING.as_str()),
+                q(rows::ORDER_WITH_AUTHZS),
+                nonce,
+            )
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::order_head, rows::order_link)?,
+        ))
+    }
+
+    async fn get_authz_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(AUTHZ_SPENDING.as_str()),
+                q(rows::AUTHZ_WITH_CHALLENGES),
+                nonce,
+            )
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::authz_head, rows::authz_challenge)?,
+        ))
+    }
+
+    async fn get_authz_by_challenge_spending(
+        &self,
+        challenge_id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(challenge_id);
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(AUTHZ_BY_CHALLENGE_SPENDING.as_str()),
+                q(rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE),
+                nonce,
+            )
+            .await?;
+        Ok((
+            spend,
+            rows::joined(&rows, rows::authz_head, rows::authz_challenge)?,
+        ))
+    }
+
+    async fn get_cert_spending(
+        &self,
+        id: &str,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<CertRecord>), SaError> {
+        let q = |sql: &'static str| sqlx::query(sql).bind(id);
+        let (spend, rows) = self
+            .fetch_ridden(q(CERT_SPENDING.as_str()), q(rows::CERT_BY_ID), nonce)
+            .await?;
+        Ok((spend, rows.first().map(rows::cert).transpose()?))
+    }
+
+    async fn claim_order_spending(
+        &self,
+        at: &ClaimAtRead<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
+        let Nonce::Pending(pending) = nonce else {
+            return Ok((
+                GuardedSpend::Spent,
+                self.get_order(at.order_id).await?,
+                false,
+            ));
+        };
+        let q = sqlx::query(CLAIM_ORDER_SPENDING.as_str())
+            .bind(at.order_id)
+            .bind(&at.claim.token)
+            .bind(at.claim.until)
+            .bind(at.now)
+            .bind(at.tenant)
+            .bind(at.account_id)
+            .bind(at.validated_since);
+        let (spend, claimed, rows) = self.fetch_pending(q, pending, Some("claimed")).await?;
+        let order = rows::joined(&rows, rows::order_head, rows::order_link)?;
+        Ok((spend, order, claimed))
+    }
+
+    async fn start_challenge_spending(
+        &self,
+        start: &ChallengeStart<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+        let Nonce::Pending(pending) = nonce else {
+            // Spent already: the read and the start as separate statements.
+            let authz = self.get_authz_by_challenge(start.challenge_id).await?;
+            let started = crate::sa::start_after_read(self, start, authz.as_ref()).await?;
+            return Ok((GuardedSpend::Spent, authz, started));
+        };
+        let q = sqlx::query(START_CHALLENGE_SPENDING.as_str())
+            .bind(start.challenge_id)
+            .bind(start.lease.until)
+            .bind(&start.lease.owner)
+            .bind(start.except_type.as_str())
+            .bind(start.now)
+            .bind(start.tenant)
+            .bind(start.account_id);
+        let (spend, started, rows) = self.fetch_pending(q, pending, Some("started")).await?;
+        let authz = rows::joined(&rows, rows::authz_head, rows::authz_challenge)?;
+        Ok((spend, authz, started))
+    }
+
+    async fn new_order_reads_spending(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        now: i64,
+        min_expires: i64,
+        wanted: &[(StoredIdentifier, bool)],
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, OrderReads), SaError> {
+        let kinds: Vec<&str> = wanted.iter().map(|(i, _)| i.kind.as_str()).collect();
+        let values: Vec<&str> = wanted.iter().map(|(i, _)| i.value.as_str()).collect();
+        let wildcards: Vec<i64> = wanted.iter().map(|(_, w)| i64::from(*w)).collect();
+        let q = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(account_id)
+                .bind(tenant)
+                .bind(now)
+                .bind(min_expires)
+                .bind(kinds.clone())
+                .bind(values.clone())
+                .bind(wildcards.clone())
+        };
+        let (spend, rows) = self
+            .fetch_ridden(
+                q(NEW_ORDER_READS_SPENDING.as_str()),
+                q(stmt::NEW_ORDER_READS),
+                nonce,
+            )
+            .await?;
+        let mut reads = OrderReads {
+            ancestors: Vec::new(),
+            reusable: vec![None; wanted.len()],
+        };
+        for r in &rows {
+            if r.try_get::<String, _>("kind")? == "a" {
+                reads.ancestors.push(AncestorAuthz {
+                    id: r.try_get("id")?,
+                    name: r.try_get("ident_value")?,
+                    expires: r.try_get("expires")?,
+                });
+            } else {
+                let n: i64 = r.try_get("n")?;
+                let slot = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| reads.reusable.get_mut(i))
+                    .ok_or_else(|| SaError::Corrupt(format!("reusable lookup row {n}")))?;
+                *slot = r.try_get("id")?;
+            }
+        }
+        Ok((spend, reads))
     }
 
     async fn get_cert_by_serial(
