@@ -11,6 +11,7 @@ use acme_types::sign::JwsKey;
 use client::{b64url, csr, Client, Resp};
 use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
+use support::authz::challenge_of;
 use support::{ChallTestSrv, Fleetca, Tool};
 
 struct Env {
@@ -149,13 +150,7 @@ async fn a_spent_nonce_starts_nothing() {
 
     // The challenge is pending: a POST with a spent nonce must not start it.
     let authz = c.post(&authz_url, None).await.json();
-    let ch = authz["challenges"]
-        .as_array()
-        .expect("challenges")
-        .iter()
-        .find(|c| c["type"] == "dns-01")
-        .expect("dns-01")
-        .clone();
+    let ch = challenge_of(&authz, "dns-01");
     let ch_url = ch["url"].as_str().expect("challenge URL").to_string();
     assert_spent_nonce_refused(&env, &c, &ch_url, Some(&json!({})), &spent, "challenge").await;
     let now = c.post(&ch_url, None).await.json();
@@ -215,13 +210,7 @@ async fn each_issuance_request_replayed_is_bad_nonce_and_changes_nothing() {
     assert_replay_refused(&env, &c, &authz_url, &body, "authorization").await;
 
     // Challenge response: replayed once the validation it started has finished.
-    let ch = authz["challenges"]
-        .as_array()
-        .expect("challenges")
-        .iter()
-        .find(|c| c["type"] == "dns-01")
-        .expect("dns-01")
-        .clone();
+    let ch = challenge_of(&authz, "dns-01");
     let token = ch["token"].as_str().expect("token");
     env.dns.set_txt(
         &format!("_acme-challenge.{name}"),

@@ -21,3 +21,14 @@ pub(crate) fn assert_challenged(o: &Value, authzs: &[Value]) {
         assert!(!a["challenges"].as_array().unwrap().is_empty(), "{a}");
     }
 }
+
+/// The challenge of type `kind` in authorization `authz` (panics naming it if there is none).
+pub(crate) fn challenge_of(authz: &Value, kind: &str) -> Value {
+    authz["challenges"]
+        .as_array()
+        .expect("challenges")
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} challenge in {authz}"))
+        .clone()
+}
