@@ -19,6 +19,9 @@ use std::time::Duration;
 /// How long a query waits for a pooled connection (or for the server to accept one).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle this long is pinged before use.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// PostgreSQL implementation of [`Storage`](crate::sa::Storage).
@@ -42,11 +45,26 @@ impl PgStorage {
             // long enough to ride out a saturated pool, short enough that a device waiting on
             // an outage hears "retry later" promptly.
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // Ping an idle connection before handing it out (sqlx also pings on release), so
-            // connections that died with the server are dropped and replaced once it is back:
-            // the pool recovers by itself, without a restart.
-            .test_before_acquire(true)
-            .connect_with(opts)
+            // A connection that sat idle long enough to have died with the server is pinged
+            // before it is handed out, so dead ones are dropped and replaced once the server is
+            // back: the pool recovers by itself, without a restart. A busy pool's connections
+            // were used a moment ago (sqlx pings each on release, off the request's path), so
+            // pinging them again would only add a round trip in front of every statement.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(opts.options([
+                // The plans pg_plans checks are the generic ones (it EXPLAINs under this
+                // setting), and re-planning the larger statements for every execution's
+                // parameters costs more than running them.
+                ("plan_cache_mode", "force_generic_plan"),
+            ]))
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
