@@ -365,6 +365,21 @@ async fn check_plans(db: std::sync::Arc<PgStorage>, opts: sqlx::postgres::PgConn
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 
+    // An index scan can still read a whole account's history: the ancestor lookup of every
+    // newOrder must use the index that holds only subdomain-granting authorizations.
+    for sql in [
+        super::sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS,
+        pg::NEW_ORDER_READS,
+    ] {
+        let plan = generic_plan(&mut conn, sql).await;
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("authzs_subdomain_ancestors")),
+            "the ancestor lookup must use authzs_subdomain_ancestors:\n{}",
+            plan.join("\n")
+        );
+    }
+
     // The check sees what it is there to see: without the index on claimed orders, the sweep
     // that releases stale claims reads every order.
     let mut tx = conn.begin().await.unwrap();

@@ -396,6 +396,27 @@ mod tests {
                 .collect();
             assert!(scans.is_empty(), "full scan in the plan of {sql}: {plan:?}");
         }
+        // An index search can still read a whole account's history: newOrder's ancestor
+        // lookup must use the index holding only subdomain-granting authorizations.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::sa::sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS
+        )));
+        for _ in 0..3 {
+            q = q.bind(None::<String>);
+        }
+        let plan: Vec<String> = q
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("authzs_subdomain_ancestors")),
+            "the ancestor lookup must use authzs_subdomain_ancestors: {plan:?}"
+        );
     }
 
     #[tokio::test]
