@@ -204,7 +204,7 @@ pub(in crate::sa) async fn start_after_read<S: Storage + ?Sized>(
 }
 
 /// For stores that do not spend nonces with their reads: only an already spent nonce.
-fn spent_already(nonce: &Nonce) -> Result<(), SaError> {
+pub(super) fn spent_already(nonce: &Nonce) -> Result<(), SaError> {
     match nonce {
         Nonce::Spent => Ok(()),
         Nonce::Pending(_) => Err(SaError::NoSpendWithReads),

@@ -37,6 +37,23 @@ pub(super) mod stmt {
     /// finalize, step 1: claim a pending order.
     pub(crate) const CLAIM_ORDER: &str =
         "UPDATE orders SET status = 'processing', claim_token = $2, claim_until = $3 WHERE id = $1 AND status = 'pending'";
+    /// Finalize on SQLite, with its read on the writer (`sqlite::writes::claim_order_at_read`):
+    /// claims order `$1` with token `$2` until `$3` only if it is ready now (`$4`), owned by
+    /// tenant `$5` and account `$6`, and, when `$7` is set, every authorization was validated
+    /// at or after `$7` (no CAA recheck due): the conditions of PostgreSQL's
+    /// `postgres::stmt::CLAIM_ORDER_STEP`, which rides on that backend's read instead.
+    pub(crate) const CLAIM_READY_ORDER: &str =
+        "UPDATE orders SET status = 'processing', claim_token = $2, claim_until = $3
+         WHERE id = $1 AND status = 'pending' AND expires > $4 AND tenant = $5 AND account_id = $6
+         AND NOT EXISTS (
+             SELECT 1 FROM order_authzs l JOIN authzs a ON a.id = l.authz_id
+             WHERE l.order_id = orders.id AND (a.status <> 'valid' OR a.expires <= $4
+                 OR (CAST($7 AS BIGINT) IS NOT NULL AND COALESCE(
+                     (SELECT MAX(c.validated_at) FROM challenges c
+                       WHERE c.authz_id = a.id AND c.status = 'valid'),
+                     (SELECT MAX(c.validated_at) FROM challenges c
+                       WHERE c.authz_id = a.attested_by AND c.status = 'valid'),
+                     -1) < $7)))";
     /// Finalize sweep: give back claims whose holder died between claim and store. An order
     /// with a stored precertificate is never given back: it is committed to that serial
     /// (BR §7.1.2.9) and the CT retry task finishes it (`sa::ct`).
@@ -134,8 +151,9 @@ pub(super) mod stmt {
 
     /// The statements the plan test checks: the eleven above the writes.
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 11] = [
+    pub(crate) const ALL: [&str; 12] = [
         CLAIM_ORDER,
+        CLAIM_READY_ORDER,
         RELEASE_STALE_ORDER_CLAIMS,
         REUSABLE_AUTHZ,
         DEACTIVATE_ATTESTED,

@@ -824,6 +824,140 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
     assert_eq!(winners, 1, "only one request claims the order");
 }
 
+/// Finalize's claim with its read (`Storage::claim_order_spending`) takes the order only when
+/// it is ready for the asking tenant and account and no CAA recheck is due; each condition
+/// broken alone leaves the order unclaimed, and the read shows the order as it was before.
+/// `nonce` makes the request's nonce as the front end would hand it to this backend.
+async fn claim_at_read(sa: Arc<dyn Storage>, nonce: impl Fn() -> Nonce) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let ready = |id: &str| {
+        let (order, authz) = order_with_authz(id, "acct", AuthzState::Pending);
+        (order, authz)
+    };
+    // Orders whose authorization is validated at 200 (valid until 9000), and one whose
+    // authorization stays pending.
+    for id in ["ok", "late", "old", "other"] {
+        let (order, authz) = ready(id);
+        sa.insert_order(&order, &[authz], None).await.unwrap();
+        assert!(sa
+            .try_start_challenge(&format!("{id}-chall"), &lease("va", 150))
+            .await
+            .unwrap());
+        sa.finish_challenge(
+            &format!("{id}-chall"),
+            ChallengeOutcome {
+                valid: true,
+                at: 200,
+                authz_expires: 9000,
+                error: None,
+                record: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let (order, authz) = ready("unready");
+    sa.insert_order(&order, &[authz], None).await.unwrap();
+
+    let token = claim("t", 5000);
+    let at =
+        |order_id: &'static str, tenant: &'static str, account_id: &'static str, now, since| {
+            ClaimAtRead {
+                order_id,
+                tenant,
+                account_id,
+                now,
+                validated_since: since,
+                claim: &token,
+            }
+        };
+    async fn claim_with(
+        sa: &dyn Storage,
+        at: ClaimAtRead<'_>,
+        nonce: Nonce,
+    ) -> (Option<OrderState>, bool) {
+        let (spend, order, claimed) = sa.claim_order_spending(&at, &nonce).await.unwrap();
+        assert_eq!(spend, GuardedSpend::Spent);
+        (order.map(|o| o.status), claimed)
+    }
+    let try_claim = |at| claim_with(sa.as_ref(), at, nonce());
+    let pending = Some(OrderState::Pending);
+    let unclaimed = [
+        ("another tenant", at("ok", "other", "acct", 300, Some(100))),
+        (
+            "another account",
+            at("ok", "default", "acct2", 300, Some(100)),
+        ),
+        (
+            "an expired authorization",
+            at("late", "default", "acct", 9000, None),
+        ),
+        (
+            "a validation before the CAA window",
+            at("old", "default", "acct", 300, Some(201)),
+        ),
+        (
+            "a pending authorization",
+            at("unready", "default", "acct", 300, None),
+        ),
+    ];
+    for (what, at) in unclaimed {
+        let id = at.order_id;
+        assert_eq!(try_claim(at).await, (pending, false), "{what}");
+        assert_eq!(
+            sa.get_order(id).await.unwrap().unwrap().status,
+            OrderState::Pending,
+            "{what} claims nothing"
+        );
+    }
+    assert_eq!(
+        try_claim(at("gone", "default", "acct", 300, None)).await,
+        (None, false)
+    );
+    // Validated exactly at the window's start, and without a window: claimed; the read is
+    // the order before its claim.
+    assert_eq!(
+        try_claim(at("old", "default", "acct", 300, Some(200))).await,
+        (pending, true)
+    );
+    assert_eq!(
+        try_claim(at("ok", "default", "acct", 300, None)).await,
+        (pending, true)
+    );
+    assert_eq!(
+        sa.get_order("ok").await.unwrap().unwrap().status,
+        OrderState::Processing
+    );
+    // Claimed once: a second request reads it processing and claims nothing.
+    assert_eq!(
+        try_claim(at("ok", "default", "acct", 300, None)).await,
+        (Some(OrderState::Processing), false)
+    );
+    assert!(sa
+        .store_certificate("ok", "t", &cert("c-ok", "ok"), None)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_claims_a_ready_order_with_its_read() {
+    claim_at_read(sqlite().await, || Nonce::Spent).await;
+}
+
+#[tokio::test]
+async fn postgres_claims_a_ready_order_with_its_read() {
+    if let Some(sa) = postgres().await {
+        claim_at_read(sa, || {
+            Nonce::Pending(PendingSpend {
+                id: crate::ids::new_id().into_bytes(),
+                expires: i64::MAX / 2,
+                guard: None,
+            })
+        })
+        .await;
+    }
+}
+
 /// During a zero-downtime restart two `serve` processes share one SQLite file: a finalize
 /// claim taken by one must keep the other from claiming (and signing) the same order, and
 /// show it `processing` there, until the holder stores.

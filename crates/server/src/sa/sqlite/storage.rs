@@ -7,7 +7,8 @@ use crate::sa::lifecycle::OrderLifecycle;
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    CrlRecord, Lease, OrderClaim, OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
+    ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderRecord, RevokedEntry,
+    SaError, Storage, StoredIdentifier,
 };
 use async_trait::async_trait;
 
@@ -77,6 +78,35 @@ impl Storage for SqliteStorage {
         self.batch()
             .run(move |c| writes::try_claim_order(c, &id, &claim))
             .await
+    }
+
+    async fn claim_order_spending(
+        &self,
+        at: &ClaimAtRead<'_>,
+        nonce: &Nonce,
+    ) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError> {
+        crate::sa::spent_already(nonce)?;
+        let (id, tenant, account) = (
+            at.order_id.to_string(),
+            at.tenant.to_string(),
+            at.account_id.to_string(),
+        );
+        let (now, validated_since, claim) = (at.now, at.validated_since, at.claim.clone());
+        let (order, claimed) = self
+            .batch()
+            .run(move |c| {
+                let at = ClaimAtRead {
+                    order_id: &id,
+                    tenant: &tenant,
+                    account_id: &account,
+                    now,
+                    validated_since,
+                    claim: &claim,
+                };
+                writes::claim_order_at_read(c, &at)
+            })
+            .await?;
+        Ok((GuardedSpend::Spent, order, claimed))
     }
 
     async fn store_certificate(

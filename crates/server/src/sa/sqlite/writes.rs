@@ -6,7 +6,9 @@
 use super::batch::execute;
 use crate::sa::lifecycle::OrderLifecycle;
 use crate::sa::sql::{insertion_order, json, stmt};
-use crate::sa::{AuthzRecord, CertRecord, ChallengeOutcome, OrderClaim, OrderRecord, SaError};
+use crate::sa::{
+    AuthzRecord, CertRecord, ChallengeOutcome, ClaimAtRead, OrderClaim, OrderRecord, SaError,
+};
 use rusqlite::Connection;
 
 /// Everything a new order writes (see `Storage::insert_order`).
@@ -54,6 +56,34 @@ pub(in crate::sa) fn try_claim_order(
         stmt::CLAIM_ORDER,
         &[&order_id, &claim.token, &claim.until],
     )? == 1)
+}
+
+/// Finalize's read and, when the order is ready as [`ClaimAtRead`] says, its claim, in one
+/// step on the writer (see `Storage::claim_order_spending`): answers the order as it was
+/// before the claim and whether it was claimed. The writer's connection is the only one
+/// whose page cache no commit invalidates, so the read costs no file reads here, and the
+/// claim needs no second hand-off to this thread.
+pub(in crate::sa) fn claim_order_at_read(
+    c: &Connection,
+    at: &ClaimAtRead<'_>,
+) -> Result<(Option<OrderRecord>, bool), SaError> {
+    let Some(order) = super::reads::get_order(c, at.order_id)? else {
+        return Ok((None, false));
+    };
+    let claimed = execute(
+        c,
+        stmt::CLAIM_READY_ORDER,
+        &[
+            &at.order_id,
+            &at.claim.token,
+            &at.claim.until,
+            &at.now,
+            &at.tenant,
+            &at.account_id,
+            &at.validated_since,
+        ],
+    )? == 1;
+    Ok((Some(order), claimed))
 }
 
 /// Finalize, step 3 (see `Storage::store_certificate`): nothing is written unless `token`
