@@ -2,11 +2,14 @@
 //! enforce one fleet-wide limit instead of one limit each (see `wfe::ratelimit`).
 //!
 //! A bucket is one row: tokens left and when they were counted. An operation locks its rows
-//! in key order with a no-op upsert (`ON CONFLICT DO UPDATE ... RETURNING`, which takes the
-//! row lock in PostgreSQL and the write lock in SQLite, and creates a full bucket the first
-//! time), refills them from the elapsed time, decides, and writes them back, all in one
-//! transaction: concurrent requests on different nodes queue on the row instead of both
-//! spending the last token. A refusal rolls back, so it changes nothing.
+//! in key order, refills them from the elapsed time, decides, and writes them back, all in
+//! one transaction: concurrent requests on different nodes queue on the row instead of both
+//! spending the last token, and a refusal changes nothing.
+//! - PostgreSQL: one call of the `fleetca_rate_apply` function (migration 0019), so an
+//!   operation is one round trip whatever the number of buckets.
+//! - SQLite: plain statements on the writing connection, each bucket locked with a no-op
+//!   upsert (`ON CONFLICT DO UPDATE ... RETURNING`, which also creates a full bucket the
+//!   first time); a refusal rolls the transaction back.
 
 use super::backend::{RowsAffected, SqlxBackend};
 use super::SaError;
@@ -72,10 +75,95 @@ pub(super) fn full_at(b: &SharedBucket, tokens: f64, now_ms: i64) -> i64 {
     now_ms + (((b.size - tokens).max(0.0) / b.per_sec) * 1000.0).ceil() as i64
 }
 
-/// One implementation for both engines: the SQL is the same, and what differs (whose turn it
-/// is to write, what makes a commit durable) is `SqlxBackend`'s.
+/// SQLite's buckets: statement by statement in one transaction on the writing connection
+/// (whose turn it is to write, and what makes the commit durable, are `SqlxBackend`'s).
 #[async_trait]
-impl<B> RateStore for B
+impl RateStore for super::SqliteStorage {
+    async fn rate_apply(
+        &self,
+        tenant: &str,
+        buckets: &[SharedBucket],
+        now_ms: i64,
+        op: RateOp,
+    ) -> Result<Option<Refusal>, SaError> {
+        apply_in_transaction(self, tenant, buckets, now_ms, op).await
+    }
+
+    async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
+        prune(self, now_ms).await
+    }
+}
+
+/// PostgreSQL's buckets: one call of `fleetca_rate_apply` (migration 0019), which locks,
+/// decides and writes in the statement's own transaction, so an operation is one round trip
+/// instead of `BEGIN`, two statements per bucket and `COMMIT`.
+#[async_trait]
+impl RateStore for super::PgStorage {
+    async fn rate_apply(
+        &self,
+        tenant: &str,
+        buckets: &[SharedBucket],
+        now_ms: i64,
+        op: RateOp,
+    ) -> Result<Option<Refusal>, SaError> {
+        if buckets.is_empty() {
+            return Ok(None);
+        }
+        let (name, delta) = match op {
+            RateOp::Check => ("check", 0.0),
+            RateOp::Take => ("take", 0.0),
+            RateOp::Adjust(d) => ("adjust", d),
+        };
+        let lims: Vec<&str> = buckets.iter().map(|b| b.limit).collect();
+        let subjects: Vec<&str> = buckets.iter().map(|b| b.subject.as_str()).collect();
+        let sizes: Vec<f64> = buckets.iter().map(|b| b.size).collect();
+        let rates: Vec<f64> = buckets.iter().map(|b| b.per_sec).collect();
+        let mut attempt = 0;
+        loop {
+            let row: Result<Option<(i32, f64)>, sqlx::Error> = sqlx::query_as(
+                "SELECT refused, wait FROM fleetca_rate_apply($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(tenant)
+            .bind(&lims)
+            .bind(&subjects)
+            .bind(&sizes)
+            .bind(&rates)
+            .bind(now_ms)
+            .bind(name)
+            .bind(delta)
+            .fetch_optional(self.pool())
+            .await;
+            match row {
+                Ok(r) => return Ok(r.map(|(i, wait)| (i as usize, wait))),
+                // Another call created one of the buckets first; the statement changed
+                // nothing, and run again it finds the row and locks it.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some(SERIALIZATION_FAILURE) && attempt < 3 =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
+        prune(self, now_ms).await
+    }
+}
+
+/// SQLSTATE `serialization_failure`.
+const SERIALIZATION_FAILURE: &str = "40001";
+
+/// An operation on `buckets` as one transaction of plain statements: each bucket locked in
+/// key order with a no-op upsert, refilled, decided, written back.
+async fn apply_in_transaction<B>(
+    db: &B,
+    tenant: &str,
+    buckets: &[SharedBucket],
+    now_ms: i64,
+    op: RateOp,
+) -> Result<Option<Refusal>, SaError>
 where
     B: SqlxBackend,
     for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
@@ -87,90 +175,94 @@ where
     for<'q> f64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
     for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
 {
-    async fn rate_apply(
-        &self,
-        tenant: &str,
-        buckets: &[SharedBucket],
-        now_ms: i64,
-        op: RateOp,
-    ) -> Result<Option<Refusal>, SaError> {
-        if buckets.is_empty() {
-            return Ok(None);
-        }
-        // One lock order for every transaction, so two cannot wait on each other.
-        let mut order: Vec<usize> = (0..buckets.len()).collect();
-        order.sort_by(|&a, &b| {
-            (buckets[a].limit, &buckets[a].subject).cmp(&(buckets[b].limit, &buckets[b].subject))
-        });
-        let pass = self.write_access().await?;
-        let mut tx = self.writer(&pass).begin().await?;
-        let mut tokens = vec![0.0f64; buckets.len()];
-        for &i in &order {
-            let b = &buckets[i];
-            let row = sqlx::query(
-                "INSERT INTO rate_buckets (tenant, lim, subject, tokens, at_ms, full_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $5)
-                 ON CONFLICT (tenant, lim, subject) DO UPDATE SET at_ms = rate_buckets.at_ms
-                 RETURNING tokens, at_ms",
-            )
-            .bind(tenant)
-            .bind(b.limit)
-            .bind(b.subject.as_str())
-            .bind(b.size)
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            tokens[i] = refill(b, row.try_get("tokens")?, row.try_get("at_ms")?, now_ms);
-        }
-        if matches!(op, RateOp::Check | RateOp::Take) {
-            let mut refused: Option<Refusal> = None;
-            for (i, b) in buckets.iter().enumerate() {
-                if tokens[i] < 1.0 {
-                    let wait = (1.0 - tokens[i]) / b.per_sec;
-                    if refused.is_none_or(|(_, w)| wait > w) {
-                        refused = Some((i, wait));
-                    }
+    if buckets.is_empty() {
+        return Ok(None);
+    }
+    // One lock order for every transaction, so two cannot wait on each other.
+    let mut order: Vec<usize> = (0..buckets.len()).collect();
+    order.sort_by(|&a, &b| {
+        (buckets[a].limit, &buckets[a].subject).cmp(&(buckets[b].limit, &buckets[b].subject))
+    });
+    let pass = db.write_access().await?;
+    let mut tx = db.writer(&pass).begin().await?;
+    let mut tokens = vec![0.0f64; buckets.len()];
+    for &i in &order {
+        let b = &buckets[i];
+        let row = sqlx::query(
+            "INSERT INTO rate_buckets (tenant, lim, subject, tokens, at_ms, full_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (tenant, lim, subject) DO UPDATE SET at_ms = rate_buckets.at_ms
+             RETURNING tokens, at_ms",
+        )
+        .bind(tenant)
+        .bind(b.limit)
+        .bind(b.subject.as_str())
+        .bind(b.size)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tokens[i] = refill(b, row.try_get("tokens")?, row.try_get("at_ms")?, now_ms);
+    }
+    if matches!(op, RateOp::Check | RateOp::Take) {
+        let mut refused: Option<Refusal> = None;
+        for (i, b) in buckets.iter().enumerate() {
+            if tokens[i] < 1.0 {
+                let wait = (1.0 - tokens[i]) / b.per_sec;
+                if refused.is_none_or(|(_, w)| wait > w) {
+                    refused = Some((i, wait));
                 }
             }
-            if refused.is_some() || op == RateOp::Check {
-                // Nothing to write: dropping the transaction rolls back the upserts.
-                tx.rollback().await?;
-                return Ok(refused);
-            }
         }
-        for &i in &order {
-            let b = &buckets[i];
-            let left = match op {
-                RateOp::Adjust(delta) => (tokens[i] + delta).clamp(0.0, b.size),
-                _ => tokens[i] - 1.0,
-            };
-            sqlx::query(
-                "UPDATE rate_buckets SET tokens = $4, at_ms = $5, full_at_ms = $6
-                 WHERE tenant = $1 AND lim = $2 AND subject = $3",
-            )
-            .bind(tenant)
-            .bind(b.limit)
-            .bind(b.subject.as_str())
-            .bind(left)
-            .bind(now_ms)
-            .bind(full_at(b, left, now_ms))
-            .execute(&mut *tx)
-            .await?;
+        if refused.is_some() || op == RateOp::Check {
+            // Nothing to write: dropping the transaction rolls back the upserts.
+            tx.rollback().await?;
+            return Ok(refused);
         }
-        tx.commit().await?;
-        self.durable().await?;
-        Ok(None)
     }
+    for &i in &order {
+        let b = &buckets[i];
+        let left = match op {
+            RateOp::Adjust(delta) => (tokens[i] + delta).clamp(0.0, b.size),
+            _ => tokens[i] - 1.0,
+        };
+        sqlx::query(
+            "UPDATE rate_buckets SET tokens = $4, at_ms = $5, full_at_ms = $6
+             WHERE tenant = $1 AND lim = $2 AND subject = $3",
+        )
+        .bind(tenant)
+        .bind(b.limit)
+        .bind(b.subject.as_str())
+        .bind(left)
+        .bind(now_ms)
+        .bind(full_at(b, left, now_ms))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    db.durable().await?;
+    Ok(None)
+}
 
-    async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
-        let pass = self.write_access().await?;
-        let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
-            .bind(now_ms)
-            .execute(self.writer(&pass))
-            .await?;
-        self.durable().await?;
-        Ok(r.rows())
-    }
+/// Deletes the buckets that are full again by `now_ms`.
+async fn prune<B>(db: &B, now_ms: i64) -> Result<u64, SaError>
+where
+    B: SqlxBackend,
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+    <B::Db as sqlx::Database>::Arguments: sqlx::IntoArguments<B::Db>,
+    <B::Db as sqlx::Database>::QueryResult: RowsAffected,
+    for<'q> &'q str: sqlx::Encode<'q, B::Db>
+        + sqlx::Type<B::Db>
+        + sqlx::ColumnIndex<<B::Db as sqlx::Database>::Row>,
+    for<'q> f64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+    for<'q> i64: sqlx::Encode<'q, B::Db> + sqlx::Decode<'q, B::Db> + sqlx::Type<B::Db>,
+{
+    let pass = db.write_access().await?;
+    let r = sqlx::query("DELETE FROM rate_buckets WHERE full_at_ms <= $1")
+        .bind(now_ms)
+        .execute(db.writer(&pass))
+        .await?;
+    db.durable().await?;
+    Ok(r.rows())
 }
 
 #[cfg(test)]
@@ -286,5 +378,45 @@ mod tests {
             granted += t.await.unwrap() as usize;
         }
         assert_eq!(granted, 10);
+
+        // Two buckets per call, named in either order by alternate calls: one lock order
+        // for all, so none waits on another forever, and each call takes from both or none.
+        let orders = bucket("orders", "pair", 10.0, 10.0 / 3600.0);
+        let names = bucket("names", "pair.example", 100.0, 100.0 / 604_800.0);
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let db: Arc<PgStorage> = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let bk = if i % 3 == 0 {
+                [orders.clone(), names.clone()]
+            } else {
+                [names.clone(), orders.clone()]
+            };
+            tasks.push(tokio::spawn(async move {
+                db.rate_apply("t", &bk, 5_000, RateOp::Take)
+                    .await
+                    .unwrap()
+                    .is_none()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += t.await.unwrap() as usize;
+        }
+        assert_eq!(granted, 10);
+        // The name bucket gave exactly as many tokens: 90 left, so 90 more single takes.
+        let names = [names];
+        for _ in 0..90 {
+            assert_eq!(
+                a.rate_apply("t", &names, 5_000, RateOp::Take)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        assert!(a
+            .rate_apply("t", &names, 5_000, RateOp::Take)
+            .await
+            .unwrap()
+            .is_some());
     }
 }
