@@ -149,7 +149,7 @@ pub(super) mod stmt {
     pub(crate) const FINISH_CHALLENGE: &str =
         "UPDATE challenges SET status = $1, validated_at = $2, error = $3, record = $4 WHERE id = $5 AND status = 'processing'";
 
-    /// The statements the plan test checks: the eleven above the writes.
+    /// The statements the plan test checks: the twelve above the writes.
     #[cfg(test)]
     pub(crate) const ALL: [&str; 12] = [
         CLAIM_ORDER,
