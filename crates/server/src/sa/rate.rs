@@ -362,46 +362,21 @@ mod tests {
             return;
         };
         let bk = [bucket("orders", "shared", 10.0, 10.0 / 3600.0)];
-        let mut tasks = Vec::new();
-        for i in 0..24 {
-            let db: Arc<PgStorage> = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let bk = bk.clone();
-            tasks.push(tokio::spawn(async move {
-                db.rate_apply("t", &bk, 5_000, RateOp::Take)
-                    .await
-                    .unwrap()
-                    .is_none()
-            }));
-        }
-        let mut granted = 0;
-        for t in tasks {
-            granted += t.await.unwrap() as usize;
-        }
+        let granted = race(&a, &b, |_| bk.to_vec()).await;
         assert_eq!(granted, 10);
 
         // Two buckets per call, named in either order by alternate calls: one lock order
         // for all, so none waits on another forever, and each call takes from both or none.
         let orders = bucket("orders", "pair", 10.0, 10.0 / 3600.0);
         let names = bucket("names", "pair.example", 100.0, 100.0 / 604_800.0);
-        let mut tasks = Vec::new();
-        for i in 0..24 {
-            let db: Arc<PgStorage> = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let bk = if i % 3 == 0 {
-                [orders.clone(), names.clone()]
+        let granted = race(&a, &b, |i| {
+            if i % 3 == 0 {
+                vec![orders.clone(), names.clone()]
             } else {
-                [names.clone(), orders.clone()]
-            };
-            tasks.push(tokio::spawn(async move {
-                db.rate_apply("t", &bk, 5_000, RateOp::Take)
-                    .await
-                    .unwrap()
-                    .is_none()
-            }));
-        }
-        let mut granted = 0;
-        for t in tasks {
-            granted += t.await.unwrap() as usize;
-        }
+                vec![names.clone(), orders.clone()]
+            }
+        })
+        .await;
         assert_eq!(granted, 10);
         // The name bucket gave exactly as many tokens: 90 left, so 90 more single takes.
         let names = [names];
@@ -418,5 +393,30 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    /// 24 concurrent takes, alternately through `a` and `b`, of the buckets `buckets(i)`
+    /// names for call `i`: how many were granted.
+    async fn race(
+        a: &Arc<PgStorage>,
+        b: &Arc<PgStorage>,
+        buckets: impl Fn(usize) -> Vec<SharedBucket>,
+    ) -> usize {
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let bk = buckets(i);
+            tasks.push(tokio::spawn(async move {
+                db.rate_apply("t", &bk, 5_000, RateOp::Take)
+                    .await
+                    .unwrap()
+                    .is_none()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += t.await.unwrap() as usize;
+        }
+        granted
     }
 }

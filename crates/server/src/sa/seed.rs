@@ -368,28 +368,7 @@ mod tests {
         let db = SqliteStorage::open(&dir.path().join("h.db")).await.unwrap();
         let coverage = crate::sa::coverage::PLANNED;
         for sql in crate::sa::sql::stmt::ALL.iter().chain(coverage.iter()) {
-            // The planner does not look at parameter values, so NULL stands in for each.
-            let params = sql
-                .split('$')
-                .skip(1)
-                .filter_map(|p| {
-                    let n: String = p.chars().take_while(char::is_ascii_digit).collect();
-                    n.parse::<usize>().ok()
-                })
-                .max()
-                .unwrap_or(0);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
-            // (Coverage statements use integers and text alike; NULL plans the same.)
-            for _ in 0..params {
-                q = q.bind(None::<String>);
-            }
-            let plan: Vec<String> = q
-                .fetch_all(db.pool())
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
-                .collect();
+            let plan = sqlite_plan(&db, sql).await;
             let scans: Vec<_> = plan
                 .iter()
                 .filter(|d| d.starts_with("SCAN ") && !d.contains(" USING "))
@@ -398,25 +377,37 @@ mod tests {
         }
         // An index search can still read a whole account's history: newOrder's ancestor
         // lookup must use the index holding only subdomain-granting authorizations.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            crate::sa::sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS
-        )));
-        for _ in 0..3 {
-            q = q.bind(None::<String>);
-        }
-        let plan: Vec<String> = q
-            .fetch_all(db.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
-            .collect();
+        let plan = sqlite_plan(&db, crate::sa::sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS).await;
         assert!(
             plan.iter()
                 .any(|d| d.contains("authzs_subdomain_ancestors")),
             "the ancestor lookup must use authzs_subdomain_ancestors: {plan:?}"
         );
+    }
+
+    /// SQLite's plan of `sql`, one line per step. The planner does not look at parameter
+    /// values, so NULL stands in for each (coverage statements use integers and text alike;
+    /// NULL plans the same).
+    async fn sqlite_plan(db: &SqliteStorage, sql: &str) -> Vec<String> {
+        let params = sql
+            .split('$')
+            .skip(1)
+            .filter_map(|p| {
+                let n: String = p.chars().take_while(char::is_ascii_digit).collect();
+                n.parse::<usize>().ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..params {
+            q = q.bind(None::<String>);
+        }
+        q.fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
+            .collect()
     }
 
     #[tokio::test]
