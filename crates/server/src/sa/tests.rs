@@ -830,14 +830,10 @@ async fn concurrent_finalize(sa: Arc<dyn Storage>) {
 /// `nonce` makes the request's nonce as the front end would hand it to this backend.
 async fn claim_at_read(sa: Arc<dyn Storage>, nonce: impl Fn() -> Nonce) {
     sa.insert_account(&account("acct", "tp")).await.unwrap();
-    let ready = |id: &str| {
-        let (order, authz) = order_with_authz(id, "acct", AuthzState::Pending);
-        (order, authz)
-    };
     // Orders whose authorization is validated at 200 (valid until 9000), and one whose
     // authorization stays pending.
     for id in ["ok", "late", "old", "other"] {
-        let (order, authz) = ready(id);
+        let (order, authz) = order_with_authz(id, "acct", AuthzState::Pending);
         sa.insert_order(&order, &[authz], None).await.unwrap();
         assert!(sa
             .try_start_challenge(&format!("{id}-chall"), &lease("va", 150))
@@ -856,7 +852,7 @@ async fn claim_at_read(sa: Arc<dyn Storage>, nonce: impl Fn() -> Nonce) {
         .await
         .unwrap();
     }
-    let (order, authz) = ready("unready");
+    let (order, authz) = order_with_authz("unready", "acct", AuthzState::Pending);
     sa.insert_order(&order, &[authz], None).await.unwrap();
 
     let token = claim("t", 5000);
