@@ -7,7 +7,7 @@
 mod support;
 
 use fleetca::bench::client::{http_client, AcmeClient, Resp};
-use fleetca::sa::{SqliteStorage, TableCounts};
+use fleetca::sa::TableCounts;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::Fleetca;
@@ -30,11 +30,10 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Row counts of the instance's own database, whichever backend it runs on.
 async fn counts(f: &Fleetca) -> TableCounts {
-    let db = SqliteStorage::open(&f.data_dir().join("fleetca.db"))
-        .await
-        .unwrap();
-    db.table_counts().await.unwrap()
+    let db = fleetca::sa::open_database(&f.database_url()).await.unwrap();
+    db.counts().await.unwrap()
 }
 
 async fn client(f: &Fleetca) -> AcmeClient {
