@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 use std::time::Duration;
-use support::{run, Fleetca};
+use support::{run, ChallTestSrv, Fleetca, Tool};
 
 /// The number after `prefix` on the line that starts with it.
 fn figure(stdout: &str, prefix: &str) -> Option<f64> {
@@ -26,6 +26,8 @@ const CLIENTS: usize = 6;
 /// machine; 60 certificates keep their share small).
 const STARTUP_SLACK: f64 = 0.5;
 
+/// Without validation (`--mode skip`, so no failed-validation budget) and with every shared
+/// rate limit off: the issuance's own statements.
 #[test]
 fn bench_prints_database_round_trips_per_certificate() {
     let test = "bench_prints_database_round_trips_per_certificate";
@@ -34,18 +36,47 @@ fn bench_prints_database_round_trips_per_certificate() {
     }
     let db = support::create_postgres_database();
     let mut f = Fleetca::init(&["routers.example.com"]);
-    // As scripts/bench-postgres runs: the per-account and per-name limits off (their shared
-    // buckets are a transaction of their own per newOrder, not counted by issue 19's goal).
     f.set_rate_limits(
         "failed_validations_per_account_per_hour = 0\n\
          new_orders_per_account_per_hour = 0\n\
          certificates_per_name_per_week = 0",
     );
     f.serve_with(0, 0, 0, &["--insecure-skip-validation", "--database", &*db]);
+    measure(&f, &db, &["--mode", "skip"]);
+}
+
+/// With real http-01 validation and the default rate limits (only the per-address ones
+/// lifted, since every simulated device is 127.0.0.1): the per-account and per-name newOrder
+/// buckets and the failed-validation budget are kept in the database and charged inside the
+/// issuance's own statements, so the count is the same 8.
+#[test]
+fn default_rate_limits_add_no_round_trips() {
+    let test = "default_rate_limits_add_no_round_trips";
+    if support::postgres_url(test).is_none() || !support::require(test, &[Tool::ChallTestSrv]) {
+        return;
+    }
+    let db = support::create_postgres_database();
+    let dns = ChallTestSrv::start();
+    let port = support::free_port();
+    let mut f = Fleetca::init(&["routers.example.com"]);
+    f.set_rate_limits("new_accounts_per_ip_per_hour = 0\nrequests_per_ip_per_second = 0");
+    f.serve_with(
+        dns.dns_port(),
+        port,
+        support::free_port(),
+        &["--database", &*db],
+    );
+    let listen = format!("127.0.0.1:{port}");
+    measure(&f, &db, &["--mode", "http01", "--http01-listen", &listen]);
+}
+
+/// Runs the bench against `f` (on database `db`) and checks its database figures.
+fn measure(f: &Fleetca, db: &str, mode: &[&str]) {
     let mut cmd = Command::new(Fleetca::bin());
     cmd.args(["bench", "--url", &f.directory_url(), "--root"])
         .arg(f.root_pem_path())
-        .args(["--suffix", "routers.example.com", "--mode", "skip"])
+        .args(["--suffix", "routers.example.com"])
+        .args(mode)
         .args([
             "--clients",
             &CLIENTS.to_string(),
@@ -53,7 +84,7 @@ fn bench_prints_database_round_trips_per_certificate() {
             &COUNT.to_string(),
         ])
         // By environment, as scripts/bench-postgres passes it (the URL holds a password).
-        .env("FLEETCA_BENCH_PG_STATS", &*db);
+        .env("FLEETCA_BENCH_PG_STATS", db);
     let out = run(cmd, Duration::from_secs(300));
     assert!(out.success(), "{out}\n{}", f.log());
     println!("{}", out.stdout);

@@ -8,7 +8,7 @@ use super::Ra;
 use crate::error::{Error, Result};
 use crate::sa::{
     AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeStart, ChallengeState,
-    Lease, Nonce, StoredChallengeKind,
+    Lease, Nonce, StartStep, StoredChallengeKind,
 };
 use crate::tenant::Tenant;
 use crate::va::{Target, ValidationRequest};
@@ -126,10 +126,11 @@ impl Ra {
 
     /// The challenge POST's start made with its read, in one step (on storage that spends
     /// nonces with reads; see [`crate::sa::Storage::start_challenge_spending`]). The queue
-    /// place and the failed-validation token are reserved first, in this node's memory, so
-    /// the step that starts the challenge is the last word; a refusal there, a budget kept in
-    /// storage, or a challenge the step did not start leaves the answer to the ordinary
-    /// path, which refuses only what it would start and re-reads what it answers with.
+    /// place is reserved first, in this node's memory, and so is the failed-validation token
+    /// unless the budget is kept in storage, where the step itself takes it (and nothing
+    /// starts if the bucket is empty). A refusal of an in-memory reservation, or a challenge
+    /// the step did not start, leaves the answer to the ordinary path, which refuses only
+    /// what it would start and re-reads what it answers with.
     async fn start_at_read(
         self: &Arc<Self>,
         tenant: &Tenant,
@@ -137,13 +138,14 @@ impl Ra {
         id: &str,
         nonce: &Nonce,
     ) -> Result<AtRead> {
-        if !matches!(nonce, Nonce::Pending(_)) || self.budget_writes_storage(&tenant.name) {
+        if !matches!(nonce, Nonce::Pending(_)) {
             return Ok(AtRead::NotTried);
         }
         let Ok(ticket) = self.admit(&acct.id) else {
             return Ok(AtRead::NotTried);
         };
-        if self.take_budget(&tenant.name, &acct.id).await.is_err() {
+        let charge = self.budget_charge(&tenant.name, &acct.id);
+        if charge.is_none() && self.take_budget(&tenant.name, &acct.id).await.is_err() {
             return Ok(AtRead::NotTried);
         }
         let taken = std::time::Instant::now();
@@ -155,18 +157,33 @@ impl Ra {
             now: self.clock.unix(),
             except_type: StoredChallengeKind::DeviceAttest01,
             lease: &lease,
+            budget: charge.as_ref(),
         };
-        let (spend, authz, started) = match self.sa.start_challenge_spending(&step, nonce).await {
-            Ok(r) if r.2 => r,
-            other => {
-                self.give_back_budget(&tenant.name, &acct.id).await;
-                let (spend, _, _) = other?;
-                super::settle_nonce(spend)?;
-                return Ok(AtRead::NotStarted);
+        let started = self.sa.start_challenge_spending(&step, nonce).await;
+        let (spend, authz, step) = match started {
+            Ok(r) => r,
+            Err(e) => {
+                if charge.is_none() {
+                    self.give_back_budget(&tenant.name, &acct.id).await;
+                }
+                return Err(e.into());
             }
         };
-        debug_assert!(started);
         super::settle_nonce(spend)?;
+        match (step, &charge) {
+            (StartStep::Started, _) => {}
+            (StartStep::Refused(r), Some(c)) => return Err(self.budget_refused(c, r)),
+            (StartStep::NotStarted { charged }, _) => {
+                // Not started here: the token was not spent on a validation.
+                if charged || charge.is_none() {
+                    self.give_back_budget(&tenant.name, &acct.id).await;
+                }
+                return Ok(AtRead::NotStarted);
+            }
+            (StartStep::Refused(_), None) => {
+                return Err(Error::internal("storage refused a budget it was not given"))
+            }
+        }
         let authz = authz.ok_or_else(|| Error::internal("a started challenge was not read"))?;
         let ch = authz
             .challenges
@@ -287,6 +304,7 @@ impl Ra {
                     authz_expires: now + Self::secs(self.cfg.valid_authz_lifetime),
                     error: None,
                     record: Some(r#"{"attestation":"packed"}"#.into()),
+                    give_back: None,
                 }
             }
             Err(detail) => {
@@ -303,6 +321,7 @@ impl Ra {
                     authz_expires: authz.expires,
                     error: Some(serde_json::to_string(&p).unwrap_or_default()),
                     record: None,
+                    give_back: None,
                 }
             }
         };
@@ -430,14 +449,19 @@ impl Ra {
         let outcome = match self.run_validation(&tenant, ch, authz, acct).await {
             Ok(record) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, kind = %ch.kind, "validation succeeded");
-                // The token taken when the validation started was not needed.
-                self.give_back_budget(&authz.tenant, &acct.id).await;
+                // The token taken when the validation started was not needed: given back by
+                // the step that records the success when the budget is kept in storage.
+                let give_back = self.budget_charge(&authz.tenant, &acct.id);
+                if give_back.is_none() {
+                    self.give_back_budget(&authz.tenant, &acct.id).await;
+                }
                 ChallengeOutcome {
                     valid: true,
                     at: self.clock.unix(),
                     authz_expires: self.clock.unix() + Self::secs(self.cfg.valid_authz_lifetime),
                     error: None,
                     record: Some(record),
+                    give_back,
                 }
             }
             Err((problem, evidence)) => {
@@ -449,6 +473,7 @@ impl Ra {
                     error: Some(serde_json::to_string(&problem).unwrap_or_default()),
                     // A failed corroboration is audit evidence too (BR §3.2.2.9).
                     record: evidence,
+                    give_back: None,
                 }
             }
         };

@@ -29,7 +29,7 @@ pub use domains::{
 pub use drain::DrainReport;
 pub use eab::{generate_hmac_key, EabBackend, EabKeyring, KeyringError, HMAC_KEY_LEN};
 pub use name_template::NameTemplate;
-pub use order::{AuthzView, OrderOptions, OrderView};
+pub use order::{AuthzView, OrderCharge, OrderOptions, OrderView};
 pub use revoke::RevokeAuth;
 pub use validation_queue::ValidationBudget;
 

@@ -34,6 +34,37 @@ pub struct OrderOptions {
     pub replaces: Option<String>,
 }
 
+/// Rate-limit buckets kept in storage that newOrder's first statement takes a token from
+/// (see [`crate::sa::OrderLookup::charge`]), as the front end's limiter hands them over.
+pub struct OrderCharge {
+    /// The buckets.
+    pub charge: crate::sa::BucketCharge,
+    /// The `rateLimited` answer when storage refuses the charge.
+    pub refused: fn(&crate::sa::BucketCharge, crate::sa::Refusal) -> Error,
+    /// Set once storage took the token, so that an order that is not made after all gives it
+    /// back, and one refused before the lookup (or by the charge itself) does not.
+    taken: std::sync::atomic::AtomicBool,
+}
+
+impl OrderCharge {
+    /// `charge`, answered with `refused` when storage refuses it.
+    pub fn new(
+        charge: crate::sa::BucketCharge,
+        refused: fn(&crate::sa::BucketCharge, crate::sa::Refusal) -> Error,
+    ) -> Self {
+        Self {
+            charge,
+            refused,
+            taken: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether storage took the token.
+    pub fn taken(&self) -> bool {
+        self.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// An authorization with its status as the client sees it now.
 #[derive(Clone, Debug)]
 pub struct AuthzView {
@@ -186,12 +217,12 @@ impl Ra {
         requested: &[wire::Identifier],
         opts: &OrderOptions,
     ) -> Result<OrderView> {
-        self.new_order_spending(tenant, acct, requested, opts, &Nonce::Spent)
+        self.new_order_spending(tenant, acct, requested, opts, &Nonce::Spent, None)
             .await
     }
 
     /// [`Self::new_order_with`] with the request's `nonce`, spent by the first read, before
-    /// anything is written.
+    /// anything is written, and the rate limits' `charge`, taken by the same read.
     pub(crate) async fn new_order_spending(
         &self,
         tenant: &Tenant,
@@ -199,6 +230,7 @@ impl Ra {
         requested: &[wire::Identifier],
         opts: &OrderOptions,
         nonce: &Nonce,
+        charge: Option<&OrderCharge>,
     ) -> Result<OrderView> {
         if requested.is_empty() {
             return Err(Error::malformed(
@@ -269,11 +301,22 @@ impl Ra {
         // authorization it may reuse. Reuse only authorizations that outlive the order a
         // little, so the order cannot be left with one that expires under it (§7.1.3 lets
         // the server choose).
-        let (spend, reads) = self
-            .sa
-            .new_order_reads_spending(&tenant.name, &acct.id, now, now + 3600, &wanted, nonce)
-            .await?;
+        let lookup = crate::sa::OrderLookup {
+            tenant: &tenant.name,
+            account_id: &acct.id,
+            now,
+            min_expires: now + 3600,
+            wanted: &wanted,
+            charge: charge.map(|c| &c.charge),
+        };
+        let (spend, reads) = self.sa.new_order_reads_spending(&lookup, nonce).await?;
         super::settle_nonce(spend)?;
+        if let Some(c) = charge {
+            if let Some(refused) = reads.refused {
+                return Err((c.refused)(&c.charge, refused));
+            }
+            c.taken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut ancestor_authzs: super::subdomain::AncestorCache = Some(reads.ancestors);
         let lifecycle = self
             .order_lifecycle_for(tenant, &acct.id, &idents, opts)

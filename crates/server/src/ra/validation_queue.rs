@@ -29,8 +29,14 @@ pub trait ValidationBudget: Send + Sync {
     async fn take(&self, tenant: &str, account: &str) -> Result<()>;
     /// Gives a token back.
     async fn give_back(&self, tenant: &str, account: &str);
-    /// Whether taking a token writes storage (shared buckets) rather than this node's memory.
-    fn writes_storage(&self, tenant: &str) -> bool;
+    /// When the budget is kept in storage (shared buckets): the account's token as a charge
+    /// that a storage step takes or gives back in the same statement as its own write
+    /// ([`crate::sa::ChallengeStart::budget`], [`crate::sa::ChallengeOutcome::give_back`]).
+    /// `None`: the budget is in this node's memory (or off), and [`Self::take`] and
+    /// [`Self::give_back`] are the way.
+    fn storage_charge(&self, tenant: &str, account: &str) -> Option<crate::sa::BucketCharge>;
+    /// The `rateLimited` answer when a step refused `charge`.
+    fn refused(&self, charge: &crate::sa::BucketCharge, refusal: crate::sa::Refusal) -> Error;
 }
 
 /// Validations this node has claimed: how many wait for a slot, and per account how many are
@@ -220,12 +226,30 @@ impl Ra {
         }
     }
 
-    /// Gives a failed-validation token back.
-    /// Whether taking a budget token writes storage (see [`ValidationBudget::writes_storage`]).
-    pub(super) fn budget_writes_storage(&self, tenant: &str) -> bool {
-        self.budget().is_some_and(|b| b.writes_storage(tenant))
+    /// The account's failed-validation token as a storage step's charge, when the budget is
+    /// kept in storage (see [`ValidationBudget::storage_charge`]).
+    pub(super) fn budget_charge(
+        &self,
+        tenant: &str,
+        account: &str,
+    ) -> Option<crate::sa::BucketCharge> {
+        self.budget()
+            .and_then(|b| b.storage_charge(tenant, account))
     }
 
+    /// The answer to a storage step's refusal of [`Self::budget_charge`]'s charge.
+    pub(super) fn budget_refused(
+        &self,
+        charge: &crate::sa::BucketCharge,
+        refusal: crate::sa::Refusal,
+    ) -> Error {
+        match self.budget() {
+            Some(b) => b.refused(charge, refusal),
+            None => Error::internal("a budget refused with no budget set"),
+        }
+    }
+
+    /// Gives a failed-validation token back.
     pub(super) async fn give_back_budget(&self, tenant: &str, account: &str) {
         if let Some(b) = self.budget() {
             b.give_back(tenant, account).await;

@@ -62,8 +62,8 @@ metered! {
     fn get_authz_by_challenge_spending(&self, challenge_id: &str, nonce: &Nonce) -> Result<(GuardedSpend, Option<AuthzRecord>), SaError>;
     fn get_cert_spending(&self, id: &str, nonce: &Nonce) -> Result<(GuardedSpend, Option<CertRecord>), SaError>;
     fn claim_order_spending(&self, at: &ClaimAtRead<'_>, nonce: &Nonce) -> Result<(GuardedSpend, Option<OrderRecord>, bool), SaError>;
-    fn start_challenge_spending(&self, start: &ChallengeStart<'_>, nonce: &Nonce) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError>;
-    fn new_order_reads_spending(&self, tenant: &str, account_id: &str, now: i64, min_expires: i64, wanted: &[(StoredIdentifier, bool)], nonce: &Nonce) -> Result<(GuardedSpend, OrderReads), SaError>;
+    fn start_challenge_spending(&self, start: &ChallengeStart<'_>, nonce: &Nonce) -> Result<(GuardedSpend, Option<AuthzRecord>, StartStep), SaError>;
+    fn new_order_reads_spending(&self, lookup: &OrderLookup<'_>, nonce: &Nonce) -> Result<(GuardedSpend, OrderReads), SaError>;
     fn get_cert_by_serial(&self, tenant: &str, serial: &str) -> Result<Option<CertRecord>, SaError>;
     fn try_revoke_cert(&self, id: &str, at: i64, reason: Option<u8>) -> Result<bool, SaError>;
     fn revoked_certs(&self, tenant: &str, issuer: &str, not_after_min: i64) -> Result<Vec<RevokedEntry>, SaError>;

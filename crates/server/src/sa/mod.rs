@@ -54,7 +54,7 @@ pub use nonce::{
     DEFAULT_MAX_SPENT_NONCES,
 };
 pub use postgres::PgStorage;
-pub use rate::{RateOp, RateStore, Refusal, SharedBucket};
+pub use rate::{BucketCharge, RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};
 pub use seed::{HistorySeeder, SeedSpec};
 pub use sql::TableCounts;
@@ -160,6 +160,10 @@ pub enum SaError {
     /// ([`NonceStore::spends_with_reads`]); nothing was read or spent.
     #[error("this storage does not spend nonces with its reads")]
     NoSpendWithReads,
+    /// A step was asked to charge shared rate-limit buckets on a store that keeps none
+    /// ([`Database::rate_store`] is `None`); nothing was read or written.
+    #[error("this storage keeps no rate-limit buckets")]
+    NoRateBuckets,
 }
 
 impl SaError {
@@ -186,7 +190,15 @@ pub(in crate::sa) async fn start_after_read<S: Storage + ?Sized>(
     start: &ChallengeStart<'_>,
     authz: Option<&AuthzRecord>,
 ) -> Result<bool, SaError> {
-    let startable = authz.is_some_and(|a| {
+    Ok(startable(start, authz)
+        && store
+            .try_start_challenge(start.challenge_id, start.lease)
+            .await?)
+}
+
+/// Whether `authz` (as read) lets [`ChallengeStart`] start its challenge.
+pub(in crate::sa) fn startable(start: &ChallengeStart<'_>, authz: Option<&AuthzRecord>) -> bool {
+    authz.is_some_and(|a| {
         a.tenant == start.tenant
             && a.account_id == start.account_id
             && a.status == AuthzState::Pending
@@ -196,11 +208,7 @@ pub(in crate::sa) async fn start_after_read<S: Storage + ?Sized>(
                     && c.status == ChallengeState::Pending
                     && c.kind != start.except_type
             })
-    });
-    Ok(startable
-        && store
-            .try_start_challenge(start.challenge_id, start.lease)
-            .await?)
+    })
 }
 
 /// For stores that do not spend nonces with their reads: only an already spent nonce.
@@ -471,37 +479,41 @@ pub trait Storage: Send + Sync {
 
     /// A challenge POST's read ([`Self::get_authz_by_challenge`]) spending `nonce` and, if it
     /// was fresh, the start of the challenge as [`ChallengeStart`] says, in one step: answers
-    /// the read (as before the start) and whether the challenge was started.
+    /// the read (as before the start) and what the start did. A store without shared buckets
+    /// refuses a start with a [`ChallengeStart::budget`] and changes nothing.
     async fn start_challenge_spending(
         &self,
         start: &ChallengeStart<'_>,
         nonce: &Nonce,
-    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, StartStep), SaError> {
         spent_already(nonce)?;
+        if start.budget.is_some() {
+            return Err(SaError::NoRateBuckets);
+        }
         let authz = self.get_authz_by_challenge(start.challenge_id).await?;
         let started = start_after_read(self, start, authz.as_ref()).await?;
-        Ok((GuardedSpend::Spent, authz, started))
+        Ok((GuardedSpend::Spent, authz, StartStep::of(started, false)))
     }
 
     /// newOrder's reads, spending `nonce`: [`Self::subdomain_ancestor_authzs`], and
     /// [`Self::find_reusable_authz`] for each of `wanted` (identifier, wildcard).
     async fn new_order_reads_spending(
         &self,
-        tenant: &str,
-        account_id: &str,
-        now: i64,
-        min_expires: i64,
-        wanted: &[(StoredIdentifier, bool)],
+        lookup: &OrderLookup<'_>,
         nonce: &Nonce,
     ) -> Result<(GuardedSpend, OrderReads), SaError> {
         spent_already(nonce)?;
+        if lookup.charge.is_some() {
+            return Err(SaError::NoRateBuckets);
+        }
+        let (account_id, now) = (lookup.account_id, lookup.now);
         let ancestors = self
-            .subdomain_ancestor_authzs(tenant, account_id, now)
+            .subdomain_ancestor_authzs(lookup.tenant, account_id, now)
             .await?;
-        let mut reusable = Vec::with_capacity(wanted.len());
-        for (ident, wildcard) in wanted {
+        let mut reusable = Vec::with_capacity(lookup.wanted.len());
+        for (ident, wildcard) in lookup.wanted {
             reusable.push(
-                self.find_reusable_authz(account_id, ident, *wildcard, now, min_expires)
+                self.find_reusable_authz(account_id, ident, *wildcard, now, lookup.min_expires)
                     .await?,
             );
         }
@@ -510,6 +522,7 @@ pub trait Storage: Send + Sync {
             OrderReads {
                 ancestors,
                 reusable,
+                refused: None,
             },
         ))
     }
@@ -560,6 +573,9 @@ pub struct ChallengeOutcome {
     pub error: Option<String>,
     /// Validation record JSON.
     pub record: Option<String>,
+    /// Shared buckets to give a token back to in the same step (the failed-validation token
+    /// a successful validation did not need), on a store with [`Database::rate_store`].
+    pub give_back: Option<BucketCharge>,
 }
 
 #[cfg(test)]

@@ -225,6 +225,36 @@ pub struct ChallengeStart<'a> {
     pub except_type: StoredChallengeKind,
     /// The validation's lease.
     pub lease: &'a super::Lease,
+    /// Shared buckets the start takes a token from in the same step (the failed-validation
+    /// budget kept in the database); nothing starts if one is empty.
+    pub budget: Option<&'a super::BucketCharge>,
+}
+
+/// What [`crate::sa::Storage::start_challenge_spending`]'s start step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StartStep {
+    /// The challenge is now `processing` under the step's lease (and the budget charged).
+    Started,
+    /// Not started: not startable, or another request started it first. `charged`: the
+    /// budget's token was taken all the same (a concurrent start won between the two), and
+    /// the caller gives it back.
+    NotStarted {
+        /// See the variant.
+        charged: bool,
+    },
+    /// Not started: a budget bucket was empty; nothing changed but the nonce's spend.
+    Refused(super::Refusal),
+}
+
+impl StartStep {
+    /// `Started` or `NotStarted { charged }`.
+    pub fn of(started: bool, charged: bool) -> Self {
+        if started {
+            StartStep::Started
+        } else {
+            StartStep::NotStarted { charged }
+        }
+    }
 }
 
 /// finalize's claim, made in the same step as its read (see
@@ -246,6 +276,24 @@ pub struct ClaimAtRead<'a> {
     pub claim: &'a super::OrderClaim,
 }
 
+/// What newOrder looks up before it decides (see
+/// [`crate::sa::Storage::new_order_reads_spending`]).
+pub struct OrderLookup<'a> {
+    /// The tenant and account ordering.
+    pub tenant: &'a str,
+    /// See `tenant`.
+    pub account_id: &'a str,
+    /// Now (unix seconds).
+    pub now: i64,
+    /// A reusable authorization must not expire before this.
+    pub min_expires: i64,
+    /// The identifiers asked about (identifier, wildcard).
+    pub wanted: &'a [(super::StoredIdentifier, bool)],
+    /// Shared buckets the lookup takes a token from in the same step, once the nonce is
+    /// spent (the per-account and per-name newOrder limits kept in the database).
+    pub charge: Option<&'a super::BucketCharge>,
+}
+
 /// What newOrder reads before it decides which authorizations to make.
 #[derive(Clone, Debug, Default)]
 pub struct OrderReads {
@@ -253,6 +301,8 @@ pub struct OrderReads {
     pub ancestors: Vec<AncestorAuthz>,
     /// For each identifier asked about, in order, the authorization it may reuse.
     pub reusable: Vec<Option<String>>,
+    /// The lookup's charge was refused (and took nothing); the reads are to be ignored.
+    pub refused: Option<super::Refusal>,
 }
 
 /// A challenge (RFC 8555 §8).

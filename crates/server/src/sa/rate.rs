@@ -6,7 +6,9 @@
 //! one transaction: concurrent requests on different nodes queue on the row instead of both
 //! spending the last token, and a refusal changes nothing.
 //! - PostgreSQL: one call of the `fleetca_rate_apply` function (migration 0019), so an
-//!   operation is one round trip whatever the number of buckets.
+//!   operation is one round trip whatever the number of buckets. On the issuance's path the
+//!   call rides inside the request's own statement instead ([`BucketCharge`]: newOrder's
+//!   lookup, the challenge's start, the validation's outcome), so it costs no round trip.
 //! - SQLite: plain statements on the writing connection, each bucket locked with a no-op
 //!   upsert (`ON CONFLICT DO UPDATE ... RETURNING`, which also creates a full bucket the
 //!   first time); a refusal rolls the transaction back.
@@ -44,6 +46,34 @@ pub enum RateOp {
 /// A refusal: the index (in the caller's order) of the bucket that needs longest to hold a
 /// token again, and that wait in seconds.
 pub type Refusal = (usize, f64);
+
+/// Shared buckets that ride along in another storage step instead of an operation of their
+/// own (PostgreSQL): the challenge POST's failed-validation token is taken by the statement
+/// that starts the validation, and given back by the one that records its success. One
+/// round trip fewer each, and the bucket and the challenge change together or not at all.
+#[derive(Clone, Debug)]
+pub struct BucketCharge {
+    /// The tenant whose limits these are.
+    pub tenant: String,
+    /// The buckets, in the caller's order (a [`Refusal`] indexes it).
+    pub buckets: Vec<SharedBucket>,
+    /// Now, UNIX milliseconds, for refilling.
+    pub now_ms: i64,
+}
+
+impl BucketCharge {
+    /// The buckets as `fleetca_rate_apply`'s array parameters: limits, subjects, sizes and
+    /// refill rates.
+    pub(super) fn arrays(&self) -> (Vec<&str>, Vec<&str>, Vec<f64>, Vec<f64>) {
+        let b = &self.buckets;
+        (
+            b.iter().map(|b| b.limit).collect(),
+            b.iter().map(|b| b.subject.as_str()).collect(),
+            b.iter().map(|b| b.size).collect(),
+            b.iter().map(|b| b.per_sec).collect(),
+        )
+    }
+}
 
 /// Database-kept rate-limit buckets.
 #[async_trait]
@@ -114,13 +144,16 @@ impl RateStore for super::PgStorage {
             RateOp::Take => ("take", 0.0),
             RateOp::Adjust(d) => ("adjust", d),
         };
-        let lims: Vec<&str> = buckets.iter().map(|b| b.limit).collect();
-        let subjects: Vec<&str> = buckets.iter().map(|b| b.subject.as_str()).collect();
-        let sizes: Vec<f64> = buckets.iter().map(|b| b.size).collect();
-        let rates: Vec<f64> = buckets.iter().map(|b| b.per_sec).collect();
-        let mut attempt = 0;
-        loop {
-            let row: Result<Option<(i32, f64)>, sqlx::Error> = sqlx::query_as(
+        let charge = BucketCharge {
+            tenant: tenant.to_string(),
+            buckets: buckets.to_vec(),
+            now_ms,
+        };
+        let (lims, subjects, sizes, rates) = charge.arrays();
+        // Another call may create one of the buckets first; the statement then changed
+        // nothing, and run again it finds the row and locks it.
+        retrying(|| async {
+            let row: Option<(i32, f64)> = sqlx::query_as(
                 "SELECT refused, wait FROM fleetca_rate_apply($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(tenant)
@@ -132,19 +165,10 @@ impl RateStore for super::PgStorage {
             .bind(name)
             .bind(delta)
             .fetch_optional(self.pool())
-            .await;
-            match row {
-                Ok(r) => return Ok(r.map(|(i, wait)| (i as usize, wait))),
-                // Another call created one of the buckets first; the statement changed
-                // nothing, and run again it finds the row and locks it.
-                Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some(SERIALIZATION_FAILURE) && attempt < 3 =>
-                {
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+            .await?;
+            Ok(row.map(|(i, wait)| (i as usize, wait)))
+        })
+        .await
     }
 
     async fn rate_prune(&self, now_ms: i64) -> Result<u64, SaError> {
@@ -154,6 +178,34 @@ impl RateStore for super::PgStorage {
 
 /// SQLSTATE `serialization_failure`.
 const SERIALIZATION_FAILURE: &str = "40001";
+
+/// How often a statement that applies buckets is run again after
+/// [`bucket_created_concurrently`]: each retry finds the rows the previous lost to.
+const RETRIES: u32 = 3;
+
+/// Runs `attempt` (a statement that applies buckets) until it does not fail with
+/// [`bucket_created_concurrently`], at most [`RETRIES`] times more.
+pub(super) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, SaError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SaError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(SaError::Db(e)) if bucket_created_concurrently(&e) && retries < RETRIES => {
+                retries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether `e` is `fleetca_rate_apply` finding that another call created one of its buckets
+/// first (migration 0019): the whole statement changed nothing and may be run again.
+fn bucket_created_concurrently(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(SERIALIZATION_FAILURE))
+}
 
 /// An operation on `buckets` as one transaction of plain statements: each bucket locked in
 /// key order with a no-op upsert, refilled, decided, written back.

@@ -238,6 +238,7 @@ async fn suite(sa: Arc<dyn Storage>) {
             authz_expires: 9000,
             error: None,
             record: Some("{}".into()),
+            give_back: None,
         },
     )
     .await
@@ -468,6 +469,7 @@ async fn attested_suite(sa: Arc<dyn Storage>) {
         authz_expires: 9000,
         error: (!valid).then(|| "{}".to_string()),
         record: None,
+        give_back: None,
     };
     let status = |id: &'static str| {
         let sa = sa.clone();
@@ -756,6 +758,7 @@ async fn sqlite_writes_wait_for_durability() {
             authz_expires: 20_000,
             error: None,
             record: None,
+            give_back: None,
         },
     )
     .await
@@ -847,6 +850,7 @@ async fn claim_at_read(sa: Arc<dyn Storage>, nonce: impl Fn() -> Nonce) {
                 authz_expires: 9000,
                 error: None,
                 record: None,
+                give_back: None,
             },
         )
         .await
@@ -1138,4 +1142,314 @@ fn storage_imports_nothing_from_the_roles_above_it() {
         }
     }
     assert!(offending.is_empty(), "sa/ reaches up: {offending:#?}");
+}
+
+/// The challenge POST's start charges a failed-validation budget kept in the database in the
+/// same step (`ChallengeStart::budget`), and recording a success gives the token back in the
+/// same step (`ChallengeOutcome::give_back`): a challenge that cannot start takes no token, an
+/// empty bucket refuses the start with the wait until its next token and leaves the challenge
+/// pending, and the token given back lets the next start through. `nonce` is the request's
+/// nonce as the front end hands it over (pending: one statement; spent: statement by
+/// statement).
+async fn start_charges_the_budget(sa: Arc<PgStorage>, nonce: impl Fn() -> Nonce) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    for id in ["a", "b"] {
+        let (order, authz) = order_with_authz(id, "acct", AuthzState::Pending);
+        sa.insert_order(&order, &[authz], None).await.unwrap();
+    }
+    let bucket = SharedBucket {
+        limit: "failed_validations_per_account_per_hour",
+        subject: "acct".into(),
+        size: 1.0,
+        per_sec: 1.0 / 3600.0,
+    };
+    let now_ms = 1_000_000;
+    let charge = BucketCharge {
+        tenant: "default".into(),
+        buckets: vec![bucket.clone()],
+        now_ms,
+    };
+    let has_token = || async {
+        let check = sa.rate_apply(
+            "default",
+            std::slice::from_ref(&bucket),
+            now_ms,
+            RateOp::Check,
+        );
+        check.await.unwrap().is_none()
+    };
+    let va = lease("va", 150);
+    let start = |challenge_id, account_id| ChallengeStart {
+        challenge_id,
+        tenant: "default",
+        account_id,
+        now: 300,
+        except_type: StoredChallengeKind::DeviceAttest01,
+        lease: &va,
+        budget: Some(&charge),
+    };
+    let status = |id: &'static str| {
+        let sa = sa.clone();
+        async move { sa.get_challenge(id).await.unwrap().unwrap().status }
+    };
+    async fn start_with(sa: &PgStorage, s: ChallengeStart<'_>, nonce: Nonce) -> StartStep {
+        let (spend, authz, step) = sa.start_challenge_spending(&s, &nonce).await.unwrap();
+        assert_eq!(spend, GuardedSpend::Spent);
+        assert!(authz.is_some(), "the read answers the authorization");
+        step
+    }
+    let run = |s| start_with(&sa, s, nonce());
+
+    // Another account's challenge does not start and takes no token.
+    let step = run(start("a-chall", "acct2")).await;
+    assert_eq!(step, StartStep::NotStarted { charged: false });
+    assert!(has_token().await);
+    // The bucket's one token starts "a".
+    assert_eq!(run(start("a-chall", "acct")).await, StartStep::Started);
+    assert_eq!(status("a-chall").await, ChallengeState::Processing);
+    assert!(!has_token().await, "the start took the token");
+    // "a" again: not startable, nothing taken (there is nothing left to take anyway).
+    let step = run(start("a-chall", "acct")).await;
+    assert_eq!(step, StartStep::NotStarted { charged: false });
+    // "b": refused with the wait until the next token; "b" stays pending.
+    match run(start("b-chall", "acct")).await {
+        StartStep::Refused((0, wait)) => assert!((3599.0..=3600.0).contains(&wait), "{wait}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(status("b-chall").await, ChallengeState::Pending);
+    // "a" succeeds; its token comes back with the outcome, and "b" starts.
+    let outcome = ChallengeOutcome {
+        valid: true,
+        at: 400,
+        authz_expires: 9000,
+        error: None,
+        record: None,
+        give_back: Some(charge.clone()),
+    };
+    sa.finish_challenge("a-chall", outcome).await.unwrap();
+    assert_eq!(status("a-chall").await, ChallengeState::Valid);
+    assert!(has_token().await, "the success gave the token back");
+    assert_eq!(run(start("b-chall", "acct")).await, StartStep::Started);
+    assert!(!has_token().await);
+}
+
+#[tokio::test]
+async fn postgres_challenge_start_charges_the_budget_in_its_statement() {
+    if let Some((sa, _)) = postgres_pair().await {
+        start_charges_the_budget(sa, || {
+            Nonce::Pending(PendingSpend {
+                id: crate::ids::new_id().into_bytes(),
+                expires: i64::MAX / 2,
+                guard: None,
+            })
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_challenge_start_charges_the_budget_statement_by_statement() {
+    if let Some((sa, _)) = postgres_pair().await {
+        start_charges_the_budget(sa, || Nonce::Spent).await;
+    }
+}
+
+/// A store that keeps no shared buckets refuses a start with a budget and changes nothing,
+/// rather than starting a validation nobody paid for.
+#[tokio::test]
+async fn sqlite_refuses_a_budget_it_cannot_keep() {
+    let sa = sqlite().await;
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("a", "acct", AuthzState::Pending);
+    sa.insert_order(&order, &[authz], None).await.unwrap();
+    let charge = BucketCharge {
+        tenant: "default".into(),
+        buckets: Vec::new(),
+        now_ms: 0,
+    };
+    let va = lease("va", 150);
+    let start = ChallengeStart {
+        challenge_id: "a-chall",
+        tenant: "default",
+        account_id: "acct",
+        now: 300,
+        except_type: StoredChallengeKind::DeviceAttest01,
+        lease: &va,
+        budget: Some(&charge),
+    };
+    let r = sa.start_challenge_spending(&start, &Nonce::Spent).await;
+    assert!(matches!(r, Err(SaError::NoRateBuckets)), "{:?}", r.err());
+    let ch = sa.get_challenge("a-chall").await.unwrap().unwrap();
+    assert_eq!(ch.status, ChallengeState::Pending);
+    let lookup = OrderLookup {
+        tenant: "default",
+        account_id: "acct",
+        now: 300,
+        min_expires: 400,
+        wanted: &[],
+        charge: Some(&charge),
+    };
+    let r = sa.new_order_reads_spending(&lookup, &Nonce::Spent).await;
+    assert!(matches!(r, Err(SaError::NoRateBuckets)), "{:?}", r.err());
+}
+
+/// newOrder's lookup takes its rate-limit tokens in the same step when the buckets are kept
+/// in the database (`OrderLookup::charge`): a token per lookup while the bucket has one, then
+/// a refusal with the wait until the next that takes nothing; a replayed nonce charges
+/// nothing. `nonce` makes a fresh nonce as the front end hands it over.
+async fn order_lookup_charges(sa: Arc<PgStorage>, nonce: impl Fn() -> Nonce) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let bucket = |subject: &str| SharedBucket {
+        limit: "certificates_per_name_per_week",
+        subject: subject.into(),
+        size: 2.0,
+        per_sec: 2.0 / 604_800.0,
+    };
+    let now_ms = 5_000_000;
+    let charge = BucketCharge {
+        tenant: "default".into(),
+        buckets: vec![bucket("x.example"), bucket("y.example")],
+        now_ms,
+    };
+    let wanted = [(ident("x.example"), false)];
+    let lookup = OrderLookup {
+        tenant: "default",
+        account_id: "acct",
+        now: 300,
+        min_expires: 400,
+        wanted: &wanted,
+        charge: Some(&charge),
+    };
+    let tokens = |subject: &'static str| {
+        let sa = sa.clone();
+        let b = [bucket(subject)];
+        async move {
+            // Taking nothing: a check passes while a token is left.
+            let check = sa.rate_apply("default", &b, now_ms, RateOp::Check);
+            check.await.unwrap().is_none()
+        }
+    };
+    for _ in 0..2 {
+        let (spend, reads) = sa
+            .new_order_reads_spending(&lookup, &nonce())
+            .await
+            .unwrap();
+        assert_eq!(spend, GuardedSpend::Spent);
+        assert_eq!(reads.refused, None);
+        assert_eq!(reads.reusable, vec![None]);
+    }
+    assert!(!tokens("x.example").await && !tokens("y.example").await);
+    let (_, reads) = sa
+        .new_order_reads_spending(&lookup, &nonce())
+        .await
+        .unwrap();
+    match reads.refused {
+        Some((i, wait)) => {
+            assert!(i < 2);
+            assert!((302_399.0..=302_400.0).contains(&wait), "{wait}");
+        }
+        None => panic!("a third lookup must be refused"),
+    }
+    if let n @ Nonce::Pending(_) = nonce() {
+        // A replayed nonce: refused as such, and nothing is charged (a fresh bucket shows it).
+        let fresh = BucketCharge {
+            buckets: vec![bucket("z.example")],
+            ..charge.clone()
+        };
+        let lookup = OrderLookup {
+            charge: Some(&fresh),
+            ..lookup
+        };
+        sa.new_order_reads_spending(&lookup, &n).await.unwrap();
+        let (spend, _) = sa.new_order_reads_spending(&lookup, &n).await.unwrap();
+        assert_eq!(spend, GuardedSpend::Replayed);
+        let b = [bucket("z.example")];
+        let left = sa.rate_apply("default", &b, now_ms, RateOp::Take).await;
+        assert_eq!(
+            left.unwrap(),
+            None,
+            "one token was left after the fresh lookup"
+        );
+        let gone = sa.rate_apply("default", &b, now_ms, RateOp::Check).await;
+        assert!(
+            gone.unwrap().is_some(),
+            "and only one: the replay took none"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_order_lookup_charges_in_its_statement() {
+    if let Some((sa, _)) = postgres_pair().await {
+        order_lookup_charges(sa, || {
+            Nonce::Pending(PendingSpend {
+                id: crate::ids::new_id().into_bytes(),
+                expires: i64::MAX / 2,
+                guard: None,
+            })
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_order_lookup_charges_statement_by_statement() {
+    if let Some((sa, _)) = postgres_pair().await {
+        order_lookup_charges(sa, || Nonce::Spent).await;
+    }
+}
+
+/// Two nodes (two pools on one database) racing 24 newOrder lookups at once, each charging the
+/// same bucket that does not exist yet, size 10: the first creations collide, the losing
+/// statements change nothing (their nonces unspent) and run again, and exactly 10 lookups get
+/// a token. Five rounds, each on a bucket of its own.
+#[tokio::test]
+async fn postgres_nodes_charge_one_bucket_from_their_lookups() {
+    let Some((a, b)) = postgres_pair().await else {
+        return;
+    };
+    a.insert_account(&account("acct", "tp")).await.unwrap();
+    for round in 0..5 {
+        let charge = Arc::new(BucketCharge {
+            tenant: "default".into(),
+            buckets: vec![SharedBucket {
+                limit: "new_orders_per_account_per_hour",
+                subject: format!("acct-{round}"),
+                size: 10.0,
+                per_sec: 10.0 / 3600.0,
+            }],
+            now_ms: 7_000,
+        });
+        let start = Arc::new(tokio::sync::Barrier::new(24));
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (charge, start) = (charge.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                let wanted = [(ident("x.example"), false)];
+                let lookup = OrderLookup {
+                    tenant: "default",
+                    account_id: "acct",
+                    now: 300,
+                    min_expires: 400,
+                    wanted: &wanted,
+                    charge: Some(&charge),
+                };
+                let nonce = Nonce::Pending(PendingSpend {
+                    id: crate::ids::new_id().into_bytes(),
+                    expires: i64::MAX / 2,
+                    guard: None,
+                });
+                start.wait().await;
+                let (spend, reads) = db.new_order_reads_spending(&lookup, &nonce).await.unwrap();
+                assert_eq!(spend, GuardedSpend::Spent);
+                reads.refused.is_none()
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 10, "round {round}");
+    }
 }

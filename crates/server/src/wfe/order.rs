@@ -5,7 +5,7 @@ use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
-use crate::ra::{statuses, OrderView};
+use crate::ra::{statuses, OrderCharge, OrderView};
 use crate::tenant::Tenant;
 use acme_types::problem::Problem;
 use acme_types::wire::{self, OrderStatus};
@@ -73,25 +73,38 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
             };
             let idents = body.identifiers;
             // §6.6: refused before anything is stored; given back if the order is not made.
+            // Buckets kept in the database are taken by newOrder's first statement, with its
+            // nonce; buckets in memory here, first.
             let charges = new_order_charges(&wfe, &v.tenant.name, &v.account.id, &idents);
-            if wfe.limits().writes_storage(&v.tenant.name, &charges) {
-                // The buckets are shared rows: the nonce is spent before they are written.
-                wfe.spend_now(&mut v).await?;
-            }
             let t = &v.tenant;
-            wfe.limits().take(&t.name, &charges).await?;
+            let ride = wfe
+                .limits()
+                .storage_charge(&t.name, &charges)
+                .map(|c| OrderCharge::new(c, super::ratelimit::refused_charge));
+            if ride.is_none() {
+                wfe.limits().take(&t.name, &charges).await?;
+            }
             let made = riding!(
                 wfe,
                 v,
                 wfe.ra
-                    .new_order_spending(&v.tenant, &v.account, &idents, &opts, &v.nonce)
+                    .new_order_spending(
+                        &v.tenant,
+                        &v.account,
+                        &idents,
+                        &opts,
+                        &v.nonce,
+                        ride.as_ref()
+                    )
                     .await
             );
             let t = &v.tenant;
             let view = match made {
                 Ok(view) => view,
                 Err(e) => {
-                    wfe.limits().refund(&t.name, &charges).await;
+                    if ride.as_ref().is_none_or(OrderCharge::taken) {
+                        wfe.limits().refund(&t.name, &charges).await;
+                    }
                     return Err(e);
                 }
             };

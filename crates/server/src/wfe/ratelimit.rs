@@ -5,14 +5,16 @@
 //! Where the buckets live: a single SQLite node keeps them all in this process's memory. With
 //! PostgreSQL (several nodes behind a load balancer) the hourly and weekly limits (per account,
 //! per name, new accounts per IP) are kept in the shared database (`sa::rate`), so the fleet
-//! gets one limit, not one per node; `requests_per_ip_per_second` stays in each node's memory,
+//! gets one limit, not one per node (newOrder's and the challenge's buckets are charged by the
+//! request's own statements, see [`RateLimiter::storage_charge`]); `requests_per_ip_per_second`
+//! stays in each node's memory,
 //! since a database round trip per request would cost more than the flood it stops (with N
 //! nodes that one limit is effectively up to N times the configured rate). Buckets that have
 //! refilled completely are forgotten, so memory and rows stay proportional to the clients
 //! active within one refill period.
 
 use crate::error::Error;
-use crate::sa::{RateOp, RateStore, SharedBucket};
+use crate::sa::{BucketCharge, RateOp, RateStore, Refusal, SharedBucket};
 use acme_types::problem::ProblemType;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -293,6 +295,21 @@ impl RateLimiter {
         charges.iter().any(|(l, _)| l.shape(&cfg).is_some())
     }
 
+    /// `charges` as a [`BucketCharge`] for a storage step to take in its own statement, when
+    /// [`Self::take`] would write the database's buckets; `None` otherwise (memory, or every
+    /// limit off).
+    pub fn storage_charge(&self, tenant: &str, charges: &[Charge]) -> Option<BucketCharge> {
+        if !self.writes_storage(tenant, charges) {
+            return None;
+        }
+        let (_, buckets) = self.shared_buckets(tenant, charges);
+        Some(BucketCharge {
+            tenant: tenant.to_string(),
+            buckets,
+            now_ms: unix_ms(),
+        })
+    }
+
     /// Runs `op` on the database's buckets when there is a database and every charge is a
     /// shared limit (callers never mix the per-second guard with the others), else on memory.
     async fn apply_any(&self, tenant: &str, charges: &[Charge], op: RateOp) -> Result<(), Error> {
@@ -326,23 +343,8 @@ impl RateLimiter {
         charges: &[Charge],
         op: RateOp,
     ) -> Result<(), Error> {
-        let cfg = self.config(tenant);
-        let mut limits = Vec::with_capacity(charges.len());
-        let mut buckets = Vec::with_capacity(charges.len());
-        for (limit, subject) in charges {
-            if let Some((size, per_sec)) = limit.shape(&cfg) {
-                limits.push(*limit);
-                buckets.push(SharedBucket {
-                    limit: limit.name(),
-                    subject: subject.clone(),
-                    size,
-                    per_sec,
-                });
-            }
-        }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let (limits, buckets) = self.shared_buckets(tenant, charges);
+        let now_ms = unix_ms();
         let refused = store.rate_apply(tenant, &buckets, now_ms, op).await?;
         if self.shared_ops.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             if let Err(e) = store.rate_prune(now_ms).await {
@@ -353,6 +355,24 @@ impl RateLimiter {
             Some((i, wait)) => Err(refusal(limits[i], wait)),
             None => Ok(()),
         }
+    }
+
+    /// The configured limits among `charges` and their buckets, in the same order.
+    fn shared_buckets(&self, tenant: &str, charges: &[Charge]) -> (Vec<Limit>, Vec<SharedBucket>) {
+        let cfg = self.config(tenant);
+        charges
+            .iter()
+            .filter_map(|(limit, subject)| {
+                let (size, per_sec) = limit.shape(&cfg)?;
+                let bucket = SharedBucket {
+                    limit: limit.name(),
+                    subject: subject.clone(),
+                    size,
+                    per_sec,
+                };
+                Some((*limit, bucket))
+            })
+            .unzip()
     }
 
     fn adjust(&self, tenant: &str, charges: &[Charge], delta: f64) {
@@ -442,12 +462,34 @@ impl crate::ra::ValidationBudget for FailedValidations {
             .await;
     }
 
-    fn writes_storage(&self, tenant: &str) -> bool {
-        self.0.writes_storage(
+    fn storage_charge(&self, tenant: &str, account: &str) -> Option<BucketCharge> {
+        self.0.storage_charge(
             tenant,
-            &[(Limit::FailedValidationsPerAccount, String::new())],
+            &[(Limit::FailedValidationsPerAccount, account.to_string())],
         )
     }
+
+    fn refused(&self, charge: &BucketCharge, refusal: Refusal) -> Error {
+        refused_charge(charge, refusal)
+    }
+}
+
+/// The `rateLimited` answer when a storage step refused `charge` (made by
+/// [`RateLimiter::storage_charge`]): the refused bucket's limit and wait.
+pub(crate) fn refused_charge(charge: &BucketCharge, (i, wait): Refusal) -> Error {
+    let limit = charge
+        .buckets
+        .get(i)
+        .and_then(|b| Limit::ALL.into_iter().find(|l| l.name() == b.limit))
+        .unwrap_or(Limit::NewOrdersPerAccount);
+    refusal(limit, wait)
+}
+
+/// Now, UNIX milliseconds (the shared buckets' clock).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The `rateLimited` answer for `limit`, whose bucket holds a token again after `wait` seconds.

@@ -55,20 +55,21 @@ impl PgStorage {
         match nonce {
             Nonce::Spent => Ok((GuardedSpend::Spent, plain.fetch_all(&self.pool).await?)),
             Nonce::Pending(p) => {
-                let (spend, _, rows) = self.fetch_pending(ridden, p, None).await?;
+                let (spend, (), rows) = self.fetch_pending(ridden, p, |_| Ok(())).await?;
                 Ok((spend, rows))
             }
         }
     }
 
     /// Runs `ridden` (made with [`ridden_with`]) spending the pending `spend`; answers the
-    /// spend's outcome, the boolean column `step_col` and the read's rows.
-    pub(super) async fn fetch_pending<'q>(
+    /// spend's outcome, what `step` reads from the step's columns (on the first row, which
+    /// every answer has) and the read's rows.
+    pub(super) async fn fetch_pending<'q, T>(
         &self,
         ridden: Query<'q, Postgres, PgArguments>,
         spend: &'q PendingSpend,
-        step_col: Option<&str>,
-    ) -> Result<(GuardedSpend, bool, Vec<PgRow>), SaError> {
+        step: impl FnOnce(&PgRow) -> Result<T, sqlx::Error>,
+    ) -> Result<(GuardedSpend, T, Vec<PgRow>), SaError> {
         let guard = spend.guard.as_ref();
         let mut rows = ridden
             .bind(&spend.id)
@@ -83,10 +84,7 @@ impl PgStorage {
             .ok_or_else(|| SaError::Corrupt("a spending read answered no row".into()))?;
         let account_ok: bool = first.try_get("nonce_account_ok")?;
         let fresh: bool = first.try_get("nonce_fresh")?;
-        let stepped = match step_col {
-            Some(col) => first.try_get::<bool, _>(col)?,
-            None => false,
-        };
+        let stepped = step(first)?;
         if first.try_get::<Option<bool>, _>("ride_found")?.is_none() {
             rows.clear();
         }

@@ -70,6 +70,22 @@ pub(crate) const FINISH_CHALLENGE: &str = "WITH ch AS (
     UPDATE authzs SET status = $1, expires = CASE WHEN $6 THEN $7 ELSE expires END
     WHERE status = 'pending' AND attested_by = (SELECT id FROM az)";
 
+/// [`FINISH_CHALLENGE`] that also gives one token back to the buckets of tenant `$8` (limits
+/// `$9`, subjects `$10`, sizes `$11`, rates `$12`, now `$13` in ms): the failed-validation
+/// token a successful validation did not need, in the statement that records the success.
+pub(crate) static FINISH_CHALLENGE_GIVING_BACK: LazyLock<String> = LazyLock::new(|| {
+    let (head, attested) = FINISH_CHALLENGE
+        .rsplit_once("\n    UPDATE authzs")
+        .expect("FINISH_CHALLENGE ends with the attested authorizations' update");
+    format!(
+        "{head}, att AS (
+        UPDATE authzs{attested}
+        RETURNING 1
+    )
+    SELECT COUNT(*) FROM fleetca_rate_apply($8, $9, $10, $11, $12, $13, 'adjust', 1)"
+    )
+});
+
 /// newOrder's reads in one statement: the account's valid authorizations that allow
 /// subdomains (RFC 9444 §4.2; `kind` 'a', as `sql::stmt::SUBDOMAIN_ANCESTOR_AUTHZS` with `$1`
 /// account, `$2` tenant, `$3` now), and for each wanted identifier `n` (types `$5`, values
@@ -101,6 +117,40 @@ pub(crate) const START_CHALLENGE_STEP: &str = ", started AS (
         AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
                     AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
         RETURNING 1
+    )";
+
+/// [`START_CHALLENGE_STEP`] that first takes a token from the buckets `$8`..`$11` (limits,
+/// subjects, sizes, rates; now `$12` in ms) of tenant `$6`, the failed-validation budget kept
+/// in the database: the token is taken only if the challenge is startable (the function is
+/// called per row of `startable`, which it depends on), and the challenge starts only if the
+/// token was taken. `budget` holds the refusal, if any; `charged` whether the token was taken.
+pub(crate) const START_CHALLENGE_CHARGING_STEP: &str = ", startable AS (
+        SELECT $12::int8 AS at FROM challenges c
+        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
+        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
+                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
+    ), budget AS (
+        SELECT r.refused, r.wait
+        FROM startable s CROSS JOIN LATERAL fleetca_rate_apply($6, $8, $9, $10, $11, s.at, 'take', 0) r
+    ), charged AS (
+        SELECT EXISTS (SELECT 1 FROM startable) AND NOT EXISTS (SELECT 1 FROM budget) AS ok
+    ), started AS (
+        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
+        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT ok FROM charged)
+        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
+                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
+        RETURNING 1
+    )";
+
+/// newOrder's reads (`NEW_ORDER_READS`) taking a token from the buckets `$8`..`$11` of tenant
+/// `$2` (limits, subjects, sizes, rates; now `$12` in ms) once the nonce was fresh: the
+/// per-account and per-name limits kept in the database, charged in the request's first
+/// statement. The function is called per row of the fresh spend, which it depends on, so a
+/// replayed nonce charges nothing. `budget` holds the refusal, if any.
+pub(crate) const NEW_ORDER_CHARGING_STEP: &str = ", budget AS (
+        SELECT r.refused, r.wait
+        FROM (SELECT $12::int8 AS at FROM spend WHERE nonce_fresh) s
+        CROSS JOIN LATERAL fleetca_rate_apply($2, $8, $9, $10, $11, s.at, 'take', 0) r
     )";
 
 /// finalize, with its read (`ride::ridden_with`): claims order `$1` with token `$2` until
@@ -149,5 +199,22 @@ pub(crate) static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| 
         ", EXISTS (SELECT 1 FROM started) AS started",
     )
 });
+pub(crate) static START_CHALLENGE_CHARGING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
+        13,
+        START_CHALLENGE_CHARGING_STEP,
+        ", EXISTS (SELECT 1 FROM started) AS started, (SELECT ok FROM charged) AS charged,
+           (SELECT refused FROM budget) AS budget_refused, (SELECT wait FROM budget) AS budget_wait",
+    )
+});
 pub(crate) static NEW_ORDER_READS_SPENDING: LazyLock<String> =
     LazyLock::new(|| ridden(NEW_ORDER_READS, 8));
+pub(crate) static NEW_ORDER_READS_CHARGING: LazyLock<String> = LazyLock::new(|| {
+    ridden_with(
+        NEW_ORDER_READS,
+        13,
+        NEW_ORDER_CHARGING_STEP,
+        ", (SELECT refused FROM budget) AS budget_refused, (SELECT wait FROM budget) AS budget_wait",
+    )
+});

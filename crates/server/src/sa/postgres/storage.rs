@@ -7,18 +7,22 @@
 
 use super::stmt::{
     self, AUTHZ_BY_CHALLENGE_SPENDING, AUTHZ_SPENDING, CERT_SPENDING, CLAIM_ORDER_SPENDING,
-    NEW_ORDER_READS_SPENDING, ORDER_SPENDING, START_CHALLENGE_SPENDING,
+    NEW_ORDER_READS_CHARGING, NEW_ORDER_READS_SPENDING, ORDER_SPENDING, START_CHALLENGE_CHARGING,
+    START_CHALLENGE_SPENDING,
 };
 use super::PgStorage;
 use crate::sa::lifecycle::OrderLifecycle;
+use crate::sa::rate::retrying;
 use crate::sa::sql::{self, json};
 use crate::sa::sqlx_storage::SqlxStorage;
 use crate::sa::{
     rows, AccountRecord, AncestorAuthz, AuthzRecord, CertRecord, ChallengeOutcome, ChallengeRecord,
-    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderReads,
-    OrderRecord, RevokedEntry, SaError, Storage, StoredIdentifier,
+    ChallengeStart, ClaimAtRead, CrlRecord, GuardedSpend, Lease, Nonce, OrderClaim, OrderLookup,
+    OrderReads, OrderRecord, RateOp, RateStore, Refusal, RevokedEntry, SaError, StartStep, Storage,
+    StoredIdentifier,
 };
 use async_trait::async_trait;
+use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 #[async_trait]
@@ -279,18 +283,35 @@ impl Storage for PgStorage {
         // The challenge, its authorization and the authorizations attested by it in one
         // statement: a templated name is never valid without its device's attestation, nor
         // left pending after a refusal.
+        // A token given back rides along (`fleetca_rate_apply` in the same statement).
         let status = if o.valid { "valid" } else { "invalid" };
-        sqlx::query(stmt::FINISH_CHALLENGE)
+        let arrays = o.give_back.as_ref().map(|g| (g, g.arrays()));
+        retrying(|| async {
+            let q = sqlx::query(match arrays {
+                None => stmt::FINISH_CHALLENGE,
+                Some(_) => stmt::FINISH_CHALLENGE_GIVING_BACK.as_str(),
+            })
             .bind(status)
             .bind(o.valid.then_some(o.at))
             .bind(&o.error)
             .bind(&o.record)
             .bind(challenge_id)
             .bind(o.valid)
-            .bind(o.authz_expires)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .bind(o.authz_expires);
+            let q = match &arrays {
+                None => q,
+                Some((g, (lims, subjects, sizes, rates))) => q
+                    .bind(&g.tenant)
+                    .bind(lims)
+                    .bind(subjects)
+                    .bind(sizes)
+                    .bind(rates)
+                    .bind(g.now_ms),
+            };
+            q.execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn claim_stale_challenges(
@@ -418,7 +439,9 @@ impl Storage for PgStorage {
             .bind(at.tenant)
             .bind(at.account_id)
             .bind(at.validated_since);
-        let (spend, claimed, rows) = self.fetch_pending(q, pending, Some("claimed")).await?;
+        let (spend, claimed, rows) = self
+            .fetch_pending(q, pending, |r| r.try_get::<bool, _>("claimed"))
+            .await?;
         let order = rows::joined(&rows, rows::order_head, rows::order_link)?;
         Ok((spend, order, claimed))
     }
@@ -427,59 +450,109 @@ impl Storage for PgStorage {
         &self,
         start: &ChallengeStart<'_>,
         nonce: &Nonce,
-    ) -> Result<(GuardedSpend, Option<AuthzRecord>, bool), SaError> {
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, StartStep), SaError> {
         let Nonce::Pending(pending) = nonce else {
-            // Spent already: the read and the start as separate statements.
-            let authz = self.get_authz_by_challenge(start.challenge_id).await?;
-            let started = crate::sa::start_after_read(self, start, authz.as_ref()).await?;
-            return Ok((GuardedSpend::Spent, authz, started));
+            // Spent already: the read, the budget and the start as separate statements.
+            return self.start_challenge_apart(start).await;
         };
-        let q = sqlx::query(START_CHALLENGE_SPENDING.as_str())
-            .bind(start.challenge_id)
-            .bind(start.lease.until)
-            .bind(&start.lease.owner)
-            .bind(start.except_type.as_str())
-            .bind(start.now)
-            .bind(start.tenant)
-            .bind(start.account_id);
-        let (spend, started, rows) = self.fetch_pending(q, pending, Some("started")).await?;
+        let q = |sql| {
+            sqlx::query(sql)
+                .bind(start.challenge_id)
+                .bind(start.lease.until)
+                .bind(&start.lease.owner)
+                .bind(start.except_type.as_str())
+                .bind(start.now)
+                .bind(start.tenant)
+                .bind(start.account_id)
+        };
+        let Some(budget) = start.budget else {
+            let started = |r: &PgRow| r.try_get::<bool, _>("started");
+            let (spend, started, rows) = self
+                .fetch_pending(q(START_CHALLENGE_SPENDING.as_str()), pending, started)
+                .await?;
+            let authz = rows::joined(&rows, rows::authz_head, rows::authz_challenge)?;
+            return Ok((spend, authz, StartStep::of(started, false)));
+        };
+        let (lims, subjects, sizes, rates) = budget.arrays();
+        let step = |r: &PgRow| {
+            Ok(match refusal_cols(r)? {
+                Some(refused) => StartStep::Refused(refused),
+                None => StartStep::of(r.try_get("started")?, r.try_get("charged")?),
+            })
+        };
+        // A statement that lost the creation of its bucket changed nothing, the nonce's
+        // spend included, and runs again.
+        let (spend, step, rows) = retrying(|| {
+            let charging = q(START_CHALLENGE_CHARGING.as_str())
+                .bind(&lims)
+                .bind(&subjects)
+                .bind(&sizes)
+                .bind(&rates)
+                .bind(budget.now_ms);
+            self.fetch_pending(charging, pending, step)
+        })
+        .await?;
         let authz = rows::joined(&rows, rows::authz_head, rows::authz_challenge)?;
-        Ok((spend, authz, started))
+        Ok((spend, authz, step))
     }
 
     async fn new_order_reads_spending(
         &self,
-        tenant: &str,
-        account_id: &str,
-        now: i64,
-        min_expires: i64,
-        wanted: &[(StoredIdentifier, bool)],
+        lookup: &OrderLookup<'_>,
         nonce: &Nonce,
     ) -> Result<(GuardedSpend, OrderReads), SaError> {
+        let wanted = lookup.wanted;
         let kinds: Vec<&str> = wanted.iter().map(|(i, _)| i.kind.as_str()).collect();
         let values: Vec<&str> = wanted.iter().map(|(i, _)| i.value.as_str()).collect();
         let wildcards: Vec<i64> = wanted.iter().map(|(_, w)| i64::from(*w)).collect();
         let q = |sql: &'static str| {
             sqlx::query(sql)
-                .bind(account_id)
-                .bind(tenant)
-                .bind(now)
-                .bind(min_expires)
+                .bind(lookup.account_id)
+                .bind(lookup.tenant)
+                .bind(lookup.now)
+                .bind(lookup.min_expires)
                 .bind(kinds.clone())
                 .bind(values.clone())
                 .bind(wildcards.clone())
         };
-        let (spend, rows) = self
-            .fetch_ridden(
-                q(NEW_ORDER_READS_SPENDING.as_str()),
-                q(stmt::NEW_ORDER_READS),
-                nonce,
-            )
-            .await?;
+        let (spend, refused, rows) = match (lookup.charge, nonce) {
+            (None, _) => {
+                let plain = q(stmt::NEW_ORDER_READS);
+                let (spend, rows) = self
+                    .fetch_ridden(q(NEW_ORDER_READS_SPENDING.as_str()), plain, nonce)
+                    .await?;
+                (spend, None, rows)
+            }
+            (Some(c), Nonce::Spent) => {
+                // Spent already: the charge, then the reads, as statements of their own.
+                let refused = self
+                    .rate_apply(&c.tenant, &c.buckets, c.now_ms, RateOp::Take)
+                    .await?;
+                let rows = q(stmt::NEW_ORDER_READS).fetch_all(&self.pool).await?;
+                (GuardedSpend::Spent, refused, rows)
+            }
+            (Some(c), Nonce::Pending(pending)) => {
+                let (lims, subjects, sizes, rates) = c.arrays();
+                retrying(|| {
+                    let charging = q(NEW_ORDER_READS_CHARGING.as_str())
+                        .bind(&lims)
+                        .bind(&subjects)
+                        .bind(&sizes)
+                        .bind(&rates)
+                        .bind(c.now_ms);
+                    self.fetch_pending(charging, pending, refusal_cols)
+                })
+                .await?
+            }
+        };
         let mut reads = OrderReads {
             ancestors: Vec::new(),
             reusable: vec![None; wanted.len()],
+            refused,
         };
+        if refused.is_some() {
+            return Ok((spend, reads));
+        }
         for r in &rows {
             if r.try_get::<String, _>("kind")? == "a" {
                 reads.ancestors.push(AncestorAuthz {
@@ -549,6 +622,54 @@ struct AuthzColumns<'a> {
     derived_from: Vec<Option<&'a str>>,
     subdomain_auth_allowed: Vec<i64>,
     ancestor_authz: Vec<Option<&'a str>>,
+}
+
+/// A charging step's refusal, from its `budget_refused` and `budget_wait` columns (NULL: not
+/// refused).
+fn refusal_cols(r: &PgRow) -> Result<Option<Refusal>, sqlx::Error> {
+    let refused: Option<i32> = r.try_get("budget_refused")?;
+    let wait: Option<f64> = r.try_get("budget_wait")?;
+    Ok(refused
+        .zip(wait)
+        .map(|(i, w)| (usize::try_from(i).unwrap_or(0), w)))
+}
+
+impl PgStorage {
+    /// The challenge POST's read, budget and start as statements of their own (its nonce was
+    /// spent before): the token is taken only from a startable challenge, and given back if
+    /// storage failed to start it.
+    async fn start_challenge_apart(
+        &self,
+        start: &ChallengeStart<'_>,
+    ) -> Result<(GuardedSpend, Option<AuthzRecord>, StartStep), SaError> {
+        let authz = self.get_authz_by_challenge(start.challenge_id).await?;
+        let Some(budget) = start.budget else {
+            let started = crate::sa::start_after_read(self, start, authz.as_ref()).await?;
+            return Ok((GuardedSpend::Spent, authz, StartStep::of(started, false)));
+        };
+        if !crate::sa::startable(start, authz.as_ref()) {
+            return Ok((GuardedSpend::Spent, authz, StartStep::of(false, false)));
+        }
+        let (tenant, buckets, now) = (&budget.tenant, &budget.buckets, budget.now_ms);
+        if let Some(r) = self.rate_apply(tenant, buckets, now, RateOp::Take).await? {
+            return Ok((GuardedSpend::Spent, authz, StartStep::Refused(r)));
+        }
+        match self
+            .try_start_challenge(start.challenge_id, start.lease)
+            .await
+        {
+            Ok(started) => Ok((GuardedSpend::Spent, authz, StartStep::of(started, true))),
+            Err(e) => {
+                if let Err(back) = self
+                    .rate_apply(tenant, buckets, now, RateOp::Adjust(1.0))
+                    .await
+                {
+                    tracing::warn!(error = %back, "giving a failed-validation token back failed");
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 impl<'a> AuthzColumns<'a> {

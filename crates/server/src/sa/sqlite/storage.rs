@@ -208,9 +208,23 @@ impl Storage for SqliteStorage {
         outcome: ChallengeOutcome,
     ) -> Result<(), SaError> {
         let id = challenge_id.to_string();
+        let give_back = outcome.give_back.clone();
         self.batch()
             .run(move |c| writes::finish_challenge(c, &id, &outcome))
-            .await
+            .await?;
+        // Not kept here in production (a single SQLite node keeps its buckets in memory, see
+        // `Database::rate_store`), but honoured when asked: after the outcome, on its own.
+        if let Some(g) = give_back {
+            crate::sa::RateStore::rate_apply(
+                self,
+                &g.tenant,
+                &g.buckets,
+                g.now_ms,
+                crate::sa::RateOp::Adjust(1.0),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn claim_stale_challenges(
