@@ -18,14 +18,16 @@ use support::{free_port, wait_for, ChildGuard, Fleetca, Probe};
 /// Returns the number of connections passed to each backend so far.
 fn start_balancer(
     rt: &tokio::runtime::Runtime,
-    port: u16,
+    listener: std::net::TcpListener,
     backends: Arc<Mutex<Vec<SocketAddr>>>,
 ) -> Arc<Mutex<std::collections::HashMap<SocketAddr, usize>>> {
     let served = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let counts = served.clone();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-        .expect("bind balancer");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = {
+        let _rt = rt.enter();
+        tokio::net::TcpListener::from_std(listener).expect("balancer listener")
+    };
     let next = Arc::new(AtomicUsize::new(0));
     rt.spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
@@ -47,36 +49,46 @@ fn start_balancer(
     served
 }
 
-fn node(f: &Fleetca, db: &str, listen: u16, base_url: &str, log: &Path) -> ChildGuard {
-    let mut cmd = Command::new(Fleetca::bin());
-    cmd.args(["serve", "--data-dir"])
-        .arg(f.data_dir())
-        .args([
-            "--database",
-            db,
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--http-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--base-url", base_url, "--insecure-skip-validation"])
-        // A finalize cut off by the SIGKILL between claim and store leaves its order
-        // `processing` until the claim's lease ends; then the client finalizes it again.
-        .args(["--finalize-lease-secs", "5"]);
-    let mut guard = ChildGuard::spawn("fleetca-node", cmd, log);
-    let url = format!("https://127.0.0.1:{listen}/acme/default/directory");
-    wait_for(
-        &Probe::Https {
+/// A node of `f` on database `db`, started on a free port: returns it and the port.
+fn node(f: &Fleetca, db: &str, base_url: &str, log: &Path) -> (ChildGuard, u16) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let listen = free_port();
+        let mut cmd = Command::new(Fleetca::bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(f.data_dir())
+            .args([
+                "--database",
+                db,
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--base-url", base_url, "--insecure-skip-validation"])
+            // A finalize cut off by the SIGKILL between claim and store leaves its order
+            // `processing` until the claim's lease ends; then the client finalizes it again.
+            .args(["--finalize-lease-secs", "5"])
+            // Likewise a validation the killed node had started: the survivor takes it over
+            // when its lease ends (65 s by default, which a client caught by the kill waited).
+            .args(["--validation-lease-secs", "5"]);
+        let mut guard = ChildGuard::spawn("fleetca-node", cmd, log);
+        let url = format!("https://127.0.0.1:{listen}/acme/default/directory");
+        let probe = Probe::Https {
             url: &url,
             ca_pem: f.root_pem_path(),
-        },
-        support::STARTUP_DEADLINE,
-        Some(&mut guard),
-    )
-    .expect("node up");
-    guard
+        };
+        match wait_for(&probe, support::STARTUP_DEADLINE, Some(&mut guard)) {
+            Ok(()) => return (guard, listen),
+            // The free port was taken before the node bound it (the other node's database
+            // connections use ephemeral ports from the same range): another port.
+            Err(e) if attempt < 3 && e.contains("Address already in use") => {}
+            Err(e) => panic!("node up: {e}"),
+        }
+    }
 }
 
 /// Two nodes of `f` on one PostgreSQL database `db`, behind a round-robin balancer.
@@ -94,10 +106,12 @@ struct TwoNodes {
 
 impl TwoNodes {
     fn start(f: &Fleetca, db: &str) -> TwoNodes {
-        let (pa, pb, lb) = (free_port(), free_port(), free_port());
+        // The balancer's port is held from the start: the nodes need its URL.
+        let balancer = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind balancer");
+        let lb = balancer.local_addr().expect("balancer address").port();
         let base = format!("https://127.0.0.1:{lb}");
-        let a = node(f, db, pa, &base, &f.scratch().join("a.log"));
-        let b = node(f, db, pb, &base, &f.scratch().join("b.log"));
+        let (a, pa) = node(f, db, &base, &f.scratch().join("a.log"));
+        let (b, pb) = node(f, db, &base, &f.scratch().join("b.log"));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -107,7 +121,7 @@ impl TwoNodes {
             SocketAddr::from(([127, 0, 0, 1], pb)),
         );
         let backends = Arc::new(Mutex::new(vec![addrs.0, addrs.1]));
-        let served = start_balancer(&rt, lb, backends);
+        let served = start_balancer(&rt, balancer, backends);
         TwoNodes {
             a,
             b,
@@ -199,6 +213,7 @@ fn two_nodes_share_postgres_and_survive_a_sigkill() {
         "the survivor took no new connection after the kill ({b_before} -> {b_after})"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success() && stdout.contains(&format!("certificates: {total} ok, 0 failed")),
         "{stdout}\n{}\n{}",
