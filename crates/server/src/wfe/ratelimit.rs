@@ -6,10 +6,10 @@
 //! PostgreSQL (several nodes behind a load balancer) the hourly and weekly limits (per account,
 //! per name, new accounts per IP) are kept in the shared database (`sa::rate`), so the fleet
 //! gets one limit, not one per node (newOrder's and the challenge's buckets are charged by the
-//! request's own statements, see [`RateLimiter::storage_charge`]); `requests_per_ip_per_second`
-//! stays in each node's memory,
-//! since a database round trip per request would cost more than the flood it stops (with N
-//! nodes that one limit is effectively up to N times the configured rate). Buckets that have
+//! request's own statements, see [`RateLimiter::storage_charge`]);
+//! `requests_per_ip_per_second` stays in each node's memory, since a database round trip per
+//! request would cost more than the flood it stops (with N nodes that one limit is
+//! effectively up to N times the configured rate). Buckets that have
 //! refilled completely are forgotten, so memory and rows stay proportional to the clients
 //! active within one refill period.
 
