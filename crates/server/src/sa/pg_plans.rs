@@ -93,15 +93,7 @@ const TABLES: [&str; 9] = [
 async fn generic_plan(conn: &mut PgConnection, sql: &str) -> Vec<String> {
     // PostgreSQL infers each parameter's type from its use; one used only as `$4 IS NULL OR
     // tenant = $4` is ambiguous to it, and sqlx would send text: declare it so.
-    let count = sql
-        .split('$')
-        .skip(1)
-        .filter_map(|p| {
-            let n: String = p.chars().take_while(char::is_ascii_digit).collect();
-            n.parse::<usize>().ok()
-        })
-        .max()
-        .unwrap_or(0);
+    let count = crate::sa::sql::highest_param(sql);
     let mut types = vec!["unknown"; count];
     loop {
         let declared = if count == 0 {

@@ -62,16 +62,44 @@ pub struct BucketCharge {
 }
 
 impl BucketCharge {
-    /// The buckets as `fleetca_rate_apply`'s array parameters: limits, subjects, sizes and
-    /// refill rates.
-    pub(super) fn arrays(&self) -> (Vec<&str>, Vec<&str>, Vec<f64>, Vec<f64>) {
-        let b = &self.buckets;
-        (
-            b.iter().map(|b| b.limit).collect(),
-            b.iter().map(|b| b.subject.as_str()).collect(),
-            b.iter().map(|b| b.size).collect(),
-            b.iter().map(|b| b.per_sec).collect(),
-        )
+    /// The charge as `fleetca_rate_apply`'s arguments.
+    pub(super) fn arrays(&self) -> BucketArrays<'_> {
+        BucketArrays::of(&self.buckets, self.now_ms)
+    }
+}
+
+/// Buckets as `fleetca_rate_apply`'s array arguments (limits, subjects, sizes, refill rates)
+/// and the time to refill them to.
+pub(super) struct BucketArrays<'a> {
+    lims: Vec<&'a str>,
+    subjects: Vec<&'a str>,
+    sizes: Vec<f64>,
+    rates: Vec<f64>,
+    now_ms: i64,
+}
+
+impl<'a> BucketArrays<'a> {
+    fn of(buckets: &'a [SharedBucket], now_ms: i64) -> Self {
+        Self {
+            lims: buckets.iter().map(|b| b.limit).collect(),
+            subjects: buckets.iter().map(|b| b.subject.as_str()).collect(),
+            sizes: buckets.iter().map(|b| b.size).collect(),
+            rates: buckets.iter().map(|b| b.per_sec).collect(),
+            now_ms,
+        }
+    }
+
+    /// Binds the limits, subjects, sizes, rates and now, in that order, as the next five
+    /// parameters of `q`.
+    pub(super) fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.lims)
+            .bind(&self.subjects)
+            .bind(&self.sizes)
+            .bind(&self.rates)
+            .bind(self.now_ms)
     }
 }
 
@@ -144,29 +172,22 @@ impl RateStore for super::PgStorage {
             RateOp::Take => ("take", 0.0),
             RateOp::Adjust(d) => ("adjust", d),
         };
-        let charge = BucketCharge {
-            tenant: tenant.to_string(),
-            buckets: buckets.to_vec(),
-            now_ms,
-        };
-        let (lims, subjects, sizes, rates) = charge.arrays();
+        let args = BucketArrays::of(buckets, now_ms);
         // Another call may create one of the buckets first; the statement then changed
         // nothing, and run again it finds the row and locks it.
         retrying(|| async {
-            let row: Option<(i32, f64)> = sqlx::query_as(
+            let q = sqlx::query(
                 "SELECT refused, wait FROM fleetca_rate_apply($1, $2, $3, $4, $5, $6, $7, $8)",
             )
-            .bind(tenant)
-            .bind(&lims)
-            .bind(&subjects)
-            .bind(&sizes)
-            .bind(&rates)
-            .bind(now_ms)
-            .bind(name)
-            .bind(delta)
-            .fetch_optional(self.pool())
-            .await?;
-            Ok(row.map(|(i, wait)| (i as usize, wait)))
+            .bind(tenant);
+            let row = args
+                .bind(q)
+                .bind(name)
+                .bind(delta)
+                .fetch_optional(self.pool())
+                .await?;
+            row.map(|r| Ok((r.try_get::<i32, _>(0)? as usize, r.try_get::<f64, _>(1)?)))
+                .transpose()
         })
         .await
     }

@@ -389,15 +389,7 @@ mod tests {
     /// values, so NULL stands in for each (coverage statements use integers and text alike;
     /// NULL plans the same).
     async fn sqlite_plan(db: &SqliteStorage, sql: &str) -> Vec<String> {
-        let params = sql
-            .split('$')
-            .skip(1)
-            .filter_map(|p| {
-                let n: String = p.chars().take_while(char::is_ascii_digit).collect();
-                n.parse::<usize>().ok()
-            })
-            .max()
-            .unwrap_or(0);
+        let params = crate::sa::sql::highest_param(sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
         for _ in 0..params {
             q = q.bind(None::<String>);

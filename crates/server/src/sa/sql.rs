@@ -261,3 +261,17 @@ where
     }
     Ok(out)
 }
+
+/// The highest `$n` parameter `sql` names (0: none), for the plan tests that bind or
+/// declare each one.
+#[cfg(test)]
+pub(crate) fn highest_param(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|p| {
+            let n: String = p.chars().take_while(char::is_ascii_digit).collect();
+            n.parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}

@@ -944,17 +944,19 @@ async fn sqlite_claims_a_ready_order_with_its_read() {
     claim_at_read(sqlite().await, || Nonce::Spent).await;
 }
 
+/// A fresh nonce as the front end hands it to a store that spends nonces with its reads.
+fn fresh_nonce() -> Nonce {
+    Nonce::Pending(PendingSpend {
+        id: crate::ids::new_id().into_bytes(),
+        expires: i64::MAX / 2,
+        guard: None,
+    })
+}
+
 #[tokio::test]
 async fn postgres_claims_a_ready_order_with_its_read() {
     if let Some(sa) = postgres().await {
-        claim_at_read(sa, || {
-            Nonce::Pending(PendingSpend {
-                id: crate::ids::new_id().into_bytes(),
-                expires: i64::MAX / 2,
-                guard: None,
-            })
-        })
-        .await;
+        claim_at_read(sa, fresh_nonce).await;
     }
 }
 
@@ -1236,14 +1238,7 @@ async fn start_charges_the_budget(sa: Arc<PgStorage>, nonce: impl Fn() -> Nonce)
 #[tokio::test]
 async fn postgres_challenge_start_charges_the_budget_in_its_statement() {
     if let Some((sa, _)) = postgres_pair().await {
-        start_charges_the_budget(sa, || {
-            Nonce::Pending(PendingSpend {
-                id: crate::ids::new_id().into_bytes(),
-                expires: i64::MAX / 2,
-                guard: None,
-            })
-        })
-        .await;
+        start_charges_the_budget(sa, fresh_nonce).await;
     }
 }
 
@@ -1381,14 +1376,7 @@ async fn order_lookup_charges(sa: Arc<PgStorage>, nonce: impl Fn() -> Nonce) {
 #[tokio::test]
 async fn postgres_order_lookup_charges_in_its_statement() {
     if let Some((sa, _)) = postgres_pair().await {
-        order_lookup_charges(sa, || {
-            Nonce::Pending(PendingSpend {
-                id: crate::ids::new_id().into_bytes(),
-                expires: i64::MAX / 2,
-                guard: None,
-            })
-        })
-        .await;
+        order_lookup_charges(sa, fresh_nonce).await;
     }
 }
 
@@ -1435,11 +1423,7 @@ async fn postgres_nodes_charge_one_bucket_from_their_lookups() {
                     wanted: &wanted,
                     charge: Some(&charge),
                 };
-                let nonce = Nonce::Pending(PendingSpend {
-                    id: crate::ids::new_id().into_bytes(),
-                    expires: i64::MAX / 2,
-                    guard: None,
-                });
+                let nonce = fresh_nonce();
                 start.wait().await;
                 let (spend, reads) = db.new_order_reads_spending(&lookup, &nonce).await.unwrap();
                 assert_eq!(spend, GuardedSpend::Spent);

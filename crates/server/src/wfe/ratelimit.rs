@@ -287,7 +287,7 @@ impl RateLimiter {
 
     /// Whether [`Self::take`] of `charges` for `tenant` writes the database's buckets: shared
     /// limits, at least one of them configured (an unlimited one has no bucket).
-    pub fn writes_storage(&self, tenant: &str, charges: &[Charge]) -> bool {
+    fn writes_storage(&self, tenant: &str, charges: &[Charge]) -> bool {
         if self.store.is_none() || charges.is_empty() || !charges.iter().all(|(l, _)| l.shared()) {
             return false;
         }

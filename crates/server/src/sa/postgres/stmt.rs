@@ -107,40 +107,44 @@ pub(crate) const NEW_ORDER_READS: &str =
         NULL, NULL, w.n
     FROM UNNEST($5::text[], $6::text[], $7::int8[]) WITH ORDINALITY AS w(t, v, wc, n)";
 
-/// Challenge POST, with its read (`ride::ridden_with`): starts challenge `$1` with lease `$2`
-/// held by `$3` if the nonce was fresh, the challenge is pending and not of type `$4`, and its
-/// authorization is pending, unexpired at `$5` and owned by tenant `$6` and account `$7`.
-/// The read beside it sees the rows as they were before.
-pub(crate) const START_CHALLENGE_STEP: &str = ", started AS (
-        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
-        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
+/// Whether challenge `c` may start (`$1`, with its read, `ride::ridden_with`): the nonce was
+/// fresh, the challenge is pending and not of type `$4`, and its authorization is pending,
+/// unexpired at `$5` and owned by tenant `$6` and account `$7`.
+const STARTABLE: &str =
+    "c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
         AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
-                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
-        RETURNING 1
-    )";
+                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)";
 
-/// [`START_CHALLENGE_STEP`] that first takes a token from the buckets `$8`..`$11` (limits,
+/// Challenge POST: starts challenge `$1` with lease `$2` held by `$3` if it is [`STARTABLE`]
+/// and `also` holds. The read beside it sees the rows as they were before.
+fn start_challenge_step(also: &str) -> String {
+    format!(
+        ", started AS (
+        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
+        WHERE {STARTABLE}{also}
+        RETURNING 1
+    )"
+    )
+}
+
+/// [`start_challenge_step`] that first takes a token from the buckets `$8`..`$11` (limits,
 /// subjects, sizes, rates; now `$12` in ms) of tenant `$6`, the failed-validation budget kept
 /// in the database: the token is taken only if the challenge is startable (the function is
 /// called per row of `startable`, which it depends on), and the challenge starts only if the
 /// token was taken. `budget` holds the refusal, if any; `charged` whether the token was taken.
-pub(crate) const START_CHALLENGE_CHARGING_STEP: &str = ", startable AS (
-        SELECT $12::int8 AS at FROM challenges c
-        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
-        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
-                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
+fn start_challenge_charging_step() -> String {
+    format!(
+        ", startable AS (
+        SELECT $12::int8 AS at FROM challenges c WHERE {STARTABLE}
     ), budget AS (
         SELECT r.refused, r.wait
         FROM startable s CROSS JOIN LATERAL fleetca_rate_apply($6, $8, $9, $10, $11, s.at, 'take', 0) r
     ), charged AS (
         SELECT EXISTS (SELECT 1 FROM startable) AND NOT EXISTS (SELECT 1 FROM budget) AS ok
-    ), started AS (
-        UPDATE challenges c SET status = 'processing', lease_until = $2, lease_owner = $3
-        WHERE c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT ok FROM charged)
-        AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
-                    AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)
-        RETURNING 1
-    )";
+    ){}",
+        start_challenge_step(" AND (SELECT ok FROM charged)")
+    )
+}
 
 /// newOrder's reads (`NEW_ORDER_READS`) taking a token from the buckets `$8`..`$11` of tenant
 /// `$2` (limits, subjects, sizes, rates; now `$12` in ms) once the nonce was fresh: the
@@ -195,7 +199,7 @@ pub(crate) static START_CHALLENGE_SPENDING: LazyLock<String> = LazyLock::new(|| 
     ridden_with(
         rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
         8,
-        START_CHALLENGE_STEP,
+        &start_challenge_step(""),
         ", EXISTS (SELECT 1 FROM started) AS started",
     )
 });
@@ -203,7 +207,7 @@ pub(crate) static START_CHALLENGE_CHARGING: LazyLock<String> = LazyLock::new(|| 
     ridden_with(
         rows::AUTHZ_WITH_CHALLENGES_BY_CHALLENGE,
         13,
-        START_CHALLENGE_CHARGING_STEP,
+        &start_challenge_charging_step(),
         ", EXISTS (SELECT 1 FROM started) AS started, (SELECT ok FROM charged) AS charged,
            (SELECT refused FROM budget) AS budget_refused, (SELECT wait FROM budget) AS budget_wait",
     )

@@ -285,9 +285,9 @@ impl Storage for PgStorage {
         // left pending after a refusal.
         // A token given back rides along (`fleetca_rate_apply` in the same statement).
         let status = if o.valid { "valid" } else { "invalid" };
-        let arrays = o.give_back.as_ref().map(|g| (g, g.arrays()));
+        let give_back = o.give_back.as_ref().map(|g| (g, g.arrays()));
         retrying(|| async {
-            let q = sqlx::query(match arrays {
+            let q = sqlx::query(match give_back {
                 None => stmt::FINISH_CHALLENGE,
                 Some(_) => stmt::FINISH_CHALLENGE_GIVING_BACK.as_str(),
             })
@@ -298,15 +298,9 @@ impl Storage for PgStorage {
             .bind(challenge_id)
             .bind(o.valid)
             .bind(o.authz_expires);
-            let q = match &arrays {
+            let q = match &give_back {
                 None => q,
-                Some((g, (lims, subjects, sizes, rates))) => q
-                    .bind(&g.tenant)
-                    .bind(lims)
-                    .bind(subjects)
-                    .bind(sizes)
-                    .bind(rates)
-                    .bind(g.now_ms),
+                Some((g, args)) => args.bind(q.bind(&g.tenant)),
             };
             q.execute(&self.pool).await?;
             Ok(())
@@ -473,7 +467,7 @@ impl Storage for PgStorage {
             let authz = rows::joined(&rows, rows::authz_head, rows::authz_challenge)?;
             return Ok((spend, authz, StartStep::of(started, false)));
         };
-        let (lims, subjects, sizes, rates) = budget.arrays();
+        let args = budget.arrays();
         let step = |r: &PgRow| {
             Ok(match refusal_cols(r)? {
                 Some(refused) => StartStep::Refused(refused),
@@ -483,12 +477,7 @@ impl Storage for PgStorage {
         // A statement that lost the creation of its bucket changed nothing, the nonce's
         // spend included, and runs again.
         let (spend, step, rows) = retrying(|| {
-            let charging = q(START_CHALLENGE_CHARGING.as_str())
-                .bind(&lims)
-                .bind(&subjects)
-                .bind(&sizes)
-                .bind(&rates)
-                .bind(budget.now_ms);
+            let charging = args.bind(q(START_CHALLENGE_CHARGING.as_str()));
             self.fetch_pending(charging, pending, step)
         })
         .await?;
@@ -532,14 +521,9 @@ impl Storage for PgStorage {
                 (GuardedSpend::Spent, refused, rows)
             }
             (Some(c), Nonce::Pending(pending)) => {
-                let (lims, subjects, sizes, rates) = c.arrays();
+                let args = c.arrays();
                 retrying(|| {
-                    let charging = q(NEW_ORDER_READS_CHARGING.as_str())
-                        .bind(&lims)
-                        .bind(&subjects)
-                        .bind(&sizes)
-                        .bind(&rates)
-                        .bind(c.now_ms);
+                    let charging = args.bind(q(NEW_ORDER_READS_CHARGING.as_str()));
                     self.fetch_pending(charging, pending, refusal_cols)
                 })
                 .await?
