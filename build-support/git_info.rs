@@ -52,9 +52,13 @@ pub(crate) fn emit(prefix: &str) {
     println!("cargo:rerun-if-env-changed={commit_env}");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // Naming any rerun-if-changed path replaces cargo's default (rerun when any file of the
-    // package changed), so the package's own sources are named too.
-    for p in ["build.rs", "Cargo.toml", "src"] {
-        println!("cargo:rerun-if-changed={p}");
+    // package changed), so the package's own sources are named too, and the SQL migrations
+    // that `sqlx::migrate!` embeds: without them a new migration file is not compiled in
+    // until something else changes.
+    for p in ["build.rs", "Cargo.toml", "src", "migrations"] {
+        if dir.join(p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
     }
     for p in head_files(&dir) {
         println!("cargo:rerun-if-changed={}", p.display());
