@@ -8,7 +8,9 @@
 //! - `pg_stat_statements` (if the extension is installed in this database): calls per
 //!   normalized statement, `BEGIN` and `COMMIT` included. Each call is one round trip (sqlx
 //!   sends a statement's parse, bind and execute in one flight). Pool pings are empty queries
-//!   and do not appear here.
+//!   and do not appear here. Its execution time per statement (`total_exec_time`, functions
+//!   the statement calls included) says where the database's own time goes, which the call
+//!   count alone does not: eight statements can cost very different amounts.
 //!
 //! PostgreSQL 15+ backends publish their `pg_stat_database` counters when idle, at most once a
 //! second and otherwise within 10 s (`PGSTAT_IDLE_INTERVAL`), so each snapshot waits
@@ -34,8 +36,17 @@ const TEXT_WIDTH: usize = 110;
 pub(super) struct Snapshot {
     xact_commit: i64,
     xact_rollback: i64,
-    /// Calls and normalized text per `queryid`, when `pg_stat_statements` is installed.
-    statements: Option<HashMap<i64, (i64, String)>>,
+    /// Per `queryid`, when `pg_stat_statements` is installed.
+    statements: Option<HashMap<i64, Statement>>,
+}
+
+/// One normalized statement's cumulative counters.
+#[derive(Clone, Debug, Default)]
+struct Statement {
+    calls: i64,
+    /// Milliseconds spent executing it (`total_exec_time`), planning excluded.
+    exec_ms: f64,
+    text: String,
 }
 
 /// A connection to the database under test, made only to read its statistics.
@@ -92,7 +103,7 @@ impl PgStats {
         if self.statements_note.is_none() {
             // This database only, and not the statistics reads of this module.
             let rows = sqlx::query(
-                "SELECT s.queryid, s.calls, s.query FROM pg_stat_statements s
+                "SELECT s.queryid, s.calls, s.total_exec_time, s.query FROM pg_stat_statements s
                  JOIN pg_database d ON d.oid = s.dbid
                  WHERE d.datname = current_database() AND s.queryid IS NOT NULL
                  AND s.query NOT LIKE '%pg_stat_%'",
@@ -105,10 +116,15 @@ impl PgStats {
                     for r in rows {
                         let id: i64 = r.try_get("queryid")?;
                         let calls: i64 = r.try_get("calls")?;
+                        let exec_ms: f64 = r.try_get("total_exec_time")?;
                         let text: String = r.try_get("query")?;
                         // One queryid can appear once per role and top-level flag.
-                        let e = m.entry(id).or_insert((0, text));
-                        e.0 += calls;
+                        let e = m.entry(id).or_insert_with(|| Statement {
+                            text,
+                            ..Statement::default()
+                        });
+                        e.calls += calls;
+                        e.exec_ms += exec_ms;
                     }
                     snap.statements = Some(m);
                 }
@@ -140,23 +156,34 @@ pub(super) fn render(
         ));
         return lines;
     };
-    let mut diff: Vec<(i64, &str)> = a
+    // What the run added: calls, execution milliseconds and text per statement.
+    let mut diff: Vec<(i64, f64, &str)> = a
         .iter()
-        .map(|(id, (calls, text))| (calls - b.get(id).map_or(0, |(c, _)| *c), text.as_str()))
-        .filter(|(calls, _)| *calls > 0)
+        .map(|(id, s)| {
+            let (calls, ms) = b.get(id).map_or((0, 0.0), |p| (p.calls, p.exec_ms));
+            (s.calls - calls, s.exec_ms - ms, s.text.as_str())
+        })
+        .filter(|(calls, _, _)| *calls > 0)
         .collect();
-    diff.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.1.cmp(y.1)));
-    let total: i64 = diff.iter().map(|(c, _)| c).sum();
+    diff.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.2.cmp(y.2)));
+    let total: i64 = diff.iter().map(|(c, _, _)| c).sum();
+    let total_ms: f64 = diff.iter().map(|(_, ms, _)| ms).sum();
+    let per_ms = |ms: f64| ms / certificates.max(1) as f64;
     lines.push(format!(
         "postgres statements (round trips) per certificate: {:.2} ({total} calls, {} distinct)",
         per(total),
         diff.len()
     ));
-    lines.push("top statements by calls per certificate:".to_string());
-    for (calls, text) in diff.iter().take(TOP) {
+    lines.push(format!(
+        "postgres execution ms per certificate: {:.3} (planning and protocol excluded)",
+        per_ms(total_ms)
+    ));
+    lines.push("top statements by calls per certificate (calls, execution ms):".to_string());
+    for (calls, ms, text) in diff.iter().take(TOP) {
         lines.push(format!(
-            "  {:>6.2}  {}",
+            "  {:>6.2}  {:>6.3}  {}",
             per(*calls),
+            per_ms(*ms),
             one_line(text, TEXT_WIDTH)
         ));
     }
@@ -178,14 +205,21 @@ fn one_line(text: &str, width: usize) -> String {
 mod tests {
     use super::*;
 
-    fn snap(commit: i64, stmts: &[(i64, i64, &str)]) -> Snapshot {
+    fn snap(commit: i64, stmts: &[(i64, i64, f64, &str)]) -> Snapshot {
         Snapshot {
             xact_commit: commit,
             xact_rollback: 0,
             statements: Some(
                 stmts
                     .iter()
-                    .map(|(id, c, t)| (*id, (*c, t.to_string())))
+                    .map(|(id, calls, exec_ms, t)| {
+                        let s = Statement {
+                            calls: *calls,
+                            exec_ms: *exec_ms,
+                            text: t.to_string(),
+                        };
+                        (*id, s)
+                    })
                     .collect(),
             ),
         }
@@ -193,13 +227,13 @@ mod tests {
 
     #[test]
     fn counts_only_what_the_run_added_per_certificate() {
-        let before = snap(100, &[(1, 10, "BEGIN"), (2, 5, "SELECT 1")]);
+        let before = snap(100, &[(1, 10, 1.0, "BEGIN"), (2, 5, 7.0, "SELECT 1")]);
         let after = snap(
             140,
             &[
-                (1, 30, "BEGIN"),
-                (2, 5, "SELECT 1"),
-                (3, 10, "UPDATE orders\n   SET status = $1"),
+                (1, 30, 1.5, "BEGIN"),
+                (2, 5, 7.0, "SELECT 1"),
+                (3, 10, 25.0, "UPDATE orders\n   SET status = $1"),
             ],
         );
         let lines = render(&before, &after, 10, None);
@@ -211,11 +245,16 @@ mod tests {
             lines[1].contains(": 3.00 (30 calls, 2 distinct)"),
             "{lines:?}"
         );
-        assert_eq!(lines[3], "    2.00  BEGIN");
-        assert_eq!(lines[4], "    1.00  UPDATE orders SET status = $1");
+        // 0.5 + 25 ms over 10 certificates; the unchanged statement's 7 ms are not the run's.
+        assert_eq!(
+            lines[2],
+            "postgres execution ms per certificate: 2.550 (planning and protocol excluded)"
+        );
+        assert_eq!(lines[4], "    2.00   0.050  BEGIN");
+        assert_eq!(lines[5], "    1.00   2.500  UPDATE orders SET status = $1");
         assert_eq!(
             lines.len(),
-            5,
+            6,
             "unchanged statements are left out: {lines:?}"
         );
     }
