@@ -109,12 +109,23 @@ impl Device {
 
 /// `fleetca init` + the tenant's attestation settings + `fleetca serve`.
 fn start_ca(factory: &Factory, templates: &[&str]) -> Fleetca {
+    start_ca_with(factory, templates, None)
+}
+
+/// [`start_ca`] with the tenant's failed-validation budget set to `failed_per_hour`.
+fn start_ca_with(factory: &Factory, templates: &[&str], failed_per_hour: Option<u32>) -> Fleetca {
     let root_pem = factory.ca.pem();
     let templates: Vec<String> = templates.iter().map(|s| s.to_string()).collect();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut ca = Fleetca::init(&[PERMIT]);
             configure(ca.data_dir(), &root_pem, &templates);
+            if let Some(n) = failed_per_hour {
+                let dd = DataDir::new(ca.data_dir());
+                let mut cfg = dd.load_config().unwrap();
+                cfg.ca.rate_limits.failed_validations_per_account_per_hour = n;
+                dd.save_config(&cfg).unwrap();
+            }
             // No challenge may be solved here: DNS lookups go to a port nobody answers.
             ca.serve(free_port(), free_port(), free_port());
             ca
@@ -338,6 +349,96 @@ async fn attestation_grants_the_templated_names_and_nothing_else_does() {
         "{types:?}"
     );
     assert_eq!(plain.body["status"], "pending");
+}
+
+/// The attestation response's storage steps, counted by the server's own
+/// `fleetca_db_operation_duration_seconds` (one sample per storage call). On PostgreSQL,
+/// whose reads spend nonces: one step reads the challenge, spends the nonce, takes the
+/// failed-validation token and starts it, and one records the outcome (giving the token
+/// back). On SQLite: the read, the start and the outcome. On neither a read of the
+/// challenge afterwards: the answer is what the outcome wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_response_is_one_step_to_start_and_one_to_decide() {
+    let factory = Factory::new();
+    let ca = start_ca(&factory, TEMPLATES);
+    let dev = factory.device("SN-0002");
+    let c = account(&ca).await;
+    let o = new_order(&c, &[dns(CONFIG_NAME), dev_ident("SN-0002")]).await;
+    let ops = [
+        "get_authz_by_challenge_spending",
+        "start_challenge_spending",
+        "try_start_challenge",
+        "finish_challenge",
+    ];
+    let calls = || {
+        // The scrape blocks on a runtime of its own.
+        let text = tokio::task::block_in_place(|| support::metrics::scrape(&ca));
+        ops.map(|op| {
+            let label = format!("op=\"{op}\"");
+            support::metrics::sum(
+                &text,
+                "fleetca_db_operation_duration_seconds_count",
+                &[&label],
+            )
+        })
+    };
+    let before = calls();
+    let ch = attest(&c, &o, "SN-0002", &dev).await;
+    assert_eq!(ch["status"], "valid", "{ch}");
+    let after = calls();
+    let made: Vec<(&str, f64)> = ops
+        .iter()
+        .zip(after.iter().zip(before.iter()))
+        .map(|(op, (a, b))| (*op, a - b))
+        .collect();
+    let want = if fleetca::sa::is_postgres_url(&ca.database_url()) {
+        [0.0, 1.0, 0.0, 1.0]
+    } else {
+        [1.0, 0.0, 1.0, 1.0]
+    };
+    let want: Vec<(&str, f64)> = ops.iter().copied().zip(want).collect();
+    assert_eq!(made, want);
+    // What the answer said is what was stored.
+    let o = refresh(&c, &o.url).await;
+    assert_eq!(o.authz("SN-0002")["status"], "valid");
+    assert_eq!(o.body["status"], "ready");
+}
+
+/// An attestation response draws on the account's failed-validation budget (RFC 8555 §6.6)
+/// like any other challenge: it takes a token before the attestation is verified and gets it
+/// back on success. With a budget of one, successes never run out; a refusal spends the
+/// token, and the next response is refused with `rateLimited` before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_draw_on_the_failed_validation_budget() {
+    let factory = Factory::new();
+    let ca = start_ca_with(&factory, TEMPLATES, Some(1));
+    let c = account(&ca).await;
+    for serial in ["SN-0101", "SN-0102", "SN-0103"] {
+        let o = new_order(&c, &[dev_ident(serial)]).await;
+        let ch = attest(&c, &o, serial, &factory.device(serial)).await;
+        assert_eq!(ch["status"], "valid", "{serial}: {ch}");
+    }
+    // Refused: the impostor's attestation spends the one token.
+    let o = new_order(&c, &[dev_ident("SN-0104")]).await;
+    let ch = attest(&c, &o, "SN-0104", &factory.device("SN-0199")).await;
+    assert_eq!(ch["status"], "invalid", "{ch}");
+    // The next response is refused before it starts anything.
+    let o = new_order(&c, &[dev_ident("SN-0105")]).await;
+    let chall = &o.authz("SN-0105")["challenges"][0];
+    let ka = c.key_authorization(chall["token"].as_str().unwrap());
+    let dev = factory.device("SN-0105");
+    let r = c
+        .post(
+            chall["url"].as_str().unwrap(),
+            Some(&json!({ "attObj": dev.att_obj(&ka) })),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    let problem: Value = r.json();
+    assert_eq!(problem["type"], "urn:ietf:params:acme:error:rateLimited");
+    let o = refresh(&c, &o.url).await;
+    assert_eq!(o.authz("SN-0105")["status"], "pending");
+    assert_eq!(o.authz("SN-0105")["challenges"][0]["status"], "pending");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

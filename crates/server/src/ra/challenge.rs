@@ -8,7 +8,7 @@ use super::Ra;
 use crate::error::{Error, Result};
 use crate::sa::{
     AccountRecord, AuthzRecord, ChallengeOutcome, ChallengeRecord, ChallengeStart, ChallengeState,
-    Lease, Nonce, StartStep, StoredChallengeKind,
+    Lease, Nonce, StartStep, StartableKinds, StoredChallengeKind,
 };
 use crate::tenant::Tenant;
 use crate::va::{Target, ValidationRequest};
@@ -21,6 +21,22 @@ use std::sync::Arc;
 enum AtRead {
     /// Started the challenge: the answer.
     Answered(Box<(ChallengeRecord, AuthzRecord)>),
+    /// Nothing (the nonce is as it was).
+    NotTried,
+    /// Read (spending the nonce) but did not start it.
+    NotStarted,
+}
+
+/// What [`Ra::start_with_read`] did.
+enum StartedAtRead {
+    /// Started the challenge (now `processing` under `lease`), as read before the start.
+    Started {
+        ch: ChallengeRecord,
+        authz: Box<AuthzRecord>,
+        lease: Lease,
+        /// When the failed-validation token was taken.
+        taken: std::time::Instant,
+    },
     /// Nothing (the nonce is as it was).
     NotTried,
     /// Read (spending the nonce) but did not start it.
@@ -124,13 +140,10 @@ impl Ra {
             .await)
     }
 
-    /// The challenge POST's start made with its read, in one step (on storage that spends
-    /// nonces with reads; see [`crate::sa::Storage::start_challenge_spending`]). The queue
-    /// place is reserved first, in this node's memory, and so is the failed-validation token
-    /// unless the budget is kept in storage, where the step itself takes it (and nothing
-    /// starts if the bucket is empty). A refusal of an in-memory reservation, or a challenge
-    /// the step did not start, leaves the answer to the ordinary path, which refuses only
-    /// what it would start and re-reads what it answers with.
+    /// The challenge POST's start made with its read, in one step (see
+    /// [`Self::start_with_read`]), after a place in this node's validation queue was
+    /// reserved; a full queue leaves the answer to the ordinary path, which refuses only what
+    /// it would start.
     async fn start_at_read(
         self: &Arc<Self>,
         tenant: &Tenant,
@@ -144,9 +157,46 @@ impl Ra {
         let Ok(ticket) = self.admit(&acct.id) else {
             return Ok(AtRead::NotTried);
         };
+        let kinds = StartableKinds::AllBut(StoredChallengeKind::DeviceAttest01);
+        Ok(
+            match self.start_with_read(tenant, acct, id, nonce, kinds).await? {
+                StartedAtRead::Started {
+                    ch,
+                    authz,
+                    lease,
+                    taken,
+                } => AtRead::Answered(Box::new(
+                    self.run_started(acct, id, (ch, *authz), lease, ticket, taken)
+                        .await,
+                )),
+                StartedAtRead::NotTried => AtRead::NotTried,
+                StartedAtRead::NotStarted => AtRead::NotStarted,
+            },
+        )
+    }
+
+    /// Reads challenge `id` spending `nonce`, and starts it in the same step if it is
+    /// pending and of `kinds` (on storage that spends nonces with reads; see
+    /// [`crate::sa::Storage::start_challenge_spending`]). The failed-validation token is
+    /// reserved first in this node's memory, unless the budget is kept in storage, where the
+    /// step itself takes it (and nothing starts if the bucket is empty). A refusal of an
+    /// in-memory reservation, or a challenge the step did not start, leaves the answer to
+    /// the ordinary path, which refuses only what it would start and re-reads what it
+    /// answers with.
+    async fn start_with_read(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        id: &str,
+        nonce: &Nonce,
+        kinds: StartableKinds,
+    ) -> Result<StartedAtRead> {
+        if !matches!(nonce, Nonce::Pending(_)) {
+            return Ok(StartedAtRead::NotTried);
+        }
         let charge = self.budget_charge(&tenant.name, &acct.id);
         if charge.is_none() && self.take_budget(&tenant.name, &acct.id).await.is_err() {
-            return Ok(AtRead::NotTried);
+            return Ok(StartedAtRead::NotTried);
         }
         let taken = std::time::Instant::now();
         let lease = self.new_lease();
@@ -155,7 +205,7 @@ impl Ra {
             tenant: &tenant.name,
             account_id: &acct.id,
             now: self.clock.unix(),
-            except_type: StoredChallengeKind::DeviceAttest01,
+            kinds,
             lease: &lease,
             budget: charge.as_ref(),
         };
@@ -178,7 +228,7 @@ impl Ra {
                 if charged || charge.is_none() {
                     self.give_back_budget(&tenant.name, &acct.id).await;
                 }
-                return Ok(AtRead::NotStarted);
+                return Ok(StartedAtRead::NotStarted);
             }
             (StartStep::Refused(_), None) => {
                 return Err(Error::internal("storage refused a budget it was not given"))
@@ -191,10 +241,12 @@ impl Ra {
             .find(|c| c.id == id)
             .cloned()
             .ok_or_else(|| Error::internal("a started challenge was not read"))?;
-        Ok(AtRead::Answered(Box::new(
-            self.run_started(acct, id, (ch, authz), lease, ticket, taken)
-                .await,
-        )))
+        Ok(StartedAtRead::Started {
+            ch,
+            authz: Box::new(authz),
+            lease,
+            taken,
+        })
     }
 
     /// A started challenge (status `processing`, leased): validates it on this node and waits
@@ -245,7 +297,10 @@ impl Ra {
             .await
     }
 
-    /// [`Self::respond_attestation`] with the request's `nonce`, spent by the first read.
+    /// [`Self::respond_attestation`] with the request's `nonce`, spent by the first read. On
+    /// storage that spends nonces with reads the read, the spend, the failed-validation token
+    /// and the start are one step, and the outcome gives the token back after a success: two
+    /// statements for the response, as for any other challenge.
     pub(crate) async fn respond_attestation_spending(
         &self,
         tenant: &Tenant,
@@ -255,6 +310,20 @@ impl Ra {
         nonce: &Nonce,
     ) -> Result<(ChallengeRecord, AuthzRecord)> {
         use base64::Engine as _;
+        // Decoded before anything is read or started: a malformed object changes nothing.
+        let att_obj = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(att_obj_b64.trim_end_matches('='))
+            .map_err(|_| Error::malformed("attObj is not base64url"))?;
+        let kinds = StartableKinds::Only(StoredChallengeKind::DeviceAttest01);
+        let nonce = match self.start_with_read(tenant, acct, id, nonce, kinds).await? {
+            StartedAtRead::Started { ch, authz, .. } => {
+                return self
+                    .attest_started(tenant, acct, ch, *authz, &att_obj)
+                    .await;
+            }
+            StartedAtRead::NotTried => nonce,
+            StartedAtRead::NotStarted => &Nonce::Spent,
+        };
         let (ch, authz) = self.get_challenge_spending(tenant, acct, id, nonce).await?;
         if challenge_type(ch.kind) != ChallengeType::DeviceAttest01 {
             return Err(Error::malformed(
@@ -264,9 +333,6 @@ impl Ra {
         if self.clock.unix() >= authz.expires {
             return Err(Error::malformed("the authorization has expired"));
         }
-        let att_obj = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(att_obj_b64.trim_end_matches('='))
-            .map_err(|_| Error::malformed("attObj is not base64url"))?;
         if ch.status != ChallengeState::Pending {
             return Ok((ch, authz));
         }
@@ -280,6 +346,19 @@ impl Ra {
                 return self.get_challenge(tenant, acct, id).await;
             }
         }
+        self.attest_started(tenant, acct, ch, authz, &att_obj).await
+    }
+
+    /// Verifies the attestation of a started device-attest-01 challenge (its
+    /// failed-validation token taken) and records the outcome.
+    async fn attest_started(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        ch: ChallengeRecord,
+        authz: AuthzRecord,
+        att_obj: &[u8],
+    ) -> Result<(ChallengeRecord, AuthzRecord)> {
         let jwk_json: serde_json::Value = serde_json::from_str(&acct.jwk)
             .map_err(|_| Error::internal("stored account key does not parse"))?;
         let jwk = Jwk::from_json(&jwk_json)
@@ -288,7 +367,7 @@ impl Ra {
         let started = std::time::Instant::now();
         let now = self.clock.unix();
         let result = super::attest::verify(
-            &att_obj,
+            att_obj,
             &key_auth,
             &tenant.attestation_roots,
             now,
@@ -297,14 +376,19 @@ impl Ra {
         let outcome = match result {
             Ok(()) => {
                 tracing::info!(challenge = %ch.id, identifier = %authz.identifier.value, "device attestation verified");
-                self.give_back_budget(&tenant.name, &acct.id).await;
+                // The token was not needed: given back by the step that records the success
+                // when the budget is kept in storage.
+                let give_back = self.budget_charge(&tenant.name, &acct.id);
+                if give_back.is_none() {
+                    self.give_back_budget(&tenant.name, &acct.id).await;
+                }
                 ChallengeOutcome {
                     valid: true,
                     at: now,
                     authz_expires: now + Self::secs(self.cfg.valid_authz_lifetime),
                     error: None,
                     record: Some(r#"{"attestation":"packed"}"#.into()),
-                    give_back: None,
+                    give_back,
                 }
             }
             Err(detail) => {
@@ -326,8 +410,20 @@ impl Ra {
             }
         };
         crate::metrics::validation(ch.kind.as_str(), outcome.valid, started.elapsed());
-        self.sa.finish_challenge(id, outcome).await?;
-        self.get_challenge(tenant, acct, id).await
+        self.sa.finish_challenge(&ch.id, outcome.clone()).await?;
+        // The row now says exactly this (finish_challenge wrote it, under the lease this
+        // request took a moment ago), so it need not be read back. The authorization is
+        // answered as read: the response uses only its id.
+        let mut ch = ch;
+        ch.status = if outcome.valid {
+            ChallengeState::Valid
+        } else {
+            ChallengeState::Invalid
+        };
+        ch.validated_at = outcome.valid.then_some(outcome.at);
+        ch.error = outcome.error;
+        ch.record = outcome.record;
+        Ok((ch, authz))
     }
 
     /// Takes over validations left in `processing` whose lease ran out (their node crashed),

@@ -206,7 +206,7 @@ pub(in crate::sa) fn startable(start: &ChallengeStart<'_>, authz: Option<&AuthzR
             && a.challenges.iter().any(|c| {
                 c.id == start.challenge_id
                     && c.status == ChallengeState::Pending
-                    && c.kind != start.except_type
+                    && start.kinds.admits(c.kind)
             })
     })
 }

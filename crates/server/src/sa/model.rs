@@ -20,6 +20,8 @@ macro_rules! state_enum {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum $name { $(#[allow(missing_docs)] $variant),+ }
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
             /// The lower-case name stored in the database and sent on the wire.
             pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $s),+ } }
             /// Parses a stored value; unknown values are a corrupt row.
@@ -221,13 +223,43 @@ pub struct ChallengeStart<'a> {
     pub account_id: &'a str,
     /// Now (unix seconds): the authorization must not have expired.
     pub now: i64,
-    /// A challenge of this type is never started this way (it needs more than the POST).
-    pub except_type: StoredChallengeKind,
+    /// The challenge types this step may start.
+    pub kinds: StartableKinds,
     /// The validation's lease.
     pub lease: &'a super::Lease,
     /// Shared buckets the start takes a token from in the same step (the failed-validation
     /// budget kept in the database); nothing starts if one is empty.
     pub budget: Option<&'a super::BucketCharge>,
+}
+
+/// The challenge types a [`ChallengeStart`] may start: the client's "ready" POST starts every
+/// type but device-attest-01 (whose response must carry an attestation), and a response that
+/// carries one starts only device-attest-01.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartableKinds {
+    /// Every type but this one.
+    AllBut(StoredChallengeKind),
+    /// This type only.
+    Only(StoredChallengeKind),
+}
+
+impl StartableKinds {
+    /// Whether a challenge of type `kind` may be started.
+    pub fn admits(self, kind: StoredChallengeKind) -> bool {
+        match self {
+            Self::AllBut(k) => kind != k,
+            Self::Only(k) => kind == k,
+        }
+    }
+
+    /// The stored names of the types admitted.
+    pub fn names(self) -> Vec<&'static str> {
+        StoredChallengeKind::ALL
+            .iter()
+            .filter(|k| self.admits(**k))
+            .map(|k| k.as_str())
+            .collect()
+    }
 }
 
 /// What [`crate::sa::Storage::start_challenge_spending`]'s start step did.

@@ -1186,7 +1186,7 @@ async fn start_charges_the_budget(sa: Arc<PgStorage>, nonce: impl Fn() -> Nonce)
         tenant: "default",
         account_id,
         now: 300,
-        except_type: StoredChallengeKind::DeviceAttest01,
+        kinds: StartableKinds::AllBut(StoredChallengeKind::DeviceAttest01),
         lease: &va,
         budget: Some(&charge),
     };
@@ -1268,7 +1268,7 @@ async fn sqlite_refuses_a_budget_it_cannot_keep() {
         tenant: "default",
         account_id: "acct",
         now: 300,
-        except_type: StoredChallengeKind::DeviceAttest01,
+        kinds: StartableKinds::AllBut(StoredChallengeKind::DeviceAttest01),
         lease: &va,
         budget: Some(&charge),
     };
@@ -1435,5 +1435,73 @@ async fn postgres_nodes_charge_one_bucket_from_their_lookups() {
             granted += usize::from(t.await.unwrap());
         }
         assert_eq!(granted, 10, "round {round}");
+    }
+}
+
+/// A challenge POST's one-step start admits only the challenge types it is given: the
+/// "ready" POST every type but device-attest-01, an attestation response device-attest-01
+/// only. A challenge of another type is read but neither started nor changed. `nonce`
+/// makes the nonce the front end hands over (a fresh one rides the read on PostgreSQL; a
+/// spent one takes the statement-by-statement path every store has).
+async fn start_admits_only_its_kinds(sa: Arc<dyn Storage>, nonce: impl Fn() -> Nonce) {
+    sa.insert_account(&account("acct", "tp")).await.unwrap();
+    let (order, authz) = order_with_authz("d", "acct", AuthzState::Pending);
+    sa.insert_order(&order, &[authz], None).await.unwrap();
+    let (order, authzs) = device_order("v", "acct");
+    sa.insert_order(&order, &authzs, None).await.unwrap();
+    let va = lease("va", 150);
+    let ready_post = StartableKinds::AllBut(StoredChallengeKind::DeviceAttest01);
+    let attestation = StartableKinds::Only(StoredChallengeKind::DeviceAttest01);
+    let status = |id: &'static str| {
+        let sa = sa.clone();
+        async move { sa.get_challenge(id).await.unwrap().unwrap().status }
+    };
+    let go = |id: &'static str, kinds: StartableKinds| {
+        let (sa, nonce, va) = (sa.clone(), nonce(), va.clone());
+        async move {
+            let s = ChallengeStart {
+                challenge_id: id,
+                tenant: "default",
+                account_id: "acct",
+                now: 300,
+                kinds,
+                lease: &va,
+                budget: None,
+            };
+            let (_, authz, step) = sa.start_challenge_spending(&s, &nonce).await.unwrap();
+            assert!(authz.is_some(), "the read answers the authorization");
+            step
+        }
+    };
+    // An attestation response does not start a dns-01 challenge, nor a ready POST a
+    // device-attest-01 one; both stay pending.
+    let not = StartStep::NotStarted { charged: false };
+    assert_eq!(go("d-chall", attestation).await, not);
+    assert_eq!(status("d-chall").await, ChallengeState::Pending);
+    assert_eq!(go("v-chall", ready_post).await, not);
+    assert_eq!(status("v-chall").await, ChallengeState::Pending);
+    // Each starts the type it admits.
+    assert_eq!(go("v-chall", attestation).await, StartStep::Started);
+    assert_eq!(status("v-chall").await, ChallengeState::Processing);
+    assert_eq!(go("d-chall", ready_post).await, StartStep::Started);
+    assert_eq!(status("d-chall").await, ChallengeState::Processing);
+}
+
+#[tokio::test]
+async fn sqlite_start_admits_only_its_kinds() {
+    start_admits_only_its_kinds(sqlite().await, || Nonce::Spent).await;
+}
+
+#[tokio::test]
+async fn postgres_start_admits_only_its_kinds_with_its_read() {
+    if let Some(sa) = postgres().await {
+        start_admits_only_its_kinds(sa, fresh_nonce).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_start_admits_only_its_kinds_statement_by_statement() {
+    if let Some(sa) = postgres().await {
+        start_admits_only_its_kinds(sa, || Nonce::Spent).await;
     }
 }

@@ -108,10 +108,10 @@ pub(crate) const NEW_ORDER_READS: &str =
     FROM UNNEST($5::text[], $6::text[], $7::int8[]) WITH ORDINALITY AS w(t, v, wc, n)";
 
 /// Whether challenge `c` may start (`$1`, with its read, `ride::ridden_with`): the nonce was
-/// fresh, the challenge is pending and not of type `$4`, and its authorization is pending,
+/// fresh, the challenge is pending and of one of the types `$4`, and its authorization is pending,
 /// unexpired at `$5` and owned by tenant `$6` and account `$7`.
 const STARTABLE: &str =
-    "c.id = $1 AND c.status = 'pending' AND c.type <> $4 AND (SELECT nonce_fresh FROM spend)
+    "c.id = $1 AND c.status = 'pending' AND c.type = ANY($4::text[]) AND (SELECT nonce_fresh FROM spend)
         AND EXISTS (SELECT 1 FROM authzs a WHERE a.id = c.authz_id AND a.status = 'pending'
                     AND a.expires > $5 AND a.tenant = $6 AND a.account_id = $7)";
 

@@ -449,12 +449,13 @@ impl Storage for PgStorage {
             // Spent already: the read, the budget and the start as separate statements.
             return self.start_challenge_apart(start).await;
         };
+        let kinds = start.kinds.names();
         let q = |sql| {
             sqlx::query(sql)
                 .bind(start.challenge_id)
                 .bind(start.lease.until)
                 .bind(&start.lease.owner)
-                .bind(start.except_type.as_str())
+                .bind(kinds.clone())
                 .bind(start.now)
                 .bind(start.tenant)
                 .bind(start.account_id)
