@@ -225,17 +225,21 @@ async fn refresh(c: &Client, url: &str) -> Order {
 
 /// POSTs `{"attObj": ...}` to the device authorization's device-attest-01 challenge.
 async fn attest(c: &Client, o: &Order, serial: &str, dev: &Device) -> Value {
+    let r = attest_response(c, o, serial, dev).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// [`attest`]'s response, whatever its status.
+async fn attest_response(c: &Client, o: &Order, serial: &str, dev: &Device) -> Resp {
     let ch = &o.authz(serial)["challenges"][0];
     assert_eq!(ch["type"], "device-attest-01");
     let ka = c.key_authorization(ch["token"].as_str().unwrap());
-    let r = c
-        .post(
-            ch["url"].as_str().unwrap(),
-            Some(&json!({ "attObj": dev.att_obj(&ka) })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    r.json()
+    c.post(
+        ch["url"].as_str().unwrap(),
+        Some(&json!({ "attObj": dev.att_obj(&ka) })),
+    )
+    .await
 }
 
 async fn finalize(c: &Client, o: &Order, names: &[&str]) -> Resp {
@@ -424,15 +428,7 @@ async fn attestations_draw_on_the_failed_validation_budget() {
     assert_eq!(ch["status"], "invalid", "{ch}");
     // The next response is refused before it starts anything.
     let o = new_order(&c, &[dev_ident("SN-0105")]).await;
-    let chall = &o.authz("SN-0105")["challenges"][0];
-    let ka = c.key_authorization(chall["token"].as_str().unwrap());
-    let dev = factory.device("SN-0105");
-    let r = c
-        .post(
-            chall["url"].as_str().unwrap(),
-            Some(&json!({ "attObj": dev.att_obj(&ka) })),
-        )
-        .await;
+    let r = attest_response(&c, &o, "SN-0105", &factory.device("SN-0105")).await;
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
     let problem: Value = r.json();
     assert_eq!(problem["type"], "urn:ietf:params:acme:error:rateLimited");

@@ -43,6 +43,18 @@ enum StartedAtRead {
     NotStarted,
 }
 
+/// `ch` as `outcome` leaves it, which is what `finish_challenge` wrote to its row.
+fn decide(ch: &mut ChallengeRecord, outcome: ChallengeOutcome) {
+    ch.status = if outcome.valid {
+        ChallengeState::Valid
+    } else {
+        ChallengeState::Invalid
+    };
+    ch.validated_at = outcome.valid.then_some(outcome.at);
+    ch.error = outcome.error;
+    ch.record = outcome.record;
+}
+
 impl Ra {
     /// Reads a challenge and its authorization, both owned by `acct`.
     pub async fn get_challenge(
@@ -269,14 +281,7 @@ impl Ra {
         {
             // The row now says exactly this (finish_challenge wrote it), so it need not be
             // read back.
-            ch.status = if outcome.valid {
-                ChallengeState::Valid
-            } else {
-                ChallengeState::Invalid
-            };
-            ch.validated_at = outcome.valid.then_some(outcome.at);
-            ch.error = outcome.error;
-            ch.record = outcome.record;
+            decide(&mut ch, outcome);
         }
         (ch, authz)
     }
@@ -415,14 +420,7 @@ impl Ra {
         // request took a moment ago), so it need not be read back. The authorization is
         // answered as read: the response uses only its id.
         let mut ch = ch;
-        ch.status = if outcome.valid {
-            ChallengeState::Valid
-        } else {
-            ChallengeState::Invalid
-        };
-        ch.validated_at = outcome.valid.then_some(outcome.at);
-        ch.error = outcome.error;
-        ch.record = outcome.record;
+        decide(&mut ch, outcome);
         Ok((ch, authz))
     }
 
