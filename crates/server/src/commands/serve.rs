@@ -31,6 +31,13 @@ pub struct ServeArgs {
     /// data directory's fleetca.db). Operator commands read `FLEETCA_DATABASE` likewise.
     #[arg(long, env = "FLEETCA_DATABASE")]
     pub database: Option<String>,
+    /// Connections this node keeps to PostgreSQL (ignored for SQLite). Every node has its
+    /// own pool, so nodes × this must stay below the server's `max_connections`. A database
+    /// on few cores spends less CPU per certificate with fewer; a distant one needs more to
+    /// keep its statements in flight (docs/operations.md).
+    #[arg(long, env = "FLEETCA_DATABASE_POOL", default_value_t = crate::sa::DEFAULT_PG_POOL,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool: u32,
     /// HTTPS listen address for ACME.
     #[arg(long, env = "FLEETCA_LISTEN", default_value = "127.0.0.1:8443", value_parser = parse_socket)]
     pub listen: SocketAddr,
@@ -278,7 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // FLEETCA_DATABASE / --database: a postgres:// URL lets several nodes share state.
     let database = args.database.clone().unwrap_or_else(|| dd.database_url());
-    let db = crate::sa::open_database(&database)
+    let db = crate::sa::open_database_pooled(&database, args.database_pool)
         .await
         .with_context(|| format!("opening the database of {}", dd.path().display()))?;
     // RFC 8555 §7.3.4 credentials live in the same database, their keys sealed by eab.key.

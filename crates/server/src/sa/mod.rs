@@ -53,7 +53,7 @@ pub use nonce::{
     AccountGuard, GuardedSpend, KeptAccount, MemoryNonceStore, Nonce, NonceStore, PendingSpend,
     DEFAULT_MAX_SPENT_NONCES,
 };
-pub use postgres::PgStorage;
+pub use postgres::{PgStorage, DEFAULT_POOL as DEFAULT_PG_POOL};
 pub use rate::{BucketCharge, RateOp, RateStore, Refusal, SharedBucket};
 pub use schema::{schema_status, SchemaStatus};
 pub use seed::{HistorySeeder, SeedSpec};
@@ -120,8 +120,19 @@ impl Database for PgStorage {
 /// `sqlite://PATH`). Migrations run first (under an advisory lock on PostgreSQL, so nodes that
 /// start together migrate once).
 pub async fn open_database(database: &str) -> Result<std::sync::Arc<dyn Database>, SaError> {
+    open_database_pooled(database, DEFAULT_PG_POOL).await
+}
+
+/// [`open_database`] keeping at most `pool` connections to PostgreSQL. SQLite has no such
+/// pool to size: one writer thread and a few readers.
+pub async fn open_database_pooled(
+    database: &str,
+    pool: u32,
+) -> Result<std::sync::Arc<dyn Database>, SaError> {
     if is_postgres_url(database) {
-        Ok(std::sync::Arc::new(PgStorage::connect(database).await?))
+        Ok(std::sync::Arc::new(
+            PgStorage::connect_pool(database, pool).await?,
+        ))
     } else {
         let path = database.strip_prefix("sqlite://").unwrap_or(database);
         Ok(std::sync::Arc::new(

@@ -588,6 +588,18 @@ mod gate;
 
 /// Two independent connections ("nodes") to the same fresh PostgreSQL schema.
 pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> {
+    let opts = postgres_schema().await?;
+    let a = PgStorage::connect_with(opts.clone())
+        .await
+        .expect("PgStorage");
+    let b = PgStorage::connect_with(opts)
+        .await
+        .expect("second PgStorage");
+    Some((Arc::new(a), Arc::new(b)))
+}
+
+/// Connection options for a fresh schema of its own in the test database, if there is one.
+async fn postgres_schema() -> Option<sqlx::postgres::PgConnectOptions> {
     // The harness names each test's thread after the test, which is what SKIP should name.
     let test = std::thread::current()
         .name()
@@ -643,13 +655,45 @@ pub(crate) async fn postgres_pair() -> Option<(Arc<PgStorage>, Arc<PgStorage>)> 
     let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
         .unwrap()
         .options([("search_path", schema.as_str())]);
-    let a = PgStorage::connect_with(opts.clone())
-        .await
-        .expect("PgStorage");
-    let b = PgStorage::connect_with(opts)
-        .await
-        .expect("second PgStorage");
-    Some((Arc::new(a), Arc::new(b)))
+    Some(opts)
+}
+
+/// `serve --database-pool N`: a node keeps at most N connections to PostgreSQL, however many
+/// requests wait for one (they queue for the pool instead); a larger pool opens more under
+/// the same load, so the bound is the setting's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_size_bounds_the_connections() {
+    let Some(opts) = postgres_schema().await else {
+        return;
+    };
+    async fn busiest(opts: &sqlx::postgres::PgConnectOptions, pool: u32) -> u32 {
+        let sa = PgStorage::connect_with_pool(opts.clone(), pool)
+            .await
+            .expect("PgStorage");
+        let p = sa.pool_for_tests().clone();
+        let mut queries = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let p = p.clone();
+            queries.spawn(async move { sqlx::query("SELECT pg_sleep(0.2)").execute(&p).await });
+        }
+        let mut most = 0;
+        loop {
+            tokio::select! {
+                done = queries.join_next() => match done {
+                    Some(r) => {
+                        r.expect("task").expect("every query runs");
+                        most = most.max(p.size());
+                    }
+                    None => return most,
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                    most = most.max(p.size());
+                }
+            }
+        }
+    }
+    assert!(busiest(&opts, 2).await <= 2);
+    assert!(busiest(&opts, 8).await > 2, "a larger pool opens more");
 }
 
 /// A schema an earlier run left over an hour ago is dropped when the next pair is made; one

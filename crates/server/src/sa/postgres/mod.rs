@@ -24,6 +24,11 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Connections a node keeps to PostgreSQL unless told otherwise (`serve --database-pool`).
+/// Each node holds its own pool: the sum over the nodes must stay below the server's
+/// `max_connections` (100 by default), less what the operator's own sessions need.
+pub const DEFAULT_POOL: u32 = 16;
+
 /// PostgreSQL implementation of [`Storage`](crate::sa::Storage).
 #[derive(Clone)]
 pub struct PgStorage {
@@ -31,15 +36,29 @@ pub struct PgStorage {
 }
 
 impl PgStorage {
-    /// Connects to `url` (`postgres://user:pass@host:port/db`) and applies migrations.
+    /// Connects to `url` (`postgres://user:pass@host:port/db`) with a pool of
+    /// [`DEFAULT_POOL`] connections and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, SaError> {
-        Self::connect_with(PgConnectOptions::from_str(url)?).await
+        Self::connect_pool(url, DEFAULT_POOL).await
+    }
+
+    /// [`Self::connect`] with a pool of at most `pool` connections (at least one).
+    pub async fn connect_pool(url: &str, pool: u32) -> Result<Self, SaError> {
+        Self::connect_with_pool(PgConnectOptions::from_str(url)?, pool).await
     }
 
     /// Connects with explicit options (tests use a private `search_path` per test).
     pub async fn connect_with(opts: PgConnectOptions) -> Result<Self, SaError> {
+        Self::connect_with_pool(opts, DEFAULT_POOL).await
+    }
+
+    /// [`Self::connect_with`] with a pool of at most `pool` connections (at least one).
+    pub(crate) async fn connect_with_pool(
+        opts: PgConnectOptions,
+        pool: u32,
+    ) -> Result<Self, SaError> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool.max(1))
             // While the database is down, sqlx retries refused connections until this
             // deadline and then fails the call (`PoolTimedOut`, answered 500 + Retry-After):
             // long enough to ride out a saturated pool, short enough that a device waiting on
