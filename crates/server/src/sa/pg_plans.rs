@@ -323,6 +323,12 @@ async fn check_plans(db: std::sync::Arc<PgStorage>, opts: sqlx::postgres::PgConn
         pg::AUTHZ_SPENDING.as_str(),
         pg::AUTHZ_BY_CHALLENGE_SPENDING.as_str(),
         pg::START_CHALLENGE_SPENDING.as_str(),
+        // With the shared rate limits on (the default), these replace three of the above:
+        // their bucket operations are `fleetca_rate_apply` calls, whose own statements are
+        // primary-key lookups of `rate_buckets` (migration 0019).
+        pg::START_CHALLENGE_CHARGING.as_str(),
+        pg::NEW_ORDER_READS_CHARGING.as_str(),
+        pg::FINISH_CHALLENGE_GIVING_BACK.as_str(),
         pg::ORDER_SPENDING.as_str(),
         pg::CLAIM_ORDER_SPENDING.as_str(),
         pg::CERT_SPENDING.as_str(),
