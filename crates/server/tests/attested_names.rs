@@ -146,15 +146,6 @@ fn configure(data_dir: &Path, root_pem: &str, templates: &[String]) {
     dd.save_config(&cfg).unwrap();
 }
 
-async fn counts(ca: &Fleetca) -> fleetca::sa::TableCounts {
-    fleetca::sa::open_database(&ca.database_url())
-        .await
-        .expect("open db")
-        .counts()
-        .await
-        .expect("counts")
-}
-
 async fn account(ca: &Fleetca) -> Client {
     let mut c = Client::new(&ca.directory_url(), ca.root_pem()).await;
     let r = c.new_account().await;
@@ -253,12 +244,12 @@ async fn finalize(c: &Client, o: &Order, names: &[&str]) -> Resp {
 
 /// Finalizing a not-ready order is refused with orderNotReady and stores nothing.
 async fn finalize_refused(ca: &Fleetca, c: &Client, o: &Order, names: &[&str]) {
-    let before = counts(ca).await;
+    let before = ca.counts().await;
     let r = finalize(c, o, names).await;
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.problem(), "orderNotReady");
     assert_eq!(
-        counts(ca).await,
+        ca.counts().await,
         before,
         "a refused finalize changed storage"
     );
@@ -374,18 +365,8 @@ async fn an_attestation_response_is_one_step_to_start_and_one_to_decide() {
         "try_start_challenge",
         "finish_challenge",
     ];
-    let calls = || {
-        // The scrape blocks on a runtime of its own.
-        let text = tokio::task::block_in_place(|| support::metrics::scrape(&ca));
-        ops.map(|op| {
-            let label = format!("op=\"{op}\"");
-            support::metrics::sum(
-                &text,
-                "fleetca_db_operation_duration_seconds_count",
-                &[&label],
-            )
-        })
-    };
+    // The scrape blocks on a runtime of its own.
+    let calls = || tokio::task::block_in_place(|| support::metrics::db_calls(&ca, ops));
     let before = calls();
     let ch = attest(&c, &o, "SN-0002", &dev).await;
     assert_eq!(ch["status"], "valid", "{ch}");
@@ -509,7 +490,7 @@ async fn names_outside_the_templates_or_for_another_serial_need_their_own_challe
         .challenge_types(CONFIG_NAME)
         .contains(&"http-01".to_string()));
 
-    assert_eq!(counts(&ca).await.certificates, 0);
+    assert_eq!(ca.counts().await.certificates, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,13 +517,13 @@ async fn a_refused_attestation_leaves_the_templated_names_invalid() {
 
     // The right device answering afterwards changes nothing: the challenge was decided.
     let genuine = factory.device("SN-0005");
-    let before = counts(&ca).await;
+    let before = ca.counts().await;
     let ch = attest(&c, &o, "SN-0005", &genuine).await;
     assert_eq!(ch["status"], "invalid");
     let o = refresh(&c, &o.url).await;
     assert_eq!(o.authz(name)["status"], "invalid");
     finalize_refused(&ca, &c, &o, &[name, CONFIG_NAME]).await;
-    assert_eq!(counts(&ca).await, before);
+    assert_eq!(ca.counts().await, before);
     assert_eq!(before.certificates, 0);
 }
 
@@ -661,7 +642,7 @@ fn agent_gets_the_templated_names_with_its_attestation() {
     assert_eq!(names, vec![CONFIG_NAME.to_string(), name.to_string()]);
     assert!(!other);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let c = rt.block_on(counts(&ca));
+    let c = rt.block_on(ca.counts());
     // One device-attest-01 challenge is the only challenge the CA ever made.
     assert_eq!(
         (c.orders, c.authzs, c.challenges, c.certificates),
@@ -677,6 +658,6 @@ fn agent_gets_the_templated_names_with_its_attestation() {
         out.combined().contains("other.routers.example.com"),
         "{out}"
     );
-    assert_eq!(rt.block_on(counts(&ca)).certificates, 1);
+    assert_eq!(rt.block_on(ca.counts()).certificates, 1);
     ca.stop();
 }

@@ -198,6 +198,14 @@ async fn each_issuance_request_replayed_is_bad_nonce_and_changes_nothing() {
     let order = r.json();
     assert_replay_refused(&env, &c, &new_order, &body, "newOrder").await;
 
+    // newAuthz (RFC 8555 §7.4.1): its nonce rides the same lookup as newOrder's.
+    let new_authz = c.url("newAuthz");
+    let pre = json!({"identifier": {"type": "dns", "value": "pre.routers.example.com"}});
+    let body = c.signed(&new_authz, Some(&pre)).await;
+    let r = send(&c, &new_authz, &body).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_replay_refused(&env, &c, &new_authz, &body, "newAuthz").await;
+
     // Authorization, POST-as-GET.
     let authz_url = order["authorizations"][0]
         .as_str()

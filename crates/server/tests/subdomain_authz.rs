@@ -280,3 +280,55 @@ async fn subdomain_authorization_covers_the_accounts_subdomains_only() {
     .await;
     support::authz::assert_challenged(&o, &authzs);
 }
+
+/// newAuthz reads what it decides on with the lookup newOrder makes, which on PostgreSQL also
+/// spends the nonce and takes the account's newOrder token (one statement), and then stores
+/// the authorization: two storage steps, counted by the server's own
+/// `fleetca_db_operation_duration_seconds`. It draws on that bucket like an order: with two
+/// per hour, the third is refused with `rateLimited` and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_authz_reads_once_and_draws_on_the_order_bucket() {
+    // Starting the server waits for it with blocking requests.
+    let ca = tokio::task::block_in_place(|| {
+        let mut ca = Fleetca::init(&["home.arpa"]);
+        ca.set_rate_limits("new_orders_per_account_per_hour = 2");
+        ca.serve(free_port(), free_port(), free_port());
+        ca
+    });
+    let root = ca.root_pem().to_string();
+    let mut c = Client::new(&ca.directory_url(), &root).await;
+    let r = c.new_account().await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let ops = [
+        "new_order_reads_spending",
+        "subdomain_ancestor_authzs",
+        "insert_authz",
+    ];
+    // The scrape blocks on a runtime of its own.
+    let calls = || tokio::task::block_in_place(|| support::metrics::db_calls(&ca, ops));
+    for name in ["a.home.arpa", "b.home.arpa"] {
+        let before = calls();
+        let r = new_authz(
+            &c,
+            json!({ "identifier": { "type": "dns", "value": name } }),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let after = calls();
+        let made: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        assert_eq!(made, [1.0, 0.0, 1.0], "{name}: {ops:?}");
+    }
+    let before = ca.counts().await;
+    let r = new_authz(
+        &c,
+        json!({ "identifier": { "type": "dns", "value": "c.home.arpa" } }),
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["type"], "urn:ietf:params:acme:error:rateLimited");
+    assert_eq!(
+        ca.counts().await,
+        before,
+        "a refused newAuthz stores nothing"
+    );
+}

@@ -63,6 +63,16 @@ impl OrderCharge {
     pub fn taken(&self) -> bool {
         self.taken.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    /// What the lookup that carried the charge says of it: `refused` (nothing taken) is the
+    /// `rateLimited` answer; otherwise the token is recorded as taken.
+    pub(super) fn settle(&self, refused: Option<crate::sa::Refusal>) -> Result<()> {
+        if let Some(r) = refused {
+            return Err((self.refused)(&self.charge, r));
+        }
+        self.taken.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 /// An authorization with its status as the client sees it now.
@@ -221,6 +231,24 @@ impl Ra {
             .await
     }
 
+    /// The lookup newOrder (and newAuthz) decides on, made before any other storage call: on
+    /// PostgreSQL one statement that also spends a pending `nonce` and takes `charge`'s
+    /// tokens (`lookup.charge` is that charge's buckets). A refused charge is the
+    /// `rateLimited` answer.
+    pub(super) async fn order_lookup(
+        &self,
+        lookup: &crate::sa::OrderLookup<'_>,
+        nonce: &Nonce,
+        charge: Option<&OrderCharge>,
+    ) -> Result<crate::sa::OrderReads> {
+        let (spend, reads) = self.sa.new_order_reads_spending(lookup, nonce).await?;
+        super::settle_nonce(spend)?;
+        if let Some(c) = charge {
+            c.settle(reads.refused)?;
+        }
+        Ok(reads)
+    }
+
     /// [`Self::new_order_with`] with the request's `nonce`, spent by the first read, before
     /// anything is written, and the rate limits' `charge`, taken by the same read.
     pub(crate) async fn new_order_spending(
@@ -309,14 +337,7 @@ impl Ra {
             wanted: &wanted,
             charge: charge.map(|c| &c.charge),
         };
-        let (spend, reads) = self.sa.new_order_reads_spending(&lookup, nonce).await?;
-        super::settle_nonce(spend)?;
-        if let Some(c) = charge {
-            if let Some(refused) = reads.refused {
-                return Err((c.refused)(&c.charge, refused));
-            }
-            c.taken.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        let reads = self.order_lookup(&lookup, nonce, charge).await?;
         let mut ancestor_authzs: super::subdomain::AncestorCache = Some(reads.ancestors);
         let lifecycle = self
             .order_lifecycle_for(tenant, &acct.id, &idents, opts)

@@ -12,13 +12,13 @@
 //! expiring no later than it, never reused by another order, and deactivated with it. Another
 //! account, even of the same tenant, never profits from it; neither do IP identifiers.
 
-use super::order::{authz_identifier, challenge_types, check_identifier, AuthzView};
+use super::order::{authz_identifier, challenge_types, check_identifier, AuthzView, OrderCharge};
 use super::statuses::identifier_type;
 use super::Ra;
 use crate::error::{Error, Result};
 use crate::ids::{new_object_id, new_token};
 use crate::sa::{
-    AccountRecord, AncestorAuthz, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState,
+    AccountRecord, AncestorAuthz, AuthzRecord, AuthzState, ChallengeRecord, ChallengeState, Nonce,
     StoredIdentifier,
 };
 use crate::tenant::Tenant;
@@ -182,6 +182,22 @@ impl Ra {
         requested: &wire::Identifier,
         subdomains: bool,
     ) -> Result<AuthzView> {
+        self.new_authz_spending(tenant, acct, requested, subdomains, &Nonce::Spent, None)
+            .await
+    }
+
+    /// [`Self::new_authz`] with the request's `nonce` and the account's newOrder tokens
+    /// (`charge`, when the buckets are kept in storage), both taken by the first read: the
+    /// lookup newOrder makes, for this one identifier (one statement on PostgreSQL).
+    pub(crate) async fn new_authz_spending(
+        &self,
+        tenant: &Tenant,
+        acct: &AccountRecord,
+        requested: &wire::Identifier,
+        subdomains: bool,
+        nonce: &Nonce,
+        charge: Option<&OrderCharge>,
+    ) -> Result<AuthzView> {
         if subdomains && requested.kind() != Some(IdentifierType::Dns) {
             return Err(Error::malformed(
                 "subdomainAuthAllowed applies to dns identifiers only (RFC 9444 §4.1)",
@@ -198,6 +214,18 @@ impl Ra {
         }
         let (stored, _) = authz_identifier(&ident);
         let now = self.clock.unix();
+        // The account's ancestor authorizations, read first, with the nonce and the tokens.
+        let wanted = [(stored.clone(), false)];
+        let lookup = crate::sa::OrderLookup {
+            tenant: &tenant.name,
+            account_id: &acct.id,
+            now,
+            min_expires: now,
+            wanted: &wanted,
+            charge: charge.map(|c| &c.charge),
+        };
+        let reads = self.order_lookup(&lookup, nonce, charge).await?;
+        let mut ancestors: AncestorCache = Some(reads.ancestors);
         let derived = |status_from: (Option<String>, Option<String>), expires: i64| AuthzRecord {
             id: new_object_id(),
             tenant: tenant.name.clone(),
@@ -220,7 +248,7 @@ impl Ra {
         {
             derived((Some(domain), None), expires)
         } else if let Some((ancestor, expires)) = self
-            .ancestor_grant(tenant, acct, (&stored, false), None, now, &mut None)
+            .ancestor_grant(tenant, acct, (&stored, false), None, now, &mut ancestors)
             .await?
             .filter(|_| !subdomains)
         {

@@ -1,7 +1,7 @@
 //! Authorizations (RFC 8555 §7.5) and challenges (§7.5.1).
 
-use super::jose::{riding, AccountPost, Riding, RidingPost};
-use super::order::stored_problem;
+use super::jose::{riding, Riding, RidingPost};
+use super::order::{refund_order_charges, stored_problem, take_order_charges};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
 use crate::error::Error;
@@ -53,10 +53,10 @@ pub(super) fn authz_object(
 }
 
 /// newAuthz (RFC 8555 §7.4.1): 201 with the authorization and its `Location`.
-pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Response {
+pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
-            let (t, acct) = (&v.tenant, &v.account);
             let body: wire::NewAuthz = v.json()?;
             if body.identifier.ancestor_domain.is_some() {
                 return Err(Error::malformed(
@@ -64,20 +64,32 @@ pub(super) async fn new_authz(State(wfe): State<Arc<Wfe>>, v: AccountPost) -> Re
                 ));
             }
             // A pre-authorization is an order's worth of work and storage: it draws from the
-            // account's newOrder bucket (§6.6), given back if nothing is made.
+            // account's newOrder bucket (§6.6), given back if nothing is made. Kept in the
+            // database, the token is taken by the request's first statement, with its nonce.
             let charges = vec![(
                 super::ratelimit::Limit::NewOrdersPerAccount,
-                acct.id.clone(),
+                v.account.id.clone(),
             )];
-            wfe.limits().take(&t.name, &charges).await?;
-            let made = wfe
-                .ra
-                .new_authz(t, acct, &body.identifier, body.subdomain_auth_allowed)
-                .await;
+            let ride = take_order_charges(&wfe, &v.tenant.name, &charges).await?;
+            let made = riding!(
+                wfe,
+                v,
+                wfe.ra
+                    .new_authz_spending(
+                        &v.tenant,
+                        &v.account,
+                        &body.identifier,
+                        body.subdomain_auth_allowed,
+                        &v.nonce,
+                        ride.as_ref()
+                    )
+                    .await
+            );
+            let t = &v.tenant;
             let view = match made {
                 Ok(view) => view,
                 Err(e) => {
-                    wfe.limits().refund(&t.name, &charges).await;
+                    refund_order_charges(&wfe, &t.name, &charges, ride.as_ref()).await;
                     return Err(e);
                 }
             };

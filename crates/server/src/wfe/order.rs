@@ -76,14 +76,7 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
             // Buckets kept in the database are taken by newOrder's first statement, with its
             // nonce; buckets in memory here, first.
             let charges = new_order_charges(&wfe, &v.tenant.name, &v.account.id, &idents);
-            let t = &v.tenant;
-            let ride = wfe
-                .limits()
-                .storage_charge(&t.name, &charges)
-                .map(|c| OrderCharge::new(c, super::ratelimit::refused_charge));
-            if ride.is_none() {
-                wfe.limits().take(&t.name, &charges).await?;
-            }
+            let ride = take_order_charges(&wfe, &v.tenant.name, &charges).await?;
             let made = riding!(
                 wfe,
                 v,
@@ -102,9 +95,7 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
             let view = match made {
                 Ok(view) => view,
                 Err(e) => {
-                    if ride.as_ref().is_none_or(OrderCharge::taken) {
-                        wfe.limits().refund(&t.name, &charges).await;
-                    }
+                    refund_order_charges(&wfe, &t.name, &charges, ride.as_ref()).await;
                     return Err(e);
                 }
             };
@@ -112,6 +103,38 @@ pub(super) async fn new_order(State(wfe): State<Arc<Wfe>>, v: RidingPost) -> Res
         }
         .await,
     )
+}
+
+/// Takes `charges` (§6.6) for a request that makes an order's worth of objects. Buckets kept
+/// in the database are taken later, by the request's first statement with its nonce: the
+/// answer is then the charge to hand the registration authority. Buckets in memory are
+/// taken here, now.
+pub(super) async fn take_order_charges(
+    wfe: &Wfe,
+    tenant: &str,
+    charges: &[Charge],
+) -> Result<Option<OrderCharge>, Error> {
+    let ride = wfe
+        .limits()
+        .storage_charge(tenant, charges)
+        .map(|c| OrderCharge::new(c, super::ratelimit::refused_charge));
+    if ride.is_none() {
+        wfe.limits().take(tenant, charges).await?;
+    }
+    Ok(ride)
+}
+
+/// Gives `charges` back after the request made nothing, unless they were never taken (the
+/// database refused them, or the request failed before its first statement).
+pub(super) async fn refund_order_charges(
+    wfe: &Wfe,
+    tenant: &str,
+    charges: &[Charge],
+    ride: Option<&OrderCharge>,
+) {
+    if ride.is_none_or(OrderCharge::taken) {
+        wfe.limits().refund(tenant, charges).await;
+    }
 }
 
 /// The buckets a newOrder draws from: the account's, and each distinct registered name's.

@@ -55,3 +55,18 @@ pub(crate) fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         })
         .fold(0.0, |a, b| a + b)
 }
+
+/// How many times `ca` has called each storage operation in `ops` so far, from its
+/// `fleetca_db_operation_duration_seconds` (one sample per call). Blocks: from an async test,
+/// call it inside `tokio::task::block_in_place`.
+pub(crate) fn db_calls<const N: usize>(ca: &Fleetca, ops: [&str; N]) -> [f64; N] {
+    let text = scrape(ca);
+    ops.map(|op| {
+        let label = format!("op=\"{op}\"");
+        sum(
+            &text,
+            "fleetca_db_operation_duration_seconds_count",
+            &[&label],
+        )
+    })
+}

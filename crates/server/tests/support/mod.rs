@@ -859,6 +859,16 @@ impl Fleetca {
         self.server = None;
     }
 
+    /// Row counts and digests of this instance's database, to check what a request stored.
+    pub(crate) async fn counts(&self) -> fleetca::sa::TableCounts {
+        fleetca::sa::open_database(&self.database_url())
+            .await
+            .expect("open the database")
+            .counts()
+            .await
+            .expect("count the rows")
+    }
+
     /// The database this instance uses (a `postgres://` URL or the SQLite file).
     pub(crate) fn database_url(&self) -> String {
         self.database
