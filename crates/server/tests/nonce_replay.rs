@@ -244,6 +244,13 @@ async fn each_issuance_request_replayed_is_bad_nonce_and_changes_nothing() {
     assert_eq!(order["status"], "valid", "{order}");
     assert_replay_refused(&env, &c, &fin_url, &body, "finalize").await;
 
+    // The order, POST-as-GET, as clients poll it after finalize.
+    let body = c.signed(&order_url, None).await;
+    let r = send(&c, &order_url, &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "valid");
+    assert_replay_refused(&env, &c, &order_url, &body, "order").await;
+
     // Certificate download.
     let cert_url = order["certificate"]
         .as_str()

@@ -1,6 +1,6 @@
 //! Orders: newOrder (RFC 8555 §7.4), order status, and finalize.
 
-use super::jose::{riding, AccountPost, Riding, RidingPost};
+use super::jose::{riding, Riding, RidingPost};
 use super::ratelimit::{Charge, Limit};
 use super::{json_response, reply, Wfe};
 use crate::clock::rfc3339;
@@ -158,12 +158,20 @@ fn new_order_charges(
 pub(super) async fn order(
     State(wfe): State<Arc<Wfe>>,
     Path((_, id)): Path<(String, String)>,
-    v: AccountPost,
+    v: RidingPost,
 ) -> Response {
+    let Riding(mut v) = v;
     reply(
         async {
             v.require_post_as_get()?;
-            let view = wfe.ra.get_order(&v.tenant, &v.account, &id).await?;
+            // Clients poll the order after finalize: its nonce rides the read.
+            let view = riding!(
+                wfe,
+                v,
+                wfe.ra
+                    .get_order_spending(&v.tenant, &v.account, &id, &v.nonce)
+                    .await
+            )?;
             Ok(order_response(&v.tenant, &view, StatusCode::OK))
         }
         .await,
