@@ -16,7 +16,6 @@ use std::path::Path;
 use std::process::Command;
 
 use client::{b64url, csr, Client, Resp};
-use fleetca::sa::TableCounts;
 use serde_json::{json, Value};
 use support::{ChallTestSrv, ChildGuard, Fleetca, Probe, Tool};
 
@@ -73,15 +72,6 @@ fn add_caa(dns: &ChallTestSrv, host: &str, tag: &str, value: &str) {
     let body = json!({"host": format!("{host}."), "policies": [{"tag": tag, "value": value}]});
     support::http_post_local(dns.management_port(), "/add-caa", &body.to_string())
         .unwrap_or_else(|e| panic!("challtestsrv add-caa: {e}"));
-}
-
-async fn counts(f: &Fleetca) -> TableCounts {
-    fleetca::sa::open_database(&f.database_url())
-        .await
-        .expect("open db")
-        .counts()
-        .await
-        .expect("counts")
 }
 
 async fn account(directory: &str, root: &str) -> Client {
@@ -191,7 +181,7 @@ async fn caa_is_rechecked_at_finalize_once_the_validation_is_old() {
 
     // 9 h later it no longer does: CAA is checked again and forbids issuance.
     let server = start(9 * HOUR, 2);
-    let before = counts(&ca).await;
+    let before = ca.counts().await;
     let r = finalize(&c, &stale, &["stale.routers.example.com"]).await;
     assert_eq!(r.problem(), "caa", "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.status, 403);
@@ -209,7 +199,7 @@ async fn caa_is_rechecked_at_finalize_once_the_validation_is_old() {
     );
     // Nothing signed or stored; the order stays ready (RFC 8555 §7.4), so it can be finalized
     // once the domain owner allows this CA again.
-    let after = counts(&ca).await;
+    let after = ca.counts().await;
     assert_eq!(after.certificates, before.certificates);
     assert_eq!(after.orders, before.orders);
     let o = c.post(&stale_url, None).await.json();
@@ -218,7 +208,7 @@ async fn caa_is_rechecked_at_finalize_once_the_validation_is_old() {
     // A CAA lookup that fails forbids issuance too (fail closed): `dns`.
     let r = finalize(&c, &broken, &["broken.routers.example.com"]).await;
     assert_eq!(r.problem(), "dns", "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(counts(&ca).await.certificates, before.certificates);
+    assert_eq!(ca.counts().await.certificates, before.certificates);
     assert!(
         !server.log().contains("certificate issued"),
         "{}",
@@ -363,7 +353,7 @@ async fn revocation_by_authorization_holders_matches_names_and_wildcards() {
     };
     let wild = issue("*.w.routers.example.com").await;
     let plain = issue("p.routers.example.com").await;
-    assert_eq!(counts(&ca).await.revoked, 0);
+    assert_eq!(ca.counts().await.revoked, 0);
 
     // A plain authorization does not cover the wildcard certificate.
     let holder = account(&directory, &root).await;
@@ -376,7 +366,7 @@ async fn revocation_by_authorization_holders_matches_names_and_wildcards() {
         String::from_utf8_lossy(&r.body)
     );
     assert_eq!(r.status, 403);
-    assert_eq!(counts(&ca).await.revoked, 0);
+    assert_eq!(ca.counts().await.revoked, 0);
 
     // A wildcard authorization does not cover the plain name.
     authorize(&holder, &dns, "*.p.routers.example.com").await;
@@ -387,16 +377,16 @@ async fn revocation_by_authorization_holders_matches_names_and_wildcards() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    assert_eq!(counts(&ca).await.revoked, 0);
+    assert_eq!(ca.counts().await.revoked, 0);
 
     // The matching authorizations do (RFC 8555 §7.6).
     authorize(&holder, &dns, "*.w.routers.example.com").await;
     let r = revoke(&holder, &wild).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(counts(&ca).await.revoked, 1);
+    assert_eq!(ca.counts().await.revoked, 1);
     authorize(&holder, &dns, "p.routers.example.com").await;
     let r = revoke(&holder, &plain).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(counts(&ca).await.revoked, 2);
+    assert_eq!(ca.counts().await.revoked, 2);
     ca.stop();
 }

@@ -51,12 +51,7 @@ impl Env {
     }
 
     async fn counts(&self) -> TableCounts {
-        fleetca::sa::open_database(&self.ca.database_url())
-            .await
-            .expect("open db")
-            .counts()
-            .await
-            .expect("counts")
+        self.ca.counts().await
     }
 
     async fn new_order(&self, c: &Client, names: &[&str], extra: Value) -> Resp {

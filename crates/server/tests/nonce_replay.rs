@@ -47,10 +47,7 @@ impl Env {
     }
 
     async fn counts(&self) -> TableCounts {
-        let db = fleetca::sa::open_database(&self.ca.database_url())
-            .await
-            .expect("open db");
-        db.counts().await.expect("counts")
+        self.ca.counts().await
     }
 }
 

@@ -53,12 +53,7 @@ impl Env {
     }
 
     async fn counts(&self) -> fleetca::sa::TableCounts {
-        fleetca::sa::open_database(&self.ca.database_url())
-            .await
-            .expect("open db")
-            .counts()
-            .await
-            .expect("counts")
+        self.ca.counts().await
     }
 }
 

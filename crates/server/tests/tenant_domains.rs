@@ -92,12 +92,7 @@ impl Env {
     }
 
     async fn counts(&self) -> fleetca::sa::TableCounts {
-        fleetca::sa::open_database(&self.ca.database_url())
-            .await
-            .expect("open db")
-            .counts()
-            .await
-            .expect("counts")
+        self.ca.counts().await
     }
 
     /// An account of the tenant, bound to EAB credential `cred` (kid, HMAC key) if given.
