@@ -7,7 +7,9 @@
 //!
 //! SoftHSM2 reads `SOFTHSM2_CONF` when a process initialises it, so one configuration (and
 //! token directory) serves this whole test binary; the `fleetca` processes inherit it. Each
-//! test has a token of its own.
+//! test has a token of its own. Every SoftHSM2 process scans the whole directory when it
+//! starts, and a scan that meets a token directory being moved fails ("Could not get info
+//! about the token"), so the test that pulls a token out runs alone ([`TOKENDIR`]).
 
 mod client;
 mod support;
@@ -16,7 +18,7 @@ use client::{b64url, csr, Client};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 use support::{
     certbot_certonly, free_port, lego_run, openssl_verify, run, temp_dir, ChallTestSrv, Challenge,
@@ -25,6 +27,18 @@ use support::{
 
 const PERMITS: &[&str] = &["routers.example.com"];
 const PIN: &str = "87654321";
+
+/// Held shared by every test for its whole run (its processes scan the token directory), and
+/// exclusively by the one that moves a token directory away.
+static TOKENDIR: RwLock<()> = RwLock::new(());
+
+fn tokendir_shared() -> RwLockReadGuard<'static, ()> {
+    TOKENDIR.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn tokendir_alone() -> RwLockWriteGuard<'static, ()> {
+    TOKENDIR.write().unwrap_or_else(|p| p.into_inner())
+}
 
 struct SoftHsm {
     module: PathBuf,
@@ -221,6 +235,8 @@ fn check_key_in_token(hsm: &SoftHsm, token: &str, ca: &Fleetca) {
 #[test]
 fn token_key_signs_certificates_crls_and_ocsp() {
     const TEST: &str = "token_key_signs_certificates_crls_and_ocsp";
+    // Declared first, dropped last: after this test's processes have stopped.
+    let _tokendir = tokendir_shared();
     let Some(hsm) = softhsm(TEST) else {
         return;
     };
@@ -317,6 +333,8 @@ fn token_key_signs_certificates_crls_and_ocsp() {
 #[test]
 fn p384_and_rsa_token_keys_issue() {
     const TEST: &str = "p384_and_rsa_token_keys_issue";
+    // Declared first, dropped last: after this test's processes have stopped.
+    let _tokendir = tokendir_shared();
     let Some(hsm) = softhsm(TEST) else {
         return;
     };
@@ -411,6 +429,9 @@ async fn metrics(ca: &Fleetca) -> String {
 #[test]
 fn a_removed_token_refuses_issuance_with_retry_after_and_stores_nothing() {
     const TEST: &str = "a_removed_token_refuses_issuance_with_retry_after_and_stores_nothing";
+    // It moves its token directory away under the running server: no other SoftHSM2
+    // process may be scanning the directory then.
+    let _tokendir = tokendir_alone();
     let Some(hsm) = softhsm(TEST) else {
         return;
     };
@@ -510,6 +531,8 @@ async fn refused_while_the_token_is_gone(ca: &Fleetca, token_dir: &Path) {
 #[test]
 fn tenant_add_and_subca_csr_generate_their_keys_in_the_token() {
     const TEST: &str = "tenant_add_and_subca_csr_generate_their_keys_in_the_token";
+    // Declared first, dropped last: after this test's processes have stopped.
+    let _tokendir = tokendir_shared();
     let Some(hsm) = softhsm(TEST) else {
         return;
     };
