@@ -73,6 +73,29 @@ fn bench_skip_mode_issues_every_certificate() {
         24.0,
         "{metrics}"
     );
+    // The requests the bench says it sent per certificate are the ones the server answered:
+    // every signed POST but the four clients' newAccount, which the measured run leaves out.
+    let per_cert = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("requests per certificate: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no requests line in the report\n{out}"));
+    let posts = support::metrics::sum(
+        &metrics,
+        "fleetca_http_requests_total",
+        &["listener=\"acme\"", "method=\"POST\""],
+    );
+    let registrations = support::metrics::sum(
+        &metrics,
+        "fleetca_http_requests_total",
+        &["endpoint=\"/acme/{tenant}/new-account\"", "method=\"POST\""],
+    );
+    assert_eq!(registrations, 4.0, "{metrics}");
+    assert_eq!((per_cert * 24.0).round(), posts - registrations, "{out}");
+    // newOrder, the authorization, the challenge, finalize and the download at least.
+    assert!(per_cert >= 5.0, "{out}");
     assert!(
         f.log().contains("NOT validated"),
         "the server must warn loudly in this mode"

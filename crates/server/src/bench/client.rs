@@ -4,6 +4,7 @@
 
 use acme_types::sign::{sign_jws, AccountKey, AccountKeyKind, JwsHeader, JwsKey};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,6 +148,7 @@ impl AcmeClient {
 
     /// A fresh nonce (HEAD newNonce).
     pub async fn nonce(&self) -> Result<String, ClientError> {
+        SENT.nonces.fetch_add(1, Relaxed);
         let mut r = self.http.head(self.url("newNonce")?).send().await;
         for attempt in 1..5u64 {
             if r.is_ok() {
@@ -182,6 +184,7 @@ impl AcmeClient {
             &bytes,
         )
         .map_err(|e| ClientError::Other(e.to_string()))?;
+        SENT.posts.fetch_add(1, Relaxed);
         let r = self
             .http
             .post(url)
@@ -220,7 +223,7 @@ impl AcmeClient {
                     Ok(r)
                 }
                 Ok(r) if r.status == 503 => {
-                    BUSY_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    BUSY_ANSWERS.fetch_add(1, Relaxed);
                     Ok(r)
                 }
                 Ok(r) => return r.ok(url),
@@ -265,6 +268,7 @@ impl AcmeClient {
         done: impl Fn(&Value) -> bool,
     ) -> Result<Value, ClientError> {
         loop {
+            SENT.polls.fetch_add(1, Relaxed);
             let r = self.post(url, None).await?;
             let v = r.json();
             if done(&v) {
@@ -285,7 +289,37 @@ impl AcmeClient {
 
 /// 503 answers the bench's requests got (and retried) in this process: the report prints it,
 /// so a test can hold it against the server's own count.
-pub static BUSY_ANSWERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static BUSY_ANSWERS: AtomicU64 = AtomicU64::new(0);
+
+/// What this process's clients sent, for the report's requests per certificate: every request
+/// the server must answer costs it CPU (a signed POST, a JWS verification), so a server that
+/// makes clients poll more shows up here before it shows up in the rate.
+pub struct Sent {
+    /// Signed POSTs, retries and polls included.
+    pub posts: AtomicU64,
+    /// POSTs made by polling an authorization or order until it settled.
+    pub polls: AtomicU64,
+    /// HEAD newNonce requests (a client without a spare nonce from the previous answer).
+    pub nonces: AtomicU64,
+}
+
+impl Sent {
+    /// (posts, polls, nonces) so far.
+    pub fn snapshot(&self) -> [u64; 3] {
+        [
+            self.posts.load(Relaxed),
+            self.polls.load(Relaxed),
+            self.nonces.load(Relaxed),
+        ]
+    }
+}
+
+/// The requests this process sent (see [`Sent`]).
+pub static SENT: Sent = Sent {
+    posts: AtomicU64::new(0),
+    polls: AtomicU64::new(0),
+    nonces: AtomicU64::new(0),
+};
 
 #[cfg(test)]
 mod tests {

@@ -140,6 +140,17 @@ impl Report {
     }
 }
 
+/// Requests per certificate over the measured run, from two [`client::Sent`] snapshots.
+fn requests_line(before: [u64; 3], after: [u64; 3], certs: usize) -> String {
+    let per = |i: usize| after[i].saturating_sub(before[i]) as f64 / certs.max(1) as f64;
+    format!(
+        "requests per certificate: {:.2} signed POSTs ({:.2} of them polls), {:.2} newNonce",
+        per(0),
+        per(1),
+        per(2)
+    )
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -222,6 +233,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let run_id = crate::ids::new_id().to_lowercase().replace(['-', '_'], "");
     let start = Instant::now();
     let cpu_before = server_cpu();
+    let sent_before = client::SENT.snapshot();
     let mut tasks = Vec::new();
     for (c, client) in clients.into_iter().enumerate() {
         let (args, next, tokens, run_id) =
@@ -277,6 +289,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     report.elapsed = start.elapsed();
     report.latencies.sort();
+    report.extra.push(requests_line(
+        sent_before,
+        client::SENT.snapshot(),
+        report.ok,
+    ));
     report.extra.extend(served_line());
     report.server_cpu = cpu_before.zip(server_cpu()).map(|(a, b)| b - a);
     if let Some((mut pg, before)) = pg {
