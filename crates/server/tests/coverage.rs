@@ -66,18 +66,7 @@ fn serve(f: &Fleetca, port: u16, dns: u16, http01: u16, offset: i64, n: u32) -> 
 
 impl Server {
     fn admin(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(u) = text.lines().find_map(|l| {
-                l.split_once("Admin (dashboard, /api, /metrics) on ")
-                    .map(|(_, u)| u.trim().to_string())
-            }) {
-                return u;
-            }
-            assert!(Instant::now() < deadline, "no admin URL\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        support::metrics::admin_url(&self.log)
     }
 }
 

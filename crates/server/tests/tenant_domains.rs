@@ -551,16 +551,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The admin listener's base URL, as `serve` printed it.
 fn admin_url(ca: &Fleetca) -> String {
-    let mut url = None;
-    wait_until("the admin URL", || {
-        let text = std::fs::read_to_string(ca.scratch().join("fleetca.log")).unwrap_or_default();
-        url = text.lines().find_map(|l| {
-            l.split_once("Admin (dashboard, /api, /metrics) on ")
-                .map(|(_, u)| u.trim().to_string())
-        });
-        url.is_some()
-    });
-    url.unwrap_or_default()
+    support::metrics::admin_url(&ca.scratch().join("fleetca.log"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

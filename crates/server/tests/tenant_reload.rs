@@ -289,14 +289,7 @@ fn pg_node(
         Some(&mut guard),
     )
     .expect("node up");
-    let admin = std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.split_once("Admin (dashboard, /api, /metrics) on ")
-                .map(|(_, u)| u.trim().to_string())
-        })
-        .expect("admin URL in the log");
+    let admin = support::metrics::admin_url(log);
     (guard, port, admin)
 }
 

@@ -5,7 +5,6 @@
 use crate::client::Client;
 use crate::support::{self, ChallTestSrv, Fleetca, Tool};
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 pub(crate) const PERMITS: &[&str] = &["routers.example.com"];
 
@@ -104,19 +103,5 @@ impl Env {
 
 /// The admin listener's base URL, as `serve` printed it.
 pub(crate) fn admin_url(ca: &Fleetca) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(ca.scratch().join("fleetca.log")).unwrap_or_default();
-        if let Some(url) = text.lines().find_map(|l| {
-            l.split_once("Admin (dashboard, /api, /metrics) on ")
-                .map(|(_, u)| u.trim().to_string())
-        }) {
-            return url;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve printed no admin URL:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::metrics::admin_url(&ca.scratch().join("fleetca.log"))
 }

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::{https_get, Fleetca};
 
-/// The admin listener's base URL, as the `serve` writing `log` printed it.
-fn admin_url(log: &Path) -> String {
+/// The admin listener's base URL, as the `serve` writing `log` printed it. `serve` starts
+/// the ACME listener before the admin one, so a server that answers ACME may not have printed
+/// this line yet: it is polled for.
+pub(crate) fn admin_url(log: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -933,6 +933,22 @@ impl Fleetca {
             Some(&mut guard),
         )
         .unwrap_or_else(|e| panic!("fleetca serve did not come up: {e}"));
+        // The ACME listener answers before `serve` has started the others and printed their
+        // URLs (the admin one after a storage read): wait for its last start-up line, so what
+        // a test reads from the log (`plain_http_url`, the admin URL) is there.
+        let log = self.dir.path().join("fleetca.log");
+        let start = Instant::now();
+        while !fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("CRLs and CA certificates: ")
+        {
+            assert!(
+                start.elapsed() < STARTUP_DEADLINE,
+                "serve answered but did not finish starting:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.server = Some(guard);
     }
 
