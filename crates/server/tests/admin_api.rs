@@ -358,7 +358,7 @@ async fn admin_api_scopes_openapi_actions_and_metrics() {
 fn admin_tls_serves_the_api_over_https_only() {
     let mut ca = support::Fleetca::init(admin_harness::PERMITS);
     ca.serve_with(0, 0, 0, &["--admin-tls"]);
-    let url = admin_harness::admin_url(&ca);
+    let url = ca.admin_url();
     assert!(url.starts_with("https://"), "{url}");
     let out = ca.cli(&["admin", "token", "create", "--scopes", "read", "--json"]);
     assert!(out.success(), "{out}");

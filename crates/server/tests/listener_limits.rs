@@ -239,7 +239,7 @@ async fn issue(f: &Fleetca, name: &str) {
 
 /// `fleetca_...{labels}` from the admin listener's `/metrics`, summed over matching series.
 async fn metric(f: &Fleetca, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let url = format!("{}/metrics", admin_harness::admin_url(f));
+    let url = format!("{}/metrics", f.admin_url());
     let text = client::http_client(f.root_pem())
         .get(&url)
         .send()

@@ -407,17 +407,8 @@ fn signer_gauge(metrics: &str) -> Option<f64> {
 }
 
 async fn metrics(ca: &Fleetca) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let admin = loop {
-        if let Some(url) = ca.log().lines().find_map(|l| {
-            l.split_once("Admin (dashboard, /api, /metrics) on ")
-                .map(|(_, u)| u.trim().to_string())
-        }) {
-            break url;
-        }
-        assert!(std::time::Instant::now() < deadline, "no admin URL");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // `serve_with` returned after `serve` printed every URL: this reads, it does not wait.
+    let admin = ca.admin_url();
     reqwest::get(format!("{admin}/metrics"))
         .await
         .unwrap()

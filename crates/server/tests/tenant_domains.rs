@@ -549,11 +549,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The admin listener's base URL, as `serve` printed it.
-fn admin_url(ca: &Fleetca) -> String {
-    support::metrics::admin_url(&ca.scratch().join("fleetca.log"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_api_adds_validates_lists_and_removes_domains() {
     const TEST: &str = "admin_api_adds_validates_lists_and_removes_domains";
@@ -566,7 +561,7 @@ async fn admin_api_adds_validates_lists_and_removes_domains() {
         v["token"].as_str().unwrap().to_string()
     };
     let (read, write) = (token("read"), token("read,write"));
-    let base = format!("{}/api/tenants/{TENANT}/domains", admin_url(&env.ca));
+    let base = format!("{}/api/tenants/{TENANT}/domains", env.ca.admin_url());
     let http = client::http_client(&env.root);
     let call = |url: String, tok: &str, body: Option<Value>| {
         let req = match body {

@@ -303,14 +303,25 @@ pub struct Sent {
     pub nonces: AtomicU64,
 }
 
+/// [`Sent`]'s counts at one moment.
+#[derive(Clone, Copy)]
+pub struct SentCounts {
+    /// Signed POSTs.
+    pub posts: u64,
+    /// Of them, polls.
+    pub polls: u64,
+    /// HEAD newNonce requests.
+    pub nonces: u64,
+}
+
 impl Sent {
-    /// (posts, polls, nonces) so far.
-    pub fn snapshot(&self) -> [u64; 3] {
-        [
-            self.posts.load(Relaxed),
-            self.polls.load(Relaxed),
-            self.nonces.load(Relaxed),
-        ]
+    /// The counts so far.
+    pub fn snapshot(&self) -> SentCounts {
+        SentCounts {
+            posts: self.posts.load(Relaxed),
+            polls: self.polls.load(Relaxed),
+            nonces: self.nonces.load(Relaxed),
+        }
     }
 }
 

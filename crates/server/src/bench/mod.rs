@@ -141,13 +141,13 @@ impl Report {
 }
 
 /// Requests per certificate over the measured run, from two [`client::Sent`] snapshots.
-fn requests_line(before: [u64; 3], after: [u64; 3], certs: usize) -> String {
-    let per = |i: usize| after[i].saturating_sub(before[i]) as f64 / certs.max(1) as f64;
+fn requests_line(before: client::SentCounts, after: client::SentCounts, certs: usize) -> String {
+    let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / certs.max(1) as f64;
     format!(
         "requests per certificate: {:.2} signed POSTs ({:.2} of them polls), {:.2} newNonce",
-        per(0),
-        per(1),
-        per(2)
+        per(after.posts, before.posts),
+        per(after.polls, before.polls),
+        per(after.nonces, before.nonces),
     )
 }
 

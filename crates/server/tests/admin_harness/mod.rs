@@ -27,7 +27,7 @@ impl Env {
             let mut ca = Fleetca::init(PERMITS);
             ca.serve(dns.dns_port(), support::free_port(), support::free_port());
             let root = ca.root_pem().to_string();
-            let admin = admin_url(&ca);
+            let admin = ca.admin_url();
             let http = crate::client::http_client(&root);
             Some(Env {
                 ca,
@@ -99,9 +99,4 @@ impl Env {
         let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
         fleetca::sa::normalize_serial(&x.raw_serial_as_string().replace(':', ""))
     }
-}
-
-/// The admin listener's base URL, as `serve` printed it.
-pub(crate) fn admin_url(ca: &Fleetca) -> String {
-    support::metrics::admin_url(&ca.scratch().join("fleetca.log"))
 }

@@ -197,6 +197,13 @@ pub(crate) enum Probe<'a> {
         /// PEM bundle of trusted roots.
         ca_pem: &'a Path,
     },
+    /// A file (a process's log) containing `needle`.
+    LogLine {
+        /// The file to read.
+        path: &'a Path,
+        /// The text to find in it.
+        needle: &'a str,
+    },
 }
 
 /// Polls `probe` until it succeeds or `deadline` elapses. If `child` is
@@ -232,6 +239,11 @@ pub(crate) fn wait_for(
                     Err(format!("HTTP {status}: {body}"))
                 }
             }),
+            Probe::LogLine { path, needle } => match fs::read_to_string(path) {
+                Ok(text) if text.contains(needle) => Ok(()),
+                Ok(_) => Err(format!("no {needle:?} yet")),
+                Err(e) => Err(e.to_string()),
+            },
         };
         let last_err = match attempt {
             Ok(()) => return Ok(()),
@@ -935,20 +947,16 @@ impl Fleetca {
         .unwrap_or_else(|e| panic!("fleetca serve did not come up: {e}"));
         // The ACME listener answers before `serve` has started the others and printed their
         // URLs (the admin one after a storage read): wait for its last start-up line, so what
-        // a test reads from the log (`plain_http_url`, the admin URL) is there.
-        let log = self.dir.path().join("fleetca.log");
-        let start = Instant::now();
-        while !fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("CRLs and CA certificates: ")
-        {
-            assert!(
-                start.elapsed() < STARTUP_DEADLINE,
-                "serve answered but did not finish starting:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // a test reads from the log (`plain_http_url`, `admin_url`) is there.
+        wait_for(
+            &Probe::LogLine {
+                path: &self.dir.path().join("fleetca.log"),
+                needle: "CRLs and CA certificates: ",
+            },
+            STARTUP_DEADLINE,
+            Some(&mut guard),
+        )
+        .unwrap_or_else(|e| panic!("fleetca serve answered but did not finish starting: {e}"));
         self.server = Some(guard);
     }
 
@@ -1001,6 +1009,11 @@ impl Fleetca {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// The admin listener's base URL, as `serve` printed it.
+    pub(crate) fn admin_url(&self) -> String {
+        metrics::admin_url(&self.dir.path().join("fleetca.log"))
     }
 
     /// The plain-HTTP listener's base URL (`http://ADDR`) as `serve` printed it, once it has.
